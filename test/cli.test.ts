@@ -1,0 +1,113 @@
+// The CLI as a user meets it: help for every command, JSON shapes, errors and exit codes.
+import {readFileSync, readdirSync} from 'node:fs'
+import {join} from 'node:path'
+
+import {afterAll, describe, expect, it} from 'vitest'
+
+import {REPO_ROOT, json, runCli} from '../src/test-support/cli.js'
+import {tempDir} from '../src/test-support/tmp.js'
+
+const manifest = JSON.parse(readFileSync(join(REPO_ROOT, 'oclif.manifest.json'), 'utf8')) as {
+  commands: Record<string, {summary?: string; description?: string; examples?: string[]}>
+}
+const tmp = tempDir()
+afterAll(() => tmp.cleanup())
+
+describe('help', () => {
+  it.each(Object.keys(manifest.commands))('nle %s --help explains usage, flags and examples', async (id) => {
+    const r = await runCli([...id.split(':'), '--help'])
+    expect(r.exitCode).toBe(0)
+    expect(r.stdout).toContain('USAGE')
+    expect(r.stdout).toContain(`$ nle ${id.replaceAll(':', ' ')}`)
+    expect(r.stdout).toContain('--json')
+    const c = manifest.commands[id]!
+    expect(c.summary ?? c.description, `${id} needs a summary`).toBeTruthy()
+    expect(c.examples?.length, `${id} needs examples`).toBeGreaterThan(0)
+  })
+
+  it('nle --help lists the commands', async () => {
+    const r = await runCli(['--help'])
+    expect(r.exitCode).toBe(0)
+    for (const id of Object.keys(manifest.commands).filter((i) => !i.includes(':'))) expect(r.stdout).toContain(id)
+  })
+})
+
+describe('errors', () => {
+  it('an unknown flag exits 2 with the one error format and no stack trace', async () => {
+    const r = await runCli(['init', '--bogus'])
+    expect(r.exitCode).toBe(2)
+    expect(r.stderr).toMatch(/^Error \[USAGE\]: Nonexistent flag: --bogus\nHint: /)
+    expect(r.stderr).not.toMatch(/\n\s+at /)
+  })
+
+  it('--json errors are a stable object on stdout', async () => {
+    const dir = join(tmp.dir, 'dup')
+    expect((await runCli(['init', dir, '--json'])).exitCode).toBe(0)
+    const r = await runCli(['init', dir, '--json'])
+    expect(r.exitCode).toBe(6)
+    expect(json(r)).toEqual({
+      status: 'error',
+      error: {
+        code: 'INIT_FILES_EXIST',
+        message: expect.stringContaining('nothing was written'),
+        hint: expect.any(String),
+        exitCode: 6,
+        details: {existing: expect.arrayContaining(['nle.yaml'])},
+      },
+    })
+  })
+
+  it('--verbose adds the stack trace', async () => {
+    const r = await runCli(['init', join(tmp.dir, 'x'), '--name', 'Bad Name', '--verbose'])
+    expect(r.exitCode).toBe(2)
+    expect(r.stderr).toContain('Error [INIT_BAD_NAME]')
+    expect(r.stderr).toMatch(/\n\s+at /)
+  })
+})
+
+describe('nle init', () => {
+  it('--json lists the files written and the next steps', async () => {
+    const dir = join(tmp.dir, 'proj')
+    const r = await runCli(['init', dir, '--json'])
+    expect(r.exitCode).toBe(0)
+    const out = json<{dir: string; name: string; files: {path: string; bytes: number; action: string}[]; nextSteps: string[]}>(r)
+    expect(out.name).toBe('proj')
+    expect(out.files).toHaveLength(7)
+    for (const f of out.files) expect(f).toEqual({path: expect.any(String), bytes: expect.any(Number), action: 'created'})
+    expect(readdirSync(dir).sort()).toEqual(['.gitignore', 'enclave', 'nle.yaml', 'parent'])
+    expect(out.nextSteps).toContain('nle doctor')
+  })
+
+  it('prints what it wrote and the next steps for a person', async () => {
+    const r = await runCli(['init', join(tmp.dir, 'human')])
+    expect(r.exitCode).toBe(0)
+    expect(r.stdout).toContain('+ nle.yaml')
+    expect(r.stdout).toContain('Next steps:')
+  })
+})
+
+describe('nle doctor', () => {
+  it('with an empty PATH reports every tool missing and exits 1', async () => {
+    const r = await runCli(['doctor', '--json', '--config', join(tmp.dir, 'none.yaml')], {env: {PATH: ''}})
+    expect(r.exitCode).toBe(1)
+    const out = json<{ok: boolean; missing: string[]; checks: {id: string; status: string}[]}>(r)
+    expect(out.ok).toBe(false)
+    for (const tool of ['docker', 'nitro-cli', 'socat', 'allocator', 'nitro-device']) expect(out.missing).toContain(tool)
+    expect(out.checks.find((c) => c.id === 'node')?.status).toBe('ok')
+  })
+
+  it('passes --for dev in an initialised project and prints a table', async () => {
+    const dir = join(tmp.dir, 'devproj')
+    await runCli(['init', dir])
+    const r = await runCli(['doctor', '--for', 'dev'], {cwd: dir})
+    expect(r.exitCode).toBe(0)
+    expect(r.stdout).toMatch(/\* +nle\.yaml +ok +version 1/)
+    expect(r.stdout).toContain('Ready for "dev"')
+  })
+
+  it('rejects an unknown workflow with a usage error', async () => {
+    const r = await runCli(['doctor', '--for', 'everything'])
+    expect(r.exitCode).toBe(2)
+    expect(r.stderr).toContain('Error [USAGE]')
+  })
+})
