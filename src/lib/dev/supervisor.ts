@@ -1,0 +1,127 @@
+/**
+ * Runs a set of child processes in the foreground for `nle dev` and `nle demo`: starts each,
+ * waits until it says it is ready (a JSON line on stdout), and stops all of them — children
+ * first in reverse start order, SIGTERM then SIGKILL — so nothing is left running. A child that
+ * dies on its own makes `exited` reject, with the tail of its stderr.
+ */
+import {type ChildProcess, spawn} from 'node:child_process'
+import {createInterface} from 'node:readline'
+
+import {ExitCode, NleError, tail} from '../errors.js'
+
+export interface ChildSpec {
+  name: string
+  command: string
+  args: readonly string[]
+  env?: NodeJS.ProcessEnv
+  cwd?: string
+  /** How long to wait for the ready line (ms). */
+  readyTimeoutMs?: number
+}
+
+/** The first stdout line that parses as a JSON object with `"ready": true` is the ready signal. */
+export interface ReadyMessage {
+  ready: true
+  [key: string]: unknown
+}
+
+export interface RunningChild {
+  name: string
+  pid: number
+  ready: ReadyMessage
+}
+
+export type SupervisorErrorCode = 'DEV_CHILD_FAILED' | 'DEV_CHILD_NOT_READY'
+
+export class Supervisor {
+  private readonly children: {spec: ChildSpec; proc: ChildProcess; stderr: string[]}[] = []
+  private stopping = false
+  private rejectExited: ((e: Error) => void) | undefined
+  /** Rejects when any child exits while the supervisor is not stopping. */
+  readonly exited: Promise<never>
+
+  constructor() {
+    this.exited = new Promise<never>((_, reject) => {
+      this.rejectExited = reject
+    })
+    this.exited.catch(() => undefined)
+  }
+
+  async start(spec: ChildSpec): Promise<RunningChild> {
+    const proc = spawn(spec.command, [...spec.args], {
+      cwd: spec.cwd,
+      env: {...process.env, ...spec.env},
+      stdio: ['ignore', 'pipe', 'pipe'],
+    })
+    const entry = {spec, proc, stderr: [] as string[]}
+    this.children.push(entry)
+    // Keep only a bounded tail of stderr, for error messages. Children never log content.
+    proc.stderr!.setEncoding('utf8').on('data', (chunk: string) => {
+      entry.stderr.push(chunk)
+      if (entry.stderr.length > 50) entry.stderr.splice(0, entry.stderr.length - 50)
+    })
+    const lines = createInterface({input: proc.stdout!})
+    const ready = new Promise<ReadyMessage>((resolve, reject) => {
+      const timer = setTimeout(
+        () =>
+          reject(
+            new NleError<SupervisorErrorCode>('DEV_CHILD_NOT_READY', `${spec.name} did not become ready within ${spec.readyTimeoutMs ?? 30_000} ms`, {
+              exitCode: ExitCode.CHECK_FAILED,
+              hint: 'Re-run with --verbose to see its log.',
+              details: {stderrTail: tail(entry.stderr.join(''))},
+            }),
+          ),
+        spec.readyTimeoutMs ?? 30_000,
+      )
+      lines.on('line', (line) => {
+        try {
+          const msg = JSON.parse(line) as {ready?: unknown}
+          if (msg && msg.ready === true) {
+            clearTimeout(timer)
+            resolve(msg as ReadyMessage)
+          }
+        } catch {
+          // not a control line
+        }
+      })
+      proc.once('exit', (code, signal) => {
+        clearTimeout(timer)
+        const error = new NleError<SupervisorErrorCode>(
+          'DEV_CHILD_FAILED',
+          `${spec.name} exited (${signal ?? `code ${code}`})${this.stopping ? '' : ' unexpectedly'}`,
+          {exitCode: ExitCode.CHECK_FAILED, hint: 'See its stderr below; fix the cause and start again.', details: {stderrTail: tail(entry.stderr.join(''))}},
+        )
+        reject(error)
+        if (!this.stopping) this.rejectExited?.(error)
+      })
+      proc.once('error', (err) => {
+        clearTimeout(timer)
+        reject(new NleError<SupervisorErrorCode>('DEV_CHILD_FAILED', `${spec.name} could not start: ${err.message}`, {exitCode: ExitCode.CHECK_FAILED, cause: err}))
+      })
+    })
+    try {
+      return {name: spec.name, pid: proc.pid ?? -1, ready: await ready}
+    } catch (error) {
+      await this.stopAll()
+      throw error
+    }
+  }
+
+  /** Stop every child, newest first. Resolves when all have exited. */
+  async stopAll(graceMs = 5000): Promise<void> {
+    this.stopping = true
+    for (const {proc} of [...this.children].reverse()) {
+      if (proc.exitCode !== null || proc.signalCode !== null) continue
+      const gone = new Promise<void>((resolve) => proc.once('exit', () => resolve()))
+      proc.kill('SIGTERM')
+      const timer = setTimeout(() => proc.kill('SIGKILL'), graceMs)
+      await gone
+      clearTimeout(timer)
+    }
+    this.children.length = 0
+  }
+
+  get pids(): number[] {
+    return this.children.map((c) => c.proc.pid ?? -1)
+  }
+}
