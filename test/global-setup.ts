@@ -3,12 +3,11 @@
 // (tsc still emits; `npm run typecheck` is the gate for them). The oclif manifest is *not*
 // regenerated here: test/sync.test.ts checks that the committed one is in sync.
 import {spawnSync} from 'node:child_process'
-import {existsSync, rmSync} from 'node:fs'
+import {existsSync} from 'node:fs'
 import {fileURLToPath} from 'node:url'
 
 export default function setup(): void {
   const root = fileURLToPath(new URL('..', import.meta.url))
-  rmSync(`${root}/dist`, {recursive: true, force: true})
   const r = spawnSync(process.execPath, [`${root}/node_modules/typescript/bin/tsc`, '-p', `${root}/tsconfig.build.json`], {cwd: root, encoding: 'utf8'})
   if (r.status !== 0) process.stderr.write(`global-setup: tsc reported type errors (tests run anyway; see npm run typecheck):\n${r.stdout.split('\n').slice(0, 5).join('\n')}\n`)
   if (!existsSync(`${root}/dist/commands`)) throw new Error('global-setup: tsc produced no dist/commands')

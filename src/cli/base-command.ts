@@ -45,8 +45,8 @@ export abstract class BaseCommand<T extends typeof Command> extends Command {
     if (err.oclif?.exit === 0) throw err
     const nle: NleError = isNleError(err)
       ? err
-      : err.oclif?.exit === ExitCode.USAGE || /Unexpected argument|Nonexistent flag|Missing required flag|Expected --/.test(err.message)
-        ? new NleError('USAGE', err.message.split('\n')[0] ?? err.message, {
+      : err.oclif?.exit === ExitCode.USAGE || /Unexpected argument|Nonexistent flag|Missing required flag|Expected --|--\S+=\S* cannot also be provided|All of the following must be provided|Exactly one of the following|Missing \d+ required arg|Parsing --/.test(err.message)
+        ? new NleError('USAGE', usageMessage(err.message), {
             exitCode: ExitCode.USAGE,
             hint: `Run \`nle ${this.id?.replaceAll(':', ' ') ?? ''} --help\` for usage.`,
           })
@@ -62,4 +62,13 @@ export abstract class BaseCommand<T extends typeof Command> extends Command {
     }
     return this.exit(nle.exitCode)
   }
+}
+
+/** oclif's parse errors span several lines ("The following error occurred:", the fault, a help pointer): keep the facts. */
+function usageMessage(message: string): string {
+  const lines = message
+    .split('\n')
+    .map((l) => l.trim())
+    .filter((l) => l && !/^The following errors? occurred:?$/.test(l) && !/^See more help with --help$/.test(l))
+  return lines.reduce((acc, l) => (acc ? `${acc}${acc.endsWith(':') ? ' ' : '; '}${l.replaceAll(/\s+/g, ' ')}` : l.replaceAll(/\s+/g, ' ')), '') || message
 }

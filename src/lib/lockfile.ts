@@ -1,0 +1,207 @@
+/**
+ * The measurements lockfile (`nle.lock.json`): the single record of what enclave image was built,
+ * which every later step (KMS key policy, CI drift check, client pins, attestation verification)
+ * reads instead of recomputing. Schema: docs/lockfile.md.
+ *
+ * Reading is strict (unknown keys, wrong casing, wrong lengths are all errors): a lockfile is a
+ * security input, so anything unexpected fails closed. Writing is deterministic: keys sorted at
+ * every level, 2-space indentation, one trailing newline, so the same content gives the same bytes.
+ */
+import {mkdir, readFile, rename, rm, writeFile} from 'node:fs/promises'
+import {dirname} from 'node:path'
+
+import {z} from 'zod'
+
+import {ExitCode, NleError} from './errors.js'
+
+export const DEFAULT_LOCKFILE = 'nle.lock.json'
+export const LOCKFILE_VERSION = 1
+
+export type LockfileErrorCode =
+  | 'LOCKFILE_NOT_FOUND'
+  | 'LOCKFILE_UNREADABLE'
+  | 'LOCKFILE_BAD_JSON'
+  | 'LOCKFILE_UNSUPPORTED_VERSION'
+  | 'LOCKFILE_INVALID'
+  | 'LOCKFILE_WRITE_FAILED'
+
+/** 96 lowercase hex characters: a SHA-384 digest / PCR value. */
+export type Hex384 = string
+
+export interface LockfileMeasurements {
+  PCR0: Hex384
+  PCR1: Hex384
+  PCR2: Hex384
+  /** Only for a signed EIF: the PCR of the DER signing certificate. */
+  PCR8?: Hex384
+}
+
+export interface LockfileEif {
+  /** Where the EIF was written, relative to the lockfile's directory, `/`-separated. */
+  path?: string
+  /** SHA-384 of the whole EIF file, lowercase hex. */
+  sha384: Hex384
+  /** Size of the EIF file in bytes. */
+  size: number
+  /** The EIF header's format version (nle writes 4). */
+  version: number
+  /** Whether the EIF carries a signature section (then measurements.PCR8 is present). */
+  signed: boolean
+}
+
+export interface LockfileBuilder {
+  /** What produced the EIF: `nle` (docker-free builder) or `nitro-cli` (build-enclave), etc. */
+  name: string
+  /** That tool's version string. */
+  version: string
+}
+
+/**
+ * Digests of the inputs the image was built from, keyed by a name. Well-known names:
+ * `modelManifest`, `runtimeBundle`, `kernel`, `cmdline`, `ramdisk0`, `ramdisk1`, …
+ * Values are `sha256:<64 hex>` or `sha384:<96 hex>`.
+ */
+export type LockfileInputs = Record<string, string>
+
+export interface Lockfile {
+  version: 1
+  measurements: LockfileMeasurements
+  eif: LockfileEif
+  builder: LockfileBuilder
+  inputs: LockfileInputs
+}
+
+const hex384 = z.string().regex(/^[0-9a-f]{96}$/, 'must be 96 lowercase hex characters (SHA-384)')
+const digest = z
+  .string()
+  .regex(/^(sha256:[0-9a-f]{64}|sha384:[0-9a-f]{96})$/, 'must be "sha256:<64 hex>" or "sha384:<96 hex>"')
+const inputName = z.string().regex(/^[A-Za-z][A-Za-z0-9._-]{0,63}$/, 'input names are 1-64 of [A-Za-z0-9._-], starting with a letter')
+
+const schema = z.strictObject({
+  version: z.literal(1),
+  measurements: z.strictObject({PCR0: hex384, PCR1: hex384, PCR2: hex384, PCR8: hex384.optional()}),
+  eif: z.strictObject({
+    path: z
+      .string()
+      .min(1)
+      .max(4096)
+      .refine((p) => !p.includes('\\') && !p.includes('\0'), 'must be a /-separated relative path')
+      .optional(),
+    sha384: hex384,
+    size: z.number().int().nonnegative().max(Number.MAX_SAFE_INTEGER),
+    version: z.number().int().min(0).max(0xffff),
+    signed: z.boolean(),
+  }),
+  builder: z.strictObject({name: z.string().min(1).max(256), version: z.string().min(1).max(256)}),
+  inputs: z.record(inputName, digest),
+})
+
+/** Validate a parsed value as a Lockfile; throws LOCKFILE_* NleErrors. `source` names it in messages. */
+export function parseLockfile(value: unknown, source = DEFAULT_LOCKFILE): Lockfile {
+  if (typeof value === 'object' && value !== null && !Array.isArray(value) && 'version' in value) {
+    const v = (value as {version: unknown}).version
+    if (v !== LOCKFILE_VERSION) {
+      throw new NleError('LOCKFILE_UNSUPPORTED_VERSION', `${source}: lockfile version ${JSON.stringify(v)} is not supported (expected ${LOCKFILE_VERSION}).`, {
+        exitCode: ExitCode.CONFIG,
+        hint: 'Regenerate it with this version of nle (`nle eif build` or `nle build`).',
+        details: {path: source, version: v},
+      })
+    }
+  }
+  const result = schema.safeParse(value)
+  if (!result.success) {
+    const issues = result.error.issues.map((i) => `${i.path.length ? i.path.join('.') : '(root)'}: ${i.message}`)
+    throw new NleError('LOCKFILE_INVALID', `${source} is not a valid nle lockfile: ${issues[0] ?? 'invalid'}`, {
+      exitCode: ExitCode.CONFIG,
+      hint: 'Do not edit the lockfile by hand; regenerate it. Its schema is in docs/lockfile.md.',
+      details: {path: source, issues},
+    })
+  }
+  const data = result.data
+  if (data.eif.signed !== (data.measurements.PCR8 !== undefined)) {
+    throw new NleError('LOCKFILE_INVALID', `${source}: eif.signed is ${data.eif.signed} but measurements.PCR8 is ${data.measurements.PCR8 ? 'present' : 'absent'}.`, {
+      exitCode: ExitCode.CONFIG,
+      hint: 'A signed EIF has a PCR8 and an unsigned one has none; regenerate the lockfile.',
+      details: {path: source},
+    })
+  }
+  if (data.eif.path !== undefined && (data.eif.path.startsWith('/') || /^[A-Za-z]:/.test(data.eif.path))) {
+    throw new NleError('LOCKFILE_INVALID', `${source}: eif.path must be relative to the lockfile, got ${JSON.stringify(data.eif.path)}.`, {
+      exitCode: ExitCode.CONFIG,
+      details: {path: source},
+    })
+  }
+  return data as Lockfile
+}
+
+/** Read and strictly validate a lockfile. */
+export async function readLockfile(path: string): Promise<Lockfile> {
+  let text: string
+  try {
+    text = await readFile(path, 'utf8')
+  } catch (error) {
+    const code = (error as NodeJS.ErrnoException).code
+    if (code === 'ENOENT') {
+      throw new NleError('LOCKFILE_NOT_FOUND', `No lockfile at ${path}.`, {
+        exitCode: ExitCode.IO,
+        hint: 'Build the enclave image first (`nle eif build … --lockfile` or `nle build`), which writes it.',
+        details: {path},
+        cause: error,
+      })
+    }
+    throw new NleError('LOCKFILE_UNREADABLE', `Cannot read lockfile ${path}: ${(error as Error).message}`, {
+      exitCode: ExitCode.IO,
+      details: {path, errno: code},
+      cause: error,
+    })
+  }
+  let value: unknown
+  try {
+    value = JSON.parse(text)
+  } catch (error) {
+    throw new NleError('LOCKFILE_BAD_JSON', `${path} is not valid JSON: ${(error as Error).message}`, {
+      exitCode: ExitCode.CONFIG,
+      hint: 'Regenerate the lockfile; do not edit it by hand.',
+      details: {path},
+      cause: error,
+    })
+  }
+  return parseLockfile(value, path)
+}
+
+function sortKeys(value: unknown): unknown {
+  if (Array.isArray(value)) return value.map(sortKeys)
+  if (value !== null && typeof value === 'object') {
+    const out: Record<string, unknown> = {}
+    for (const key of Object.keys(value).sort()) {
+      const v = (value as Record<string, unknown>)[key]
+      if (v !== undefined) out[key] = sortKeys(v)
+    }
+    return out
+  }
+  return value
+}
+
+/** The exact bytes nle writes for a lockfile: validated, keys sorted, 2-space indent, trailing newline. */
+export function serializeLockfile(lockfile: Lockfile): string {
+  const valid = parseLockfile(lockfile, '(lockfile being written)')
+  return JSON.stringify(sortKeys(valid), null, 2) + '\n'
+}
+
+/** Validate and write a lockfile deterministically (atomically: temp file + rename). */
+export async function writeLockfile(path: string, lockfile: Lockfile): Promise<void> {
+  const text = serializeLockfile(lockfile)
+  const tmp = `${path}.${process.pid}.tmp`
+  try {
+    await mkdir(dirname(path), {recursive: true})
+    await writeFile(tmp, text, 'utf8')
+    await rename(tmp, path)
+  } catch (error) {
+    await rm(tmp, {force: true}).catch(() => undefined)
+    throw new NleError('LOCKFILE_WRITE_FAILED', `Cannot write lockfile ${path}: ${(error as Error).message}`, {
+      exitCode: ExitCode.IO,
+      details: {path, errno: (error as NodeJS.ErrnoException).code},
+      cause: error,
+    })
+  }
+}
