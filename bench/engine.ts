@@ -1,0 +1,231 @@
+// nle's engine against transformers.js's text-generation pipeline, in the same run, on the same
+// generated model files (gpt2-medium shape by default), same prompt ids, greedy, same lengths, same
+// intra-op threads. Each side runs in its own process (bench/_engine-worker.ts) so peak RSS is its own;
+// the sides alternate for NLE_BENCH_ROUNDS rounds and the best round of each counts (the machine may be
+// shared). Also: a roofline for decoding (weight bytes per token ÷ measured memory bandwidth) and the
+// size of each runtime's production dependency closure.
+//
+// Settings (environment): NLE_BENCH_PRESET (gpt2-medium | tiny), NLE_BENCH_MODEL_DIR, NLE_BENCH_THREADS (2),
+// NLE_BENCH_PROMPT_TOKENS (128), NLE_BENCH_NEW_TOKENS (64), NLE_BENCH_ROUNDS (2).
+import {execFile} from 'node:child_process'
+import {existsSync, readFileSync, readdirSync, statSync} from 'node:fs'
+import {tmpdir} from 'node:os'
+import {dirname, join} from 'node:path'
+import {fileURLToPath} from 'node:url'
+import {promisify} from 'node:util'
+import {Worker} from 'node:worker_threads'
+
+import type {BenchRow} from '../scripts/bench.js'
+import {type PresetName, parameterCount, resolvePreset, synthModel} from '../src/lib/model/synth.js'
+
+const run = promisify(execFile)
+const root = fileURLToPath(new URL('..', import.meta.url))
+
+interface WorkerResult {
+  impl: string
+  loadMs: number
+  ttftMs: number
+  prefillTokensPerSecond: number
+  decodeTokensPerSecond: number
+  generated: number
+  decodeCpuMsPerToken: number
+  peakRssBytes: number
+  tokens: number[]
+}
+
+async function side(impl: string, dir: string, threads: number, promptTokens: number, newTokens: number): Promise<WorkerResult> {
+  const {stdout} = await run(
+    process.execPath,
+    ['--import', 'tsx', '--no-warnings', join(root, 'bench', '_engine-worker.ts'), impl, dir, String(threads), String(promptTokens), String(newTokens)],
+    {cwd: root, maxBuffer: 1 << 20, env: {...process.env}},
+  )
+  return JSON.parse(stdout.trim().split('\n').at(-1) as string) as WorkerResult
+}
+
+function best(rs: WorkerResult[]): WorkerResult {
+  return {
+    impl: rs[0]!.impl,
+    loadMs: Math.min(...rs.map((r) => r.loadMs)),
+    ttftMs: Math.min(...rs.map((r) => r.ttftMs)),
+    prefillTokensPerSecond: Math.max(...rs.map((r) => r.prefillTokensPerSecond)),
+    decodeTokensPerSecond: Math.max(...rs.map((r) => r.decodeTokensPerSecond)),
+    generated: Math.min(...rs.map((r) => r.generated)),
+    decodeCpuMsPerToken: Math.min(...rs.map((r) => r.decodeCpuMsPerToken)),
+    // Peak memory is not luck: report the worst round.
+    peakRssBytes: Math.max(...rs.map((r) => r.peakRssBytes)),
+    tokens: rs[0]!.tokens,
+  }
+}
+
+/** Memory bandwidth with `threads` workers each copying its own 256 MiB buffer (read + write bytes). */
+async function memoryBandwidth(threads: number): Promise<number> {
+  const code = `
+    const {parentPort} = require('node:worker_threads')
+    const n = 256 << 20, a = Buffer.alloc(n, 1), b = Buffer.alloc(n)
+    a.copy(b); b.copy(a)
+    parentPort.once('message', () => {
+      let bestS = Infinity
+      for (let r = 0; r < 5; r++) { const t = process.hrtime.bigint(); a.copy(b); bestS = Math.min(bestS, Number(process.hrtime.bigint() - t) / 1e9) }
+      parentPort.postMessage(2 * n / bestS)
+    })`
+  const workers = Array.from({length: threads}, () => new Worker(code, {eval: true}))
+  await new Promise((r) => setTimeout(r, 1500))
+  const rates = await Promise.all(
+    workers.map(
+      (w) =>
+        new Promise<number>((resolve) => {
+          w.once('message', (v: number) => resolve(v))
+          w.postMessage('go')
+        }),
+    ),
+  )
+  await Promise.all(workers.map((w) => w.terminate()))
+  return rates.reduce((a, b) => a + b, 0)
+}
+
+/** Bytes on disk of a package closure, walking dependencies and installed optional dependencies. */
+function closureBytes(roots: string[], skip: (path: string) => boolean): {bytes: number; packages: number} {
+  const seen = new Set<string>()
+  const resolvePkg = (name: string, from: string): string | undefined => {
+    for (let d = from; ; d = dirname(d)) {
+      const candidate = join(d, 'node_modules', name)
+      if (existsSync(join(candidate, 'package.json'))) return candidate
+      if (d === dirname(d)) return undefined
+    }
+  }
+  const visit = (dir: string): void => {
+    if (seen.has(dir)) return
+    seen.add(dir)
+    const pj = JSON.parse(readFileSync(join(dir, 'package.json'), 'utf8')) as {dependencies?: object; optionalDependencies?: object}
+    for (const dep of [...Object.keys(pj.dependencies ?? {}), ...Object.keys(pj.optionalDependencies ?? {})]) {
+      const found = resolvePkg(dep, dir)
+      if (found !== undefined) visit(found)
+    }
+  }
+  for (const r of roots) {
+    const found = resolvePkg(r, root)
+    if (found === undefined) throw new Error(`package ${r} is not installed`)
+    visit(found)
+  }
+  const du = (p: string): number => {
+    if (skip(p)) return 0
+    const st = statSync(p)
+    if (!st.isDirectory()) return st.size
+    let sum = 0
+    for (const e of readdirSync(p)) if (e !== 'node_modules') sum += du(join(p, e))
+    return sum
+  }
+  let bytes = 0
+  for (const d of seen) bytes += du(d)
+  return {bytes, packages: seen.size}
+}
+
+const env = (name: string, fallback: number): number => (process.env[name] === undefined ? fallback : Number(process.env[name]))
+
+export default async function engineBench(): Promise<BenchRow[]> {
+  const preset = (process.env.NLE_BENCH_PRESET ?? 'gpt2-medium') as PresetName
+  const shape = resolvePreset(preset)
+  const threads = env('NLE_BENCH_THREADS', 2)
+  const promptTokens = env('NLE_BENCH_PROMPT_TOKENS', 128)
+  const newTokens = env('NLE_BENCH_NEW_TOKENS', 64)
+  const rounds = env('NLE_BENCH_ROUNDS', 2)
+  const dir = process.env.NLE_BENCH_MODEL_DIR ?? join(tmpdir(), `nle-bench-${preset}-seed1`)
+  if (!existsSync(join(dir, 'onnx', 'model.onnx'))) {
+    process.stderr.write(`bench: generating the ${preset} model in ${dir} (once)…\n`)
+    await synthModel({preset, outDir: dir, seed: 1})
+  }
+  const sides = ['nle', 'nle-prepack', 'transformers.js'] as const
+  const results: Record<(typeof sides)[number], WorkerResult[]> = {nle: [], 'nle-prepack': [], 'transformers.js': []}
+  for (let r = 0; r < rounds; r++) {
+    for (const impl of sides) {
+      process.stderr.write(`bench: ${impl}, round ${r + 1}/${rounds} (${preset}, ${threads} threads, ${promptTokens}+${newTokens} tokens)…\n`)
+      results[impl].push(await side(impl, dir, threads, promptTokens, newTokens))
+    }
+  }
+  const nle = best(results.nle)
+  const nlePrepack = best(results['nle-prepack'])
+  const tjs = best(results['transformers.js'])
+  const peer = (value: number): {name: string; value: number} => ({name: 'transformers.js', value})
+  const tag = `${preset}, ${threads} thr`
+
+  const bandwidth = await memoryBandwidth(threads)
+  const weightBytes = parameterCount(shape) * 4
+  const roofline = bandwidth / weightBytes
+
+  const linuxOnly = (p: string): boolean => /[\\/](darwin|win32)([\\/-]|$)|-(darwin|win32)-/.test(p)
+  const nleRuntime = ['onnxruntime-node', '@huggingface/tokenizers', '@huggingface/jinja']
+  const tjsRuntime = ['@huggingface/transformers']
+  const depsAll = {nle: closureBytes(nleRuntime, () => false), tjs: closureBytes(tjsRuntime, () => false)}
+  const depsLinux = {nle: closureBytes(nleRuntime, linuxOnly), tjs: closureBytes(tjsRuntime, linuxOnly)}
+  const MB = 1e6
+
+  const agree = [...results.nle, ...results['nle-prepack'], ...results['transformers.js']].every((r) => JSON.stringify(r.tokens) === JSON.stringify(nle.tokens))
+  return [
+    {
+      name: `greedy tokens identical to transformers.js (${nle.tokens.length} tokens, every round)`,
+      value: agree ? 1 : 0,
+      unit: agree ? '(yes)' : '(NO)',
+      target: '1',
+      pass: agree,
+    },
+    {name: `prefill tokens/s (${tag}, ${promptTokens} tokens)`, value: nle.prefillTokensPerSecond, unit: 'tok/s', peer: peer(tjs.prefillTokensPerSecond)},
+    {
+      name: `decode tokens/s (${tag}, ${newTokens} tokens)`,
+      value: nle.decodeTokensPerSecond,
+      unit: 'tok/s',
+      peer: peer(tjs.decodeTokensPerSecond),
+      target: '>= 1.10x transformers.js',
+      pass: nle.decodeTokensPerSecond >= 1.1 * tjs.decodeTokensPerSecond,
+    },
+    {name: `TTFT (${tag})`, value: nle.ttftMs, unit: 'ms', peer: peer(tjs.ttftMs), target: '<= 1.0x transformers.js', pass: nle.ttftMs <= tjs.ttftMs},
+    {
+      name: `peak RSS (${tag})`,
+      value: nle.peakRssBytes / MB,
+      unit: 'MB',
+      peer: peer(tjs.peakRssBytes / MB),
+      target: '<= 0.8x transformers.js',
+      pass: nle.peakRssBytes <= 0.8 * tjs.peakRssBytes,
+    },
+    // The same engine with ORT weight pre-packing on (EngineOptions.prepack): faster MatMuls, more memory.
+    {
+      name: `with prepack: decode tokens/s (${tag})`,
+      value: nlePrepack.decodeTokensPerSecond,
+      unit: 'tok/s',
+      peer: peer(tjs.decodeTokensPerSecond),
+      target: '>= 1.10x transformers.js',
+      pass: nlePrepack.decodeTokensPerSecond >= 1.1 * tjs.decodeTokensPerSecond,
+    },
+    {name: `with prepack: TTFT (${tag})`, value: nlePrepack.ttftMs, unit: 'ms', peer: peer(tjs.ttftMs), target: '<= 1.0x transformers.js', pass: nlePrepack.ttftMs <= tjs.ttftMs},
+    {
+      name: `with prepack: peak RSS (${tag})`,
+      value: nlePrepack.peakRssBytes / MB,
+      unit: 'MB',
+      peer: peer(tjs.peakRssBytes / MB),
+      target: '<= 0.8x transformers.js',
+      pass: nlePrepack.peakRssBytes <= 0.8 * tjs.peakRssBytes,
+    },
+    {name: `with prepack: decode CPU time per token (${tag})`, value: nlePrepack.decodeCpuMsPerToken, unit: 'ms', peer: peer(tjs.decodeCpuMsPerToken)},
+    {name: `decode CPU time per token (${tag}; robust to a busy machine)`, value: nle.decodeCpuMsPerToken, unit: 'ms', peer: peer(tjs.decodeCpuMsPerToken)},
+    {name: `model load (${tag})`, value: nle.loadMs, unit: 'ms', peer: peer(tjs.loadMs)},
+    {name: `memory bandwidth (${threads} threads, memcpy read+write)`, value: bandwidth / 1e9, unit: 'GB/s'},
+    {name: `decode roofline (${(weightBytes / MB).toFixed(0)} MB weights/token)`, value: roofline, unit: 'tok/s'},
+    {name: 'decode fraction of roofline', value: (100 * nle.decodeTokensPerSecond) / roofline, unit: '%', peer: peer((100 * tjs.decodeTokensPerSecond) / roofline)},
+    {name: 'with prepack: decode fraction of roofline', value: (100 * nlePrepack.decodeTokensPerSecond) / roofline, unit: '%', peer: peer((100 * tjs.decodeTokensPerSecond) / roofline)},
+    {
+      name: `runtime dependency closure, linux-x64 files (${depsLinux.nle.packages} vs ${depsLinux.tjs.packages} packages)`,
+      value: depsLinux.nle.bytes / MB,
+      unit: 'MB',
+      peer: peer(depsLinux.tjs.bytes / MB),
+      target: '<= 0.5x transformers.js',
+      pass: depsLinux.nle.bytes <= 0.5 * depsLinux.tjs.bytes,
+    },
+    {
+      name: 'runtime dependency closure, as npm installs it (all platforms)',
+      value: depsAll.nle.bytes / MB,
+      unit: 'MB',
+      peer: peer(depsAll.tjs.bytes / MB),
+      target: '<= 0.5x transformers.js',
+      pass: depsAll.nle.bytes <= 0.5 * depsAll.tjs.bytes,
+    },
+  ]
+}

@@ -1,0 +1,84 @@
+import {Args, Flags} from '@oclif/core'
+
+import {BaseCommand} from '../../cli/base-command.js'
+import {DTYPES, type DownloadProgress, saveModel} from '../../lib/model/index.js'
+
+export default class ModelSave extends BaseCommand<typeof ModelSave> {
+  static override summary = 'Save a model in the Hugging Face ONNX layout, checked, with a manifest of its files.'
+  static override description = `SOURCE is a local folder (config.json, tokenizer.json, tokenizer_config.json, onnx/model.onnx or onnx/model_quantized.onnx, as Optimum exports them) or a Hugging Face Hub repository id such as onnx-community/bloom-560m-ONNX.
+Hub downloads resume after an interruption (run the command again), follow HF_ENDPOINT, send HF_TOKEN (or --token) as a bearer token, and check each LFS file against its sha256 oid. The ONNX must be a decoder with past_key_values inputs and present outputs.
+Writes OUT/nle-model.json: every file with its size and sha256. The EIF build copies exactly these files; the lockfile records the manifest's digest.`
+  static override examples = [
+    '<%= config.bin %> model save ./exports/bloom-560m --out model',
+    '<%= config.bin %> model save onnx-community/bloom-560m-ONNX --revision main --dtype q8 --out model',
+    'HF_ENDPOINT=https://hub.internal <%= config.bin %> model save org/model --out model --json',
+  ]
+  static override args = {
+    source: Args.string({description: 'A model folder, or a hub repository id (owner/name).', required: true}),
+  }
+  static override flags = {
+    out: Flags.directory({char: 'o', description: 'Folder to save the model into.', default: 'model'}),
+    dtype: Flags.option({options: DTYPES, description: 'Which ONNX variant: fp32 (onnx/model.onnx) or q8 (onnx/model_quantized.onnx).', default: 'fp32' as const})(),
+    revision: Flags.string({description: 'Hub branch, tag or commit.', default: 'main'}),
+    token: Flags.string({description: 'Hub access token (default: $HF_TOKEN).', env: 'HF_TOKEN'}),
+    endpoint: Flags.string({description: 'Hub address (default: $HF_ENDPOINT or https://huggingface.co).'}),
+    force: Flags.boolean({description: 'Replace a model already saved in --out.'}),
+  }
+
+  async run(): Promise<{dir: string; manifest: string; manifestDigest: string; source: unknown; files: number; totalBytes: number}> {
+    const {flags, args} = this
+    const bar = this.interactive ? progressBar() : undefined
+    const result = await saveModel({
+      source: args.source,
+      outDir: flags.out,
+      dtype: flags.dtype,
+      revision: flags.revision,
+      force: flags.force,
+      hub: {
+        ...(flags.token === undefined ? {} : {token: flags.token}),
+        ...(flags.endpoint === undefined ? {} : {endpoint: flags.endpoint}),
+      },
+      ...(bar === undefined ? {} : {onProgress: bar.update}),
+    })
+    bar?.done()
+    const data = {
+      dir: result.dir,
+      manifest: result.manifestPath,
+      manifestDigest: result.manifestDigest,
+      source: result.manifest.source,
+      files: result.manifest.files.length,
+      totalBytes: result.manifest.totalBytes,
+    }
+    if (!this.jsonEnabled()) {
+      this.log(`Saved ${data.files} files (${mb(data.totalBytes)}) to ${data.dir}`)
+      this.log(`Manifest: ${data.manifest} (${data.manifestDigest})`)
+    }
+    return data
+  }
+}
+
+function mb(bytes: number): string {
+  return `${(bytes / 1e6).toFixed(1)} MB`
+}
+
+/** A one-line download bar on stderr (only when stdout is a TTY and not --json). */
+function progressBar(): {update: (p: DownloadProgress) => void; done: () => void} {
+  let last = 0
+  let shown = false
+  return {
+    update(p) {
+      const now = Date.now()
+      if (now - last < 100 && p.received !== p.total) return
+      last = now
+      shown = true
+      const width = 28
+      const frac = p.total ? Math.min(1, p.received / p.total) : 0
+      const filled = Math.round(frac * width)
+      const bar = p.total ? `[${'#'.repeat(filled)}${'-'.repeat(width - filled)}] ${(frac * 100).toFixed(0).padStart(3)}%` : ''
+      process.stderr.write(`\r\u001B[2K${p.file} ${bar} ${mb(p.received)}${p.total ? ` / ${mb(p.total)}` : ''}${p.resumedFrom > 0 ? ' (resumed)' : ''}`)
+    },
+    done() {
+      if (shown) process.stderr.write('\n')
+    },
+  }
+}

@@ -1,0 +1,248 @@
+// The generation loop: tokenize (or apply the chat template), prefill the prompt, then decode one
+// token at a time through the KV cache, choosing each with the sampler, until a stop token, a stop
+// string, max tokens, the context size or cancellation. Text is streamed as an async iterator.
+import {randomInt} from 'node:crypto'
+import {stat} from 'node:fs/promises'
+import {join} from 'node:path'
+import {performance} from 'node:perf_hooks'
+
+import {ModelError} from '../model/errors.js'
+import {type Dtype, ONNX_FILE, readDecoderConfig, type DecoderConfig} from '../model/layout.js'
+import {EngineError} from './errors.js'
+import {Sampler, type SamplingOptions, validateSampling} from './sampling.js'
+import {DecoderSession, type SessionOptions} from './session.js'
+import {IncrementalDecoder, StopMatcher} from './stream.js'
+import {type ChatMessage, TextTokenizer} from './tokenizer.js'
+
+export interface EngineOptions extends SessionOptions {
+  /** Which ONNX variant to run (default fp32). */
+  dtype?: Dtype
+}
+
+/** What to continue: a plain prompt, chat messages (through the chat template), or token ids. */
+export type GenerateInput = {prompt: string} | {messages: readonly ChatMessage[]} | {inputIds: readonly number[]}
+
+export interface GenerateOptions extends SamplingOptions {
+  /** Most tokens to generate (default 256; also bounded by the model's context). */
+  maxTokens?: number
+  /** Generation ends before the first of these strings; it is not part of the text. */
+  stop?: readonly string[]
+  /** Token ids that end generation, besides the model's end-of-sequence tokens. */
+  stopTokenIds?: readonly number[]
+  /** Aborting ends the stream after the current step with finishReason "cancelled". */
+  signal?: AbortSignal
+}
+
+export type FinishReason = 'stop' | 'length' | 'cancelled'
+
+export interface GenerationMetrics {
+  promptTokens: number
+  generatedTokens: number
+  /** Request start to the first generated token (tokenization + prefill + sampling). */
+  ttftMs: number
+  prefillMs: number
+  decodeMs: number
+  totalMs: number
+  prefillTokensPerSecond: number
+  /** Tokens after the first, per second of decoding. */
+  decodeTokensPerSecond: number
+}
+
+export interface StreamChunk {
+  /** New text: never part of a UTF-8 character nor of a stop string. May be '' when only ids advanced. */
+  text: string
+  /** Ids generated since the previous chunk. */
+  tokenIds: number[]
+}
+
+export interface GenerateResult {
+  text: string
+  tokenIds: number[]
+  finishReason: FinishReason
+  /** Which stop string or token ended generation, when finishReason is "stop". */
+  stoppedBy?: {string: string} | {tokenId: number}
+  /** The sampling seed used (drawn at random when none was given). */
+  seed: number
+  metrics: GenerationMetrics
+}
+
+export class Engine {
+  private closed = false
+
+  private constructor(
+    readonly dir: string,
+    readonly tokenizer: TextTokenizer,
+    readonly decoder: DecoderSession,
+    readonly config: DecoderConfig,
+    private readonly eosIds: ReadonlySet<number>,
+  ) {}
+
+  /** Loads a model folder in the HF ONNX layout (as `nle model save` / `nle model synth` write it). */
+  static async load(dir: string, options: EngineOptions = {}): Promise<Engine> {
+    try {
+      if (!(await stat(dir)).isDirectory()) throw new Error('not a folder')
+    } catch (cause) {
+      throw new EngineError('ENGINE_MODEL_NOT_FOUND', `Model folder ${dir} does not exist.`, {cause, details: {dir}})
+    }
+    let config: DecoderConfig
+    try {
+      config = await readDecoderConfig(dir)
+    } catch (cause) {
+      const message = cause instanceof ModelError ? cause.message : `${dir}/config.json could not be read.`
+      throw new EngineError('ENGINE_CONFIG_INVALID', message, {cause, details: {dir}})
+    }
+    const tokenizer = await TextTokenizer.load(dir)
+    const onnxPath = join(dir, ONNX_FILE[options.dtype ?? 'fp32'])
+    try {
+      await stat(onnxPath)
+    } catch (cause) {
+      throw new EngineError('ENGINE_MODEL_NOT_FOUND', `${onnxPath} does not exist.`, {cause, details: {path: onnxPath}})
+    }
+    const headDim = config.hiddenSize !== undefined && config.numHeads ? config.hiddenSize / config.numHeads : undefined
+    let decoder: DecoderSession
+    try {
+      decoder = await DecoderSession.create(
+        onnxPath,
+        {numLayers: config.numLayers, numHeads: config.numHeads, headDim, vocabSize: config.vocabSize},
+        options,
+      )
+    } catch (cause) {
+      if (cause instanceof ModelError) {
+        throw new EngineError('ENGINE_SESSION_FAILED', cause.message, {cause, hint: cause.hint, details: cause.details})
+      }
+      throw cause
+    }
+    const eos = new Set(config.eosTokenIds)
+    const fromTokenizer = tokenizer.specialTokenId('eos_token')
+    if (eos.size === 0 && fromTokenizer !== undefined) eos.add(fromTokenizer)
+    return new Engine(dir, tokenizer, decoder, config, eos)
+  }
+
+  get threads(): number {
+    return this.decoder.threads
+  }
+
+  /** The prompt's token ids as the engine will feed them. */
+  promptIds(input: GenerateInput): number[] {
+    if ('inputIds' in input) return [...input.inputIds]
+    // A rendered chat template already holds its special tokens (as in transformers).
+    if ('messages' in input) return this.tokenizer.encode(this.tokenizer.applyChatTemplate(input.messages), false)
+    return this.tokenizer.encode(input.prompt)
+  }
+
+  /** Generates and streams. The iterator's return value is the full result with metrics. */
+  async *stream(input: GenerateInput, options: GenerateOptions = {}): AsyncGenerator<StreamChunk, GenerateResult, void> {
+    if (this.closed) throw new EngineError('ENGINE_CLOSED', 'The engine was closed.')
+    validateSampling(options)
+    const maxTokens = options.maxTokens ?? 256
+    if (!Number.isInteger(maxTokens) || maxTokens < 1) throw new EngineError('ENGINE_BAD_OPTIONS', 'maxTokens must be an integer >= 1.')
+    const stops = (options.stop ?? []).filter((s) => s.length > 0)
+    const t0 = performance.now()
+    const prompt = this.promptIds(input)
+    if (prompt.length === 0) {
+      throw new EngineError('ENGINE_PROMPT_EMPTY', 'The prompt has no tokens.', {hint: 'Send a non-empty prompt.'})
+    }
+    const context = this.config.maxPositions
+    if (context !== undefined && prompt.length >= context) {
+      throw new EngineError('ENGINE_PROMPT_TOO_LONG', `The prompt has ${prompt.length} tokens; the model's context is ${context}.`, {
+        hint: 'Shorten the prompt.',
+        details: {promptTokens: prompt.length, context},
+      })
+    }
+    const limit = Math.min(maxTokens, context === undefined ? Infinity : context - prompt.length)
+    const stopIds = new Set([...this.eosIds, ...(options.stopTokenIds ?? [])])
+    // Without a seed, sampling draws one, and the result reports it so the output can be reproduced.
+    const seed = options.seed ?? randomInt(2 ** 31)
+    const sampler = new Sampler({...options, seed}, prompt)
+    const textDecoder = new IncrementalDecoder(this.tokenizer)
+    const matcher = new StopMatcher(stops)
+    const generated: number[] = []
+    let text = ''
+    let finishReason: FinishReason = 'length'
+    let stoppedBy: GenerateResult['stoppedBy']
+    let ttft = 0
+    let prefillMs = 0
+    let decodeStart = 0
+
+    if (options.signal?.aborted) {
+      finishReason = 'cancelled'
+    } else {
+      let step = await this.decoder.forward(prompt, this.decoder.emptyCache(this.config.numHeads))
+      prefillMs = performance.now() - t0
+      for (;;) {
+        const id = sampler.next(step.lastLogits)
+        if (generated.length === 0) {
+          ttft = performance.now() - t0
+          decodeStart = performance.now()
+        }
+        if (stopIds.has(id)) {
+          finishReason = 'stop'
+          stoppedBy = {tokenId: id}
+          break
+        }
+        generated.push(id)
+        const {text: safe, stop} = matcher.push(textDecoder.push(id))
+        text += safe
+        if (stop !== undefined) {
+          yield {text: safe, tokenIds: [id]}
+          finishReason = 'stop'
+          stoppedBy = {string: stop}
+          break
+        }
+        yield {text: safe, tokenIds: [id]}
+        if (generated.length >= limit) break
+        if (options.signal?.aborted) {
+          finishReason = 'cancelled'
+          break
+        }
+        step = await this.decoder.forward([id], step.cache)
+      }
+    }
+    if (stoppedBy === undefined || !('string' in stoppedBy)) {
+      const {text: rest, stop} = matcher.push(textDecoder.flush())
+      const tail = stop === undefined ? rest + matcher.flush() : rest
+      if (stop !== undefined) {
+        finishReason = 'stop'
+        stoppedBy = {string: stop}
+      }
+      if (tail.length > 0) {
+        text += tail
+        yield {text: tail, tokenIds: []}
+      }
+    }
+    const end = performance.now()
+    const decodeMs = generated.length > 0 ? end - decodeStart : 0
+    return {
+      text,
+      tokenIds: generated,
+      finishReason,
+      ...(stoppedBy === undefined ? {} : {stoppedBy}),
+      seed,
+      metrics: {
+        promptTokens: prompt.length,
+        generatedTokens: generated.length,
+        ttftMs: ttft,
+        prefillMs,
+        decodeMs,
+        totalMs: end - t0,
+        prefillTokensPerSecond: prefillMs > 0 ? (prompt.length * 1000) / prefillMs : 0,
+        decodeTokensPerSecond: decodeMs > 0 && generated.length > 1 ? ((generated.length - 1) * 1000) / decodeMs : 0,
+      },
+    }
+  }
+
+  /** Generates to the end and returns the result (the stream, consumed). */
+  async generate(input: GenerateInput, options: GenerateOptions = {}): Promise<GenerateResult> {
+    const it = this.stream(input, options)
+    for (;;) {
+      const r = await it.next()
+      if (r.done) return r.value
+    }
+  }
+
+  async close(): Promise<void> {
+    if (this.closed) return
+    this.closed = true
+    await this.decoder.release()
+  }
+}

@@ -1,0 +1,5 @@
+export {Engine} from './engine.js'
+export type {FinishReason, GenerateInput, GenerateOptions, GenerateResult, GenerationMetrics, EngineOptions, StreamChunk} from './engine.js'
+export {EngineError, type EngineErrorCode} from './errors.js'
+export type {SamplingOptions} from './sampling.js'
+export type {ChatMessage} from './tokenizer.js'

@@ -1,0 +1,6 @@
+export {ModelError, type ModelErrorCode} from './errors.js'
+export {saveModel, recordManifest, validateModelFolder, sourceKind, type SaveOptions, type SaveResult} from './save.js'
+export {synthModel, PRESETS, PRESET_NAMES, resolvePreset, type PresetName, type SynthResult} from './synth.js'
+export {MANIFEST_FILE, readManifest, type ModelManifest} from './manifest.js'
+export {DTYPES, ONNX_FILE, type Dtype} from './layout.js'
+export {HubClient, type DownloadProgress, type HubOptions} from './hub.js'
