@@ -154,7 +154,7 @@ export async function runDoctor(workflow: Workflow, denv: DoctorEnv): Promise<Do
             }
       }
     },
-    allocator: async () => serviceState(denv, 'nitro-enclaves-allocator.service', 'Reserve CPUs and memory: `nle allocator apply`, then `sudo systemctl enable --now nitro-enclaves-allocator.service`.'),
+    allocator: async () => serviceState(denv, 'nitro-enclaves-allocator.service', 'Reserve CPUs and memory: `sudo nle allocator --apply`, then `sudo systemctl enable --now nitro-enclaves-allocator.service`.'),
     'vsock-proxy': async () =>
       serviceState(denv, 'nitro-enclaves-vsock-proxy.service', 'The enclave reaches KMS through it: `sudo systemctl enable --now nitro-enclaves-vsock-proxy.service`.'),
     socat: async () => toolVersion(denv, 'socat', ['-V'], /socat version ([\w.+-]+)/, 'Install socat: `sudo dnf install -y socat` or `sudo apt-get install socat`.'),

@@ -1,0 +1,55 @@
+import {Flags, ux} from '@oclif/core'
+
+import {BaseCommand} from '../cli/base-command.js'
+import {table} from '../cli/render.js'
+import {DEFAULT_CONFIG_FILE, loadConfig} from '../lib/config/load.js'
+import {type BuildReport, buildProject} from '../lib/host/build.js'
+import {defaultHostContext} from '../lib/host/exec.js'
+
+export default class Build extends BaseCommand<typeof Build> {
+  static override summary = 'Build the enclave image (EIF), check its measurements and write the lockfile.'
+  static override description = `Assembles the build context in .nle/build-context from the project's enclave/ folder, nle's runtime bundle and the saved model (model.path), then:
+
+  docker (default): docker build (tag build.imageTag, SOURCE_DATE_EPOCH passed), then nitro-cli build-enclave (signed when build.signing is set);
+  native: no docker; packs the same files (or --rootfs, e.g. unpacked \`docker export\` output) with nle's deterministic cpio and EIF writers and the kernel, init and nsm.ko from --blobs, NITRO_CLI_BLOBS or /usr/share/nitro_enclaves/blobs. Without blobs it uses a placeholder kernel: the EIF is measurable but NOT BOOTABLE, and says so in its metadata.
+
+Either way nle re-reads the EIF and recomputes PCR0/1/2 (and PCR8) itself; if they differ from what the builder reported, the build fails and no lockfile is written. Prints the PCRs, the EIF size and the enclave memory it needs (at least 4x the EIF plus the model and its KV cache).`
+  static override examples = [
+    '<%= config.bin %> build',
+    '<%= config.bin %> build --builder native --json',
+    'NITRO_CLI_BLOBS=/usr/share/nitro_enclaves/blobs <%= config.bin %> build --builder native --rootfs ./rootfs',
+  ]
+  static override flags = {
+    config: Flags.file({char: 'c', description: 'Path to nle.yaml.', default: DEFAULT_CONFIG_FILE}),
+    builder: Flags.string({description: 'Override build.builder.', options: ['docker', 'native']}),
+    blobs: Flags.directory({description: 'native: folder with bzImage (or Image), cmdline, init, nsm.ko.'}),
+    rootfs: Flags.directory({description: 'native: root filesystem folder to pack instead of the runtime bundle and model.'}),
+    'source-date-epoch': Flags.integer({description: 'SOURCE_DATE_EPOCH for docker build (default: the environment variable, else 0).', min: 0}),
+  }
+
+  async run(): Promise<BuildReport> {
+    const loaded = await loadConfig(this.flags.config)
+    const spin = this.interactive
+    const result = await buildProject({
+      loaded,
+      ctx: defaultHostContext(),
+      builder: this.flags.builder as 'docker' | 'native' | undefined,
+      blobsDir: this.flags.blobs,
+      rootfs: this.flags.rootfs,
+      sourceDateEpoch: this.flags['source-date-epoch'],
+      onStep: (m) => (spin ? ux.action.start(m) : undefined),
+    }).finally(() => spin && ux.action.stop())
+    if (!this.jsonEnabled()) {
+      for (const w of result.warnings) this.logToStderr(`WARNING: ${w}`)
+      this.log(`Built ${result.eif.path} (${result.builder} builder${result.eif.bootable ? '' : ', NOT BOOTABLE'})`)
+      this.log(table(Object.entries(result.measurements).map(([k, v]) => [k, v])))
+      const m = result.memory
+      this.log(`EIF size:        ${result.eif.size} bytes (${(result.eif.size / 1048576).toFixed(1)} MiB)`)
+      this.log(`Enclave memory:  ${m.memoryMiB} MiB (${m.source}; 4x EIF = ${m.eifRuleMiB} MiB${m.runtimeMiB ? `, runtime = ${m.runtimeMiB} MiB` : ''})`)
+      this.log(`PCRs checked:    nle's reader agrees with ${result.crossCheck.against}`)
+      this.log(`Lockfile:        ${result.lockfile}`)
+      this.log('Next: `nle allocator` to size the host, then `nle run`.')
+    }
+    return result
+  }
+}

@@ -1,0 +1,142 @@
+import {createHash} from 'node:crypto'
+import {existsSync, mkdirSync, readFileSync, writeFileSync} from 'node:fs'
+import {join} from 'node:path'
+
+import {afterEach, describe, expect, it} from 'vitest'
+
+import {type FakeHost, fakeHost, fakeProject} from '../../../test/fakes/host.js'
+import {loadConfig} from '../config/load.js'
+import {bootstrapRamdiskEntries, cpioBuffer} from '../eif/cpio.js'
+import {readEif} from '../eif/reader.js'
+import {hasCode} from '../errors.js'
+import {readLockfile} from '../lockfile.js'
+import {type BuildOptions, buildProject} from './build.js'
+
+let host: FakeHost
+afterEach(() => host?.cleanup())
+
+async function setup(env: NodeJS.ProcessEnv = {}, edit?: (t: string) => string): Promise<{dir: string; opts: BuildOptions}> {
+  host = fakeHost(env)
+  const dir = await fakeProject(host, 'demo', edit)
+  return {dir, opts: {loaded: await loadConfig(join(dir, 'nle.yaml')), ctx: {env: host.env}}}
+}
+
+async function error(p: Promise<unknown>): Promise<unknown> {
+  try {
+    await p
+  } catch (e) {
+    return e
+  }
+  throw new Error('expected a failure')
+}
+
+const pcr = (...parts: Buffer[]): string => {
+  const inner = createHash('sha384')
+  for (const p of parts) inner.update(p)
+  return createHash('sha384').update(Buffer.alloc(48)).update(inner.digest()).digest('hex')
+}
+
+describe('nle build --builder docker', () => {
+  it('runs docker build, docker image inspect and nitro-cli build-enclave with the exact argv, then writes the lockfile', async () => {
+    const {dir, opts} = await setup()
+    const r = await buildProject({...opts, sourceDateEpoch: 1_700_000_000})
+    const ctx = join(dir, '.nle', 'build-context')
+    const eif = join(dir, 'build', 'enclave.eif')
+    expect(host.calls().map((c) => [c.tool, ...c.argv])).toEqual([
+      ['docker', 'build', '--tag', 'demo-enclave:latest', '--build-arg', 'SOURCE_DATE_EPOCH=1700000000', ctx],
+      ['docker', 'image', 'inspect', 'demo-enclave:latest'],
+      ['nitro-cli', '--version'],
+      ['nitro-cli', 'build-enclave', '--docker-uri', 'demo-enclave:latest', '--output-file', eif],
+    ])
+    expect(host.calls('docker')[0]!.SOURCE_DATE_EPOCH).toBe('1700000000')
+    // The context: the project's enclave/ files, the runtime bundle, the model, the runtime config.
+    for (const f of ['Dockerfile', 'start.sh', 'runtime/enclave-server/README.md', 'model/config.json', 'model/nle-model.json', 'nle.runtime.json']) {
+      expect(existsSync(join(ctx, f)), f).toBe(true)
+    }
+    expect(JSON.parse(readFileSync(join(ctx, 'nle.runtime.json'), 'utf8'))).toEqual({model: {path: '/app/model', dtype: 'fp32'}, runtime: {threads: 'auto', maxTokens: 256, sampling: {temperature: 0.7, topP: 0.95, topK: 50}}})
+    // nle's reader, the fake's independent measurer and the lockfile agree.
+    const lock = await readLockfile(join(dir, 'nle.lock.json'))
+    const info = await readEif(eif)
+    expect(lock.measurements).toEqual({PCR0: info.measurements.PCR0, PCR1: info.measurements.PCR1, PCR2: info.measurements.PCR2})
+    expect(r.measurements).toEqual(lock.measurements)
+    expect(lock).toMatchObject({builder: {name: 'nitro-cli', version: '1.4.2'}, eif: {path: 'build/enclave.eif', size: readFileSync(eif).length, signed: false}})
+    expect(lock.inputs.modelManifest).toBe(`sha256:${createHash('sha256').update(readFileSync(join(dir, 'model', 'nle-model.json'))).digest('hex')}`)
+    expect(lock.inputs.runtimeBundle).toMatch(/^sha256:[0-9a-f]{64}$/)
+    expect(r).toMatchObject({builder: 'docker', crossCheck: {against: 'nitro-cli', match: true}, eif: {bootable: true}, image: {tag: 'demo-enclave:latest'}})
+    expect(r.memory.memoryMiB).toBeGreaterThanOrEqual(r.memory.eifRuleMiB)
+  })
+
+  it('fails with BUILD_PCR_MISMATCH and writes no lockfile when nitro-cli reports PCRs the EIF does not have', async () => {
+    const {dir, opts} = await setup({FAKE_NITRO_LIE: '1'})
+    const e = await error(buildProject(opts))
+    expect(hasCode(e, 'BUILD_PCR_MISMATCH')).toBe(true)
+    expect((e as {details: {differ: string[]}}).details.differ).toEqual(['PCR0'])
+    expect((e as {exitCode: number}).exitCode).toBe(5)
+    expect(existsSync(join(dir, 'nle.lock.json'))).toBe(false)
+  })
+
+  it('passes the signing certificate and key (absolute) to build-enclave', async () => {
+    const {dir, opts} = await setup({}, (t) => t.replace('  # signing:\n  #   certificate: signing/cert.pem   # its hash becomes PCR8\n  #   privateKey: signing/key.pem', '  signing:\n    certificate: signing/cert.pem\n    privateKey: signing/key.pem'))
+    const e = await error(buildProject(opts))
+    expect(hasCode(e, 'BUILD_SIGNING_FILE_MISSING')).toBe(true)
+    mkdirSync(join(dir, 'signing'))
+    writeFileSync(join(dir, 'signing', 'cert.pem'), 'cert')
+    writeFileSync(join(dir, 'signing', 'key.pem'), 'key')
+    await buildProject(opts)
+    expect(host.calls('nitro-cli').at(-1)!.argv.slice(-4)).toEqual(['--signing-certificate', join(dir, 'signing', 'cert.pem'), '--private-key', join(dir, 'signing', 'key.pem')])
+  })
+
+  it('reports a missing model, a model digest mismatch and a failed docker build by code', async () => {
+    let s = await setup({}, (t) => t.replace('path: model ', 'path: nomodel '))
+    expect(hasCode(await error(buildProject(s.opts)), 'BUILD_MODEL_MISSING')).toBe(true)
+    host.cleanup()
+    s = await setup({}, (t) => t.replace('  # digest: sha256:<hex>', `  digest: sha256:${'0'.repeat(64)}`))
+    expect(hasCode(await error(buildProject(s.opts)), 'BUILD_MODEL_DIGEST_MISMATCH')).toBe(true)
+    host.cleanup()
+    s = await setup({FAKE_DOCKER_FAIL: 'build'})
+    expect(hasCode(await error(buildProject(s.opts)), 'DOCKER_BUILD_FAILED')).toBe(true)
+    expect(host.calls('nitro-cli')).toEqual([])
+  })
+})
+
+describe('nle build --builder native', () => {
+  it('without blobs: no docker, no nitro-cli, a placeholder kernel, and NOT BOOTABLE in the metadata and the report', async () => {
+    const {dir, opts} = await setup({NITRO_CLI_BLOBS: undefined})
+    const r = await buildProject({...opts, builder: 'native'})
+    expect(host.calls()).toEqual([])
+    expect(r.eif).toMatchObject({bootable: false})
+    expect(r.warnings[0]).toMatch(/^NOT BOOTABLE/)
+    const info = await readEif(join(dir, 'build', 'enclave.eif'))
+    expect(info.metadata?.CustomMetadata).toMatchObject({nle: {bootable: false, kernel: 'placeholder'}})
+    const lock = await readLockfile(join(dir, 'nle.lock.json'))
+    expect(lock.builder.name).toBe('nle')
+    expect(lock.measurements.PCR0).toBe(info.measurements.PCR0)
+    expect(r.crossCheck).toEqual({against: 'nle-writer', match: true})
+  })
+
+  it('with blobs: PCR1 is the kernel, the trimmed cmdline and the bootstrap cpio of init and nsm.ko', async () => {
+    const {dir, opts} = await setup()
+    const blobs = join(host.dir, 'blobs')
+    mkdirSync(blobs)
+    const kernel = Buffer.from('a real kernel would be here\n'.repeat(100))
+    const init = Buffer.from('init binary')
+    const nsm = Buffer.from('nsm module')
+    writeFileSync(join(blobs, 'bzImage'), kernel)
+    writeFileSync(join(blobs, 'bzImage.config'), '#\n# Automatically generated file; DO NOT EDIT.\n# Linux/x86_64 4.14.256-209.484.amzn2.x86_64 Kernel Configuration\n')
+    writeFileSync(join(blobs, 'cmdline'), 'console=ttyS0 random.trust_cpu=on\n')
+    writeFileSync(join(blobs, 'init'), init)
+    writeFileSync(join(blobs, 'nsm.ko'), nsm)
+    const r = await buildProject({...opts, builder: 'native', blobsDir: blobs})
+    expect(r.eif.bootable).toBe(true)
+    const bootstrap = await cpioBuffer(bootstrapRamdiskEntries(init, nsm))
+    expect(r.measurements.PCR1).toBe(pcr(kernel, Buffer.from('console=ttyS0 random.trust_cpu=on'), bootstrap))
+    const info = await readEif(join(dir, 'build', 'enclave.eif'))
+    expect(info.metadata).toMatchObject({ImageName: 'demo', ImageVersion: 'kernel-4.14.256', CustomMetadata: {nle: {bootable: true}}})
+
+    writeFileSync(join(blobs, 'nsm.ko'), '')
+    await import('node:fs').then((fs) => fs.rmSync(join(blobs, 'init')))
+    const e = await error(buildProject({...opts, builder: 'native', blobsDir: blobs}))
+    expect(hasCode(e, 'BUILD_BLOBS_INCOMPLETE')).toBe(true)
+    expect((e as {details: {absent: string[]}}).details.absent).toEqual(['init'])
+  })
+})

@@ -1,0 +1,366 @@
+/**
+ * `nle build`: assemble the enclave build context (the project's enclave/ folder, nle's runtime
+ * bundle, the saved model, nle.runtime.json), build the EIF with docker + nitro-cli or with nle's
+ * own writer (`native`), re-measure the EIF with nle's reader and refuse any disagreement, then
+ * write the measurements lockfile.
+ */
+import {createHash} from 'node:crypto'
+import {createReadStream} from 'node:fs'
+import {copyFile, link, mkdir, readFile, readdir, rm, stat, writeFile} from 'node:fs/promises'
+import {dirname, join, relative, sep} from 'node:path'
+
+import type {LoadedConfig} from '../config/load.js'
+import {buildEifFromFiles} from '../eif/build.js'
+import {type EifInfo, assertTrusted, readEif} from '../eif/reader.js'
+import {lockfileFromBuild, lockfileFromEif} from '../eif/lock.js'
+import type {Lockfile} from '../lockfile.js'
+import {writeLockfile} from '../lockfile.js'
+import {RUNTIME_DIR} from '../paths.js'
+import {dockerBuild, dockerImageInspect} from './docker.js'
+import {hostError} from './errors.js'
+import type {HostContext} from './exec.js'
+import {buildEnclave, nitroCliVersion} from './nitro-cli.js'
+import {type ProjectPaths, nleVersion, projectPaths} from './project.js'
+import {type MemoryPlan} from './allocator.js'
+import {type Bootability, bootability} from './bootable.js'
+import {enclaveMemoryFor} from './resources.js'
+
+export type Builder = 'docker' | 'native'
+
+export const DEFAULT_BLOBS_DIR = '/usr/share/nitro_enclaves/blobs'
+/** Where the enclave's files sit inside the image (templates/enclave/Dockerfile: WORKDIR /app). */
+export const APP_DIR = 'app'
+/** The native image's CMD and ENV: the same as templates/enclave/Dockerfile's. */
+export function nativeCmd(): string[] {
+  return ['/bin/sh', '/app/start.sh']
+}
+export function nativeEnv(vsockPort: number): string[] {
+  return ['PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin', 'NODE_ENV=production', 'NLE_SOCKET=/run/nle/server.sock', `NLE_VSOCK_PORT=${vsockPort}`]
+}
+/** nitro-cli's x86_64 blobs/cmdline (trimmed), used with the placeholder kernel. */
+export const DEFAULT_CMDLINE = 'reboot=k panic=30 pci=off nomodules console=ttyS0 i8042.noaux i8042.nomux i8042.nopnp i8042.dumbkbd random.trust_cpu=on'
+
+export interface BuildOptions {
+  loaded: LoadedConfig
+  ctx: HostContext
+  builder?: Builder
+  /** SOURCE_DATE_EPOCH for docker build (default: the environment's, else 0). */
+  sourceDateEpoch?: number
+  /** native: the kernel/init/nsm.ko folder (default NITRO_CLI_BLOBS, else /usr/share/nitro_enclaves/blobs). */
+  blobsDir?: string
+  /** native: pack this root filesystem (e.g. `docker export` output) instead of the dev layout. */
+  rootfs?: string
+  onStep?: (message: string) => void
+}
+
+export interface BuildReport {
+  builder: Builder
+  eif: {path: string; size: number; sha384: string; signed: boolean; version: number} & Bootability
+  measurements: Lockfile['measurements']
+  /** Who produced the measurements nle's reader agreed with. */
+  crossCheck: {against: 'nitro-cli' | 'nle-writer'; match: true}
+  memory: MemoryPlan
+  lockfile: string
+  inputs: Record<string, string>
+  context: string
+  image?: {tag: string; id: string}
+  warnings: string[]
+}
+
+export async function buildProject(o: BuildOptions): Promise<BuildReport> {
+  const paths = projectPaths(o.loaded)
+  const builder = o.builder ?? o.loaded.config.build.builder
+  const step = o.onStep ?? ((): void => undefined)
+  return builder === 'docker' ? buildWithDocker(o, paths, step) : buildNative(o, paths, step)
+}
+
+// ---------------------------------------------------------------------------------------------
+// The build context
+
+interface Context {
+  dir: string
+  inputs: Record<string, string>
+}
+
+/** Hard-link when possible (models are large), else copy. */
+async function copyTree(from: string, to: string, skip: (rel: string) => boolean = () => false, base = from): Promise<void> {
+  await mkdir(to, {recursive: true})
+  for (const entry of await readdir(from, {withFileTypes: true})) {
+    const src = join(from, entry.name)
+    const rel = relative(base, src).split(sep).join('/')
+    if (skip(rel)) continue
+    const dst = join(to, entry.name)
+    if (entry.isDirectory()) await copyTree(src, dst, skip, base)
+    else if (entry.isFile()) await link(src, dst).catch(() => copyFile(src, dst))
+  }
+}
+
+async function sha256File(path: string): Promise<string> {
+  const h = createHash('sha256')
+  for await (const chunk of createReadStream(path)) h.update(chunk as Buffer)
+  return h.digest('hex')
+}
+
+/** sha256 over "<path>\0<sha256 of file>\n" for every file, sorted by path. */
+async function treeDigest(dir: string): Promise<string> {
+  const files: string[] = []
+  const walk = async (d: string): Promise<void> => {
+    for (const e of await readdir(d, {withFileTypes: true})) {
+      if (e.isDirectory()) await walk(join(d, e.name))
+      else if (e.isFile()) files.push(join(d, e.name))
+    }
+  }
+  await walk(dir)
+  const h = createHash('sha256')
+  for (const f of files.map((f) => relative(dir, f).split(sep).join('/')).sort()) h.update(`${f}\0${await sha256File(join(dir, f))}\n`)
+  return `sha256:${h.digest('hex')}`
+}
+
+const isTestFile = (rel: string): boolean => /(^|\/)node_modules$/.test(rel) || /\.test\.[cm]?[jt]sx?$/.test(rel)
+
+/**
+ * The files the enclave image holds, in `dir`: the project's enclave/ folder (with or without its
+ * Dockerfile), runtime/ (nle's runtime bundle), model/ and nle.runtime.json.
+ */
+async function assembleContext(loaded: LoadedConfig, paths: ProjectPaths, dir: string, withDockerfile: boolean): Promise<Context> {
+  const {config} = loaded
+  const dockerfile = join(paths.enclaveDir, 'Dockerfile')
+  if (!(await isFile(join(paths.enclaveDir, 'start.sh'))) || (withDockerfile && !(await isFile(dockerfile)))) {
+    throw hostError('BUILD_NO_DOCKERFILE', `${paths.enclaveDir} has no ${withDockerfile ? 'Dockerfile or ' : ''}start.sh.`, {
+      hint: 'Run `nle init` in the project (it writes enclave/Dockerfile and enclave/start.sh), or restore them.',
+      details: {enclaveDir: paths.enclaveDir},
+    })
+  }
+  if (!(await isDir(paths.modelDir))) {
+    throw hostError('BUILD_MODEL_MISSING', `No saved model at ${paths.modelDir} (model.path).`, {
+      hint: 'Save the model first: `nle model save`.',
+      details: {modelDir: paths.modelDir},
+    })
+  }
+  const inputs: Record<string, string> = {}
+  const manifest = join(paths.modelDir, 'nle-model.json')
+  if (await isFile(manifest)) inputs.modelManifest = `sha256:${await sha256File(manifest)}`
+  if (config.model.digest !== undefined && inputs.modelManifest !== config.model.digest) {
+    throw hostError('BUILD_MODEL_DIGEST_MISMATCH', `The saved model's manifest digest is ${inputs.modelManifest ?? '(no nle-model.json)'}, but model.digest pins ${config.model.digest}.`, {
+      hint: 'Save the pinned model again (`nle model save`), or update model.digest if the change is intended.',
+      details: {expected: config.model.digest, actual: inputs.modelManifest ?? null},
+    })
+  }
+
+  await rm(dir, {recursive: true, force: true})
+  await copyTree(paths.enclaveDir, dir, (rel) => !withDockerfile && rel === 'Dockerfile')
+  await copyTree(RUNTIME_DIR, join(dir, 'runtime'), isTestFile)
+  await copyTree(paths.modelDir, join(dir, 'model'))
+  // The enclave server's runtime config (src/lib/server/main.ts runtimeConfigSchema, strict).
+  const runtimeConfig = {
+    model: {path: '/app/model', dtype: config.model.dtype, ...(config.model.digest ? {digest: config.model.digest} : {})},
+    runtime: config.runtime,
+  }
+  await writeFile(join(dir, 'nle.runtime.json'), JSON.stringify(runtimeConfig, null, 2) + '\n')
+  inputs.runtimeBundle = await treeDigest(join(dir, 'runtime'))
+  return {dir, inputs}
+}
+
+async function isFile(p: string): Promise<boolean> {
+  return stat(p).then((s) => s.isFile(), () => false)
+}
+async function isDir(p: string): Promise<boolean> {
+  return stat(p).then((s) => s.isDirectory(), () => false)
+}
+
+type Pcrs = {PCR0: string; PCR1: string; PCR2: string; PCR8?: string}
+
+/** The PCRs (0, 1, 2 and 8) on which two measurement sets disagree; a PCR8 on one side only counts. */
+export function differingPcrs(a: Pcrs, b: Pcrs): string[] {
+  return (['PCR0', 'PCR1', 'PCR2', 'PCR8'] as const).filter((k) => (a[k] ?? null) !== (b[k] ?? null))
+}
+
+function comparePcrs(ours: EifInfo, theirs: Pcrs, against: BuildReport['crossCheck']['against'], eifPath: string): void {
+  const differ = differingPcrs(ours.measurements, theirs)
+  if (differ.length > 0) {
+    throw hostError('BUILD_PCR_MISMATCH', `${against} reported ${differ.join(', ')} different from what nle measures in ${eifPath}; the lockfile was not written.`, {
+      hint: 'Do not trust this EIF. Rebuild it; if it persists, compare `nitro-cli describe-eif` with `nle eif describe` and report the versions.',
+      details: {differ, reported: theirs, measured: ours.measurements, eifPath},
+    })
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// docker + nitro-cli
+
+async function signingPaths(loaded: LoadedConfig): Promise<{certificate: string; privateKey: string} | undefined> {
+  const s = loaded.config.build.signing
+  if (!s) return undefined
+  const certificate = join(loaded.dir, s.certificate)
+  const privateKey = join(loaded.dir, s.privateKey)
+  for (const [what, p] of [['certificate', certificate], ['privateKey', privateKey]] as const) {
+    if (!(await isFile(p))) {
+      throw hostError('BUILD_SIGNING_FILE_MISSING', `build.signing.${what} ${p} does not exist.`, {hint: 'Fix the path in nle.yaml or remove build.signing.'})
+    }
+  }
+  return {certificate, privateKey}
+}
+
+async function buildWithDocker(o: BuildOptions, paths: ProjectPaths, step: (m: string) => void): Promise<BuildReport> {
+  const {config} = o.loaded
+  const signing = await signingPaths(o.loaded)
+  step('Assembling the build context')
+  const context = await assembleContext(o.loaded, paths, paths.buildContext, true)
+  const sourceDateEpoch = o.sourceDateEpoch ?? (Number(o.ctx.env.SOURCE_DATE_EPOCH) || 0)
+  const tag = config.build.imageTag
+  step(`docker build ${tag}`)
+  await dockerBuild(o.ctx, {context: context.dir, tag, sourceDateEpoch})
+  const image = await dockerImageInspect(o.ctx, tag)
+  const version = await nitroCliVersion(o.ctx)
+  step('nitro-cli build-enclave')
+  await mkdir(dirname(paths.eifPath), {recursive: true})
+  const built = await buildEnclave(o.ctx, {
+    dockerUri: tag,
+    outputFile: paths.eifPath,
+    ...(signing ? {signingCertificate: signing.certificate, privateKey: signing.privateKey} : {}),
+  })
+  step('Measuring the EIF')
+  const info = await readEif(paths.eifPath, {fileDigest: true})
+  assertTrusted(info)
+  comparePcrs(info, built.measurements, 'nitro-cli', paths.eifPath)
+  const lock = lockfileFromEif({...info, fileSha384: info.fileSha384 ?? ''}, {lockfilePath: paths.lockfile, eifPath: paths.eifPath, builder: {name: 'nitro-cli', version}, inputs: context.inputs})
+  await writeLockfile(paths.lockfile, lock)
+  return report(o, 'docker', info, lock, paths, context, {tag, id: image.id}, 'nitro-cli')
+}
+
+// ---------------------------------------------------------------------------------------------
+// native: nle's cpio + EIF writer, no docker
+
+interface Blobs {
+  kernel: string
+  cmdline?: string
+  cmdlineFile?: string
+  init: string
+  nsmKo: string
+  arch: 'x86_64' | 'aarch64'
+  placeholder: boolean
+  kernelConfig?: string
+}
+
+async function resolveBlobs(o: BuildOptions, paths: ProjectPaths): Promise<Blobs> {
+  const explicit = o.blobsDir ?? o.ctx.env.NITRO_CLI_BLOBS
+  const dir = explicit ?? DEFAULT_BLOBS_DIR
+  if (await isDir(dir)) {
+    const kernelName = (await isFile(join(dir, 'bzImage'))) ? 'bzImage' : (await isFile(join(dir, 'Image'))) ? 'Image' : undefined
+    const absent: string[] = kernelName ? [] : ['bzImage (or Image)']
+    for (const f of ['cmdline', 'init', 'nsm.ko']) if (!(await isFile(join(dir, f)))) absent.push(f)
+    if (absent.length > 0) {
+      throw hostError('BUILD_BLOBS_INCOMPLETE', `The blobs folder ${dir} lacks ${absent.join(', ')}.`, {
+        hint: 'Install aws-nitro-enclaves-cli-devel (it ships /usr/share/nitro_enclaves/blobs) or point NITRO_CLI_BLOBS / --blobs at a complete folder.',
+        details: {dir, absent},
+      })
+    }
+    const kernel = join(dir, kernelName!)
+    const config = `${kernel}.config`
+    return {
+      kernel,
+      cmdlineFile: join(dir, 'cmdline'),
+      init: join(dir, 'init'),
+      nsmKo: join(dir, 'nsm.ko'),
+      arch: kernelName === 'Image' ? 'aarch64' : 'x86_64',
+      placeholder: false,
+      ...((await isFile(config)) ? {kernelConfig: config} : {}),
+    }
+  }
+  if (explicit !== undefined) {
+    throw hostError('BUILD_BLOBS_INCOMPLETE', `The blobs folder ${dir} does not exist.`, {
+      hint: 'Install aws-nitro-enclaves-cli-devel or fix NITRO_CLI_BLOBS / --blobs.',
+      details: {dir},
+    })
+  }
+  // Dev: no blobs here. A placeholder kernel gives a well-formed, measurable EIF that cannot boot.
+  const ph = join(paths.stateDir, 'placeholder-blobs')
+  await mkdir(ph, {recursive: true})
+  const note = (what: string): string => `nle placeholder ${what}: this EIF cannot boot (built without the Nitro Enclaves blobs)\n`
+  await writeFile(join(ph, 'bzImage'), note('kernel'))
+  await writeFile(join(ph, 'init'), note('init'))
+  await writeFile(join(ph, 'nsm.ko'), note('nsm.ko'))
+  return {kernel: join(ph, 'bzImage'), cmdline: DEFAULT_CMDLINE, init: join(ph, 'init'), nsmKo: join(ph, 'nsm.ko'), arch: 'x86_64', placeholder: true}
+}
+
+/** Line 3 of bzImage.config: "# Linux/x86_64 4.14.256-209.484.amzn2.x86_64 Kernel Configuration". */
+async function kernelVersion(configFile: string | undefined): Promise<string | undefined> {
+  if (!configFile) return undefined
+  const line = (await readFile(configFile, 'utf8').catch(() => '')).split('\n')[2] ?? ''
+  return /^# \w+\/\S+ (\d+(?:\.\d+)*)/.exec(line)?.[1]
+}
+
+async function buildNative(o: BuildOptions, paths: ProjectPaths, step: (m: string) => void): Promise<BuildReport> {
+  const {config} = o.loaded
+  const signing = await signingPaths(o.loaded)
+  const blobs = await resolveBlobs(o, paths)
+  let rootfs = o.rootfs
+  let context: Context
+  step('Assembling the root filesystem')
+  if (rootfs === undefined) {
+    rootfs = paths.nativeRootfs
+    context = await assembleContext(o.loaded, paths, join(rootfs, APP_DIR), false)
+  } else {
+    if (!(await isDir(rootfs))) throw hostError('BUILD_MODEL_MISSING', `--rootfs ${rootfs} is not a folder.`, {hint: 'Pass the folder `docker export` was unpacked into.'})
+    context = {dir: rootfs, inputs: {rootfs: await treeDigest(rootfs)}}
+  }
+  const custom = blobs.placeholder
+    ? {nle: {bootable: false, kernel: 'placeholder', reason: 'built without Nitro Enclaves blobs (placeholder kernel, init and nsm.ko)'}}
+    : {nle: {bootable: true, kernel: 'blobs'}}
+  const metadataFile = join(paths.stateDir, 'eif-metadata.json')
+  await writeFile(metadataFile, JSON.stringify(custom))
+  const kver = await kernelVersion(blobs.kernelConfig)
+  step('Writing the EIF')
+  await mkdir(dirname(paths.eifPath), {recursive: true})
+  const built = await buildEifFromFiles({
+    kernel: blobs.kernel,
+    ...(blobs.cmdlineFile ? {cmdlineFile: blobs.cmdlineFile} : {cmdline: blobs.cmdline ?? DEFAULT_CMDLINE}),
+    init: blobs.init,
+    nsmKo: blobs.nsmKo,
+    rootfs,
+    cmd: nativeCmd(),
+    env: nativeEnv(config.enclave.vsockPort),
+    output: paths.eifPath,
+    ...(signing ? {signingCertificate: signing.certificate, privateKey: signing.privateKey} : {}),
+    metadataFile,
+    imageName: config.name,
+    imageVersion: kver ? `kernel-${kver}` : nleVersion(),
+    arch: blobs.arch,
+    toolVersion: nleVersion(),
+  })
+  step('Measuring the EIF')
+  const info = await readEif(paths.eifPath, {fileDigest: true})
+  assertTrusted(info)
+  comparePcrs(info, built.result.measurements, 'nle-writer', paths.eifPath)
+  const lock = lockfileFromBuild(built.result, {lockfilePath: paths.lockfile, eifPath: paths.eifPath, builder: {name: 'nle', version: nleVersion()}, inputs: context.inputs})
+  await writeLockfile(paths.lockfile, lock)
+  return report(o, 'native', info, lock, paths, context, undefined, 'nle-writer')
+}
+
+async function report(
+  o: BuildOptions,
+  builder: Builder,
+  info: EifInfo,
+  lock: Lockfile,
+  paths: ProjectPaths,
+  context: Context,
+  image: BuildReport['image'],
+  against: BuildReport['crossCheck']['against'],
+): Promise<BuildReport> {
+  const boot = bootability(info)
+  const warnings: string[] = []
+  if (!boot.bootable) warnings.push(`NOT BOOTABLE: ${boot.reason}. Measurements are real, but \`nle run\` refuses this EIF; build on a host with the blobs (aws-nitro-enclaves-cli-devel) for one that boots.`)
+  const memory = await enclaveMemoryFor(o.loaded, info.layout.fileSize)
+  return {
+    builder,
+    eif: {path: paths.eifPath, size: info.layout.fileSize, sha384: lock.eif.sha384, signed: lock.eif.signed, version: lock.eif.version, ...boot},
+    measurements: lock.measurements,
+    crossCheck: {against, match: true},
+    memory,
+    lockfile: paths.lockfile,
+    inputs: lock.inputs,
+    context: context.dir,
+    ...(image ? {image} : {}),
+    warnings,
+  }
+}

@@ -1,0 +1,165 @@
+/**
+ * How much memory and how many CPUs the project's enclave needs, from its EIF and its model, and
+ * `nle allocator`'s plan/apply around /etc/nitro_enclaves/allocator.yaml.
+ */
+import {readFile, stat} from 'node:fs/promises'
+import {join} from 'node:path'
+
+import type {LoadedConfig} from '../config/load.js'
+import {isNleError} from '../errors.js'
+import {readLockfile} from '../lockfile.js'
+import {readDecoderConfig} from '../model/layout.js'
+import {
+  type AllocatorSettings,
+  type CpuPlan,
+  DEFAULT_ALLOCATOR_YAML,
+  DEFAULT_HOST_PATHS,
+  type HostPaths,
+  type MemoryPlan,
+  type RuntimeNeed,
+  checkHostMemory,
+  kvCacheBytes,
+  lineDiff,
+  planCpus,
+  planEnclaveMemory,
+  readAllocatorFile,
+  readAllocatorSettings,
+  readCpuTopology,
+  readMemInfo,
+  updateAllocatorYaml,
+  writeFileAtomicWithBackup,
+} from './allocator.js'
+import {type Bootability, eifBootability} from './bootable.js'
+import {hostError} from './errors.js'
+import type {HostContext} from './exec.js'
+import {describeEnclaves} from './nitro-cli.js'
+import {projectPaths} from './project.js'
+import {ALLOCATOR_UNIT, restartUnit} from './systemctl.js'
+
+export interface RuntimeEstimate extends RuntimeNeed {
+  /** How the KV cache was sized, when the model's config allowed it. */
+  kvCache?: {numLayers: number; hiddenSize: number; contextTokens: number; sequences: number}
+}
+
+/**
+ * The runtime's resident need: the model's bytes (nle-model.json totalBytes, else the folder's
+ * files) and an fp32 KV cache for the model's full context × proxy.concurrency sequences.
+ * Undefined when no saved model is found.
+ */
+export async function runtimeNeedFor(loaded: LoadedConfig): Promise<RuntimeEstimate | undefined> {
+  const dir = projectPaths(loaded).modelDir
+  let modelBytes: number
+  try {
+    const manifest = JSON.parse(await readFile(join(dir, 'nle-model.json'), 'utf8')) as {totalBytes?: unknown}
+    if (typeof manifest.totalBytes !== 'number') return undefined
+    modelBytes = manifest.totalBytes
+  } catch {
+    return undefined
+  }
+  const cfg = await readDecoderConfig(dir).catch(() => undefined)
+  if (!cfg?.numLayers || !cfg.hiddenSize || !cfg.maxPositions) return {modelBytes, kvCacheBytes: 0}
+  const kvCache = {numLayers: cfg.numLayers, hiddenSize: cfg.hiddenSize, contextTokens: cfg.maxPositions, sequences: loaded.config.proxy.concurrency}
+  return {modelBytes, kvCacheBytes: kvCacheBytes(kvCache), kvCache}
+}
+
+export interface EnclaveMemory extends MemoryPlan {
+  runtime?: RuntimeEstimate
+}
+
+export async function enclaveMemoryFor(loaded: LoadedConfig, eifBytes: number): Promise<EnclaveMemory> {
+  const runtime = await runtimeNeedFor(loaded)
+  return {...planEnclaveMemory(eifBytes, runtime, loaded.config.enclave.memoryMiB), ...(runtime ? {runtime} : {})}
+}
+
+/** The built EIF's size: the file when present, else what the lockfile recorded. */
+export async function eifSizeFor(loaded: LoadedConfig, eifPath?: string): Promise<{path: string; bytes: number} & Partial<Bootability>> {
+  const paths = projectPaths(loaded)
+  const path = eifPath ?? paths.eifPath
+  const st = await stat(path).catch(() => undefined)
+  if (st?.isFile()) return {path, bytes: st.size, ...(await eifBootability(path))}
+  if (eifPath === undefined) {
+    const lock = await readLockfile(paths.lockfile).catch((error: unknown) => (isNleError(error) ? undefined : Promise.reject(error)))
+    if (lock) return {path, bytes: lock.eif.size}
+  }
+  throw hostError('ALLOCATOR_NO_EIF', `No EIF at ${path} (and no lockfile recording its size).`, {
+    hint: 'Build it first: `nle build` (the memory needed depends on the EIF size).',
+    details: {path},
+  })
+}
+
+export interface AllocatorPlan {
+  file: string
+  eif: {path: string; bytes: number} & Partial<Bootability>
+  memory: EnclaveMemory
+  cpus: CpuPlan
+  host: {memTotalMiB: number; capacityMiB: number; onlineCpus: number}
+  current: AllocatorSettings
+  proposed: {memory_mib: number; cpu_count: number}
+  changed: boolean
+  diff: string
+  /** The new file text (not part of --json output). */
+  text: string
+}
+
+export interface AllocatorOptions {
+  loaded: LoadedConfig
+  file?: string
+  eifPath?: string
+  hostPaths?: HostPaths
+}
+
+export async function planAllocator(o: AllocatorOptions): Promise<AllocatorPlan> {
+  const file = o.file ?? DEFAULT_ALLOCATOR_YAML
+  const hostPaths = o.hostPaths ?? DEFAULT_HOST_PATHS
+  const eif = await eifSizeFor(o.loaded, o.eifPath)
+  const memory = await enclaveMemoryFor(o.loaded, eif.bytes)
+  const [mem, topo] = await Promise.all([readMemInfo(hostPaths), readCpuTopology(hostPaths)])
+  const cpus = planCpus(o.loaded.config.enclave.cpuCount, topo)
+  const {capacityMiB} = checkHostMemory(memory.memoryMiB, mem)
+  const before = await readAllocatorFile(file)
+  const current = readAllocatorSettings(before, file)
+  const proposed = {memory_mib: memory.memoryMiB, cpu_count: cpus.cpuCount}
+  const text = updateAllocatorYaml(before, {memoryMiB: proposed.memory_mib, cpuCount: proposed.cpu_count}, file)
+  return {
+    file,
+    eif,
+    memory,
+    cpus,
+    host: {memTotalMiB: Math.floor(mem.memTotalKiB / 1024), capacityMiB, onlineCpus: topo.online.length},
+    current,
+    proposed,
+    changed: text !== before,
+    diff: text === before ? '' : lineDiff(before, text),
+    text,
+  }
+}
+
+export interface ApplyResult {
+  written: boolean
+  backup?: string
+  restarted: boolean
+}
+
+/** Write the plan (atomically, with a backup) and restart the allocator; refuses while an enclave runs. */
+export async function applyAllocator(plan: AllocatorPlan, ctx: HostContext): Promise<ApplyResult> {
+  if (!plan.changed) return {written: false, restarted: false}
+  const running = await describeEnclaves(ctx)
+  if (running.length > 0) {
+    throw hostError('ALLOCATOR_ENCLAVE_RUNNING', `${running.length} enclave(s) are running (${running.map((e) => e.EnclaveName ?? e.EnclaveID).join(', ')}); the allocator cannot change its reservation under them.`, {
+      hint: 'Stop them first (`nle stop`, or `nitro-cli terminate-enclave --all`), then apply again.',
+      details: {enclaves: running.map((e) => e.EnclaveID)},
+    })
+  }
+  const {backup} = await writeFileAtomicWithBackup(plan.file, plan.text)
+  try {
+    await restartUnit(ctx, ALLOCATOR_UNIT)
+  } catch (error) {
+    throw hostError('ALLOCATOR_RESTART_FAILED', `${plan.file} was written, but restarting ${ALLOCATOR_UNIT} failed.`, {
+      hint: `See \`journalctl -u ${ALLOCATOR_UNIT}\`: the host may lack the hugepages or CPUs. The previous file is ${backup ?? '(none)'}; copy it back and restart the service to undo.`,
+      details: {file: plan.file, backup: backup ?? null},
+      cause: error,
+      exitCode: 4,
+    })
+  }
+  return {written: true, ...(backup ? {backup} : {}), restarted: true}
+}
