@@ -72,9 +72,9 @@ describe('nle init', () => {
     expect(r.exitCode).toBe(0)
     const out = json<{dir: string; name: string; files: {path: string; bytes: number; action: string}[]; nextSteps: string[]}>(r)
     expect(out.name).toBe('proj')
-    expect(out.files).toHaveLength(7)
+    expect(out.files).toHaveLength(8)
     for (const f of out.files) expect(f).toEqual({path: expect.any(String), bytes: expect.any(Number), action: 'created'})
-    expect(readdirSync(dir).sort()).toEqual(['.gitignore', 'enclave', 'nle.yaml', 'parent'])
+    expect(readdirSync(dir).sort()).toEqual(['.github', '.gitignore', 'enclave', 'nle.yaml', 'parent'])
     expect(out.nextSteps).toContain('nle doctor')
   })
 

@@ -8,6 +8,7 @@ import {loadConfig} from './config/load.js'
 import {initProject, projectNameFrom} from './init.js'
 
 const EXPECTED = [
+  '.github/workflows/nle-policy-check.yml',
   '.gitignore',
   'enclave/Dockerfile',
   'enclave/start.sh',

@@ -19,6 +19,7 @@ const FILES: readonly {template: string; target: string; mode?: number}[] = [
   {template: 'parent/allocator.yaml', target: 'parent/allocator.yaml'},
   {template: 'parent/nle-vsock-bridge.service', target: 'parent/nle-vsock-bridge.service'},
   {template: 'parent/nle-parent-proxy.service', target: 'parent/nle-parent-proxy.service'},
+  {template: 'ci/nle-policy-check.yml', target: '.github/workflows/nle-policy-check.yml'},
 ]
 
 export interface InitOptions {

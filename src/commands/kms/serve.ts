@@ -1,0 +1,74 @@
+import {mkdir, readFile} from 'node:fs/promises'
+import {dirname, resolve} from 'node:path'
+
+import {Flags} from '@oclif/core'
+
+import {BaseCommand} from '../../cli/base-command.js'
+import {AWS_NITRO_ROOT_G1, type TrustedRoot, insecureDevRoot} from '../../lib/attestation/roots.js'
+import {isNleError} from '../../lib/errors.js'
+import {kmsError} from '../../lib/kms/errors.js'
+import {DEFAULT_MAX_ATTESTATION_AGE_MS, startLocalKms} from '../../lib/kms/local/server.js'
+import {loadIdentities, loadState} from '../../lib/kms/local/state.js'
+
+export default class KmsServe extends BaseCommand<typeof KmsServe> {
+  static override enableJsonFlag = false
+  static override summary = 'Run a local KMS endpoint (loopback only) that enforces attestation conditions.'
+  static override description = `Speaks the KMS JSON protocol of the AWS SDKs (CreateKey, DescribeKey, CreateAlias, ListAliases, GetKeyPolicy, PutKeyPolicy, Encrypt, Decrypt, GenerateDataKey, GenerateRandom) plus STS GetCallerIdentity and IAM GetRole, for development and tests. Point a client at it with --endpoint-url.
+
+Every request must be SigV4-signed by a configured identity (--identities FILE, or the two development identities nle-dev-admin and nle-dev-host created in the state file, mode 0600). Each request is checked against the key policy: principal, action, explicit Deny over Allow, and kms:RecipientAttestation:* conditions from the Recipient's attestation document, which is verified against --dev-root (the NSM simulator's root) or else the AWS Nitro root. With a Recipient, the answer is only inside CiphertextForRecipient (CMS EnvelopedData to the document's public key).
+
+Listens on 127.0.0.1 (or ::1) only. Stop with Ctrl-C.`
+  static override examples = [
+    '<%= config.bin %> kms serve --dev-root .nle/sim-root.pem',
+    '<%= config.bin %> kms serve --port 4599 --state .nle/kms-state.json --identities identities.json',
+  ]
+  static override flags = {
+    host: Flags.string({description: 'Loopback address to listen on.', options: ['127.0.0.1', '::1', 'localhost'], default: '127.0.0.1'}),
+    port: Flags.integer({description: 'TCP port (0 = any free port).', default: 4599, min: 0, max: 65535}),
+    state: Flags.file({description: 'State file (keys, aliases, identities), written atomically.', default: '.nle/kms-state.json'}),
+    identities: Flags.file({description: 'JSON list of {accessKeyId, secretAccessKey, arn} to accept instead of the state file\'s.'}),
+    'dev-root': Flags.file({description: 'PEM root that attestation documents must chain to (the NSM simulator\'s). Default: the AWS Nitro Enclaves root.'}),
+    'max-attestation-age': Flags.integer({description: 'Oldest attestation document accepted, in seconds.', default: DEFAULT_MAX_ATTESTATION_AGE_MS / 1000, min: 1}),
+    account: Flags.string({description: 'Account id of a new state.', default: '000000000000'}),
+    region: Flags.string({description: 'Region of a new state.', default: 'us-east-1'}),
+  }
+
+  async run(): Promise<void> {
+    const statePath = resolve(this.flags.state)
+    const {state, created} = await loadState(statePath, {accountId: this.flags.account, region: this.flags.region})
+    if (this.flags.identities) state.identities = await loadIdentities(this.flags.identities)
+    let root: TrustedRoot = AWS_NITRO_ROOT_G1
+    if (this.flags['dev-root']) {
+      try {
+        root = insecureDevRoot(await readFile(this.flags['dev-root'], 'utf8'))
+      } catch (error) {
+        throw kmsError('KMS_ROOT_INVALID', `Cannot load the dev root ${this.flags['dev-root']}: ${isNleError(error) ? error.message : (error as NodeJS.ErrnoException).code ?? String(error)}`, {
+          hint: 'Pass the PEM root certificate of the NSM simulator.',
+          cause: error,
+        })
+      }
+    }
+    await mkdir(dirname(statePath), {recursive: true})
+    const server = await startLocalKms({
+      host: this.flags.host,
+      port: this.flags.port,
+      state,
+      statePath,
+      root,
+      maxAttestationAgeMs: this.flags['max-attestation-age'] * 1000,
+      log: (line) => process.stderr.write(`${new Date().toISOString()} ${line}\n`),
+    })
+    this.log(`nle kms serve: listening on ${server.url}`)
+    this.log(`state: ${statePath}${created ? ' (new)' : ''}; attestation root: ${root.name === 'insecure-dev-root' ? `dev root ${root.sha256.slice(0, 16)}… (INSECURE: not AWS)` : 'AWS Nitro Enclaves root G1'}`)
+    for (const identity of state.identities) this.log(`identity: ${identity.arn} (access key ${identity.accessKeyId}; secret in ${this.flags.identities ?? statePath})`)
+    await new Promise<void>((done) => {
+      const stop = (): void => {
+        process.off('SIGINT', stop)
+        process.off('SIGTERM', stop)
+        void server.close().then(done)
+      }
+      process.on('SIGINT', stop)
+      process.on('SIGTERM', stop)
+    })
+  }
+}

@@ -1,0 +1,359 @@
+/**
+ * The KMS operations of the local endpoint, on its state. Each request is authorized by evaluating
+ * the key policy (./../evaluate.ts) for the calling identity, the action and the request's
+ * condition keys — `kms:RecipientAttestation:*` from a verified attestation document, and
+ * `kms:EncryptionContext:*`. An explicit Deny wins; no matching Allow is AccessDeniedException.
+ * A principal naming the account (`…:root`) counts as allowing: there are no IAM policies here.
+ *
+ * Ciphertext blobs are AES-256-GCM under the key's material, authenticated with the key ARN and
+ * the encryption context as additional data: `"NLK1" | u8 len | key id | iv(12) | tag(16) | ct`.
+ */
+import {createCipheriv, createDecipheriv, randomBytes} from 'node:crypto'
+
+import {toHex} from '../../attestation/cbor.js'
+import type {TrustedRoot} from '../../attestation/roots.js'
+import {inspectAttestation, verifyAttestation} from '../../attestation/verify.js'
+import {isNleError} from '../../errors.js'
+import {type RequestContextKeys, evaluatePolicy, recipientContextKeys} from '../evaluate.js'
+import {type KeyPolicy, canPutKeyPolicy, parsePolicy} from '../policy.js'
+import {buildEnvelope, recipientPublicKey} from '../recipient.js'
+import {type LocalIdentity, type LocalKey, type LocalState, newKey} from './state.js'
+
+export class KmsApiError extends Error {
+  constructor(
+    readonly type: string,
+    message: string,
+    readonly status = 400,
+  ) {
+    super(message)
+  }
+}
+
+export interface OperationEnv {
+  state: LocalState
+  /** The attestation trust root: the simulator's dev root, or AWS's. */
+  root: TrustedRoot
+  /** Largest accepted age of an attestation document (ms). */
+  maxAttestationAgeMs: number
+  now: () => number
+  /** Persist the state (after a change). */
+  save: () => Promise<void>
+}
+
+type Input = Record<string, unknown>
+type Output = Record<string, unknown>
+
+const MAGIC = Buffer.from('NLK1')
+
+function str(input: Input, name: string, required: true): string
+function str(input: Input, name: string, required?: false): string | undefined
+function str(input: Input, name: string, required = false): string | undefined {
+  const v = input[name]
+  if (v === undefined || v === null) {
+    if (required) throw new KmsApiError('ValidationException', `1 validation error detected: Value null at '${name}' failed to satisfy constraint: Member must not be null`)
+    return undefined
+  }
+  if (typeof v !== 'string') throw new KmsApiError('ValidationException', `${name} must be a string.`)
+  return v
+}
+
+function blob(input: Input, name: string, required: true, max?: number): Buffer
+function blob(input: Input, name: string, required: false, max?: number): Buffer | undefined
+function blob(input: Input, name: string, required: boolean, max = 6144): Buffer | undefined {
+  const v = str(input, name, required as true)
+  if (v === undefined) return undefined
+  if (!/^[A-Za-z0-9+/]*={0,2}$/.test(v)) throw new KmsApiError('ValidationException', `${name} is not base64.`)
+  const bytes = Buffer.from(v, 'base64')
+  if (bytes.length < 1 || bytes.length > max) throw new KmsApiError('ValidationException', `${name} must be 1..${max} bytes.`)
+  return bytes
+}
+
+function encryptionContext(input: Input): Record<string, string> {
+  const v = input.EncryptionContext
+  if (v === undefined || v === null) return {}
+  if (typeof v !== 'object' || Array.isArray(v) || Object.values(v).some((x) => typeof x !== 'string')) throw new KmsApiError('ValidationException', 'EncryptionContext must map strings to strings.')
+  return v as Record<string, string>
+}
+
+const canonicalContext = (ec: Record<string, string>): string => JSON.stringify(Object.keys(ec).sort().map((k) => [k, ec[k]]))
+
+function contextKeys(ec: Record<string, string>): RequestContextKeys {
+  const keys: RequestContextKeys = {}
+  for (const [k, v] of Object.entries(ec)) keys[`kms:EncryptionContext:${k}`] = v
+  if (Object.keys(ec).length > 0) keys['kms:EncryptionContextKeys'] = Object.keys(ec)
+  return keys
+}
+
+function keyMetadata(state: LocalState, key: LocalKey): Output {
+  return {
+    AWSAccountId: state.accountId,
+    KeyId: key.keyId,
+    Arn: key.arn,
+    CreationDate: key.createdAt,
+    Enabled: key.enabled,
+    Description: key.description,
+    KeyUsage: 'ENCRYPT_DECRYPT',
+    KeyState: key.enabled ? 'Enabled' : 'Disabled',
+    Origin: 'AWS_KMS',
+    KeyManager: 'CUSTOMER',
+    CustomerMasterKeySpec: 'SYMMETRIC_DEFAULT',
+    KeySpec: 'SYMMETRIC_DEFAULT',
+    EncryptionAlgorithms: ['SYMMETRIC_DEFAULT'],
+    MultiRegion: false,
+  }
+}
+
+function defaultPolicy(accountId: string): string {
+  return JSON.stringify(
+    {Version: '2012-10-17', Id: 'key-default-1', Statement: [{Sid: 'Enable IAM User Permissions', Effect: 'Allow', Principal: {AWS: `arn:aws:iam::${accountId}:root`}, Action: 'kms:*', Resource: '*'}]},
+    null,
+    2,
+  )
+}
+
+interface VerifiedRecipient {
+  publicKeyDer: Uint8Array
+  keys: RequestContextKeys
+}
+
+export class LocalKms {
+  constructor(private readonly env: OperationEnv) {}
+
+  private get state(): LocalState {
+    return this.env.state
+  }
+
+  private resolveKey(keyIdOrAlias: string): LocalKey {
+    const s = this.state
+    let id = keyIdOrAlias
+    const aliasArn = /^arn:aws:kms:[^:]+:\d{12}:(alias\/.+)$/.exec(id)
+    if (aliasArn) id = aliasArn[1]!
+    if (id.startsWith('alias/')) {
+      const target = s.aliases[id]
+      if (!target) throw new KmsApiError('NotFoundException', `Alias ${keyIdOrAlias} is not found.`)
+      id = target
+    }
+    const keyArn = /^arn:aws:kms:[^:]+:\d{12}:key\/(.+)$/.exec(id)
+    if (keyArn) id = keyArn[1]!
+    const key = s.keys[id]
+    if (!key || (keyArn && key.arn !== keyIdOrAlias)) throw new KmsApiError('NotFoundException', `Key '${keyIdOrAlias}' does not exist`)
+    return key
+  }
+
+  private policyOf(key: LocalKey): KeyPolicy {
+    try {
+      return parsePolicy(key.policy)
+    } catch {
+      throw new KmsApiError('KMSInternalException', 'The stored key policy is unreadable.', 500)
+    }
+  }
+
+  private authorize(identity: LocalIdentity, action: string, key: LocalKey, keys: RequestContextKeys = {}): void {
+    const decision = evaluatePolicy(this.policyOf(key), {principalArn: identity.arn, action: `kms:${action}`, resourceArn: key.arn, keys}, {accountRoot: 'grant'})
+    if (decision.decision !== 'allow') {
+      const why = decision.decision === 'deny' ? 'with an explicit deny in a resource-based policy' : 'because no resource-based policy allows the action'
+      throw new KmsApiError('AccessDeniedException', `User: ${identity.arn} is not authorized to perform: kms:${action} on resource: ${key.arn} ${why}`)
+    }
+  }
+
+  private requireEnabled(key: LocalKey): void {
+    if (!key.enabled) throw new KmsApiError('DisabledException', `${key.arn} is disabled.`)
+  }
+
+  /** Verify a Recipient's attestation document; its PCRs become condition keys, its public key the envelope's recipient. */
+  private async recipient(input: Input): Promise<VerifiedRecipient | undefined> {
+    const r = input.Recipient
+    if (r === undefined || r === null) return undefined
+    if (typeof r !== 'object' || Array.isArray(r)) throw new KmsApiError('ValidationException', 'Recipient must be an object.')
+    const recipient = r as Input
+    if (str(recipient, 'KeyEncryptionAlgorithm') !== 'RSAES_OAEP_SHA_256') throw new KmsApiError('ValidationException', 'Recipient.KeyEncryptionAlgorithm must be RSAES_OAEP_SHA_256.')
+    const document = blob(recipient, 'AttestationDocument', true, 262_144)
+    try {
+      // The verifier requires expected PCRs (fail closed). Here the PCR gate is the key policy, so
+      // the expectation is what the document claims; the verifier still checks structure, the chain
+      // to the configured root, the COSE signature and the document's age.
+      const claimed = inspectAttestation(document)
+      const pcr = (i: number): string | undefined => {
+        const v = claimed.pcrs.get(i)
+        return v === undefined ? undefined : toHex(v)
+      }
+      const [p0, p1, p2, p8] = [pcr(0), pcr(1), pcr(2), pcr(8)]
+      if (p0 === undefined || p1 === undefined || p2 === undefined) throw new KmsApiError('ValidationException', 'The attestation document has no PCR0, PCR1 or PCR2.')
+      const verified = await verifyAttestation(document, {
+        expectedPcrs: {PCR0: p0, PCR1: p1, PCR2: p2, ...(p8 !== undefined && p8.length === 96 ? {PCR8: p8} : {})},
+        expectedNonce: null,
+        maxAgeMs: this.env.maxAttestationAgeMs,
+        at: this.env.now(),
+        allowDebug: true,
+        ...(this.env.root.name === 'insecure-dev-root' ? {insecureDevRoot: this.env.root} : {}),
+      })
+      if (verified.publicKey === null) throw new KmsApiError('ValidationException', 'The attestation document carries no public_key.')
+      recipientPublicKey(verified.publicKey)
+      return {publicKeyDer: verified.publicKey, keys: recipientContextKeys(verified.pcrs)}
+    } catch (error) {
+      if (error instanceof KmsApiError) throw error
+      const code = isNleError(error) ? error.code : 'ATTEST_UNPROCESSABLE'
+      throw new KmsApiError('ValidationException', `The attestation document in Recipient is not valid (${code}).`)
+    }
+  }
+
+  private seal(key: LocalKey, plaintext: Buffer, ec: Record<string, string>): Buffer {
+    const iv = randomBytes(12)
+    const cipher = createCipheriv('aes-256-gcm', Buffer.from(key.material, 'base64'), iv)
+    cipher.setAAD(Buffer.from(`${key.arn}\u0000${canonicalContext(ec)}`))
+    const ct = Buffer.concat([cipher.update(plaintext), cipher.final()])
+    const id = Buffer.from(key.keyId)
+    return Buffer.concat([MAGIC, Buffer.from([id.length]), id, iv, cipher.getAuthTag(), ct])
+  }
+
+  private keyOfBlob(ciphertext: Buffer): LocalKey {
+    if (ciphertext.length < 5 + 36 + 28 || !ciphertext.subarray(0, 4).equals(MAGIC)) throw new KmsApiError('InvalidCiphertextException', 'The ciphertext is not a blob of this endpoint.')
+    const idLength = ciphertext[4]!
+    const key = this.state.keys[ciphertext.subarray(5, 5 + idLength).toString()]
+    if (!key) throw new KmsApiError('InvalidCiphertextException', 'The ciphertext refers to a key this endpoint does not have.')
+    return key
+  }
+
+  private open(key: LocalKey, ciphertext: Buffer, ec: Record<string, string>): Buffer {
+    const offset = 5 + ciphertext[4]!
+    const iv = ciphertext.subarray(offset, offset + 12)
+    const tag = ciphertext.subarray(offset + 12, offset + 28)
+    try {
+      const decipher = createDecipheriv('aes-256-gcm', Buffer.from(key.material, 'base64'), iv)
+      decipher.setAAD(Buffer.from(`${key.arn}\u0000${canonicalContext(ec)}`))
+      decipher.setAuthTag(tag)
+      return Buffer.concat([decipher.update(ciphertext.subarray(offset + 28)), decipher.final()])
+    } catch {
+      throw new KmsApiError('InvalidCiphertextException', 'The ciphertext or its encryption context is not the one this key produced.')
+    }
+  }
+
+  /** The plaintext answer: in clear, or only inside CiphertextForRecipient when a Recipient was given. */
+  private deliver(plaintext: Buffer, recipient: VerifiedRecipient | undefined): Output {
+    if (!recipient) return {Plaintext: plaintext.toString('base64')}
+    const envelope = buildEnvelope(plaintext, recipient.publicKeyDer)
+    plaintext.fill(0)
+    return {CiphertextForRecipient: Buffer.from(envelope).toString('base64')}
+  }
+
+  private validatePolicyText(text: string, identity: LocalIdentity, bypass: boolean): void {
+    if (Buffer.byteLength(text) > 32 * 1024) throw new KmsApiError('LimitExceededException', 'The key policy is larger than 32 KB.')
+    let policy: KeyPolicy
+    try {
+      policy = parsePolicy(text)
+    } catch (error) {
+      throw new KmsApiError('MalformedPolicyDocumentException', isNleError(error) ? error.message : 'The policy is malformed.')
+    }
+    if (!bypass && !canPutKeyPolicy(policy, identity.arn)) {
+      throw new KmsApiError('MalformedPolicyDocumentException', 'The new key policy will not allow you to update the key policy in the future.')
+    }
+  }
+
+  async handle(operation: string, input: Input, identity: LocalIdentity): Promise<Output> {
+    switch (operation) {
+      case 'CreateKey': {
+        const spec = str(input, 'KeySpec') ?? str(input, 'CustomerMasterKeySpec') ?? 'SYMMETRIC_DEFAULT'
+        const usage = str(input, 'KeyUsage') ?? 'ENCRYPT_DECRYPT'
+        if (spec !== 'SYMMETRIC_DEFAULT' || usage !== 'ENCRYPT_DECRYPT') throw new KmsApiError('UnsupportedOperationException', 'The local endpoint only makes SYMMETRIC_DEFAULT ENCRYPT_DECRYPT keys.')
+        const policy = str(input, 'Policy') ?? defaultPolicy(this.state.accountId)
+        this.validatePolicyText(policy, identity, input.BypassPolicyLockoutSafetyCheck === true)
+        const key = newKey(this.state, policy, str(input, 'Description') ?? '', this.env.now())
+        this.state.keys[key.keyId] = key
+        await this.env.save()
+        return {KeyMetadata: keyMetadata(this.state, key)}
+      }
+      case 'DescribeKey': {
+        const key = this.resolveKey(str(input, 'KeyId', true))
+        this.authorize(identity, 'DescribeKey', key)
+        return {KeyMetadata: keyMetadata(this.state, key)}
+      }
+      case 'CreateAlias': {
+        const name = str(input, 'AliasName', true)
+        if (!/^alias\/[a-zA-Z0-9/_-]{1,250}$/.test(name) || name.startsWith('alias/aws/')) throw new KmsApiError('ValidationException', `Alias ${name} must be alias/<name> and not alias/aws/…`)
+        const key = this.resolveKey(str(input, 'TargetKeyId', true))
+        this.authorize(identity, 'CreateAlias', key)
+        if (this.state.aliases[name]) throw new KmsApiError('AlreadyExistsException', `An alias with the name ${name} already exists`)
+        this.state.aliases[name] = key.keyId
+        await this.env.save()
+        return {}
+      }
+      case 'ListAliases': {
+        const only = str(input, 'KeyId')
+        const target = only === undefined ? undefined : this.resolveKey(only).keyId
+        const aliases = Object.entries(this.state.aliases)
+          .filter(([, keyId]) => target === undefined || keyId === target)
+          .sort(([a], [b]) => a.localeCompare(b))
+          .map(([AliasName, TargetKeyId]) => ({AliasName, AliasArn: `arn:aws:kms:${this.state.region}:${this.state.accountId}:${AliasName}`, TargetKeyId}))
+        return {Aliases: aliases, Truncated: false}
+      }
+      case 'GetKeyPolicy': {
+        const key = this.resolveKey(str(input, 'KeyId', true))
+        if ((str(input, 'PolicyName') ?? 'default') !== 'default') throw new KmsApiError('NotFoundException', 'Only the policy named "default" exists.')
+        this.authorize(identity, 'GetKeyPolicy', key)
+        return {Policy: key.policy, PolicyName: 'default'}
+      }
+      case 'PutKeyPolicy': {
+        const key = this.resolveKey(str(input, 'KeyId', true))
+        if ((str(input, 'PolicyName') ?? 'default') !== 'default') throw new KmsApiError('ValidationException', 'PolicyName must be "default".')
+        this.authorize(identity, 'PutKeyPolicy', key)
+        const text = str(input, 'Policy', true)
+        this.validatePolicyText(text, identity, input.BypassPolicyLockoutSafetyCheck === true)
+        key.policy = text
+        await this.env.save()
+        return {}
+      }
+      case 'Encrypt': {
+        const key = this.resolveKey(str(input, 'KeyId', true))
+        const plaintext = blob(input, 'Plaintext', true, 4096)
+        const ec = encryptionContext(input)
+        this.authorize(identity, 'Encrypt', key, contextKeys(ec))
+        this.requireEnabled(key)
+        return {CiphertextBlob: this.seal(key, plaintext, ec).toString('base64'), KeyId: key.arn, EncryptionAlgorithm: 'SYMMETRIC_DEFAULT'}
+      }
+      case 'Decrypt': {
+        const ciphertext = blob(input, 'CiphertextBlob', true)
+        const key = this.keyOfBlob(ciphertext)
+        const named = str(input, 'KeyId')
+        if (named !== undefined && this.resolveKey(named).keyId !== key.keyId) throw new KmsApiError('IncorrectKeyException', 'The key ID in the request does not identify the key that encrypted the ciphertext.')
+        const algorithm = str(input, 'EncryptionAlgorithm') ?? 'SYMMETRIC_DEFAULT'
+        if (algorithm !== 'SYMMETRIC_DEFAULT') throw new KmsApiError('InvalidKeyUsageException', `${algorithm} is not valid for this key.`)
+        const ec = encryptionContext(input)
+        const recipient = await this.recipient(input)
+        this.authorize(identity, 'Decrypt', key, {...contextKeys(ec), ...recipient?.keys})
+        this.requireEnabled(key)
+        const plaintext = this.open(key, ciphertext, ec)
+        return {KeyId: key.arn, EncryptionAlgorithm: 'SYMMETRIC_DEFAULT', ...this.deliver(plaintext, recipient)}
+      }
+      case 'GenerateDataKey': {
+        const key = this.resolveKey(str(input, 'KeyId', true))
+        const spec = str(input, 'KeySpec')
+        const n = input.NumberOfBytes
+        if ((spec === undefined) === (n === undefined || n === null)) throw new KmsApiError('ValidationException', 'Give exactly one of KeySpec and NumberOfBytes.')
+        let bytes: number
+        if (spec !== undefined) {
+          if (spec !== 'AES_256' && spec !== 'AES_128') throw new KmsApiError('ValidationException', 'KeySpec must be AES_256 or AES_128.')
+          bytes = spec === 'AES_256' ? 32 : 16
+        } else {
+          if (typeof n !== 'number' || !Number.isInteger(n) || n < 1 || n > 1024) throw new KmsApiError('ValidationException', 'NumberOfBytes must be 1..1024.')
+          bytes = n
+        }
+        const ec = encryptionContext(input)
+        const recipient = await this.recipient(input)
+        this.authorize(identity, 'GenerateDataKey', key, {...contextKeys(ec), ...recipient?.keys})
+        this.requireEnabled(key)
+        const plaintext = randomBytes(bytes)
+        const ciphertext = this.seal(key, plaintext, ec)
+        return {CiphertextBlob: ciphertext.toString('base64'), KeyId: key.arn, ...this.deliver(plaintext, recipient)}
+      }
+      case 'GenerateRandom': {
+        const n = input.NumberOfBytes
+        if (typeof n !== 'number' || !Number.isInteger(n) || n < 1 || n > 1024) throw new KmsApiError('ValidationException', 'NumberOfBytes must be 1..1024.')
+        // Not a key operation: no key policy applies (IAM governs it on AWS; there is no IAM here).
+        const recipient = await this.recipient(input)
+        return this.deliver(randomBytes(n), recipient)
+      }
+      default:
+        throw new KmsApiError('UnknownOperationException', `The local endpoint does not implement ${operation}.`)
+    }
+  }
+}

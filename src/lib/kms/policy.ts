@@ -1,0 +1,433 @@
+/**
+ * KMS key policies, pure: parse and validate, patch the statements nle owns, report grants that
+ * bypass the PCR gate, check lockout safety, and describe what a policy admits.
+ *
+ * Ownership: a statement is nle's when its Sid is `nle-<project>-enclave-current` or
+ * `nle-<project>-enclave-previous-<n>`. Every other statement is foreign and is carried over
+ * untouched (same object content, same order, same Sids, unknown fields kept); nle's statements
+ * take the place of the first one found, or go last.
+ *
+ * Rollouts keep one statement per measurement set (current first, then up to `keepPrevious`
+ * earlier ones). Each statement pins PCR0, PCR1, PCR2 (and PCR8 for a signed EIF) with
+ * `StringEqualsIgnoreCase` on single values: arrays per key would admit mixed combinations.
+ */
+import {type RequestContextKeys, accountOf, evaluatePolicy, principalOf, statementActionMatch, statementPrincipalMatch} from './evaluate.js'
+import {policyError} from './errors.js'
+
+export interface PolicyStatement {
+  Sid?: string
+  Effect: 'Allow' | 'Deny'
+  Principal?: unknown
+  NotPrincipal?: unknown
+  Action?: string | string[]
+  NotAction?: string | string[]
+  Resource?: string | string[]
+  NotResource?: string | string[]
+  Condition?: Record<string, Record<string, unknown>>
+  [key: string]: unknown
+}
+
+export interface KeyPolicy {
+  Version?: string
+  Id?: string
+  Statement: PolicyStatement[]
+  [key: string]: unknown
+}
+
+/** A measurement set as the lockfile stores it: 96 lowercase hex characters per PCR. */
+export interface MeasurementSet {
+  PCR0: string
+  PCR1: string
+  PCR2: string
+  PCR8?: string
+}
+
+export const MEASUREMENT_KEYS = ['PCR0', 'PCR1', 'PCR2', 'PCR8'] as const
+export const RECIPIENT_KEY_PREFIX = 'kms:RecipientAttestation:'
+export type KmsOperation = 'Decrypt' | 'GenerateDataKey' | 'GenerateRandom'
+
+/** The largest key policy KMS accepts (bytes). */
+export const MAX_POLICY_BYTES = 32 * 1024
+const HEX_96 = /^[0-9a-fA-F]{96}$/
+
+function invalid(message: string, details?: Record<string, unknown>): never {
+  throw policyError('POLICY_INVALID', `Key policy: ${message}`, {
+    hint: 'Fix the policy so that it is a KMS key policy: {"Version": "2012-10-17", "Statement": [{"Effect", "Principal", "Action", "Resource"}, …]}.',
+    details,
+  })
+}
+
+const isObject = (v: unknown): v is Record<string, unknown> => typeof v === 'object' && v !== null && !Array.isArray(v)
+const isStringOrStrings = (v: unknown): boolean => typeof v === 'string' || (Array.isArray(v) && v.length > 0 && v.every((x) => typeof x === 'string'))
+
+/** Validate a parsed value as a key policy (the shape KMS requires). Returns it typed. */
+export function validatePolicy(value: unknown): KeyPolicy {
+  if (!isObject(value)) invalid('the document is not a JSON object.')
+  if (value.Version !== undefined && value.Version !== '2012-10-17' && value.Version !== '2008-10-17') invalid(`unknown Version ${JSON.stringify(value.Version)}.`)
+  if (!Array.isArray(value.Statement)) invalid('"Statement" must be an array of statements.')
+  if (value.Statement.length === 0) invalid('"Statement" is empty.')
+  const sids = new Set<string>()
+  value.Statement.forEach((s: unknown, i: number) => {
+    const where = {statement: i}
+    if (!isObject(s)) invalid(`statement ${i} is not an object.`, where)
+    if (s.Sid !== undefined) {
+      if (typeof s.Sid !== 'string') invalid(`statement ${i}: Sid must be a string.`, where)
+      if (sids.has(s.Sid)) invalid(`statement ${i}: duplicate Sid ${JSON.stringify(s.Sid)}.`, where)
+      sids.add(s.Sid)
+    }
+    if (s.Effect !== 'Allow' && s.Effect !== 'Deny') invalid(`statement ${i}: Effect must be "Allow" or "Deny".`, where)
+    if (('Action' in s) === ('NotAction' in s)) invalid(`statement ${i}: exactly one of Action and NotAction is required.`, where)
+    if (!isStringOrStrings(s.Action ?? s.NotAction)) invalid(`statement ${i}: Action/NotAction must be a string or a non-empty array of strings.`, where)
+    if (('Principal' in s) === ('NotPrincipal' in s)) invalid(`statement ${i}: exactly one of Principal and NotPrincipal is required in a key policy.`, where)
+    const principal = s.Principal ?? s.NotPrincipal
+    if (principal !== '*' && !isObject(principal)) invalid(`statement ${i}: Principal must be "*" or an object such as {"AWS": "<arn>"}.`, where)
+    if (isObject(principal)) for (const v of Object.values(principal)) if (!isStringOrStrings(v)) invalid(`statement ${i}: Principal values must be strings.`, where)
+    if ('Resource' in s && 'NotResource' in s) invalid(`statement ${i}: Resource and NotResource are exclusive.`, where)
+    for (const k of ['Resource', 'NotResource'] as const) if (k in s && !isStringOrStrings(s[k])) invalid(`statement ${i}: ${k} must be a string or array of strings.`, where)
+    if ('Condition' in s) {
+      if (!isObject(s.Condition)) invalid(`statement ${i}: Condition must be an object.`, where)
+      for (const [op, block] of Object.entries(s.Condition)) {
+        if (!isObject(block)) invalid(`statement ${i}: Condition operator ${op} must map keys to values.`, where)
+        for (const v of Object.values(block)) {
+          const ok = ['string', 'boolean', 'number'].includes(typeof v) || (Array.isArray(v) && v.every((x) => ['string', 'boolean', 'number'].includes(typeof x)))
+          if (!ok) invalid(`statement ${i}: Condition values must be strings, numbers, booleans or arrays of them.`, where)
+        }
+      }
+    }
+  })
+  return value as unknown as KeyPolicy
+}
+
+/** Parse a key policy's JSON text (GetKeyPolicy's `Policy`, or a file). */
+export function parsePolicy(text: string, source = 'key policy'): KeyPolicy {
+  let value: unknown
+  try {
+    value = JSON.parse(text)
+  } catch (error) {
+    throw policyError('POLICY_BAD_JSON', `${source} is not JSON: ${(error as Error).message}`, {
+      hint: 'Pass the policy document itself (for Terraform/CloudFormation, the rendered JSON of the key policy).',
+      cause: error,
+    })
+  }
+  // IAM's grammar also allows a single statement object; nle writes it back as a one-element array.
+  if (isObject(value) && isObject(value.Statement)) value = {...value, Statement: [value.Statement]}
+  return validatePolicy(value)
+}
+
+/** The canonical text nle writes: 2-space indentation and a trailing newline. Key order is kept. */
+export function serializePolicy(policy: KeyPolicy): string {
+  return JSON.stringify(policy, null, 2) + '\n'
+}
+
+// ---------------------------------------------------------------------------------------------
+// Measurements and owned statements.
+
+/** Normalize and check a measurement set (lowercase; 96 hex per PCR). Throws POLICY_BAD_MEASUREMENTS. */
+export function normalizeMeasurements(value: MeasurementSet): MeasurementSet {
+  const out: Record<string, string> = {}
+  for (const key of MEASUREMENT_KEYS) {
+    const v = (value as unknown as Record<string, unknown>)[key]
+    if (v === undefined && key === 'PCR8') continue
+    if (typeof v !== 'string' || !HEX_96.test(v)) {
+      throw policyError('POLICY_BAD_MEASUREMENTS', `${key} must be 96 hex characters (SHA-384), got ${v === undefined ? 'nothing' : JSON.stringify(v)}.`, {
+        hint: 'Take the measurements from nle.lock.json (nle build writes it).',
+      })
+    }
+    out[key] = v.toLowerCase()
+  }
+  return out as unknown as MeasurementSet
+}
+
+export function isDebugSet(set: MeasurementSet): boolean {
+  return [set.PCR0, set.PCR1, set.PCR2].every((v) => /^0+$/.test(v))
+}
+
+export const measurementKey = (set: MeasurementSet): string => MEASUREMENT_KEYS.map((k) => set[k] ?? '').join(':')
+export const sameSet = (a: MeasurementSet, b: MeasurementSet): boolean => measurementKey(a) === measurementKey(b)
+
+export function ownedSidPrefix(project: string): string {
+  return `nle-${project}-enclave`
+}
+
+export function ownedSid(project: string, position: number): string {
+  return position === 0 ? `${ownedSidPrefix(project)}-current` : `${ownedSidPrefix(project)}-previous-${position}`
+}
+
+export function isOwned(statement: PolicyStatement, project: string): boolean {
+  const prefix = ownedSidPrefix(project)
+  return typeof statement.Sid === 'string' && (statement.Sid === `${prefix}-current` || new RegExp(`^${prefix.replace(/[-]/g, '\\-')}-previous-\\d+$`).test(statement.Sid))
+}
+
+/** The single-valued PCR conditions of a statement (StringEquals / StringEqualsIgnoreCase), as a measurement set; null when PCR0..2 are not all pinned to one value. */
+export function conditionedSet(statement: PolicyStatement): MeasurementSet | null {
+  const condition = statement.Condition
+  if (!isObject(condition)) return null
+  const found: Record<string, string> = {}
+  for (const [op, block] of Object.entries(condition)) {
+    if (op !== 'StringEqualsIgnoreCase' && op !== 'StringEquals') continue
+    if (!isObject(block)) continue
+    for (const [key, value] of Object.entries(block)) {
+      const lower = key.toLowerCase()
+      let name: string | undefined
+      if (lower === `${RECIPIENT_KEY_PREFIX}imagesha384`.toLowerCase()) name = 'PCR0'
+      else if (lower.startsWith(RECIPIENT_KEY_PREFIX.toLowerCase() + 'pcr')) name = `PCR${key.slice(RECIPIENT_KEY_PREFIX.length + 3)}`
+      if (name === undefined || !(MEASUREMENT_KEYS as readonly string[]).includes(name)) continue
+      const single = Array.isArray(value) ? (value.length === 1 ? value[0] : undefined) : value
+      if (typeof single !== 'string' || !HEX_96.test(single)) return null
+      if (found[name] !== undefined && found[name] !== single.toLowerCase()) return null
+      found[name] = single.toLowerCase()
+    }
+  }
+  if (!found.PCR0 || !found.PCR1 || !found.PCR2) return null
+  return {PCR0: found.PCR0, PCR1: found.PCR1, PCR2: found.PCR2, ...(found.PCR8 ? {PCR8: found.PCR8} : {})}
+}
+
+export interface OwnedStatementSpec {
+  sid: string
+  set: MeasurementSet
+  roleArn: string
+  operations: readonly KmsOperation[]
+}
+
+/** The statement nle writes for one measurement set. */
+export function ownedStatement(spec: OwnedStatementSpec): PolicyStatement {
+  const pins: Record<string, string> = {}
+  for (const key of MEASUREMENT_KEYS) if (spec.set[key] !== undefined) pins[`${RECIPIENT_KEY_PREFIX}${key}`] = spec.set[key]
+  return {
+    Sid: spec.sid,
+    Effect: 'Allow',
+    Principal: {AWS: spec.roleArn},
+    Action: [...new Set(spec.operations)].map((op) => `kms:${op}`),
+    Resource: '*',
+    Condition: {StringEqualsIgnoreCase: pins},
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Grants that make the PCR gate moot.
+
+export interface UnconditionedGrant {
+  index: number
+  sid: string | null
+  /** How the statement reaches the role: naming it, `*`, or the account (delegating to IAM). */
+  via: 'role' | 'wildcard' | 'account-root'
+  actions: string[]
+  message: string
+  /** A replacement statement that keeps what it grants except the attested operations (or null: remove the statement). */
+  proposed: PolicyStatement | null
+  fix: string
+}
+
+/** Whether the statement pins the enclave image: an equality (not a pattern, not …IfExists) on PCR0 or ImageSha384. */
+const IMAGE_KEYS = [`${RECIPIENT_KEY_PREFIX}PCR0`, `${RECIPIENT_KEY_PREFIX}ImageSha384`].map((k) => k.toLowerCase())
+const hasRecipientCondition = (statement: PolicyStatement): boolean =>
+  isObject(statement.Condition) &&
+  Object.entries(statement.Condition).some(
+    ([op, block]) => (op === 'StringEquals' || op === 'StringEqualsIgnoreCase') && isObject(block) && Object.entries(block).some(([k, v]) => IMAGE_KEYS.includes(k.toLowerCase()) && typeof v === 'string' && HEX_96.test(v)),
+  )
+
+/**
+ * Allow statements (not nle's) that let the role run an attested operation without an attestation
+ * condition. With one of them in place, the PCR gate decides nothing.
+ */
+export function findUnconditionedGrants(policy: KeyPolicy, options: {project: string; roleArn: string; operations: readonly KmsOperation[]}): UnconditionedGrant[] {
+  const out: UnconditionedGrant[] = []
+  const actions = [...new Set(options.operations)].map((op) => `kms:${op}`)
+  policy.Statement.forEach((statement, index) => {
+    if (statement.Effect !== 'Allow' || isOwned(statement, options.project)) return
+    const via = statementPrincipalMatch(statement, options.roleArn)
+    if (via === null) return
+    const granted = actions.filter((a) => statementActionMatch(statement, a))
+    if (granted.length === 0 || hasRecipientCondition(statement)) return
+    const proposed = proposeFix(statement, actions)
+    const who = via === 'exact' ? 'the host role' : via === 'wildcard' ? 'every principal ("*")' : 'the whole account (through IAM policies)'
+    out.push({
+      index,
+      sid: statement.Sid ?? null,
+      via: via === 'exact' ? 'role' : via,
+      actions: granted,
+      message: `Statement ${statement.Sid ? JSON.stringify(statement.Sid) : `#${index}`} grants ${who} ${granted.join(', ')} without an attestation condition pinning the image (PCR0): the PCR gate is moot.`,
+      proposed,
+      fix: proposed === null ? 'Remove this statement (it grants nothing but the attested operations).' : 'NotAction' in proposed ? `Exclude ${actions.join(', ')} from it (NotAction), as AWS recommends for the default "kms:*" statement.` : `Remove ${actions.join(', ')} from its Action.`,
+    })
+  })
+  return out
+}
+
+function proposeFix(statement: PolicyStatement, actions: readonly string[]): PolicyStatement | null {
+  const copy = structuredClone(statement)
+  if ('NotAction' in copy) {
+    const current = Array.isArray(copy.NotAction) ? copy.NotAction : [copy.NotAction!]
+    copy.NotAction = [...current, ...actions.filter((a) => !current.includes(a))]
+    return copy
+  }
+  const list = Array.isArray(copy.Action) ? copy.Action : [copy.Action!]
+  const explicit = list.filter((a) => !actions.some((x) => x.toLowerCase() === a.toLowerCase()))
+  if (explicit.some((a) => a.includes('*') || a.includes('?'))) {
+    // A wildcard covers the attested operations: grant everything else instead.
+    if (explicit.length === 1 && list.length === 1 && explicit[0] === 'kms:*') {
+      const {Action: _ignored, ...rest} = copy
+      const out: PolicyStatement = {...rest, NotAction: [...actions]} as PolicyStatement
+      // keep the key where Action was: rebuild in the original key order
+      return Object.fromEntries(Object.entries(statement).map(([k, v]) => (k === 'Action' ? ['NotAction', out.NotAction] : [k, v]))) as PolicyStatement
+    }
+    return null
+  }
+  if (explicit.length === 0) return null
+  copy.Action = explicit.length === 1 ? explicit[0] : explicit
+  return copy
+}
+
+// ---------------------------------------------------------------------------------------------
+// What a policy admits.
+
+export interface AdmittedSet {
+  index: number
+  sid: string | null
+  owned: boolean
+  set: MeasurementSet
+  actions: string[]
+}
+
+/** Every statement that lets the role run an attested operation under a full PCR0..2 pin. */
+export function admittedSets(policy: KeyPolicy, options: {project: string; roleArn: string; operations: readonly KmsOperation[]}): AdmittedSet[] {
+  const actions = [...new Set(options.operations)].map((op) => `kms:${op}`)
+  const out: AdmittedSet[] = []
+  policy.Statement.forEach((statement, index) => {
+    if (statement.Effect !== 'Allow') return
+    const set = conditionedSet(statement)
+    if (set === null) return
+    const via = statementPrincipalMatch(statement, options.roleArn)
+    if (via !== 'exact' && via !== 'wildcard') return
+    const granted = actions.filter((a) => statementActionMatch(statement, a))
+    if (granted.length === 0) return
+    out.push({index, sid: statement.Sid ?? null, owned: isOwned(statement, options.project), set, actions: granted})
+  })
+  return out
+}
+
+/** Whether the policy (Deny statements included) lets the role run `operation` with an enclave measuring `set`. */
+export function admits(policy: KeyPolicy, options: {roleArn: string; keyArn?: string; set: MeasurementSet; operation: KmsOperation; extraKeys?: RequestContextKeys}): boolean {
+  const keys: RequestContextKeys = {...options.extraKeys}
+  const pcrs: Record<string, string> = {PCR0: options.set.PCR0, PCR1: options.set.PCR1, PCR2: options.set.PCR2, ...(options.set.PCR8 ? {PCR8: options.set.PCR8} : {})}
+  for (const [k, v] of Object.entries(pcrs)) keys[`${RECIPIENT_KEY_PREFIX}${k}`] = v
+  keys[`${RECIPIENT_KEY_PREFIX}ImageSha384`] = options.set.PCR0
+  const account = accountOf(options.roleArn) ?? '000000000000'
+  const decision = evaluatePolicy(
+    policy,
+    {principalArn: options.roleArn, action: `kms:${options.operation}`, resourceArn: options.keyArn ?? `arn:aws:kms:us-east-1:${account}:key/00000000-0000-0000-0000-000000000000`, keys},
+    {accountRoot: 'ignore'},
+  )
+  return decision.decision === 'allow'
+}
+
+// ---------------------------------------------------------------------------------------------
+// Lockout safety.
+
+export interface LockoutReport {
+  caller: string
+  before: boolean
+  after: boolean
+  /** True when the patch would take away the caller's only kms:PutKeyPolicy path. */
+  lost: boolean
+}
+
+export function canPutKeyPolicy(policy: KeyPolicy, callerArn: string, keyArn?: string): boolean {
+  const principal = principalOf(callerArn)
+  const account = accountOf(principal) ?? '000000000000'
+  return (
+    evaluatePolicy(policy, {principalArn: principal, action: 'kms:PutKeyPolicy', resourceArn: keyArn ?? `arn:aws:kms:us-east-1:${account}:key/00000000-0000-0000-0000-000000000000`}, {accountRoot: 'grant'}).decision === 'allow'
+  )
+}
+
+export function lockoutCheck(before: KeyPolicy, after: KeyPolicy, callerArn: string, keyArn?: string): LockoutReport {
+  const b = canPutKeyPolicy(before, callerArn, keyArn)
+  const a = canPutKeyPolicy(after, callerArn, keyArn)
+  return {caller: principalOf(callerArn), before: b, after: a, lost: b && !a}
+}
+
+// ---------------------------------------------------------------------------------------------
+// The patch.
+
+export interface PatchOptions {
+  project: string
+  roleArn: string
+  measurements: MeasurementSet
+  /** How many earlier measurement sets stay admitted (rollouts). */
+  keepPrevious: number
+  operations: readonly KmsOperation[]
+  /** Admit all-zero (debug-mode) measurements. Development only. */
+  allowDebug?: boolean
+}
+
+export interface PatchResult {
+  policy: KeyPolicy
+  /** The owned statements written, current first. */
+  sets: {sid: string; set: MeasurementSet; current: boolean}[]
+  /** Sets that were admitted by nle's statements and no longer are. */
+  removed: MeasurementSet[]
+  unconditioned: UnconditionedGrant[]
+  changed: boolean
+}
+
+const ROLE_ARN = /^arn:aws[a-z-]*:iam::\d{12}:role\/.+$/
+const PROJECT = /^[a-z0-9][a-z0-9-]{0,62}$/
+
+/** Add or update nle's statements. Foreign statements are deep-copied, unchanged, in order. */
+export function patchPolicy(policy: KeyPolicy, options: PatchOptions): PatchResult {
+  if (!PROJECT.test(options.project)) throw policyError('POLICY_CONFIG_MISSING', `The project name ${JSON.stringify(options.project)} cannot name a statement.`, {hint: 'Set name in nle.yaml (lowercase letters, digits, dashes).'})
+  if (!ROLE_ARN.test(options.roleArn)) {
+    throw policyError('POLICY_CONFIG_MISSING', `The host role ${JSON.stringify(options.roleArn)} is not an IAM role ARN.`, {hint: 'Set kms.hostRoleArn in nle.yaml to arn:aws:iam::<account>:role/<name>.'})
+  }
+  if (!Number.isInteger(options.keepPrevious) || options.keepPrevious < 0) throw policyError('POLICY_CONFIG_MISSING', 'keepPrevious must be a non-negative integer.')
+  if (options.operations.length === 0) throw policyError('POLICY_CONFIG_MISSING', 'No KMS operations to grant.', {hint: 'Set kms.operations in nle.yaml.'})
+  const current = normalizeMeasurements(options.measurements)
+  const allowDebug = options.allowDebug === true
+  if (isDebugSet(current) && !allowDebug) {
+    throw policyError('POLICY_DEBUG_PCRS', 'The measurements are all zero: that is what a debug-mode enclave reports, whatever code it runs.', {
+      hint: 'Build without debug mode; to admit a debug enclave on a development key, pass --allow-debug.',
+    })
+  }
+  const validated = validatePolicy(structuredClone(policy))
+  const previous: MeasurementSet[] = []
+  let insertAt = -1
+  const foreign: PolicyStatement[] = []
+  for (const statement of validated.Statement) {
+    if (isOwned(statement, options.project)) {
+      if (insertAt === -1) insertAt = foreign.length
+      const set = conditionedSet(statement)
+      if (set !== null && !previous.some((p) => sameSet(p, set))) previous.push(set)
+    } else foreign.push(statement)
+  }
+  const kept = previous.filter((s) => !sameSet(s, current) && (allowDebug || !isDebugSet(s))).slice(0, options.keepPrevious)
+  const sets = [current, ...kept].map((set, position) => ({sid: ownedSid(options.project, position), set, current: position === 0}))
+  const owned = sets.map((s) => ownedStatement({sid: s.sid, set: s.set, roleArn: options.roleArn, operations: options.operations}))
+  const statements = [...foreign]
+  statements.splice(insertAt === -1 ? statements.length : insertAt, 0, ...owned)
+  const patched: KeyPolicy = {...validated, Statement: statements}
+  const removed = previous.filter((p) => !sets.some((s) => sameSet(s.set, p)))
+  return {
+    policy: patched,
+    sets,
+    removed,
+    unconditioned: findUnconditionedGrants(patched, options),
+    changed: serializePolicy(patched) !== serializePolicy(policy),
+  }
+}
+
+/** A fresh key policy for a new key: the account may administer (but not run the attested operations), plus nle's statements. */
+export function starterPolicy(account: string, options: PatchOptions): KeyPolicy {
+  const base: KeyPolicy = {
+    Version: '2012-10-17',
+    Statement: [
+      {
+        Sid: 'Enable IAM policies except attested operations',
+        Effect: 'Allow',
+        Principal: {AWS: `arn:aws:iam::${account}:root`},
+        NotAction: [...new Set(options.operations)].map((op) => `kms:${op}`),
+        Resource: '*',
+      },
+    ],
+  }
+  return patchPolicy(base, options).policy
+}

@@ -1,0 +1,158 @@
+/**
+ * `nle policy show|apply|check` as a user runs them (the compiled CLI): file mode, each drift exit
+ * code and the GitHub annotation format, and live mode against `nle kms serve`'s endpoint
+ * (in-process here, on 127.0.0.1) through --endpoint-url with the SDK's standard credential chain.
+ */
+import {createHash} from 'node:crypto'
+import {mkdirSync, readFileSync, writeFileSync} from 'node:fs'
+import {join} from 'node:path'
+
+import {CreateKeyCommand, GetKeyPolicyCommand, KMSClient} from '@aws-sdk/client-kms'
+import {afterAll, beforeAll, describe, expect, it} from 'vitest'
+
+import {NsmSimulator} from '../src/lib/attestation/simulator.js'
+import {writeLockfile} from '../src/lib/lockfile.js'
+import {type RunningLocalKms, startLocalKms} from '../src/lib/kms/local/server.js'
+import {type LocalIdentity, newState} from '../src/lib/kms/local/state.js'
+import {type MeasurementSet, parsePolicy} from '../src/lib/kms/policy.js'
+import {applyPolicy} from '../src/lib/kms/service.js'
+import {json, runCli} from '../src/test-support/cli.js'
+import {tempDir} from '../src/test-support/tmp.js'
+
+const digest = (label: string): string => createHash('sha384').update(label).digest('hex')
+const set = (label: string): MeasurementSet => ({PCR0: digest(`${label} 0`), PCR1: digest(`${label} 1`), PCR2: digest(`${label} 2`)})
+const ACCOUNT = '111122223333'
+const ROLE = `arn:aws:iam::${ACCOUNT}:role/demo-host`
+
+const tmp = tempDir('nle-policy-')
+afterAll(() => tmp.cleanup())
+
+let n = 0
+async function project(options: {measurements: MeasurementSet; role?: string; keyId?: string; policy?: unknown}): Promise<{dir: string; policyFile: string}> {
+  const dir = join(tmp.dir, `p${n++}`)
+  mkdirSync(dir)
+  writeFileSync(
+    join(dir, 'nle.yaml'),
+    `version: 1\nname: demo\nkms:\n  hostRoleArn: ${options.role ?? ROLE}\n  keepPrevious: 1\n${options.keyId ? `  keyId: ${options.keyId}\n  region: us-east-1\n` : ''}`,
+  )
+  await lock(dir, options.measurements)
+  const policyFile = join(dir, 'key-policy.json')
+  writeFileSync(policyFile, JSON.stringify(options.policy ?? basePolicy(), null, 2))
+  return {dir, policyFile}
+}
+
+async function lock(dir: string, measurements: MeasurementSet): Promise<void> {
+  await writeLockfile(join(dir, 'nle.lock.json'), {version: 1, measurements, eif: {sha384: digest('eif'), size: 1, version: 4, signed: false}, builder: {name: 'test', version: '1'}, inputs: {}})
+}
+
+function basePolicy(): unknown {
+  return {
+    Version: '2012-10-17',
+    Id: 'team-policy',
+    Statement: [
+      {Sid: 'Key administrators', Effect: 'Allow', Principal: {AWS: `arn:aws:iam::${ACCOUNT}:root`}, NotAction: ['kms:Decrypt'], Resource: '*'},
+      {Sid: 'Audit', Effect: 'Allow', Principal: {AWS: `arn:aws:iam::${ACCOUNT}:role/auditor`}, Action: 'kms:Describe*', Resource: '*', 'X-Team': {ticket: 42}},
+    ],
+  }
+}
+
+describe('nle policy (file mode)', () => {
+  it('apply prints a diff and changes nothing; check exits 0 with a ::notice', async () => {
+    const m = set('a')
+    const {dir, policyFile} = await project({measurements: m})
+    const before = readFileSync(policyFile, 'utf8')
+    const dry = await runCli(['policy', 'apply', '--policy-file', policyFile], {cwd: dir})
+    expect(dry.exitCode, dry.stderr).toBe(0)
+    expect(dry.stdout).toContain('+      "Sid": "nle-demo-enclave-current"')
+    expect(dry.stdout).toContain(`"kms:RecipientAttestation:PCR0": "${m.PCR0}"`)
+    expect(dry.stdout).toContain('Nothing written')
+    expect(readFileSync(policyFile, 'utf8')).toBe(before)
+    await patchFile(dir, policyFile)
+    const gh = await runCli(['policy', 'check', '--policy-file', policyFile, '--format', 'github'], {cwd: dir})
+    expect(gh.exitCode, gh.stdout + gh.stderr).toBe(0)
+    expect(gh.stdout).toMatch(/^::notice title=nle policy check::ok: /m)
+  }, 60_000)
+
+  it('check exits 1 on drift, with GitHub ::error annotations', async () => {
+    const {dir, policyFile} = await project({measurements: set('old')})
+    await patchFile(dir, policyFile)
+    await lock(dir, set('new'))
+    const gh = await runCli(['policy', 'check', '--policy-file', policyFile, '--format', 'github'], {cwd: dir})
+    expect(gh.exitCode, gh.stdout + gh.stderr).toBe(1)
+    expect(gh.stdout).toMatch(new RegExp(`^::error title=nle policy check%3A not-admitted,file=${policyFile.replace(/[/.]/g, '\\$&')}::Drift: `, 'm'))
+  }, 60_000)
+
+  it('check exits 2 on stale sets (::warning), and 1 with --strict', async () => {
+    const {dir, policyFile} = await project({measurements: set('v1')})
+    for (const v of ['v1', 'v2', 'v3']) {
+      await lock(dir, set(v))
+      await patchFile(dir, policyFile)
+    }
+    // Someone adds an old set by hand under nle's Sid scheme, beyond kms.keepPrevious: stale.
+    const policy = parsePolicy(readFileSync(policyFile, 'utf8'))
+    const current = policy.Statement.find((s) => s.Sid === 'nle-demo-enclave-current')!
+    const v1 = set('v1')
+    policy.Statement.push({...structuredClone(current), Sid: 'nle-demo-enclave-previous-2', Condition: {StringEqualsIgnoreCase: {'kms:RecipientAttestation:PCR0': v1.PCR0, 'kms:RecipientAttestation:PCR1': v1.PCR1, 'kms:RecipientAttestation:PCR2': v1.PCR2}}})
+    writeFileSync(policyFile, JSON.stringify(policy))
+    const stale = await runCli(['policy', 'check', '--policy-file', policyFile, '--format', 'github'], {cwd: dir})
+    expect(stale.exitCode, stale.stdout + stale.stderr).toBe(2)
+    expect(stale.stdout).toMatch(/^::warning title=nle policy check%3A stale-set,file=.*::Statement "nle-demo-enclave-previous-2" still admits/m)
+    const strict = await runCli(['policy', 'check', '--policy-file', policyFile, '--strict', '--json'], {cwd: dir})
+    expect(strict.exitCode).toBe(1)
+    expect(json<{verdict: string; exitCode: number}>(strict)).toMatchObject({verdict: 'stale', exitCode: 1})
+  }, 60_000)
+
+  it('apply refuses all-zero PCRs without --allow-debug (exit 5, POLICY_DEBUG_PCRS)', async () => {
+    const zero = {PCR0: '0'.repeat(96), PCR1: '0'.repeat(96), PCR2: '0'.repeat(96)}
+    const {dir, policyFile} = await project({measurements: zero})
+    const refused = await runCli(['policy', 'apply', '--policy-file', policyFile, '--json'], {cwd: dir})
+    expect(refused.exitCode).toBe(5)
+    expect(json<{error: {code: string}}>(refused).error.code).toBe('POLICY_DEBUG_PCRS')
+  }, 60_000)
+})
+
+/** Patch the policy file in-process (the CLI's own apply is exercised above). */
+async function patchFile(dir: string, policyFile: string): Promise<void> {
+  await applyPolicy({configFile: join(dir, 'nle.yaml'), source: {kind: 'file', path: policyFile}, apply: true, allowDebug: false, force: false})
+}
+
+describe('nle policy (live key through --endpoint-url)', () => {
+  let server: RunningLocalKms
+  let admin: LocalIdentity
+  let host: LocalIdentity
+  let keyId: string
+  beforeAll(async () => {
+    const state = newState()
+    ;[admin, host] = state.identities as [LocalIdentity, LocalIdentity]
+    server = await startLocalKms({state, root: new NsmSimulator().root})
+    const kms = new KMSClient({endpoint: server.url, region: 'us-east-1', credentials: {accessKeyId: admin.accessKeyId, secretAccessKey: admin.secretAccessKey}})
+    const policy = {Version: '2012-10-17', Statement: [{Sid: 'Key administrators', Effect: 'Allow', Principal: {AWS: `arn:aws:iam::${state.accountId}:root`}, NotAction: 'kms:Decrypt', Resource: '*'}]}
+    keyId = (await kms.send(new CreateKeyCommand({Policy: JSON.stringify(policy)}))).KeyMetadata!.KeyId!
+  })
+  afterAll(async () => server?.close())
+
+  const env = (): NodeJS.ProcessEnv => ({
+    AWS_ACCESS_KEY_ID: admin.accessKeyId,
+    AWS_SECRET_ACCESS_KEY: admin.secretAccessKey,
+    AWS_SESSION_TOKEN: '',
+    AWS_PROFILE: '',
+    AWS_REGION: 'us-east-1',
+    AWS_CONFIG_FILE: '/nonexistent',
+    AWS_SHARED_CREDENTIALS_FILE: '/nonexistent',
+    AWS_EC2_METADATA_DISABLED: 'true',
+  })
+
+  it('apply --apply writes the policy (role and caller resolved through IAM/STS), then check exits 0', async () => {
+    const m = set('live')
+    const {dir} = await project({measurements: m, role: host.arn, keyId})
+    const url = server.url
+    const applied = await runCli(['policy', 'apply', '--endpoint-url', url, '--apply', '--json'], {cwd: dir, env: env()})
+    expect(applied.exitCode, applied.stdout + applied.stderr).toBe(0)
+    expect(json<{written: string; lockout: {caller: string; lost: boolean}}>(applied)).toMatchObject({written: expect.stringMatching(/^arn:aws:kms:us-east-1:000000000000:key\//), lockout: {caller: admin.arn, lost: false}})
+    const kms = new KMSClient({endpoint: url, region: 'us-east-1', credentials: {accessKeyId: admin.accessKeyId, secretAccessKey: admin.secretAccessKey}})
+    const stored = parsePolicy((await kms.send(new GetKeyPolicyCommand({KeyId: keyId}))).Policy!)
+    expect(stored.Statement.map((s) => s.Sid)).toEqual(['Key administrators', 'nle-demo-enclave-current'])
+    const check = await runCli(['policy', 'check', '--endpoint-url', url], {cwd: dir, env: env()})
+    expect(check.exitCode, check.stdout + check.stderr).toBe(0)
+  }, 60_000)
+})
