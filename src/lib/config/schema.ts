@@ -73,6 +73,15 @@ const proxySchema = z
       .describe('TLS for the proxy. Without it the dev stack makes a self-signed certificate.'),
     bodyLimitBytes: positiveInt.default(1_048_576).describe('Largest request body the proxy accepts.'),
     concurrency: positiveInt.default(4).describe('Requests forwarded to the enclave at once; more wait or get 429.'),
+    queue: z.number().int().min(0).default(16).describe('Requests that may wait for a free slot; beyond them the proxy answers 429.'),
+    upstreamTimeoutMs: positiveInt.default(60_000).describe('Time the enclave has to start answering (504 after it), and the longest pause inside a streamed answer.'),
+    drainTimeoutMs: z.number().int().min(0).default(10_000).describe('On shutdown, how long in-flight streams may finish before they are cut.'),
+    httpPort: z.number().int().min(0).max(65535).optional().describe('Also serve plain HTTP on 127.0.0.1 at this port (loopback only, for local tools).'),
+    upstreams: z
+      .array(path)
+      .min(1)
+      .optional()
+      .describe('Enclave server sockets (Unix socket paths) to forward to, round-robin; --upstream overrides.'),
   })
   .describe('The parent-side proxy on the host.')
 

@@ -1,0 +1,53 @@
+import {Flags} from '@oclif/core'
+
+import {BaseCommand} from '../cli/base-command.js'
+import {DEFAULT_CONFIG_FILE} from '../lib/config/load.js'
+import {jsonLogger} from '../lib/server/log.js'
+import {resolveProxySettings, startParentProxy, upstreamPath, waitForSignals} from '../lib/proxy/index.js'
+
+export default class Proxy extends BaseCommand<typeof Proxy> {
+  static override enableJsonFlag = false
+  static override summary = 'Run the parent proxy: TLS in front of the enclave server\'s socket, relaying sealed requests only.'
+  static override description = `Listens with HTTPS (proxy.tls, or a development certificate made with --self-signed DIR) and optionally plain HTTP on 127.0.0.1 (--http-port), and relays GET /v1/attestation, POST /v1/chat/completions and GET /healthz to the enclave socket(s), round-robin. Bodies are sealed end to end: the proxy sees ciphertext and logs only method, path, status, sizes and latency.
+
+Limits from nle.yaml (proxy.*), overridable here: body size (413), concurrency and queue (429 with Retry-After), upstream timeout (504); 502 when no enclave socket answers. SIGTERM drains in-flight streams (proxy.drainTimeoutMs) and exits 0.`
+  static override examples = [
+    '<%= config.bin %> proxy --config /etc/nle/app/nle.yaml --upstream unix:/run/nle/app.sock',
+    '<%= config.bin %> proxy --upstream unix:/tmp/nle/server.sock --self-signed .nle/tls --http-port 8080',
+  ]
+  static override flags = {
+    config: Flags.file({char: 'c', description: `Path to nle.yaml (default ./${DEFAULT_CONFIG_FILE} when present).`}),
+    upstream: Flags.string({description: 'Enclave server socket, unix:/abs/path.sock (repeat for several enclaves).', multiple: true}),
+    host: Flags.string({description: 'HTTPS listen address (default proxy.host).'}),
+    port: Flags.integer({description: 'HTTPS port (default proxy.port; 0 = any free port).', min: 0, max: 65535}),
+    'http-port': Flags.integer({description: 'Also serve plain HTTP on 127.0.0.1 at this port.', min: 0, max: 65535}),
+    cert: Flags.file({description: 'PEM certificate (overrides proxy.tls.cert).', dependsOn: ['key']}),
+    key: Flags.file({description: 'PEM private key (overrides proxy.tls.key).', dependsOn: ['cert']}),
+    'self-signed': Flags.directory({description: 'Without proxy.tls: make a development certificate into this folder (cert.pem, key.pem).'}),
+    'body-limit': Flags.integer({description: 'Largest request body in bytes (proxy.bodyLimitBytes).', min: 1}),
+    concurrency: Flags.integer({description: 'Requests in flight to the enclave (proxy.concurrency).', min: 1}),
+    queue: Flags.integer({description: 'Requests that may wait for a slot (proxy.queue).', min: 0}),
+    'upstream-timeout-ms': Flags.integer({description: 'proxy.upstreamTimeoutMs.', min: 1}),
+    'drain-timeout-ms': Flags.integer({description: 'proxy.drainTimeoutMs.', min: 0}),
+  }
+
+  async run(): Promise<void> {
+    const f = this.flags
+    const settings = await resolveProxySettings(f.config, {
+      ...(f.upstream ? {upstreams: f.upstream.map(upstreamPath)} : {}),
+      host: f.host,
+      port: f.port,
+      httpPort: f['http-port'],
+      ...(f.cert && f.key ? {tls: {cert: f.cert, key: f.key}} : {}),
+      selfSignedDir: f['self-signed'],
+      bodyLimitBytes: f['body-limit'],
+      concurrency: f.concurrency,
+      queue: f.queue,
+      upstreamTimeoutMs: f['upstream-timeout-ms'],
+      drainTimeoutMs: f['drain-timeout-ms'],
+    })
+    const logger = jsonLogger({component: 'parent-proxy'})
+    const running = await startParentProxy(settings, logger)
+    process.exitCode = await waitForSignals(running, logger)
+  }
+}

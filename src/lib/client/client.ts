@@ -1,0 +1,295 @@
+/**
+ * The nle client: attest → verify → seal → send → open.
+ *
+ * 1. GET /v1/attestation?nonce=<32 random bytes> and verify the document against the expected
+ *    PCRs (from the lockfile) with the nonce that was sent; refuse to send anything otherwise.
+ * 2. The document's `public_key` is the enclave's channel key configuration; the verified result is
+ *    cached for the session (re-fetched after `attestationTtlMs`, or when the enclave says the key
+ *    is gone).
+ * 3. Each request is sealed to that key (fresh HPKE context: no two requests share keys), POSTed,
+ *    and the answer — whole or an SSE stream of sealed chunks — is opened with keys exported from
+ *    the request's context. A missing final chunk, an altered chunk or a broken connection is an error,
+ *    never a silently shorter answer.
+ */
+import {randomBytes} from 'node:crypto'
+import type {IncomingMessage} from 'node:http'
+
+import {ATTESTATION_PATH, NONCE_BYTES} from '../attestation/source.js'
+import {type ExpectedPcrs, type VerifiedAttestation, verifyAttestation} from '../attestation/verify.js'
+import type {TrustedRoot} from '../attestation/roots.js'
+import {
+  type KeyConfig,
+  type ResponseKeys,
+  RESPONSE_NONCE_BYTES,
+  ResponseOpener,
+  SEALED_REQUEST_TYPE,
+  SEALED_RESPONSE_TYPE,
+  type PreparedSeal,
+  decodeKeyConfig,
+  openWholeResponse,
+  prepareSeal,
+} from '../channel/index.js'
+import {type NleError, isNleError} from '../errors.js'
+import {readLockfile} from '../lockfile.js'
+import type {ChatCompletion, ChatCompletionChunk, ChatCompletionRequest} from '../server/chat.js'
+import {clientError} from './errors.js'
+import {type TlsOptions, Transport, readAll} from './transport.js'
+
+export const CHAT_PATH = '/v1/chat/completions'
+
+export interface NleClientOptions {
+  /** unix:/path/to.sock, an absolute socket path, or the proxy's http(s) URL. */
+  target: string
+  /** Required: what the enclave must measure as (the lockfile's measurements). */
+  expectedPcrs: ExpectedPcrs
+  /** Trust this root instead of AWS's (the NSM simulator's, in dev and tests). */
+  insecureDevRoot?: TrustedRoot
+  /** Accept a debug-mode enclave (development only). */
+  allowDebug?: boolean
+  /** Largest accepted document age (default 5 min). */
+  maxAgeMs?: number
+  /** How long a verified attestation is reused (default 10 min). */
+  attestationTtlMs?: number
+  /** Time to response headers (default 60 s). */
+  timeoutMs?: number
+  tls?: TlsOptions
+  /** Padding bucket of sealed requests. */
+  padBlock?: number
+}
+
+export type ChatRequest = Omit<ChatCompletionRequest, 'stream'>
+
+interface Session {
+  config: KeyConfig
+  attestation: VerifiedAttestation
+  at: number
+  /** One sender context made ahead of the next request (sealing then costs one AEAD pass). */
+  spare: Promise<PreparedSeal> | null
+}
+
+interface ErrorBody {
+  error?: {code?: unknown; message?: unknown}
+}
+
+export class NleClient {
+  private readonly transport: Transport
+  private session: Session | null = null
+  private attesting: Promise<Session> | null = null
+
+  constructor(private readonly options: NleClientOptions) {
+    this.transport = new Transport(options.target, options.tls)
+  }
+
+  /** A client expecting the measurements of a lockfile. */
+  static async fromLockfile(lockfile: string, options: Omit<NleClientOptions, 'expectedPcrs'>): Promise<NleClient> {
+    const lock = await readLockfile(lockfile)
+    return new NleClient({...options, expectedPcrs: lock.measurements})
+  }
+
+  /** The verified attestation of the current session (fetched when needed). */
+  async attest(options: {fresh?: boolean; signal?: AbortSignal} = {}): Promise<VerifiedAttestation> {
+    return (await this.currentSession(options.fresh ?? false, options.signal)).attestation
+  }
+
+  private async currentSession(fresh: boolean, signal?: AbortSignal): Promise<Session> {
+    const ttl = this.options.attestationTtlMs ?? 600_000
+    if (!fresh && this.session && Date.now() - this.session.at < ttl) return this.session
+    this.attesting ??= this.fetchSession(signal).finally(() => {
+      this.attesting = null
+    })
+    return this.attesting
+  }
+
+  private async fetchSession(signal?: AbortSignal): Promise<Session> {
+    this.session = null
+    const nonce = new Uint8Array(randomBytes(NONCE_BYTES))
+    const res = await this.transport.send({
+      method: 'GET',
+      path: `${ATTESTATION_PATH}?nonce=${Buffer.from(nonce).toString('hex')}`,
+      headers: {accept: 'application/cbor'},
+      timeoutMs: this.options.timeoutMs ?? 60_000,
+      ...(signal ? {signal} : {}),
+    })
+    if (res.statusCode !== 200) throw await httpFailure(res, 'attestation')
+    const document = await readAll(res, 64 * 1024)
+    // Throws ATTEST_* (PCR mismatch, bad signature, wrong nonce, too old…): nothing is sent then.
+    const attestation = await verifyAttestation(document, {
+      expectedPcrs: this.options.expectedPcrs,
+      expectedNonce: nonce,
+      maxAgeMs: this.options.maxAgeMs ?? 300_000,
+      ...(this.options.insecureDevRoot ? {insecureDevRoot: this.options.insecureDevRoot} : {}),
+      ...(this.options.allowDebug ? {allowDebug: true} : {}),
+    })
+    const config = decodeKeyConfig(attestation.publicKey)
+    const session: Session = {config, attestation, at: Date.now(), spare: null}
+    this.prepareSpare(session)
+    this.session = session
+    return session
+  }
+
+  private prepareSpare(session: Session): void {
+    const spare = prepareSeal(session.config)
+    spare.catch(() => undefined) // surfaced when used
+    session.spare = spare
+  }
+
+  private async takeSeal(session: Session): Promise<PreparedSeal> {
+    const spare = session.spare
+    this.prepareSpare(session)
+    return spare ?? prepareSeal(session.config)
+  }
+
+  /** Seal and POST; re-attests once if the enclave no longer holds the key. */
+  private async post(body: ChatCompletionRequest, signal?: AbortSignal): Promise<{res: IncomingMessage; keys: ResponseKeys; requestId: string}> {
+    const plaintext = new TextEncoder().encode(JSON.stringify(body))
+    for (let attempt = 0; ; attempt++) {
+      const session = await this.currentSession(attempt > 0, signal)
+      const sealed = await (await this.takeSeal(session)).seal(plaintext, this.options.padBlock ? {padBlock: this.options.padBlock} : {})
+      const res = await this.transport.send({
+        method: 'POST',
+        path: CHAT_PATH,
+        headers: {'content-type': SEALED_REQUEST_TYPE, accept: body.stream ? 'text/event-stream' : SEALED_RESPONSE_TYPE},
+        body: sealed.message,
+        timeoutMs: this.options.timeoutMs ?? 60_000,
+        ...(signal ? {signal} : {}),
+      })
+      if (res.statusCode === 421 && attempt === 0) {
+        await readAll(res).catch(() => undefined)
+        continue // the key rotated away or the enclave restarted: the request never opened
+      }
+      if (res.statusCode !== 200) throw await httpFailure(res, 'chat')
+      return {res, keys: sealed.responseKeys, requestId: sealed.requestId}
+    }
+  }
+
+  /** A whole answer. */
+  async chat(request: ChatRequest, options: {signal?: AbortSignal} = {}): Promise<ChatCompletion> {
+    const {res, keys} = await this.post({...request, stream: false}, options.signal)
+    if (!(res.headers['content-type'] ?? '').startsWith(SEALED_RESPONSE_TYPE)) {
+      res.destroy()
+      throw clientError('CLIENT_PROTOCOL', `Expected ${SEALED_RESPONSE_TYPE}, got ${res.headers['content-type'] ?? 'nothing'}.`)
+    }
+    let body: Uint8Array
+    try {
+      body = await readAll(res)
+    } catch (cause) {
+      if (options.signal?.aborted) throw clientError('CLIENT_ABORTED', 'The request was cancelled.', {cause})
+      throw interrupted(cause)
+    }
+    return parseAnswer<ChatCompletion>(openWholeResponse(keys, body))
+  }
+
+  /** A streamed answer: each OpenAI chat.completion.chunk, opened, in order. */
+  async *chatStream(request: ChatRequest, options: {signal?: AbortSignal} = {}): AsyncGenerator<ChatCompletionChunk, void, void> {
+    const {res, keys} = await this.post({...request, stream: true}, options.signal)
+    if (!(res.headers['content-type'] ?? '').startsWith('text/event-stream')) {
+      if ((res.headers['content-type'] ?? '').startsWith(SEALED_RESPONSE_TYPE)) {
+        // An error answered whole (e.g. an invalid request).
+        yield parseAnswer<ChatCompletionChunk>(openWholeResponse(keys, await readAll(res)))
+        return
+      }
+      res.destroy()
+      throw clientError('CLIENT_PROTOCOL', `Expected text/event-stream, got ${res.headers['content-type'] ?? 'nothing'}.`)
+    }
+    let opener: ResponseOpener | null = null
+    let buffer = ''
+    try {
+      for await (const part of res as AsyncIterable<Buffer>) {
+        buffer += part.toString('latin1')
+        let end: number
+        while ((end = buffer.indexOf('\n\n')) !== -1) {
+          const event = buffer.slice(0, end)
+          buffer = buffer.slice(end + 2)
+          const {name, data} = parseEvent(event)
+          if (data === null) continue
+          const bytes = new Uint8Array(Buffer.from(data, 'base64'))
+          if (opener === null) {
+            if (name !== 'nonce' || bytes.length !== RESPONSE_NONCE_BYTES) throw clientError('CLIENT_PROTOCOL', 'The stream did not start with the response nonce.')
+            opener = new ResponseOpener(keys, bytes)
+            continue
+          }
+          const chunk = opener.open(bytes)
+          yield parseAnswer<ChatCompletionChunk>(chunk.plaintext)
+        }
+      }
+    } catch (error) {
+      res.destroy()
+      if (isNleError(error)) throw error
+      if (options.signal?.aborted) throw clientError('CLIENT_ABORTED', 'The request was cancelled.', {cause: error})
+      throw interrupted(error)
+    }
+    if (opener === null) throw clientError('CLIENT_PROTOCOL', 'The stream ended before the response nonce.')
+    opener.finish() // CHANNEL_TRUNCATED unless the final chunk arrived
+  }
+
+  close(): void {
+    this.transport.close()
+  }
+}
+
+function parseEvent(event: string): {name: string; data: string | null} {
+  let name = 'message'
+  let data: string | null = null
+  for (const line of event.split('\n')) {
+    if (line.startsWith('event:')) name = line.slice(6).trim()
+    else if (line.startsWith('data:')) data = (data ?? '') + line.slice(5).trim()
+  }
+  return {name, data}
+}
+
+/** The opened JSON; a sealed `{error}` becomes CLIENT_SERVER_ERROR. */
+function parseAnswer<T>(plaintext: Uint8Array): T {
+  let value: unknown
+  try {
+    value = JSON.parse(Buffer.from(plaintext).toString('utf8'))
+  } catch {
+    throw clientError('CLIENT_PROTOCOL', 'The opened answer is not JSON.')
+  }
+  const err = (value as ErrorBody).error
+  if (err && typeof err === 'object') {
+    const serverCode = typeof err.code === 'string' ? err.code : 'UNKNOWN'
+    throw clientError('CLIENT_SERVER_ERROR', `The enclave answered with an error: ${typeof err.message === 'string' ? err.message : serverCode}`, {details: {serverCode}})
+  }
+  return value as T
+}
+
+function interrupted(cause: unknown): NleError {
+  return clientError('CLIENT_STREAM_INTERRUPTED', `The connection broke while the answer was arriving (${(cause as NodeJS.ErrnoException)?.code ?? (cause as Error)?.message ?? 'closed'}).`, {
+    cause,
+    hint: 'The enclave server stopped or the proxy cut the stream. Retry the request.',
+  })
+}
+
+async function httpFailure(res: IncomingMessage, what: string): Promise<NleError> {
+  let body: ErrorBody = {}
+  try {
+    body = JSON.parse(Buffer.from(await readAll(res, 64 * 1024)).toString('utf8')) as ErrorBody
+  } catch {
+    // not JSON
+  }
+  const status = res.statusCode ?? 0
+  const serverCode = typeof body.error?.code === 'string' ? body.error.code : undefined
+  const details = {status, ...(serverCode ? {serverCode} : {}), what}
+  switch (status) {
+    case 429:
+      return clientError('CLIENT_RATE_LIMITED', 'The enclave is busy (HTTP 429).', {hint: `Retry after ${res.headers['retry-after'] ?? 'a moment'} s.`, details: {...details, retryAfter: Number(res.headers['retry-after'] ?? 1)}})
+    case 413:
+      return clientError('CLIENT_REQUEST_TOO_LARGE', 'The request is larger than the proxy accepts (HTTP 413).', {details})
+    case 504:
+      return clientError('CLIENT_UPSTREAM_TIMEOUT', 'The enclave did not answer in time (HTTP 504).', {details})
+    case 502:
+    case 503:
+      return clientError('CLIENT_ENCLAVE_UNAVAILABLE', `The enclave is not available (HTTP ${status}${serverCode ? `, ${serverCode}` : ''}).`, {
+        hint: 'Is the enclave running? `nle status` shows it.',
+        details,
+      })
+    default:
+      if (serverCode?.startsWith('CHANNEL_')) {
+        return clientError('CLIENT_REQUEST_REFUSED', `The enclave refused the sealed request: ${serverCode}.`, {
+          hint: serverCode === 'CHANNEL_REQUEST_AUTH_FAILED' ? 'The request was altered on the way (or sealed to another key).' : undefined,
+          details,
+        })
+      }
+      return clientError('CLIENT_HTTP_ERROR', `Unexpected HTTP ${status} from the ${what} endpoint${serverCode ? ` (${serverCode})` : ''}.`, {details})
+  }
+}

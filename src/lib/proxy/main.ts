@@ -1,0 +1,182 @@
+/**
+ * The parent proxy process: settings from nle.yaml (proxy.*) overridden by flags, TLS material,
+ * listening, and a graceful drain on SIGTERM/SIGINT. Used by `nle proxy` and
+ * runtime/parent-proxy/index.ts.
+ */
+import {mkdir, readFile, writeFile} from 'node:fs/promises'
+import {join} from 'node:path'
+import {parseArgs} from 'node:util'
+
+import {DEFAULT_CONFIG_FILE, loadConfig} from '../config/load.js'
+import {configSchema} from '../config/schema.js'
+import {ExitCode, NleError, isNleError} from '../errors.js'
+import {type Logger, jsonLogger} from '../server/log.js'
+import {proxyError} from './errors.js'
+import {ParentProxy} from './proxy.js'
+import {selfSignedCertificate} from './tls.js'
+
+export interface ProxySettings {
+  upstreams: string[]
+  host: string
+  port: number
+  httpPort?: number
+  tls?: {cert: string; key: string}
+  /** Make a self-signed certificate into this folder (cert.pem, key.pem) when no tls is given. */
+  selfSignedDir?: string
+  bodyLimitBytes: number
+  concurrency: number
+  queue: number
+  upstreamTimeoutMs: number
+  drainTimeoutMs: number
+}
+
+/** `unix:/path` or `/path` → the socket path. */
+export function upstreamPath(spec: string): string {
+  const path = spec.startsWith('unix:') ? spec.slice(5) : spec
+  if (!path.startsWith('/')) throw new NleError('PROXY_USAGE', `An upstream is a Unix socket (unix:/abs/path.sock), not ${JSON.stringify(spec)}.`, {exitCode: ExitCode.USAGE})
+  return path
+}
+
+/** Settings from a config file (when it exists or was named) and flag overrides. */
+export async function resolveProxySettings(configFile: string | undefined, overrides: Partial<ProxySettings>): Promise<ProxySettings> {
+  let proxy = configSchema.parse({version: 1, name: 'nle'}).proxy
+  let dir = process.cwd()
+  if (configFile !== undefined) {
+    const loaded = await loadConfig(configFile)
+    proxy = loaded.config.proxy
+    dir = loaded.dir
+  } else {
+    try {
+      const loaded = await loadConfig(DEFAULT_CONFIG_FILE)
+      proxy = loaded.config.proxy
+      dir = loaded.dir
+    } catch (error) {
+      if (!(isNleError(error) && error.code === 'CONFIG_NOT_FOUND')) throw error
+    }
+  }
+  const abs = (p: string): string => (p.startsWith('/') ? p : join(dir, p))
+  const settings: ProxySettings = {
+    upstreams: (proxy.upstreams ?? []).map(upstreamPath),
+    host: proxy.host,
+    port: proxy.port,
+    ...(proxy.httpPort === undefined ? {} : {httpPort: proxy.httpPort}),
+    ...(proxy.tls ? {tls: {cert: abs(proxy.tls.cert), key: abs(proxy.tls.key)}} : {}),
+    bodyLimitBytes: proxy.bodyLimitBytes,
+    concurrency: proxy.concurrency,
+    queue: proxy.queue,
+    upstreamTimeoutMs: proxy.upstreamTimeoutMs,
+    drainTimeoutMs: proxy.drainTimeoutMs,
+  }
+  for (const [k, v] of Object.entries(overrides)) if (v !== undefined) (settings as unknown as Record<string, unknown>)[k] = v
+  return settings
+}
+
+export interface RunningProxy {
+  proxy: ParentProxy
+  https?: {host: string; port: number}
+  http?: {host: string; port: number}
+  stop(): Promise<{forced: boolean}>
+}
+
+export async function startParentProxy(settings: ProxySettings, logger: Logger): Promise<RunningProxy> {
+  let tls: {cert: string; key: string} | undefined
+  if (settings.tls) {
+    try {
+      tls = {cert: await readFile(settings.tls.cert, 'utf8'), key: await readFile(settings.tls.key, 'utf8')}
+    } catch (cause) {
+      throw proxyError('PROXY_TLS_INVALID', `Cannot read the TLS certificate or key (${(cause as NodeJS.ErrnoException).code ?? 'error'}).`, {cause, details: {cert: settings.tls.cert, key: settings.tls.key}})
+    }
+  } else if (settings.selfSignedDir) {
+    const dev = await selfSignedCertificate(['localhost', '127.0.0.1', '::1'])
+    await mkdir(settings.selfSignedDir, {recursive: true})
+    await writeFile(join(settings.selfSignedDir, 'cert.pem'), dev.certPem)
+    await writeFile(join(settings.selfSignedDir, 'key.pem'), dev.keyPem, {mode: 0o600})
+    tls = {cert: dev.certPem, key: dev.keyPem}
+    logger.log('warn', 'self_signed_certificate', {dir: settings.selfSignedDir})
+  }
+  if (!tls && settings.httpPort === undefined) {
+    throw proxyError('PROXY_TLS_INVALID', 'No TLS certificate and no loopback HTTP port: nothing to listen on.', {
+      hint: 'Set proxy.tls.cert/key, pass --self-signed DIR for a development certificate, or --http-port for loopback HTTP.',
+    })
+  }
+  const proxy = new ParentProxy({...settings, logger})
+  const bound = await proxy.listen({
+    ...(tls ? {https: {host: settings.host, port: settings.port, ...tls}} : {}),
+    ...(settings.httpPort === undefined ? {} : {http: {port: settings.httpPort}}),
+  })
+  logger.log('info', 'listening', {https: bound.https ? `${bound.https.host}:${bound.https.port}` : undefined, http: bound.http ? `${bound.http.host}:${bound.http.port}` : undefined, upstreams: settings.upstreams.length})
+  return {proxy, ...bound, stop: () => proxy.drain(settings.drainTimeoutMs)}
+}
+
+/** Resolves when a signal arrived and the drain finished. */
+export function waitForSignals(running: RunningProxy, logger: Logger): Promise<number> {
+  return new Promise<number>((resolve) => {
+    let stopping = false
+    const onSignal = (signal: string): void => {
+      if (stopping) return
+      stopping = true
+      logger.log('info', 'shutdown', {signal, inFlight: running.proxy.stats().inFlight})
+      running.stop().then(
+        ({forced}) => {
+          logger.log('info', 'drained', {forced})
+          resolve(ExitCode.OK)
+        },
+        () => resolve(ExitCode.INTERNAL),
+      )
+    }
+    process.on('SIGTERM', () => onSignal('SIGTERM'))
+    process.on('SIGINT', () => onSignal('SIGINT'))
+  })
+}
+
+const FLAGS = {
+  config: {type: 'string'},
+  upstream: {type: 'string', multiple: true},
+  host: {type: 'string'},
+  port: {type: 'string'},
+  'http-port': {type: 'string'},
+  cert: {type: 'string'},
+  key: {type: 'string'},
+  'self-signed': {type: 'string'},
+  'body-limit': {type: 'string'},
+  concurrency: {type: 'string'},
+  queue: {type: 'string'},
+  'upstream-timeout-ms': {type: 'string'},
+  'drain-timeout-ms': {type: 'string'},
+} as const
+
+/** Flags → settings (shared by the runtime entry; `nle proxy` has oclif flags of the same names). */
+export async function settingsFromArgv(argv: string[]): Promise<ProxySettings> {
+  let v
+  try {
+    v = parseArgs({args: argv, options: FLAGS, strict: true, allowPositionals: false}).values
+  } catch (cause) {
+    throw new NleError('PROXY_USAGE', (cause as Error).message, {exitCode: ExitCode.USAGE})
+  }
+  const num = (s: string | undefined): number | undefined => (s === undefined ? undefined : Number(s))
+  return resolveProxySettings(v.config, {
+    ...(v.upstream ? {upstreams: v.upstream.map(upstreamPath)} : {}),
+    host: v.host,
+    port: num(v.port),
+    httpPort: num(v['http-port']),
+    ...(v.cert && v.key ? {tls: {cert: v.cert, key: v.key}} : {}),
+    selfSignedDir: v['self-signed'],
+    bodyLimitBytes: num(v['body-limit']),
+    concurrency: num(v.concurrency),
+    queue: num(v.queue),
+    upstreamTimeoutMs: num(v['upstream-timeout-ms']),
+    drainTimeoutMs: num(v['drain-timeout-ms']),
+  })
+}
+
+export async function runParentProxy(argv: string[]): Promise<number> {
+  const logger = jsonLogger({component: 'parent-proxy'})
+  try {
+    const running = await startParentProxy(await settingsFromArgv(argv), logger)
+    return await waitForSignals(running, logger)
+  } catch (error) {
+    const e = isNleError(error) ? error : new NleError('PROXY_INTERNAL', (error as Error)?.message ?? String(error), {exitCode: ExitCode.INTERNAL})
+    logger.log('error', 'start_failed', {code: e.code, message: e.message, hint: e.hint, exitCode: e.exitCode})
+    return e.exitCode
+  }
+}

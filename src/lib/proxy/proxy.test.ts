@@ -1,0 +1,146 @@
+import {once} from 'node:events'
+import {createServer, request, type Server} from 'node:http'
+import {join} from 'node:path'
+
+import {afterEach, describe, expect, it} from 'vitest'
+
+import {tempDir} from '../../test-support/tmp.js'
+import {ParentProxy} from './proxy.js'
+
+interface Upstream {
+  path: string
+  server: Server
+  hits: number
+}
+
+const cleanups: (() => Promise<void> | void)[] = []
+afterEach(async () => {
+  for (const c of cleanups.splice(0).reverse()) await c()
+})
+
+/** A fake enclave server on a Unix socket. */
+async function upstream(dir: string, name: string, handler: (req: import('node:http').IncomingMessage, res: import('node:http').ServerResponse) => void): Promise<Upstream> {
+  const up: Upstream = {path: join(dir, `${name}.sock`), server: createServer((req, res) => {
+    up.hits++
+    handler(req, res)
+  }), hits: 0}
+  up.server.listen(up.path)
+  await once(up.server, 'listening')
+  cleanups.push(() => {
+    up.server.closeAllConnections()
+    return new Promise<void>((r) => up.server.close(() => r()))
+  })
+  return up
+}
+
+async function proxyFor(upstreams: string[], options: Partial<ConstructorParameters<typeof ParentProxy>[0]> = {}) {
+  const lines: string[] = []
+  const proxy = new ParentProxy({upstreams, bodyLimitBytes: 1024, concurrency: 2, queue: 0, upstreamTimeoutMs: 2000, logger: {log: (level, event, fields) => lines.push(JSON.stringify({level, event, ...fields}))}, ...options})
+  const bound = await proxy.listen({http: {port: 0}})
+  cleanups.push(async () => {
+    await proxy.drain(0)
+  })
+  return {proxy, port: bound.http!.port, lines}
+}
+
+function call(port: number, method: string, path: string, body?: Buffer | string): Promise<{status: number; headers: import('node:http').IncomingHttpHeaders; body: string}> {
+  return new Promise((resolve, reject) => {
+    const req = request({host: '127.0.0.1', port, method, path, agent: false, headers: body ? {'content-type': 'application/nle-sealed-request'} : {}}, (res) => {
+      const parts: Buffer[] = []
+      res.on('data', (d: Buffer) => parts.push(d))
+      res.on('end', () => resolve({status: res.statusCode ?? 0, headers: res.headers, body: Buffer.concat(parts).toString()}))
+      res.on('error', reject)
+    })
+    req.on('error', reject)
+    req.end(body)
+  })
+}
+
+describe('ParentProxy', () => {
+  it('relays only the enclave API, round-robin, and logs no bodies', async () => {
+    const {dir, cleanup} = tempDir()
+    cleanups.push(cleanup)
+    const echo = (req: import('node:http').IncomingMessage, res: import('node:http').ServerResponse): void => {
+      const parts: Buffer[] = []
+      req.on('data', (d: Buffer) => parts.push(d))
+      req.on('end', () => res.writeHead(200, {'content-type': 'application/octet-stream', 'set-cookie': 'x=1'}).end(Buffer.concat(parts)))
+    }
+    const a = await upstream(dir, 'a', echo)
+    const b = await upstream(dir, 'b', echo)
+    const {port, lines} = await proxyFor([a.path, b.path])
+    for (let i = 0; i < 4; i++) {
+      const r = await call(port, 'POST', '/v1/chat/completions', 'SECRET-BODY')
+      expect(r.status).toBe(200)
+      expect(r.body).toBe('SECRET-BODY')
+      expect(r.headers['set-cookie']).toBeUndefined()
+    }
+    expect([a.hits, b.hits]).toEqual([2, 2])
+    expect((await call(port, 'GET', '/admin')).status).toBe(404)
+    expect((await call(port, 'GET', '/v1/chat/completions')).status).toBe(405)
+    expect(lines.join('\n')).not.toContain('SECRET')
+    const access = lines.map((l) => JSON.parse(l)).filter((l) => l.event === 'access' && l.status === 200)
+    expect(access[0]).toMatchObject({method: 'POST', path: '/v1/chat/completions', bytesIn: 11, bytesOut: 11})
+    expect(typeof access[0].ms).toBe('number')
+  })
+
+  it('skips a dead socket, and answers 502 when no enclave is up', async () => {
+    const {dir, cleanup} = tempDir()
+    cleanups.push(cleanup)
+    const live = await upstream(dir, 'live', (_req, res) => res.end('ok'))
+    const {port} = await proxyFor([join(dir, 'missing.sock'), live.path])
+    for (let i = 0; i < 3; i++) expect((await call(port, 'GET', '/healthz')).status).toBe(200)
+    const dead = await proxyFor([join(dir, 'missing.sock')])
+    const r = await call(dead.port, 'GET', '/healthz')
+    expect(r.status).toBe(502)
+    expect(JSON.parse(r.body).error.code).toBe('PROXY_UPSTREAM_UNAVAILABLE')
+  })
+
+  it('answers 413 over the body limit without contacting the enclave', async () => {
+    const {dir, cleanup} = tempDir()
+    cleanups.push(cleanup)
+    const up = await upstream(dir, 'u', (_req, res) => res.end('ok'))
+    const {port} = await proxyFor([up.path])
+    const r = await call(port, 'POST', '/v1/chat/completions', Buffer.alloc(2048))
+    expect(r.status).toBe(413)
+    expect(JSON.parse(r.body).error.code).toBe('PROXY_BODY_TOO_LARGE')
+    expect(up.hits).toBe(0)
+  })
+
+  it('answers 429 with Retry-After over the concurrency limit, 504 on a silent enclave', async () => {
+    const {dir, cleanup} = tempDir()
+    cleanups.push(cleanup)
+    const held: import('node:http').ServerResponse[] = []
+    const up = await upstream(dir, 'slow', (_req, res) => {
+      held.push(res)
+    })
+    const {port} = await proxyFor([up.path], {concurrency: 1, upstreamTimeoutMs: 300})
+    const first = call(port, 'GET', '/healthz')
+    while (held.length === 0) await new Promise((r) => setTimeout(r, 10))
+    const second = await call(port, 'GET', '/healthz')
+    expect(second.status).toBe(429)
+    expect(second.headers['retry-after']).toBe('1')
+    const r = await first
+    expect(r.status).toBe(504)
+    expect(JSON.parse(r.body).error.code).toBe('PROXY_UPSTREAM_TIMEOUT')
+  })
+
+  it('drains: a stream in flight finishes, new requests are refused', async () => {
+    const {dir, cleanup} = tempDir()
+    cleanups.push(cleanup)
+    let release: (() => void) | undefined
+    const up = await upstream(dir, 'stream', (_req, res) => {
+      res.writeHead(200, {'content-type': 'text/event-stream'})
+      res.write('data: one\n\n')
+      release = () => res.end('data: two\n\n')
+    })
+    const {proxy, port} = await proxyFor([up.path])
+    const pending = call(port, 'GET', '/healthz')
+    while (!release) await new Promise((r) => setTimeout(r, 10))
+    const drained = proxy.drain(5000)
+    await new Promise((r) => setTimeout(r, 50))
+    await expect(call(port, 'GET', '/healthz')).rejects.toThrow() // no longer accepting
+    release()
+    expect((await pending).body).toBe('data: one\n\ndata: two\n\n')
+    expect(await drained).toEqual({forced: false})
+  })
+})

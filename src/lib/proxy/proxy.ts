@@ -1,0 +1,326 @@
+/**
+ * The parent proxy: the host-side relay between clients (HTTPS, or plain HTTP on loopback) and
+ * the enclave server's Unix socket(s). It sees only sealed bytes and never logs a body.
+ *
+ * - routes: GET /v1/attestation, POST /v1/chat/completions, GET /healthz — nothing else (404);
+ * - request bodies are read whole up to bodyLimitBytes (413 beyond), then relayed; responses
+ *   stream through unbuffered (SSE chunk by chunk);
+ * - at most `concurrency` requests in flight, `queue` more wait; beyond that 429 + Retry-After;
+ * - no response headers within upstreamTimeoutMs → 504; the stream idle that long → cut;
+ * - upstreams are tried round-robin; a socket that refuses the connection is skipped; none → 502;
+ * - drain: stop accepting, let in-flight streams finish (up to a timeout), then cut them;
+ * - access log per request: method, path (no query), status, bytes in/out, latency, upstream.
+ */
+import {Agent, type IncomingMessage, type Server, type ServerResponse, createServer as createHttpServer, request as httpRequest} from 'node:http'
+import {createServer as createHttpsServer} from 'node:https'
+import {performance} from 'node:perf_hooks'
+
+import {type Logger, silentLogger} from '../server/log.js'
+import {Semaphore} from '../server/semaphore.js'
+import {type ProxyErrorCode, proxyError} from './errors.js'
+
+export const PROXIED_ROUTES: Readonly<Record<string, 'GET' | 'POST'>> = {
+  '/v1/attestation': 'GET',
+  '/v1/chat/completions': 'POST',
+  '/healthz': 'GET',
+}
+
+const REQUEST_HEADERS = ['content-type', 'accept'] as const
+const RESPONSE_HEADERS = ['content-type', 'content-length', 'cache-control', 'retry-after', 'x-accel-buffering'] as const
+
+export interface ProxyOptions {
+  /** Enclave server socket paths (round-robin). */
+  upstreams: string[]
+  bodyLimitBytes: number
+  concurrency: number
+  /** Requests that may wait for a slot (default 16). */
+  queue?: number
+  upstreamTimeoutMs: number
+  logger?: Logger
+}
+
+export interface ListenOptions {
+  https?: {host: string; port: number; cert: string | Buffer; key: string | Buffer}
+  /** Plain HTTP, bound to 127.0.0.1 only. Port 0 picks a free port. */
+  http?: {port: number}
+}
+
+export interface ProxyStats {
+  inFlight: number
+  queued: number
+  served: number
+}
+
+class UpstreamFailure extends Error {
+  constructor(
+    readonly code: ProxyErrorCode,
+    readonly status: number,
+    message: string,
+  ) {
+    super(message)
+  }
+}
+
+export class ParentProxy {
+  private readonly logger: Logger
+  private readonly slots: Semaphore
+  private readonly servers: Server[] = []
+  /** One keep-alive pool per upstream socket (idle sockets close before the server's 5 s keep-alive). */
+  private readonly agents: Agent[]
+  private next = 0
+  private active = 0
+  private served = 0
+  private draining = false
+  private idle: (() => void) | null = null
+
+  constructor(private readonly options: ProxyOptions) {
+    if (options.upstreams.length === 0) throw proxyError('PROXY_NO_UPSTREAM', 'No enclave socket to forward to.', {hint: 'Pass --upstream unix:/run/nle/<name>.sock (or set proxy.upstreams).'})
+    this.logger = options.logger ?? silentLogger
+    this.slots = new Semaphore(options.concurrency, options.queue ?? 16)
+    this.agents = options.upstreams.map(() => new Agent({keepAlive: true, maxSockets: options.concurrency, maxFreeSockets: options.concurrency, timeout: 4000}))
+  }
+
+  stats(): ProxyStats {
+    return {inFlight: this.slots.inFlight, queued: this.slots.queued, served: this.served}
+  }
+
+  /** The request handler (usable with any http/https server). */
+  readonly handler = (req: IncomingMessage, res: ServerResponse): void => {
+    void this.handle(req, res)
+  }
+
+  /** Listen; resolves with the bound addresses. */
+  async listen(options: ListenOptions): Promise<{https?: {host: string; port: number}; http?: {host: string; port: number}}> {
+    const out: {https?: {host: string; port: number}; http?: {host: string; port: number}} = {}
+    const bind = async (server: Server, host: string, port: number): Promise<{host: string; port: number}> => {
+      await new Promise<void>((resolve, reject) => {
+        server.once('error', (cause: NodeJS.ErrnoException) =>
+          reject(proxyError('PROXY_LISTEN_FAILED', `Cannot listen on ${host}:${port}: ${cause.code ?? cause.message}.`, {cause, details: {host, port}})),
+        )
+        server.listen(port, host, () => resolve())
+      })
+      this.servers.push(server)
+      const address = server.address()
+      return {host, port: typeof address === 'object' && address ? address.port : port}
+    }
+    if (options.https) {
+      let server: Server
+      try {
+        server = createHttpsServer({cert: options.https.cert, key: options.https.key, keepAliveTimeout: 5000}, this.handler)
+      } catch (cause) {
+        throw proxyError('PROXY_TLS_INVALID', 'The TLS certificate or key is not usable.', {cause, hint: 'Check proxy.tls.cert and proxy.tls.key (PEM).'})
+      }
+      out.https = await bind(server, options.https.host, options.https.port)
+    }
+    if (options.http) out.http = await bind(createHttpServer({keepAliveTimeout: 5000}, this.handler), '127.0.0.1', options.http.port)
+    return out
+  }
+
+  /** Stop accepting, let in-flight requests finish (up to timeoutMs), then cut the rest. */
+  async drain(timeoutMs: number): Promise<{forced: boolean}> {
+    this.draining = true
+    const closed = Promise.all(this.servers.map((s) => new Promise<void>((resolve) => s.close(() => resolve()))))
+    for (const s of this.servers) s.closeIdleConnections()
+    let forced = false
+    if (this.active > 0) {
+      let timer: NodeJS.Timeout | undefined
+      const idle = new Promise<'idle'>((resolve) => (this.idle = () => resolve('idle')))
+      const timeout = new Promise<'timeout'>((resolve) => (timer = setTimeout(() => resolve('timeout'), timeoutMs)))
+      forced = (await Promise.race([idle, timeout])) === 'timeout'
+      clearTimeout(timer)
+    }
+    for (const s of this.servers) s.closeAllConnections()
+    for (const a of this.agents) a.destroy()
+    await closed
+    return {forced}
+  }
+
+  private async handle(req: IncomingMessage, res: ServerResponse): Promise<void> {
+    const t0 = performance.now()
+    this.active++
+    const path = (req.url ?? '/').split('?')[0] ?? '/'
+    const known = Object.hasOwn(PROXIED_ROUTES, path)
+    const entry: {bytesIn: number; bytesOut: number; upstream?: number; code?: string} = {bytesIn: 0, bytesOut: 0}
+    let slot = false
+    res.on('close', () => {
+      if (slot) this.slots.release()
+      this.active--
+      this.served++
+      this.logger.log('info', 'access', {
+        method: req.method,
+        path: known ? path : '(other)',
+        status: res.statusCode,
+        bytesIn: entry.bytesIn,
+        bytesOut: entry.bytesOut,
+        ms: Math.round((performance.now() - t0) * 10) / 10,
+        upstream: entry.upstream,
+        code: entry.code,
+        complete: res.writableFinished,
+      })
+      if (this.active === 0 && this.idle) this.idle()
+    })
+
+    if (!known) return reply(res, 404, 'PROXY_NOT_FOUND', 'No such endpoint.', entry)
+    if (PROXIED_ROUTES[path] !== req.method) return reply(res, 405, 'PROXY_NOT_FOUND', `Use ${PROXIED_ROUTES[path]} for ${path}.`, entry)
+    if (this.draining) {
+      res.setHeader('connection', 'close')
+      return reply(res, 503, 'PROXY_DRAINING', 'The proxy is shutting down.', entry)
+    }
+    const body = await readLimited(req, this.options.bodyLimitBytes)
+    if (body === 'too-large') {
+      res.setHeader('connection', 'close')
+      return reply(res, 413, 'PROXY_BODY_TOO_LARGE', `Request bodies are limited to ${this.options.bodyLimitBytes} bytes.`, entry)
+    }
+    if (body === 'aborted') return
+    entry.bytesIn = body.length
+
+    const gone = new AbortController()
+    res.on('close', () => gone.abort())
+    // Wait for a slot at most upstreamTimeoutMs, and not after the client left.
+    const wait = new AbortController()
+    const waitTimer = setTimeout(() => wait.abort(), this.options.upstreamTimeoutMs)
+    const stopWaiting = (): void => wait.abort()
+    gone.signal.addEventListener('abort', stopWaiting, {once: true})
+    slot = await this.slots.acquire(wait.signal)
+    clearTimeout(waitTimer)
+    gone.signal.removeEventListener('abort', stopWaiting)
+    if (!slot) {
+      if (gone.signal.aborted) return
+      res.setHeader('retry-after', '1')
+      return reply(res, 429, 'PROXY_BUSY', 'Too many requests in flight; retry shortly.', entry)
+    }
+    try {
+      await this.forward(req, res, body, entry, gone.signal)
+    } catch (error) {
+      if (error instanceof UpstreamFailure) {
+        if (!res.headersSent) return reply(res, error.status, error.code, error.message, entry)
+        entry.code = error.code
+        res.destroy()
+        return
+      }
+      entry.code = 'PROXY_INTERNAL'
+      this.logger.log('error', 'proxy_failed', {message: (error as Error)?.name})
+      if (!res.headersSent) reply(res, 500, 'PROXY_UPSTREAM_UNAVAILABLE', 'The proxy failed.', entry)
+      else res.destroy()
+    }
+  }
+
+  private async forward(req: IncomingMessage, res: ServerResponse, body: Buffer, entry: {bytesOut: number; upstream?: number}, gone: AbortSignal): Promise<void> {
+    const n = this.options.upstreams.length
+    const first = this.next
+    this.next = (this.next + 1) % n
+    let lastError = ''
+    for (let i = 0; i < n; i++) {
+      const index = (first + i) % n
+      entry.upstream = index
+      const outcome = await this.attempt(index, req, res, body, entry, gone)
+      if (outcome === 'done') return
+      lastError = outcome
+    }
+    throw new UpstreamFailure('PROXY_UPSTREAM_UNAVAILABLE', 502, `No enclave accepted the connection (${lastError}).`)
+  }
+
+  /** One upstream: 'done' when it answered (or the client left), else why it could not connect. */
+  private attempt(index: number, req: IncomingMessage, res: ServerResponse, body: Buffer, entry: {bytesOut: number}, gone: AbortSignal, retried = false): Promise<'done' | string> {
+    const headers: Record<string, string | number> = {'content-length': body.length}
+    for (const h of REQUEST_HEADERS) {
+      const v = req.headers[h]
+      if (typeof v === 'string') headers[h] = v
+    }
+    return new Promise((resolve, reject) => {
+      let answered = false
+      const up = httpRequest({socketPath: this.options.upstreams[index], method: req.method, path: req.url, headers, agent: this.agents[index]})
+      const headerTimer = setTimeout(() => {
+        up.destroy()
+        reject(new UpstreamFailure('PROXY_UPSTREAM_TIMEOUT', 504, `The enclave did not answer within ${this.options.upstreamTimeoutMs} ms.`))
+      }, this.options.upstreamTimeoutMs)
+      const onGone = (): void => {
+        up.destroy()
+        clearTimeout(headerTimer)
+        resolve('done')
+      }
+      gone.addEventListener('abort', onGone, {once: true})
+      up.on('error', (error: NodeJS.ErrnoException) => {
+        clearTimeout(headerTimer)
+        gone.removeEventListener('abort', onGone)
+        if (gone.aborted) return resolve('done')
+        if (!answered) {
+          // A kept-alive socket the enclave had just closed: send once more on a fresh one. (Safe:
+          // a sealed request delivered twice is refused as a replay, never answered twice.)
+          if (up.reusedSocket && !retried && (error.code === 'ECONNRESET' || error.code === 'EPIPE')) {
+            return this.attempt(index, req, res, body, entry, gone, true).then(resolve, reject)
+          }
+          // Connection refused / socket missing: try the next upstream. Other failures are a 502.
+          if (['ECONNREFUSED', 'ENOENT', 'EACCES'].includes(error.code ?? '')) return resolve(error.code ?? 'error')
+          return reject(new UpstreamFailure('PROXY_UPSTREAM_UNAVAILABLE', 502, `The enclave connection failed (${error.code ?? 'error'}).`))
+        }
+        reject(new UpstreamFailure('PROXY_UPSTREAM_UNAVAILABLE', 502, 'The enclave connection broke mid-response.'))
+      })
+      up.on('response', (upRes) => {
+        answered = true
+        clearTimeout(headerTimer)
+        const out: Record<string, string> = {}
+        for (const h of RESPONSE_HEADERS) {
+          const v = upRes.headers[h]
+          if (typeof v === 'string') out[h] = v
+        }
+        res.writeHead(upRes.statusCode ?? 502, out)
+        res.flushHeaders()
+        const idleTimer = setTimeout(() => upRes.destroy(new Error('idle')), this.options.upstreamTimeoutMs)
+        upRes.on('data', (chunk: Buffer) => {
+          entry.bytesOut += chunk.length
+          idleTimer.refresh()
+          if (!res.write(chunk)) {
+            upRes.pause()
+            res.once('drain', () => upRes.resume())
+          }
+        })
+        let finished = false
+        const finish = (clean: boolean): void => {
+          if (finished) return
+          finished = true
+          clearTimeout(idleTimer)
+          gone.removeEventListener('abort', onGone)
+          if (clean) res.end()
+          else res.destroy() // the client must see a broken stream, not a clean (shorter) end
+          resolve('done')
+        }
+        upRes.on('end', () => finish(upRes.complete))
+        upRes.on('error', () => finish(false))
+        upRes.on('close', () => finish(upRes.complete))
+      })
+      up.end(body)
+    })
+  }
+}
+
+function reply(res: ServerResponse, status: number, code: string, message: string, entry: {bytesOut: number; code?: string}): void {
+  entry.code = code
+  const body = JSON.stringify({error: {code, message}})
+  entry.bytesOut = Buffer.byteLength(body)
+  res.writeHead(status, {'content-type': 'application/json', 'cache-control': 'no-store'}).end(body)
+}
+
+async function readLimited(req: IncomingMessage, limit: number): Promise<Buffer | 'too-large' | 'aborted'> {
+  const declared = Number(req.headers['content-length'])
+  if (Number.isFinite(declared) && declared > limit) {
+    req.resume()
+    return 'too-large'
+  }
+  const parts: Buffer[] = []
+  let size = 0
+  try {
+    for await (const part of req as AsyncIterable<Buffer>) {
+      size += part.length
+      if (size > limit) {
+        req.resume()
+        return 'too-large'
+      }
+      parts.push(part)
+    }
+  } catch {
+    return 'aborted'
+  }
+  return Buffer.concat(parts)
+}
+

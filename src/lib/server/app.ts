@@ -1,0 +1,340 @@
+/**
+ * The enclave server's HTTP/1.1 application (no process concerns: see ./main.ts).
+ *
+ *   GET  /v1/attestation?nonce=<hex>  a document from the NSM carrying the channel key configuration
+ *   POST /v1/chat/completions          sealed OpenAI request → sealed response, or SSE of sealed chunks
+ *   GET  /healthz                      status only, no secrets
+ *   GET  /metrics                      content-free counters (Prometheus text)
+ *
+ * Sealed-request failures (malformed, unknown key, replay, altered) are answered in clear with the
+ * channel error code only: they carry nothing of the question. Everything after the request opened
+ * — including errors — is sealed, so the host learns neither the answer nor why a request failed.
+ */
+import {type IncomingMessage, type Server, type ServerResponse, createServer} from 'node:http'
+import {performance} from 'node:perf_hooks'
+
+import type {AttestationRequest} from '../attestation/nsm-client.js'
+import {ATTESTATION_PATH} from '../attestation/source.js'
+import {CHUNK_PAD_BLOCK, ResponseSealer, SEALED_REQUEST_TYPE, SEALED_RESPONSE_TYPE, type ServerKeyRing, sealWholeResponse} from '../channel/index.js'
+import {isNleError} from '../errors.js'
+import {
+  type ChatCompletion,
+  type ChatCompletionChunk,
+  type ChatEngine,
+  type ChatResult,
+  type RuntimeDefaults,
+  type SealedErrorBody,
+  parseChatRequest,
+  usage,
+} from './chat.js'
+import {type Logger, silentLogger} from './log.js'
+import {Semaphore} from './semaphore.js'
+
+export const CHAT_PATH = '/v1/chat/completions'
+export const HEALTH_PATH = '/healthz'
+export const METRICS_PATH = '/metrics'
+/** Largest nonce accepted on the attestation endpoint (bytes). */
+export const MAX_NONCE_BYTES = 512
+
+export interface EnclaveServerOptions {
+  chat: ChatEngine
+  /** The NSM (device in an enclave, simulator in dev): only `attestation` is used. */
+  nsm: {attestation(request?: AttestationRequest): Promise<Uint8Array>}
+  keyRing: ServerKeyRing
+  defaults: RuntimeDefaults
+  logger?: Logger
+  /** Generations run at once, and how many more may wait (default 1 and 64). */
+  generation?: {concurrency?: number; queue?: number}
+  /** Largest sealed request body (default 4 MiB). */
+  maxBodyBytes?: number
+  /** Padding bucket of response chunks. */
+  padBlock?: number
+}
+
+const json = (value: unknown): string => JSON.stringify(value)
+
+class Metrics {
+  readonly counters = new Map<string, number>()
+  inc(name: string, labels: Record<string, string | number> = {}, by = 1): void {
+    const key = `${name}${Object.keys(labels).length ? `{${Object.entries(labels).map(([k, v]) => `${k}="${v}"`).join(',')}}` : ''}`
+    this.counters.set(key, (this.counters.get(key) ?? 0) + by)
+  }
+}
+
+export class EnclaveServer {
+  readonly server: Server
+  private readonly logger: Logger
+  private readonly slots: Semaphore
+  private readonly metrics = new Metrics()
+  private readonly maxBody: number
+  private readonly padBlock: number
+  private readonly started = Date.now()
+  private active = 0
+  private draining = false
+  private idle: (() => void) | null = null
+
+  constructor(private readonly options: EnclaveServerOptions) {
+    this.logger = options.logger ?? silentLogger
+    this.slots = new Semaphore(options.generation?.concurrency ?? 1, options.generation?.queue ?? 64)
+    this.maxBody = options.maxBodyBytes ?? 4 * 1024 * 1024
+    this.padBlock = options.padBlock ?? CHUNK_PAD_BLOCK
+    this.server = createServer({keepAliveTimeout: 5000}, (req, res) => void this.handle(req, res))
+  }
+
+  /** Requests being handled now. */
+  get inFlight(): number {
+    return this.active
+  }
+
+  async listen(socketPath: string): Promise<void> {
+    await new Promise<void>((resolve, reject) => {
+      this.server.once('error', reject)
+      this.server.listen(socketPath, () => {
+        this.server.off('error', reject)
+        resolve()
+      })
+    })
+  }
+
+  /** Stop accepting, let in-flight requests finish (up to timeoutMs), then cut the rest. */
+  async drain(timeoutMs: number): Promise<{forced: boolean}> {
+    this.draining = true
+    const closed = new Promise<void>((resolve) => this.server.close(() => resolve()))
+    this.server.closeIdleConnections()
+    let forced = false
+    if (this.active > 0) {
+      const idle = new Promise<void>((resolve) => (this.idle = resolve))
+      let timer: NodeJS.Timeout | undefined
+      const timeout = new Promise<'timeout'>((resolve) => (timer = setTimeout(() => resolve('timeout'), timeoutMs)))
+      forced = (await Promise.race([idle, timeout])) === 'timeout'
+      clearTimeout(timer)
+    }
+    this.server.closeAllConnections()
+    await closed
+    return {forced}
+  }
+
+  private async handle(req: IncomingMessage, res: ServerResponse): Promise<void> {
+    const t0 = performance.now()
+    this.active++
+    const url = new URL(req.url ?? '/', 'http://enclave')
+    const route = url.pathname
+    const log: {requestId?: string; code?: string; bytesIn: number; bytesOut: number} = {bytesIn: 0, bytesOut: 0}
+    res.on('close', () => {
+      this.active--
+      this.metrics.inc('nle_server_requests_total', {route: knownRoute(route), status: res.statusCode})
+      this.logger.log('info', 'request', {
+        method: req.method,
+        path: knownRoute(route),
+        status: res.statusCode,
+        requestId: log.requestId,
+        code: log.code,
+        bytesIn: log.bytesIn,
+        bytesOut: log.bytesOut,
+        ms: Math.round((performance.now() - t0) * 10) / 10,
+        aborted: !res.writableFinished || undefined,
+      })
+      if (this.active === 0 && this.idle) this.idle()
+    })
+    try {
+      if (route === HEALTH_PATH && req.method === 'GET') return this.health(res)
+      if (route === METRICS_PATH && req.method === 'GET') return this.sendMetrics(res)
+      if (route === ATTESTATION_PATH && req.method === 'GET') return await this.attestation(url, res, log)
+      if (route === CHAT_PATH && req.method === 'POST') return await this.chat(req, res, log)
+      return plain(res, route === CHAT_PATH || route === ATTESTATION_PATH ? 405 : 404, 'SERVER_NOT_FOUND', 'No such endpoint.', log)
+    } catch (error) {
+      // Unexpected: report the code only. Never echo anything of the request.
+      const code = isNleError(error) ? error.code : 'SERVER_INTERNAL'
+      this.logger.log('error', 'handler_failed', {code, message: isNleError(error) ? error.message : (error as Error)?.name})
+      if (!res.headersSent) plain(res, 500, code, 'The enclave server failed to handle the request.', log)
+      else res.destroy()
+    }
+  }
+
+  private health(res: ServerResponse): void {
+    const body = json({status: this.draining ? 'draining' : 'ok', model: this.options.chat.model, uptimeS: Math.round((Date.now() - this.started) / 1000), inFlight: this.slots.inFlight, queued: this.slots.queued})
+    res.writeHead(this.draining ? 503 : 200, {'content-type': 'application/json', 'cache-control': 'no-store'}).end(body)
+  }
+
+  private sendMetrics(res: ServerResponse): void {
+    const ring = this.options.keyRing.stats()
+    const lines = [...this.metrics.counters].map(([k, v]) => `${k} ${v}`)
+    lines.push(`nle_server_generation_inflight ${this.slots.inFlight}`, `nle_server_generation_queued ${this.slots.queued}`)
+    lines.push(`nle_server_channel_keys ${ring.keys}`, `nle_server_replay_cache_entries ${ring.replayCacheSize}`)
+    lines.push(`nle_server_uptime_seconds ${Math.round((Date.now() - this.started) / 1000)}`)
+    res.writeHead(200, {'content-type': 'text/plain; version=0.0.4'}).end(lines.sort().join('\n') + '\n')
+  }
+
+  private async attestation(url: URL, res: ServerResponse, log: {bytesOut: number; code?: string}): Promise<void> {
+    const hex = url.searchParams.get('nonce')
+    if (hex !== null && (!/^([0-9a-fA-F]{2})*$/.test(hex) || hex.length / 2 > MAX_NONCE_BYTES)) {
+      return plain(res, 400, 'SERVER_BAD_NONCE', `The nonce must be hex, at most ${MAX_NONCE_BYTES} bytes.`, log)
+    }
+    const nonce = hex === null || hex.length === 0 ? null : new Uint8Array(Buffer.from(hex, 'hex'))
+    const publicKey = await this.options.keyRing.keyConfig()
+    let document: Uint8Array
+    try {
+      document = await this.options.nsm.attestation({nonce, publicKey})
+    } catch (error) {
+      this.logger.log('error', 'nsm_failed', {code: isNleError(error) ? error.code : 'NSM_ERROR'})
+      return plain(res, 503, 'SERVER_NSM_FAILED', 'The NSM could not produce an attestation document.', log)
+    }
+    this.metrics.inc('nle_server_attestations_total')
+    log.bytesOut = document.length
+    res.writeHead(200, {'content-type': 'application/cbor', 'content-length': document.length, 'cache-control': 'no-store'}).end(document)
+  }
+
+  private async chat(req: IncomingMessage, res: ServerResponse, log: {requestId?: string; code?: string; bytesIn: number; bytesOut: number}): Promise<void> {
+    if (this.draining) {
+      res.setHeader('connection', 'close')
+      return plain(res, 503, 'SERVER_BUSY', 'The enclave server is shutting down.', log)
+    }
+    if (!(req.headers['content-type'] ?? '').startsWith(SEALED_REQUEST_TYPE)) {
+      return plain(res, 415, 'CHANNEL_MALFORMED', `The request body must be ${SEALED_REQUEST_TYPE}.`, log)
+    }
+    const body = await readBody(req, this.maxBody)
+    if (body === null) return plain(res, 413, 'SERVER_BODY_TOO_LARGE', `A sealed request is at most ${this.maxBody} bytes.`, log)
+    log.bytesIn = body.length
+    if (this.slots.queued >= this.slots.maxQueue) {
+      res.setHeader('retry-after', '1')
+      return plain(res, 429, 'SERVER_BUSY', 'The generation queue is full.', log)
+    }
+    let opened
+    try {
+      opened = await this.options.keyRing.open(body)
+    } catch (error) {
+      if (!isNleError(error)) throw error
+      this.metrics.inc('nle_server_channel_errors_total', {code: error.code})
+      return plain(res, error.code === 'CHANNEL_UNKNOWN_KEY' ? 421 : 400, error.code, error.message, log)
+    }
+    log.requestId = opened.requestId
+    const keys = opened.responseKeys
+    const sealError = (code: string, message: string): void => {
+      log.code = code
+      const bytes = sealWholeResponse(keys, utf8(json({error: {code, message}} satisfies SealedErrorBody)), this.padBlock)
+      log.bytesOut = bytes.length
+      res.writeHead(200, {'content-type': SEALED_RESPONSE_TYPE, 'content-length': bytes.length, 'cache-control': 'no-store'}).end(bytes)
+    }
+    let parsed
+    try {
+      parsed = parseChatRequest(opened.plaintext, this.options.defaults)
+    } catch (error) {
+      if (!isNleError(error)) throw error
+      return sealError(error.code, error.message)
+    }
+    const abort = new AbortController()
+    res.on('close', () => abort.abort())
+    if (!(await this.slots.acquire(abort.signal))) {
+      if (abort.signal.aborted) return
+      return sealError('SERVER_BUSY', 'The generation queue is full.')
+    }
+    try {
+      const id = `chatcmpl-${opened.requestId}`
+      const created = Math.floor(Date.now() / 1000)
+      const model = this.options.chat.model
+      const it = this.options.chat.stream(parsed.messages, {...parsed.options, signal: abort.signal})
+      if (parsed.request.stream === true) {
+        const sealer = new ResponseSealer(keys, this.padBlock)
+        res.writeHead(200, {'content-type': 'text/event-stream', 'cache-control': 'no-store', 'x-accel-buffering': 'no'})
+        const send = (frame: Uint8Array): void => {
+          const line = `data: ${Buffer.from(frame).toString('base64')}\n\n`
+          log.bytesOut += line.length
+          res.write(line)
+        }
+        const nonceLine = `event: nonce\ndata: ${Buffer.from(sealer.nonce).toString('base64')}\n\n`
+        log.bytesOut += nonceLine.length
+        res.write(nonceLine)
+        const chunk = (delta: ChatCompletionChunk['choices'][0]['delta'], finish: ChatCompletionChunk['choices'][0]['finish_reason'], extra: Partial<ChatCompletionChunk> = {}): Uint8Array =>
+          utf8(json({id, object: 'chat.completion.chunk', created, model, choices: [{index: 0, delta, finish_reason: finish}], ...extra} satisfies ChatCompletionChunk))
+        send(sealer.seal(chunk({role: 'assistant', content: ''}, null), false))
+        let result: ChatResult
+        try {
+          for (;;) {
+            const r = await it.next()
+            if (r.done) {
+              result = r.value
+              break
+            }
+            if (abort.signal.aborted) {
+              await it.return(undefined as never).catch(() => undefined) // the client left: stop generating
+              return
+            }
+            send(sealer.seal(chunk({content: r.value.text}, null), false))
+          }
+        } catch (error) {
+          const code = isNleError(error) ? error.code : 'SERVER_GENERATION_FAILED'
+          log.code = code
+          this.logger.log('warn', 'generation_failed', {requestId: opened.requestId, code})
+          if (!abort.signal.aborted) send(sealer.seal(utf8(json({error: {code, message: 'Generation failed.'}} satisfies SealedErrorBody)), true))
+          res.end()
+          return
+        }
+        this.metrics.inc('nle_server_tokens_generated_total', {}, result.completionTokens)
+        if (!abort.signal.aborted) {
+          send(sealer.seal(chunk({}, result.finishReason, {usage: usage(result)}), true))
+          res.end()
+        }
+        return
+      }
+      let text = ''
+      let result: ChatResult
+      try {
+        for (;;) {
+          const r = await it.next()
+          if (r.done) {
+            result = r.value
+            break
+          }
+          text += r.value.text
+        }
+      } catch (error) {
+        const code = isNleError(error) ? error.code : 'SERVER_GENERATION_FAILED'
+        this.logger.log('warn', 'generation_failed', {requestId: opened.requestId, code})
+        return sealError(code, 'Generation failed.')
+      }
+      if (abort.signal.aborted) return
+      this.metrics.inc('nle_server_tokens_generated_total', {}, result.completionTokens)
+      const completion: ChatCompletion = {id, object: 'chat.completion', created, model, choices: [{index: 0, message: {role: 'assistant', content: text}, finish_reason: result.finishReason}], usage: usage(result)}
+      const bytes = sealWholeResponse(keys, utf8(json(completion)), this.padBlock)
+      log.bytesOut = bytes.length
+      res.writeHead(200, {'content-type': SEALED_RESPONSE_TYPE, 'content-length': bytes.length, 'cache-control': 'no-store'}).end(bytes)
+    } finally {
+      this.slots.release()
+    }
+  }
+}
+
+const ROUTES = new Set([HEALTH_PATH, METRICS_PATH, ATTESTATION_PATH, CHAT_PATH])
+/** The path as logged: known routes verbatim, anything else collapsed (a path could carry data). */
+function knownRoute(path: string): string {
+  return ROUTES.has(path) ? path : '(other)'
+}
+
+const utf8 = (s: string): Uint8Array => new TextEncoder().encode(s)
+
+function plain(res: ServerResponse, status: number, code: string, message: string, log: {code?: string; bytesOut: number}): void {
+  log.code = code
+  const body = json({error: {code, message}})
+  log.bytesOut = Buffer.byteLength(body)
+  res.writeHead(status, {'content-type': 'application/json', 'cache-control': 'no-store'}).end(body)
+}
+
+/** Read a whole body, or null (and stop reading) past `limit` bytes. */
+async function readBody(req: IncomingMessage, limit: number): Promise<Uint8Array | null> {
+  const declared = Number(req.headers['content-length'])
+  if (Number.isFinite(declared) && declared > limit) {
+    req.resume()
+    return null
+  }
+  const parts: Buffer[] = []
+  let size = 0
+  for await (const part of req as AsyncIterable<Buffer>) {
+    size += part.length
+    if (size > limit) {
+      req.resume()
+      return null
+    }
+    parts.push(part)
+  }
+  return new Uint8Array(Buffer.concat(parts))
+}

@@ -1,0 +1,205 @@
+/**
+ * The enclave server process: flags, config, model load, NSM, the socket, signals and exit codes.
+ * runtime/enclave-server/index.ts only calls `runEnclaveServer`.
+ *
+ * PID-1 friendly: it installs its own SIGTERM/SIGINT handlers (PID 1 gets no default ones), drains
+ * in-flight streams before exiting 0, and exits with the NleError's exit code when start-up fails
+ * (model missing → 6, model digest mismatch → 5, bad config → 3, NSM unavailable → 6).
+ */
+import {readFile, rm, writeFile} from 'node:fs/promises'
+import {dirname, isAbsolute, resolve} from 'node:path'
+import {parseArgs} from 'node:util'
+
+import {z} from 'zod'
+
+import type {AttestationRequest} from '../attestation/nsm-client.js'
+import {ServerKeyRing} from '../channel/index.js'
+import {loadConfig} from '../config/load.js'
+import {ExitCode, NleError, isNleError} from '../errors.js'
+import {EnclaveServer} from './app.js'
+import {type ChatEngine, type RuntimeDefaults, echoChat} from './chat.js'
+import {serverError} from './errors.js'
+import {type LogLevel, type Logger, jsonLogger} from './log.js'
+import {type ModelSpec, loadChatModel} from './model.js'
+
+/** nle.runtime.json, written by the image build next to the server. */
+export const runtimeConfigSchema = z.strictObject({
+  model: z.strictObject({
+    path: z.string().min(1),
+    dtype: z.enum(['fp32', 'q8']).default('fp32'),
+    digest: z.string().regex(/^sha256:[0-9a-f]{64}$/).optional(),
+  }),
+  runtime: z
+    .strictObject({
+      threads: z.union([z.literal('auto'), z.number().int().positive()]).default('auto'),
+      maxTokens: z.number().int().positive().max(32_768).default(256),
+      sampling: z
+        .strictObject({temperature: z.number().min(0).max(2).default(0.7), topP: z.number().gt(0).max(1).default(0.95), topK: z.number().int().min(0).default(50)})
+        .prefault({}),
+    })
+    .prefault({}),
+  server: z
+    .strictObject({
+      generationConcurrency: z.number().int().positive().default(1),
+      generationQueue: z.number().int().min(0).default(64),
+      drainTimeoutMs: z.number().int().min(0).default(10_000),
+      keyLifetimeMs: z.number().int().positive().default(3_600_000),
+    })
+    .prefault({}),
+})
+export type RuntimeConfig = z.output<typeof runtimeConfigSchema>
+
+/** Read nle.runtime.json (JSON) or an nle.yaml. Relative model paths resolve against the file. */
+export async function readRuntimeConfig(path: string): Promise<RuntimeConfig> {
+  if (/\.ya?ml$/i.test(path)) {
+    const {config, dir} = await loadConfig(path)
+    return runtimeConfigSchema.parse({
+      model: {path: resolve(dir, config.model.path), dtype: config.model.dtype, ...(config.model.digest ? {digest: config.model.digest} : {})},
+      runtime: config.runtime,
+    })
+  }
+  let raw: unknown
+  try {
+    raw = JSON.parse(await readFile(path, 'utf8'))
+  } catch (cause) {
+    throw serverError('SERVER_CONFIG_INVALID', `Cannot read the runtime config ${path}.`, {cause, details: {path}})
+  }
+  const parsed = runtimeConfigSchema.safeParse(raw)
+  if (!parsed.success) {
+    const issue = parsed.error.issues[0]
+    throw serverError('SERVER_CONFIG_INVALID', `${path}: ${issue?.path.join('.') || '(root)'}: ${issue?.message ?? 'invalid'}.`, {details: {path}})
+  }
+  const cfg = parsed.data
+  if (!isAbsolute(cfg.model.path)) cfg.model.path = resolve(dirname(path), cfg.model.path)
+  return cfg
+}
+
+const FLAGS = {
+  socket: {type: 'string'},
+  config: {type: 'string'},
+  model: {type: 'string'},
+  engine: {type: 'string', default: 'onnx'},
+  nsm: {type: 'string', default: 'device'},
+  lockfile: {type: 'string'},
+  'sim-root-out': {type: 'string'},
+  'sim-debug': {type: 'boolean', default: false},
+  'token-delay-ms': {type: 'string'},
+  'max-tokens': {type: 'string'},
+  'log-level': {type: 'string', default: 'info'},
+} as const
+
+export interface ServerHandle {
+  server: EnclaveServer
+  socket: string
+  stop(): Promise<void>
+}
+
+/** Parse argv, start, and keep running until a signal. Resolves with the exit code. */
+export async function runEnclaveServer(argv: string[]): Promise<number> {
+  const logger = jsonLogger({component: 'enclave-server', level: 'info'})
+  // Handlers first: as PID 1 the process has no default SIGTERM action, so a stop requested while
+  // the model is still loading would otherwise be ignored.
+  let handle: ServerHandle | null = null
+  let stopping = false
+  let finish: (code: number) => void = () => {}
+  const done = new Promise<number>((resolvePromise) => (finish = resolvePromise))
+  const onSignal = (signal: string): void => {
+    if (stopping) return
+    stopping = true
+    logger.log('info', 'shutdown', {signal, started: handle !== null})
+    if (handle === null) return finish(ExitCode.OK)
+    handle.stop().then(
+      () => finish(ExitCode.OK),
+      () => finish(ExitCode.INTERNAL),
+    )
+  }
+  process.on('SIGTERM', () => onSignal('SIGTERM'))
+  process.on('SIGINT', () => onSignal('SIGINT'))
+  try {
+    const started = await Promise.race([startEnclaveServer(argv, logger), done.then(() => null)])
+    if (started === null) return await done
+    handle = started
+    if (stopping) {
+      await handle.stop()
+      return ExitCode.OK
+    }
+    return await done
+  } catch (error) {
+    const e = isNleError(error) ? error : new NleError('SERVER_INTERNAL', (error as Error)?.message ?? String(error), {exitCode: ExitCode.INTERNAL})
+    logger.log('error', 'start_failed', {code: e.code, message: e.message, hint: e.hint, exitCode: e.exitCode})
+    return e.exitCode
+  }
+}
+
+export async function startEnclaveServer(argv: string[], logger: Logger): Promise<ServerHandle> {
+  let values
+  try {
+    values = parseArgs({args: argv, options: FLAGS, strict: true, allowPositionals: false}).values
+  } catch (cause) {
+    throw new NleError('SERVER_USAGE', (cause as Error).message, {exitCode: ExitCode.USAGE})
+  }
+  const level = values['log-level'] as LogLevel
+  if (!['debug', 'info', 'warn', 'error'].includes(level)) throw new NleError('SERVER_USAGE', '--log-level is debug, info, warn or error.', {exitCode: ExitCode.USAGE})
+  const socket = values.socket ?? process.env.NLE_SOCKET
+  if (!socket) throw new NleError('SERVER_USAGE', 'Give the Unix socket to listen on with --socket (or NLE_SOCKET).', {exitCode: ExitCode.USAGE})
+
+  const config: RuntimeConfig = values.config
+    ? await readRuntimeConfig(values.config)
+    : runtimeConfigSchema.parse({model: {path: values.model ?? 'model'}})
+  if (values.model) config.model.path = resolve(values.model)
+  if (values['max-tokens']) config.runtime.maxTokens = Number(values['max-tokens'])
+
+  // The NSM: the device inside an enclave; the simulator (a dev root nobody else trusts) elsewhere.
+  let nsm: {attestation(request?: AttestationRequest): Promise<Uint8Array>; close(): Promise<void>}
+  if (values.nsm === 'simulator') {
+    const {NsmSimulator} = await import('../attestation/simulator.js')
+    const sim = values.lockfile ? await NsmSimulator.fromLockfile(values.lockfile, {debug: values['sim-debug']}) : new NsmSimulator({debug: values['sim-debug']})
+    if (values['sim-root-out']) await writeFile(values['sim-root-out'], sim.rootPem)
+    logger.log('warn', 'nsm_simulator', {note: 'attestation documents are signed by a simulator root, not by AWS'})
+    nsm = sim
+  } else if (values.nsm === 'device') {
+    try {
+      const {NsmDevice} = await import('../attestation/nsm-device.js')
+      nsm = NsmDevice.open()
+    } catch (cause) {
+      throw serverError('SERVER_NSM_FAILED', 'The NSM device could not be opened.', {cause, hint: 'Outside an enclave, run with --nsm simulator.'})
+    }
+  } else {
+    throw new NleError('SERVER_USAGE', '--nsm is device or simulator.', {exitCode: ExitCode.USAGE})
+  }
+
+  let chat: ChatEngine
+  if (values.engine === 'echo') {
+    logger.log('warn', 'echo_engine', {note: 'test engine: answers echo the question'})
+    chat = echoChat({tokenDelayMs: values['token-delay-ms'] ? Number(values['token-delay-ms']) : 0})
+  } else if (values.engine === 'onnx') {
+    const spec: ModelSpec = {path: config.model.path, dtype: config.model.dtype, ...(config.model.digest ? {digest: config.model.digest} : {})}
+    if (config.runtime.threads !== 'auto') spec.threads = config.runtime.threads
+    chat = await loadChatModel(spec, logger)
+    logger.log('info', 'model_loaded', {model: chat.model})
+  } else {
+    throw new NleError('SERVER_USAGE', '--engine is onnx or echo.', {exitCode: ExitCode.USAGE})
+  }
+
+  const keyRing = await ServerKeyRing.create({lifetimeMs: config.server.keyLifetimeMs})
+  const defaults: RuntimeDefaults = {maxTokens: config.runtime.maxTokens, sampling: config.runtime.sampling}
+  const server = new EnclaveServer({chat, nsm, keyRing, defaults, logger, generation: {concurrency: config.server.generationConcurrency, queue: config.server.generationQueue}})
+  await rm(socket, {force: true})
+  try {
+    await server.listen(socket)
+  } catch (cause) {
+    throw serverError('SERVER_LISTEN_FAILED', `Cannot listen on ${socket}: ${(cause as NodeJS.ErrnoException).code ?? 'error'}.`, {cause, details: {socket}})
+  }
+  logger.log('info', 'listening', {socket, model: chat.model})
+  return {
+    server,
+    socket,
+    async stop() {
+      const {forced} = await server.drain(config.server.drainTimeoutMs)
+      logger.log('info', 'drained', {forced})
+      await chat.close()
+      await nsm.close()
+      await rm(socket, {force: true})
+    },
+  }
+}

@@ -1,0 +1,75 @@
+/** Loading the served model at start, with its files checked against the manifest. */
+import {createHash} from 'node:crypto'
+import {readFile} from 'node:fs/promises'
+import {join} from 'node:path'
+
+import {Engine} from '../engine/index.js'
+import {isNleError} from '../errors.js'
+import {MANIFEST_FILE, type ModelManifest, readManifest} from '../model/index.js'
+import {sha256File} from '../model/manifest.js'
+import {type ChatEngine, engineChat} from './chat.js'
+import {serverError} from './errors.js'
+import type {Logger} from './log.js'
+
+export interface ModelSpec {
+  path: string
+  dtype?: 'fp32' | 'q8'
+  /** Pinned "sha256:<hex>" of the manifest file; when set the manifest must exist and match. */
+  digest?: string
+  threads?: number
+}
+
+/**
+ * Check every file the manifest lists against its sha256 (and the manifest against the pinned
+ * digest). Returns the manifest, or null when there is none and none was pinned.
+ */
+export async function verifyModelFiles(spec: ModelSpec, logger: Logger): Promise<ModelManifest | null> {
+  let manifestBytes: Buffer
+  try {
+    manifestBytes = await readFile(join(spec.path, MANIFEST_FILE))
+  } catch {
+    if (spec.digest !== undefined) {
+      throw serverError('SERVER_MODEL_DIGEST_MISMATCH', `${join(spec.path, MANIFEST_FILE)} is missing but the model digest is pinned.`, {hint: 'Save the model with `nle model save` so it has a manifest.'})
+    }
+    logger.log('warn', 'model_unverified', {reason: 'no manifest'})
+    return null
+  }
+  const actual = `sha256:${createHash('sha256').update(manifestBytes).digest('hex')}`
+  if (spec.digest !== undefined && actual !== spec.digest) {
+    throw serverError('SERVER_MODEL_DIGEST_MISMATCH', 'The model manifest differs from the pinned digest.', {details: {expected: spec.digest, actual}})
+  }
+  let manifest: ModelManifest
+  try {
+    manifest = await readManifest(spec.path)
+  } catch (cause) {
+    throw serverError('SERVER_MODEL_LOAD_FAILED', `${join(spec.path, MANIFEST_FILE)} is not a valid model manifest.`, {cause})
+  }
+  for (const file of manifest.files) {
+    let sha: string
+    try {
+      sha = await sha256File(join(spec.path, file.path))
+    } catch (cause) {
+      throw serverError('SERVER_MODEL_LOAD_FAILED', `The model file ${file.path} listed in the manifest is missing.`, {cause, details: {file: file.path}})
+    }
+    if (sha !== file.sha256) {
+      throw serverError('SERVER_MODEL_DIGEST_MISMATCH', `The model file ${file.path} does not match its manifest digest.`, {details: {file: file.path, expected: file.sha256, actual: sha}})
+    }
+  }
+  return manifest
+}
+
+/** Verify and load the model; throws SERVER_MODEL_* errors (exit codes IO / VERIFY). */
+export async function loadChatModel(spec: ModelSpec, logger: Logger): Promise<ChatEngine> {
+  const manifest = await verifyModelFiles(spec, logger)
+  try {
+    const engine = await Engine.load(spec.path, {dtype: spec.dtype ?? 'fp32', ...(spec.threads === undefined ? {} : {threads: spec.threads})})
+    const model = manifest === null ? engine.config.modelType : manifest.source.kind === 'hub' ? manifest.source.repo : manifest.modelType
+    return engineChat(engine, model)
+  } catch (cause) {
+    if (isNleError(cause) && cause.code.startsWith('SERVER_')) throw cause
+    throw serverError('SERVER_MODEL_LOAD_FAILED', `The model in ${spec.path} could not be loaded${isNleError(cause) ? ` (${cause.code})` : ''}.`, {
+      cause,
+      hint: isNleError(cause) ? cause.hint : undefined,
+    })
+  }
+}
