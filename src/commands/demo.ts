@@ -8,7 +8,7 @@ export default class Demo extends BaseCommand<typeof Demo> {
   static override summary = 'Run the nle workflow end to end on this machine, with no AWS, in a temporary folder.'
   static override description = `The first command to run. It works in a temporary folder that it removes afterwards (unless --keep) and prints a summary of every step with its timing.
 
-Today the demo scaffolds a project (nle init) and checks it (nle doctor --for dev). The rest of the flow — generated model, native EIF build, measurements lockfile, KMS policy on a local KMS, attested chat, policy drift check — is added as those parts land.`
+Steps: nle init → generate the tiny test model → native EIF build (placeholder kernel, marked not bootable) and the measurements lockfile → the dev stack (enclave server with the NSM simulator, local KMS with the key policy applied, parent proxy) → one chat round trip over the attested channel → policy check passes → change the model and rebuild → policy check reports drift (exit 1) → stop. No AWS, Docker or Nitro hardware is used.`
   static override examples = ['<%= config.bin %> demo', '<%= config.bin %> demo --keep --json']
   static override flags = {
     keep: Flags.boolean({description: 'Keep the temporary project folder and print its path.', default: false}),
@@ -24,7 +24,8 @@ Today the demo scaffolds a project (nle init) and checks it (nle doctor --for de
     if (!this.jsonEnabled()) {
       this.log('')
       this.log(table(result.steps.map((s) => [s.name, s.ok ? 'ok' : 'FAILED', `${(s.ms / 1000).toFixed(2)} s`, s.detail]), ['step', 'result', 'time', 'detail']))
-      this.log(result.kept ? `Project kept in ${result.workdir}` : 'Temporary project removed.')
+      if (result.pcr0.first) this.log(`PCR0 ${result.pcr0.first}\n  →  ${result.pcr0.second ?? '(not rebuilt)'}`)
+      this.log(result.kept ? `Project kept in ${result.workdir}` : 'Temporary project removed; nothing left running.')
     }
     return result
   }

@@ -6,9 +6,9 @@ import {runDemo} from './demo.js'
 import {execProbe} from './doctor.js'
 
 describe('runDemo', () => {
-  it('runs every step, reports each, and removes its folder', async () => {
+  it('runs the scaffold steps, reports each, and removes its folder', async () => {
     const seen: string[] = []
-    const result = await runDemo({onStep: (s) => seen.push(s.name)})
+    const result = await runDemo({only: 'scaffold', onStep: (s) => seen.push(s.name)})
     expect(result.ok).toBe(true)
     expect(seen).toEqual(['init', 'doctor --for dev'])
     expect(result.steps.every((s) => s.ok && s.ms >= 0)).toBe(true)

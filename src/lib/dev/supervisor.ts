@@ -17,13 +17,14 @@ export interface ChildSpec {
   cwd?: string
   /** How long to wait for the ready line (ms). */
   readyTimeoutMs?: number
+  /** Which JSON line (stdout or stderr) means ready; default `{"ready": true}`. */
+  readyWhen?: (message: Record<string, unknown>) => boolean
+  /** Every JSON log line the child writes (children log no content). */
+  onLog?: (name: string, message: Record<string, unknown>) => void
 }
 
-/** The first stdout line that parses as a JSON object with `"ready": true` is the ready signal. */
-export interface ReadyMessage {
-  ready: true
-  [key: string]: unknown
-}
+/** The JSON line that said the child is ready. */
+export type ReadyMessage = Record<string, unknown>
 
 export interface RunningChild {
   name: string
@@ -60,7 +61,7 @@ export class Supervisor {
       entry.stderr.push(chunk)
       if (entry.stderr.length > 50) entry.stderr.splice(0, entry.stderr.length - 50)
     })
-    const lines = createInterface({input: proc.stdout!})
+    const readyWhen = spec.readyWhen ?? ((m: Record<string, unknown>) => m.ready === true)
     const ready = new Promise<ReadyMessage>((resolve, reject) => {
       const timer = setTimeout(
         () =>
@@ -73,17 +74,22 @@ export class Supervisor {
           ),
         spec.readyTimeoutMs ?? 30_000,
       )
-      lines.on('line', (line) => {
+      const onLine = (line: string): void => {
+        let msg: unknown
         try {
-          const msg = JSON.parse(line) as {ready?: unknown}
-          if (msg && msg.ready === true) {
-            clearTimeout(timer)
-            resolve(msg as ReadyMessage)
-          }
+          msg = JSON.parse(line)
         } catch {
-          // not a control line
+          return // not a JSON line
         }
-      })
+        if (!msg || typeof msg !== 'object' || Array.isArray(msg)) return
+        spec.onLog?.(spec.name, msg as Record<string, unknown>)
+        if (readyWhen(msg as Record<string, unknown>)) {
+          clearTimeout(timer)
+          resolve(msg as ReadyMessage)
+        }
+      }
+      createInterface({input: proc.stdout!}).on('line', onLine)
+      createInterface({input: proc.stderr!}).on('line', onLine)
       proc.once('exit', (code, signal) => {
         clearTimeout(timer)
         const error = new NleError<SupervisorErrorCode>(

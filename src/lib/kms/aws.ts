@@ -15,6 +15,8 @@ export interface AwsOptions {
   region?: string
   profile?: string
   endpointUrl?: string
+  /** Explicit credentials (the local endpoint's dev identities); default: the SDK's chain. */
+  credentials?: {accessKeyId: string; secretAccessKey: string}
 }
 
 export interface AwsClients {
@@ -28,6 +30,7 @@ export function awsClients(options: AwsOptions): AwsClients {
     ...(options.region ? {region: options.region} : {}),
     ...(options.profile ? {profile: options.profile} : {}),
     ...(options.endpointUrl ? {endpoint: options.endpointUrl} : {}),
+    ...(options.credentials ? {credentials: options.credentials} : {}),
     maxAttempts: 2,
   }
   return {kms: new KMSClient(common), iam: new IAMClient(common), sts: new STSClient(common)}

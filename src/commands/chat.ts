@@ -1,0 +1,86 @@
+import {Flags} from '@oclif/core'
+
+import {BaseCommand} from '../cli/base-command.js'
+import {channelBackend} from '../lib/chat/backend.js'
+import {readEndpoints} from '../lib/dev/endpoints.js'
+import {ExitCode, NleError} from '../lib/errors.js'
+import {DEFAULT_LOCKFILE} from '../lib/lockfile.js'
+
+export interface ChatOnceResult {
+  answer: string
+  attestation: {moduleId: string; pcr0: string; debug: boolean; timestamp: string; root: string}
+  target: string
+}
+
+export default class Chat extends BaseCommand<typeof Chat> {
+  static override summary = 'Chat with the enclave from the terminal; nothing is sent before its attestation verifies.'
+  static override description = `Fetches the enclave's attestation with a fresh nonce, verifies it against the measurements in nle.lock.json, then seals every question to the enclave's attested key: the host and the proxy relay only ciphertext. The answer streams in as it is generated.
+
+Inside a project where \`nle dev\` is running, the target, the dev root and the proxy certificate are found automatically. Against a real host, give --url and keep the default (AWS) root.
+
+Keys in the chat: Enter sends, a trailing \\ continues on a new line, ↑/↓ walk the history, Esc cancels an answer, /attest /mode /clear /quit.
+With --once "question" there is no TUI: the answer goes to stdout and the exit code says whether it worked (5 attestation failed, 7 enclave unreachable).`
+  static override examples = [
+    '<%= config.bin %> chat',
+    '<%= config.bin %> chat --once "What does my plan cover?"',
+    '<%= config.bin %> chat --url https://enclave-host:8443 --lockfile nle.lock.json',
+  ]
+  static override flags = {
+    url: Flags.string({description: 'The parent proxy URL (https://…), or unix:/path.sock for the enclave socket. Default: the running `nle dev` stack.'}),
+    lockfile: Flags.file({description: 'Measurements the enclave must attest to.', default: DEFAULT_LOCKFILE}),
+    'dev-root': Flags.file({description: 'INSECURE, development only: trust this NSM-simulator root instead of AWS\'s.'}),
+    ca: Flags.file({description: 'PEM certificate to trust for the proxy\'s TLS (e.g. a self-signed one).'}),
+    'allow-debug': Flags.boolean({description: 'Accept a debug-mode enclave (all-zero PCRs). Its memory is readable by the host.', default: false}),
+    mode: Flags.string({description: 'How questions are protected.', options: ['attested', 'kms'], default: 'attested'}),
+    once: Flags.string({description: 'Ask one question without the TUI and print the answer.'}),
+    'max-tokens': Flags.integer({description: 'Longest answer, in tokens.', min: 1}),
+    temperature: Flags.string({description: 'Sampling temperature (0 = greedy).'}),
+  }
+
+  async run(): Promise<ChatOnceResult | void> {
+    const f = this.flags
+    if (this.jsonEnabled() && f.once === undefined) {
+      throw new NleError('USAGE', '--json needs --once: the interactive chat has no JSON form.', {exitCode: ExitCode.USAGE, hint: 'Add --once "question".'})
+    }
+    const dev = f.url ? undefined : await readEndpoints(process.cwd())
+    const target = f.url ?? dev?.proxyUrl
+    if (!target) {
+      throw new NleError('CHAT_NO_TARGET', 'No enclave to talk to: no --url, and no `nle dev` running in this folder.', {
+        exitCode: ExitCode.USAGE,
+        hint: 'Start `nle dev` in this project, or pass --url https://HOST:PORT.',
+      })
+    }
+    const temperature = f.temperature === undefined ? undefined : Number(f.temperature)
+    if (temperature !== undefined && !(temperature >= 0 && temperature <= 2)) {
+      throw new NleError('USAGE', '--temperature must be a number from 0 to 2.', {exitCode: ExitCode.USAGE})
+    }
+    const backend = await channelBackend({
+      target,
+      lockfile: f.lockfile,
+      devRootFile: f['dev-root'] ?? dev?.devRootFile,
+      caFile: f.ca ?? dev?.caFile,
+      allowDebug: f['allow-debug'],
+      mode: f.mode as 'attested' | 'kms',
+      ...(f['max-tokens'] ? {maxTokens: f['max-tokens']} : {}),
+      ...(temperature === undefined ? {} : {temperature}),
+    })
+    try {
+      if (f.once === undefined) {
+        const {runChatTui} = await import('../ui/run-chat.js')
+        await runChatTui(backend)
+        return
+      }
+      const summary = await backend.attest()
+      if (!this.jsonEnabled()) process.stderr.write(`attestation verified: PCR0 ${summary.pcr0.slice(0, 16)}… (${summary.root})${summary.debug ? ' DEBUG MODE' : ''}\n`)
+      let answer = ''
+      for await (const delta of backend.send([{role: 'user', content: f.once}], new AbortController().signal)) {
+        answer += delta
+        if (!this.jsonEnabled()) process.stdout.write(delta)
+      }
+      if (!this.jsonEnabled()) process.stdout.write('\n')
+      return {answer, attestation: {...summary, timestamp: summary.timestamp.toISOString()}, target}
+    } finally {
+      backend.close()
+    }
+  }
+}

@@ -1,0 +1,138 @@
+// `nle dev` + `nle chat` as a user runs them: the dev stack in one process, the chat in another,
+// and the TUI driven through a real terminal (tmux). Loopback and Unix sockets only.
+import {type ChildProcess, spawn, spawnSync} from 'node:child_process'
+import {existsSync, readFileSync, readdirSync, writeFileSync} from 'node:fs'
+import {join} from 'node:path'
+import {createInterface} from 'node:readline'
+
+import {afterAll, beforeAll, describe, expect, it} from 'vitest'
+
+import {BIN, json, runCli} from '../src/test-support/cli.js'
+import {tempDir} from '../src/test-support/tmp.js'
+
+const tmp = tempDir('nle-devchat-')
+const project = join(tmp.dir, 'proj')
+let dev: ChildProcess | undefined
+let ready: Record<string, unknown> = {}
+
+/** pids of live processes whose command line mentions `needle`. */
+function processesMentioning(needle: string): number[] {
+  return readdirSync('/proc')
+    .filter((d) => /^\d+$/.test(d) && Number(d) !== process.pid)
+    .filter((d) => {
+      try {
+        return readFileSync(`/proc/${d}/cmdline`, 'utf8').includes(needle)
+      } catch {
+        return false
+      }
+    })
+    .map(Number)
+}
+
+beforeAll(async () => {
+  expect((await runCli(['init', project, '--name', 'devchat'])).exitCode).toBe(0)
+  dev = spawn(process.execPath, [BIN, 'dev', '--json'], {cwd: project, stdio: ['ignore', 'pipe', 'pipe'], env: {...process.env, NO_COLOR: '1'}})
+  let stderr = ''
+  dev.stderr!.on('data', (d: Buffer) => (stderr += d.toString()))
+  ready = await new Promise<Record<string, unknown>>((resolve, reject) => {
+    const timer = setTimeout(() => reject(new Error(`nle dev not ready:\n${stderr}`)), 120_000)
+    createInterface({input: dev!.stdout!}).once('line', (line) => {
+      clearTimeout(timer)
+      resolve(JSON.parse(line) as Record<string, unknown>)
+    })
+    dev!.once('exit', (code) => reject(new Error(`nle dev exited ${code}:\n${stderr}`)))
+  })
+}, 180_000)
+
+afterAll(() => {
+  if (dev && dev.exitCode === null) dev.kill('SIGKILL')
+  tmp.cleanup()
+})
+
+describe('nle dev', () => {
+  it('prints its endpoints as one JSON line and publishes them for nle chat', () => {
+    expect(ready).toMatchObject({ready: true, proxyUrl: expect.stringMatching(/^https:\/\/127\.0\.0\.1:\d+$/), kmsUrl: expect.stringMatching(/^http:\/\/127\.0\.0\.1:\d+$/)})
+    expect(ready.enclaveSocket).toBe(join(project, '.nle/dev/enclave.sock'))
+    expect(existsSync(join(project, '.nle/dev/endpoints.json'))).toBe(true)
+    expect(existsSync(join(project, 'nle.lock.json'))).toBe(true)
+  })
+})
+
+describe('nle chat --once against nle dev', () => {
+  it('verifies, sends, streams the answer back; exit 0', async () => {
+    const r = await runCli(['chat', '--once', 'Is a canary-7f3a question private?', '--max-tokens', '8', '--json'], {cwd: project})
+    expect(r.exitCode, r.stderr).toBe(0)
+    const out = json<{answer: string; attestation: {pcr0: string; root: string; debug: boolean}}>(r)
+    expect(out.answer.length).toBeGreaterThan(0)
+    const lock = JSON.parse(readFileSync(join(project, 'nle.lock.json'), 'utf8')) as {measurements: {PCR0: string}}
+    expect(out.attestation).toMatchObject({pcr0: lock.measurements.PCR0, debug: false, root: expect.stringContaining('dev root')})
+  })
+
+  it('refuses to send when the enclave does not match the lockfile (exit 5)', async () => {
+    const lock = JSON.parse(readFileSync(join(project, 'nle.lock.json'), 'utf8')) as {measurements: Record<string, string>}
+    lock.measurements.PCR2 = 'ab'.repeat(48)
+    const wrong = join(tmp.dir, 'wrong.lock.json')
+    writeFileSync(wrong, JSON.stringify(lock))
+    const r = await runCli(['chat', '--once', 'secret', '--lockfile', wrong], {cwd: project})
+    expect(r.exitCode).toBe(5)
+    expect(r.stderr).toContain('ATTEST_PCR_MISMATCH')
+  })
+
+  it('without the dev root, the simulator\'s documents are refused (only AWS is trusted)', async () => {
+    const r = await runCli(['chat', '--once', 'hello', '--url', String(ready.proxyUrl), '--ca', String(ready.caFile)], {cwd: project})
+    expect(r.exitCode).toBe(5)
+    expect(r.stderr).toContain('ATTEST_ROOT_MISMATCH')
+  })
+
+  it('with no target, says how to get one (exit 2)', async () => {
+    const r = await runCli(['chat', '--once', 'hello'], {cwd: tmp.dir})
+    expect(r.exitCode).toBe(2)
+    expect(r.stderr).toContain('CHAT_NO_TARGET')
+  })
+})
+
+const hasTmux = spawnSync('tmux', ['-V']).status === 0
+describe.skipIf(!hasTmux)('nle chat TUI in a real terminal (tmux)', () => {
+  it('shows the verified header, streams an answer to a typed question, and quits on /quit', async () => {
+    const session = `nle-test-${process.pid}`
+    const tmux = (...args: string[]): string => spawnSync('tmux', args, {encoding: 'utf8'}).stdout
+    spawnSync('tmux', ['new-session', '-d', '-s', session, '-x', '120', '-y', '40', '-c', project, `${process.execPath} ${BIN} chat --max-tokens 8; echo CHAT-EXITED-$?; sleep 30`])
+    const screen = (): string => tmux('capture-pane', '-p', '-t', session)
+    const waitFor = async (text: string): Promise<string> => {
+      const end = Date.now() + 45_000
+      for (;;) {
+        const s = screen()
+        if (s.includes(text)) return s
+        if (Date.now() > end) throw new Error(`"${text}" not on screen:\n${s}`)
+        await new Promise((r) => setTimeout(r, 200))
+      }
+    }
+    try {
+      expect(await waitFor('attestation verified')).toContain('PCR0')
+      tmux('send-keys', '-t', session, '-l', 'hello from a terminal')
+      tmux('send-keys', '-t', session, 'Enter')
+      await waitFor('› hello from a terminal')
+      // The answer is finished when the "answering…" line has gone.
+      for (const end = Date.now() + 45_000; screen().includes('answering…'); ) {
+        if (Date.now() > end) throw new Error(`the answer never finished:\n${screen()}`)
+        await new Promise((r) => setTimeout(r, 200))
+      }
+      tmux('send-keys', '-t', session, '-l', '/quit')
+      await waitFor('› /quit') // typed into the prompt (not swallowed while busy)
+      tmux('send-keys', '-t', session, 'Enter')
+      expect(await waitFor('CHAT-EXITED-')).toContain('CHAT-EXITED-0')
+    } finally {
+      spawnSync('tmux', ['kill-session', '-t', session])
+    }
+  }, 120_000)
+})
+
+describe('stopping nle dev', () => {
+  it('on SIGINT stops every child, removes its endpoints, and exits 0', async () => {
+    const exited = new Promise<number | null>((resolve) => dev!.once('exit', (code) => resolve(code)))
+    dev!.kill('SIGINT')
+    expect(await exited).toBe(0)
+    expect(processesMentioning(project)).toEqual([])
+    expect(existsSync(join(project, '.nle/dev/endpoints.json'))).toBe(false)
+  })
+})
