@@ -1,0 +1,134 @@
+/**
+ * Error codes of the gateway, and the one mapping from any failure (client, channel, attestation,
+ * gateway) to the HTTP status and OpenAI error body an OpenAI client sees.
+ *
+ * Messages never carry a question or an answer: they come from nle errors, which never do.
+ */
+import {ExitCode, NleError, type NleErrorOptions, isNleError} from '../errors.js'
+
+export type GatewayErrorCode =
+  /** --listen is not host:port / port. */
+  | 'GATEWAY_LISTEN_INVALID'
+  /** --listen names an address that is not loopback: the gateway serves plaintext, so never off the machine. */
+  | 'GATEWAY_LISTEN_NOT_LOOPBACK'
+  /** The listen socket could not be opened (port in use, …). */
+  | 'GATEWAY_LISTEN_FAILED'
+  /** --mode kms: the channel has no KMS mode yet. */
+  | 'GATEWAY_MODE_UNAVAILABLE'
+  /** No --upstream and no `nle dev` stack running in this folder. */
+  | 'GATEWAY_NO_UPSTREAM'
+  /** The HTTP request is not one the gateway accepts (bad JSON, unsupported field). HTTP 400. */
+  | 'GATEWAY_BAD_REQUEST'
+  /** The request body is larger than the gateway accepts. HTTP 413. */
+  | 'GATEWAY_REQUEST_TOO_LARGE'
+  /** No such endpoint (404) or wrong method (405). */
+  | 'GATEWAY_NOT_FOUND'
+  | 'GATEWAY_METHOD_NOT_ALLOWED'
+  /** A Host or Origin header that is not loopback (DNS rebinding, a web page). HTTP 403. */
+  | 'GATEWAY_FORBIDDEN_ORIGIN'
+
+const EXIT: Record<GatewayErrorCode, ExitCode> = {
+  GATEWAY_LISTEN_INVALID: ExitCode.USAGE,
+  GATEWAY_LISTEN_NOT_LOOPBACK: ExitCode.USAGE,
+  GATEWAY_LISTEN_FAILED: ExitCode.IO,
+  GATEWAY_MODE_UNAVAILABLE: ExitCode.USAGE,
+  GATEWAY_NO_UPSTREAM: ExitCode.USAGE,
+  GATEWAY_BAD_REQUEST: ExitCode.USAGE,
+  GATEWAY_REQUEST_TOO_LARGE: ExitCode.USAGE,
+  GATEWAY_NOT_FOUND: ExitCode.USAGE,
+  GATEWAY_METHOD_NOT_ALLOWED: ExitCode.USAGE,
+  GATEWAY_FORBIDDEN_ORIGIN: ExitCode.USAGE,
+}
+
+export function gatewayError(code: GatewayErrorCode, message: string, options: NleErrorOptions = {}): NleError<GatewayErrorCode> {
+  return new NleError(code, message, {exitCode: EXIT[code], ...options})
+}
+
+/** OpenAI's error body. `code` is the nle error code (ATTEST_PCR_MISMATCH, CLIENT_RATE_LIMITED, …). */
+export interface OpenAiErrorBody {
+  error: {message: string; type: string; code: string; param: null}
+}
+
+export interface HttpFailure {
+  status: number
+  body: OpenAiErrorBody
+  /** Seconds, passed through from the proxy's 429. */
+  retryAfter?: string
+  /** False when retrying cannot help (attestation refused, bad request): OpenAI SDKs honour `x-should-retry`. */
+  shouldRetry: boolean
+  /** The failure says the upstream connection is gone: re-attest before the next request. */
+  reconnect: boolean
+}
+
+/** Status codes the gateway answers (documented in docs/gateway.md). */
+export const STATUS = {
+  BAD_REQUEST: 400,
+  FORBIDDEN: 403,
+  NOT_FOUND: 404,
+  METHOD_NOT_ALLOWED: 405,
+  TOO_LARGE: 413,
+  RATE_LIMITED: 429,
+  INTERNAL: 500,
+  /** The proxy (or enclave socket) cannot be reached, or the answer was broken/altered in transit. */
+  BAD_GATEWAY: 502,
+  /** Attestation failed (never forwarded), or the enclave behind the proxy is down / draining. */
+  UNAVAILABLE: 503,
+  /** The enclave did not answer in time. */
+  TIMEOUT: 504,
+} as const
+
+function failure(status: number, type: string, code: string, message: string, extra: Partial<HttpFailure> = {}): HttpFailure {
+  return {status, body: {error: {message, type, code, param: null}}, shouldRetry: status >= 500 || status === 429, reconnect: false, ...extra}
+}
+
+/** Any error → what the OpenAI client sees. */
+export function toHttpFailure(error: unknown): HttpFailure {
+  if (!isNleError(error)) return failure(STATUS.INTERNAL, 'server_error', 'GATEWAY_INTERNAL', 'The gateway failed to handle the request.')
+  const {code, message} = error
+  const details = error.details ?? {}
+  if (code.startsWith('ATTEST_')) {
+    return failure(STATUS.UNAVAILABLE, 'attestation_error', code, `The enclave's attestation did not verify; nothing was sent to it. ${message}`, {shouldRetry: false, reconnect: true})
+  }
+  switch (code) {
+    case 'GATEWAY_BAD_REQUEST':
+      return failure(STATUS.BAD_REQUEST, 'invalid_request_error', code, message)
+    case 'GATEWAY_REQUEST_TOO_LARGE':
+    case 'CLIENT_REQUEST_TOO_LARGE':
+      return failure(STATUS.TOO_LARGE, 'invalid_request_error', code, message)
+    case 'GATEWAY_NOT_FOUND':
+      return failure(STATUS.NOT_FOUND, 'invalid_request_error', code, message)
+    case 'GATEWAY_METHOD_NOT_ALLOWED':
+      return failure(STATUS.METHOD_NOT_ALLOWED, 'invalid_request_error', code, message)
+    case 'GATEWAY_FORBIDDEN_ORIGIN':
+      return failure(STATUS.FORBIDDEN, 'invalid_request_error', code, message)
+    case 'CLIENT_RATE_LIMITED': {
+      const retryAfter = details.retryAfter
+      return failure(STATUS.RATE_LIMITED, 'rate_limit_error', code, message, {
+        ...(typeof retryAfter === 'number' && Number.isFinite(retryAfter) && retryAfter >= 0 ? {retryAfter: String(retryAfter)} : {retryAfter: '1'}),
+      })
+    }
+    case 'CLIENT_UPSTREAM_TIMEOUT':
+      return failure(STATUS.TIMEOUT, 'server_error', code, message, {reconnect: true})
+    case 'CLIENT_UNREACHABLE':
+      if (details.errno === 'ETIMEDOUT') return failure(STATUS.TIMEOUT, 'server_error', 'CLIENT_UPSTREAM_TIMEOUT', message, {reconnect: true})
+      return failure(STATUS.BAD_GATEWAY, 'server_error', code, message, {reconnect: true})
+    case 'CLIENT_ENCLAVE_UNAVAILABLE':
+      return failure(STATUS.UNAVAILABLE, 'server_error', code, message, {reconnect: true})
+    case 'CLIENT_STREAM_INTERRUPTED':
+      return failure(STATUS.BAD_GATEWAY, 'server_error', code, message, {reconnect: true})
+    case 'CLIENT_SERVER_ERROR': {
+      const serverCode = typeof details.serverCode === 'string' ? details.serverCode : 'UNKNOWN'
+      if (serverCode === 'SERVER_BAD_REQUEST') return failure(STATUS.BAD_REQUEST, 'invalid_request_error', serverCode, message)
+      if (serverCode === 'SERVER_BUSY') return failure(STATUS.RATE_LIMITED, 'rate_limit_error', serverCode, message, {retryAfter: '1'})
+      return failure(STATUS.INTERNAL, 'server_error', serverCode, message)
+    }
+    case 'CLIENT_ABORTED':
+      // The caller left; nobody reads this.
+      return failure(499, 'invalid_request_error', code, message, {shouldRetry: false})
+    default:
+      // CLIENT_REQUEST_REFUSED, CLIENT_PROTOCOL, CLIENT_HTTP_ERROR, CHANNEL_* (an answer altered or
+      // cut short in transit): the upstream answered wrongly.
+      if (code.startsWith('CLIENT_') || code.startsWith('CHANNEL_')) return failure(STATUS.BAD_GATEWAY, 'server_error', code, message, {reconnect: code !== 'CLIENT_REQUEST_REFUSED'})
+      return failure(STATUS.INTERNAL, 'server_error', code, message)
+  }
+}

@@ -1,0 +1,151 @@
+// Unit tests of the gateway's pieces, with a fake upstream (no enclave, no network but loopback).
+import {describe, expect, it} from 'vitest'
+
+import type {VerifiedAttestation} from '../attestation/verify.js'
+import type {ChatCompletion, ChatCompletionChunk, ChatRequest} from '../client/index.js'
+import {clientError} from '../client/index.js'
+import {NleError} from '../errors.js'
+import {toHttpFailure} from './errors.js'
+import {type GatewayEvent, type GatewayUpstream, startGateway} from './gateway.js'
+import {parseListen} from './listen.js'
+import {parseChatBody, parseCompletionBody} from './openai.js'
+
+function attestation(pcr0: string): VerifiedAttestation {
+  const now = new Date()
+  return {moduleId: 'i-0-enc0', digest: 'SHA384', timestamp: now, debug: false, pcrs: {0: pcr0, 1: 'b'.repeat(96), 2: 'c'.repeat(96)}, pcrChecks: [], publicKey: null, userData: null, nonce: null, chain: [], root: 'insecure-dev-root', verifiedAt: now, ageMs: 0}
+}
+
+class FakeUpstream implements GatewayUpstream {
+  current = attestation('a'.repeat(96))
+  fetches = 0
+  sent: ChatRequest[] = []
+  failAttest: NleError | null = null
+  async attest(options: {fresh?: boolean} = {}): Promise<VerifiedAttestation> {
+    if (options.fresh) {
+      this.fetches++
+      if (this.failAttest) throw this.failAttest
+    }
+    return this.current
+  }
+  async chat(request: ChatRequest): Promise<ChatCompletion> {
+    this.sent.push(request)
+    return {id: 'chatcmpl-1', object: 'chat.completion', created: 1, model: 'fake', choices: [{index: 0, message: {role: 'assistant', content: 'ok'}, finish_reason: 'stop'}], usage: {prompt_tokens: 1, completion_tokens: 1, total_tokens: 2}}
+  }
+  async *chatStream(request: ChatRequest): AsyncGenerator<ChatCompletionChunk, void, void> {
+    this.sent.push(request)
+    yield {id: 'chatcmpl-1', object: 'chat.completion.chunk', created: 1, model: 'fake', choices: [{index: 0, delta: {role: 'assistant', content: ''}, finish_reason: null}]}
+    yield {id: 'chatcmpl-1', object: 'chat.completion.chunk', created: 1, model: 'fake', choices: [{index: 0, delta: {content: 'par'}, finish_reason: null}]}
+    throw clientError('CLIENT_STREAM_INTERRUPTED', 'The connection broke while the answer was arriving (ECONNRESET).')
+  }
+  close(): void {}
+}
+
+const ask = (url: string, body: unknown, path = '/v1/chat/completions'): Promise<Response> =>
+  fetch(`${url}${path}`, {method: 'POST', headers: {'content-type': 'application/json'}, body: JSON.stringify(body)})
+
+describe('gateway listen address', () => {
+  it('accepts loopback forms and refuses the rest', () => {
+    expect(parseListen('8787')).toEqual({host: '127.0.0.1', port: 8787})
+    expect(parseListen('127.0.0.2:1')).toEqual({host: '127.0.0.2', port: 1})
+    expect(parseListen('[::1]:0')).toEqual({host: '::1', port: 0})
+    expect(parseListen('localhost:9')).toEqual({host: '127.0.0.1', port: 9})
+    expect(parseListen(':1')).toEqual({host: '127.0.0.1', port: 1}) // no host: loopback, never all interfaces
+    for (const bad of ['0.0.0.0:1', '[::]:1', '10.0.0.1:1', 'host.local:1']) {
+      expect(() => parseListen(bad)).toThrow(expect.objectContaining({code: 'GATEWAY_LISTEN_NOT_LOOPBACK'}))
+    }
+    expect(() => parseListen('127.0.0.1:99999')).toThrow(expect.objectContaining({code: 'GATEWAY_LISTEN_INVALID'}))
+    expect(() => parseListen('nonsense')).toThrow(expect.objectContaining({code: 'GATEWAY_LISTEN_INVALID'}))
+  })
+})
+
+describe('gateway status mapping', () => {
+  it('maps every failure family to its documented status', () => {
+    const s = (e: unknown): number => toHttpFailure(e).status
+    expect(s(new NleError('ATTEST_PCR_MISMATCH', 'x'))).toBe(503)
+    expect(s(new NleError('ATTEST_BAD_SIGNATURE', 'x'))).toBe(503)
+    expect(s(clientError('CLIENT_ENCLAVE_UNAVAILABLE', 'x'))).toBe(503)
+    expect(s(clientError('CLIENT_UNREACHABLE', 'x'))).toBe(502)
+    expect(s(clientError('CLIENT_UNREACHABLE', 'x', {details: {errno: 'ETIMEDOUT'}}))).toBe(504)
+    expect(s(clientError('CLIENT_UPSTREAM_TIMEOUT', 'x'))).toBe(504)
+    expect(s(clientError('CLIENT_STREAM_INTERRUPTED', 'x'))).toBe(502)
+    expect(s(new NleError('CHANNEL_RESPONSE_AUTH_FAILED', 'x'))).toBe(502)
+    expect(s(clientError('CLIENT_REQUEST_TOO_LARGE', 'x'))).toBe(413)
+    expect(s(clientError('CLIENT_SERVER_ERROR', 'x', {details: {serverCode: 'SERVER_BAD_REQUEST'}}))).toBe(400)
+    expect(s(new Error('boom'))).toBe(500)
+    const limited = toHttpFailure(clientError('CLIENT_RATE_LIMITED', 'x', {details: {retryAfter: 3}}))
+    expect(limited).toMatchObject({status: 429, retryAfter: '3', body: {error: {type: 'rate_limit_error', code: 'CLIENT_RATE_LIMITED', param: null}}})
+    expect(toHttpFailure(new NleError('ATTEST_PCR_MISMATCH', 'x'))).toMatchObject({shouldRetry: false, body: {error: {type: 'attestation_error'}}})
+  })
+})
+
+describe('gateway request shapes', () => {
+  it('normalises chat messages (text parts, developer role) and refuses what the enclave cannot do', () => {
+    const r = parseChatBody(Buffer.from(JSON.stringify({model: 'm', messages: [{role: 'developer', content: 'sys'}, {role: 'user', content: [{type: 'text', text: 'a'}, {type: 'text', text: 'b'}]}], stream: true, max_tokens: 5, user: 'ignored'})))
+    expect(r).toEqual({request: {model: 'm', max_tokens: 5, messages: [{role: 'system', content: 'sys'}, {role: 'user', content: 'ab'}]}, stream: true, includeUsage: false})
+    for (const body of [{messages: [{role: 'user', content: [{type: 'image_url', image_url: {url: 'x'}}]}]}, {messages: [{role: 'user', content: 'x'}], n: 2}, {messages: [{role: 'user', content: 'x'}], tools: [{}]}]) {
+      expect(() => parseChatBody(Buffer.from(JSON.stringify(body)))).toThrow(expect.objectContaining({code: 'GATEWAY_BAD_REQUEST'}))
+    }
+  })
+
+  it('maps a completion prompt to one user message', () => {
+    expect(parseCompletionBody(Buffer.from(JSON.stringify({prompt: ['p'], temperature: 0})))).toEqual({request: {temperature: 0, messages: [{role: 'user', content: 'p'}]}, stream: false, includeUsage: false})
+    expect(() => parseCompletionBody(Buffer.from(JSON.stringify({prompt: 'p', echo: true})))).toThrow(expect.objectContaining({code: 'GATEWAY_BAD_REQUEST'}))
+  })
+})
+
+describe('gateway attestation policy', () => {
+  it('re-verifies when the attestation ages out, and records a key rotation the client made', async () => {
+    const up = new FakeUpstream()
+    const events: GatewayEvent[] = []
+    const {gateway, url} = await startGateway({upstream: up, upstreamDisplay: 'fake', listen: '127.0.0.1:0', attestationTtlMs: 0, log: (e) => events.push(e)})
+    try {
+      expect(up.fetches).toBe(1)
+      expect((await ask(url, {messages: [{role: 'user', content: 'q'}]})).status).toBe(200)
+      expect(up.fetches).toBe(2) // TTL 0: every request verifies afresh
+      expect(events).toContainEqual(expect.objectContaining({event: 'attested', reason: 'ttl'}))
+      up.current = attestation('d'.repeat(96)) // as after a 421: the client verified a new document
+      const state = (await (await fetch(`${url}/nle/attestation`)).json()) as {pcrs: {PCR0: string}}
+      expect(state.pcrs.PCR0).toBe('d'.repeat(96))
+    } finally {
+      await gateway.stop()
+    }
+  })
+
+  it('refuses (503) without sending while verification fails, then serves once it verifies', async () => {
+    const up = new FakeUpstream()
+    up.failAttest = new NleError('ATTEST_PCR_MISMATCH', 'PCR0 differs.')
+    const {gateway, url} = await startGateway({upstream: up, upstreamDisplay: 'fake', listen: '127.0.0.1:0', failureRetryMs: 0})
+    try {
+      const r = await ask(url, {messages: [{role: 'user', content: 'q'}]})
+      expect(r.status).toBe(503)
+      expect(await r.json()).toMatchObject({error: {code: 'ATTEST_PCR_MISMATCH', type: 'attestation_error'}})
+      expect(up.sent).toHaveLength(0)
+      up.failAttest = null
+      expect((await ask(url, {messages: [{role: 'user', content: 'q'}]})).status).toBe(200)
+      expect(up.sent).toHaveLength(1)
+    } finally {
+      await gateway.stop()
+    }
+  })
+
+  it('a stream that breaks after it started ends with an OpenAI error event and no [DONE]', async () => {
+    const up = new FakeUpstream()
+    const {gateway, url} = await startGateway({upstream: up, upstreamDisplay: 'fake', listen: '127.0.0.1:0'})
+    try {
+      const r = await ask(url, {messages: [{role: 'user', content: 'q'}], stream: true})
+      expect(r.status).toBe(200)
+      const text = await r.text()
+      expect(text).not.toContain('[DONE]')
+      const last = text.trim().split('\n\n').pop()!
+      expect(JSON.parse(last.slice(6))).toMatchObject({error: {code: 'CLIENT_STREAM_INTERRUPTED', type: 'server_error'}})
+      expect(gateway.state().status).toBe('verified')
+      // The broken connection marks the attestation stale: the next request verifies afresh.
+      const before = up.fetches
+      await ask(url, {messages: [{role: 'user', content: 'q'}]})
+      expect(up.fetches).toBe(before + 1)
+      expect(gateway.state().reason).toBe('reconnect')
+    } finally {
+      await gateway.stop()
+    }
+  })
+})

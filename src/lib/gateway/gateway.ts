@@ -1,0 +1,400 @@
+/**
+ * The gateway: plain OpenAI HTTP on loopback in front of nle's attested, sealed channel.
+ *
+ *   OpenAI client ──HTTP (loopback)──▶ gateway ──sealed (HPKE), attested──▶ proxy ──▶ enclave
+ *
+ * Attestation policy: verified at start and reused while it is younger than `attestationTtlMs`;
+ * verified afresh after the upstream connection failed (unreachable, 502/503/504, a stream cut),
+ * and — inside the client — after a 421 (the enclave no longer holds the key it attested to).
+ * While verification fails, every request is answered 503 (OpenAI error shape) and nothing is sent.
+ *
+ * Nothing of a request or an answer is logged: the access log has method, route, status, sizes,
+ * latency and an error code.
+ */
+import {type IncomingMessage, type Server, type ServerResponse, createServer} from 'node:http'
+import type {AddressInfo} from 'node:net'
+
+import type {VerifiedAttestation} from '../attestation/verify.js'
+import type {ChatCompletion, ChatCompletionChunk, ChatRequest} from '../client/index.js'
+import {type NleError, isNleError} from '../errors.js'
+import {type HttpFailure, gatewayError, toHttpFailure} from './errors.js'
+import {type ListenAddress, isLoopbackHost, listenUrl, parseListen} from './listen.js'
+import {type ParsedRequest, chatChunks, chatCompletion, parseChatBody, parseCompletionBody, textChunks, textCompletion} from './openai.js'
+
+/** What the gateway needs of the upstream (NleClient fits; tests may fake it). */
+export interface GatewayUpstream {
+  attest(options?: {fresh?: boolean; signal?: AbortSignal}): Promise<VerifiedAttestation>
+  chat(request: ChatRequest, options?: {signal?: AbortSignal}): Promise<ChatCompletion>
+  chatStream(request: ChatRequest, options?: {signal?: AbortSignal}): AsyncGenerator<ChatCompletionChunk, void, void>
+  close(): void
+}
+
+export interface AccessLogEntry {
+  event: 'access'
+  method: string
+  /** Known routes verbatim; anything else is "(other)" (a path could carry data). */
+  path: string
+  status: number
+  bytesIn: number
+  bytesOut: number
+  ms: number
+  code?: string
+}
+
+export type GatewayEvent =
+  | AccessLogEntry
+  | {event: 'attested'; reason: AttestReason; pcr0: string; moduleId: string}
+  | {event: 'attestation_failed'; reason: AttestReason; code: string}
+
+export type AttestReason = 'start' | 'ttl' | 'reconnect' | 'rotated' | 'retry' | 'requested'
+
+export interface GatewayOptions {
+  upstream: GatewayUpstream
+  /** Shown at /nle/attestation. */
+  upstreamDisplay: string
+  /** host:port, loopback only (default 127.0.0.1:8787; port 0 = any free port). */
+  listen?: string
+  mode?: 'attested'
+  /** Re-verify after this long (default 5 min). */
+  attestationTtlMs?: number
+  /** After a failed verification, answer from that failure for this long before trying again (default 1 s). */
+  failureRetryMs?: number
+  /** Largest request body (default 4 MiB). */
+  bodyLimit?: number
+  /** Model id listed by /v1/models until an answer names the enclave's own. */
+  defaultModel?: string
+  log?: (event: GatewayEvent) => void
+}
+
+export type AttestationStatus = 'pending' | 'verified' | 'failed'
+
+export interface AttestationState {
+  status: AttestationStatus
+  mode: 'attested'
+  upstream: string
+  moduleId?: string
+  pcrs?: Record<string, string>
+  debug?: boolean
+  root?: string
+  /** The document's own timestamp. */
+  documentTime?: string
+  verifiedAt?: string
+  reason?: AttestReason
+  error?: HttpFailure['body']['error']
+  failedAt?: string
+}
+
+export const ROUTES = {
+  chat: '/v1/chat/completions',
+  completions: '/v1/completions',
+  models: '/v1/models',
+  attestation: '/nle/attestation',
+} as const
+
+const KNOWN = new Set<string>(Object.values(ROUTES))
+
+export class Gateway {
+  private readonly server: Server
+  private readonly options: Required<Omit<GatewayOptions, 'log'>> & Pick<GatewayOptions, 'log'>
+  private readonly address: ListenAddress
+  private verified: VerifiedAttestation | null = null
+  private verifiedAt = 0
+  private reason: AttestReason = 'start'
+  private failure: {error: NleError | unknown; at: number} | null = null
+  private stale = false
+  private attesting: Promise<VerifiedAttestation> | null = null
+  private model: string
+  private readonly started = Math.floor(Date.now() / 1000)
+  private readonly open = new Set<ServerResponse>()
+
+  constructor(options: GatewayOptions) {
+    this.options = {
+      listen: '127.0.0.1:8787',
+      mode: 'attested',
+      attestationTtlMs: 300_000,
+      failureRetryMs: 1000,
+      bodyLimit: 4 * 1024 * 1024,
+      defaultModel: 'nle-enclave',
+      ...options,
+    }
+    this.address = parseListen(this.options.listen) // throws before anything listens
+    this.model = this.options.defaultModel
+    this.server = createServer((req, res) => void this.handle(req, res))
+    this.server.keepAliveTimeout = 5000
+  }
+
+  /** Listen, then verify the attestation once (a failure is kept and answered as 503, not thrown). */
+  async start(): Promise<{url: string; attestation: AttestationState}> {
+    await new Promise<void>((resolve, reject) => {
+      const onError = (error: NodeJS.ErrnoException): void =>
+        reject(
+          gatewayError('GATEWAY_LISTEN_FAILED', `Cannot listen on ${listenUrl(this.address)}: ${error.code ?? error.message}.`, {
+            cause: error,
+            hint: error.code === 'EADDRINUSE' ? 'Another process uses that port: pick another with --listen 127.0.0.1:PORT.' : undefined,
+          }),
+        )
+      this.server.once('error', onError)
+      this.server.listen(this.address.port, this.address.host, () => {
+        this.server.off('error', onError)
+        resolve()
+      })
+    })
+    await this.ensureAttested().catch(() => undefined)
+    return {url: this.url, attestation: this.state()}
+  }
+
+  get url(): string {
+    const a = this.server.address() as AddressInfo | null
+    return listenUrl({host: this.address.host, port: a?.port ?? this.address.port})
+  }
+
+  /** Stop accepting, end idle connections, cut streams still open, close the upstream. */
+  async stop(): Promise<void> {
+    const closed = new Promise<void>((resolve) => this.server.close(() => resolve()))
+    this.server.closeIdleConnections()
+    for (const res of this.open) res.destroy()
+    this.server.closeAllConnections()
+    await closed
+    this.options.upstream.close()
+  }
+
+  /** The verified state (what GET /nle/attestation shows). */
+  state(): AttestationState {
+    const base = {mode: this.options.mode, upstream: this.options.upstreamDisplay}
+    if (this.verified && !this.failure) {
+      const a = this.verified
+      const pcrs: Record<string, string> = {}
+      for (const [i, v] of Object.entries(a.pcrs)) pcrs[`PCR${i}`] = v
+      return {
+        status: 'verified',
+        ...base,
+        moduleId: a.moduleId,
+        pcrs,
+        debug: a.debug,
+        root: a.root,
+        documentTime: a.timestamp.toISOString(),
+        verifiedAt: new Date(this.verifiedAt).toISOString(),
+        reason: this.reason,
+      }
+    }
+    if (this.failure) return {status: 'failed', ...base, error: toHttpFailure(this.failure.error).body.error, failedAt: new Date(this.failure.at).toISOString()}
+    return {status: 'pending', ...base}
+  }
+
+  /** The current verified attestation, verifying afresh per the policy. Throws ATTEST_* / CLIENT_*. */
+  private async ensureAttested(force = false): Promise<VerifiedAttestation> {
+    const now = Date.now()
+    if (this.failure && !force && now - this.failure.at < this.options.failureRetryMs) throw this.failure.error
+    let reason: AttestReason | null = null
+    if (force) reason = 'requested'
+    else if (!this.verified) reason = this.failure ? 'retry' : 'start'
+    else if (this.stale) reason = 'reconnect'
+    else if (now - this.verifiedAt >= this.options.attestationTtlMs) reason = 'ttl'
+    if (reason === null) return this.syncRotation()
+    this.attesting ??= this.options.upstream
+      .attest({fresh: true})
+      .then(
+        (a) => {
+          this.record(a, reason)
+          return a
+        },
+        (error: unknown) => {
+          this.verified = null
+          this.failure = {error, at: Date.now()}
+          this.options.log?.({event: 'attestation_failed', reason, code: isNleError(error) ? error.code : 'UNKNOWN'})
+          throw error
+        },
+      )
+      .finally(() => {
+        this.attesting = null
+      })
+    return this.attesting
+  }
+
+  /** The client re-attests by itself after a 421 (the enclave rotated its key away): record that (no network). */
+  private async syncRotation(): Promise<VerifiedAttestation> {
+    const current = await this.options.upstream.attest()
+    if (current !== this.verified) this.record(current, 'rotated')
+    return current
+  }
+
+  private record(a: VerifiedAttestation, reason: AttestReason): void {
+    this.verified = a
+    this.verifiedAt = Date.now()
+    this.reason = reason
+    this.failure = null
+    this.stale = false
+    this.options.log?.({event: 'attested', reason, pcr0: a.pcrs[0] ?? '', moduleId: a.moduleId})
+  }
+
+  private async handle(req: IncomingMessage, res: ServerResponse): Promise<void> {
+    const t0 = performance.now()
+    const path = (req.url ?? '/').split('?')[0]!
+    const entry: AccessLogEntry = {event: 'access', method: req.method ?? '?', path: KNOWN.has(path) ? path : '(other)', status: 0, bytesIn: 0, bytesOut: 0, ms: 0}
+    this.open.add(res)
+    res.on('close', () => {
+      this.open.delete(res)
+      entry.status = res.statusCode
+      entry.ms = Math.round(performance.now() - t0)
+      this.options.log?.(entry)
+    })
+    try {
+      this.checkOrigin(req)
+      if (path === ROUTES.models) {
+        if (req.method !== 'GET') throw notAllowed()
+        return sendJson(res, 200, {object: 'list', data: [{id: this.model, object: 'model', created: this.started, owned_by: 'nle-enclave'}]}, entry)
+      }
+      if (path === ROUTES.attestation) {
+        if (req.method !== 'GET') throw notAllowed()
+        const fresh = new URL(req.url ?? '/', 'http://x').searchParams.get('fresh')
+        await this.ensureAttested(fresh === '1' || fresh === 'true').catch(() => undefined)
+        const state = this.state()
+        return sendJson(res, state.status === 'verified' ? 200 : 503, state, entry)
+      }
+      if (path === ROUTES.chat || path === ROUTES.completions) {
+        if (req.method !== 'POST') throw notAllowed()
+        const body = await readBody(req, this.options.bodyLimit)
+        entry.bytesIn = body.length
+        const parsed = path === ROUTES.chat ? parseChatBody(body) : parseCompletionBody(body)
+        return await this.complete(res, parsed, path === ROUTES.chat ? 'chat' : 'text', entry)
+      }
+      throw gatewayError('GATEWAY_NOT_FOUND', `No such endpoint. The gateway serves POST ${ROUTES.chat}, POST ${ROUTES.completions}, GET ${ROUTES.models} and GET ${ROUTES.attestation}.`)
+    } catch (error) {
+      this.fail(res, error, entry)
+    }
+  }
+
+  /** Browsers: a page elsewhere (Origin) or a rebound name (Host) must not reach the plaintext endpoint. */
+  private checkOrigin(req: IncomingMessage): void {
+    const host = req.headers.host
+    const hostname = host ? host.replace(/:\d+$/, '') : ''
+    if (host !== undefined && !isLoopbackHost(hostname)) throw gatewayError('GATEWAY_FORBIDDEN_ORIGIN', 'The Host header is not a loopback address.')
+    const origin = req.headers.origin
+    if (origin !== undefined && origin !== 'null') {
+      let ok = false
+      try {
+        ok = isLoopbackHost(new URL(origin).hostname)
+      } catch {
+        ok = false
+      }
+      if (!ok) throw gatewayError('GATEWAY_FORBIDDEN_ORIGIN', 'Requests from web pages of other origins are refused.')
+    }
+  }
+
+  private async complete(res: ServerResponse, parsed: ParsedRequest, shape: 'chat' | 'text', entry: AccessLogEntry): Promise<void> {
+    const abort = new AbortController()
+    res.on('close', () => {
+      if (!res.writableFinished) abort.abort()
+    })
+    const signal = abort.signal
+    // Attested first: a failure here answers 503 and nothing is sealed or sent.
+    await this.ensureAttested()
+    try {
+      if (!parsed.stream) {
+        const answer = await this.options.upstream.chat(parsed.request, {signal})
+        await this.syncRotation()
+        this.model = answer.model || this.model
+        return sendJson(res, 200, shape === 'chat' ? chatCompletion(answer) : textCompletion(answer), entry)
+      }
+      const it = this.options.upstream.chatStream(parsed.request, {signal})
+      // Wait for the first opened chunk before answering 200: failures up to here get their status.
+      const first = await it.next()
+      await this.syncRotation()
+      res.writeHead(200, {'content-type': 'text/event-stream; charset=utf-8', 'cache-control': 'no-cache', connection: 'keep-alive', 'x-accel-buffering': 'no'})
+      res.flushHeaders()
+      const send = (chunk: ChatCompletionChunk): void => {
+        this.model = chunk.model || this.model
+        for (const event of shape === 'chat' ? chatChunks(chunk, parsed.includeUsage) : textChunks(chunk, parsed.includeUsage)) {
+          const line = `data: ${JSON.stringify(event)}\n\n`
+          entry.bytesOut += Buffer.byteLength(line)
+          res.write(line)
+        }
+      }
+      try {
+        if (!first.done) send(first.value)
+        for (;;) {
+          if (signal.aborted) {
+            await it.return(undefined).catch(() => undefined)
+            return
+          }
+          const r = await it.next()
+          if (r.done) break
+          send(r.value)
+        }
+      } catch (error) {
+        // Headers are out: the error goes in the stream (OpenAI SDKs raise it), and no [DONE] —
+        // the client must see a failed answer, never a silently shorter one.
+        const f = this.noteFailure(error, entry)
+        if (!signal.aborted && !res.destroyed) {
+          const line = `data: ${JSON.stringify(f.body)}\n\n`
+          entry.bytesOut += Buffer.byteLength(line)
+          res.end(line)
+        }
+        return
+      }
+      entry.bytesOut += 14
+      res.end('data: [DONE]\n\n')
+    } catch (error) {
+      if (signal.aborted) {
+        entry.code = 'CLIENT_ABORTED'
+        return
+      }
+      throw error
+    }
+  }
+
+  private noteFailure(error: unknown, entry: AccessLogEntry): HttpFailure {
+    const f = toHttpFailure(error)
+    entry.code = f.body.error.code
+    if (f.reconnect) this.stale = true
+    // A refusal met mid-request (the client re-attested after a 421 and that failed). A cached
+    // failure answered again keeps its time, so the enclave is asked again once failureRetryMs passed.
+    if (isNleError(error) && error.code.startsWith('ATTEST_') && this.failure?.error !== error) {
+      this.verified = null
+      this.failure = {error, at: Date.now()}
+    }
+    return f
+  }
+
+  private fail(res: ServerResponse, error: unknown, entry: AccessLogEntry): void {
+    const f = this.noteFailure(error, entry)
+    if (res.headersSent) {
+      res.destroy()
+      return
+    }
+    const headers: Record<string, string> = {}
+    if (f.retryAfter !== undefined) headers['retry-after'] = f.retryAfter
+    if (!f.shouldRetry) headers['x-should-retry'] = 'false'
+    sendJson(res, f.status, f.body, entry, headers)
+  }
+}
+
+function notAllowed(): NleError {
+  return gatewayError('GATEWAY_METHOD_NOT_ALLOWED', 'Method not allowed on this endpoint.')
+}
+
+function sendJson(res: ServerResponse, status: number, value: unknown, entry: AccessLogEntry, headers: Record<string, string> = {}): void {
+  const body = JSON.stringify(value)
+  entry.bytesOut = Buffer.byteLength(body)
+  res.writeHead(status, {'content-type': 'application/json', 'content-length': entry.bytesOut, 'cache-control': 'no-store', ...headers}).end(body)
+}
+
+async function readBody(req: IncomingMessage, limit: number): Promise<Buffer> {
+  const declared = Number(req.headers['content-length'] ?? 0)
+  if (declared > limit) throw gatewayError('GATEWAY_REQUEST_TOO_LARGE', `The request body is larger than ${limit} bytes.`)
+  const parts: Buffer[] = []
+  let size = 0
+  for await (const part of req as AsyncIterable<Buffer>) {
+    size += part.length
+    if (size > limit) throw gatewayError('GATEWAY_REQUEST_TOO_LARGE', `The request body is larger than ${limit} bytes.`)
+    parts.push(part)
+  }
+  return Buffer.concat(parts)
+}
+
+/** Create and start a gateway. */
+export async function startGateway(options: GatewayOptions): Promise<{gateway: Gateway; url: string; attestation: AttestationState}> {
+  const gateway = new Gateway(options)
+  const {url, attestation} = await gateway.start()
+  return {gateway, url, attestation}
+}

@@ -1,0 +1,3 @@
+export {type AccessLogEntry, type AttestationState, Gateway, type GatewayEvent, type GatewayOptions, type GatewayUpstream, ROUTES, startGateway} from './gateway.js'
+export {type GatewayErrorCode, type HttpFailure, STATUS, gatewayError, toHttpFailure} from './errors.js'
+export {DEFAULT_LISTEN, isLoopbackHost, listenUrl, parseListen} from './listen.js'
