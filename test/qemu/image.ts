@@ -1,0 +1,214 @@
+// Builds the EIF of the QEMU boot check with nle's own EIF and cpio writers (src/lib/eif):
+//   kernel   Debian's cloud kernel (vmlinuz, from scripts/qemu-nitro.sh's cache);
+//   cmdline  CMDLINE below;
+//   ramdisk0 (bootstrap, PCR1) nle's bootstrap layout — dev/, init, nsm.ko — plus bin/busybox and
+//            virtio_mmio.ko; init is test/fixtures/qemu-enclave-init.sh;
+//   ramdisk1 (application, PCR2) nle's customer layout — rootfs/…, cmd, env — with Node (this
+//            process's executable), the shared libraries it and koffi link, and the probe
+//            runtime/enclave-server/attest-probe.ts with the nle modules it imports, transpiled
+//            to JavaScript, plus the two packages it needs at run time (cbor-x, koffi + its
+//            linux_x64 native module).
+// Everything is sorted, timestamps and owners are fixed (nle's cpio writer), the metadata's
+// BuildTime is nle's fixed epoch: the same inputs give the same bytes and PCRs.
+import {execFileSync} from 'node:child_process'
+import {existsSync, readFileSync, readdirSync, realpathSync, statSync} from 'node:fs'
+import {dirname, join, relative, resolve} from 'node:path'
+import {fileURLToPath} from 'node:url'
+
+import ts from 'typescript'
+
+import {type CpioEntry, bootstrapRamdiskEntries, cpioChunks, customerRamdiskEntries} from '../../src/lib/eif/cpio.js'
+import {type EifBuildResult, writeEif} from '../../src/lib/eif/writer.js'
+
+export const REPO = fileURLToPath(new URL('../../', import.meta.url))
+export const PROBE_ENTRY = 'runtime/enclave-server/attest-probe.ts'
+export const INIT_SCRIPT = 'test/fixtures/qemu-enclave-init.sh'
+export const STUB = 'test/fixtures/vhost-user-vsock-stub.py'
+/**
+ * The kernel command line. No virtio_mmio.device= (the cloud kernel lacks
+ * CONFIG_VIRTIO_MMIO_CMDLINE_DEVICES; devices come from ACPI). tsc_early_khz avoids a rare TSC
+ * calibration hang under TCG; panic=-1 turns a panic into a reboot, which -no-reboot turns
+ * into a QEMU exit.
+ */
+export const CMDLINE = 'console=ttyS0 reboot=k panic=-1 pci=off random.trust_cpu=on tsc_early_khz=2000000'
+
+export interface QemuManifest {
+  qemu: string
+  qemuVersion: string
+  /** -L directories: linuxboot_dma.bin (qemu-system-data), bios-microvm.bin (seabios). */
+  firmwareDirs: string[]
+  kernel: string
+  kernelConfig: string
+  kernelVersion: string
+  virtioMmioKo: string
+  nsmKo: string
+  busybox: string
+}
+
+export const QEMU_CACHE = process.env.NLE_QEMU_CACHE ?? '/var/cache/nle/qemu-nitro'
+
+/** The manifest scripts/qemu-nitro.sh wrote, or why the boot check cannot run here. */
+export function loadQemuManifest(): {manifest: QemuManifest; reason?: undefined} | {manifest?: undefined; reason: string} {
+  const path = join(QEMU_CACHE, 'manifest.json')
+  if (process.platform !== 'linux' || process.arch !== 'x64') return {reason: `the boot check needs linux/x64 (this is ${process.platform}/${process.arch})`}
+  if (!existsSync(path)) return {reason: `${path} not found: run \`bash scripts/qemu-nitro.sh\` to build QEMU with the nitro-enclave machine`}
+  const manifest = JSON.parse(readFileSync(path, 'utf8')) as QemuManifest
+  for (const key of ['qemu', 'kernel', 'virtioMmioKo', 'nsmKo', 'busybox'] as const) {
+    if (!existsSync(manifest[key])) return {reason: `${manifest[key]} (${key} in ${path}) is missing: run \`bash scripts/qemu-nitro.sh\` again`}
+  }
+  return {manifest}
+}
+
+// ---------------------------------------------------------------------------------------------
+// The probe's JavaScript: its import closure, transpiled file by file.
+
+/** Packages the probe loads at run time, and which of their files it needs. */
+const RUNTIME_PACKAGES: Record<string, (rel: string) => boolean> = {
+  // Pure-JS ESM entry (node-index.js and its siblings); cbor-extract (native, optional) is left
+  // out and disabled through CBOR_NATIVE_ACCELERATION_DISABLED.
+  'cbor-x': (rel) => rel === 'package.json' || /^[^/]+\.js$/.test(rel),
+  // Loaded with createRequire by nsm-device.ts, so no import statement names it.
+  koffi: (rel) => ['package.json', 'index.js', 'indirect.js'].includes(rel) || rel === 'build/koffi/linux_x64/koffi.node',
+}
+
+function packageName(specifier: string): string {
+  const parts = specifier.split('/')
+  return specifier.startsWith('@') ? parts.slice(0, 2).join('/') : parts[0]!
+}
+
+function imports(code: string): string[] {
+  return ts.preProcessFile(code, true, true).importedFiles.map((f) => f.fileName)
+}
+
+/** path in the image (relative to /app) → JavaScript, for the probe and every module it imports. */
+export function transpileProbe(): Map<string, Buffer> {
+  const out = new Map<string, Buffer>()
+  const bare = new Set<string>()
+  const queue = [resolve(REPO, PROBE_ENTRY)]
+  while (queue.length > 0) {
+    const file = queue.pop()!
+    const rel = relative(REPO, file).replace(/\.ts$/, '.js')
+    if (out.has(rel)) continue
+    const js = ts.transpileModule(readFileSync(file, 'utf8'), {
+      fileName: file,
+      compilerOptions: {module: ts.ModuleKind.ESNext, target: ts.ScriptTarget.ES2022, verbatimModuleSyntax: false, sourceMap: false, removeComments: false},
+    }).outputText
+    out.set(rel, Buffer.from(js, 'utf8'))
+    for (const spec of imports(js)) {
+      if (spec.startsWith('node:')) continue
+      if (spec.startsWith('.')) {
+        const target = resolve(dirname(file), spec.replace(/\.js$/, '.ts'))
+        if (!existsSync(target)) throw new Error(`${rel} imports ${spec}: no ${relative(REPO, target)}`)
+        queue.push(target)
+      } else {
+        bare.add(packageName(spec))
+      }
+    }
+  }
+  for (const name of bare) {
+    if (!(name in RUNTIME_PACKAGES)) throw new Error(`the probe now imports the package ${name}: add it (and the files it needs) to RUNTIME_PACKAGES in test/qemu/image.ts`)
+  }
+  return out
+}
+
+function packageEntries(name: string, prefix: string): CpioEntry[] {
+  const root = join(REPO, 'node_modules', name)
+  const keep = RUNTIME_PACKAGES[name]!
+  const files: CpioEntry[] = []
+  const walk = (dir: string): void => {
+    for (const n of readdirSync(dir).sort()) {
+      const abs = join(dir, n)
+      const rel = relative(root, abs)
+      const st = statSync(abs)
+      if (st.isDirectory()) {
+        if (n !== 'node_modules') walk(abs)
+      } else if (st.isFile() && keep(rel)) {
+        files.push({name: `${prefix}/${rel}`, type: 'file', path: abs, size: st.size, mode: rel.endsWith('.node') ? 0o755 : 0o644})
+      }
+    }
+  }
+  walk(root)
+  if (files.length === 0) throw new Error(`node_modules/${name} has none of the files the probe needs`)
+  return files
+}
+
+/** The ELF interpreter and shared libraries of these binaries, as `ldd` resolves them here. */
+export function sharedLibraries(binaries: readonly string[]): string[] {
+  const libs = new Set<string>()
+  for (const bin of binaries) {
+    for (const line of execFileSync('ldd', [bin], {encoding: 'utf8'}).split('\n')) {
+      const m = /=>\s*(\/\S+)/.exec(line) ?? /^\s*(\/\S+)\s+\(/.exec(line)
+      if (m) libs.add(m[1]!)
+    }
+  }
+  return [...libs].sort()
+}
+
+/** Directory entries for every parent of `names` (cpio needs them; the writer sorts). */
+function withParents(entries: CpioEntry[]): CpioEntry[] {
+  const have = new Set(entries.map((e) => e.name))
+  const dirs: CpioEntry[] = []
+  for (const e of entries) {
+    const parts = e.name.split('/')
+    for (let i = 1; i < parts.length; i++) {
+      const d = parts.slice(0, i).join('/')
+      if (!have.has(d)) {
+        have.add(d)
+        dirs.push({name: d, type: 'dir'})
+      }
+    }
+  }
+  return [...entries, ...dirs]
+}
+
+const fileRef = (name: string, path: string, mode: number): CpioEntry => {
+  const real = realpathSync(path)
+  return {name, type: 'file', path: real, size: statSync(real).size, mode}
+}
+
+export interface ProbeImage {
+  bootstrap: CpioEntry[]
+  customer: CpioEntry[]
+  nodeBinary: string
+  libraries: string[]
+}
+
+export function probeImageEntries(m: QemuManifest, nodeBinary: string = process.execPath): ProbeImage {
+  const bootstrap = withParents([
+    ...bootstrapRamdiskEntries(readFileSync(join(REPO, INIT_SCRIPT)), {path: m.nsmKo, size: statSync(m.nsmKo).size}),
+    fileRef('bin/busybox', m.busybox, 0o755),
+    fileRef('virtio_mmio.ko', m.virtioMmioKo, 0o644),
+  ])
+
+  const node = realpathSync(nodeBinary)
+  const koffiNative = join(REPO, 'node_modules/koffi/build/koffi/linux_x64/koffi.node')
+  const libraries = sharedLibraries([node, koffiNative])
+  const rootfs: CpioEntry[] = [fileRef('rootfs/usr/bin/node', node, 0o755)]
+  for (const lib of libraries) rootfs.push(fileRef(`rootfs${lib}`, lib, 0o755))
+  rootfs.push({name: 'rootfs/app/package.json', type: 'file', mode: 0o644, data: Buffer.from('{"type":"module","private":true}\n')})
+  for (const [rel, js] of transpileProbe()) rootfs.push({name: `rootfs/app/${rel}`, type: 'file', mode: 0o644, data: js})
+  for (const name of Object.keys(RUNTIME_PACKAGES)) rootfs.push(...packageEntries(name, `rootfs/app/node_modules/${name}`))
+
+  const cmd = ['/usr/bin/node', `/app/${PROBE_ENTRY.replace(/\.ts$/, '.js')}`]
+  const env = ['PATH=/usr/bin:/bin', 'HOME=/tmp', 'CBOR_NATIVE_ACCELERATION_DISABLED=true', 'NODE_NO_WARNINGS=1']
+  const customer = customerRamdiskEntries(withParents(rootfs), cmd, env)
+  return {bootstrap, customer, nodeBinary: node, libraries}
+}
+
+export interface BuiltProbeEif extends EifBuildResult {
+  path: string
+  libraries: string[]
+  nodeBinary: string
+}
+
+/** Write the boot-check EIF to `output` with nle's EIF writer. */
+export async function buildProbeEif(m: QemuManifest, output: string, cmdline: string = CMDLINE): Promise<BuiltProbeEif> {
+  const image = probeImageEntries(m)
+  const result = await writeEif(output, {
+    kernel: {path: m.kernel},
+    cmdline,
+    ramdisks: [{chunks: () => cpioChunks(image.bootstrap)}, {chunks: () => cpioChunks(image.customer)}],
+    metadata: {imageName: 'nle-qemu-attest-probe', imageVersion: '1', buildTool: 'nle', buildToolVersion: 'test', kernelVersion: m.kernelVersion, operatingSystem: 'Linux'},
+  })
+  return {...result, path: output, libraries: image.libraries, nodeBinary: image.nodeBinary}
+}
