@@ -3,4 +3,4 @@
 set -eu
 mkdir -p "$(dirname "$NLE_SOCKET")"
 socat "VSOCK-LISTEN:${NLE_VSOCK_PORT},fork,reuseaddr" "UNIX-CONNECT:${NLE_SOCKET}" &
-exec node /app/runtime/enclave-server/index.js --config /app/nle.runtime.json --socket "$NLE_SOCKET"
+exec node /app/nle/runtime/enclave-server/index.js --config /app/nle.runtime.json --socket "$NLE_SOCKET"

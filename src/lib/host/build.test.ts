@@ -50,7 +50,7 @@ describe('nle build --builder docker', () => {
     ])
     expect(host.calls('docker')[0]!.SOURCE_DATE_EPOCH).toBe('1700000000')
     // The context: the project's enclave/ files, the runtime bundle, the model, the runtime config.
-    for (const f of ['Dockerfile', 'start.sh', 'runtime/enclave-server/README.md', 'model/config.json', 'model/nle-model.json', 'nle.runtime.json']) {
+    for (const f of ['Dockerfile', 'start.sh', 'nle/runtime/enclave-server/index.js', 'nle/dist/lib/server/main.js', 'nle/package-lock.json', 'model/config.json', 'model/nle-model.json', 'nle.runtime.json']) {
       expect(existsSync(join(ctx, f)), f).toBe(true)
     }
     expect(JSON.parse(readFileSync(join(ctx, 'nle.runtime.json'), 'utf8'))).toEqual({model: {path: '/app/model', dtype: 'fp32'}, runtime: {threads: 'auto', maxTokens: 256, sampling: {temperature: 0.7, topP: 0.95, topK: 50}}})

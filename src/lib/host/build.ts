@@ -15,7 +15,7 @@ import {type EifInfo, assertTrusted, readEif} from '../eif/reader.js'
 import {lockfileFromBuild, lockfileFromEif} from '../eif/lock.js'
 import type {Lockfile} from '../lockfile.js'
 import {writeLockfile} from '../lockfile.js'
-import {RUNTIME_DIR} from '../paths.js'
+import {PACKAGE_ROOT, RUNTIME_DIR} from '../paths.js'
 import {dockerBuild, dockerImageInspect} from './docker.js'
 import {hostError} from './errors.js'
 import type {HostContext} from './exec.js'
@@ -120,7 +120,9 @@ const isTestFile = (rel: string): boolean => /(^|\/)node_modules$/.test(rel) || 
 
 /**
  * The files the enclave image holds, in `dir`: the project's enclave/ folder (with or without its
- * Dockerfile), runtime/ (nle's runtime bundle), model/ and nle.runtime.json.
+ * Dockerfile), nle/ (the runtime bundle: runtime/ entries, the compiled dist/lib they import, and
+ * package.json + package-lock.json so the image installs exactly the locked production
+ * dependencies), model/ and nle.runtime.json.
  */
 async function assembleContext(loaded: LoadedConfig, paths: ProjectPaths, dir: string, withDockerfile: boolean): Promise<Context> {
   const {config} = loaded
@@ -149,7 +151,10 @@ async function assembleContext(loaded: LoadedConfig, paths: ProjectPaths, dir: s
 
   await rm(dir, {recursive: true, force: true})
   await copyTree(paths.enclaveDir, dir, (rel) => !withDockerfile && rel === 'Dockerfile')
-  await copyTree(RUNTIME_DIR, join(dir, 'runtime'), isTestFile)
+  const bundle = join(dir, 'nle')
+  await copyTree(RUNTIME_DIR, join(bundle, 'runtime'), isTestFile)
+  await copyTree(join(PACKAGE_ROOT, 'dist', 'lib'), join(bundle, 'dist', 'lib'), isTestFile)
+  for (const f of ['package.json', 'package-lock.json', '.npmrc']) await copyFile(join(PACKAGE_ROOT, f), join(bundle, f))
   await copyTree(paths.modelDir, join(dir, 'model'))
   // The enclave server's runtime config (src/lib/server/main.ts runtimeConfigSchema, strict).
   const runtimeConfig = {
@@ -157,7 +162,7 @@ async function assembleContext(loaded: LoadedConfig, paths: ProjectPaths, dir: s
     runtime: config.runtime,
   }
   await writeFile(join(dir, 'nle.runtime.json'), JSON.stringify(runtimeConfig, null, 2) + '\n')
-  inputs.runtimeBundle = await treeDigest(join(dir, 'runtime'))
+  inputs.runtimeBundle = await treeDigest(bundle)
   return {dir, inputs}
 }
 
