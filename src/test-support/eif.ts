@@ -3,7 +3,7 @@
 import {webcrypto} from 'node:crypto'
 import {crc32} from 'node:zlib'
 
-import {ensureReflectMetadata} from '../lib/eif/cert.js'
+import 'reflect-metadata'
 import {EIF_CRC_OFFSET, EIF_HEADER_SIZE, EIF_MAGIC, EIF_SECTION_HEADER_SIZE, decodeHeader, encodeHeader} from '../lib/eif/format.js'
 import type {EifBuildSpec} from '../lib/eif/writer.js'
 
@@ -19,7 +19,6 @@ export async function makeSigner(
   validity: {notBefore?: Date; notAfter?: Date} = {},
   subject = `CN=nle test ${curve}, O=nle, C=US`,
 ): Promise<TestSigner> {
-  ensureReflectMetadata()
   const x509 = await import('@peculiar/x509')
   x509.cryptoProvider.set(webcrypto as unknown as Parameters<typeof x509.cryptoProvider.set>[0])
   const alg = {name: 'ECDSA', namedCurve: curve, hash: curve === 'P-256' ? 'SHA-256' : 'SHA-384'}

@@ -1,3 +1,4 @@
+// @peculiar/x509 needs the Reflect metadata API (tsyringe).
 import 'reflect-metadata'
 
 /**
@@ -89,11 +90,7 @@ function algorithmName(alg: {name?: string; hash?: unknown}): string {
   return alg.name ?? 'unknown'
 }
 
-/** @peculiar/x509 needs the Reflect metadata API (tsyringe); `reflect-metadata` is imported above. */
-export function ensureReflectMetadata(): void {}
-
 export async function certificateInfo(cert: SigningCertificate): Promise<SigningCertificateInfo> {
-  ensureReflectMetadata()
   const {X509Certificate: PeculiarCert} = await import('@peculiar/x509')
   const issuer: Record<string, string> = {}
   let c: InstanceType<typeof PeculiarCert>

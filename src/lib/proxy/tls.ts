@@ -1,7 +1,7 @@
 /** A self-signed development certificate for the proxy (the dev stack's HTTPS), made in-process. */
 import {webcrypto} from 'node:crypto'
 
-import {ensureReflectMetadata} from '../eif/cert.js'
+import 'reflect-metadata'
 
 export interface DevCertificate {
   certPem: string
@@ -10,7 +10,6 @@ export interface DevCertificate {
 
 /** A P-256 certificate for `hosts` (DNS names or IPs), valid for `days` (default 30). */
 export async function selfSignedCertificate(hosts: readonly string[] = ['localhost', '127.0.0.1', '::1'], days = 30): Promise<DevCertificate> {
-  ensureReflectMetadata()
   const x509 = await import('@peculiar/x509')
   x509.cryptoProvider.set(webcrypto as unknown as Parameters<typeof x509.cryptoProvider.set>[0])
   const alg = {name: 'ECDSA', namedCurve: 'P-256', hash: 'SHA-256'}
