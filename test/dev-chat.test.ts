@@ -94,9 +94,10 @@ describe('nle chat --once against nle dev', () => {
 const hasTmux = spawnSync('tmux', ['-V']).status === 0
 describe.skipIf(!hasTmux)('nle chat TUI in a real terminal (tmux)', () => {
   it('shows the verified header, streams an answer to a typed question, and quits on /quit', async () => {
+    // `env -u CI`: Ink draws only a final frame when CI is set, and this terminal is interactive.
     const session = `nle-test-${process.pid}`
     const tmux = (...args: string[]): string => spawnSync('tmux', args, {encoding: 'utf8'}).stdout
-    spawnSync('tmux', ['new-session', '-d', '-s', session, '-x', '120', '-y', '40', '-c', project, `${process.execPath} ${BIN} chat --max-tokens 8; echo CHAT-EXITED-$?; sleep 30`])
+    spawnSync('tmux', ['new-session', '-d', '-s', session, '-x', '120', '-y', '40', '-c', project, `env -u CI ${process.execPath} ${BIN} chat --max-tokens 8; echo CHAT-EXITED-$?; sleep 30`])
     const screen = (): string => tmux('capture-pane', '-p', '-t', session)
     const waitFor = async (text: string): Promise<string> => {
       const end = Date.now() + 45_000
