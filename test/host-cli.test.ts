@@ -101,5 +101,7 @@ describe('nle build / allocator / run / status / stop', () => {
     await runCli(['build', '--builder', 'native'], {cwd: dir, env: host.env})
     const notBootable = await runCli(['run'], {cwd: dir, env: host.env})
     expect(notBootable.stderr).toMatch(/^Error \[RUN_EIF_NOT_BOOTABLE\]: .* is NOT BOOTABLE/)
+    const described = await runCli(['eif', 'describe', 'build/enclave.eif'], {cwd: dir, env: host.env})
+    expect(described.stdout).toMatch(/^NOT BOOTABLE: built without Nitro Enclaves blobs/m)
   }, 60_000)
 })

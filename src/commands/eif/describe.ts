@@ -4,6 +4,7 @@ import {BaseCommand} from '../../cli/base-command.js'
 import {table} from '../../cli/render.js'
 import {type EifDescription, describeEif} from '../../lib/eif/describe.js'
 import {assertTrusted, readEif} from '../../lib/eif/reader.js'
+import {bootability} from '../../lib/host/bootable.js'
 
 export default class EifDescribe extends BaseCommand<typeof EifDescribe> {
   static override summary = 'Show an enclave image\'s measurements, signature and metadata, as `nitro-cli describe-eif` does.'
@@ -44,6 +45,8 @@ A wrong CRC or signature is reported, not fatal; pass --verify to make them fata
       if (d.ImageName !== undefined) this.log(`Image: ${d.ImageName} ${d.ImageVersion ?? ''}`)
       if (d.Metadata) this.log(`Built: ${String(d.Metadata.BuildTime)} by ${String(d.Metadata.BuildTool)} ${String(d.Metadata.BuildToolVersion)}`)
       this.log(`Cmdline: ${info.cmdline.toString('utf8')}`)
+      const boot = bootability(info)
+      if (!boot.bootable) this.log(`NOT BOOTABLE: ${boot.reason} (a dev image: its PCRs are real, but no enclave can run it)`)
     }
     return d
   }
