@@ -44,10 +44,18 @@ beforeAll(async () => {
   })
 }, 180_000)
 
-afterAll(() => {
-  if (dev && dev.exitCode === null) dev.kill('SIGKILL')
+afterAll(async () => {
+  // Stop nle dev the way a user does (SIGINT) so it stops its children; SIGKILL only as a last
+  // resort (it would orphan them), then make sure nothing of this project is left running.
+  if (dev && dev.exitCode === null) {
+    const exited = new Promise((resolve) => dev!.once('exit', resolve))
+    dev.kill('SIGINT')
+    await Promise.race([exited, new Promise((resolve) => setTimeout(resolve, 15_000))])
+    if (dev.exitCode === null) dev.kill('SIGKILL')
+  }
+  for (const pid of processesMentioning(project)) process.kill(pid, 'SIGKILL')
   tmp.cleanup()
-})
+}, 30_000)
 
 describe('nle dev', () => {
   it('prints its endpoints as one JSON line and publishes them for nle chat', () => {
