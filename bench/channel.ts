@@ -3,7 +3,6 @@
 // against the same request on the engine called directly in this process. Also the channel's
 // cryptography alone, and the proxy's throughput for small requests.
 //   npx tsx scripts/bench.ts channel
-import {createHash} from 'node:crypto'
 import {request, Agent} from 'node:http'
 import {readFile} from 'node:fs/promises'
 import {join} from 'node:path'
@@ -18,10 +17,10 @@ import {ParentProxy} from '../src/lib/proxy/index.js'
 import {EnclaveServer} from '../src/lib/server/app.js'
 import {engineChat} from '../src/lib/server/chat.js'
 import {Engine} from '../src/lib/engine/index.js'
-import {writeLockfile} from '../src/lib/lockfile.js'
 import {synthModel} from '../src/lib/model/index.js'
 import {tempDir} from '../src/test-support/tmp.js'
 import {startRuntime} from '../test/e2e-support.js'
+import {writeBenchLockfile} from './_fixtures.js'
 
 const ITERATIONS = 200
 const WARMUP = 20
@@ -58,15 +57,7 @@ function get(agent: Agent, target: {socketPath?: string; port?: number}, path: s
 
 export default async function bench(): Promise<BenchRow[]> {
   const {dir, cleanup} = tempDir('nle-bench-channel-')
-  const digest = (l: string): string => createHash('sha384').update(l).digest('hex')
-  const lock = join(dir, 'nle.lock.json')
-  await writeLockfile(lock, {
-    version: 1,
-    measurements: {PCR0: digest('0'), PCR1: digest('1'), PCR2: digest('2')},
-    eif: {sha384: digest('eif'), size: 1, version: 4, signed: false},
-    builder: {name: 'bench', version: '0'},
-    inputs: {},
-  })
+  const lock = await writeBenchLockfile(dir)
   await synthModel({preset: 'tiny', outDir: join(dir, 'model')})
   const server = startRuntime('enclave-server', ['--socket', join(dir, 's.sock'), '--model', join(dir, 'model'), '--nsm', 'simulator', '--lockfile', lock, '--sim-root-out', join(dir, 'root.pem')])
   const proxy = startRuntime('parent-proxy', ['--upstream', `unix:${join(dir, 's.sock')}`, '--http-port', '0', '--concurrency', '64', '--queue', '64'])

@@ -3,7 +3,6 @@
 // same kind of client), both → parent proxy (loopback HTTP) → enclave server (NSM simulator, echo
 // engine), child processes. Requests alternate A/B so both see the same machine state.
 //   npx tsx scripts/bench.ts gateway
-import {createHash} from 'node:crypto'
 import {readFile} from 'node:fs/promises'
 import {join} from 'node:path'
 import {performance} from 'node:perf_hooks'
@@ -12,9 +11,9 @@ import type {BenchRow} from '../scripts/bench.js'
 import {insecureDevRoot} from '../src/lib/attestation/roots.js'
 import {NleClient} from '../src/lib/client/index.js'
 import {startGateway} from '../src/lib/gateway/index.js'
-import {writeLockfile} from '../src/lib/lockfile.js'
 import {tempDir} from '../src/test-support/tmp.js'
 import {startRuntime} from '../test/e2e-support.js'
+import {writeBenchLockfile} from './_fixtures.js'
 
 const ITERATIONS = 200
 const WARMUP = 20
@@ -26,15 +25,7 @@ function p50(values: number[]): number {
 
 export default async function bench(): Promise<BenchRow[]> {
   const {dir, cleanup} = tempDir('nle-bench-gateway-')
-  const digest = (l: string): string => createHash('sha384').update(l).digest('hex')
-  const lock = join(dir, 'nle.lock.json')
-  await writeLockfile(lock, {
-    version: 1,
-    measurements: {PCR0: digest('0'), PCR1: digest('1'), PCR2: digest('2')},
-    eif: {sha384: digest('eif'), size: 1, version: 4, signed: false},
-    builder: {name: 'bench', version: '0'},
-    inputs: {},
-  })
+  const lock = await writeBenchLockfile(dir)
   const server = startRuntime('enclave-server', ['--socket', join(dir, 's.sock'), '--engine', 'echo', '--nsm', 'simulator', '--lockfile', lock, '--sim-root-out', join(dir, 'root.pem')])
   const proxy = startRuntime('parent-proxy', ['--upstream', `unix:${join(dir, 's.sock')}`, '--http-port', '0', '--concurrency', '16', '--queue', '16'])
   try {

@@ -15,17 +15,8 @@ import {createHash} from 'node:crypto'
 import {createInterface} from 'node:readline'
 
 import {NsmDevice} from '../../src/lib/attestation/nsm-device.js'
+import {PROBE_MARKERS} from './attest-probe-protocol.js'
 
-const PROBE_MARKERS = {
-  ready: 'NLE-PROBE READY',
-  challenge: 'NLE-CHALLENGE',
-  begin: 'NLE-PROBE BEGIN',
-  describe: 'NLE-DESCRIBE',
-  doc: 'NLE-DOC',
-  sha256: 'NLE-DOC-SHA256',
-  end: 'NLE-PROBE END',
-  error: 'NLE-PROBE ERROR',
-} as const
 
 const LINE = 64
 

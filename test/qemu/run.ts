@@ -6,18 +6,8 @@ import {createHash} from 'node:crypto'
 import {existsSync, rmSync} from 'node:fs'
 import {join} from 'node:path'
 
+import {PROBE_MARKERS as MARKERS} from '../../runtime/enclave-server/attest-probe-protocol.js'
 import {type QemuManifest, REPO, STUB} from './image.js'
-
-export const MARKERS = {
-  ready: 'NLE-PROBE READY',
-  challenge: 'NLE-CHALLENGE',
-  begin: 'NLE-PROBE BEGIN',
-  describe: 'NLE-DESCRIBE',
-  doc: 'NLE-DOC',
-  sha256: 'NLE-DOC-SHA256',
-  end: 'NLE-PROBE END',
-  error: 'NLE-PROBE ERROR',
-} as const
 
 export interface Challenge {
   nonce: Uint8Array
