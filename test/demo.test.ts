@@ -16,6 +16,7 @@ describe('nle demo', () => {
       'model + native EIF + lockfile',
       'dev stack + key policy',
       'chat (attested channel)',
+      'chat (KMS mode)',
       'policy check',
       'change model + rebuild',
       'policy check (drift)',

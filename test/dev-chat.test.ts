@@ -5,6 +5,7 @@ import {existsSync, readFileSync, readdirSync, writeFileSync} from 'node:fs'
 import {join} from 'node:path'
 import {createInterface} from 'node:readline'
 
+import OpenAI from 'openai'
 import {afterAll, beforeAll, describe, expect, it} from 'vitest'
 
 import {BIN, json, runCli} from '../src/test-support/cli.js'
@@ -14,6 +15,8 @@ const tmp = tempDir('nle-devchat-')
 const project = join(tmp.dir, 'proj')
 let dev: ChildProcess | undefined
 let ready: Record<string, unknown> = {}
+/** Everything `nle dev` and its children printed. */
+let devOutput = ''
 
 /** pids of live processes whose command line mentions `needle`. */
 function processesMentioning(needle: string): number[] {
@@ -33,7 +36,11 @@ beforeAll(async () => {
   expect((await runCli(['init', project, '--name', 'devchat'])).exitCode).toBe(0)
   dev = spawn(process.execPath, [BIN, 'dev', '--json'], {cwd: project, stdio: ['ignore', 'pipe', 'pipe'], env: {...process.env, NO_COLOR: '1'}})
   let stderr = ''
-  dev.stderr!.on('data', (d: Buffer) => (stderr += d.toString()))
+  dev.stderr!.on('data', (d: Buffer) => {
+    stderr += d.toString()
+    devOutput += d.toString()
+  })
+  dev.stdout!.on('data', (d: Buffer) => (devOutput += d.toString()))
   ready = await new Promise<Record<string, unknown>>((resolve, reject) => {
     const timer = setTimeout(() => reject(new Error(`nle dev not ready:\n${stderr}`)), 120_000)
     createInterface({input: dev!.stdout!}).once('line', (line) => {
@@ -96,6 +103,42 @@ describe('nle chat --once against nle dev', () => {
     const r = await runCli(['chat', '--once', 'hello'], {cwd: tmp.dir})
     expect(r.exitCode).toBe(2)
     expect(r.stderr).toContain('CHAT_NO_TARGET')
+  })
+})
+
+describe('KMS mode against nle dev', () => {
+  it('nle chat --once --mode kms: the question key is wrapped by the dev client identity and unwrapped in the enclave; exit 0', async () => {
+    const r = await runCli(['chat', '--once', 'Is a canary-kms-51c2 question private?', '--mode', 'kms', '--max-tokens', '8', '--json'], {cwd: project})
+    expect(r.exitCode, r.stderr).toBe(0)
+    expect(json<{answer: string; mode: string}>(r)).toMatchObject({mode: 'kms', answer: expect.stringMatching(/.+/)})
+  })
+
+  it('nle gateway --mode kms serves the unmodified openai client, whole and streamed', async () => {
+    const proc = spawn(process.execPath, [BIN, 'gateway', '--json', '--listen', '127.0.0.1:0', '--mode', 'kms'], {cwd: project, stdio: ['ignore', 'pipe', 'pipe'], env: {...process.env, NO_COLOR: '1'}})
+    let out = ''
+    proc.stderr!.on('data', (d: Buffer) => (out += d.toString()))
+    const exited = new Promise<number | null>((resolve) => proc.on('exit', resolve))
+    try {
+      const line = await new Promise<string>((resolve, reject) => {
+        createInterface({input: proc.stdout!}).once('line', resolve)
+        void exited.then((code) => reject(new Error(`gateway exited ${code}: ${out}`)))
+      })
+      const gw = JSON.parse(line) as {url: string; mode: string; attestation: {status: string}}
+      expect(gw).toMatchObject({mode: 'kms', attestation: {status: 'verified'}})
+      const client = new OpenAI({baseURL: `${gw.url}/v1`, apiKey: 'unused', maxRetries: 0})
+      const whole = await client.chat.completions.create({model: 'x', max_tokens: 8, messages: [{role: 'user', content: 'canary-kms-gw-93d1 whole'}]})
+      expect(whole.choices[0]!.message.content!.length).toBeGreaterThan(0)
+      let streamed = ''
+      for await (const chunk of await client.chat.completions.create({model: 'x', max_tokens: 8, stream: true, messages: [{role: 'user', content: 'canary-kms-gw-93d1 streamed'}]})) streamed += chunk.choices[0]?.delta?.content ?? ''
+      expect(streamed.length).toBeGreaterThan(0)
+      const state = (await (await fetch(`${gw.url}/nle/attestation`)).json()) as {mode: string}
+      expect(state.mode).toBe('kms')
+    } finally {
+      proc.kill('SIGINT')
+      expect(await exited).toBe(0)
+    }
+    expect(out).not.toContain('canary-kms-gw-93d1')
+    expect(devOutput).not.toContain('canary-kms')
   })
 })
 

@@ -17,8 +17,8 @@ export interface Child {
 }
 
 /** Start a runtime entry (runtime/<name>/index.js, which runs the compiled dist/ that global-setup builds). */
-export function startRuntime(entry: 'enclave-server' | 'parent-proxy', args: string[]): Child {
-  const proc = spawn(process.execPath, [`runtime/${entry}/index.js`, ...args], {cwd: REPO_ROOT, stdio: ['ignore', 'pipe', 'pipe'], env: {...process.env, NO_COLOR: '1'}})
+export function startRuntime(entry: 'enclave-server' | 'parent-proxy', args: string[], env: NodeJS.ProcessEnv = {}): Child {
+  const proc = spawn(process.execPath, [`runtime/${entry}/index.js`, ...args], {cwd: REPO_ROOT, stdio: ['ignore', 'pipe', 'pipe'], env: {...process.env, NO_COLOR: '1', ...env}})
   let out = ''
   let partial = ''
   const waiters: {event: string; resolve: (v: Record<string, unknown>) => void}[] = []

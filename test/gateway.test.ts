@@ -288,13 +288,13 @@ describe('nle gateway', () => {
     await runGatewayCli([], project)
   })
 
-  it('`nle gateway` refuses a non-loopback --listen and --mode kms (exit 2)', async () => {
+  it('`nle gateway` refuses a non-loopback --listen (exit 2), and --mode kms without a KMS key (exit 3)', async () => {
     const open = await runCli(['gateway', '--json', '--upstream', httpsUrl, '--lockfile', lock.good, '--listen', '0.0.0.0:8787'])
     expect(open.exitCode).toBe(2)
     expect(json(open)).toMatchObject({status: 'error', error: {code: 'GATEWAY_LISTEN_NOT_LOOPBACK'}})
-    const kms = await runCli(['gateway', '--json', '--upstream', httpsUrl, '--lockfile', lock.good, '--mode', 'kms'])
-    expect(kms.exitCode).toBe(2)
-    expect(json(kms)).toMatchObject({error: {code: 'GATEWAY_MODE_UNAVAILABLE'}})
+    const kms = await runCli(['gateway', '--json', '--upstream', httpsUrl, '--lockfile', lock.good, '--mode', 'kms'], {cwd: dir})
+    expect(kms.exitCode).toBe(3)
+    expect(json(kms)).toMatchObject({error: {code: 'CLIENT_KMS_UNCONFIGURED', hint: expect.stringContaining('--kms-key-id')}})
   })
 
   it('upstream unreachable → 502; enclave down behind the proxy → 503 (and re-attestation is attempted)', async () => {

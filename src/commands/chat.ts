@@ -2,12 +2,15 @@ import {Flags} from '@oclif/core'
 
 import {BaseCommand} from '../cli/base-command.js'
 import {channelBackend} from '../lib/chat/backend.js'
+import {resolveClientKms} from '../lib/client/kms.js'
+import {DEFAULT_CONFIG_FILE} from '../lib/config/load.js'
 import {readEndpoints} from '../lib/dev/endpoints.js'
 import {ExitCode, NleError} from '../lib/errors.js'
 import {DEFAULT_LOCKFILE} from '../lib/lockfile.js'
 
 export interface ChatOnceResult {
   answer: string
+  mode: 'attested' | 'kms'
   attestation: {moduleId: string; pcr0: string; debug: boolean; timestamp: string; root: string}
   target: string
 }
@@ -19,6 +22,8 @@ export default class Chat extends BaseCommand<typeof Chat> {
 Inside a project where \`nle dev\` is running, the target, the dev root and the proxy certificate are found automatically. Against a real host, give --url and keep the default (AWS) root.
 
 Keys in the chat: Enter sends, a trailing \\ continues on a new line, ↑/↓ walk the history, Esc cancels an answer, /attest /mode /clear /quit.
+With --mode kms, each question is also encrypted under a key wrapped by KMS Encrypt with your own AWS identity (kms.keyId of nle.yaml, or --kms-key-id; credentials from the standard AWS chain). Only an enclave whose measurements the key policy admits can unwrap it. Against \`nle dev\`, its local KMS and development client identity are used.
+
 With --once "question" there is no TUI: the answer goes to stdout and the exit code says whether it worked (5 attestation failed, 7 enclave unreachable).`
   static override examples = [
     '<%= config.bin %> chat',
@@ -31,7 +36,10 @@ With --once "question" there is no TUI: the answer goes to stdout and the exit c
     'dev-root': Flags.file({description: 'INSECURE, development only: trust this NSM-simulator root instead of AWS\'s.'}),
     ca: Flags.file({description: 'PEM certificate to trust for the proxy\'s TLS (e.g. a self-signed one).'}),
     'allow-debug': Flags.boolean({description: 'Accept a debug-mode enclave (all-zero PCRs). Its memory is readable by the host.', default: false}),
-    mode: Flags.string({description: 'How questions are protected.', options: ['attested', 'kms'], default: 'attested'}),
+    mode: Flags.string({description: 'How questions are protected: sealed to the attested key, or also gated by the KMS key policy.', options: ['attested', 'kms'], default: 'attested'}),
+    'kms-key-id': Flags.string({description: 'KMS mode: the key (ARN, id or alias). Default: kms.keyId of nle.yaml.'}),
+    'kms-region': Flags.string({description: 'KMS mode: the key\'s region. Default: kms.region of nle.yaml.'}),
+    profile: Flags.string({description: 'KMS mode: the AWS profile to sign KMS Encrypt with.'}),
     once: Flags.string({description: 'Ask one question without the TUI and print the answer.'}),
     'max-tokens': Flags.integer({description: 'Longest answer, in tokens.', min: 1}),
     temperature: Flags.string({description: 'Sampling temperature (0 = greedy).'}),
@@ -61,6 +69,15 @@ With --once "question" there is no TUI: the answer goes to stdout and the exit c
       caFile: f.ca ?? dev?.caFile,
       allowDebug: f['allow-debug'],
       mode: f.mode as 'attested' | 'kms',
+      kms: resolveClientKms({
+        ...(dev ? {dev} : {}),
+        configFile: DEFAULT_CONFIG_FILE,
+        flags: {
+          ...(f['kms-key-id'] ? {keyId: f['kms-key-id']} : {}),
+          ...(f['kms-region'] ? {region: f['kms-region']} : {}),
+          ...(f.profile ? {profile: f.profile} : {}),
+        },
+      }),
       ...(f['max-tokens'] ? {maxTokens: f['max-tokens']} : {}),
       ...(temperature === undefined ? {} : {temperature}),
     })
@@ -71,14 +88,14 @@ With --once "question" there is no TUI: the answer goes to stdout and the exit c
         return
       }
       const summary = await backend.attest()
-      if (!this.jsonEnabled()) process.stderr.write(`attestation verified: PCR0 ${summary.pcr0.slice(0, 16)}… (${summary.root})${summary.debug ? ' DEBUG MODE' : ''}\n`)
+      if (!this.jsonEnabled()) process.stderr.write(`attestation verified: PCR0 ${summary.pcr0.slice(0, 16)}… (${summary.root})${summary.debug ? ' DEBUG MODE' : ''} · mode ${backend.mode}\n`)
       let answer = ''
       for await (const delta of backend.send([{role: 'user', content: f.once}], new AbortController().signal)) {
         answer += delta
         if (!this.jsonEnabled()) process.stdout.write(delta)
       }
       if (!this.jsonEnabled()) process.stdout.write('\n')
-      return {answer, attestation: {...summary, timestamp: summary.timestamp.toISOString()}, target}
+      return {answer, mode: backend.mode, attestation: {...summary, timestamp: summary.timestamp.toISOString()}, target}
     } finally {
       backend.close()
     }

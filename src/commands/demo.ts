@@ -8,7 +8,7 @@ export default class Demo extends BaseCommand<typeof Demo> {
   static override summary = 'Run the nle workflow end to end on this machine, with no AWS, in a temporary folder.'
   static override description = `The first command to run. It works in a temporary folder that it removes afterwards (unless --keep) and prints a summary of every step with its timing.
 
-Steps: nle init → generate the tiny test model → native EIF build (placeholder kernel, marked not bootable) and the measurements lockfile → the dev stack (enclave server with the NSM simulator, local KMS with the key policy applied, parent proxy) → one chat round trip over the attested channel → policy check passes → change the model and rebuild → policy check reports drift (exit 1) → stop. No AWS, Docker or Nitro hardware is used.`
+Steps: nle init → generate the tiny test model → native EIF build (placeholder kernel, marked not bootable) and the measurements lockfile → the dev stack (enclave server with the NSM simulator, local KMS with the key policy applied, parent proxy) → one chat round trip over the attested channel and one in KMS mode → policy check passes → change the model and rebuild → policy check reports drift (exit 1) → stop. No AWS, Docker or Nitro hardware is used.`
   static override examples = ['<%= config.bin %> demo', '<%= config.bin %> demo --keep --json']
   static override flags = {
     keep: Flags.boolean({description: 'Keep the temporary project folder and print its path.', default: false}),

@@ -5,6 +5,8 @@ import {Flags} from '@oclif/core'
 import {BaseCommand} from '../cli/base-command.js'
 import {insecureDevRoot} from '../lib/attestation/roots.js'
 import {NleClient} from '../lib/client/index.js'
+import {clientKms, resolveClientKms} from '../lib/client/kms.js'
+import {DEFAULT_CONFIG_FILE} from '../lib/config/load.js'
 import {readEndpoints} from '../lib/dev/endpoints.js'
 import {type AttestationState, DEFAULT_LISTEN, type GatewayEvent, gatewayError, parseListen, startGateway} from '../lib/gateway/index.js'
 import {DEFAULT_LOCKFILE} from '../lib/lockfile.js'
@@ -31,7 +33,10 @@ Inside a project where \`nle dev\` is running, the upstream, the dev root, the p
   static override flags = {
     upstream: Flags.string({description: 'The parent proxy URL (https://…), or unix:/path.sock for the enclave socket. Default: the running `nle dev` stack.'}),
     listen: Flags.string({description: 'Loopback address to serve on (host:port or port; port 0 = any free port).', default: DEFAULT_LISTEN}),
-    mode: Flags.string({description: 'How requests are protected.', options: ['attested', 'kms'], default: 'attested'}),
+    mode: Flags.string({description: 'How requests are protected: sealed to the attested key, or also gated by the KMS key policy.', options: ['attested', 'kms'], default: 'attested'}),
+    'kms-key-id': Flags.string({description: 'KMS mode: the key (ARN, id or alias). Default: kms.keyId of nle.yaml, or the dev stack\'s key.'}),
+    'kms-region': Flags.string({description: 'KMS mode: the key\'s region. Default: kms.region of nle.yaml.'}),
+    profile: Flags.string({description: 'KMS mode: the AWS profile to sign KMS Encrypt with.'}),
     lockfile: Flags.file({description: `Measurements the enclave must attest to (default: the dev stack's, else ${DEFAULT_LOCKFILE}).`}),
     'dev-root': Flags.file({description: "INSECURE, development only: trust this NSM-simulator root instead of AWS's."}),
     ca: Flags.file({description: "PEM certificate to trust for the proxy's TLS (e.g. a self-signed one)."}),
@@ -42,9 +47,6 @@ Inside a project where \`nle dev\` is running, the upstream, the dev root, the p
 
   async run(): Promise<GatewayResult> {
     const f = this.flags
-    if (f.mode === 'kms') {
-      throw gatewayError('GATEWAY_MODE_UNAVAILABLE', 'KMS mode is not available yet: the channel has no KMS mode.', {hint: 'Use --mode attested (the default).'})
-    }
     parseListen(f.listen) // a non-loopback address is refused before anything is read or contacted
     const dev = f.upstream ? undefined : await readEndpoints(process.cwd())
     const target = f.upstream ?? dev?.proxyUrl
@@ -56,6 +58,17 @@ Inside a project where \`nle dev\` is running, the upstream, the dev root, the p
     const devRootFile = f['dev-root'] ?? dev?.devRootFile
     const caFile = f.ca ?? dev?.caFile
     const ttlMs = f['attestation-ttl'] * 1000
+    // KMS mode: each request's key is wrapped by KMS Encrypt under this machine's AWS identity.
+    const kms =
+      f.mode === 'kms'
+        ? clientKms(
+            await resolveClientKms({
+              ...(dev ? {dev} : {}),
+              configFile: DEFAULT_CONFIG_FILE,
+              flags: {...(f['kms-key-id'] ? {keyId: f['kms-key-id']} : {}), ...(f['kms-region'] ? {region: f['kms-region']} : {}), ...(f.profile ? {profile: f.profile} : {})},
+            })(),
+          )
+        : undefined
     const client = await NleClient.fromLockfile(f.lockfile ?? dev?.lockfile ?? DEFAULT_LOCKFILE, {
       target,
       attestationTtlMs: ttlMs,
@@ -63,6 +76,7 @@ Inside a project where \`nle dev\` is running, the upstream, the dev root, the p
       ...(devRootFile ? {insecureDevRoot: insecureDevRoot(await readFile(devRootFile, 'utf8'))} : {}),
       ...(caFile ? {tls: {ca: await readFile(caFile, 'utf8')}} : {}),
       ...(f['allow-debug'] ? {allowDebug: true} : {}),
+      ...(kms ? {kms: {wrap: kms.wrap}} : {}),
     })
     const json = this.jsonEnabled()
     const log = (e: GatewayEvent): void => {
@@ -74,16 +88,17 @@ Inside a project where \`nle dev\` is running, the upstream, the dev root, the p
     }
     let started
     try {
-      started = await startGateway({upstream: client, upstreamDisplay: target, listen: f.listen, attestationTtlMs: ttlMs, log})
+      started = await startGateway({upstream: client, upstreamDisplay: target, listen: f.listen, attestationTtlMs: ttlMs, mode: client.mode, log})
     } catch (error) {
       client.close()
+      kms?.close()
       throw error
     }
     const {gateway, url, attestation} = started
     if (json) {
-      process.stdout.write(JSON.stringify({ready: true, url, openaiBaseUrl: `${url}/v1`, attestation: summary(attestation)}) + '\n')
+      process.stdout.write(JSON.stringify({ready: true, url, openaiBaseUrl: `${url}/v1`, mode: client.mode, attestation: summary(attestation)}) + '\n')
     } else {
-      this.log(`nle gateway listening on ${url} (OpenAI base URL: ${url}/v1) → ${target}`)
+      this.log(`nle gateway listening on ${url} (OpenAI base URL: ${url}/v1) → ${target} · mode ${client.mode}`)
       if (attestation.status === 'verified') {
         this.log(`enclave verified: PCR0 ${attestation.pcrs?.PCR0?.slice(0, 16) ?? '?'}… (${attestation.root === 'insecure-dev-root' ? 'nle dev root (not AWS)' : 'AWS Nitro root G1'})${attestation.debug ? ' DEBUG MODE' : ''}`)
       } else {
@@ -96,6 +111,7 @@ Inside a project where \`nle dev\` is running, the upstream, the dev root, the p
       process.once('SIGTERM', resolve)
     })
     await gateway.stop()
+    kms?.close()
     if (!json) this.log('nle gateway stopped.')
     return {url, stopped: true}
   }

@@ -3,17 +3,20 @@ import {Flags} from '@oclif/core'
 import {BaseCommand} from '../cli/base-command.js'
 import {DEFAULT_CONFIG_FILE} from '../lib/config/load.js'
 import {jsonLogger} from '../lib/server/log.js'
-import {resolveProxySettings, startParentProxy, upstreamPath, waitForSignals} from '../lib/proxy/index.js'
+import {credentialSource, resolveProxySettings, startParentProxy, upstreamPath, waitForSignals} from '../lib/proxy/index.js'
 
 export default class Proxy extends BaseCommand<typeof Proxy> {
   static override enableJsonFlag = false
   static override summary = 'Run the parent proxy: TLS in front of the enclave server\'s socket, relaying sealed requests only.'
   static override description = `Listens with HTTPS (proxy.tls, or a development certificate made with --self-signed DIR) and optionally plain HTTP on 127.0.0.1 (--http-port), and relays GET /v1/attestation, POST /v1/chat/completions and GET /healthz to the enclave socket(s), round-robin. Bodies are sealed end to end: the proxy sees ciphertext and logs only method, path, status, sizes and latency.
 
-Limits from nle.yaml (proxy.*), overridable here: body size (413), concurrency and queue (429 with Retry-After), upstream timeout (504); 502 when no enclave socket answers. SIGTERM drains in-flight streams (proxy.drainTimeoutMs) and exits 0.`
+Limits from nle.yaml (proxy.*), overridable here: body size (413), concurrency and queue (429 with Retry-After), upstream timeout (504); 502 when no enclave socket answers. SIGTERM drains in-flight streams (proxy.drainTimeoutMs) and exits 0.
+
+KMS mode: --credentials-socket (proxy.credentials.socket) also serves GET /v1/credentials on that Unix socket (mode 0600, never on TCP): the host role's AWS credentials, from IMDSv2 (--credentials-source imds) or this process's AWS_* environment (env), for the enclave's KMS calls. Credential values are never logged.`
   static override examples = [
     '<%= config.bin %> proxy --config /etc/nle/app/nle.yaml --upstream unix:/run/nle/app.sock',
     '<%= config.bin %> proxy --upstream unix:/tmp/nle/server.sock --self-signed .nle/tls --http-port 8080',
+    '<%= config.bin %> proxy --config /etc/nle/app/nle.yaml --upstream unix:/run/nle/app.sock --credentials-socket /run/nle/app-credentials.sock --credentials-source imds',
   ]
   static override flags = {
     config: Flags.file({char: 'c', description: `Path to nle.yaml (default ./${DEFAULT_CONFIG_FILE} when present).`}),
@@ -29,6 +32,8 @@ Limits from nle.yaml (proxy.*), overridable here: body size (413), concurrency a
     queue: Flags.integer({description: 'Requests that may wait for a slot (proxy.queue).', min: 0}),
     'upstream-timeout-ms': Flags.integer({description: 'proxy.upstreamTimeoutMs.', min: 1}),
     'drain-timeout-ms': Flags.integer({description: 'proxy.drainTimeoutMs.', min: 0}),
+    'credentials-socket': Flags.string({description: 'KMS mode: serve the enclave\'s AWS credentials on this Unix socket (proxy.credentials.socket).'}),
+    'credentials-source': Flags.string({description: 'Where those credentials come from (default env; proxy.credentials.source).', options: ['env', 'imds']}),
   }
 
   async run(): Promise<void> {
@@ -45,6 +50,8 @@ Limits from nle.yaml (proxy.*), overridable here: body size (413), concurrency a
       queue: f.queue,
       upstreamTimeoutMs: f['upstream-timeout-ms'],
       drainTimeoutMs: f['drain-timeout-ms'],
+      credentialsSocket: f['credentials-socket'],
+      credentialsSource: credentialSource(f['credentials-source']),
     })
     const logger = jsonLogger({component: 'parent-proxy'})
     const running = await startParentProxy(settings, logger)

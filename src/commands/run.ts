@@ -10,6 +10,8 @@ export default class Run extends BaseCommand<typeof Run> {
   static override summary = 'Start the enclave, the vsock bridge and the parent proxy, and wait until the runtime is healthy.'
   static override description = `Runs nitro-cli run-enclave with enclave.cpuCount, the memory \`nle allocator\` computes (or enclave.memoryMiB), enclave.cid and enclave.debug, after checking that the EIF is bootable and matches the lockfile. Then starts the vsock bridge (socat: a Unix socket in .nle/ to the enclave's vsock port) and the parent proxy (when runtime/parent-proxy is present in this nle; otherwise only the bridge) as background processes recorded in .nle/run.json, or with --systemd through the units in the project's parent/ folder. Waits for the runtime's /healthz through the bridge.
 
+KMS mode (nle.yaml names kms.keyId and kms.region): also starts the parent ends of the enclave's two paths out, vsock-proxy from vsock port kms.vsockPort to kms.<region>.amazonaws.com:443 and socat from vsock port kms.credentialsVsockPort to the parent proxy's credentials socket (served from IMDSv2); with --systemd as nle-kms-vsock-proxy.service and nle-credentials-bridge.service.
+
 If anything fails after the enclave started, everything started is stopped again. In debug mode the enclave attests all-zero PCRs: PCR-gated KMS calls will be denied.`
   static override examples = ['<%= config.bin %> run', '<%= config.bin %> run --timeout 600 --json', 'sudo <%= config.bin %> run --systemd']
   static override flags = {
@@ -45,6 +47,12 @@ If anything fails after the enclave started, everything started is stopped again
           ['debug', e.debug ? 'YES (PCRs attest as zeros)' : 'no'],
           ['bridge', `${result.bridge.socket}${result.bridge.pid ? ` (pid ${result.bridge.pid})` : ` (${result.bridge.unit})`}`],
           ['proxy', result.proxy.started ? `${result.proxy.url}${result.proxy.pid ? ` (pid ${result.proxy.pid})` : ` (${result.proxy.unit})`}` : `not started: ${result.proxy.reason}`],
+          ...(result.kms
+            ? [
+                ['KMS', `${result.kms.endpoint} via vsock-proxy${result.kms.vsockProxy.pid ? ` (pid ${result.kms.vsockProxy.pid})` : ` (${result.kms.vsockProxy.unit})`}`],
+                ['credentials', result.kms.credentials ? `${result.kms.credentials.socket}${result.kms.credentials.pid ? ` (bridge pid ${result.kms.credentials.pid})` : ` (${result.kms.credentials.unit})`}` : 'none (no parent proxy)'],
+              ]
+            : []),
           ['health', result.health],
           ...Object.entries(result.measurements).map(([k, v]) => [k, v]),
         ]),

@@ -30,6 +30,12 @@ export default class Status extends BaseCommand<typeof Status> {
             ['CPUs', e.CPUIDs.join(', ')],
             ['bridge', s.bridge ? `${s.bridge.alive ? 'up' : 'DOWN'} ${s.bridge.socket}` : 'not started by nle'],
             ['proxy', s.proxy ? `${s.proxy.alive && s.proxy.listening ? 'up' : 'DOWN'} ${s.proxy.url}` : 'not running'],
+            ...(s.kms
+              ? [
+                  ['KMS vsock-proxy', s.kms.vsockProxy.alive ? 'up' : 'DOWN'],
+                  ['credentials bridge', s.kms.credentialsBridge ? `${s.kms.credentialsBridge.alive ? 'up' : 'DOWN'} ${s.kms.credentialsBridge.socket}` : 'none (no parent proxy)'],
+                ]
+              : []),
             ['health', `${s.health}${s.healthDetail ? ` (${s.healthDetail})` : ''}`],
             ...Object.entries(e.Measurements ?? {}).filter(([k]) => k.startsWith('PCR')).map(([k, v]) => [k, String(v)]),
           ]),

@@ -5,7 +5,7 @@
  *
  *   init → generate the tiny model → native EIF build (placeholder kernel, not bootable) → lockfile
  *   → dev stack (enclave server + NSM simulator, local KMS with the policy applied, proxy)
- *   → one chat round trip over the attested channel → policy check passes
+ *   → one chat round trip over the attested channel, one in KMS mode → policy check passes
  *   → change the model, rebuild → policy check reports drift (exit code 1) → stop everything
  */
 import {mkdtemp, rm} from 'node:fs/promises'
@@ -13,6 +13,7 @@ import {tmpdir} from 'node:os'
 import {join, resolve} from 'node:path'
 
 import {channelBackend} from './chat/backend.js'
+import {devClientKms} from './client/kms.js'
 import {loadConfig} from './config/load.js'
 import {type DevStack, startDevStack} from './dev/stack.js'
 import {type DoctorEnv, defaultDoctorEnv, runDoctor} from './doctor.js'
@@ -112,20 +113,23 @@ export async function runDemo(options: DemoOptions = {}): Promise<DemoResult> {
       stack = await startDevStack({configFile})
       return `proxy ${stack.endpoints.proxyUrl}; KMS ${stack.kms.url}; policy ${stack.policy.changed ? 'applied' : 'unchanged'}`
     })
-    await step('chat (attested channel)', async () => {
+    const chat = async (mode: 'attested' | 'kms'): Promise<string> => {
       const e = stack!.endpoints
-      const backend = await channelBackend({target: e.proxyUrl, lockfile: e.lockfile, devRootFile: e.devRootFile, caFile: e.caFile, maxTokens: 16})
+      const backend = await channelBackend({target: e.proxyUrl, lockfile: e.lockfile, devRootFile: e.devRootFile, caFile: e.caFile, maxTokens: 16, mode, kms: () => devClientKms(e)})
       try {
         const a = await backend.attest()
         let answer = ''
         for await (const delta of backend.send([{role: 'user', content: QUESTION}], new AbortController().signal)) answer += delta
         if (!answer) throw new NleError('DEMO_STEP_FAILED', 'the enclave answered with no text', {exitCode: ExitCode.CHECK_FAILED})
         // The answer is not printed: the demo shows the flow, not content (the model is random).
-        return `attestation verified (PCR0 ${a.pcr0.slice(0, 16)}…, ${a.root}); sealed question, ${answer.length} characters of sealed answer streamed back`
+        const how = mode === 'kms' ? 'question key wrapped by KMS Encrypt (client identity), unwrapped in the enclave by KMS Decrypt + Recipient' : 'sealed question'
+        return `attestation verified (PCR0 ${a.pcr0.slice(0, 16)}…, ${a.root}); ${how}; ${answer.length} characters of sealed answer streamed back`
       } finally {
         backend.close()
       }
-    })
+    }
+    await step('chat (attested channel)', () => chat('attested'))
+    await step('chat (KMS mode)', () => chat('kms'))
     await step('policy check', async () => {
       const r = await check()
       if (r.exitCode !== 0) throw new NleError('DEMO_STEP_FAILED', `policy check said ${r.verdict} (exit ${r.exitCode}), expected ok`, {exitCode: ExitCode.CHECK_FAILED})

@@ -15,7 +15,7 @@ export default class KmsServe extends BaseCommand<typeof KmsServe> {
   static override summary = 'Run a local KMS endpoint (loopback only) that enforces attestation conditions.'
   static override description = `Speaks the KMS JSON protocol of the AWS SDKs (CreateKey, DescribeKey, CreateAlias, ListAliases, GetKeyPolicy, PutKeyPolicy, Encrypt, Decrypt, GenerateDataKey, GenerateRandom) plus STS GetCallerIdentity and IAM GetRole, for development and tests. Point a client at it with --endpoint-url.
 
-Every request must be SigV4-signed by a configured identity (--identities FILE, or the two development identities nle-dev-admin and nle-dev-host created in the state file, mode 0600). Each request is checked against the key policy: principal, action, explicit Deny over Allow, and kms:RecipientAttestation:* conditions from the Recipient's attestation document, which is verified against --dev-root (the NSM simulator's root) or else the AWS Nitro root. With a Recipient, the answer is only inside CiphertextForRecipient (CMS EnvelopedData to the document's public key).
+Every request must be SigV4-signed by a configured identity (--identities FILE, or the development identities nle-dev-admin, nle-dev-host and nle-dev-client created in the state file, mode 0600). Each request is checked against the key policy: principal, action, explicit Deny over Allow, and kms:RecipientAttestation:* conditions from the Recipient's attestation document, which is verified against --dev-root (the NSM simulator's root) or else the AWS Nitro root. With a Recipient, the answer is only inside CiphertextForRecipient (CMS EnvelopedData to the document's public key).
 
 Listens on 127.0.0.1 (or ::1) only. Stop with Ctrl-C.`
   static override examples = [

@@ -25,6 +25,16 @@ export type ChannelErrorCode =
   | 'CHANNEL_AFTER_FINAL'
   /** Too many chunks for one response (nonce space). */
   | 'CHANNEL_LIMIT'
+  /** KMS mode: the request was issued too long ago (or in the future): outside the replay window. */
+  | 'CHANNEL_STALE'
+  /** KMS mode: KMS refused to release the request's data key to this enclave (key policy, PCRs). */
+  | 'CHANNEL_KMS_DENIED'
+  /** KMS mode: KMS or the enclave's credentials could not be reached. */
+  | 'CHANNEL_KMS_UNAVAILABLE'
+  /** KMS mode: KMS rejected the request's wrapped key (wrong key, altered, or another encryption context). */
+  | 'CHANNEL_KMS_REJECTED'
+  /** KMS mode is not enabled on this enclave server. */
+  | 'CHANNEL_KMS_DISABLED'
 
 export type ChannelError = NleError<ChannelErrorCode>
 
@@ -39,6 +49,11 @@ const EXIT: Record<ChannelErrorCode, ExitCode> = {
   CHANNEL_TRUNCATED: ExitCode.NETWORK,
   CHANNEL_AFTER_FINAL: ExitCode.VERIFY,
   CHANNEL_LIMIT: ExitCode.INTERNAL,
+  CHANNEL_STALE: ExitCode.VERIFY,
+  CHANNEL_KMS_DENIED: ExitCode.VERIFY,
+  CHANNEL_KMS_UNAVAILABLE: ExitCode.NETWORK,
+  CHANNEL_KMS_REJECTED: ExitCode.VERIFY,
+  CHANNEL_KMS_DISABLED: ExitCode.CONFIG,
 }
 
 export function channelError(code: ChannelErrorCode, message: string, options: NleErrorOptions = {}): ChannelError {

@@ -1,12 +1,16 @@
 /**
- * The ChatBackend over nle's attested channel: attest → verify against the lockfile → seal →
- * stream → open. `nle chat` (TUI and --once) uses it; tests use it against `nle dev`.
+ * The ChatBackend over nle's channel: attest → verify against the lockfile → seal → stream → open.
+ * Two modes share the attestation check: `attested` seals to the enclave's attested HPKE key;
+ * `kms` wraps each request's key with KMS Encrypt under the user's own identity, so that only an
+ * enclave the key policy admits can read it. `nle chat` (TUI and --once) uses it; tests use it
+ * against `nle dev`.
  */
 import {readFile} from 'node:fs/promises'
 
 import type {TrustedRoot} from '../attestation/roots.js'
 import {insecureDevRoot} from '../attestation/roots.js'
 import {NleClient} from '../client/client.js'
+import {type ClientKms, type ClientKmsSettings, clientKms} from '../client/kms.js'
 import {ExitCode, NleError} from '../errors.js'
 import {readLockfile} from '../lockfile.js'
 import type {AttestationSummary, ChatBackend, ChatMessage, ChatMode} from './types.js'
@@ -22,31 +26,43 @@ export interface ChannelBackendOptions {
   maxTokens?: number
   temperature?: number
   mode?: ChatMode
+  /** Where KMS mode wraps its keys; asked for the first time KMS mode is used. Absent: no KMS mode. */
+  kms?: () => Promise<ClientKmsSettings>
 }
 
 export async function channelBackend(options: ChannelBackendOptions): Promise<ChatBackend & {close(): void}> {
-  if (options.mode === 'kms') {
-    throw new NleError('CHAT_MODE_UNAVAILABLE', 'KMS mode is not available in this version of nle chat.', {
-      exitCode: ExitCode.USAGE,
-      hint: 'Use --mode attested (the default).',
-    })
-  }
   const lock = await readLockfile(options.lockfile)
   let root: TrustedRoot | undefined
   if (options.devRootFile) root = insecureDevRoot(await readFile(options.devRootFile, 'utf8'))
   const ca = options.caFile ? await readFile(options.caFile, 'utf8') : undefined
-  const client = new NleClient({
+  const common = {
     target: options.target,
     expectedPcrs: lock.measurements,
     ...(root ? {insecureDevRoot: root} : {}),
     ...(options.allowDebug ? {allowDebug: true} : {}),
     ...(ca ? {tls: {ca}} : {}),
-  })
+  }
+  const attested = new NleClient(common)
+  let kms: {client: NleClient; wrap: ClientKms} | undefined
+  const kmsClient = async (): Promise<NleClient> => {
+    if (kms) return kms.client
+    if (!options.kms) {
+      throw new NleError('CHAT_MODE_UNAVAILABLE', 'KMS mode needs a KMS key.', {exitCode: ExitCode.USAGE, hint: 'Set kms.keyId in nle.yaml (or pass --kms-key-id), or use --mode attested.'})
+    }
+    const wrap = clientKms(await options.kms())
+    kms = {client: new NleClient({...common, kms: {wrap: wrap.wrap}}), wrap}
+    return kms.client
+  }
+  let mode: ChatMode = options.mode ?? 'attested'
+  if (mode === 'kms') await kmsClient() // fail now, not at the first question
+  const current = async (): Promise<NleClient> => (mode === 'kms' ? kmsClient() : attested)
   return {
-    mode: 'attested',
+    get mode() {
+      return mode
+    },
     target: options.target,
     async attest(): Promise<AttestationSummary> {
-      const a = await client.attest({fresh: true})
+      const a = await (await current()).attest({fresh: true})
       return {
         moduleId: a.moduleId,
         pcr0: a.pcrs[0] ?? '',
@@ -55,8 +71,12 @@ export async function channelBackend(options: ChannelBackendOptions): Promise<Ch
         root: a.root === 'insecure-dev-root' ? 'nle dev root (not AWS)' : 'AWS Nitro root G1',
       }
     },
+    async setMode(next: ChatMode): Promise<void> {
+      if (next === 'kms') await kmsClient()
+      mode = next
+    },
     async *send(messages: readonly ChatMessage[], signal: AbortSignal): AsyncIterable<string> {
-      const stream = client.chatStream(
+      const stream = (await current()).chatStream(
         {
           messages: [...messages],
           ...(options.maxTokens ? {max_tokens: options.maxTokens} : {}),
@@ -69,6 +89,10 @@ export async function channelBackend(options: ChannelBackendOptions): Promise<Ch
         if (text) yield text
       }
     },
-    close: () => client.close(),
+    close: () => {
+      attested.close()
+      kms?.client.close()
+      kms?.wrap.close()
+    },
   }
 }

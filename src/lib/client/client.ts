@@ -29,6 +29,7 @@ import {
   openWholeResponse,
   prepareSeal,
 } from '../channel/index.js'
+import {KMS_REQUEST_TYPE, type WrapDataKey, sealKmsRequest} from '../channel/kms-request.js'
 import {type NleError, isNleError} from '../errors.js'
 import {readLockfile} from '../lockfile.js'
 import type {ChatCompletion, ChatCompletionChunk, ChatCompletionRequest} from '../server/chat.js'
@@ -40,8 +41,16 @@ export const CHAT_PATH = '/v1/chat/completions'
 export interface NleClientOptions {
   /** unix:/path/to.sock, an absolute socket path, or the proxy's http(s) URL. */
   target: string
-  /** Required: what the enclave must measure as (the lockfile's measurements). */
-  expectedPcrs: ExpectedPcrs
+  /**
+   * What the enclave must measure as (the lockfile's measurements). Required in attested mode; in
+   * KMS mode optional (the key policy is the gate) and, when given, `attest()` checks it.
+   */
+  expectedPcrs?: ExpectedPcrs
+  /**
+   * KMS mode: wrap each request's data key with KMS Encrypt under the caller's own identity
+   * (../kms/aws.ts `kmsEncrypt`); only an enclave the key policy admits can unwrap it.
+   */
+  kms?: {wrap: WrapDataKey}
   /** Trust this root instead of AWS's (the NSM simulator's, in dev and tests). */
   insecureDevRoot?: TrustedRoot
   /** Accept a debug-mode enclave (development only). */
@@ -100,8 +109,16 @@ export class NleClient {
     return this.attesting
   }
 
+  /** 'kms' when requests are wrapped through KMS, else 'attested'. */
+  get mode(): 'attested' | 'kms' {
+    return this.options.kms ? 'kms' : 'attested'
+  }
+
   private async fetchSession(signal?: AbortSignal): Promise<Session> {
     this.session = null
+    if (!this.options.expectedPcrs) {
+      throw clientError('CLIENT_NO_MEASUREMENTS', 'No expected measurements: nothing to verify the attestation against.', {hint: 'Pass the lockfile (nle.lock.json) of the enclave image.'})
+    }
     const nonce = new Uint8Array(randomBytes(NONCE_BYTES))
     const res = await this.transport.send({
       method: 'GET',
@@ -135,13 +152,37 @@ export class NleClient {
 
   private async takeSeal(session: Session): Promise<PreparedSeal> {
     const spare = session.spare
-    this.prepareSpare(session)
+    session.spare = null
     return spare ?? prepareSeal(session.config)
+  }
+
+  /**
+   * Make the next request's context once this one is answered, while the caller reads the answer
+   * (setImmediate: after the response's own callbacks), rather than in front of this request or
+   * while it is in flight: it is ~0.3 ms of this thread's time.
+   */
+  private refillSpare(session: Session): void {
+    setImmediate(() => {
+      if (session.spare === null && this.session === session) this.prepareSpare(session)
+    })
   }
 
   /** Seal and POST; re-attests once if the enclave no longer holds the key. */
   private async post(body: ChatCompletionRequest, signal?: AbortSignal): Promise<{res: IncomingMessage; keys: ResponseKeys; requestId: string}> {
     const plaintext = new TextEncoder().encode(JSON.stringify(body))
+    if (this.options.kms) {
+      const sealed = await sealKmsRequest(plaintext, this.options.kms.wrap, this.options.padBlock ? {padBlock: this.options.padBlock} : {})
+      const res = await this.transport.send({
+        method: 'POST',
+        path: CHAT_PATH,
+        headers: {'content-type': KMS_REQUEST_TYPE, accept: body.stream ? 'text/event-stream' : SEALED_RESPONSE_TYPE},
+        body: sealed.message,
+        timeoutMs: this.options.timeoutMs ?? 60_000,
+        ...(signal ? {signal} : {}),
+      })
+      if (res.statusCode !== 200) throw await httpFailure(res, 'chat')
+      return {res, keys: sealed.responseKeys, requestId: sealed.requestId}
+    }
     for (let attempt = 0; ; attempt++) {
       const session = await this.currentSession(attempt > 0, signal)
       const sealed = await (await this.takeSeal(session)).seal(plaintext, this.options.padBlock ? {padBlock: this.options.padBlock} : {})
@@ -152,7 +193,7 @@ export class NleClient {
         body: sealed.message,
         timeoutMs: this.options.timeoutMs ?? 60_000,
         ...(signal ? {signal} : {}),
-      })
+      }).finally(() => this.refillSpare(session))
       if (res.statusCode === 421 && attempt === 0) {
         await readAll(res).catch(() => undefined)
         continue // the key rotated away or the enclave restarted: the request never opened
@@ -270,6 +311,18 @@ async function httpFailure(res: IncomingMessage, what: string): Promise<NleError
   const status = res.statusCode ?? 0
   const serverCode = typeof body.error?.code === 'string' ? body.error.code : undefined
   const details = {status, ...(serverCode ? {serverCode} : {}), what}
+  if (serverCode === 'CHANNEL_KMS_DENIED') {
+    return clientError('CLIENT_REQUEST_REFUSED', 'KMS refused to release the request key to the enclave: the key policy does not admit its measurements.', {
+      hint: 'Run `nle policy check` (and `nle policy apply` after a rebuild).',
+      details,
+    })
+  }
+  if (serverCode === 'CHANNEL_KMS_UNAVAILABLE' || serverCode === 'CHANNEL_KMS_DISABLED') {
+    return clientError('CLIENT_ENCLAVE_UNAVAILABLE', serverCode === 'CHANNEL_KMS_DISABLED' ? 'The enclave server does not have KMS mode enabled.' : 'The enclave could not reach KMS to unwrap the request.', {
+      hint: serverCode === 'CHANNEL_KMS_DISABLED' ? 'Use --mode attested, or enable kms in the enclave runtime config.' : "Check the parent's KMS vsock-proxy and credentials endpoint (`nle status`).",
+      details,
+    })
+  }
   switch (status) {
     case 429:
       return clientError('CLIENT_RATE_LIMITED', 'The enclave is busy (HTTP 429).', {hint: `Retry after ${res.headers['retry-after'] ?? 'a moment'} s.`, details: {...details, retryAfter: Number(res.headers['retry-after'] ?? 1)}})

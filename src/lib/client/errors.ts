@@ -26,6 +26,8 @@ export type ClientErrorCode =
   | 'CLIENT_PROTOCOL'
   /** The request was cancelled by the caller. */
   | 'CLIENT_ABORTED'
+  /** attest() without expected measurements (KMS mode without a lockfile). */
+  | 'CLIENT_NO_MEASUREMENTS'
 
 const EXIT: Record<ClientErrorCode, ExitCode> = {
   CLIENT_BAD_TARGET: ExitCode.USAGE,
@@ -40,6 +42,7 @@ const EXIT: Record<ClientErrorCode, ExitCode> = {
   CLIENT_SERVER_ERROR: ExitCode.CHECK_FAILED,
   CLIENT_PROTOCOL: ExitCode.NETWORK,
   CLIENT_ABORTED: ExitCode.CHECK_FAILED,
+  CLIENT_NO_MEASUREMENTS: ExitCode.USAGE,
 }
 
 export function clientError(code: ClientErrorCode, message: string, options: NleErrorOptions = {}): NleError<ClientErrorCode> {

@@ -57,6 +57,20 @@ const kmsSchema = z
       .min(1)
       .default(['Decrypt'])
       .describe('KMS operations the attested enclave may call.'),
+    vsockPort: z
+      .number()
+      .int()
+      .min(1)
+      .max(4294967295)
+      .default(8001)
+      .describe('KMS mode: vsock port of the parent\'s vsock-proxy to kms.<region>.amazonaws.com:443 (not 8000, which AWS\'s own nitro-enclaves-vsock-proxy.service takes).'),
+    credentialsVsockPort: z
+      .number()
+      .int()
+      .min(1)
+      .max(4294967295)
+      .default(8002)
+      .describe('KMS mode: vsock port of the parent\'s bridge to the parent proxy\'s credentials endpoint (proxy.credentials.socket).'),
   })
   .describe('The KMS key that guards the enclave\'s secrets.')
 
@@ -82,6 +96,16 @@ const proxySchema = z
       .min(1)
       .optional()
       .describe('Enclave server sockets (Unix socket paths) to forward to, round-robin; --upstream overrides.'),
+    credentials: z
+      .strictObject({
+        socket: path.describe('Unix socket (mode 0600) of the endpoint; the enclave reaches it over vsock (kms.credentialsVsockPort).'),
+        source: z
+          .enum(['env', 'imds'])
+          .default('imds')
+          .describe('imds: the instance role through IMDSv2 (an EC2 host); env: AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY/AWS_SESSION_TOKEN of the proxy process.'),
+      })
+      .optional()
+      .describe('KMS mode: serve the host role\'s AWS credentials to the enclave (GET /v1/credentials), on a Unix socket only; --credentials-socket/--credentials-source override.'),
   })
   .describe('The parent-side proxy on the host.')
 

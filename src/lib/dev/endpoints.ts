@@ -12,6 +12,8 @@ export interface DevEndpoints {
   enclaveSocket: string
   /** The local KMS endpoint. */
   kmsUrl: string
+  /** The dev key and where the endpoint keeps its state (the dev client identity of KMS mode is there). */
+  kms?: {keyArn: string; region: string; stateFile: string; identitiesFile?: string}
   /** PEM of the NSM simulator's root: the only root dev documents chain to. */
   devRootFile: string
   devRootSha256: string

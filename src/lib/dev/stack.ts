@@ -12,15 +12,15 @@
 import {access, mkdir, readFile} from 'node:fs/promises'
 import {join, resolve} from 'node:path'
 
-import {CreateAliasCommand, CreateKeyCommand, KMSClient, ListAliasesCommand} from '@aws-sdk/client-kms'
+import {CreateAliasCommand, CreateKeyCommand, DescribeKeyCommand, GetKeyPolicyCommand, KMSClient, ListAliasesCommand, PutKeyPolicyCommand} from '@aws-sdk/client-kms'
 
-import {insecureDevRoot} from '../attestation/roots.js'
+import {type TrustedRoot, insecureDevRoot} from '../attestation/roots.js'
 import {type LoadedConfig, loadConfig} from '../config/load.js'
 import {ExitCode, NleError} from '../errors.js'
 import {buildProject} from '../host/build.js'
 import {defaultHostContext} from '../host/exec.js'
 import {type RunningLocalKms, startLocalKms} from '../kms/local/server.js'
-import {loadState} from '../kms/local/state.js'
+import {DEV_ADMIN_ROLE, DEV_CLIENT_ROLE, DEV_HOST_ROLE, type LocalIdentity, loadState, newIdentity, saveState} from '../kms/local/state.js'
 import {type ApplyReport, applyPolicy} from '../kms/service.js'
 import {MANIFEST_FILE, recordManifest, synthModel} from '../model/index.js'
 import {RUNTIME_DIR} from '../paths.js'
@@ -40,7 +40,7 @@ export interface DevStackOptions {
 
 export interface DevStack {
   endpoints: DevEndpoints
-  kms: {url: string; keyArn: string; region: string; admin: {accessKeyId: string; secretAccessKey: string}; hostRoleArn: string}
+  kms: {url: string; keyArn: string; region: string; admin: {accessKeyId: string; secretAccessKey: string}; hostRoleArn: string; clientRoleArn: string}
   policy: ApplyReport
   /** Rejects when a child dies while the stack runs. */
   exited: Promise<never>
@@ -75,6 +75,38 @@ export async function prepareArtifacts(loaded: LoadedConfig, options: {rebuild?:
   return {lockfile, built: false}
 }
 
+/**
+ * The dev key (created with its alias on first use) and its base statements: the admin may do
+ * everything except the operations the enclave is gated on (not KMS's default "account root may do
+ * kms:*", which would make the PCR gate moot), and the client identity may Encrypt (KMS mode).
+ * Statements are added to an existing key's policy when missing. Returns the key ARN.
+ */
+async function ensureDevKey(o: {url: string; region: string; credentials: {accessKeyId: string; secretAccessKey: string}; alias: string; description: string; adminArn: string; clientArn: string; gated: readonly string[]}): Promise<string> {
+  const client = new KMSClient({endpoint: o.url, region: o.region, credentials: o.credentials, maxAttempts: 1})
+  try {
+    const base = [
+      {Sid: 'nle-dev-admin', Effect: 'Allow', Principal: {AWS: o.adminArn}, NotAction: o.gated.map((op) => `kms:${op}`), Resource: '*'},
+      {Sid: 'nle-dev-client', Effect: 'Allow', Principal: {AWS: o.clientArn}, Action: ['kms:Encrypt', 'kms:DescribeKey'], Resource: '*'},
+    ]
+    const target = (await client.send(new ListAliasesCommand({}))).Aliases?.find((a) => a.AliasName === o.alias)?.TargetKeyId
+    if (!target) {
+      const created = await client.send(new CreateKeyCommand({Description: o.description, Policy: JSON.stringify({Version: '2012-10-17', Statement: base})}))
+      await client.send(new CreateAliasCommand({AliasName: o.alias, TargetKeyId: created.KeyMetadata!.KeyId!}))
+      return created.KeyMetadata!.Arn!
+    }
+    const keyArn = (await client.send(new DescribeKeyCommand({KeyId: target}))).KeyMetadata!.Arn!
+    const policy = JSON.parse((await client.send(new GetKeyPolicyCommand({KeyId: keyArn, PolicyName: 'default'}))).Policy!) as {Statement: {Sid?: string}[]}
+    const missing = base.filter((b) => !policy.Statement.some((s) => s.Sid === b.Sid))
+    if (missing.length > 0) {
+      policy.Statement.unshift(...missing)
+      await client.send(new PutKeyPolicyCommand({KeyId: keyArn, PolicyName: 'default', Policy: JSON.stringify(policy)}))
+    }
+    return keyArn
+  } finally {
+    client.destroy()
+  }
+}
+
 export async function startDevStack(options: DevStackOptions): Promise<DevStack> {
   const step = options.onStep ?? (() => undefined)
   const loaded = await loadConfig(options.configFile)
@@ -93,48 +125,33 @@ export async function startDevStack(options: DevStackOptions): Promise<DevStack>
     await removeEndpoints(dir)
   }
   try {
-    step('starting the enclave server (NSM simulator, Unix socket)')
-    await sup.start({
-      name: 'enclave-server',
-      command: process.execPath,
-      args: [join(RUNTIME_DIR, 'enclave-server', 'index.js'), '--socket', socket, '--config', loaded.file, '--nsm', 'simulator', '--lockfile', lockfile, '--sim-root-out', devRootFile],
-      readyWhen: (m) => m.event === 'listening',
-      readyTimeoutMs: 60_000,
-      ...(options.onLog ? {onLog: options.onLog} : {}),
-    })
-    const rootPem = await readFile(devRootFile, 'utf8')
-    const root = insecureDevRoot(rootPem)
-
+    // The local KMS first: the enclave server needs its URL. It asks for the simulator's root only
+    // when a Recipient arrives, by which time the server has written it.
     step('starting the local KMS endpoint and applying the key policy')
-    const {state} = await loadState(join(devDir, 'kms-state.json'), {region: config.kms.region ?? 'us-east-1'})
-    kms = await startLocalKms({host: '127.0.0.1', port: 0, state, statePath: join(devDir, 'kms-state.json'), root})
-    const admin = state.identities.find((i) => i.arn.endsWith(':role/nle-dev-admin'))!
-    const host = state.identities.find((i) => i.arn.endsWith(':role/nle-dev-host'))!
+    const simulator: {root?: TrustedRoot} = {}
+    const statePath = join(devDir, 'kms-state.json')
+    const {state} = await loadState(statePath, {region: config.kms.region ?? 'us-east-1'})
+    for (const role of [DEV_ADMIN_ROLE, DEV_HOST_ROLE, DEV_CLIENT_ROLE]) {
+      if (!state.identities.some((i) => i.arn.endsWith(`:role/${role}`))) state.identities.push(newIdentity(state.accountId, role))
+    }
+    await saveState(statePath, state)
+    kms = await startLocalKms({
+      host: '127.0.0.1',
+      port: 0,
+      state,
+      statePath,
+      root: () => {
+        if (!simulator.root) throw new Error('the NSM simulator has not published its root yet')
+        return simulator.root
+      },
+    })
+    const role = (name: string): LocalIdentity => state.identities.find((i) => i.arn.endsWith(`:role/${name}`))!
+    const admin = role(DEV_ADMIN_ROLE)
+    const host = role(DEV_HOST_ROLE)
+    const asker = role(DEV_CLIENT_ROLE)
     const credentials = {accessKeyId: admin.accessKeyId, secretAccessKey: admin.secretAccessKey}
     const region = state.region
-    const client = new KMSClient({endpoint: kms.url, region, credentials, maxAttempts: 1})
-    const alias = `alias/${config.name}`
-    let keyArn = (await client.send(new ListAliasesCommand({}))).Aliases?.find((a) => a.AliasName === alias)?.TargetKeyId
-    if (!keyArn) {
-      // Not KMS's default policy (account root may do kms:*, which would make the PCR gate moot):
-      // the admin may do everything except the operations the enclave is gated on.
-      const adminPolicy = {
-        Version: '2012-10-17',
-        Statement: [
-          {
-            Sid: 'nle-dev-admin',
-            Effect: 'Allow',
-            Principal: {AWS: admin.arn},
-            NotAction: config.kms.operations.map((op) => `kms:${op}`),
-            Resource: '*',
-          },
-        ],
-      }
-      const created = await client.send(new CreateKeyCommand({Description: `nle dev key of ${config.name}`, Policy: JSON.stringify(adminPolicy)}))
-      keyArn = created.KeyMetadata!.Arn!
-      await client.send(new CreateAliasCommand({AliasName: alias, TargetKeyId: created.KeyMetadata!.KeyId!}))
-    }
-    client.destroy()
+    const keyArn = await ensureDevKey({url: kms.url, region, credentials, alias: `alias/${config.name}`, description: `nle dev key of ${config.name}`, adminArn: admin.arn, clientArn: asker.arn, gated: config.kms.operations})
     const policy = await applyPolicy({
       configFile: loaded.file,
       lockfile,
@@ -146,6 +163,32 @@ export async function startDevStack(options: DevStackOptions): Promise<DevStack>
       allowDebug: false,
       force: false,
     })
+
+    step('starting the enclave server (NSM simulator, Unix socket)')
+    const credentialsSocket = join(devDir, 'credentials.sock')
+    await sup.start({
+      name: 'enclave-server',
+      command: process.execPath,
+      args: [
+        join(RUNTIME_DIR, 'enclave-server', 'index.js'),
+        '--socket', socket,
+        '--config', loaded.file,
+        '--nsm', 'simulator',
+        '--lockfile', lockfile,
+        '--sim-root-out', devRootFile,
+        // KMS mode: the local endpoint, reached with the host role's credentials from the proxy.
+        '--kms-endpoint', kms.url,
+        '--kms-region', region,
+        '--kms-key-id', keyArn,
+        '--credentials-socket', credentialsSocket,
+      ],
+      readyWhen: (m) => m.event === 'listening',
+      readyTimeoutMs: 60_000,
+      ...(options.onLog ? {onLog: options.onLog} : {}),
+    })
+    const rootPem = await readFile(devRootFile, 'utf8')
+    const root = insecureDevRoot(rootPem)
+    simulator.root = root
 
     step('starting the parent proxy (self-signed TLS on 127.0.0.1)')
     const proxy = await sup.start({
@@ -163,7 +206,14 @@ export async function startDevStack(options: DevStackOptions): Promise<DevStack>
         '127.0.0.1',
         '--port',
         String(options.port ?? 0),
+        '--credentials-socket',
+        credentialsSocket,
+        '--credentials-source',
+        'env',
       ],
+      // The host role's credentials, served to the enclave on the credentials socket only (on a
+      // real host they come from the instance role through IMDSv2).
+      env: {AWS_ACCESS_KEY_ID: host.accessKeyId, AWS_SECRET_ACCESS_KEY: host.secretAccessKey, AWS_SESSION_TOKEN: undefined, AWS_PROFILE: undefined},
       readyWhen: (m) => m.event === 'listening',
       ...(options.onLog ? {onLog: options.onLog} : {}),
     })
@@ -172,6 +222,7 @@ export async function startDevStack(options: DevStackOptions): Promise<DevStack>
       proxyUrl: `https://${https}`,
       enclaveSocket: socket,
       kmsUrl: kms.url,
+      kms: {keyArn, region, stateFile: statePath},
       devRootFile,
       devRootSha256: root.sha256,
       caFile: join(devDir, 'tls', 'cert.pem'),
@@ -181,7 +232,7 @@ export async function startDevStack(options: DevStackOptions): Promise<DevStack>
     await writeEndpoints(dir, endpoints)
     return {
       endpoints,
-      kms: {url: kms.url, keyArn, region, admin: credentials, hostRoleArn: host.arn},
+      kms: {url: kms.url, keyArn, region, admin: credentials, hostRoleArn: host.arn, clientRoleArn: asker.arn},
       policy,
       exited: sup.exited,
       stop,

@@ -13,8 +13,6 @@ export type GatewayErrorCode =
   | 'GATEWAY_LISTEN_NOT_LOOPBACK'
   /** The listen socket could not be opened (port in use, …). */
   | 'GATEWAY_LISTEN_FAILED'
-  /** --mode kms: the channel has no KMS mode yet. */
-  | 'GATEWAY_MODE_UNAVAILABLE'
   /** No --upstream and no `nle dev` stack running in this folder. */
   | 'GATEWAY_NO_UPSTREAM'
   /** The HTTP request is not one the gateway accepts (bad JSON, unsupported field). HTTP 400. */
@@ -31,7 +29,6 @@ const EXIT: Record<GatewayErrorCode, ExitCode> = {
   GATEWAY_LISTEN_INVALID: ExitCode.USAGE,
   GATEWAY_LISTEN_NOT_LOOPBACK: ExitCode.USAGE,
   GATEWAY_LISTEN_FAILED: ExitCode.IO,
-  GATEWAY_MODE_UNAVAILABLE: ExitCode.USAGE,
   GATEWAY_NO_UPSTREAM: ExitCode.USAGE,
   GATEWAY_BAD_REQUEST: ExitCode.USAGE,
   GATEWAY_REQUEST_TOO_LARGE: ExitCode.USAGE,
@@ -122,6 +119,16 @@ export function toHttpFailure(error: unknown): HttpFailure {
       if (serverCode === 'SERVER_BUSY') return failure(STATUS.RATE_LIMITED, 'rate_limit_error', serverCode, message, {retryAfter: '1'})
       return failure(STATUS.INTERNAL, 'server_error', serverCode, message)
     }
+    case 'KMS_ACCESS_DENIED':
+      // KMS mode: the caller's own identity may not Encrypt under the key.
+      return failure(STATUS.FORBIDDEN, 'permission_error', code, `KMS refused to wrap the request key for this gateway's AWS identity. ${message}`, {shouldRetry: false})
+    case 'KMS_KEY_NOT_FOUND':
+    case 'KMS_AWS_ERROR':
+      return failure(STATUS.BAD_GATEWAY, 'server_error', code, `KMS could not wrap the request key. ${message}`)
+    case 'CLIENT_REQUEST_REFUSED':
+      // KMS mode: the key policy does not admit the enclave's measurements.
+      if (details.serverCode === 'CHANNEL_KMS_DENIED') return failure(STATUS.FORBIDDEN, 'permission_error', 'CHANNEL_KMS_DENIED', message, {shouldRetry: false})
+      return failure(STATUS.BAD_GATEWAY, 'server_error', code, message)
     case 'CLIENT_ABORTED':
       // The caller left; nobody reads this.
       return failure(499, 'invalid_request_error', code, message, {shouldRetry: false})

@@ -72,6 +72,11 @@ describe('gateway status mapping', () => {
     expect(s(clientError('CLIENT_REQUEST_TOO_LARGE', 'x'))).toBe(413)
     expect(s(clientError('CLIENT_SERVER_ERROR', 'x', {details: {serverCode: 'SERVER_BAD_REQUEST'}}))).toBe(400)
     expect(s(new Error('boom'))).toBe(500)
+    // KMS mode: the gateway's identity may not Encrypt; the key policy does not admit the enclave; KMS unreachable.
+    expect(toHttpFailure(new NleError('KMS_ACCESS_DENIED', 'x'))).toMatchObject({status: 403, body: {error: {type: 'permission_error'}}})
+    expect(toHttpFailure(clientError('CLIENT_REQUEST_REFUSED', 'x', {details: {serverCode: 'CHANNEL_KMS_DENIED'}}))).toMatchObject({status: 403, body: {error: {code: 'CHANNEL_KMS_DENIED'}}})
+    expect(s(clientError('CLIENT_REQUEST_REFUSED', 'x', {details: {serverCode: 'CHANNEL_REPLAY'}}))).toBe(502)
+    expect(s(new NleError('KMS_AWS_ERROR', 'x'))).toBe(502)
     const limited = toHttpFailure(clientError('CLIENT_RATE_LIMITED', 'x', {details: {retryAfter: 3}}))
     expect(limited).toMatchObject({status: 429, retryAfter: '3', body: {error: {type: 'rate_limit_error', code: 'CLIENT_RATE_LIMITED', param: null}}})
     expect(toHttpFailure(new NleError('ATTEST_PCR_MISMATCH', 'x'))).toMatchObject({shouldRetry: false, body: {error: {type: 'attestation_error'}}})

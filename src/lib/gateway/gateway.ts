@@ -54,7 +54,8 @@ export interface GatewayOptions {
   upstreamDisplay: string
   /** host:port, loopback only (default 127.0.0.1:8787; port 0 = any free port). */
   listen?: string
-  mode?: 'attested'
+  /** How requests are protected (the upstream client does it; shown at /nle/attestation). */
+  mode?: 'attested' | 'kms'
   /** Re-verify after this long (default 5 min). */
   attestationTtlMs?: number
   /** After a failed verification, answer from that failure for this long before trying again (default 1 s). */
@@ -70,7 +71,7 @@ export type AttestationStatus = 'pending' | 'verified' | 'failed'
 
 export interface AttestationState {
   status: AttestationStatus
-  mode: 'attested'
+  mode: 'attested' | 'kms'
   upstream: string
   moduleId?: string
   pcrs?: Record<string, string>

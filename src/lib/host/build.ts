@@ -19,6 +19,7 @@ import {PACKAGE_ROOT, RUNTIME_DIR} from '../paths.js'
 import {dockerBuild, dockerImageInspect} from './docker.js'
 import {hostError} from './errors.js'
 import type {HostContext} from './exec.js'
+import {kmsMode, runtimeKmsBlock} from './kms-bridges.js'
 import {buildEnclave, nitroCliVersion} from './nitro-cli.js'
 import {type ProjectPaths, nleVersion, projectPaths} from './project.js'
 import {type MemoryPlan} from './allocator.js'
@@ -157,9 +158,12 @@ async function assembleContext(loaded: LoadedConfig, paths: ProjectPaths, dir: s
   for (const f of ['package.json', 'package-lock.json', '.npmrc']) await copyFile(join(PACKAGE_ROOT, f), join(bundle, f))
   await copyTree(paths.modelDir, join(dir, 'model'))
   // The enclave server's runtime config (src/lib/server/main.ts runtimeConfigSchema, strict).
+  // KMS mode adds the kms block; start.sh then also starts the two vsock bridges to the parent.
+  const kms = kmsMode(config)
   const runtimeConfig = {
     model: {path: '/app/model', dtype: config.model.dtype, ...(config.model.digest ? {digest: config.model.digest} : {})},
     runtime: config.runtime,
+    ...(kms ? {kms: runtimeKmsBlock(kms)} : {}),
   }
   await writeFile(join(dir, 'nle.runtime.json'), JSON.stringify(runtimeConfig, null, 2) + '\n')
   inputs.runtimeBundle = await treeDigest(bundle)

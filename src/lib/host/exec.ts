@@ -8,7 +8,7 @@ import {execa} from 'execa'
 import {ToolError} from '../errors.js'
 import type {HostErrorCode} from './errors.js'
 
-export type ToolName = 'docker' | 'nitro-cli' | 'systemctl' | 'socat'
+export type ToolName = 'docker' | 'nitro-cli' | 'systemctl' | 'socat' | 'vsock-proxy'
 
 /** What to install when a tool is missing. */
 export const TOOL_PACKAGES: Record<ToolName, string> = {
@@ -17,6 +17,7 @@ export const TOOL_PACKAGES: Record<ToolName, string> = {
     'Install the Nitro Enclaves CLI: `sudo dnf install -y aws-nitro-enclaves-cli aws-nitro-enclaves-cli-devel` (Amazon Linux; -devel ships the kernel/init blobs), then add your user to the `ne` group.',
   systemctl: 'systemctl comes with systemd; on a host without systemd use `nle run` without --systemd (managed processes).',
   socat: 'Install socat: `sudo dnf install -y socat` (Amazon Linux) or `sudo apt-get install -y socat` (Debian/Ubuntu).',
+  'vsock-proxy': 'vsock-proxy comes with the Nitro Enclaves CLI: `sudo dnf install -y aws-nitro-enclaves-cli` (Amazon Linux).',
 }
 
 /** Where host code finds its tools: the environment (PATH) they run with. Tests point PATH at fakes. */

@@ -24,6 +24,8 @@ export interface ProjectPaths {
   runState: string
   /** The host end of the vsock bridge. */
   bridgeSocket: string
+  /** KMS mode, managed processes: the parent proxy's credentials endpoint (unless proxy.credentials.socket). */
+  credentialsSocket: string
 }
 
 export function projectPaths(loaded: LoadedConfig): ProjectPaths {
@@ -41,7 +43,8 @@ export function projectPaths(loaded: LoadedConfig): ProjectPaths {
     buildContext: join(stateDir, 'build-context'),
     nativeRootfs: join(stateDir, 'rootfs'),
     runState: join(stateDir, 'run.json'),
-    bridgeSocket: socketPath(stateDir),
+    bridgeSocket: socketPath(stateDir, 'bridge'),
+    credentialsSocket: socketPath(stateDir, 'credentials'),
   }
 }
 
@@ -53,8 +56,9 @@ export function nleVersion(): string {
 }
 
 /** Unix socket paths are limited to 107 bytes; deep project folders get a socket in the temp folder. */
-function socketPath(stateDir: string): string {
-  const inProject = join(stateDir, 'bridge.sock')
+function socketPath(stateDir: string, name: 'bridge' | 'credentials'): string {
+  const inProject = join(stateDir, `${name}.sock`)
   if (Buffer.byteLength(inProject) <= 100) return inProject
-  return join(tmpdir(), `nle-${createHash('sha256').update(stateDir).digest('hex').slice(0, 16)}.sock`)
+  const hash = createHash('sha256').update(stateDir).digest('hex').slice(0, 16)
+  return join(tmpdir(), name === 'bridge' ? `nle-${hash}.sock` : `nle-${hash}-${name}.sock`)
 }

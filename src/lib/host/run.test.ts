@@ -184,3 +184,104 @@ describe('nle run --systemd', () => {
     expect(enclaves()).toEqual([])
   })
 })
+
+describe('KMS mode (nle.yaml names kms.keyId and kms.region)', () => {
+  const kmsYaml = (t: string): string => t.replace('# keyId: alias/demo ', 'keyId: alias/demo ').replace('# region: eu-west-1', 'region: eu-west-1')
+
+  it('managed: starts vsock-proxy to KMS and the credentials bridge to the proxy\'s socket, and stop stops all of it', async () => {
+    const port = await freePort()
+    const {dir, loaded, ctx} = await built({NLE_PARENT_PROXY: join(FAKES_DIR, 'parent-proxy.mjs'), FAKE_PROXY_PORT: String(port)}, (t) => kmsYaml(t).replace('host: 0.0.0.0\n  port: 8443', `host: 127.0.0.1\n  port: ${port}`))
+    const r = await runProject({loaded, ctx, timeoutMs: 20_000})
+    const credentials = join(dir, '.nle', 'credentials.sock')
+    expect(host.calls('parent-proxy')[0]!.argv).toEqual(['--config', loaded.file, '--upstream', `unix:${r.bridge.socket}`, '--self-signed', join(dir, '.nle', 'tls'), '--credentials-socket', credentials, '--credentials-source', 'imds'])
+    expect(host.calls('vsock-proxy').map((c) => c.argv)).toEqual([['8001', 'kms.eu-west-1.amazonaws.com', '443', '--config', '/etc/nitro_enclaves/vsock-proxy.yaml']])
+    // Each fake records itself when it starts: the two socats may log in either order.
+    expect(host.calls('socat').map((c) => c.argv).sort()).toEqual([
+      [`UNIX-LISTEN:${r.bridge.socket},fork,unlink-early,mode=0660`, 'VSOCK-CONNECT:16:5000'],
+      ['VSOCK-LISTEN:8002,fork,reuseaddr', `UNIX-CONNECT:${credentials}`],
+    ])
+    expect(r.kms).toMatchObject({endpoint: 'kms.eu-west-1.amazonaws.com:443', vsockProxy: {pid: expect.any(Number)}, credentials: {socket: credentials, pid: expect.any(Number)}})
+    expect(state(dir).kms).toMatchObject({region: 'eu-west-1', vsockProxy: {process: {pid: r.kms!.vsockProxy.pid}}, credentialsBridge: {socket: credentials}})
+    expect(await projectStatus({loaded, ctx})).toMatchObject({kms: {vsockProxy: {alive: true}, credentialsBridge: {alive: true, socket: credentials}}})
+    const pids = [r.bridge.pid!, r.proxy.pid!, r.kms!.vsockProxy.pid!, r.kms!.credentials!.pid!]
+    expect(pids.every(isAlive)).toBe(true)
+    const stopped = await stopProject({loaded, ctx})
+    expect(stopped.stopped.pids.sort()).toEqual([...pids].sort())
+    expect(pids.some(isAlive)).toBe(false)
+    expect(host.leftovers()).toEqual([])
+  })
+
+  it('proxy.credentials in nle.yaml chooses the socket and the source', async () => {
+    const port = await freePort()
+    const {loaded, ctx} = await built({NLE_PARENT_PROXY: join(FAKES_DIR, 'parent-proxy.mjs'), FAKE_PROXY_PORT: String(port)}, (t) =>
+      kmsYaml(t)
+        .replace('host: 0.0.0.0\n  port: 8443', `host: 127.0.0.1\n  port: ${port}`)
+        .replace('  # credentials:         # KMS mode', '  credentials:         # KMS mode')
+        .replace('  #   socket: /run/nle/demo-credentials.sock', `    socket: ${join(host.dir, 'creds.sock')}`)
+        .replace('  #   source: imds ', '    source: env '),
+    )
+    expect(loaded.config.proxy.credentials).toEqual({socket: join(host.dir, 'creds.sock'), source: 'env'})
+    await runProject({loaded, ctx, timeoutMs: 20_000})
+    expect(host.calls('parent-proxy')[0]!.argv.slice(-4)).toEqual(['--credentials-socket', join(host.dir, 'creds.sock'), '--credentials-source', 'env'])
+    expect(host.calls('socat').map((c) => c.argv)).toContainEqual(['VSOCK-LISTEN:8002,fork,reuseaddr', `UNIX-CONNECT:${join(host.dir, 'creds.sock')}`])
+    await stopProject({loaded, ctx})
+    expect(host.leftovers()).toEqual([])
+  })
+
+  it('when vsock-proxy dies at once (port taken) or is missing: a clear error, and nothing left running', async () => {
+    let s = await built({FAKE_VSOCK_PROXY_EXIT: '1'}, kmsYaml)
+    const died = await error(runProject({loaded: s.loaded, ctx: s.ctx, timeoutMs: 10_000}))
+    expect(hasCode(died, 'RUN_PROCESS_EXITED')).toBe(true)
+    expect((died as Error).message).toMatch(/KMS vsock-proxy/)
+    expect(isNleError(died) && died.hint).toMatch(/Address already in use/)
+    expect(host.calls('vsock-proxy').every((c) => !isAlive(c.pid))).toBe(true)
+    expect(host.leftovers()).toEqual([])
+    expect(enclaves()).toEqual([])
+    host.cleanup()
+    s = await built({}, kmsYaml)
+    const missing = await error(runProject({loaded: s.loaded, ctx: {env: host.envWithOnly(['nitro-cli', 'socat'])}, timeoutMs: 10_000}))
+    expect(hasCode(missing, 'HOST_TOOL_MISSING')).toBe(true)
+    expect(isNleError(missing) && missing.hint).toMatch(/aws-nitro-enclaves-cli/)
+    expect(host.leftovers()).toEqual([])
+    expect(enclaves()).toEqual([])
+    expect(existsSync(join(s.dir, '.nle', 'run.json'))).toBe(false)
+  })
+
+  it('without a parent proxy: vsock-proxy only, and a warning that nothing serves the credentials', async () => {
+    const {loaded, ctx} = await built({}, kmsYaml)
+    const r = await runProject({loaded, ctx, timeoutMs: 20_000})
+    expect(host.calls('vsock-proxy')).toHaveLength(1)
+    expect(host.calls('socat')).toHaveLength(1)
+    expect(r.kms).toEqual({endpoint: 'kms.eu-west-1.amazonaws.com:443', vsockProxy: {pid: expect.any(Number)}})
+    expect(r.warnings.join('\n')).toMatch(/KMS mode: without the parent proxy there is no credentials endpoint/)
+    await stopProject({loaded, ctx})
+    expect(isAlive(r.kms!.vsockProxy.pid!)).toBe(false)
+  })
+
+  it('--systemd: renders the two KMS units from nle.yaml, starts and stops them with the others', async () => {
+    const {dir, loaded, ctx} = await built({NLE_PARENT_PROXY: join(FAKES_DIR, 'parent-proxy.mjs')}, (t) => kmsYaml(t).replace('kms:\n', 'kms:\n  vsockPort: 9100\n').replace('  vsockPort: 8001 ', '  # vsockPort: 8001 '))
+    const unitDir = join(host.dir, 'units')
+    mkdirSync(unitDir)
+    const r = await runProject({loaded, ctx, systemd: true, unitDir, wait: false})
+    const vsockProxy = readFileSync(join(unitDir, 'nle-kms-vsock-proxy.service'), 'utf8')
+    expect(vsockProxy).toContain('ExecStart=/usr/bin/vsock-proxy 9100 kms.eu-west-1.amazonaws.com 443 --config /etc/nitro_enclaves/vsock-proxy.yaml\n')
+    expect(vsockProxy).toContain('Description=nle demo: KMS path out of the enclave (vsock port 9100 to kms.eu-west-1.amazonaws.com:443)')
+    const bridge = readFileSync(join(unitDir, 'nle-credentials-bridge.service'), 'utf8')
+    expect(bridge).toContain('ExecStart=/usr/bin/socat VSOCK-LISTEN:8002,fork,reuseaddr UNIX-CONNECT:/run/nle/demo-credentials.sock\n')
+    for (const text of [vsockProxy, bridge]) expect(text).not.toMatch(/\{\{\w+\}\}/)
+    expect(host.calls('systemctl').map((c) => c.argv)).toEqual([['daemon-reload'], ['start', 'nle-vsock-bridge.service', 'nle-parent-proxy.service', 'nle-kms-vsock-proxy.service', 'nle-credentials-bridge.service']])
+    expect(host.calls('vsock-proxy')).toEqual([])
+    expect(r.kms).toEqual({endpoint: 'kms.eu-west-1.amazonaws.com:443', vsockProxy: {unit: 'nle-kms-vsock-proxy.service'}, credentials: {socket: '/run/nle/demo-credentials.sock', unit: 'nle-credentials-bridge.service'}})
+    // The proxy unit reads nle.yaml: without proxy.credentials it would serve no credentials.
+    expect(r.warnings.join('\n')).toMatch(/nle.yaml has no proxy.credentials/)
+    expect(await projectStatus({loaded, ctx})).toMatchObject({kms: {vsockProxy: {alive: true, unit: 'nle-kms-vsock-proxy.service'}, credentialsBridge: {alive: true}}})
+    const stopped = await stopProject({loaded, ctx})
+    expect(stopped.stopped.units).toEqual(['nle-credentials-bridge.service', 'nle-kms-vsock-proxy.service', 'nle-parent-proxy.service', 'nle-vsock-bridge.service'])
+    expect(host.state<Record<string, string>>('units.json', {})).toMatchObject({'nle-kms-vsock-proxy.service': 'inactive', 'nle-credentials-bridge.service': 'inactive'})
+    // A unit the project keeps in parent/ wins over the template.
+    writeFileSync(join(dir, 'parent', 'nle-kms-vsock-proxy.service'), '[Service]\nExecStart=/usr/bin/vsock-proxy 9100 kms-fips.eu-west-1.amazonaws.com 443\n')
+    await runProject({loaded, ctx, systemd: true, unitDir, wait: false})
+    expect(readFileSync(join(unitDir, 'nle-kms-vsock-proxy.service'), 'utf8')).toContain('kms-fips.eu-west-1')
+    await stopProject({loaded, ctx})
+  })
+})

@@ -19,6 +19,7 @@ import {type Bootability, bootability} from './bootable.js'
 import {differingPcrs} from './build.js'
 import {hostError} from './errors.js'
 import type {HostContext} from './exec.js'
+import {CREDENTIALS_BRIDGE_UNIT, KMS_PROXY_UNIT, credentialsBridgeArgs, kmsHost, kmsMode, kmsUnitText, systemdCredentialsSocket, vsockProxyArgs} from './kms-bridges.js'
 import {type EnclaveDescribeInfo, attachConsole, describeEnclaves, runEnclave, terminateEnclave} from './nitro-cli.js'
 import {type ManagedProcess, isOurs, logTail, spawnManaged, stopManaged} from './processes.js'
 import {type ProjectPaths, projectPaths} from './project.js'
@@ -50,6 +51,12 @@ export interface RunState {
   eif: {path: string; measurements: Record<string, string>}
   bridge: {socket: string; process?: ManagedProcess; unit?: string}
   proxy?: {process?: ManagedProcess; unit?: string; host: string; port: number}
+  /** KMS mode: the parent ends of the enclave's KMS and credentials paths (src/lib/host/kms-bridges.ts). */
+  kms?: {
+    region: string
+    vsockProxy: {process?: ManagedProcess; unit?: string}
+    credentialsBridge?: {process?: ManagedProcess; unit?: string; socket: string}
+  }
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -133,7 +140,7 @@ export function parentProxyCommand(ctx: HostContext): {command: string; args: st
 // ---------------------------------------------------------------------------------------------
 // run
 
-export type RunPhase = 'enclave' | 'bridge' | 'proxy' | 'health'
+export type RunPhase = 'enclave' | 'bridge' | 'proxy' | 'kms' | 'health'
 
 export interface RunOptions {
   loaded: LoadedConfig
@@ -154,6 +161,8 @@ export interface RunReport {
   mode: RunState['mode']
   bridge: {socket: string; pid?: number; unit?: string}
   proxy: {started: boolean; pid?: number; unit?: string; url?: string; reason?: string}
+  /** KMS mode (nle.yaml names kms.keyId and kms.region): what serves the enclave's two paths out. */
+  kms?: {endpoint: string; vsockProxy: {pid?: number; unit?: string}; credentials?: {socket: string; pid?: number; unit?: string}}
   health: 'ok' | 'not-checked'
   warnings: string[]
 }
@@ -237,6 +246,9 @@ export async function runProject(o: RunOptions): Promise<RunReport> {
   await writeRunState(paths, state)
 
   const proxyEntry = parentProxyCommand(ctx)
+  const kms = kmsMode(config)
+  // The parent proxy serves the enclave's credentials in KMS mode: nle.yaml's socket, else one in .nle/.
+  const credentialsSocket = config.proxy.credentials?.socket ?? paths.credentialsSocket
   try {
     await mkdir(paths.stateDir, {recursive: true})
     if (mode === 'managed') {
@@ -266,6 +278,8 @@ export async function runProject(o: RunOptions): Promise<RunReport> {
               `unix:${paths.bridgeSocket}`,
               // Without proxy.tls the proxy makes a development certificate (it never listens in clear).
               ...(config.proxy.tls ? [] : ['--self-signed', join(paths.stateDir, 'tls')]),
+              // KMS mode: the host role's credentials for the enclave, from IMDSv2 unless nle.yaml says env.
+              ...(kms ? ['--credentials-socket', credentialsSocket, '--credentials-source', config.proxy.credentials?.source ?? 'imds'] : []),
             ],
             env: ctx.env,
             log: join(paths.stateDir, 'proxy.log'),
@@ -274,6 +288,38 @@ export async function runProject(o: RunOptions): Promise<RunReport> {
         }
         await writeRunState(paths, state)
       }
+      if (kms) {
+        progress('kms', `vsock-proxy: vsock ${kms.kmsVsockPort} -> ${kmsHost(kms.region)}:443`)
+        state.kms = {
+          region: kms.region,
+          vsockProxy: {
+            process: await spawnManaged({
+              command: 'vsock-proxy',
+              args: vsockProxyArgs(kms),
+              env: ctx.env,
+              log: join(paths.stateDir, 'kms-vsock-proxy.log'),
+              marker: kmsHost(kms.region),
+              tool: 'vsock-proxy',
+            }),
+          },
+        }
+        await writeRunState(paths, state)
+        if (proxyEntry) {
+          progress('kms', `socat: vsock ${kms.credentialsVsockPort} -> ${credentialsSocket}`)
+          state.kms.credentialsBridge = {
+            socket: credentialsSocket,
+            process: await spawnManaged({
+              command: 'socat',
+              args: credentialsBridgeArgs(kms.credentialsVsockPort, credentialsSocket),
+              env: ctx.env,
+              log: join(paths.stateDir, 'credentials-bridge.log'),
+              marker: `UNIX-CONNECT:${credentialsSocket}`,
+              tool: 'socat',
+            }),
+          }
+          await writeRunState(paths, state)
+        }
+      }
     } else {
       const unitDir = o.unitDir ?? DEFAULT_UNIT_DIR
       const units = [BRIDGE_UNIT, ...(proxyEntry ? [PROXY_UNIT] : [])]
@@ -281,12 +327,27 @@ export async function runProject(o: RunOptions): Promise<RunReport> {
       const bridgeUnit = await readFile(join(paths.parentDir, BRIDGE_UNIT), 'utf8')
       state.bridge = {socket: /UNIX-LISTEN:([^,\s]+)/.exec(bridgeUnit)?.[1] ?? `/run/nle/${config.name}.sock`, unit: BRIDGE_UNIT}
       if (proxyEntry) state.proxy = {unit: PROXY_UNIT, host: config.proxy.host, port: config.proxy.port}
+      if (kms) {
+        // Rendered now from nle.yaml (region and ports are set after `nle init`), unless parent/ has its own.
+        const kmsUnits: (typeof KMS_PROXY_UNIT | typeof CREDENTIALS_BRIDGE_UNIT)[] = [KMS_PROXY_UNIT, ...(proxyEntry ? [CREDENTIALS_BRIDGE_UNIT] : [])]
+        for (const unit of kmsUnits) await writeFile(join(unitDir, unit), (await kmsUnitText(unit, config, kms, paths.parentDir)).text)
+        units.push(...kmsUnits)
+        state.kms = {
+          region: kms.region,
+          vsockProxy: {unit: KMS_PROXY_UNIT},
+          ...(proxyEntry ? {credentialsBridge: {unit: CREDENTIALS_BRIDGE_UNIT, socket: systemdCredentialsSocket(config)}} : {}),
+        }
+        if (proxyEntry && !config.proxy.credentials) {
+          warnings.push(`KMS mode: nle.yaml has no proxy.credentials, so ${PROXY_UNIT} serves no credentials endpoint and the enclave cannot sign KMS calls. Set proxy.credentials.socket: ${systemdCredentialsSocket(config)} (source: imds).`)
+        }
+      }
       await writeRunState(paths, state)
       progress('bridge', `systemctl start ${units.join(' ')}`)
       await daemonReload(ctx)
       await startUnits(ctx, units)
     }
     if (!proxyEntry) warnings.push('No parent proxy in this nle build (runtime/parent-proxy/index.js or `nle proxy`): only the vsock bridge was started; clients must use its Unix socket.')
+    if (kms && !proxyEntry) warnings.push('KMS mode: without the parent proxy there is no credentials endpoint, so the enclave cannot sign KMS calls.')
 
     if (o.wait ?? true) await waitHealthy(state, ctx, o.timeoutMs ?? 120_000, progress)
   } catch (error) {
@@ -309,8 +370,18 @@ export async function runProject(o: RunOptions): Promise<RunReport> {
           url: `${config.proxy.tls ? 'https' : 'http'}://${config.proxy.host}:${config.proxy.port}`,
         }
       : {started: false, reason: 'no parent proxy in this nle (runtime/parent-proxy/index.js or `nle proxy`)'},
+    ...(state.kms ? {kms: kmsReport(state.kms)} : {}),
     health: o.wait ?? true ? 'ok' : 'not-checked',
     warnings,
+  }
+}
+
+function kmsReport(k: NonNullable<RunState['kms']>): NonNullable<RunReport['kms']> {
+  const ends = (e: {process?: ManagedProcess; unit?: string}): {pid?: number; unit?: string} => ({...(e.process ? {pid: e.process.pid} : {}), ...(e.unit ? {unit: e.unit} : {})})
+  return {
+    endpoint: `${kmsHost(k.region)}:443`,
+    vsockProxy: ends(k.vsockProxy),
+    ...(k.credentialsBridge ? {credentials: {socket: k.credentialsBridge.socket, ...ends(k.credentialsBridge)}} : {}),
   }
 }
 
@@ -318,7 +389,12 @@ async function waitHealthy(state: RunState, ctx: HostContext, timeoutMs: number,
   const deadline = Date.now() + timeoutMs
   let last = ''
   for (let attempt = 0; ; attempt++) {
-    for (const [what, p] of [['bridge (socat)', state.bridge.process], ['parent proxy', state.proxy?.process]] as const) {
+    for (const [what, p] of [
+      ['bridge (socat)', state.bridge.process],
+      ['parent proxy', state.proxy?.process],
+      ['KMS vsock-proxy', state.kms?.vsockProxy.process],
+      ['credentials bridge (socat)', state.kms?.credentialsBridge?.process],
+    ] as const) {
       if (p && !isOurs(p)) {
         throw hostError('RUN_PROCESS_EXITED', `The ${what} exited right after it started.`, {
           hint: `Its log is ${p.log}:\n${await logTail(p.log)}`,
@@ -367,12 +443,12 @@ async function stopRecorded(ctx: HostContext, state: RunState, paths: ProjectPat
     const listed = await describeEnclaves(ctx).then((l) => l.some((e) => e.EnclaveID === state.enclave.id), () => true)
     if (listed) problems.push(`terminate ${state.enclave.id}: ${(error as Error).message}`)
   }
-  for (const p of [state.proxy?.process, state.bridge.process]) {
+  for (const p of [state.kms?.credentialsBridge?.process, state.kms?.vsockProxy.process, state.proxy?.process, state.bridge.process]) {
     if (!p) continue
     if (await stopManaged(p)) report.stopped.pids.push(p.pid)
     else problems.push(`process ${p.pid} did not stop`)
   }
-  const units = [state.proxy?.unit, state.bridge.unit].filter((u): u is string => u !== undefined)
+  const units = [state.kms?.credentialsBridge?.unit, state.kms?.vsockProxy.unit, state.proxy?.unit, state.bridge.unit].filter((u): u is string => u !== undefined)
   if (units.length > 0) {
     try {
       await stopUnits(ctx, units)
@@ -382,6 +458,8 @@ async function stopRecorded(ctx: HostContext, state: RunState, paths: ProjectPat
     }
   }
   if (state.mode === 'managed') await rm(state.bridge.socket, {force: true})
+  // The proxy removes its credentials socket when it stops; a killed one may leave it behind.
+  if (state.mode === 'managed' && state.kms?.credentialsBridge) await rm(state.kms.credentialsBridge.socket, {force: true})
   if (problems.length > 0) {
     // The record stays: `nle stop` again retries all of it (each step is idempotent).
     throw hostError('RUN_STOP_INCOMPLETE', `Not everything stopped: ${problems.join('; ')}`, {
@@ -418,6 +496,8 @@ export interface StatusReport {
   mode?: RunState['mode']
   bridge?: {socket: string; alive: boolean; pid?: number; unit?: string; unitState?: string}
   proxy?: {alive: boolean; pid?: number; unit?: string; unitState?: string; listening: boolean; url: string}
+  /** KMS mode: the parent ends of the enclave's KMS and credentials paths. */
+  kms?: {vsockProxy: {alive: boolean; pid?: number; unit?: string}; credentialsBridge?: {alive: boolean; socket: string; pid?: number; unit?: string}}
   health: 'ok' | 'unhealthy' | 'unreachable' | 'not-running'
   healthDetail?: string
   /** Other enclaves on this host (not this project's). */
@@ -456,6 +536,15 @@ export async function projectStatus(o: {loaded: LoadedConfig; ctx: HostContext})
         listening: await probeTcp(loopback(p.host), p.port),
         url: `${loaded.config.proxy.tls ? 'https' : 'http'}://${p.host}:${p.port}`,
       }
+    }
+    if (state.kms) {
+      const alive = async (e: {process?: ManagedProcess; unit?: string}): Promise<{alive: boolean; pid?: number; unit?: string}> => ({
+        alive: e.process ? isOurs(e.process) : e.unit ? (await unitState(ctx, e.unit)) === 'active' : false,
+        ...(e.process ? {pid: e.process.pid} : {}),
+        ...(e.unit ? {unit: e.unit} : {}),
+      })
+      const c = state.kms.credentialsBridge
+      out.kms = {vsockProxy: await alive(state.kms.vsockProxy), ...(c ? {credentialsBridge: {...(await alive(c)), socket: c.socket}} : {})}
     }
     if (ours && out.bridge.alive) {
       const h = await probeHealth(b.socket)

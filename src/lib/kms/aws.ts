@@ -6,7 +6,7 @@
  * KMS_* NleError; no credentials are ever logged.
  */
 import {GetRoleCommand, IAMClient} from '@aws-sdk/client-iam'
-import {DescribeKeyCommand, GetKeyPolicyCommand, KMSClient, PutKeyPolicyCommand} from '@aws-sdk/client-kms'
+import {DescribeKeyCommand, EncryptCommand, GetKeyPolicyCommand, KMSClient, PutKeyPolicyCommand} from '@aws-sdk/client-kms'
 import {GetCallerIdentityCommand, STSClient} from '@aws-sdk/client-sts'
 
 import {kmsError} from './errors.js'
@@ -59,6 +59,17 @@ function awsFailure(service: string, operation: string, error: unknown): never {
     throw kmsError('KMS_AWS_ERROR', `No AWS credentials for ${service} ${operation}: ${e.message ?? name}`, {hint: 'Set AWS_PROFILE / --profile, or run on a host with an instance role.', details, cause: error})
   }
   throw kmsError('KMS_AWS_ERROR', `${service} ${operation} failed: ${name}: ${e?.message ?? String(error)}`, {hint: 'Check the region, the endpoint and the network; re-run with --verbose.', details, cause: error})
+}
+
+/** KMS Encrypt under the caller's own identity (KMS mode's client side wraps its data key with it). */
+export async function kmsEncrypt(client: KMSClient, keyId: string, plaintext: Uint8Array, encryptionContext: Record<string, string>): Promise<Uint8Array> {
+  try {
+    const out = await client.send(new EncryptCommand({KeyId: keyId, Plaintext: plaintext, EncryptionContext: encryptionContext}))
+    if (!out.CiphertextBlob) throw Object.assign(new Error('Encrypt returned no CiphertextBlob.'), {name: 'KMSInternalException'})
+    return out.CiphertextBlob
+  } catch (error) {
+    awsFailure('KMS', 'Encrypt', error)
+  }
 }
 
 export interface KeyInfo {

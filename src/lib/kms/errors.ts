@@ -42,6 +42,10 @@ export type KmsErrorCode =
   | 'KMS_ROOT_INVALID'
   /** The local endpoint could not start listening. */
   | 'KMS_LISTEN_FAILED'
+  /** The enclave's credentials endpoint (parent proxy, over a Unix socket) is absent, refused or failed. */
+  | 'KMS_CREDENTIALS_UNAVAILABLE'
+  /** The credentials endpoint answered something that is not AWS credentials. */
+  | 'KMS_CREDENTIALS_INVALID'
 
 export type CmsErrorCode =
   /** The bytes are not a BER/DER CMS ContentInfo → EnvelopedData. */

@@ -20,6 +20,8 @@ export type ProxyErrorCode =
   | 'PROXY_TLS_INVALID'
   /** The listening address could not be bound. */
   | 'PROXY_LISTEN_FAILED'
+  /** 503 on the credentials endpoint: the credential source (env, IMDS) gave nothing usable. */
+  | 'PROXY_CREDENTIALS_UNAVAILABLE'
 
 const EXIT: Record<ProxyErrorCode, ExitCode> = {
   PROXY_NOT_FOUND: ExitCode.USAGE,
@@ -31,6 +33,7 @@ const EXIT: Record<ProxyErrorCode, ExitCode> = {
   PROXY_NO_UPSTREAM: ExitCode.CONFIG,
   PROXY_TLS_INVALID: ExitCode.CONFIG,
   PROXY_LISTEN_FAILED: ExitCode.IO,
+  PROXY_CREDENTIALS_UNAVAILABLE: ExitCode.NETWORK,
 }
 
 export function proxyError(code: ProxyErrorCode, message: string, options: NleErrorOptions = {}): NleError<ProxyErrorCode> {

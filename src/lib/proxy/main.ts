@@ -11,6 +11,7 @@ import {DEFAULT_CONFIG_FILE, loadConfig} from '../config/load.js'
 import {configSchema} from '../config/schema.js'
 import {ExitCode, NleError, isNleError} from '../errors.js'
 import {type Logger, jsonLogger} from '../server/log.js'
+import {CREDENTIAL_SOURCES, type CredentialSource, type CredentialsServer, startCredentialsServer} from './credentials.js'
 import {proxyError} from './errors.js'
 import {ParentProxy} from './proxy.js'
 import {selfSignedCertificate} from './tls.js'
@@ -28,6 +29,10 @@ export interface ProxySettings {
   queue: number
   upstreamTimeoutMs: number
   drainTimeoutMs: number
+  /** KMS mode: serve the enclave's AWS credentials (GET /v1/credentials) on this Unix socket. */
+  credentialsSocket?: string
+  /** Where those credentials come from (default env; proxy.credentials.source defaults to imds). */
+  credentialsSource?: CredentialSource
 }
 
 /** `unix:/path` or `/path` → the socket path. */
@@ -66,15 +71,32 @@ export async function resolveProxySettings(configFile: string | undefined, overr
     queue: proxy.queue,
     upstreamTimeoutMs: proxy.upstreamTimeoutMs,
     drainTimeoutMs: proxy.drainTimeoutMs,
+    ...(proxy.credentials ? {credentialsSocket: abs(proxy.credentials.socket), credentialsSource: proxy.credentials.source} : {}),
   }
   for (const [k, v] of Object.entries(overrides)) if (v !== undefined) (settings as unknown as Record<string, unknown>)[k] = v
+  if (settings.credentialsSocket === undefined) {
+    if (overrides.credentialsSource !== undefined) {
+      throw new NleError('PROXY_USAGE', '--credentials-source needs a credentials socket.', {exitCode: ExitCode.USAGE, hint: 'Pass --credentials-socket PATH too, or set proxy.credentials.socket.'})
+    }
+    delete settings.credentialsSource
+  } else {
+    settings.credentialsSource ??= 'env'
+  }
   return settings
+}
+
+/** `env` or `imds`, else a usage error. */
+export function credentialSource(value: string | undefined): CredentialSource | undefined {
+  if (value === undefined || (CREDENTIAL_SOURCES as readonly string[]).includes(value)) return value as CredentialSource | undefined
+  throw new NleError('PROXY_USAGE', `--credentials-source is env or imds, not ${JSON.stringify(value)}.`, {exitCode: ExitCode.USAGE})
 }
 
 export interface RunningProxy {
   proxy: ParentProxy
   https?: {host: string; port: number}
   http?: {host: string; port: number}
+  /** The credentials endpoint, when one was asked for. */
+  credentials?: {socket: string; source: CredentialSource}
   stop(): Promise<{forced: boolean}>
 }
 
@@ -100,12 +122,38 @@ export async function startParentProxy(settings: ProxySettings, logger: Logger):
     })
   }
   const proxy = new ParentProxy({...settings, logger})
-  const bound = await proxy.listen({
-    ...(tls ? {https: {host: settings.host, port: settings.port, ...tls}} : {}),
-    ...(settings.httpPort === undefined ? {} : {http: {port: settings.httpPort}}),
+  // The credentials endpoint lives on its own Unix socket, never on the proxy's TCP listeners.
+  let credentials: CredentialsServer | undefined
+  if (settings.credentialsSocket !== undefined) {
+    credentials = await startCredentialsServer({socketPath: settings.credentialsSocket, source: settings.credentialsSource ?? 'env', logger})
+  }
+  let bound: Awaited<ReturnType<ParentProxy['listen']>>
+  try {
+    bound = await proxy.listen({
+      ...(tls ? {https: {host: settings.host, port: settings.port, ...tls}} : {}),
+      ...(settings.httpPort === undefined ? {} : {http: {port: settings.httpPort}}),
+    })
+  } catch (error) {
+    await proxy.drain(0)
+    await credentials?.close()
+    throw error
+  }
+  logger.log('info', 'listening', {
+    https: bound.https ? `${bound.https.host}:${bound.https.port}` : undefined,
+    http: bound.http ? `${bound.http.host}:${bound.http.port}` : undefined,
+    upstreams: settings.upstreams.length,
+    credentials: credentials?.socketPath,
   })
-  logger.log('info', 'listening', {https: bound.https ? `${bound.https.host}:${bound.https.port}` : undefined, http: bound.http ? `${bound.http.host}:${bound.http.port}` : undefined, upstreams: settings.upstreams.length})
-  return {proxy, ...bound, stop: () => proxy.drain(settings.drainTimeoutMs)}
+  return {
+    proxy,
+    ...bound,
+    ...(credentials ? {credentials: {socket: credentials.socketPath, source: credentials.source}} : {}),
+    stop: async () => {
+      const drained = await proxy.drain(settings.drainTimeoutMs)
+      await credentials?.close()
+      return drained
+    },
+  }
 }
 
 /** Resolves when a signal arrived and the drain finished. */
@@ -143,6 +191,8 @@ const FLAGS = {
   queue: {type: 'string'},
   'upstream-timeout-ms': {type: 'string'},
   'drain-timeout-ms': {type: 'string'},
+  'credentials-socket': {type: 'string'},
+  'credentials-source': {type: 'string'},
 } as const
 
 /** Flags → settings (shared by the runtime entry; `nle proxy` has oclif flags of the same names). */
@@ -166,6 +216,8 @@ export async function settingsFromArgv(argv: string[]): Promise<ProxySettings> {
     queue: num(v.queue),
     upstreamTimeoutMs: num(v['upstream-timeout-ms']),
     drainTimeoutMs: num(v['drain-timeout-ms']),
+    credentialsSocket: v['credentials-socket'],
+    credentialsSource: credentialSource(v['credentials-source']),
   })
 }
 

@@ -2,7 +2,9 @@
  * The enclave server's HTTP/1.1 application (no process concerns: see ./main.ts).
  *
  *   GET  /v1/attestation?nonce=<hex>  a document from the NSM carrying the channel key configuration
- *   POST /v1/chat/completions          sealed OpenAI request → sealed response, or SSE of sealed chunks
+ *   POST /v1/chat/completions          sealed OpenAI request → sealed response, or SSE of sealed chunks;
+ *                                      the body is an attested-channel request (HPKE to the attested
+ *                                      key) or, when KMS mode is on, a KMS-mode request (../channel/kms-request.ts)
  *   GET  /healthz                      status only, no secrets
  *   GET  /metrics                      content-free counters (Prometheus text)
  *
@@ -16,6 +18,8 @@ import {performance} from 'node:perf_hooks'
 import type {AttestationRequest} from '../attestation/nsm-client.js'
 import {ATTESTATION_PATH} from '../attestation/source.js'
 import {CHUNK_PAD_BLOCK, ResponseSealer, SEALED_REQUEST_TYPE, SEALED_RESPONSE_TYPE, type ServerKeyRing, sealWholeResponse} from '../channel/index.js'
+import {KMS_REQUEST_TYPE} from '../channel/kms-request.js'
+import type {OpenedRequest} from '../channel/request.js'
 import {isNleError} from '../errors.js'
 import {
   type ChatCompletion,
@@ -41,6 +45,8 @@ export interface EnclaveServerOptions {
   /** The NSM (device in an enclave, simulator in dev): only `attestation` is used. */
   nsm: {attestation(request?: AttestationRequest): Promise<Uint8Array>}
   keyRing: ServerKeyRing
+  /** KMS mode (absent: KMS-mode requests are refused with CHANNEL_KMS_DISABLED). */
+  kms?: {open(message: Uint8Array): Promise<OpenedRequest>; readonly replayCacheSize: number}
   defaults: RuntimeDefaults
   logger?: Logger
   /** Generations run at once, and how many more may wait (default 1 and 64). */
@@ -160,7 +166,7 @@ export class EnclaveServer {
     const ring = this.options.keyRing.stats()
     const lines = [...this.metrics.counters].map(([k, v]) => `${k} ${v}`)
     lines.push(`nle_server_generation_inflight ${this.slots.inFlight}`, `nle_server_generation_queued ${this.slots.queued}`)
-    lines.push(`nle_server_channel_keys ${ring.keys}`, `nle_server_replay_cache_entries ${ring.replayCacheSize}`)
+    lines.push(`nle_server_channel_keys ${ring.keys}`, `nle_server_replay_cache_entries ${ring.replayCacheSize + (this.options.kms?.replayCacheSize ?? 0)}`)
     lines.push(`nle_server_uptime_seconds ${Math.round((Date.now() - this.started) / 1000)}`)
     res.writeHead(200, {'content-type': 'text/plain; version=0.0.4'}).end(lines.sort().join('\n') + '\n')
   }
@@ -189,8 +195,13 @@ export class EnclaveServer {
       res.setHeader('connection', 'close')
       return plain(res, 503, 'SERVER_BUSY', 'The enclave server is shutting down.', log)
     }
-    if (!(req.headers['content-type'] ?? '').startsWith(SEALED_REQUEST_TYPE)) {
-      return plain(res, 415, 'CHANNEL_MALFORMED', `The request body must be ${SEALED_REQUEST_TYPE}.`, log)
+    const type = req.headers['content-type'] ?? ''
+    const kms = type.startsWith(KMS_REQUEST_TYPE)
+    if (!kms && !type.startsWith(SEALED_REQUEST_TYPE)) {
+      return plain(res, 415, 'CHANNEL_MALFORMED', `The request body must be ${SEALED_REQUEST_TYPE} or ${KMS_REQUEST_TYPE}.`, log)
+    }
+    if (kms && !this.options.kms) {
+      return plain(res, 501, 'CHANNEL_KMS_DISABLED', 'KMS mode is not enabled on this enclave server.', log)
     }
     const body = await readBody(req, this.maxBody)
     if (body === null) return plain(res, 413, 'SERVER_BODY_TOO_LARGE', `A sealed request is at most ${this.maxBody} bytes.`, log)
@@ -201,11 +212,12 @@ export class EnclaveServer {
     }
     let opened
     try {
-      opened = await this.options.keyRing.open(body)
+      opened = kms ? await this.options.kms!.open(body) : await this.options.keyRing.open(body)
     } catch (error) {
       if (!isNleError(error)) throw error
       this.metrics.inc('nle_server_channel_errors_total', {code: error.code})
-      return plain(res, error.code === 'CHANNEL_UNKNOWN_KEY' ? 421 : 400, error.code, error.message, log)
+      if (error.code === 'CHANNEL_KMS_UNAVAILABLE') this.logger.log('warn', 'kms_unavailable', {code: error.code, cause: (error.cause as Error | undefined)?.name})
+      return plain(res, OPEN_FAILURE_STATUS[error.code] ?? 400, error.code, error.message, log)
     }
     log.requestId = opened.requestId
     const keys = opened.responseKeys
@@ -223,7 +235,10 @@ export class EnclaveServer {
       return sealError(error.code, error.message)
     }
     const abort = new AbortController()
-    res.on('close', () => abort.abort())
+    // Only a client that left early: aborting on every close costs a DOMException (~50 µs) per request.
+    res.on('close', () => {
+      if (!res.writableFinished) abort.abort()
+    })
     if (!(await this.slots.acquire(abort.signal))) {
       if (abort.signal.aborted) return
       return sealError('SERVER_BUSY', 'The generation queue is full.')
@@ -303,6 +318,9 @@ export class EnclaveServer {
     }
   }
 }
+
+/** HTTP status of a request that did not open (default 400). */
+const OPEN_FAILURE_STATUS: Record<string, number> = {CHANNEL_UNKNOWN_KEY: 421, CHANNEL_KMS_DENIED: 403, CHANNEL_KMS_UNAVAILABLE: 503, CHANNEL_LIMIT: 429}
 
 const ROUTES = new Set([HEALTH_PATH, METRICS_PATH, ATTESTATION_PATH, CHAT_PATH])
 /** The path as logged: known routes verbatim, anything else collapsed (a path could carry data). */

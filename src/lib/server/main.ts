@@ -14,12 +14,15 @@ import {z} from 'zod'
 
 import type {AttestationRequest} from '../attestation/nsm-client.js'
 import {ServerKeyRing} from '../channel/index.js'
+import {KmsRequestOpener} from '../channel/kms-request.js'
+import type {EnclaveKmsOptions} from '../kms/enclave-aws.js'
 import {loadConfig} from '../config/load.js'
 import {ExitCode, NleError, isNleError} from '../errors.js'
 import {EnclaveServer} from './app.js'
 import {type ChatEngine, type RuntimeDefaults, echoChat} from './chat.js'
 import {serverError} from './errors.js'
 import {type LogLevel, type Logger, jsonLogger} from './log.js'
+import {kmsRecipientDecrypt, recipientUnwrap} from './kms-mode.js'
 import {type ModelSpec, loadChatModel} from './model.js'
 
 /** nle.runtime.json, written by the image build next to the server. */
@@ -46,6 +49,22 @@ export const runtimeConfigSchema = z.strictObject({
       keyLifetimeMs: z.number().int().positive().default(3_600_000),
     })
     .prefault({}),
+  // KMS mode (src/lib/kms/enclave-aws.ts EnclaveKmsOptions, plus the key). `nle build` writes it when
+  // nle.yaml has kms.keyId and kms.region; `vsock` makes the image's start.sh bridge `via` and
+  // `credentialsSocket` to the parent (CID 3) on those vsock ports.
+  kms: z
+    .strictObject({
+      region: z.string().regex(/^[a-z]{2}(-[a-z]+)+-\d+$/),
+      keyId: z.string().min(1),
+      endpoint: z.url({protocol: /^https?$/}).optional(),
+      via: z.string().min(1).optional(),
+      credentialsSocket: z.string().min(1).optional(),
+      vsock: z.strictObject({kmsPort: z.number().int().min(1).max(4294967295), credentialsPort: z.number().int().min(1).max(4294967295)}).optional(),
+    })
+    .refine((k) => !k.vsock || [k.via, k.credentialsSocket].every((p) => p !== undefined && /^\/[\w./-]+$/.test(p)), {
+      message: 'with vsock, via and credentialsSocket must be absolute socket paths of letters, digits, . _ - and /',
+    })
+    .optional(),
 })
 export type RuntimeConfig = z.output<typeof runtimeConfigSchema>
 
@@ -86,7 +105,37 @@ const FLAGS = {
   'token-delay-ms': {type: 'string'},
   'max-tokens': {type: 'string'},
   'log-level': {type: 'string', default: 'info'},
+  // KMS mode (override the runtime config's kms block).
+  'kms-region': {type: 'string'},
+  'kms-key-id': {type: 'string'},
+  'kms-endpoint': {type: 'string'},
+  'kms-via': {type: 'string'},
+  'credentials-socket': {type: 'string'},
 } as const
+
+/** KMS mode's settings: the runtime config's kms block, flags on top. Undefined: KMS mode off. */
+function kmsModeSettings(values: Record<string, string | boolean | undefined>, config: RuntimeConfig): (EnclaveKmsOptions & {keyId?: string}) | undefined {
+  const flag = (name: string): string | undefined => (typeof values[name] === 'string' ? (values[name] as string) : undefined)
+  const base = (config as {kms?: Partial<EnclaveKmsOptions> & {keyId?: string}}).kms
+  const merged = {
+    region: flag('kms-region') ?? base?.region,
+    keyId: flag('kms-key-id') ?? base?.keyId,
+    endpoint: flag('kms-endpoint') ?? base?.endpoint,
+    via: flag('kms-via') ?? base?.via,
+    credentialsSocket: flag('credentials-socket') ?? base?.credentialsSocket,
+  }
+  if (Object.values(merged).every((v) => v === undefined)) return undefined
+  if (!merged.region || !merged.credentialsSocket) {
+    throw new NleError('SERVER_USAGE', 'KMS mode needs a region and the credentials socket (--kms-region, --credentials-socket, or the runtime config\'s kms block).', {exitCode: ExitCode.USAGE})
+  }
+  return {
+    region: merged.region,
+    credentialsSocket: merged.credentialsSocket,
+    ...(merged.keyId ? {keyId: merged.keyId} : {}),
+    ...(merged.endpoint ? {endpoint: merged.endpoint} : {}),
+    ...(merged.via ? {via: merged.via} : {}),
+  }
+}
 
 export interface ServerHandle {
   server: EnclaveServer
@@ -183,7 +232,25 @@ export async function startEnclaveServer(argv: string[], logger: Logger): Promis
 
   const keyRing = await ServerKeyRing.create({lifetimeMs: config.server.keyLifetimeMs})
   const defaults: RuntimeDefaults = {maxTokens: config.runtime.maxTokens, sampling: config.runtime.sampling}
-  const server = new EnclaveServer({chat, nsm, keyRing, defaults, logger, generation: {concurrency: config.server.generationConcurrency, queue: config.server.generationQueue}})
+  const kms = kmsModeSettings(values, config)
+  let kmsOpener: KmsRequestOpener | undefined
+  let kmsClient: {destroy(): void} | undefined
+  if (kms) {
+    const {enclaveKmsClient} = await import('../kms/enclave-aws.js')
+    const client = enclaveKmsClient(kms)
+    kmsClient = client
+    kmsOpener = new KmsRequestOpener({unwrap: recipientUnwrap({nsm, decrypt: kmsRecipientDecrypt(client), ...(kms.keyId ? {keyId: kms.keyId} : {})})})
+    logger.log('info', 'kms_mode', {region: kms.region, endpoint: kms.endpoint ?? 'default', via: kms.via ?? 'direct', keyPinned: kms.keyId !== undefined})
+  }
+  const server = new EnclaveServer({
+    chat,
+    nsm,
+    keyRing,
+    ...(kmsOpener ? {kms: kmsOpener} : {}),
+    defaults,
+    logger,
+    generation: {concurrency: config.server.generationConcurrency, queue: config.server.generationQueue},
+  })
   await rm(socket, {force: true})
   try {
     await server.listen(socket)
@@ -198,6 +265,7 @@ export async function startEnclaveServer(argv: string[], logger: Logger): Promis
       const {forced} = await server.drain(config.server.drainTimeoutMs)
       logger.log('info', 'drained', {forced})
       await chat.close()
+      kmsClient?.destroy()
       await nsm.close()
       await rm(socket, {force: true})
     },

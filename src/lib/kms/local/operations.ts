@@ -31,8 +31,8 @@ export class KmsApiError extends Error {
 
 export interface OperationEnv {
   state: LocalState
-  /** The attestation trust root: the simulator's dev root, or AWS's. */
-  root: TrustedRoot
+  /** The attestation trust root: the simulator's dev root, or AWS's (a function: asked each time). */
+  root: TrustedRoot | (() => TrustedRoot)
   /** Largest accepted age of an attestation document (ms). */
   maxAttestationAgeMs: number
   now: () => number
@@ -179,13 +179,14 @@ export class LocalKms {
       }
       const [p0, p1, p2, p8] = [pcr(0), pcr(1), pcr(2), pcr(8)]
       if (p0 === undefined || p1 === undefined || p2 === undefined) throw new KmsApiError('ValidationException', 'The attestation document has no PCR0, PCR1 or PCR2.')
+      const root = typeof this.env.root === 'function' ? this.env.root() : this.env.root
       const verified = await verifyAttestation(document, {
         expectedPcrs: {PCR0: p0, PCR1: p1, PCR2: p2, ...(p8 !== undefined && p8.length === 96 ? {PCR8: p8} : {})},
         expectedNonce: null,
         maxAgeMs: this.env.maxAttestationAgeMs,
         at: this.env.now(),
         allowDebug: true,
-        ...(this.env.root.name === 'insecure-dev-root' ? {insecureDevRoot: this.env.root} : {}),
+        ...(root.name === 'insecure-dev-root' ? {insecureDevRoot: root} : {}),
       })
       if (verified.publicKey === null) throw new KmsApiError('ValidationException', 'The attestation document carries no public_key.')
       recipientPublicKey(verified.publicKey)

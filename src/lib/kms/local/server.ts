@@ -30,8 +30,11 @@ export interface LocalKmsOptions {
   state: LocalState
   /** Where to persist the state; in memory only when absent. */
   statePath?: string
-  /** The attestation trust root (the NSM simulator's dev root, or AWS's). */
-  root: TrustedRoot
+  /**
+   * The attestation trust root (the NSM simulator's dev root, or AWS's). A function is asked on
+   * each Recipient request, so a dev stack can start the endpoint before the simulator exists.
+   */
+  root: TrustedRoot | (() => TrustedRoot)
   maxAttestationAgeMs?: number
   now?: () => number
   /** One line per request (no bodies, no secrets). */

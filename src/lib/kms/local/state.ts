@@ -43,6 +43,10 @@ export type LocalKey = z.infer<typeof keySchema>
 export type LocalState = z.infer<typeof stateSchema>
 
 export const DEV_ACCOUNT = '000000000000'
+/** The development identities: who administers the key, who the enclave host runs as, who asks. */
+export const DEV_ADMIN_ROLE = 'nle-dev-admin'
+export const DEV_HOST_ROLE = 'nle-dev-host'
+export const DEV_CLIENT_ROLE = 'nle-dev-client'
 
 /** A fresh development identity (random credentials) for a role of the account. */
 export function newIdentity(accountId: string, roleName: string): LocalIdentity {
@@ -53,7 +57,7 @@ export function newIdentity(accountId: string, roleName: string): LocalIdentity 
   }
 }
 
-/** An empty state with two identities: an administrator and the enclave host. */
+/** An empty state with three identities: an administrator, the enclave host and a client (KMS mode). */
 export function newState(options: {accountId?: string; region?: string} = {}): LocalState {
   const accountId = options.accountId ?? DEV_ACCOUNT
   return {
@@ -62,7 +66,7 @@ export function newState(options: {accountId?: string; region?: string} = {}): L
     region: options.region ?? 'us-east-1',
     keys: {},
     aliases: {},
-    identities: [newIdentity(accountId, 'nle-dev-admin'), newIdentity(accountId, 'nle-dev-host')],
+    identities: [newIdentity(accountId, DEV_ADMIN_ROLE), newIdentity(accountId, DEV_HOST_ROLE), newIdentity(accountId, DEV_CLIENT_ROLE)],
   }
 }
 

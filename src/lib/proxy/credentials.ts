@@ -1,0 +1,160 @@
+/**
+ * The parent proxy's credentials endpoint for KMS mode: the enclave signs its KMS Decrypt calls
+ * with the host role's credentials, and this is where it gets them (in the enclave: a Unix socket
+ * bridged by socat over vsock to this one).
+ *
+ * - only on a Unix socket (mode 0600), never on the proxy's TCP listeners;
+ * - `GET /v1/credentials` → 200 `{"AccessKeyId","SecretAccessKey","Token"?,"Expiration"?}` (the
+ *   ECS container-credentials shape); other paths 404, other methods 405;
+ * - 503 `{"error":{"code":"PROXY_CREDENTIALS_UNAVAILABLE",…}}` when the source gives nothing;
+ * - sources: `env` (AWS_ACCESS_KEY_ID/… of this process; development) and `imds` (the instance
+ *   role through IMDSv2, on an EC2 host), both the AWS SDK's own providers;
+ * - credentials are cached until 5 minutes before their Expiration;
+ * - one access line per request (method, path, status, latency, source, error name): never a
+ *   credential value.
+ */
+import {chmod, rm} from 'node:fs/promises'
+import {type IncomingMessage, type Server, type ServerResponse, createServer} from 'node:http'
+import {performance} from 'node:perf_hooks'
+
+import {fromEnv} from '@aws-sdk/credential-provider-env'
+// The IMDS provider of the AWS SDK itself: @aws-sdk/credential-providers' fromInstanceMetadata is a
+// thin wrapper around this package, which the SDK clients already depend on (same version in the
+// lockfile), so this adds no new code to the install.
+import {fromInstanceMetadata} from '@smithy/credential-provider-imds'
+import type {AwsCredentialIdentity, AwsCredentialIdentityProvider} from '@smithy/types'
+
+import type {Logger} from '../server/log.js'
+import {proxyError} from './errors.js'
+
+export const CREDENTIALS_PATH = '/v1/credentials'
+export const CREDENTIAL_SOURCES = ['env', 'imds'] as const
+export type CredentialSource = (typeof CREDENTIAL_SOURCES)[number]
+/** Cached credentials are fetched again this long before they expire. */
+export const REFRESH_BEFORE_EXPIRY_MS = 5 * 60 * 1000
+
+/** The ECS container-credentials JSON shape (what credentialsFromSocket reads). */
+export interface CredentialsBody {
+  AccessKeyId: string
+  SecretAccessKey: string
+  Token?: string
+  Expiration?: string
+}
+
+/** The AWS SDK provider behind a source. */
+export function credentialProvider(source: CredentialSource): AwsCredentialIdentityProvider {
+  if (source === 'env') return fromEnv()
+  // IMDSv2 only (no v1 fallback without a session token); a few retries for a busy metadata service.
+  // The SDK would warn on console when it extends stale credentials; the access line says enough.
+  const quiet = {debug() {}, info() {}, warn() {}, error() {}}
+  return fromInstanceMetadata({timeout: 1000, maxRetries: 2, ec2MetadataV1Disabled: true, logger: quiet})
+}
+
+export interface CredentialsServerOptions {
+  socketPath: string
+  source: CredentialSource
+  logger: Logger
+  /** Replaces the source's provider (tests). */
+  provider?: AwsCredentialIdentityProvider
+  now?: () => number
+}
+
+export interface CredentialsServer {
+  socketPath: string
+  source: CredentialSource
+  close(): Promise<void>
+}
+
+/** A caching front of a provider: one fetch at a time, reused until 5 minutes before expiry. */
+export function cachingProvider(provider: AwsCredentialIdentityProvider, now: () => number = Date.now): () => Promise<AwsCredentialIdentity> {
+  let cached: {credentials: AwsCredentialIdentity; until: number} | undefined
+  let pending: Promise<AwsCredentialIdentity> | undefined
+  return () => {
+    if (cached && now() < cached.until) return Promise.resolve(cached.credentials)
+    pending ??= (async () => {
+      try {
+        const credentials = await provider()
+        const expires = credentials.expiration?.getTime()
+        cached = {credentials, until: expires === undefined || Number.isNaN(expires) ? Number.POSITIVE_INFINITY : expires - REFRESH_BEFORE_EXPIRY_MS}
+        return credentials
+      } finally {
+        pending = undefined
+      }
+    })()
+    return pending
+  }
+}
+
+function toBody(c: AwsCredentialIdentity): CredentialsBody {
+  return {
+    AccessKeyId: c.accessKeyId,
+    SecretAccessKey: c.secretAccessKey,
+    ...(c.sessionToken ? {Token: c.sessionToken} : {}),
+    ...(c.expiration ? {Expiration: c.expiration.toISOString()} : {}),
+  }
+}
+
+function send(res: ServerResponse, status: number, body: unknown, extra: Record<string, string> = {}): void {
+  res.writeHead(status, {'content-type': 'application/json', 'cache-control': 'no-store', ...extra}).end(JSON.stringify(body))
+}
+
+/** Serve the credentials endpoint on a Unix socket (a stale socket file is replaced). */
+export async function startCredentialsServer(options: CredentialsServerOptions): Promise<CredentialsServer> {
+  const {socketPath, source, logger} = options
+  const credentials = cachingProvider(options.provider ?? credentialProvider(source), options.now)
+
+  const handle = async (req: IncomingMessage, res: ServerResponse): Promise<void> => {
+    const t0 = performance.now()
+    const path = (req.url ?? '/').split('?')[0] ?? '/'
+    let error: string | undefined
+    res.on('close', () => {
+      logger.log('info', 'credentials', {
+        method: req.method,
+        path: path === CREDENTIALS_PATH ? path : '(other)',
+        status: res.statusCode,
+        ms: Math.round((performance.now() - t0) * 10) / 10,
+        source,
+        error,
+      })
+    })
+    req.resume()
+    if (path !== CREDENTIALS_PATH) return send(res, 404, {error: {code: 'PROXY_NOT_FOUND', message: 'No such endpoint.'}})
+    if (req.method !== 'GET') return send(res, 405, {error: {code: 'PROXY_NOT_FOUND', message: `Use GET for ${CREDENTIALS_PATH}.`}}, {allow: 'GET'})
+    try {
+      send(res, 200, toBody(await credentials()))
+    } catch (cause) {
+      // The provider's error name only: its message could one day carry more than we want logged.
+      error = (cause as Error)?.name ?? 'Error'
+      send(res, 503, {
+        error: {code: 'PROXY_CREDENTIALS_UNAVAILABLE', message: `No AWS credentials from the ${source} source (${error}).`},
+      })
+    }
+  }
+
+  const server: Server = createServer({keepAliveTimeout: 5000}, (req, res) => void handle(req, res))
+  await rm(socketPath, {force: true})
+  await new Promise<void>((resolve, reject) => {
+    server.once('error', (cause: NodeJS.ErrnoException) =>
+      reject(proxyError('PROXY_LISTEN_FAILED', `Cannot listen on ${socketPath}: ${cause.code ?? cause.message}.`, {cause, details: {socketPath}})),
+    )
+    // Only this user (root on a host) may read the host role's credentials through the socket: the
+    // umask makes it 0600 from the start (bind is synchronous in listen), chmod makes sure.
+    const umask = process.umask(0o177)
+    try {
+      server.listen(socketPath, () => resolve())
+    } finally {
+      process.umask(umask)
+    }
+  })
+  await chmod(socketPath, 0o600)
+  logger.log('info', 'credentials_listening', {socket: socketPath, source})
+  return {
+    socketPath,
+    source,
+    close: async () => {
+      server.closeIdleConnections()
+      await new Promise<void>((resolve) => server.close(() => resolve()))
+      await rm(socketPath, {force: true})
+    },
+  }
+}

@@ -1,0 +1,100 @@
+/**
+ * The parent proxy process's settings and start-up, for the KMS-mode credentials endpoint: flags
+ * and nle.yaml, started with the proxy on its own Unix socket, closed on the drain.
+ */
+import {existsSync, statSync, writeFileSync} from 'node:fs'
+import {request} from 'node:http'
+import {join} from 'node:path'
+
+import {afterAll, afterEach, describe, expect, it} from 'vitest'
+
+import {hasCode} from '../errors.js'
+import {tempDir} from '../../test-support/tmp.js'
+import {resolveProxySettings, settingsFromArgv, startParentProxy} from './main.js'
+
+const tmp = tempDir('nle-proxy-main-')
+afterAll(() => tmp.cleanup())
+let n = 0
+
+function configFile(proxyYaml: string): string {
+  const file = join(tmp.dir, `nle-${n++}.yaml`)
+  writeFileSync(file, `version: 1\nname: demo\nproxy:\n  upstreams: [/run/nle/demo.sock]\n${proxyYaml}`)
+  return file
+}
+
+async function error(p: Promise<unknown>): Promise<unknown> {
+  try {
+    await p
+  } catch (e) {
+    return e
+  }
+  throw new Error('expected a failure')
+}
+
+describe('credentials settings', () => {
+  it('none by default', async () => {
+    const s = await resolveProxySettings(configFile(''), {})
+    expect(s.credentialsSocket).toBeUndefined()
+    expect(s.credentialsSource).toBeUndefined()
+  })
+
+  it('from nle.yaml: a relative socket resolves against its folder, the source defaults to imds', async () => {
+    const s = await resolveProxySettings(configFile('  credentials:\n    socket: run/creds.sock\n'), {})
+    expect(s).toMatchObject({credentialsSocket: join(tmp.dir, 'run/creds.sock'), credentialsSource: 'imds'})
+  })
+
+  it('flags override nle.yaml; a socket flag alone means the env source', async () => {
+    const file = configFile('  credentials:\n    socket: /run/nle/demo-credentials.sock\n    source: imds\n')
+    expect(await settingsFromArgv(['--config', file, '--credentials-socket', '/tmp/c.sock', '--credentials-source', 'env'])).toMatchObject({credentialsSocket: '/tmp/c.sock', credentialsSource: 'env'})
+    expect(await settingsFromArgv(['--config', configFile(''), '--credentials-socket', '/tmp/c.sock'])).toMatchObject({credentialsSocket: '/tmp/c.sock', credentialsSource: 'env'})
+  })
+
+  it('usage errors: an unknown source, or a source without a socket', async () => {
+    const bad = await error(settingsFromArgv(['--config', configFile(''), '--credentials-socket', '/tmp/c.sock', '--credentials-source', 'profile']))
+    expect(bad).toMatchObject({code: 'PROXY_USAGE', exitCode: 2})
+    const lonely = await error(settingsFromArgv(['--config', configFile(''), '--credentials-source', 'imds']))
+    expect(hasCode(lonely, 'PROXY_USAGE')).toBe(true)
+  })
+})
+
+describe('startParentProxy with a credentials socket', () => {
+  const saved = {...process.env}
+  afterEach(() => {
+    process.env = {...saved}
+  })
+
+  function get(options: {socketPath: string} | {port: number}, path: string): Promise<{status: number; body: string}> {
+    return new Promise((resolve, reject) => {
+      const req = request({...('port' in options ? {host: '127.0.0.1'} : {}), ...options, path, agent: false}, (res) => {
+        const parts: Buffer[] = []
+        res.on('data', (d: Buffer) => parts.push(d))
+        res.on('end', () => resolve({status: res.statusCode ?? 0, body: Buffer.concat(parts).toString()}))
+      })
+      req.on('error', reject)
+      req.end()
+    })
+  }
+
+  it('serves /v1/credentials on the Unix socket only, and removes it on stop', async () => {
+    Object.assign(process.env, {AWS_ACCESS_KEY_ID: 'AKIAMAINTEST', AWS_SECRET_ACCESS_KEY: 'main-test-secret'})
+    delete process.env.AWS_SESSION_TOKEN
+    const socket = join(tmp.dir, 'proxy-creds.sock')
+    const lines: string[] = []
+    const settings = await resolveProxySettings(configFile(''), {httpPort: 0, credentialsSocket: socket})
+    const running = await startParentProxy(settings, {log: (level, event, fields) => lines.push(JSON.stringify({level, event, ...fields}))})
+    try {
+      expect(running.credentials).toEqual({socket, source: 'env'})
+      expect(statSync(socket).mode & 0o777).toBe(0o600)
+      const creds = await get({socketPath: socket}, '/v1/credentials')
+      expect(creds.status).toBe(200)
+      expect(JSON.parse(creds.body)).toEqual({AccessKeyId: 'AKIAMAINTEST', SecretAccessKey: 'main-test-secret'})
+      // Never on the proxy's TCP listener.
+      expect((await get({port: running.http!.port}, '/v1/credentials')).status).toBe(404)
+    } finally {
+      await running.stop()
+    }
+    expect(existsSync(socket)).toBe(false)
+    expect(lines.join('\n')).not.toContain('main-test-secret')
+    expect(lines.map((l) => JSON.parse(l) as {event: string; credentials?: string}).find((l) => l.event === 'listening')?.credentials).toBe(socket)
+  })
+})
