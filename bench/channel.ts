@@ -3,9 +3,12 @@
 // against the same request on the engine called directly in this process. Also the channel's
 // cryptography alone, and the proxy's throughput for small requests.
 //   npx tsx scripts/bench.ts channel
+import {spawnSync} from 'node:child_process'
+import {createHash} from 'node:crypto'
 import {request, Agent} from 'node:http'
 import {readFile} from 'node:fs/promises'
 import {join} from 'node:path'
+import {fileURLToPath} from 'node:url'
 import {performance} from 'node:perf_hooks'
 
 import type {BenchRow} from '../scripts/bench.js'
@@ -24,6 +27,23 @@ import {writeBenchLockfile} from './_fixtures.js'
 
 const ITERATIONS = 200
 const WARMUP = 20
+
+/** The bench lockfile's measurements (./_fixtures.ts) for the in-process simulator. */
+const digest = (l: string): string => createHash('sha384').update(l).digest('hex')
+
+/**
+ * Each timed call starts after a short pause, as an interactive client's next request would: what a
+ * call leaves to do after it returns (the client's context for its next request, log lines of the
+ * child processes, GC) then is not timed as part of the call that happens to follow it.
+ */
+const pause = (): Promise<void> => new Promise((resolve) => setTimeout(resolve, 2))
+
+/** The server and proxy run from dist/ (runtime/<entry>/index.js): compile it, as the tests' global setup does. */
+function buildDist(): void {
+  const root = fileURLToPath(new URL('..', import.meta.url))
+  const r = spawnSync(process.execPath, [join(root, 'node_modules/typescript/bin/tsc'), '-p', join(root, 'tsconfig.build.json')], {cwd: root, encoding: 'utf8'})
+  if (r.status !== 0) process.stderr.write(`bench: tsc reported errors (dist/ is still emitted):\n${r.stdout.split('\n').slice(0, 5).join('\n')}\n`)
+}
 
 function pct(values: number[], p: number): number {
   const s = [...values].sort((a, b) => a - b)
@@ -56,6 +76,7 @@ function get(agent: Agent, target: {socketPath?: string; port?: number}, path: s
 }
 
 export default async function bench(): Promise<BenchRow[]> {
+  buildDist()
   const {dir, cleanup} = tempDir('nle-bench-channel-')
   const lock = await writeBenchLockfile(dir)
   await synthModel({preset: 'tiny', outDir: join(dir, 'model')})
@@ -75,12 +96,15 @@ export default async function bench(): Promise<BenchRow[]> {
     const secure: number[] = []
     const noProxy: number[] = []
     for (let i = 0; i < WARMUP + ITERATIONS; i++) {
+      await pause()
       let t = performance.now()
       await engine.generate({messages}, {maxTokens: 8, temperature: 0})
       const d = performance.now() - t
+      await pause()
       t = performance.now()
       await client.chat({messages, max_tokens: 8, temperature: 0})
       const s = performance.now() - t
+      await pause()
       t = performance.now()
       await socketClient.chat({messages, max_tokens: 8, temperature: 0})
       const n = performance.now() - t
@@ -102,9 +126,11 @@ export default async function bench(): Promise<BenchRow[]> {
     const inDirect: number[] = []
     const inSecure: number[] = []
     for (let i = 0; i < WARMUP + ITERATIONS; i++) {
+      await pause()
       let t = performance.now()
       await engine.generate({messages}, {maxTokens: 8, temperature: 0})
       const d = performance.now() - t
+      await pause()
       t = performance.now()
       await inClient.chat({messages, max_tokens: 8, temperature: 0})
       if (i >= WARMUP) {

@@ -1,3 +1,6 @@
+import {createCipheriv, hkdfSync} from 'node:crypto'
+
+import {Aes256Gcm, CipherSuite, DhkemX25519HkdfSha256, HkdfSha256} from '@hpke/core'
 import {describe, expect, it} from 'vitest'
 
 import {hasCode} from '../errors.js'
@@ -15,6 +18,7 @@ import {
   sealWholeResponse,
   unpad,
 } from './index.js'
+import {cipherSuite} from './suite.js'
 
 const text = (s: string): Uint8Array => new TextEncoder().encode(s)
 const str = (b: Uint8Array): string => new TextDecoder().decode(b)
@@ -192,5 +196,72 @@ describe('streamed response', () => {
     const parsed = parseSealedRequest(sealed.message)
     expect(parsed.requestId).toBe(sealed.requestId)
     expect(parsed.keyId).toBe(config.keyId)
+  })
+})
+
+describe('the node:crypto primitives under the HPKE library', () => {
+  // The stock suite: @hpke/core on WebCrypto, the reference the channel's wire bytes must match.
+  const stock = (): CipherSuite => new CipherSuite({kem: new DhkemX25519HkdfSha256(), kdf: new HkdfSha256(), aead: new Aes256Gcm()})
+  const info = text('nle-chat request test info')
+  const label = text('nle-chat response')
+  const bytes = (b: ArrayBuffer | Uint8Array): string => Buffer.from(b instanceof Uint8Array ? b : new Uint8Array(b)).toString('hex')
+
+  it('produce the same bytes as the stock WebCrypto suite for the same keys', async () => {
+    const ikmR = new Uint8Array(32).fill(0x52)
+    const ikmE = new Uint8Array(32).fill(0x45)
+    const out: string[][] = []
+    for (const suite of [stock(), cipherSuite()]) {
+      const recipient = await suite.kem.deriveKeyPair(ikmR)
+      const sender = await suite.createSenderContext({recipientPublicKey: recipient.publicKey, info, ekm: ikmE})
+      const ct = await sender.seal(text('{"messages":[]}'))
+      const ct2 = await sender.seal(text('second message: the nonce sequence'))
+      const exported = await sender.export(label, 32)
+      const r = await suite.createRecipientContext({recipientKey: recipient, enc: sender.enc, info})
+      expect(str(new Uint8Array(await r.open(ct)))).toBe('{"messages":[]}')
+      expect(bytes(await r.export(label, 32))).toBe(bytes(exported))
+      out.push([bytes(await suite.kem.serializePublicKey(recipient.publicKey)), bytes(sender.enc), bytes(ct), bytes(ct2), bytes(exported)])
+    }
+    expect(out[1]).toEqual(out[0])
+  })
+
+  it('interoperate with the stock suite in both directions, and refuse what is altered', async () => {
+    for (const [from, to] of [
+      [stock(), cipherSuite()],
+      [cipherSuite(), stock()],
+    ] as const) {
+      const recipient = await to.kem.generateKeyPair()
+      const pk = await from.kem.deserializePublicKey(await to.kem.serializePublicKey(recipient.publicKey))
+      const sender = await from.createSenderContext({recipientPublicKey: pk, info})
+      const ct = new Uint8Array(await sender.seal(text('hello enclave')))
+      const r = await to.createRecipientContext({recipientKey: recipient, enc: sender.enc, info})
+      expect(str(new Uint8Array(await r.open(ct)))).toBe('hello enclave')
+      expect(bytes(await r.export(label, 32))).toBe(bytes(await sender.export(label, 32)))
+      const altered = await to.createRecipientContext({recipientKey: recipient, enc: sender.enc, info})
+      await expect(altered.open(flip(ct, ct.length - 1))).rejects.toThrow()
+      const otherInfo = await to.createRecipientContext({recipientKey: recipient, enc: sender.enc, info: text('other')})
+      await expect(otherInfo.open(ct)).rejects.toThrow()
+    }
+  })
+
+  it('refuse a small-order public key and a short one', async () => {
+    const suite = cipherSuite()
+    const recipient = await suite.kem.generateKeyPair()
+    await expect(suite.createRecipientContext({recipientKey: recipient, enc: new Uint8Array(32), info})).rejects.toThrow()
+    await expect(suite.kem.deserializePublicKey(new Uint8Array(31))).rejects.toThrow()
+  })
+})
+
+describe('response chunk keys', () => {
+  it('are HKDF-SHA256(secret, salt = enc | response_nonce, "key" / "nonce") as specified', () => {
+    const keys = {secret: new Uint8Array(32).fill(0x11), enc: new Uint8Array(32).fill(0x22)}
+    const nonce = new Uint8Array(32).fill(0x33)
+    const frame = new ResponseSealer(keys, 16, nonce).seal(text('hi'), true)
+    const salt = Buffer.concat([keys.enc, nonce])
+    const key = Buffer.from(hkdfSync('sha256', keys.secret, salt, 'key', 32))
+    const iv = Buffer.from(hkdfSync('sha256', keys.secret, salt, 'nonce', 12)) // chunk 0: iv XOR 0
+    const cipher = createCipheriv('aes-256-gcm', key, iv)
+    cipher.setAAD(Buffer.concat([text('nle-chat chunk'), Buffer.from([1])]))
+    const expected = Buffer.concat([Buffer.from([1]), cipher.update(pad(text('hi'), 16)), cipher.final(), cipher.getAuthTag()])
+    expect(Buffer.from(frame).toString('hex')).toBe(expected.toString('hex'))
   })
 })

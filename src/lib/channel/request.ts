@@ -37,6 +37,19 @@ function header(keyId: number, requestId: Uint8Array): Uint8Array {
 
 const info = (hdr: Uint8Array): Uint8Array => concatBytes(REQUEST_LABEL, new Uint8Array([0]), hdr)
 
+type RecipientKey = Awaited<ReturnType<ReturnType<typeof cipherSuite>['kem']['deserializePublicKey']>>
+/** The attested key, deserialized once per key configuration (a session seals many requests to it). */
+const recipientKeys = new WeakMap<KeyConfig, Promise<RecipientKey>>()
+function recipientKey(config: KeyConfig): Promise<RecipientKey> {
+  let key = recipientKeys.get(config)
+  if (key === undefined) {
+    key = cipherSuite().kem.deserializePublicKey(config.publicKey)
+    key.catch(() => recipientKeys.delete(config))
+    recipientKeys.set(config, key)
+  }
+  return key
+}
+
 /** An HPKE sender context made ahead of its request (the costly part of sealing). Use once. */
 export interface PreparedSeal {
   readonly keyId: number
@@ -53,7 +66,7 @@ export async function prepareSeal(config: KeyConfig, options: {requestId?: Uint8
   if (requestId.length !== REQUEST_ID_BYTES) throw new RangeError(`A request id is ${REQUEST_ID_BYTES} bytes.`)
   const hdr = header(config.keyId, requestId)
   const suite = cipherSuite()
-  const recipientPublicKey = await suite.kem.deserializePublicKey(config.publicKey)
+  const recipientPublicKey = await recipientKey(config)
   const sender = await suite.createSenderContext({recipientPublicKey, info: info(hdr)})
   const enc = own(sender.enc)
   const secret = own(await sender.export(RESPONSE_EXPORT_LABEL, RESPONSE_SECRET_BYTES))

@@ -13,10 +13,11 @@
  * breaks the nonce or the tag (CHANNEL_RESPONSE_AUTH_FAILED). Both sides know only the request's
  * HPKE context; the relay sees ciphertext of padded lengths.
  */
-import {createCipheriv, createDecipheriv, hkdfSync, randomBytes} from 'node:crypto'
+import {createCipheriv, createDecipheriv, randomBytes} from 'node:crypto'
 
 import {concatBytes, pad, unpad, utf8} from './bytes.js'
 import {channelError} from './errors.js'
+import {hkdfExpand, hkdfExtract} from './primitives.js'
 import {AEAD_KEY_BYTES, AEAD_NONCE_BYTES, AEAD_TAG_BYTES} from './suite.js'
 
 export const RESPONSE_EXPORT_LABEL = utf8('nle-chat response')
@@ -25,6 +26,8 @@ export const RESPONSE_NONCE_BYTES = Math.max(AEAD_KEY_BYTES, AEAD_NONCE_BYTES)
 /** Default padding bucket of response chunks (hides the length of each token). */
 export const CHUNK_PAD_BLOCK = 128
 const CHUNK_AAD = utf8('nle-chat chunk')
+const LABEL_KEY = utf8('key')
+const LABEL_NONCE = utf8('nonce')
 const MAX_CHUNKS = 2 ** 32
 const FLAG_MORE = 0
 const FLAG_FINAL = 1
@@ -41,10 +44,11 @@ interface ChunkKeys {
 }
 
 function deriveChunkKeys(keys: ResponseKeys, responseNonce: Uint8Array): ChunkKeys {
-  const salt = concatBytes(keys.enc, responseNonce)
+  // HKDF-SHA256 (RFC 5869): one extract, two expands.
+  const prk = hkdfExtract(concatBytes(keys.enc, responseNonce), keys.secret)
   return {
-    key: Buffer.from(hkdfSync('sha256', keys.secret, salt, 'key', AEAD_KEY_BYTES)),
-    iv: Buffer.from(hkdfSync('sha256', keys.secret, salt, 'nonce', AEAD_NONCE_BYTES)),
+    key: Buffer.from(hkdfExpand(prk, LABEL_KEY, AEAD_KEY_BYTES)),
+    iv: Buffer.from(hkdfExpand(prk, LABEL_NONCE, AEAD_NONCE_BYTES)),
   }
 }
 

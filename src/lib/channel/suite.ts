@@ -9,10 +9,11 @@
  * Key configuration (40 bytes):
  *   version (1) = 1 | key_id (1) | kem_id (2) | public_key (32) | kdf_id (2) | aead_id (2)
  */
-import {Aes256Gcm, CipherSuite, DhkemX25519HkdfSha256, HkdfSha256} from '@hpke/core'
+import {CipherSuite} from '@hpke/core'
 
 import {concatBytes, own, readU16, u16} from './bytes.js'
 import {channelError} from './errors.js'
+import {NodeAes256Gcm, NodeDhkemX25519HkdfSha256, NodeHkdfSha256} from './primitives.js'
 
 export const PROTOCOL_VERSION = 1
 export const KEM_X25519_HKDF_SHA256 = 0x0020
@@ -29,9 +30,12 @@ export const KEY_CONFIG_BYTES = 1 + 1 + 2 + PUBLIC_KEY_BYTES + 2 + 2
 
 let shared: CipherSuite | undefined
 
-/** The one cipher suite object (stateless; safe to share). */
+/**
+ * The one cipher suite object (stateless; safe to share): @hpke/core's HPKE, with HKDF, AES-GCM and
+ * X25519 on node:crypto (./primitives.ts) — the same wire bytes as the library's WebCrypto suite.
+ */
 export function cipherSuite(): CipherSuite {
-  shared ??= new CipherSuite({kem: new DhkemX25519HkdfSha256(), kdf: new HkdfSha256(), aead: new Aes256Gcm()})
+  shared ??= new CipherSuite({kem: new NodeDhkemX25519HkdfSha256(), kdf: new NodeHkdfSha256(), aead: new NodeAes256Gcm()})
   return shared
 }
 
@@ -70,5 +74,5 @@ export function checkSuite(kemId: number, kdfId: number, aeadId: number): void {
   }
 }
 
-/** The key pair type of the HPKE library (a WebCrypto CryptoKeyPair). */
+/** The key pair type of the HPKE library (opaque handles: node KeyObjects under its CryptoKeyPair type, ./primitives.ts). */
 export type HpkeKeyPair = Awaited<ReturnType<CipherSuite['kem']['generateKeyPair']>>

@@ -105,17 +105,43 @@ export class Transport {
   }
 }
 
-/** Read a whole response body (bounded). */
-export async function readAll(res: IncomingMessage, limit = 64 * 1024 * 1024): Promise<Uint8Array> {
-  const parts: Buffer[] = []
-  let size = 0
-  for await (const part of res as AsyncIterable<Buffer>) {
-    size += part.length
-    if (size > limit) {
-      res.destroy()
-      throw clientError('CLIENT_PROTOCOL', `The response is larger than ${limit} bytes.`)
+/** Read a whole response body (bounded). Listens for the stream's events (an async iterator costs more). */
+export function readAll(res: IncomingMessage, limit = 64 * 1024 * 1024): Promise<Uint8Array> {
+  return new Promise((resolve, reject) => {
+    const parts: Buffer[] = []
+    let size = 0
+    const done = (): void => {
+      res.off('data', onData)
+      res.off('end', onEnd)
+      res.off('error', onError)
+      res.off('close', onClose)
     }
-    parts.push(part)
-  }
-  return new Uint8Array(Buffer.concat(parts))
+    const onData = (part: Buffer): void => {
+      size += part.length
+      if (size > limit) {
+        done()
+        res.destroy()
+        reject(clientError('CLIENT_PROTOCOL', `The response is larger than ${limit} bytes.`))
+        return
+      }
+      parts.push(part)
+    }
+    const onEnd = (): void => {
+      done()
+      resolve(new Uint8Array(Buffer.concat(parts, size)))
+    }
+    const onError = (error: Error): void => {
+      done()
+      reject(error)
+    }
+    // Closed before the end (the connection broke mid-body): as the async iterator reports it.
+    const onClose = (): void => {
+      done()
+      reject(Object.assign(new Error('Premature close'), {code: 'ERR_STREAM_PREMATURE_CLOSE'}))
+    }
+    res.on('data', onData)
+    res.on('end', onEnd)
+    res.on('error', onError)
+    res.on('close', onClose)
+  })
 }

@@ -51,6 +51,12 @@ export interface ProxyStats {
   served: number
 }
 
+/** Whether the client left before its answer was complete, and what to stop when it does. */
+interface ClientState {
+  gone: boolean
+  onGone: (() => void) | null
+}
+
 class UpstreamFailure extends Error {
   constructor(
     readonly code: ProxyErrorCode,
@@ -141,8 +147,15 @@ export class ParentProxy {
     const path = (req.url ?? '/').split('?')[0] ?? '/'
     const known = Object.hasOwn(PROXIED_ROUTES, path)
     const entry: {bytesIn: number; bytesOut: number; upstream?: number; code?: string} = {bytesIn: 0, bytesOut: 0}
+    // The client leaving before its answer is complete: stops the wait for a slot or the upstream
+    // request. (A plain callback, not an AbortController: one per request costs more than the relay.)
+    const client: ClientState = {gone: false, onGone: null}
     let slot = false
     res.on('close', () => {
+      if (!res.writableFinished) {
+        client.gone = true
+        client.onGone?.()
+      }
       if (slot) this.slots.release()
       this.active--
       this.served++
@@ -174,23 +187,14 @@ export class ParentProxy {
     if (body === 'aborted') return
     entry.bytesIn = body.length
 
-    const gone = new AbortController()
-    res.on('close', () => gone.abort())
-    // Wait for a slot at most upstreamTimeoutMs, and not after the client left.
-    const wait = new AbortController()
-    const waitTimer = setTimeout(() => wait.abort(), this.options.upstreamTimeoutMs)
-    const stopWaiting = (): void => wait.abort()
-    gone.signal.addEventListener('abort', stopWaiting, {once: true})
-    slot = await this.slots.acquire(wait.signal)
-    clearTimeout(waitTimer)
-    gone.signal.removeEventListener('abort', stopWaiting)
+    slot = this.slots.tryAcquire() || (await this.waitForSlot(client))
     if (!slot) {
-      if (gone.signal.aborted) return
+      if (client.gone) return
       res.setHeader('retry-after', '1')
       return reply(res, 429, 'PROXY_BUSY', 'Too many requests in flight; retry shortly.', entry)
     }
     try {
-      await this.forward(req, res, body, entry, gone.signal)
+      await this.forward(req, res, body, entry, client)
     } catch (error) {
       if (error instanceof UpstreamFailure) {
         if (!res.headersSent) return reply(res, error.status, error.code, error.message, entry)
@@ -205,7 +209,21 @@ export class ParentProxy {
     }
   }
 
-  private async forward(req: IncomingMessage, res: ServerResponse, body: Buffer, entry: {bytesOut: number; upstream?: number}, gone: AbortSignal): Promise<void> {
+  /** No slot free: queue for one at most upstreamTimeoutMs, and not after the client left. */
+  private async waitForSlot(client: ClientState): Promise<boolean> {
+    if (client.gone) return false
+    const wait = new AbortController()
+    const waitTimer = setTimeout(() => wait.abort(), this.options.upstreamTimeoutMs)
+    client.onGone = () => wait.abort()
+    try {
+      return await this.slots.acquire(wait.signal)
+    } finally {
+      clearTimeout(waitTimer)
+      client.onGone = null
+    }
+  }
+
+  private async forward(req: IncomingMessage, res: ServerResponse, body: Buffer, entry: {bytesOut: number; upstream?: number}, client: ClientState): Promise<void> {
     const n = this.options.upstreams.length
     const first = this.next
     this.next = (this.next + 1) % n
@@ -213,7 +231,7 @@ export class ParentProxy {
     for (let i = 0; i < n; i++) {
       const index = (first + i) % n
       entry.upstream = index
-      const outcome = await this.attempt(index, req, res, body, entry, gone)
+      const outcome = await this.attempt(index, req, res, body, entry, client)
       if (outcome === 'done') return
       lastError = outcome
     }
@@ -221,34 +239,35 @@ export class ParentProxy {
   }
 
   /** One upstream: 'done' when it answered (or the client left), else why it could not connect. */
-  private attempt(index: number, req: IncomingMessage, res: ServerResponse, body: Buffer, entry: {bytesOut: number}, gone: AbortSignal, retried = false): Promise<'done' | string> {
+  private attempt(index: number, req: IncomingMessage, res: ServerResponse, body: Buffer, entry: {bytesOut: number}, client: ClientState, retried = false): Promise<'done' | string> {
     const headers: Record<string, string | number> = {'content-length': body.length}
     for (const h of REQUEST_HEADERS) {
       const v = req.headers[h]
       if (typeof v === 'string') headers[h] = v
     }
     return new Promise((resolve, reject) => {
+      if (client.gone) return resolve('done')
       let answered = false
       const up = httpRequest({socketPath: this.options.upstreams[index], method: req.method, path: req.url, headers, agent: this.agents[index]})
       const headerTimer = setTimeout(() => {
         up.destroy()
         reject(new UpstreamFailure('PROXY_UPSTREAM_TIMEOUT', 504, `The enclave did not answer within ${this.options.upstreamTimeoutMs} ms.`))
       }, this.options.upstreamTimeoutMs)
-      const onGone = (): void => {
+      client.onGone = () => {
+        client.onGone = null
         up.destroy()
         clearTimeout(headerTimer)
         resolve('done')
       }
-      gone.addEventListener('abort', onGone, {once: true})
       up.on('error', (error: NodeJS.ErrnoException) => {
         clearTimeout(headerTimer)
-        gone.removeEventListener('abort', onGone)
-        if (gone.aborted) return resolve('done')
+        client.onGone = null
+        if (client.gone) return resolve('done')
         if (!answered) {
           // A kept-alive socket the enclave had just closed: send once more on a fresh one. (Safe:
           // a sealed request delivered twice is refused as a replay, never answered twice.)
           if (up.reusedSocket && !retried && (error.code === 'ECONNRESET' || error.code === 'EPIPE')) {
-            return this.attempt(index, req, res, body, entry, gone, true).then(resolve, reject)
+            return this.attempt(index, req, res, body, entry, client, true).then(resolve, reject)
           }
           // Connection refused / socket missing: try the next upstream. Other failures are a 502.
           if (['ECONNREFUSED', 'ENOENT', 'EACCES'].includes(error.code ?? '')) return resolve(error.code ?? 'error')
@@ -265,9 +284,20 @@ export class ParentProxy {
           if (typeof v === 'string') out[h] = v
         }
         res.writeHead(upRes.statusCode ?? 502, out)
-        res.flushHeaders()
+        let relayed = false
+        let finished = false
+        if (out['content-length'] === undefined) {
+          res.flushHeaders() // a stream (SSE): the client sees it start at once
+        } else {
+          // A whole body: the headers leave with its first bytes (one write, one segment), which
+          // arrive together with the upstream headers; on their own only if the body does not follow.
+          setImmediate(() => {
+            if (!relayed && !finished) res.flushHeaders()
+          })
+        }
         const idleTimer = setTimeout(() => upRes.destroy(new Error('idle')), this.options.upstreamTimeoutMs)
         upRes.on('data', (chunk: Buffer) => {
+          relayed = true
           entry.bytesOut += chunk.length
           idleTimer.refresh()
           if (!res.write(chunk)) {
@@ -275,12 +305,11 @@ export class ParentProxy {
             res.once('drain', () => upRes.resume())
           }
         })
-        let finished = false
         const finish = (clean: boolean): void => {
           if (finished) return
           finished = true
           clearTimeout(idleTimer)
-          gone.removeEventListener('abort', onGone)
+          client.onGone = null
           if (clean) res.end()
           else res.destroy() // the client must see a broken stream, not a clean (shorter) end
           resolve('done')
@@ -301,26 +330,40 @@ function reply(res: ServerResponse, status: number, code: string, message: strin
   res.writeHead(status, {'content-type': 'application/json', 'cache-control': 'no-store'}).end(body)
 }
 
-async function readLimited(req: IncomingMessage, limit: number): Promise<Buffer | 'too-large' | 'aborted'> {
+/** The whole request body, or why not. Listens for the stream's events (an async iterator costs more). */
+function readLimited(req: IncomingMessage, limit: number): Promise<Buffer | 'too-large' | 'aborted'> {
   const declared = Number(req.headers['content-length'])
   if (Number.isFinite(declared) && declared > limit) {
     req.resume()
-    return 'too-large'
+    return Promise.resolve('too-large')
   }
-  const parts: Buffer[] = []
-  let size = 0
-  try {
-    for await (const part of req as AsyncIterable<Buffer>) {
+  return new Promise((resolve) => {
+    const parts: Buffer[] = []
+    let size = 0
+    const done = (outcome: Buffer | 'too-large' | 'aborted'): void => {
+      req.off('data', onData)
+      req.off('end', onEnd)
+      req.off('error', onError)
+      req.off('close', onClose)
+      resolve(outcome)
+    }
+    const onData = (part: Buffer): void => {
       size += part.length
       if (size > limit) {
-        req.resume()
-        return 'too-large'
+        done('too-large')
+        req.resume() // drain the rest unread
+        return
       }
       parts.push(part)
     }
-  } catch {
-    return 'aborted'
-  }
-  return Buffer.concat(parts)
+    const onEnd = (): void => done(parts.length === 1 ? parts[0]! : Buffer.concat(parts, size))
+    const onError = (): void => done('aborted')
+    const onClose = (): void => {
+      if (!req.complete) done('aborted')
+    }
+    req.on('data', onData)
+    req.on('end', onEnd)
+    req.on('error', onError)
+    req.on('close', onClose)
+  })
 }
-
