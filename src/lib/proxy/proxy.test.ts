@@ -144,3 +144,63 @@ describe('ParentProxy', () => {
     expect(await drained).toEqual({forced: false})
   })
 })
+
+describe('ParentProxy: a client that leaves', () => {
+  it('mid-stream: the upstream request is closed too (the enclave stops generating), and the slot is freed', async () => {
+    const {dir, cleanup} = tempDir('nle-proxy-leave-')
+    cleanups.push(cleanup)
+    let upstreamClosed!: () => void
+    const closed = new Promise<void>((resolve) => (upstreamClosed = resolve))
+    const up = await upstream(dir, 'stream', (req, res) => {
+      if (req.url === '/healthz') return res.end('{}')
+      res.writeHead(200, {'content-type': 'text/event-stream'})
+      const timer = setInterval(() => res.write('data: x\n\n'), 10)
+      res.on('close', () => {
+        clearInterval(timer)
+        upstreamClosed()
+      })
+    })
+    const {port} = await proxyFor([up.path], {concurrency: 1})
+    await new Promise<void>((resolve, reject) => {
+      const req = request({host: '127.0.0.1', port, method: 'POST', path: '/v1/chat/completions', agent: false, headers: {'content-type': 'application/nle-sealed-request'}}, (res) => {
+        expect(res.statusCode).toBe(200)
+        res.once('data', () => {
+          req.destroy()
+          resolve()
+        })
+      })
+      req.on('error', () => undefined)
+      req.end('x')
+      setTimeout(() => reject(new Error('no first chunk')), 5000)
+    })
+    await closed
+    // The only slot is free again: the next request is relayed, not refused with 429.
+    const next = await call(port, 'GET', '/healthz')
+    expect(next.status).toBe(200)
+  })
+
+  it('while queued: it is dropped from the queue and never reaches the enclave', async () => {
+    const {dir, cleanup} = tempDir('nle-proxy-queue-')
+    cleanups.push(cleanup)
+    let release!: () => void
+    const held = new Promise<void>((resolve) => (release = resolve))
+    const up = await upstream(dir, 'slow', (req, res) => {
+      if (req.url === '/healthz') return res.end('{}')
+      void held.then(() => res.end('done'))
+    })
+    const {port} = await proxyFor([up.path], {concurrency: 1, queue: 4})
+    const first = call(port, 'POST', '/v1/chat/completions', 'a')
+    await new Promise((r) => setTimeout(r, 100))
+    // A second request waits for the slot; its client gives up.
+    const leaver = request({host: '127.0.0.1', port, method: 'POST', path: '/v1/chat/completions', agent: false, headers: {'content-type': 'application/nle-sealed-request'}})
+    leaver.on('error', () => undefined)
+    leaver.end('b')
+    await new Promise((r) => setTimeout(r, 100))
+    leaver.destroy()
+    await new Promise((r) => setTimeout(r, 100))
+    release()
+    expect((await first).status).toBe(200)
+    await new Promise((r) => setTimeout(r, 100))
+    expect(up.hits).toBe(1)
+  })
+})
