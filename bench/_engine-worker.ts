@@ -1,5 +1,5 @@
 // One side of the engine benchmark, in its own process so that its peak RSS is its own:
-//   node --import tsx bench/_engine-worker.ts <nle|nle-prepack|transformers.js> <modelDir> <threads> <promptTokens> <newTokens>
+//   node --import tsx bench/_engine-worker.ts <nle|nle-no-prepack|transformers.js> <modelDir> <threads> <promptTokens> <newTokens>
 // Prints one JSON line: load time, TTFT, prefill and decode tokens/s, tokens generated, peak RSS.
 // Both sides get the same token ids, greedy decoding, the same number of new tokens, and the same
 // intra-op thread count; each runs a short warm-up generation first.
@@ -44,10 +44,10 @@ const cpuMs = (): number => {
   return (u.user + u.system) / 1000
 }
 
-async function nle(prepack: boolean): Promise<{loadMs: number; run: (ids: number[], n: number) => Promise<Run>}> {
+async function nle(options: {prepack?: boolean}): Promise<{loadMs: number; run: (ids: number[], n: number) => Promise<Run>}> {
   const {Engine} = await import('../src/lib/engine/index.js')
   const t0 = performance.now()
-  const engine = await Engine.load(modelDir!, {threads, prepack})
+  const engine = await Engine.load(modelDir!, {threads, ...options})
   const loadMs = performance.now() - t0
   return {
     loadMs,
@@ -116,7 +116,7 @@ async function transformers(): Promise<{loadMs: number; run: (ids: number[], n: 
 }
 
 const ids = promptIds()
-const side = impl === 'nle' ? await nle(false) : impl === 'nle-prepack' ? await nle(true) : await transformers()
+const side = impl === 'nle' ? await nle({}) : impl === 'nle-no-prepack' ? await nle({prepack: false}) : await transformers()
 await side.run(ids.slice(0, 8), 4)
 const r = await side.run(ids, newTokens)
 process.stdout.write(

@@ -1,4 +1,5 @@
 // One onnxruntime-node session over a KV-cache decoder, and one forward step of it.
+import {createRequire} from 'node:module'
 import {availableParallelism} from 'node:os'
 
 import * as ort from 'onnxruntime-node'
@@ -12,12 +13,65 @@ export interface SessionOptions {
   /** ORT's CPU memory arena for activations (default on: decode steps reuse its buffers). */
   arena?: boolean
   /**
-   * Let ORT pre-pack MatMul weights at load (default off). Pre-packing keeps a second, packed copy
-   * of every weight while the session starts, so peak memory is up to twice the weights; without it
-   * MLAS packs each weight panel as it multiplies, which costs some CPU per token (about 15% in our
-   * measurements) but keeps peak RSS near the model size. Enclave memory is the scarcer resource.
+   * Let ORT pre-pack MatMul/Gemm weights at load (default on): each weight is repacked once into
+   * the layout MLAS multiplies from, instead of packing panels again at every token (about 10-20%
+   * less CPU per decoded token in our measurements; transformers.js runs with it on too). The
+   * original of a packed weight is freed; the tied embedding stays (Gather reads it), so steady
+   * memory grows by one packed copy of it (~0.2 GB for gpt2-medium). See mapLargeAllocations for why
+   * the freed originals do not stay in the process.
    */
   prepack?: boolean
+  /**
+   * Let ORT's worker threads busy-wait between operators (default off). Spinning shaves the wake-up
+   * of each operator on an idle machine, but the spinning threads take the cores from everything
+   * else in the enclave — the Node thread that parses HTTP, opens sealed requests and seals chunks,
+   * and other requests' sessions.
+   */
+  spin?: boolean
+}
+
+const M_TRIM_THRESHOLD = -1
+const M_MMAP_THRESHOLD = -3
+/** glibc's ceiling for its dynamic mmap threshold (DEFAULT_MMAP_THRESHOLD_MAX on 64-bit). */
+const GLIBC_MMAP_THRESHOLD_MAX = 32 << 20
+let mallopt: ((param: number, value: number) => number) | null | undefined
+let loading = 0
+
+/**
+ * While sessions load, serve every allocation of 1 MiB or more with its own mmap (glibc only; a no-op
+ * elsewhere). Pre-packing allocates a packed copy of each weight and frees the original; glibc's
+ * dynamic mmap threshold rises to the size of the first large chunk freed, so most originals would
+ * come from, and be freed back into, the heap, where their pages stay resident: the process kept
+ * ~0.8 GB of dead weights for gpt2-medium. Mapped, each freed original goes back to the kernel at
+ * once, and peak RSS with pre-packing stays near the model's size. Afterwards the threshold is set to
+ * glibc's own dynamic ceiling (32 MiB; trim at twice that), which is where the dynamic threshold
+ * settles after a load anyway, so per-token buffers (KV cache, logits) keep coming from the heap.
+ * Returns the function that ends the loading phase.
+ */
+export function mapLargeAllocations(): () => void {
+  if (mallopt === undefined) {
+    mallopt = null
+    if (process.platform === 'linux') {
+      try {
+        const koffi = createRequire(import.meta.url)('koffi') as typeof import('koffi')
+        mallopt = koffi.load('libc.so.6').func('int mallopt(int param, int value)') as (param: number, value: number) => number
+      } catch {
+        // Not glibc (musl has no libc.so.6 and ignores mallopt): nothing to tune.
+      }
+    }
+  }
+  const set = mallopt
+  if (set === null) return () => undefined
+  if (loading++ === 0) set(M_MMAP_THRESHOLD, 1 << 20)
+  let done = false
+  return () => {
+    if (done) return
+    done = true
+    if (--loading === 0) {
+      set(M_MMAP_THRESHOLD, GLIBC_MMAP_THRESHOLD_MAX)
+      set(M_TRIM_THRESHOLD, 2 * GLIBC_MMAP_THRESHOLD_MAX)
+    }
+  }
 }
 
 /** The KV cache: one key and one value tensor per layer, and how many positions it holds. */
@@ -43,6 +97,8 @@ export class DecoderSession {
     const threads = options.threads ?? availableParallelism()
     if (!Number.isInteger(threads) || threads < 1) throw new EngineError('ENGINE_BAD_OPTIONS', 'threads must be an integer >= 1.')
     let session: ort.InferenceSession
+    const prepack = options.prepack ?? true
+    const restore = prepack ? mapLargeAllocations() : (): void => undefined
     try {
       session = await ort.InferenceSession.create(path, {
         executionProviders: ['cpu'],
@@ -53,15 +109,17 @@ export class DecoderSession {
         enableCpuMemArena: options.arena ?? true,
         enableMemPattern: true,
         logSeverityLevel: 3,
-        extra: {session: {disable_prepacking: options.prepack === true ? '0' : '1'}},
+        extra: {session: {disable_prepacking: prepack ? '0' : '1', intra_op: {allow_spinning: options.spin === true ? '1' : '0'}}},
       })
     } catch (cause) {
+      restore()
       throw new EngineError('ENGINE_SESSION_FAILED', `onnxruntime could not load ${path}.`, {
         cause,
         hint: 'The ONNX file is damaged or not ONNX: run `nle model save` again.',
         details: {path, reason: firstLine(cause)},
       })
     }
+    restore()
     try {
       return new DecoderSession(session, checkDecoderIo(session, expect, path), threads)
     } catch (error) {

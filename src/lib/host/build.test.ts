@@ -1,5 +1,6 @@
+import {spawnSync} from 'node:child_process'
 import {createHash} from 'node:crypto'
-import {existsSync, mkdirSync, readFileSync, writeFileSync} from 'node:fs'
+import {existsSync, mkdirSync, readFileSync, rmSync, writeFileSync} from 'node:fs'
 import {join} from 'node:path'
 
 import {afterEach, describe, expect, it} from 'vitest'
@@ -96,6 +97,49 @@ describe('nle build --builder docker', () => {
     s = await setup({FAKE_DOCKER_FAIL: 'build'})
     expect(hasCode(await error(buildProject(s.opts)), 'DOCKER_BUILD_FAILED')).toBe(true)
     expect(host.calls('nitro-cli')).toEqual([])
+  })
+
+  it('the image keeps only its own platform of the native binaries: the Dockerfile prunes after npm ci with a script the context holds', async () => {
+    const {dir, opts} = await setup()
+    await buildProject(opts)
+    const ctx = join(dir, '.nle', 'build-context')
+    // The RUN instruction (continuation lines joined) that installs the runtime bundle's dependencies.
+    const runs = readFileSync(join(ctx, 'Dockerfile'), 'utf8').replace(/\\\n/g, ' ').split('\n').filter((l) => l.startsWith('RUN '))
+    const install = runs.find((l) => l.includes('npm ci'))
+    expect(install).toBeDefined()
+    const steps = install!.slice(4).split('&&').map((s) => s.trim())
+    expect(steps[0]).toBe('cd /app/nle')
+    const npmCi = steps.findIndex((s) => s.startsWith('npm ci '))
+    const prune = steps.findIndex((s) => /^node \S+prune\.js\b/.test(s))
+    expect(npmCi).toBeGreaterThan(0)
+    expect(prune).toBeGreaterThan(npmCi)
+    const argv = steps[prune]!.split(/\s+/).slice(1)
+    expect(argv).toContain('--verify')
+    // The script is in the runtime bundle (compiled dist/lib), and running that exact command in the
+    // bundle folder against an installed-looking node_modules keeps only this platform's binaries.
+    const bundle = join(ctx, 'nle')
+    expect(existsSync(join(bundle, argv[0]!)), argv[0]).toBe(true)
+    const own = `${process.platform}/${process.arch}`
+    const ort = join(bundle, 'node_modules', 'onnxruntime-node')
+    mkdirSync(ort, {recursive: true})
+    writeFileSync(join(ort, 'package.json'), JSON.stringify({name: 'onnxruntime-node', main: 'index.js'}))
+    writeFileSync(join(ort, 'index.js'), 'module.exports = {}\n')
+    for (const p of new Set([own, 'linux/x64', 'linux/arm64', 'darwin/arm64', 'win32/x64'])) {
+      mkdirSync(join(ort, 'bin', 'napi-v6', p), {recursive: true})
+      writeFileSync(join(ort, 'bin', 'napi-v6', p, 'onnxruntime_binding.node'), 'binary')
+    }
+    const r = spawnSync(process.execPath, argv, {cwd: bundle, encoding: 'utf8'})
+    expect(r.stderr).toBe('')
+    expect(r.status).toBe(0)
+    expect(r.stdout).toMatch(/onnxruntime-node loaded/)
+    const left = (p: string): boolean => existsSync(join(ort, 'bin', 'napi-v6', p))
+    expect(left(own)).toBe(true)
+    for (const p of ['linux/x64', 'linux/arm64', 'darwin/arm64', 'win32/x64'].filter((p) => p !== own)) expect(left(p), p).toBe(false)
+    // No binary for the image's platform: the build step fails.
+    rmSync(join(ort, 'bin', 'napi-v6', own), {recursive: true})
+    const broken = spawnSync(process.execPath, argv, {cwd: bundle, encoding: 'utf8'})
+    expect(broken.status).toBe(1)
+    expect(broken.stderr).toMatch(/has no binary for/)
   })
 })
 

@@ -1,0 +1,183 @@
+// The runtime's native packages ship prebuilt binaries for every platform (onnxruntime-node: about
+// 290 MB, of which linux-x64 is 45 MB; koffi: one folder per OS/arch/libc). An enclave image runs on
+// one platform, so after `npm ci` the image removes the others:
+//
+//   node dist/lib/host/prune.js --verify node_modules
+//
+// (templates/enclave/Dockerfile). The platform kept is the one of the node that runs the script,
+// i.e. the image's. It refuses (exit 1) when a package has no binary for that platform, and with
+// --verify it then loads each pruned package, so a broken image fails at build time, not at boot.
+// Only node: builtins (and ../errors.ts, which has no imports) here: the script runs in the image
+// before anything else is known to work.
+import {existsSync, readdirSync, rmSync, statSync} from 'node:fs'
+import {createRequire} from 'node:module'
+import {dirname, join, resolve, sep} from 'node:path'
+import {pathToFileURL} from 'node:url'
+
+import {ExitCode, NleError} from '../errors.js'
+
+export interface Platform {
+  platform: string
+  arch: string
+}
+
+interface NativePackage {
+  name: string
+  /** Folders, relative to the package, whose entries are per-platform binaries. */
+  roots(pkgDir: string): string[]
+  /** How deep the per-platform entries sit under a root: onnxruntime-node has <platform>/<arch>. */
+  depth: 1 | 2
+  /** The entries (relative to a root, '/'-separated) the package loads on this platform. */
+  keep(t: Platform): string[]
+}
+
+const listDirs = (dir: string): string[] =>
+  existsSync(dir) ? readdirSync(dir, {withFileTypes: true}).filter((e) => e.isDirectory()).map((e) => e.name) : []
+
+/** The packages pruned, and what each loads (onnxruntime-node dist/binding.js, koffi index.js). */
+export const NATIVE_PACKAGES: readonly NativePackage[] = [
+  {
+    name: 'onnxruntime-node',
+    // bin/napi-v<N>/<platform>/<arch>/onnxruntime_binding.node
+    roots: (pkg) => listDirs(join(pkg, 'bin')).filter((d) => /^napi-v\d+$/.test(d)).map((d) => `bin/${d}`),
+    depth: 2,
+    keep: (t) => [`${t.platform}/${t.arch}`],
+  },
+  {
+    name: 'koffi',
+    // build/koffi/<platform>_<arch>/koffi.node; on Linux it falls back to the musl build.
+    roots: () => ['build/koffi'],
+    depth: 1,
+    keep: (t) => (t.platform === 'linux' ? [`linux_${t.arch}`, `musl_${t.arch}`] : [`${t.platform}_${t.arch}`]),
+  },
+]
+
+const segments = (p: string): string[] => p.split(/[\\/]+/).filter((s) => s.length > 0)
+
+/**
+ * Whether `path` (absolute or relative, any separator) lies inside another platform's binaries of a
+ * package in NATIVE_PACKAGES: the files the image removes. Used by bench/engine.ts to measure what
+ * the image ships.
+ */
+export function isForeignBinary(path: string, target: Platform = {platform: process.platform, arch: process.arch}): boolean {
+  const s = segments(path)
+  for (const pkg of NATIVE_PACKAGES) {
+    for (let i = s.lastIndexOf(pkg.name); i >= 0; i = s.lastIndexOf(pkg.name, i - 1)) {
+      if (s[i - 1] !== 'node_modules') continue
+      const rest = s.slice(i + 1)
+      const keep = new Set(pkg.keep(target))
+      if (pkg.name === 'onnxruntime-node') {
+        if (rest[0] === 'bin' && /^napi-v\d+$/.test(rest[1] ?? '') && rest.length >= 3) {
+          // Only the platform level given: foreign unless some kept entry is under it.
+          if (rest.length === 3) return ![...keep].some((k) => k.startsWith(`${rest[2]}/`))
+          return !keep.has(`${rest[2]}/${rest[3]}`)
+        }
+      } else if (rest[0] === 'build' && rest[1] === 'koffi' && rest.length >= 3) {
+        return !keep.has(rest[2] as string)
+      }
+      break
+    }
+  }
+  return false
+}
+
+export interface PruneReport {
+  target: Platform
+  packages: {name: string; kept: string[]; removed: string[]; removedBytes: number}[]
+  removedBytes: number
+}
+
+/** The image build's prune step failed (exit 1 in the Dockerfile's RUN). */
+export const pruneError = (message: string): NleError => new NleError('HOST_PRUNE_FAILED', message, {exitCode: ExitCode.TOOL, hint: 'The image would not run: check the native packages installed by npm ci for this platform.'})
+
+function bytesOf(p: string): number {
+  const st = statSync(p)
+  if (!st.isDirectory()) return st.size
+  let sum = 0
+  for (const e of readdirSync(p)) sum += bytesOf(join(p, e))
+  return sum
+}
+
+/** Every package folder named `name` under `nodeModules`, nested ones included. */
+function packageDirs(nodeModules: string, name: string): string[] {
+  const found: string[] = []
+  const walk = (nm: string): void => {
+    for (const entry of listDirs(nm)) {
+      const dirs = entry.startsWith('@') ? listDirs(join(nm, entry)).map((e) => join(nm, entry, e)) : [join(nm, entry)]
+      for (const d of dirs) {
+        if (d.endsWith(`${sep}${name}`) && existsSync(join(d, 'package.json'))) found.push(d)
+        walk(join(d, 'node_modules'))
+      }
+    }
+  }
+  walk(nodeModules)
+  return found
+}
+
+/**
+ * Removes the other platforms' binaries of NATIVE_PACKAGES under `nodeModules`. Throws HOST_PRUNE_FAILED,
+ * removing nothing of that package, when an installed package has no binary for `target`.
+ */
+export function pruneForeignBinaries(nodeModules: string, target: Platform = {platform: process.platform, arch: process.arch}): PruneReport {
+  const report: PruneReport = {target, packages: [], removedBytes: 0}
+  for (const pkg of NATIVE_PACKAGES) {
+    for (const dir of packageDirs(nodeModules, pkg.name)) {
+      const kept: string[] = []
+      const doomed: string[] = []
+      for (const root of pkg.roots(dir)) {
+        const entries =
+          pkg.depth === 1 ? listDirs(join(dir, root)) : listDirs(join(dir, root)).flatMap((p) => listDirs(join(dir, root, p)).map((a) => `${p}/${a}`))
+        for (const e of entries) (pkg.keep(target).includes(e) ? kept : doomed).push(`${root}/${e}`)
+      }
+      if (kept.length === 0) {
+        throw pruneError(`${dir} has no binary for ${target.platform}/${target.arch} (it has ${doomed.join(', ') || 'none'}); not pruning it.`)
+      }
+      const removed: string[] = []
+      let removedBytes = 0
+      for (const rel of doomed) {
+        const abs = join(dir, rel)
+        removedBytes += bytesOf(abs)
+        rmSync(abs, {recursive: true, force: true})
+        removed.push(rel)
+      }
+      // An emptied platform folder (bin/napi-v6/darwin) goes too.
+      if (pkg.depth === 2) {
+        for (const root of pkg.roots(dir)) for (const p of listDirs(join(dir, root))) if (readdirSync(join(dir, root, p)).length === 0) rmSync(join(dir, root, p), {recursive: true})
+      }
+      report.packages.push({name: pkg.name, kept, removed, removedBytes})
+      report.removedBytes += removedBytes
+    }
+  }
+  return report
+}
+
+/** Loads each pruned package from the folder holding `nodeModules`, as the runtime will. */
+export function verifyLoads(nodeModules: string, report: PruneReport): void {
+  const req = createRequire(join(dirname(resolve(nodeModules)), 'package.json'))
+  for (const {name} of report.packages) {
+    try {
+      req(name)
+    } catch (cause) {
+      throw pruneError(`${name} does not load after pruning: ${cause instanceof Error ? cause.message.split('\n')[0] : String(cause)}`)
+    }
+  }
+}
+
+function main(argv: string[]): number {
+  const verify = argv.includes('--verify')
+  const nodeModules = argv.find((a) => !a.startsWith('--')) ?? 'node_modules'
+  try {
+    const report = pruneForeignBinaries(nodeModules)
+    if (verify) verifyLoads(nodeModules, report)
+    for (const p of report.packages) {
+      process.stdout.write(`prune: ${p.name}: kept ${p.kept.join(', ')}; removed ${p.removed.length} folders, ${(p.removedBytes / 1e6).toFixed(1)} MB\n`)
+    }
+    if (verify) process.stdout.write(`prune: ${report.packages.map((p) => p.name).join(', ') || 'nothing'} loaded on ${report.target.platform}/${report.target.arch}\n`)
+    return 0
+  } catch (error) {
+    process.stderr.write(`prune: ${error instanceof Error ? error.message : String(error)}\n`)
+    return 1
+  }
+}
+
+if (process.argv[1] !== undefined && import.meta.url === pathToFileURL(resolve(process.argv[1])).href) process.exitCode = main(process.argv.slice(2))
