@@ -148,7 +148,18 @@ describe.skipIf(skipReason !== undefined)('[qemu] nle native EIF in QEMU nitro-e
   }, 180_000)
 
   it('[qemu] boots under TCG with acpi=on (deviation from real enclaves); the production NSM client attests, and QEMU\'s PCR0/1/2 equal nle\'s', async () => {
-    boot = await bootProbe({manifest, eif: a.path, workDir: tmp.dir, challenge, timeoutMs: 600_000})
+    const once = (): ReturnType<typeof bootProbe> => bootProbe({manifest, eif: a.path, workDir: tmp.dir, challenge, timeoutMs: 400_000})
+    try {
+      boot = await once()
+    } catch (error) {
+      // Seen once in a full CI run with other test files busy on both cores: the guest booted and
+      // sent its request, and QEMU's emulated NSM never answered (the driver gave up after 120 s with
+      // ETIMEDOUT); the same image then attested in 9 s alone. One more boot, said out loud; a real
+      // fault fails twice.
+      if (!/ATTEST_NSM_IOCTL_FAILED.*errno 110/.test(String((error as Error).message))) throw error
+      process.stdout.write('[qemu-boot] the NSM ioctl timed out in the guest (errno 110: QEMU\'s NSM did not answer); booting once more\n')
+      boot = await once()
+    }
     process.stdout.write(`[qemu-boot] boot → probe ready ${Math.round(boot.readyMs)} ms; boot → attestation printed ${Math.round(boot.attestedMs)} ms; document ${boot.document.length} bytes\n`)
     const accepted = insecurelyAcceptUnsignedQemuAttestation(boot.document, {
       acknowledge: QEMU_INSECURE_ACKNOWLEDGEMENT,
