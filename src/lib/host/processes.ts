@@ -65,7 +65,10 @@ export function isAlive(pid: number): boolean {
 export function isOurs(p: ManagedProcess): boolean {
   if (!isAlive(p.pid)) return false
   try {
-    return readFileSync(`/proc/${p.pid}/cmdline`, 'utf8').includes(p.marker)
+    const cmdline = readFileSync(`/proc/${p.pid}/cmdline`, 'utf8')
+    // Empty while a live process is between two execs (a wrapper script exec'ing the real program):
+    // still ours. A reused pid always shows some command line.
+    return cmdline.length === 0 || cmdline.includes(p.marker)
   } catch {
     return true // no /proc: trust the pid
   }
