@@ -167,33 +167,32 @@ export class NleClient {
     })
   }
 
+  /** POST one sealed request body to the chat endpoint. */
+  private send(message: Uint8Array, contentType: string, stream: boolean | undefined, signal?: AbortSignal): Promise<IncomingMessage> {
+    return this.transport.send({
+      method: 'POST',
+      path: CHAT_PATH,
+      headers: {'content-type': contentType, accept: stream ? 'text/event-stream' : SEALED_RESPONSE_TYPE},
+      body: message,
+      timeoutMs: this.options.timeoutMs ?? 60_000,
+      ...(signal ? {signal} : {}),
+    })
+  }
+
   /** Seal and POST; re-attests once if the enclave no longer holds the key. */
   private async post(body: ChatCompletionRequest, signal?: AbortSignal): Promise<{res: IncomingMessage; keys: ResponseKeys; requestId: string}> {
     const plaintext = new TextEncoder().encode(JSON.stringify(body))
+    const padding = this.options.padBlock ? {padBlock: this.options.padBlock} : {}
     if (this.options.kms) {
-      const sealed = await sealKmsRequest(plaintext, this.options.kms.wrap, this.options.padBlock ? {padBlock: this.options.padBlock} : {})
-      const res = await this.transport.send({
-        method: 'POST',
-        path: CHAT_PATH,
-        headers: {'content-type': KMS_REQUEST_TYPE, accept: body.stream ? 'text/event-stream' : SEALED_RESPONSE_TYPE},
-        body: sealed.message,
-        timeoutMs: this.options.timeoutMs ?? 60_000,
-        ...(signal ? {signal} : {}),
-      })
+      const sealed = await sealKmsRequest(plaintext, this.options.kms.wrap, padding)
+      const res = await this.send(sealed.message, KMS_REQUEST_TYPE, body.stream, signal)
       if (res.statusCode !== 200) throw await httpFailure(res, 'chat')
       return {res, keys: sealed.responseKeys, requestId: sealed.requestId}
     }
     for (let attempt = 0; ; attempt++) {
       const session = await this.currentSession(attempt > 0, signal)
-      const sealed = await (await this.takeSeal(session)).seal(plaintext, this.options.padBlock ? {padBlock: this.options.padBlock} : {})
-      const res = await this.transport.send({
-        method: 'POST',
-        path: CHAT_PATH,
-        headers: {'content-type': SEALED_REQUEST_TYPE, accept: body.stream ? 'text/event-stream' : SEALED_RESPONSE_TYPE},
-        body: sealed.message,
-        timeoutMs: this.options.timeoutMs ?? 60_000,
-        ...(signal ? {signal} : {}),
-      }).finally(() => this.refillSpare(session))
+      const sealed = await (await this.takeSeal(session)).seal(plaintext, padding)
+      const res = await this.send(sealed.message, SEALED_REQUEST_TYPE, body.stream, signal).finally(() => this.refillSpare(session))
       if (res.statusCode === 421 && attempt === 0) {
         await readAll(res).catch(() => undefined)
         continue // the key rotated away or the enclave restarted: the request never opened
