@@ -64,26 +64,39 @@ export function fakeHost(extra: NodeJS.ProcessEnv = {}): FakeHost {
       }
     },
     writeState: (name, value) => writeFileSync(join(stateDir, name), JSON.stringify(value)),
-    leftovers: () => {
-      const out: {pid: number; cmdline: string}[] = []
-      for (const name of readdirSync('/proc').filter((n) => /^\d+$/.test(n))) {
-        try {
-          const cmdline = readFileSync(`/proc/${name}/cmdline`, 'utf8').replaceAll('\0', ' ')
-          const stat = readFileSync(`/proc/${name}/stat`, 'utf8')
-          if (cmdline.includes(t.dir) && !/^\d+ \(.*\) [ZX]/s.test(stat)) out.push({pid: Number(name), cmdline})
-        } catch {
-          // exited while we looked
-        }
-      }
-      return out
-    },
+    leftovers: () => leftovers(),
     envWithOnly: (tools) => {
       const bin = join(t.dir, `bin-${tools.join('-') || 'none'}`)
       mkdirSync(bin, {recursive: true})
       for (const tool of tools) symlinkSync(join(FAKES_DIR, tool), join(bin, tool))
       return {...env, PATH: bin}
     },
-    cleanup: t.cleanup,
+    // A test that failed half-way may leave fakes running (tests assert leftovers() themselves):
+    // kill them before the folder goes, so one failure does not leave processes behind.
+    cleanup: () => {
+      for (const p of leftovers()) {
+        try {
+          process.kill(p.pid, 'SIGKILL')
+        } catch {
+          // already gone
+        }
+      }
+      t.cleanup()
+    },
+  }
+
+  function leftovers(): {pid: number; cmdline: string}[] {
+    const out: {pid: number; cmdline: string}[] = []
+    for (const name of readdirSync('/proc').filter((n) => /^\d+$/.test(n))) {
+      try {
+        const cmdline = readFileSync(`/proc/${name}/cmdline`, 'utf8').replaceAll('\0', ' ')
+        const stat = readFileSync(`/proc/${name}/stat`, 'utf8')
+        if (cmdline.includes(t.dir) && !/^\d+ \(.*\) [ZX]/s.test(stat)) out.push({pid: Number(name), cmdline})
+      } catch {
+        // exited while we looked
+      }
+    }
+    return out
   }
 }
 
