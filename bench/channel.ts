@@ -38,6 +38,23 @@ const digest = (l: string): string => createHash('sha384').update(l).digest('hex
  */
 const pause = (): Promise<void> => new Promise((resolve) => setTimeout(resolve, 2))
 
+/**
+ * Runs the calls in turn, WARMUP + ITERATIONS times, each after the same pause (so work left over
+ * from one call is not charged to the next); returns each call's timings after the warm-up.
+ */
+async function alternate(calls: readonly (() => Promise<unknown>)[]): Promise<number[][]> {
+  const timings = calls.map(() => [] as number[])
+  for (let i = 0; i < WARMUP + ITERATIONS; i++) {
+    for (const [k, call] of calls.entries()) {
+      await pause()
+      const t = performance.now()
+      await call()
+      if (i >= WARMUP) timings[k]!.push(performance.now() - t)
+    }
+  }
+  return timings
+}
+
 /** The server and proxy run from dist/ (runtime/<entry>/index.js): compile it, as the tests' global setup does. */
 function buildDist(): void {
   const root = fileURLToPath(new URL('..', import.meta.url))
@@ -92,28 +109,11 @@ export default async function bench(): Promise<BenchRow[]> {
     await socketClient.attest()
     const engine = await Engine.load(join(dir, 'model'))
     const messages = [{role: 'user' as const, content: 'What does my dental plan cover?'}]
-    const direct: number[] = []
-    const secure: number[] = []
-    const noProxy: number[] = []
-    for (let i = 0; i < WARMUP + ITERATIONS; i++) {
-      await pause()
-      let t = performance.now()
-      await engine.generate({messages}, {maxTokens: 8, temperature: 0})
-      const d = performance.now() - t
-      await pause()
-      t = performance.now()
-      await client.chat({messages, max_tokens: 8, temperature: 0})
-      const s = performance.now() - t
-      await pause()
-      t = performance.now()
-      await socketClient.chat({messages, max_tokens: 8, temperature: 0})
-      const n = performance.now() - t
-      if (i >= WARMUP) {
-        direct.push(d)
-        secure.push(s)
-        noProxy.push(n)
-      }
-    }
+    const [direct, secure, noProxy] = await alternate([
+      () => engine.generate({messages}, {maxTokens: 8, temperature: 0}),
+      () => client.chat({messages, max_tokens: 8, temperature: 0}),
+      () => socketClient.chat({messages, max_tokens: 8, temperature: 0}),
+    ])
     // The same secure path with server and proxy in this process: the protocol's own cost, without
     // the cross-process scheduling a loaded machine adds to every hop.
     const nsm = new NsmSimulator({measurements: {PCR0: digest('0'), PCR1: digest('1'), PCR2: digest('2')}})
@@ -123,21 +123,7 @@ export default async function bench(): Promise<BenchRow[]> {
     const inBound = await inProxy.listen({http: {port: 0}})
     const inClient = new NleClient({target: `http://127.0.0.1:${inBound.http!.port}`, expectedPcrs: {PCR0: digest('0'), PCR1: digest('1'), PCR2: digest('2')}, insecureDevRoot: nsm.root})
     await inClient.attest()
-    const inDirect: number[] = []
-    const inSecure: number[] = []
-    for (let i = 0; i < WARMUP + ITERATIONS; i++) {
-      await pause()
-      let t = performance.now()
-      await engine.generate({messages}, {maxTokens: 8, temperature: 0})
-      const d = performance.now() - t
-      await pause()
-      t = performance.now()
-      await inClient.chat({messages, max_tokens: 8, temperature: 0})
-      if (i >= WARMUP) {
-        inDirect.push(d)
-        inSecure.push(performance.now() - t)
-      }
-    }
+    const [inDirect, inSecure] = await alternate([() => engine.generate({messages}, {maxTokens: 8, temperature: 0}), () => inClient.chat({messages, max_tokens: 8, temperature: 0})])
     inClient.close()
     await inProxy.drain(1000)
     await inServer.drain(1000)

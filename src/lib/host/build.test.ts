@@ -12,6 +12,7 @@ import {readEif} from '../eif/reader.js'
 import {hasCode} from '../errors.js'
 import {readLockfile} from '../lockfile.js'
 import {type BuildOptions, buildProject} from './build.js'
+import {rejection} from '../../test-support/rejection.js'
 
 let host: FakeHost
 afterEach(() => host?.cleanup())
@@ -20,15 +21,6 @@ async function setup(env: NodeJS.ProcessEnv = {}, edit?: (t: string) => string):
   host = fakeHost(env)
   const dir = await fakeProject(host, 'demo', edit)
   return {dir, opts: {loaded: await loadConfig(join(dir, 'nle.yaml')), ctx: {env: host.env}}}
-}
-
-async function error(p: Promise<unknown>): Promise<unknown> {
-  try {
-    await p
-  } catch (e) {
-    return e
-  }
-  throw new Error('expected a failure')
 }
 
 const pcr = (...parts: Buffer[]): string => {
@@ -69,7 +61,7 @@ describe('nle build --builder docker', () => {
 
   it('fails with BUILD_PCR_MISMATCH and writes no lockfile when nitro-cli reports PCRs the EIF does not have', async () => {
     const {dir, opts} = await setup({FAKE_NITRO_LIE: '1'})
-    const e = await error(buildProject(opts))
+    const e = await rejection(buildProject(opts))
     expect(hasCode(e, 'BUILD_PCR_MISMATCH')).toBe(true)
     expect((e as {details: {differ: string[]}}).details.differ).toEqual(['PCR0'])
     expect((e as {exitCode: number}).exitCode).toBe(5)
@@ -78,7 +70,7 @@ describe('nle build --builder docker', () => {
 
   it('passes the signing certificate and key (absolute) to build-enclave', async () => {
     const {dir, opts} = await setup({}, (t) => t.replace('  # signing:\n  #   certificate: signing/cert.pem   # its hash becomes PCR8\n  #   privateKey: signing/key.pem', '  signing:\n    certificate: signing/cert.pem\n    privateKey: signing/key.pem'))
-    const e = await error(buildProject(opts))
+    const e = await rejection(buildProject(opts))
     expect(hasCode(e, 'BUILD_SIGNING_FILE_MISSING')).toBe(true)
     mkdirSync(join(dir, 'signing'))
     writeFileSync(join(dir, 'signing', 'cert.pem'), 'cert')
@@ -89,13 +81,13 @@ describe('nle build --builder docker', () => {
 
   it('reports a missing model, a model digest mismatch and a failed docker build by code', async () => {
     let s = await setup({}, (t) => t.replace('path: model ', 'path: nomodel '))
-    expect(hasCode(await error(buildProject(s.opts)), 'BUILD_MODEL_MISSING')).toBe(true)
+    expect(hasCode(await rejection(buildProject(s.opts)), 'BUILD_MODEL_MISSING')).toBe(true)
     host.cleanup()
     s = await setup({}, (t) => t.replace('  # digest: sha256:<hex>', `  digest: sha256:${'0'.repeat(64)}`))
-    expect(hasCode(await error(buildProject(s.opts)), 'BUILD_MODEL_DIGEST_MISMATCH')).toBe(true)
+    expect(hasCode(await rejection(buildProject(s.opts)), 'BUILD_MODEL_DIGEST_MISMATCH')).toBe(true)
     host.cleanup()
     s = await setup({FAKE_DOCKER_FAIL: 'build'})
-    expect(hasCode(await error(buildProject(s.opts)), 'DOCKER_BUILD_FAILED')).toBe(true)
+    expect(hasCode(await rejection(buildProject(s.opts)), 'DOCKER_BUILD_FAILED')).toBe(true)
     expect(host.calls('nitro-cli')).toEqual([])
   })
 
@@ -179,7 +171,7 @@ describe('nle build --builder native', () => {
 
     writeFileSync(join(blobs, 'nsm.ko'), '')
     await import('node:fs').then((fs) => fs.rmSync(join(blobs, 'init')))
-    const e = await error(buildProject({...opts, builder: 'native', blobsDir: blobs}))
+    const e = await rejection(buildProject({...opts, builder: 'native', blobsDir: blobs}))
     expect(hasCode(e, 'BUILD_BLOBS_INCOMPLETE')).toBe(true)
     expect((e as {details: {absent: string[]}}).details.absent).toEqual(['init'])
   })

@@ -6,18 +6,10 @@ import {afterEach, describe, expect, it} from 'vitest'
 import {type FakeHost, fakeHost} from '../../../test/fakes/host.js'
 import {hasCode, isNleError} from '../errors.js'
 import {dockerBuild, dockerImageInspect} from './docker.js'
+import {rejection} from '../../test-support/rejection.js'
 
 let host: FakeHost
 afterEach(() => host?.cleanup())
-
-async function error(p: Promise<unknown>): Promise<unknown> {
-  try {
-    await p
-  } catch (e) {
-    return e
-  }
-  throw new Error('expected a failure')
-}
 
 function context(h: FakeHost): string {
   const dir = join(h.dir, 'ctx')
@@ -44,18 +36,18 @@ describe('docker', () => {
   it('maps a failed step, a missing image and an unreachable daemon to their codes', async () => {
     host = fakeHost({FAKE_DOCKER_FAIL: 'build'})
     const ctx = context(host)
-    const build = await error(dockerBuild({env: host.env}, {context: ctx, tag: 't', sourceDateEpoch: 0}))
+    const build = await rejection(dockerBuild({env: host.env}, {context: ctx, tag: 't', sourceDateEpoch: 0}))
     expect(hasCode(build, 'DOCKER_BUILD_FAILED')).toBe(true)
     expect(isNleError(build) && build.toJSON().details).toMatchObject({toolExitCode: 100, stderrTail: expect.stringContaining('returned a non-zero code: 100')})
-    expect(hasCode(await error(dockerImageInspect({env: host.env}, 'nope')), 'DOCKER_IMAGE_NOT_FOUND')).toBe(true)
-    const down = await error(dockerImageInspect({env: {...host.env, FAKE_DOCKER_DAEMON: 'down'}}, 'x'))
+    expect(hasCode(await rejection(dockerImageInspect({env: host.env}, 'nope')), 'DOCKER_IMAGE_NOT_FOUND')).toBe(true)
+    const down = await rejection(dockerImageInspect({env: {...host.env, FAKE_DOCKER_DAEMON: 'down'}}, 'x'))
     expect(hasCode(down, 'DOCKER_DAEMON_UNREACHABLE')).toBe(true)
     expect(isNleError(down) && down.hint).toMatch(/systemctl enable --now docker/)
   })
 
   it('names the package when docker is not installed', async () => {
     host = fakeHost()
-    const e = await error(dockerBuild({env: host.envWithOnly(['nitro-cli'])}, {context: '.', tag: 't', sourceDateEpoch: 0}))
+    const e = await rejection(dockerBuild({env: host.envWithOnly(['nitro-cli'])}, {context: '.', tag: 't', sourceDateEpoch: 0}))
     expect(hasCode(e, 'HOST_TOOL_MISSING')).toBe(true)
     expect(isNleError(e) && e.hint).toMatch(/dnf install -y docker/)
   })

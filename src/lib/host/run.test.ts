@@ -10,6 +10,7 @@ import {hasCode, isNleError} from '../errors.js'
 import {buildProject} from './build.js'
 import {isAlive} from './processes.js'
 import {type RunState, projectConsole, projectStatus, runProject, stopProject} from './run.js'
+import {rejection} from '../../test-support/rejection.js'
 
 let host: FakeHost
 afterEach(() => host?.cleanup())
@@ -29,15 +30,6 @@ async function built(env: NodeJS.ProcessEnv = {}, edit?: (t: string) => string):
   const loaded = await loadConfig(join(dir, 'nle.yaml'))
   await buildProject({loaded, ctx: {env: host.env}})
   return {dir, loaded, ctx: {env: host.env}}
-}
-
-async function error(p: Promise<unknown>): Promise<unknown> {
-  try {
-    await p
-  } catch (e) {
-    return e
-  }
-  throw new Error('expected a failure')
 }
 
 const state = (dir: string): RunState => JSON.parse(readFileSync(join(dir, '.nle', 'run.json'), 'utf8')) as RunState
@@ -93,7 +85,7 @@ describe('nle run / stop (managed processes)', () => {
 
   it('when the runtime never gets healthy: RUN_HEALTH_TIMEOUT, and the enclave and bridge are stopped again', async () => {
     const {dir, loaded, ctx} = await built({FAKE_ENCLAVE_HEALTH: '503'})
-    const e = await error(runProject({loaded, ctx, timeoutMs: 1500}))
+    const e = await rejection(runProject({loaded, ctx, timeoutMs: 1500}))
     expect(hasCode(e, 'RUN_HEALTH_TIMEOUT')).toBe(true)
     expect(isNleError(e) && e.details).toMatchObject({last: 'enclave runtime: HTTP 503'})
     const socat = host.calls('socat')
@@ -108,14 +100,14 @@ describe('nle run / stop (managed processes)', () => {
 
   it('when socat dies at once or is missing: a clear error, and nothing left running', async () => {
     let s = await built({FAKE_SOCAT_EXIT: '1'})
-    const died = await error(runProject({loaded: s.loaded, ctx: s.ctx, timeoutMs: 10_000}))
+    const died = await rejection(runProject({loaded: s.loaded, ctx: s.ctx, timeoutMs: 10_000}))
     expect(hasCode(died, 'RUN_PROCESS_EXITED')).toBe(true)
     expect(isNleError(died) && died.hint).toMatch(/Address family not supported/)
     expect(enclaves()).toEqual([])
     expect(host.leftovers()).toEqual([])
     host.cleanup()
     s = await built()
-    const missing = await error(runProject({loaded: s.loaded, ctx: {env: host.envWithOnly(['nitro-cli'])}}))
+    const missing = await rejection(runProject({loaded: s.loaded, ctx: {env: host.envWithOnly(['nitro-cli'])}}))
     expect(hasCode(missing, 'HOST_TOOL_MISSING')).toBe(true)
     expect(isNleError(missing) && missing.hint).toMatch(/install -y socat/)
     expect(enclaves()).toEqual([])
@@ -126,7 +118,7 @@ describe('nle run / stop (managed processes)', () => {
   it('refuses a second run, a non-bootable EIF and an EIF that does not match the lockfile', async () => {
     const {dir, loaded, ctx} = await built()
     const r = await runProject({loaded, ctx, timeoutMs: 20_000})
-    expect(hasCode(await error(runProject({loaded, ctx})), 'RUN_ALREADY_RUNNING')).toBe(true)
+    expect(hasCode(await rejection(runProject({loaded, ctx})), 'RUN_ALREADY_RUNNING')).toBe(true)
     await stopProject({loaded, ctx})
     expect(isAlive(r.bridge.pid!)).toBe(false)
 
@@ -134,10 +126,10 @@ describe('nle run / stop (managed processes)', () => {
     const lock = JSON.parse(readFileSync(lockPath, 'utf8')) as {measurements: {PCR2: string}}
     lock.measurements.PCR2 = 'f'.repeat(96)
     writeFileSync(lockPath, JSON.stringify(lock))
-    expect(hasCode(await error(runProject({loaded, ctx})), 'RUN_LOCKFILE_MISMATCH')).toBe(true)
+    expect(hasCode(await rejection(runProject({loaded, ctx})), 'RUN_LOCKFILE_MISMATCH')).toBe(true)
 
     await buildProject({loaded, ctx: {env: {...host.env, NITRO_CLI_BLOBS: undefined}}, builder: 'native'})
-    const nb = await error(runProject({loaded, ctx}))
+    const nb = await rejection(runProject({loaded, ctx}))
     expect(hasCode(nb, 'RUN_EIF_NOT_BOOTABLE')).toBe(true)
     expect((nb as Error).message).toMatch(/NOT BOOTABLE/)
     expect(host.calls('nitro-cli').filter((c) => c.argv[0] === 'run-enclave')).toHaveLength(1)
@@ -159,9 +151,9 @@ describe('debug mode and the console', () => {
 
   it('refuses the console for a non-debug enclave, and when nothing runs', async () => {
     const {loaded, ctx} = await built()
-    expect(hasCode(await error(projectConsole({loaded, ctx})), 'RUN_NOT_RUNNING')).toBe(true)
+    expect(hasCode(await rejection(projectConsole({loaded, ctx})), 'RUN_NOT_RUNNING')).toBe(true)
     await runProject({loaded, ctx, wait: false})
-    const e = await error(projectConsole({loaded, ctx}))
+    const e = await rejection(projectConsole({loaded, ctx}))
     expect(hasCode(e, 'RUN_CONSOLE_NEEDS_DEBUG')).toBe(true)
     expect(host.calls('nitro-cli').some((c) => c.argv[0] === 'console')).toBe(false)
     await stopProject({loaded, ctx})
@@ -230,7 +222,7 @@ describe('KMS mode (nle.yaml names kms.keyId and kms.region)', () => {
 
   it('when vsock-proxy dies at once (port taken) or is missing: a clear error, and nothing left running', async () => {
     let s = await built({FAKE_VSOCK_PROXY_EXIT: '1'}, kmsYaml)
-    const died = await error(runProject({loaded: s.loaded, ctx: s.ctx, timeoutMs: 10_000}))
+    const died = await rejection(runProject({loaded: s.loaded, ctx: s.ctx, timeoutMs: 10_000}))
     expect(hasCode(died, 'RUN_PROCESS_EXITED')).toBe(true)
     expect((died as Error).message).toMatch(/KMS vsock-proxy/)
     expect(isNleError(died) && died.hint).toMatch(/Address already in use/)
@@ -239,7 +231,7 @@ describe('KMS mode (nle.yaml names kms.keyId and kms.region)', () => {
     expect(enclaves()).toEqual([])
     host.cleanup()
     s = await built({}, kmsYaml)
-    const missing = await error(runProject({loaded: s.loaded, ctx: {env: host.envWithOnly(['nitro-cli', 'socat'])}, timeoutMs: 10_000}))
+    const missing = await rejection(runProject({loaded: s.loaded, ctx: {env: host.envWithOnly(['nitro-cli', 'socat'])}, timeoutMs: 10_000}))
     expect(hasCode(missing, 'HOST_TOOL_MISSING')).toBe(true)
     expect(isNleError(missing) && missing.hint).toMatch(/aws-nitro-enclaves-cli/)
     expect(host.leftovers()).toEqual([])

@@ -11,6 +11,7 @@ import {afterAll, afterEach, describe, expect, it} from 'vitest'
 import {hasCode} from '../errors.js'
 import {tempDir} from '../../test-support/tmp.js'
 import {resolveProxySettings, settingsFromArgv, startParentProxy} from './main.js'
+import {rejection} from '../../test-support/rejection.js'
 
 const tmp = tempDir('nle-proxy-main-')
 afterAll(() => tmp.cleanup())
@@ -20,15 +21,6 @@ function configFile(proxyYaml: string): string {
   const file = join(tmp.dir, `nle-${n++}.yaml`)
   writeFileSync(file, `version: 1\nname: demo\nproxy:\n  upstreams: [/run/nle/demo.sock]\n${proxyYaml}`)
   return file
-}
-
-async function error(p: Promise<unknown>): Promise<unknown> {
-  try {
-    await p
-  } catch (e) {
-    return e
-  }
-  throw new Error('expected a failure')
 }
 
 describe('credentials settings', () => {
@@ -50,9 +42,9 @@ describe('credentials settings', () => {
   })
 
   it('usage errors: an unknown source, or a source without a socket', async () => {
-    const bad = await error(settingsFromArgv(['--config', configFile(''), '--credentials-socket', '/tmp/c.sock', '--credentials-source', 'profile']))
+    const bad = await rejection(settingsFromArgv(['--config', configFile(''), '--credentials-socket', '/tmp/c.sock', '--credentials-source', 'profile']))
     expect(bad).toMatchObject({code: 'PROXY_USAGE', exitCode: 2})
-    const lonely = await error(settingsFromArgv(['--config', configFile(''), '--credentials-source', 'imds']))
+    const lonely = await rejection(settingsFromArgv(['--config', configFile(''), '--credentials-source', 'imds']))
     expect(hasCode(lonely, 'PROXY_USAGE')).toBe(true)
   })
 })

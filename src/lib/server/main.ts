@@ -116,7 +116,7 @@ const FLAGS = {
 /** KMS mode's settings: the runtime config's kms block, flags on top. Undefined: KMS mode off. */
 function kmsModeSettings(values: Record<string, string | boolean | undefined>, config: RuntimeConfig): (EnclaveKmsOptions & {keyId?: string}) | undefined {
   const flag = (name: string): string | undefined => (typeof values[name] === 'string' ? (values[name] as string) : undefined)
-  const base = (config as {kms?: Partial<EnclaveKmsOptions> & {keyId?: string}}).kms
+  const base = config.kms
   const merged = {
     region: flag('kms-region') ?? base?.region,
     keyId: flag('kms-key-id') ?? base?.keyId,
