@@ -97,6 +97,28 @@ describe('engine on the generated tiny GPT-2', () => {
     expect(cache.length).toBe(seq.length - 1)
   })
 
+  it('the LM head sees the last position only, with the logits and tokens of the full graph', async () => {
+    expect(engine.decoder.lastLogitsOnly).toBe(true)
+    const full = await Engine.load(modelDir, {threads: 1, lastLogitsOnly: false})
+    try {
+      expect(full.decoder.lastLogitsOnly).toBe(false)
+      const prompt = engine.tokenizer.encode('Only the last position matters')
+      const a = await engine.decoder.forward(prompt, engine.decoder.emptyCache(engine.config.numHeads))
+      const b = await full.decoder.forward(prompt, full.decoder.emptyCache(full.config.numHeads))
+      // One row through the head instead of all of them: the same values up to summation order.
+      expect(a.lastLogits.length).toBe(b.lastLogits.length)
+      let maxDiff = 0
+      for (let i = 0; i < a.lastLogits.length; i++) maxDiff = Math.max(maxDiff, Math.abs(a.lastLogits[i]! - b.lastLogits[i]!))
+      expect(maxDiff).toBeLessThan(1e-4)
+      expect(argmax(a.lastLogits)).toBe(argmax(b.lastLogits))
+      const x = await engine.generate({inputIds: prompt}, {maxTokens: 12})
+      const y = await full.generate({inputIds: prompt}, {maxTokens: 12})
+      expect(x.tokenIds).toEqual(y.tokenIds)
+    } finally {
+      await full.close()
+    }
+  })
+
   it('seeded sampling is reproducible; top-k 1 is greedy', async () => {
     const opts = {maxTokens: 16, temperature: 1.3, topK: 40, topP: 0.95, repetitionPenalty: 1.2}
     const a = await engine.generate({prompt: 'Seeds'}, {...opts, seed: 11})

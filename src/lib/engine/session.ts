@@ -2,10 +2,12 @@
 import {createRequire} from 'node:module'
 import {stat} from 'node:fs/promises'
 import {availableParallelism} from 'node:os'
+import {dirname} from 'node:path'
 
 import * as ort from 'onnxruntime-node'
 
 import {type DecoderIo, type DecoderExpectation, checkDecoderIo, firstLine} from '../model/inspect.js'
+import {lastPositionLogitsModel} from '../model/last-logits.js'
 import {EngineError} from './errors.js'
 
 export interface SessionOptions {
@@ -30,6 +32,12 @@ export interface SessionOptions {
    * and other requests' sessions.
    */
   spin?: boolean
+  /**
+   * Feed the LM head the last position only (default on, when the graph ends in a recognisable LM
+   * head; see model/last-logits.ts): prefill then skips the vocabulary product for every other prompt
+   * position, and returns one row of logits instead of one per prompt token.
+   */
+  lastLogitsOnly?: boolean
 }
 
 /**
@@ -107,26 +115,39 @@ export class DecoderSession {
     readonly session: ort.InferenceSession,
     readonly io: DecoderIo,
     readonly threads: number,
+    /** Whether the loaded graph computes logits for the last position only. */
+    readonly lastLogitsOnly: boolean,
   ) {}
 
   static async create(path: string, expect: DecoderExpectation, options: SessionOptions = {}): Promise<DecoderSession> {
     const threads = options.threads ?? availableParallelism()
     if (!Number.isInteger(threads) || threads < 1) throw new EngineError('ENGINE_BAD_OPTIONS', 'threads must be an integer >= 1.')
-    let session: ort.InferenceSession
     const prepack = options.prepack ?? (await weightBytes(path)) >= PREPACK_MIN_BYTES
+    const config = {disable_prepacking: prepack ? '0' : '1', intra_op: {allow_spinning: options.spin === true ? '1' : '0'}}
+    const sessionOptions: ort.InferenceSession.SessionOptions = {
+      executionProviders: ['cpu'],
+      intraOpNumThreads: threads,
+      interOpNumThreads: 1,
+      executionMode: 'sequential',
+      graphOptimizationLevel: 'all',
+      enableCpuMemArena: options.arena ?? true,
+      enableMemPattern: true,
+      logSeverityLevel: 3,
+      extra: {session: config},
+    }
+    // The graph with a last-position LM head, its weights read from `path` itself (external data).
+    const sliced = options.lastLogitsOnly === false ? undefined : await lastPositionLogitsModel(path).catch(() => undefined)
     const restore = prepack ? mapLargeAllocations() : (): void => undefined
+    let session: ort.InferenceSession | undefined
+    let lastOnly = false
     try {
-      session = await ort.InferenceSession.create(path, {
-        executionProviders: ['cpu'],
-        intraOpNumThreads: threads,
-        interOpNumThreads: 1,
-        executionMode: 'sequential',
-        graphOptimizationLevel: 'all',
-        enableCpuMemArena: options.arena ?? true,
-        enableMemPattern: true,
-        logSeverityLevel: 3,
-        extra: {session: {disable_prepacking: prepack ? '0' : '1', intra_op: {allow_spinning: options.spin === true ? '1' : '0'}}},
-      })
+      if (sliced !== undefined) {
+        const extra = {session: {...config, model_external_initializers_file_folder_path: dirname(path)}}
+        // Not loadable this way (an ORT without external data for in-memory models, say): the original is.
+        session = await ort.InferenceSession.create(sliced, {...sessionOptions, extra}).catch(() => undefined)
+        lastOnly = session !== undefined
+      }
+      session ??= await ort.InferenceSession.create(path, sessionOptions)
     } catch (cause) {
       restore()
       throw new EngineError('ENGINE_SESSION_FAILED', `onnxruntime could not load ${path}.`, {
@@ -137,7 +158,7 @@ export class DecoderSession {
     }
     restore()
     try {
-      return new DecoderSession(session, checkDecoderIo(session, expect, path), threads)
+      return new DecoderSession(session, checkDecoderIo(session, expect, path), threads, lastOnly)
     } catch (error) {
       await session.release()
       throw error

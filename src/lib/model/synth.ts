@@ -27,6 +27,12 @@ export interface Gpt2Shape {
   initStd: number
 }
 
+/**
+ * Bumped whenever the generator writes a different graph for the same preset and seed (caches of
+ * generated models, such as the engine benchmark's, key on it). 2: the LM head is a final MatMul.
+ */
+export const SYNTH_FORMAT = 2
+
 export const PRESETS = {
   /** ~3.4 MB: the test model. */
   tiny: {nLayer: 2, nEmbd: 16, nHead: 2, nPositions: 256, initStd: 0.3},
@@ -165,11 +171,9 @@ export function buildGpt2Onnx(shape: Gpt2Shape, seed: number): Uint8Array {
     h = g.op('Add', [h, linear(gelu, `${p}.mlp.c_proj`, 4 * E, E, projStd)])
   }
   const hf = layerNorm(h, 'transformer.ln_f')
-  // Tied LM head: logits = ln_f(h) · wteᵀ, through Gemm(transB) on [batch*seq, E].
-  const flat = g.op('Reshape', [hf, g.int64Init('const_flat_shape', [-1, E])])
-  const logits2d = g.op('Gemm', [flat, wte], {transB: 1})
-  const outShape = g.op('Concat', [g.op('Slice', [g.op('Shape', [inputIds]), g.int64Init('const_s0', [0]), g.int64Init('const_s2', [2])]), g.int64Init('const_vocab', [GPT2_VOCAB_SIZE])], {axis: 0})
-  g.op('Reshape', [logits2d, outShape], {}, 'logits')
+  // Tied LM head: logits = ln_f(h) · wteᵀ, a final MatMul as in Optimum's exports (ORT folds the
+  // transpose into a weight at load).
+  g.op('MatMul', [hf, g.op('Transpose', [wte], {perm: [1, 0]})], {}, 'logits')
   return g.encode('main_graph', 17, 'nle-synth')
 }
 

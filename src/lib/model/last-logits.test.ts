@@ -1,0 +1,87 @@
+import {mkdtemp, rm, writeFile} from 'node:fs/promises'
+import {tmpdir} from 'node:os'
+import {join} from 'node:path'
+
+import * as ort from 'onnxruntime-node'
+import {afterAll, beforeAll, describe, expect, it} from 'vitest'
+
+import {LAST_HIDDEN, lastPositionLogitsModel, sliceLastPosition} from './last-logits.js'
+import {GraphBuilder, onnx} from './onnx-graph.js'
+
+const {FLOAT} = onnx.TensorProto.DataType
+const HIDDEN = 4
+const VOCAB = 5000 // a weight of 80 KB: external data in the rewritten graph
+
+let dir: string
+
+/** x [1, S, HIDDEN] → Relu → MatMul(W or Wᵀ) → logits [1, S, VOCAB]; or another tail. */
+function model(tail: 'matmul' | 'transpose' | 'gemm'): Uint8Array {
+  const g = new GraphBuilder()
+  g.input('x', FLOAT, ['batch_size', 'sequence_length', HIDDEN])
+  g.output('logits', FLOAT, ['batch_size', 'sequence_length', VOCAB])
+  const w = Float32Array.from({length: HIDDEN * VOCAB}, (_, i) => Math.sin(i * 0.37))
+  const h = g.op('Relu', [g.op('Mul', ['x', g.scalarFloat('two', 2)])])
+  if (tail === 'matmul') g.op('MatMul', [h, g.floatInit('w', [HIDDEN, VOCAB], w)], {}, 'logits')
+  if (tail === 'transpose') g.op('MatMul', [h, g.op('Transpose', [g.floatInit('wt', [VOCAB, HIDDEN], w)], {perm: [1, 0]})], {}, 'logits')
+  if (tail === 'gemm') {
+    const flat = g.op('Reshape', [h, g.int64Init('flat', [-1, HIDDEN])])
+    const out = g.op('Gemm', [flat, g.floatInit('wt', [VOCAB, HIDDEN], w)], {transB: 1})
+    g.op('Reshape', [out, g.int64Init('shape', [1, -1, VOCAB])], {}, 'logits')
+  }
+  return g.encode('g', 17, 'test')
+}
+
+beforeAll(async () => {
+  dir = await mkdtemp(join(tmpdir(), 'nle-last-logits-'))
+})
+
+afterAll(async () => {
+  await rm(dir, {recursive: true, force: true})
+})
+
+async function logitsOf(session: ort.InferenceSession, positions: number): Promise<ort.Tensor> {
+  const x = new ort.Tensor('float32', Float32Array.from({length: positions * HIDDEN}, (_, i) => Math.cos(i)), [1, positions, HIDDEN])
+  return (await session.run({x})).logits as ort.Tensor
+}
+
+describe('lastPositionLogitsModel', () => {
+  for (const tail of ['matmul', 'transpose'] as const) {
+    it(`gives the last row of the original's logits, reading the weights from the original file (${tail})`, async () => {
+      const path = join(dir, `${tail}.onnx`)
+      await writeFile(path, model(tail))
+      const sliced = await lastPositionLogitsModel(path)
+      expect(sliced).toBeDefined()
+      // The weight is not in the rewritten bytes: it is a reference into `path`.
+      expect(sliced!.length).toBeLessThan(HIDDEN * VOCAB * 4)
+      const original = await ort.InferenceSession.create(path)
+      const rewritten = await ort.InferenceSession.create(sliced!, {extra: {session: {model_external_initializers_file_folder_path: dir}}})
+      const full = await logitsOf(original, 7)
+      const last = await logitsOf(rewritten, 7)
+      expect(full.dims).toEqual([1, 7, VOCAB])
+      expect(last.dims).toEqual([1, 1, VOCAB])
+      expect([...(last.data as Float32Array)]).toEqual([...(full.data as Float32Array).subarray(6 * VOCAB)])
+      await original.release()
+      await rewritten.release()
+    })
+  }
+
+  it('leaves a graph alone when its LM head is not a final MatMul, and rejects a file that is not protobuf', async () => {
+    const path = join(dir, 'gemm.onnx')
+    await writeFile(path, model('gemm'))
+    expect(await lastPositionLogitsModel(path)).toBeUndefined()
+    const junk = join(dir, 'junk.onnx')
+    await writeFile(junk, Buffer.from('\xff\xff\xff\xff not an onnx file', 'latin1'))
+    await expect(lastPositionLogitsModel(junk)).rejects.toThrow()
+  })
+})
+
+describe('sliceLastPosition', () => {
+  it('puts the slice right before the head and makes the output one position long', () => {
+    const graph = onnx.ModelProto.decode(model('matmul')).graph!
+    expect(sliceLastPosition(graph as never)).toBe(true)
+    const ops = graph.node!.map((n) => n.opType)
+    expect(ops.slice(-2)).toEqual(['Slice', 'MatMul'])
+    expect(graph.node!.at(-1)!.input![0]).toBe(LAST_HIDDEN)
+    expect(graph.output!.find((o) => o.name === 'logits')!.type!.tensorType!.shape!.dim![1]!.dimValue).toBe(1)
+  })
+})
