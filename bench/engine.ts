@@ -218,6 +218,7 @@ export default async function engineBench(): Promise<BenchRow[]> {
     // The same engine with the LM head over every prompt position (EngineOptions.lastLogitsOnly: false):
     // what feeding it the last position only buys.
     {name: `LM head over every position: TTFT (${tag})`, value: nleFullHead.ttftMs, unit: 'ms', peer: peer(tjs.ttftMs)},
+    {name: `LM head over every position: decode tokens/s (${tag})`, value: nleFullHead.decodeTokensPerSecond, unit: 'tok/s', peer: peer(tjs.decodeTokensPerSecond)},
     {name: `LM head over every position: peak RSS (${tag})`, value: nleFullHead.peakRssBytes / MB, unit: 'MB', peer: peer(tjs.peakRssBytes / MB)},
     {name: `decode CPU time per token (${tag}; robust to a busy machine)`, value: nle.decodeCpuMsPerToken, unit: 'ms', peer: peer(tjs.decodeCpuMsPerToken)},
     {name: `model load (${tag})`, value: nle.loadMs, unit: 'ms', peer: peer(tjs.loadMs)},

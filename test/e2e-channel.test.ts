@@ -93,6 +93,12 @@ afterAll(async () => {
 })
 
 describe('secure channel end to end', () => {
+  it('the model server says how it loaded the model: threads, and the last-position LM head', () => {
+    const line = serverB.output().split('\n').find((l) => l.includes('"event":"model_loaded"'))
+    expect(line).toBeDefined()
+    expect(JSON.parse(line!)).toMatchObject({lastLogitsOnly: true, threads: expect.any(Number), ms: expect.any(Number)})
+  })
+
   it('answers through the proxy (HTTPS) and no plaintext reaches any log or the relayed bytes', async () => {
     const c = await client(httpsUrl, 'a')
     const whole = await c.chat({messages: [{role: 'user', content: `Is ${CANARY} covered by my plan?`}]})

@@ -65,6 +65,30 @@ describe('lastPositionLogitsModel', () => {
     })
   }
 
+  it('keeps weights that were already external data (model.onnx_data, as Optimum writes large models) where they are', async () => {
+    const sub = await mkdtemp(join(dir, 'external-'))
+    const model_ = onnx.ModelProto.decode(model('matmul'))
+    const w = model_.graph!.initializer!.find((t) => t.name === 'w')!
+    await writeFile(join(sub, 'model.onnx_data'), w.rawData!)
+    w.rawData = new Uint8Array(0)
+    w.dataLocation = onnx.TensorProto.DataLocation.EXTERNAL
+    w.externalData = [
+      onnx.StringStringEntryProto.create({key: 'location', value: 'model.onnx_data'}),
+      onnx.StringStringEntryProto.create({key: 'offset', value: '0'}),
+      onnx.StringStringEntryProto.create({key: 'length', value: String(HIDDEN * VOCAB * 4)}),
+    ]
+    const path = join(sub, 'model.onnx')
+    await writeFile(path, onnx.ModelProto.encode(model_).finish())
+    const sliced = await lastPositionLogitsModel(path)
+    expect(sliced).toBeDefined()
+    const original = await ort.InferenceSession.create(path)
+    const rewritten = await ort.InferenceSession.create(sliced!, {extra: {session: {model_external_initializers_file_folder_path: sub}}})
+    const full = await logitsOf(original, 3)
+    expect([...((await logitsOf(rewritten, 3)).data as Float32Array)]).toEqual([...(full.data as Float32Array).subarray(2 * VOCAB)])
+    await original.release()
+    await rewritten.release()
+  })
+
   it('leaves a graph alone when its LM head is not a final MatMul, and rejects a file that is not protobuf', async () => {
     const path = join(dir, 'gemm.onnx')
     await writeFile(path, model('gemm'))

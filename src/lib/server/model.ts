@@ -2,6 +2,7 @@
 import {createHash} from 'node:crypto'
 import {readFile} from 'node:fs/promises'
 import {join} from 'node:path'
+import {performance} from 'node:perf_hooks'
 
 import {Engine} from '../engine/index.js'
 import {isNleError} from '../errors.js'
@@ -62,7 +63,14 @@ export async function verifyModelFiles(spec: ModelSpec, logger: Logger): Promise
 export async function loadChatModel(spec: ModelSpec, logger: Logger): Promise<ChatEngine> {
   const manifest = await verifyModelFiles(spec, logger)
   try {
+    const started = performance.now()
     const engine = await Engine.load(spec.path, {dtype: spec.dtype ?? 'fp32', ...(spec.threads === undefined ? {} : {threads: spec.threads})})
+    // How the engine runs this model: operators can see whether the LM head got the last-position graph.
+    logger.log('info', 'model_loaded', {
+      ms: Math.round(performance.now() - started),
+      threads: engine.threads,
+      lastLogitsOnly: engine.decoder.lastLogitsOnly,
+    })
     const model = manifest === null ? engine.config.modelType : manifest.source.kind === 'hub' ? manifest.source.repo : manifest.modelType
     return engineChat(engine, model)
   } catch (cause) {
