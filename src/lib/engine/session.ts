@@ -2,7 +2,6 @@
 import {createRequire} from 'node:module'
 import {stat} from 'node:fs/promises'
 import {availableParallelism} from 'node:os'
-import {dirname} from 'node:path'
 
 import * as ort from 'onnxruntime-node'
 
@@ -115,9 +114,14 @@ export class DecoderSession {
     readonly session: ort.InferenceSession,
     readonly io: DecoderIo,
     readonly threads: number,
-    /** Whether the loaded graph computes logits for the last position only. */
-    readonly lastLogitsOnly: boolean,
+    /** Why the LM head runs over every position (the original graph was loaded); undefined when it sees the last one only. */
+    readonly fullHeadReason: string | undefined,
   ) {}
+
+  /** Whether the loaded graph computes logits for the last position only (see model/last-logits.ts). */
+  get lastLogitsOnly(): boolean {
+    return this.fullHeadReason === undefined
+  }
 
   static async create(path: string, expect: DecoderExpectation, options: SessionOptions = {}): Promise<DecoderSession> {
     const threads = options.threads ?? availableParallelism()
@@ -135,17 +139,19 @@ export class DecoderSession {
       logSeverityLevel: 3,
       extra: {session: config},
     }
-    // The graph with a last-position LM head, its weights read from `path` itself (external data).
-    const sliced = options.lastLogitsOnly === false ? undefined : await lastPositionLogitsModel(path).catch(() => undefined)
+    // The graph with a last-position LM head, its weights read from the original file (external data).
+    const sliced = options.lastLogitsOnly === false ? {reason: 'turned off'} : await lastPositionLogitsModel(path)
     const restore = prepack ? mapLargeAllocations() : (): void => undefined
     let session: ort.InferenceSession | undefined
-    let lastOnly = false
+    let fullHead: string | undefined = 'reason' in sliced ? sliced.reason : undefined
     try {
-      if (sliced !== undefined) {
-        const extra = {session: {...config, model_external_initializers_file_folder_path: dirname(path)}}
+      if ('bytes' in sliced) {
+        const extra = {session: {...config, model_external_initializers_file_folder_path: sliced.folder}}
         // Not loadable this way (an ORT without external data for in-memory models, say): the original is.
-        session = await ort.InferenceSession.create(sliced, {...sessionOptions, extra}).catch(() => undefined)
-        lastOnly = session !== undefined
+        session = await ort.InferenceSession.create(sliced.bytes, {...sessionOptions, extra}).catch((error: unknown) => {
+          fullHead = `onnxruntime refused the rewritten graph: ${firstLine(error)}`
+          return undefined
+        })
       }
       session ??= await ort.InferenceSession.create(path, sessionOptions)
     } catch (cause) {
@@ -158,7 +164,7 @@ export class DecoderSession {
     }
     restore()
     try {
-      return new DecoderSession(session, checkDecoderIo(session, expect, path), threads, lastOnly)
+      return new DecoderSession(session, checkDecoderIo(session, expect, path), threads, fullHead)
     } catch (error) {
       await session.release()
       throw error

@@ -1,4 +1,4 @@
-import {mkdtemp, rm, writeFile} from 'node:fs/promises'
+import {mkdir, mkdtemp, rm, symlink, writeFile} from 'node:fs/promises'
 import {tmpdir} from 'node:os'
 import {join} from 'node:path'
 
@@ -50,11 +50,11 @@ describe('lastPositionLogitsModel', () => {
       const path = join(dir, `${tail}.onnx`)
       await writeFile(path, model(tail))
       const sliced = await lastPositionLogitsModel(path)
-      expect(sliced).toBeDefined()
+      if (!('bytes' in sliced)) throw new Error(sliced.reason)
       // The weight is not in the rewritten bytes: it is a reference into `path`.
-      expect(sliced!.length).toBeLessThan(HIDDEN * VOCAB * 4)
+      expect(sliced.bytes.length).toBeLessThan(HIDDEN * VOCAB * 4)
       const original = await ort.InferenceSession.create(path)
-      const rewritten = await ort.InferenceSession.create(sliced!, {extra: {session: {model_external_initializers_file_folder_path: dir}}})
+      const rewritten = await ort.InferenceSession.create(sliced.bytes, {extra: {session: {model_external_initializers_file_folder_path: sliced.folder}}})
       const full = await logitsOf(original, 7)
       const last = await logitsOf(rewritten, 7)
       expect(full.dims).toEqual([1, 7, VOCAB])
@@ -80,22 +80,47 @@ describe('lastPositionLogitsModel', () => {
     const path = join(sub, 'model.onnx')
     await writeFile(path, onnx.ModelProto.encode(model_).finish())
     const sliced = await lastPositionLogitsModel(path)
-    expect(sliced).toBeDefined()
+    if (!('bytes' in sliced)) throw new Error(sliced.reason)
+    expect(sliced.folder).toBe(sub)
     const original = await ort.InferenceSession.create(path)
-    const rewritten = await ort.InferenceSession.create(sliced!, {extra: {session: {model_external_initializers_file_folder_path: sub}}})
+    const rewritten = await ort.InferenceSession.create(sliced.bytes, {extra: {session: {model_external_initializers_file_folder_path: sliced.folder}}})
     const full = await logitsOf(original, 3)
     expect([...((await logitsOf(rewritten, 3)).data as Float32Array)]).toEqual([...(full.data as Float32Array).subarray(2 * VOCAB)])
     await original.release()
     await rewritten.release()
   })
 
+  it('follows a symlinked model file (a Hugging Face cache snapshot) to the folder its bytes are in', async () => {
+    await mkdir(join(dir, 'blobs'), {recursive: true})
+    await mkdir(join(dir, 'snapshot'), {recursive: true})
+    await writeFile(join(dir, 'blobs', 'abc123'), model('matmul'))
+    await symlink(join('..', 'blobs', 'abc123'), join(dir, 'snapshot', 'model.onnx'))
+    const sliced = await lastPositionLogitsModel(join(dir, 'snapshot', 'model.onnx'))
+    if (!('bytes' in sliced)) throw new Error(sliced.reason)
+    expect(sliced.folder).toBe(join(dir, 'blobs'))
+    const rewritten = await ort.InferenceSession.create(sliced.bytes, {extra: {session: {model_external_initializers_file_folder_path: sliced.folder}}})
+    expect((await logitsOf(rewritten, 4)).dims).toEqual([1, 1, VOCAB])
+    await rewritten.release()
+  })
+
+  it('says why it does not apply: fields it does not know, a second reader of logits', async () => {
+    // Field 99, varint 1: not in onnx-proto's schema, so re-encoding would drop it.
+    const unknown = join(dir, 'unknown.onnx')
+    await writeFile(unknown, Buffer.concat([model('matmul'), Buffer.from([0x98, 0x06, 0x01])]))
+    expect(await lastPositionLogitsModel(unknown)).toEqual({reason: 'the model has fields this reader does not know (a newer ONNX IR)'})
+    const m = onnx.ModelProto.decode(model('matmul'))
+    m.graph!.node!.push(onnx.NodeProto.create({opType: 'Identity', input: ['logits'], output: ['copy']}))
+    expect(sliceLastPosition(m.graph as never)).toBe('other nodes read logits')
+  })
+
   it('leaves a graph alone when its LM head is not a final MatMul, and rejects a file that is not protobuf', async () => {
     const path = join(dir, 'gemm.onnx')
     await writeFile(path, model('gemm'))
-    expect(await lastPositionLogitsModel(path)).toBeUndefined()
+    expect(await lastPositionLogitsModel(path)).toEqual({reason: 'logits come from Reshape, not from a final MatMul'})
     const junk = join(dir, 'junk.onnx')
     await writeFile(junk, Buffer.from('\xff\xff\xff\xff not an onnx file', 'latin1'))
-    await expect(lastPositionLogitsModel(junk)).rejects.toThrow()
+    expect(await lastPositionLogitsModel(junk)).toEqual({reason: expect.stringMatching(/varint|wire type|runs past/)})
+    expect(await lastPositionLogitsModel(join(dir, 'absent.onnx'))).toEqual({reason: expect.stringContaining('ENOENT')})
   })
 })
 

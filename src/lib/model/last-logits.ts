@@ -11,8 +11,8 @@
 // original file as ONNX external data (location, offset, length), which ORT reads from the model's
 // folder. Only the framing of the file (field tags and lengths) is walked here, with positional reads
 // that skip over raw weight bytes; every message is decoded and encoded by onnx-proto.
-import {type FileHandle, open} from 'node:fs/promises'
-import {basename} from 'node:path'
+import {type FileHandle, open, realpath} from 'node:fs/promises'
+import {basename, dirname} from 'node:path'
 
 import {onnx} from './onnx-graph.js'
 
@@ -23,8 +23,11 @@ const TENSOR_RAW_DATA = 9
 const LENGTH_DELIMITED = 2
 /** Smaller tensors stay inline: shape inference reads constants such as Split sizes and Reshape shapes. */
 const EXTERNAL_MIN_BYTES = 64 << 10
-/** A graph's non-weight fields above this size mean it is not the kind of file this rewrite expects. */
+/** Non-weight bytes (graph structure, small tensors) above this total mean it is not the kind of file this rewrite expects. */
 const MAX_STRUCTURE_BYTES = 64 << 20
+
+/** Why the rewrite does not apply to a model: the original graph is loaded instead. */
+class NotApplicable extends Error {}
 
 export const LAST_HIDDEN = 'nle_last_position_hidden'
 
@@ -38,8 +41,16 @@ interface Field {
 }
 
 class Cursor {
-  private readonly header = Buffer.alloc(20)
+  private readonly header = Buffer.alloc(24)
+  private structure = 0
   constructor(private readonly file: FileHandle) {}
+
+  /** Reads bytes that are kept in the rewritten model (everything but large weights), within MAX_STRUCTURE_BYTES in all. */
+  async keep(from: number, to: number): Promise<Buffer> {
+    this.structure += to - from
+    if (this.structure > MAX_STRUCTURE_BYTES) throw new NotApplicable(`more than ${MAX_STRUCTURE_BYTES >> 20} MiB of graph structure or inline tensors`)
+    return this.read(from, to - from)
+  }
 
   async read(position: number, length: number): Promise<Buffer> {
     const out = Buffer.alloc(length)
@@ -60,7 +71,8 @@ class Cursor {
       let at = 0
       const varint = (): number => {
         let value = 0
-        for (let shift = 0; shift < 56; shift += 7) {
+        // Up to 10 bytes (negative int32/int64 values); only lengths and tags, which are small, are used.
+        for (let shift = 0; shift < 70; shift += 7) {
           if (at >= bytesRead) throw new Error(`truncated varint at byte ${pos + at}`)
           const b = this.header[at++]!
           value += (b & 0x7f) * 2 ** shift
@@ -90,91 +102,116 @@ class Cursor {
 type Graph = InstanceType<typeof onnx.GraphProto>
 type Tensor = InstanceType<typeof onnx.TensorProto>
 
+/** The rewritten model and the folder its external data is relative to, or why there is none. */
+export type LastLogitsModel = {bytes: Uint8Array; folder: string} | {reason: string}
+
+/** Decodes, and refuses when re-encoding would not give the same bytes (fields onnx-proto does not know). */
+function exact<T>(type: {decode(b: Uint8Array): T; encode(m: never): {finish(): Uint8Array}}, bytes: Uint8Array, what: string): T {
+  const message = type.decode(bytes)
+  if ((type.encode as (m: T) => {finish(): Uint8Array})(message).finish().length !== bytes.length) throw new NotApplicable(`${what} has fields this reader does not know (a newer ONNX IR)`)
+  return message
+}
+
 /**
  * The model at `path` with its LM head fed the last position only, as ONNX bytes whose weights are
- * external data in `path` itself (load it with the external-initializers folder set to the model's
- * folder). Undefined when the graph does not end in a recognisable LM head; the original is then used.
+ * external data in the original file; load it with the external-initializers folder set to `folder`.
+ * A symlinked file (a Hugging Face cache snapshot) is resolved first: ORT refuses external data
+ * outside that folder. When the graph does not end in a recognisable LM head, or anything else is
+ * off, the reason is returned instead and the original is to be loaded.
  */
-export async function lastPositionLogitsModel(path: string): Promise<Uint8Array | undefined> {
-  const file = await open(path, 'r')
+export async function lastPositionLogitsModel(path: string): Promise<LastLogitsModel> {
   try {
-    const size = (await file.stat()).size
-    const cursor = new Cursor(file)
-    const rest: Buffer[] = []
-    let graph: Graph | undefined
-    for await (const f of cursor.fields(0, size)) {
-      if (f.field === MODEL_GRAPH && f.wire === LENGTH_DELIMITED) {
-        if (graph !== undefined) return undefined
-        graph = await readGraph(cursor, f, basename(path))
-      } else {
-        if (f.end - f.start > MAX_STRUCTURE_BYTES) return undefined
-        rest.push(await cursor.read(f.start, f.end - f.start))
+    const real = await realpath(path)
+    const file = await open(real, 'r')
+    try {
+      const size = (await file.stat()).size
+      const cursor = new Cursor(file)
+      const rest: Buffer[] = []
+      let read: {graph: Graph; external: boolean} | undefined
+      for await (const f of cursor.fields(0, size)) {
+        if (f.field === MODEL_GRAPH && f.wire === LENGTH_DELIMITED) {
+          if (read !== undefined) throw new NotApplicable('the model has two graph fields')
+          read = await readGraph(cursor, f, basename(real))
+        } else {
+          rest.push(await cursor.keep(f.start, f.end))
+        }
       }
+      if (read === undefined) throw new NotApplicable('the model has no graph')
+      const model = exact(onnx.ModelProto, Buffer.concat(rest), 'the model')
+      const opset = (model.opsetImport ?? []).find((o) => ['', 'ai.onnx'].includes(o.domain ?? ''))?.version
+      // Slice takes starts/ends/axes as inputs from opset 10, and negative axes from 11.
+      if (opset === undefined || opset === null || Number(opset) < 11) throw new NotApplicable(`opset ${String(opset)} is below 11`)
+      const sliced = sliceLastPosition(read.graph)
+      if (sliced !== true) throw new NotApplicable(sliced)
+      // Weights that were external already are relative to the folder the model was named in.
+      if (read.external && real !== path) throw new NotApplicable('a symlinked model file with external data of its own')
+      model.graph = read.graph
+      return {bytes: onnx.ModelProto.encode(model).finish(), folder: dirname(read.external ? path : real)}
+    } finally {
+      await file.close()
     }
-    if (graph === undefined) return undefined
-    const model = onnx.ModelProto.decode(Buffer.concat(rest))
-    const opset = model.opsetImport.find((o) => (o.domain ?? '') === '')?.version
-    // Slice takes starts/ends/axes as inputs from opset 10.
-    if (opset === undefined || opset === null || Number(opset) < 10) return undefined
-    if (!sliceLastPosition(graph)) return undefined
-    model.graph = graph
-    return onnx.ModelProto.encode(model).finish()
-  } finally {
-    await file.close()
+  } catch (error) {
+    return {reason: error instanceof Error ? error.message : String(error)}
   }
 }
 
-async function readGraph(cursor: Cursor, at: Field, location: string): Promise<Graph> {
+async function readGraph(cursor: Cursor, at: Field, location: string): Promise<{graph: Graph; external: boolean}> {
   const structure: Buffer[] = []
   const initializers: Tensor[] = []
   for await (const f of cursor.fields(at.payload, at.end)) {
-    if (f.field === GRAPH_INITIALIZER && f.wire === LENGTH_DELIMITED) {
-      initializers.push(await readInitializer(cursor, f, location))
-      continue
-    }
-    if (f.end - f.start > MAX_STRUCTURE_BYTES) throw new Error(`graph field ${f.field} is ${f.end - f.start} bytes`)
-    structure.push(await cursor.read(f.start, f.end - f.start))
+    if (f.field === GRAPH_INITIALIZER && f.wire === LENGTH_DELIMITED) initializers.push(await readInitializer(cursor, f, location))
+    else structure.push(await cursor.keep(f.start, f.end))
   }
-  const graph = onnx.GraphProto.decode(Buffer.concat(structure))
+  const graph = exact(onnx.GraphProto, Buffer.concat(structure), 'the graph')
   graph.initializer = initializers
-  return graph
+  const external = initializers.some((t) => t.dataLocation === onnx.TensorProto.DataLocation.EXTERNAL && !(t as Tagged)[OURS])
+  return {graph, external}
 }
+
+const OURS = Symbol('external data pointing into the model file')
+type Tagged = Tensor & {[OURS]?: true}
 
 /** One initializer; raw bytes of EXTERNAL_MIN_BYTES or more stay in the file, referenced as external data. */
 async function readInitializer(cursor: Cursor, at: Field, location: string): Promise<Tensor> {
-  if (at.end - at.payload < EXTERNAL_MIN_BYTES) return onnx.TensorProto.decode(await cursor.read(at.payload, at.end - at.payload))
+  if (at.end - at.payload < EXTERNAL_MIN_BYTES) return exact(onnx.TensorProto, await cursor.keep(at.payload, at.end), 'an initializer')
   const header: Buffer[] = []
   let raw: Field | undefined
   for await (const f of cursor.fields(at.payload, at.end)) {
     if (f.field === TENSOR_RAW_DATA && f.wire === LENGTH_DELIMITED) raw = f
-    else header.push(await cursor.read(f.start, f.end - f.start))
+    else header.push(await cursor.keep(f.start, f.end))
   }
-  const tensor = onnx.TensorProto.decode(Buffer.concat(header))
-  if (raw !== undefined) {
+  const tensor: Tagged = exact(onnx.TensorProto, Buffer.concat(header), 'an initializer')
+  if (raw !== undefined && raw.end > raw.payload) {
+    if (tensor.dataLocation === onnx.TensorProto.DataLocation.EXTERNAL) throw new NotApplicable(`initializer ${tensor.name} has both raw and external data`)
     tensor.dataLocation = onnx.TensorProto.DataLocation.EXTERNAL
     tensor.externalData = [
       onnx.StringStringEntryProto.create({key: 'location', value: location}),
       onnx.StringStringEntryProto.create({key: 'offset', value: String(raw.payload)}),
       onnx.StringStringEntryProto.create({key: 'length', value: String(raw.end - raw.payload)}),
     ]
+    tensor[OURS] = true
   }
   return tensor
 }
 
 /**
  * Inserts Slice(hidden, starts=-1, ends=max, axes=-2) in front of the LM head when `logits` comes
- * from MatMul(hidden, W) with W an initializer or a Transpose of one. Returns whether it did.
+ * from MatMul(hidden, W) with W an initializer or a Transpose of one, and nothing else reads
+ * `logits`. Returns true when it did, or why not.
  */
-export function sliceLastPosition(graph: Graph): boolean {
+export function sliceLastPosition(graph: Graph): true | string {
   const producers = new Map<string, (typeof graph.node)[number]>()
   for (const node of graph.node) for (const out of node.output ?? []) producers.set(out, node)
   const head = producers.get('logits')
-  if (head?.opType !== 'MatMul' || (head.domain ?? '') !== '' || head.input?.length !== 2) return false
+  if (head?.opType !== 'MatMul' || (head.domain ?? '') !== '' || head.input?.length !== 2) {
+    return `logits come from ${head?.opType ?? 'no node'}, not from a final MatMul`
+  }
+  if (graph.node.some((n) => n.input?.includes('logits'))) return 'other nodes read logits'
   const weights = new Set(graph.initializer.map((t) => t.name))
   const [hidden, w] = head.input as [string, string]
   const wNode = producers.get(w)
   const isWeight = weights.has(w) || (wNode?.opType === 'Transpose' && wNode.input?.length === 1 && weights.has(wNode.input[0]!))
-  if (!isWeight || producers.get(hidden) === undefined) return false
+  if (!isWeight || producers.get(hidden) === undefined) return 'the final MatMul is not hidden state times a weight'
   const int64 = (name: string, value: bigint): Tensor =>
     onnx.TensorProto.create({name, dims: [1], dataType: onnx.TensorProto.DataType.INT64, rawData: new Uint8Array(new BigInt64Array([value]).buffer)})
   graph.initializer.push(
@@ -192,7 +229,9 @@ export function sliceLastPosition(graph: Graph): boolean {
   // Nodes are topologically sorted in ONNX: the slice goes right before the head.
   graph.node.splice(graph.node.indexOf(head), 0, slice)
   // The output now has one position, whatever the input's length.
-  const dims = graph.output.find((o) => o.name === 'logits')?.type?.tensorType?.shape?.dim
-  if (dims !== undefined && dims !== null && dims.length === 3) dims[1] = onnx.TensorShapeProto.Dimension.create({dimValue: 1})
+  for (const info of [...graph.output, ...graph.valueInfo]) {
+    const dims = info.name === 'logits' ? info.type?.tensorType?.shape?.dim : undefined
+    if (dims !== undefined && dims !== null && dims.length === 3) dims[1] = onnx.TensorShapeProto.Dimension.create({dimValue: 1})
+  }
   return true
 }

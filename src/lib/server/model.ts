@@ -70,6 +70,7 @@ export async function loadChatModel(spec: ModelSpec, logger: Logger): Promise<Ch
       ms: Math.round(performance.now() - started),
       threads: engine.threads,
       lastLogitsOnly: engine.decoder.lastLogitsOnly,
+      ...(engine.decoder.fullHeadReason === undefined ? {} : {fullHeadReason: engine.decoder.fullHeadReason}),
     })
     const model = manifest === null ? engine.config.modelType : manifest.source.kind === 'hub' ? manifest.source.repo : manifest.modelType
     return engineChat(engine, model)
