@@ -4,6 +4,7 @@
 import {createHash} from 'node:crypto'
 import {appendFileSync, mkdirSync, readFileSync, writeFileSync} from 'node:fs'
 import {join} from 'node:path'
+import {clearInterval, setInterval} from 'node:timers'
 import {crc32} from 'node:zlib'
 
 export function record(tool) {
@@ -20,6 +21,17 @@ function stateDir() {
   if (!dir) throw new Error('fake: NLE_FAKE_STATE is not set')
   mkdirSync(dir, {recursive: true})
   return dir
+}
+
+/** Keeps a fake running like a long-lived daemon until SIGTERM or SIGINT, then exits 0. */
+export function stayUntilSignalled() {
+  const keepAlive = setInterval(() => undefined, 1 << 30)
+  const stop = () => {
+    clearInterval(keepAlive)
+    process.exit(0)
+  }
+  process.on('SIGTERM', stop)
+  process.on('SIGINT', stop)
 }
 
 export function readState(name, fallback) {

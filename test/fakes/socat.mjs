@@ -8,9 +8,8 @@
 // Knobs: NLE_FAKE_STATE, NLE_FAKE_LOG, FAKE_ENCLAVE_HEALTH=<status> (e.g. 503), FAKE_SOCAT_EXIT=1.
 import {rmSync} from 'node:fs'
 import {createServer} from 'node:http'
-import {clearInterval, setInterval} from 'node:timers'
 
-import {readState, record} from './lib.mjs'
+import {readState, record, stayUntilSignalled} from './lib.mjs'
 
 record('socat')
 const args = process.argv.slice(2)
@@ -20,18 +19,9 @@ if (args[0] === '-V') {
 }
 const vsockListen = /^VSOCK-LISTEN:(\d+)(,|$)/.exec(args[0] ?? '')
 const unixConnect = /^UNIX-CONNECT:(\/\S+)$/.exec(args[1] ?? '')
-if (vsockListen && unixConnect) credentialsBridge()
+if (vsockListen && unixConnect) stayUntilSignalled()
 else vsockBridge()
 
-function credentialsBridge() {
-  const keepAlive = setInterval(() => undefined, 1 << 30)
-  const stop = () => {
-    clearInterval(keepAlive)
-    process.exit(0)
-  }
-  process.on('SIGTERM', stop)
-  process.on('SIGINT', stop)
-}
 
 function vsockBridge() {
   const listen = /^UNIX-LISTEN:([^,]+)/.exec(args[0] ?? '')

@@ -2,9 +2,8 @@
 // <remote host> <remote port> [--config <allowlist>]`. It cannot listen on vsock here, so it checks
 // its arguments as the real one parses them, then stays up until SIGTERM like the real daemon.
 // Knobs: NLE_FAKE_LOG, FAKE_VSOCK_PROXY_EXIT=1 (dies at once, as when the port is taken).
-import {clearInterval, setInterval} from 'node:timers'
 
-import {record} from './lib.mjs'
+import {record, stayUntilSignalled} from './lib.mjs'
 
 record('vsock-proxy')
 const args = process.argv.slice(2)
@@ -23,10 +22,4 @@ if (process.env.FAKE_VSOCK_PROXY_EXIT) {
   process.stderr.write('[ERROR vsock_proxy] Could not bind to port: Address already in use (os error 98)\n')
   process.exit(1)
 }
-const keepAlive = setInterval(() => undefined, 1 << 30)
-const stop = () => {
-  clearInterval(keepAlive)
-  process.exit(0)
-}
-process.on('SIGTERM', stop)
-process.on('SIGINT', stop)
+stayUntilSignalled()
