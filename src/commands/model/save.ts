@@ -5,7 +5,7 @@ import {DTYPES, type DownloadProgress, saveModel} from '../../lib/model/index.js
 
 export default class ModelSave extends BaseCommand<typeof ModelSave> {
   static override summary = 'Save a model in the Hugging Face ONNX layout, checked, with a manifest of its files.'
-  static override description = `SOURCE is a local folder (config.json, tokenizer.json, tokenizer_config.json, onnx/model.onnx or onnx/model_quantized.onnx, as Optimum exports them) or a Hugging Face Hub repository id such as onnx-community/bloom-560m-ONNX.
+  static override description = `SOURCE is a local folder (config.json, tokenizer.json, tokenizer_config.json, an onnx/model*.onnx for the chosen --dtype, as Optimum and onnx-community export them) or a Hugging Face Hub repository id such as onnx-community/bloom-560m-ONNX.
 Hub downloads resume after an interruption (run the command again), follow HF_ENDPOINT, send HF_TOKEN (or --token) as a bearer token, and check each LFS file against its sha256 oid. The ONNX must be a decoder with past_key_values inputs and present outputs.
 Writes OUT/nle-model.json: every file with its size and sha256. The EIF build copies exactly these files; the lockfile records the manifest's digest.`
   static override examples = [
@@ -18,7 +18,7 @@ Writes OUT/nle-model.json: every file with its size and sha256. The EIF build co
   }
   static override flags = {
     out: Flags.directory({char: 'o', description: 'Folder to save the model into.', default: 'model'}),
-    dtype: Flags.option({options: DTYPES, description: 'Which ONNX variant: fp32 (onnx/model.onnx) or q8 (onnx/model_quantized.onnx).', default: 'fp32' as const})(),
+    dtype: Flags.option({options: DTYPES, description: 'Which ONNX variant, as transformers.js names them: fp32 (onnx/model.onnx), fp16 (model_fp16), q8 (model_quantized), int8, uint8, q4, q4f16, bnb4; Optimum\'s legacy decoder_model_merged*.onnx is found too.', default: 'fp32' as const})(),
     revision: Flags.string({description: 'Hub branch, tag or commit.', default: 'main'}),
     token: Flags.string({description: 'Hub access token (default: $HF_TOKEN).', env: 'HF_TOKEN'}),
     endpoint: Flags.string({description: 'Hub address (default: $HF_ENDPOINT or https://huggingface.co).'}),

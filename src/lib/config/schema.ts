@@ -5,6 +5,8 @@
  */
 import {z} from 'zod'
 
+import {DTYPES} from '../model/layout.js'
+
 const positiveInt = z.number().int().positive()
 const path = z.string().min(1)
 
@@ -19,7 +21,7 @@ const modelSchema = z
     path: path.default('model').describe('Folder the saved model lives in (relative to nle.yaml).'),
     repo: z.string().min(1).optional().describe('Hugging Face repo id when source is hub, e.g. "bigscience/bloom-560m".'),
     revision: z.string().min(1).optional().describe('Hub revision (commit sha preferred) when source is hub.'),
-    dtype: z.enum(['fp32', 'q8']).default('fp32').describe('Which ONNX variant to use.'),
+    dtype: z.enum(DTYPES).default('fp32').describe('Which ONNX variant to use, as transformers.js names them: fp32 (onnx/model.onnx), fp16, q8 (model_quantized), int8, uint8, q4, q4f16, bnb4.'),
     preset: z.enum(['tiny', 'gpt2-medium']).default('tiny').describe('Generated model preset when source is synth.'),
     digest: z
       .string()

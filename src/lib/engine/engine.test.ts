@@ -81,11 +81,11 @@ describe('engine on the generated tiny GPT-2', () => {
   it('generation with the KV cache equals recomputation without it', async () => {
     const prompt = engine.tokenizer.encode('A question with private data')
     const cached = await engine.generate({inputIds: prompt}, {maxTokens: 10})
-    let cache = engine.decoder.emptyCache(engine.config.numHeads)
+    let cache = engine.decoder.emptyCache()
     let step = await engine.decoder.forward(prompt, cache)
     const seq = [...prompt]
     for (const id of cached.tokenIds) {
-      const full = await engine.decoder.forward(seq, engine.decoder.emptyCache(engine.config.numHeads))
+      const full = await engine.decoder.forward(seq, engine.decoder.emptyCache())
       let maxDiff = 0
       for (let i = 0; i < full.lastLogits.length; i++) maxDiff = Math.max(maxDiff, Math.abs(full.lastLogits[i]! - step.lastLogits[i]!))
       expect(maxDiff).toBeLessThan(1e-4)
@@ -103,8 +103,8 @@ describe('engine on the generated tiny GPT-2', () => {
     try {
       expect(full.decoder.lastLogitsOnly).toBe(false)
       const prompt = engine.tokenizer.encode('Only the last position matters')
-      const a = await engine.decoder.forward(prompt, engine.decoder.emptyCache(engine.config.numHeads))
-      const b = await full.decoder.forward(prompt, full.decoder.emptyCache(full.config.numHeads))
+      const a = await engine.decoder.forward(prompt, engine.decoder.emptyCache())
+      const b = await full.decoder.forward(prompt, full.decoder.emptyCache())
       // One row through the head instead of all of them: the same values up to summation order.
       expect(a.lastLogits.length).toBe(b.lastLogits.length)
       let maxDiff = 0

@@ -7,7 +7,7 @@ import {join} from 'node:path'
 import {performance} from 'node:perf_hooks'
 
 import {ModelError} from '../model/errors.js'
-import {type Dtype, ONNX_FILE, readDecoderConfig, type DecoderConfig} from '../model/layout.js'
+import {type DecoderConfig, type Dtype, findOnnxFile, onnxCandidates, readDecoderConfig} from '../model/layout.js'
 import {EngineError} from './errors.js'
 import {Sampler, type SamplingOptions, validateSampling} from './sampling.js'
 import {DecoderSession, type SessionOptions} from './session.js'
@@ -91,19 +91,27 @@ export class Engine {
       const message = cause instanceof ModelError ? cause.message : `${dir}/config.json could not be read.`
       throw new EngineError('ENGINE_CONFIG_INVALID', message, {cause, details: {dir}})
     }
-    const tokenizer = await TextTokenizer.load(dir)
-    const onnxPath = join(dir, ONNX_FILE[options.dtype ?? 'fp32'])
-    try {
-      await stat(onnxPath)
-    } catch (cause) {
-      throw new EngineError('ENGINE_MODEL_NOT_FOUND', `${onnxPath} does not exist.`, {cause, details: {path: onnxPath}})
+    if (config.unsupported !== undefined) {
+      throw new EngineError('ENGINE_MODEL_UNSUPPORTED', `${dir} holds ${config.unsupported}, which this engine cannot run.`, {
+        hint: 'Use a decoder-only text model (text-generation-with-past export).',
+        details: {dir},
+      })
     }
-    const headDim = config.hiddenSize !== undefined && config.numHeads ? config.hiddenSize / config.numHeads : undefined
+    const tokenizer = await TextTokenizer.load(dir)
+    const dtype = options.dtype ?? 'fp32'
+    const onnxFile = await findOnnxFile(dir, dtype)
+    if (onnxFile === undefined) {
+      throw new EngineError('ENGINE_MODEL_NOT_FOUND', `${dir} has no ${dtype} ONNX file (${onnxCandidates(dtype).join(' or ')}).`, {
+        hint: 'Pass the dtype the model was saved with (`nle model save --dtype`).',
+        details: {dir, dtype},
+      })
+    }
+    const onnxPath = join(dir, onnxFile)
     let decoder: DecoderSession
     try {
       decoder = await DecoderSession.create(
         onnxPath,
-        {numLayers: config.numLayers, numHeads: config.numHeads, headDim, vocabSize: config.vocabSize},
+        {numLayers: config.numLayers, numKvHeads: config.numKvHeads, headDim: config.headDim, vocabSize: config.vocabSize},
         options,
       )
     } catch (cause) {
@@ -167,7 +175,7 @@ export class Engine {
     if (options.signal?.aborted) {
       finishReason = 'cancelled'
     } else {
-      let step = await this.decoder.forward(prompt, this.decoder.emptyCache(this.config.numHeads))
+      let step = await this.decoder.forward(prompt, this.decoder.emptyCache())
       prefillMs = performance.now() - t0
       for (;;) {
         const id = sampler.next(step.lastLogits)

@@ -3,6 +3,7 @@ import {ExitCode, NleError, type NleErrorOptions} from '../errors.js'
 /** Every code the inference engine can fail with. */
 export type EngineErrorCode =
   | 'ENGINE_MODEL_NOT_FOUND'
+  | 'ENGINE_MODEL_UNSUPPORTED'
   | 'ENGINE_CONFIG_INVALID'
   | 'ENGINE_TOKENIZER_MISSING'
   | 'ENGINE_TOKENIZER_INVALID'
@@ -17,6 +18,7 @@ export type EngineErrorCode =
 
 const DEFAULT_EXIT: Record<EngineErrorCode, ExitCode> = {
   ENGINE_MODEL_NOT_FOUND: ExitCode.IO,
+  ENGINE_MODEL_UNSUPPORTED: ExitCode.VERIFY,
   ENGINE_CONFIG_INVALID: ExitCode.CONFIG,
   ENGINE_TOKENIZER_MISSING: ExitCode.IO,
   ENGINE_TOKENIZER_INVALID: ExitCode.CONFIG,

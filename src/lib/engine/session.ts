@@ -8,6 +8,7 @@ import * as ort from 'onnxruntime-node'
 import {type DecoderIo, type DecoderExpectation, checkDecoderIo, firstLine} from '../model/inspect.js'
 import {lastPositionLogitsModel} from '../model/last-logits.js'
 import {EngineError} from './errors.js'
+import {halfToFloat} from './half.js'
 
 export interface SessionOptions {
   /** Intra-op threads: the vCPUs the engine may use (default: all of this machine's). */
@@ -37,6 +38,12 @@ export interface SessionOptions {
    * position, and returns one row of logits instead of one per prompt token.
    */
   lastLogitsOnly?: boolean
+  /**
+   * ORT's graph optimisation level (default "all"). `nle model save` checks a model at "basic", which
+   * loads fast; "disabled" is not offered: ORT then cannot run float16 graphs on the CPU (the casts
+   * it inserts for kernels that have no float16 version are only typed after optimisation).
+   */
+  optimization?: 'basic' | 'all'
 }
 
 /**
@@ -133,7 +140,7 @@ export class DecoderSession {
       intraOpNumThreads: threads,
       interOpNumThreads: 1,
       executionMode: 'sequential',
-      graphOptimizationLevel: 'all',
+      graphOptimizationLevel: options.optimization ?? 'all',
       enableCpuMemArena: options.arena ?? true,
       enableMemPattern: true,
       logSeverityLevel: 3,
@@ -171,29 +178,16 @@ export class DecoderSession {
     }
   }
 
-  /** An empty cache (0 past positions) in the shapes the model declares. */
-  emptyCache(numHeads: number | undefined): KvCache {
+  /** An empty cache (0 past positions) in the shapes and the element type the model declares. */
+  emptyCache(): KvCache {
     const tensors: Record<string, ort.Tensor> = {}
-    const dims = (shape: (number | string)[]): number[] =>
-      shape.map((d, i) => {
-        if (typeof d === 'number') return d
-        if (/past|sequence|seq/i.test(d)) return 0
-        // A 3-D cache (Bloom) folds batch and heads into its first dimension.
-        if (shape.length === 3 && i === 0) return numHeads ?? 1
-        return 1
-      })
-    const keyDims = dims(this.io.pastKeyShape)
-    const valueDims = dims(this.io.pastValueShape)
-    const type = this.pastType
+    const empty = (dims: number[]): ort.Tensor =>
+      this.io.cacheType === 'float16' ? new ort.Tensor('float16', new Uint16Array(0), dims) : new ort.Tensor('float32', new Float32Array(0), dims)
     for (let i = 0; i < this.io.numLayers; i++) {
-      tensors[`past_key_values.${i}.key`] = new ort.Tensor(type, type === 'float16' ? new Uint16Array(0) : new Float32Array(0), keyDims)
-      tensors[`past_key_values.${i}.value`] = new ort.Tensor(type, type === 'float16' ? new Uint16Array(0) : new Float32Array(0), valueDims)
+      tensors[`past_key_values.${i}.key`] = empty(this.io.key.emptyDims)
+      tensors[`past_key_values.${i}.value`] = empty(this.io.value.emptyDims)
     }
     return {tensors, length: 0}
-  }
-
-  private get pastType(): 'float32' | 'float16' {
-    return this.io.inputs.find((i) => i.name === 'past_key_values.0.key')?.type === 'float16' ? 'float16' : 'float32'
   }
 
   /** Runs `ids` after the positions already in `cache`; returns the last logits and the grown cache. */
@@ -210,6 +204,9 @@ export class DecoderSession {
       for (let i = 0; i < n; i++) pos[i] = BigInt(cache.length + i)
       feeds.position_ids = new ort.Tensor('int64', pos, [1, n])
     }
+    if (this.io.hasTokenTypeIds) feeds.token_type_ids = new ort.Tensor('int64', new BigInt64Array(n), [1, n])
+    // The merged decoder's first step takes the branch without a cache (its past inputs are empty).
+    if (this.io.hasCacheBranch) feeds.use_cache_branch = new ort.Tensor('bool', new Uint8Array([cache.length > 0 ? 1 : 0]), [1])
     let out: ort.InferenceSession.ReturnType
     try {
       out = await this.session.run(feeds)
@@ -218,8 +215,11 @@ export class DecoderSession {
     }
     const logits = out.logits as ort.Tensor
     const vocab = logits.dims[logits.dims.length - 1] as number
-    const data = logits.data as Float32Array
-    const lastLogits = data.subarray(data.length - vocab)
+    const data = logits.data as Float32Array | Uint16Array
+    const last = data.subarray(data.length - vocab)
+    // float16 logits arrive as raw half bits (a Uint16Array, where Node has no Float16Array): widened
+    // here, never sampled as integers. A runtime that hands out a Float16Array gets a plain copy.
+    const lastLogits = last instanceof Float32Array ? last : last instanceof Uint16Array ? halfToFloat(last) : Float32Array.from(last as ArrayLike<number>)
     const tensors: Record<string, ort.Tensor> = {}
     for (let i = 0; i < this.io.numLayers; i++) {
       tensors[`past_key_values.${i}.key`] = out[`present.${i}.key`] as ort.Tensor

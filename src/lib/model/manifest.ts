@@ -30,6 +30,16 @@ export const ModelManifestSchema = z.object({
   onnx: z.object({
     file: z.string(),
     numLayers: z.number().int().positive(),
+    /** Facts of the KV cache as the graph and config.json agree on them (absent in older manifests). */
+    numHeads: z.number().int().positive().optional(),
+    numKvHeads: z.number().int().positive().optional(),
+    headDim: z.number().int().positive().optional(),
+    cacheType: z.enum(['float32', 'float16']).optional(),
+    logitsType: z.enum(['float32', 'float16']).optional(),
+    /** Optimum's merged decoder (use_cache_branch). */
+    mergedDecoder: z.boolean().optional(),
+    /** Whether the engine feeds the LM head the last position only, or why not. */
+    lastLogitsOnly: z.union([z.literal(true), z.object({reason: z.string()})]).optional(),
     inputs: z.array(z.string()),
     outputs: z.array(z.string()),
   }),

@@ -5,8 +5,10 @@ import {join, relative, resolve, sep} from 'node:path'
 
 import {ModelError} from './errors.js'
 import {type DownloadProgress, HubClient, type HubOptions, REPO_ID} from './hub.js'
-import {type DecoderIo, inspectDecoderOnnx} from './inspect.js'
-import {type Dtype, ONNX_FILE, OPTIONAL_FILES, REQUIRED_FILES, checkLayout, isExternalDataOf, readDecoderConfig} from './layout.js'
+import {DecoderSession} from '../engine/session.js'
+import {isNleError} from '../errors.js'
+import {type DecoderIo, type DecoderExpectation, SUPPORTED_MODELS, firstLine} from './inspect.js'
+import {type Dtype, OPTIONAL_FILES, REQUIRED_FILES, checkLayout, dtypeUnavailable, isExternalDataOf, pickOnnxFile, readDecoderConfig} from './layout.js'
 import {MANIFEST_FILE, type ModelManifest, describeFiles, sha256File, writeManifest} from './manifest.js'
 
 export interface SaveOptions {
@@ -68,18 +70,72 @@ async function exists(path: string): Promise<boolean> {
   }
 }
 
-/** Reads config.json and checks the ONNX I/O against it. */
-export async function validateModelFolder(dir: string, dtype: Dtype): Promise<{modelType: string; io: DecoderIo; files: string[]}> {
-  const files = await checkLayout(dir, dtype, await listFiles(dir))
+export interface CheckedModel {
+  modelType: string
+  numHeads: number | undefined
+  onnxFile: string
+  io: DecoderIo
+  /** True when the engine feeds the LM head the last position only; otherwise why not. */
+  lastLogitsOnly: true | {reason: string}
+  files: string[]
+}
+
+/**
+ * Loads an ONNX decoder the way the engine does (at ORT's "basic" level, one thread, which loads
+ * fast) and runs a prefill and one cached step: a model that loads but cannot generate (a merged
+ * decoder fed the wrong branch, a cache in an unexpected layout) is refused here, not at request time.
+ */
+export async function probeDecoder(path: string, expect: DecoderExpectation): Promise<{io: DecoderIo; lastLogitsOnly: true | {reason: string}}> {
+  let session: DecoderSession
+  try {
+    session = await DecoderSession.create(path, expect, {threads: 1, optimization: 'basic', prepack: false})
+  } catch (cause) {
+    if (cause instanceof ModelError) throw cause
+    throw new ModelError('MODEL_ONNX_CORRUPT', `${path} could not be loaded as an ONNX model.`, {
+      hint: 'The file is damaged or not ONNX: download or export it again.',
+      cause,
+      details: {path, reason: isNleError(cause) ? String(cause.details?.reason ?? cause.message) : firstLine(cause)},
+    })
+  }
+  try {
+    const vocab = expect.vocabSize
+    const ids = [0, 1]
+    const first = await session.forward(ids, session.emptyCache())
+    const second = await session.forward([2], first.cache)
+    for (const step of [first, second]) {
+      if (vocab !== undefined && step.lastLogits.length !== vocab) throw new Error(`logits have ${step.lastLogits.length} classes, not ${vocab}`)
+      if (!step.lastLogits.every(Number.isFinite)) throw new Error('logits are not finite numbers')
+    }
+    const grown = second.cache.tensors['past_key_values.0.key']
+    if (grown === undefined || grown.dims[session.io.key.pastAxis] !== ids.length + 1) {
+      throw new Error(`the cache did not grow along axis ${session.io.key.pastAxis} (present.0.key has shape ${JSON.stringify(grown?.dims)})`)
+    }
+    return {io: session.io, lastLogitsOnly: session.fullHeadReason === undefined ? true : {reason: session.fullHeadReason}}
+  } catch (cause) {
+    throw new ModelError('MODEL_ONNX_UNRUNNABLE', `${path} loads but cannot generate: ${isNleError(cause) ? String(cause.details?.reason ?? cause.message) : firstLine(cause)}.`, {
+      hint: `nle runs ${SUPPORTED_MODELS}; export with Optimum's "text-generation-with-past" task.`,
+      cause,
+      details: {path},
+    })
+  } finally {
+    await session.release()
+  }
+}
+
+/** Reads config.json, checks the ONNX I/O against it and runs one step. */
+export async function validateModelFolder(dir: string, dtype: Dtype): Promise<CheckedModel> {
+  const {onnxFile, files} = await checkLayout(dir, dtype, await listFiles(dir))
   const config = await readDecoderConfig(dir)
-  const headDim = config.hiddenSize !== undefined && config.numHeads ? config.hiddenSize / config.numHeads : undefined
-  const io = await inspectDecoderOnnx(join(dir, ONNX_FILE[dtype]), {
+  if (config.unsupported !== undefined) {
+    throw new ModelError('MODEL_UNSUPPORTED', `The model in ${dir} is ${config.unsupported}.`, {hint: `nle runs ${SUPPORTED_MODELS}.`, details: {dir, modelType: config.modelType}})
+  }
+  const {io, lastLogitsOnly} = await probeDecoder(join(dir, onnxFile), {
     numLayers: config.numLayers,
-    numHeads: config.numHeads,
-    headDim,
+    numKvHeads: config.numKvHeads,
+    headDim: config.headDim,
     vocabSize: config.vocabSize,
   })
-  return {modelType: config.modelType, io, files}
+  return {modelType: config.modelType, numHeads: config.numHeads, onnxFile, io, lastLogitsOnly, files}
 }
 
 export async function saveModel(options: SaveOptions): Promise<SaveResult> {
@@ -90,7 +146,7 @@ export async function saveModel(options: SaveOptions): Promise<SaveResult> {
     throw new ModelError('MODEL_OUTPUT_EXISTS', `A model is already saved in ${outDir}.`, {hint: 'Pass --force to replace it.', details: {outDir}})
   }
   let source: ModelManifest['source']
-  let checked: Awaited<ReturnType<typeof validateModelFolder>>
+  let checked: CheckedModel
   if (kind === 'local') {
     const srcDir = resolve(options.source)
     checked = await validateModelFolder(srcDir, dtype)
@@ -116,14 +172,8 @@ export async function saveModel(options: SaveOptions): Promise<SaveResult> {
       }
     }
     if (!listed.has('config.json')) throw new ModelError('MODEL_FILE_MISSING', `${rev.repo} has no config.json.`, {details: {repo: rev.repo}})
-    const onnxFile = ONNX_FILE[dtype]
-    if (!listed.has(onnxFile)) {
-      const available = (Object.keys(ONNX_FILE) as Dtype[]).filter((d) => listed.has(ONNX_FILE[d]))
-      throw new ModelError('MODEL_DTYPE_UNAVAILABLE', `${rev.repo} has no ${dtype} ONNX file (${onnxFile}).`, {
-        hint: available.length > 0 ? `Available: --dtype ${available.join(' | ')}.` : 'The repository has no onnx/model*.onnx: is it an ONNX export?',
-        details: {repo: rev.repo, dtype, available},
-      })
-    }
+    const onnxFile = pickOnnxFile(dtype, (p) => listed.has(p))
+    if (onnxFile === undefined) throw dtypeUnavailable(dtype, listed.keys(), {repo: rev.repo, commit: rev.commit})
     const wanted = [...REQUIRED_FILES, ...OPTIONAL_FILES.filter((f) => listed.has(f)), onnxFile, ...rev.files.map((f) => f.path).filter((p) => isExternalDataOf(onnxFile, p))]
     for (const path of wanted) {
       const file = listed.get(path)
@@ -145,7 +195,7 @@ export async function recordManifest(
   dir: string,
   dtype: Dtype,
   source: ModelManifest['source'],
-  checked?: Awaited<ReturnType<typeof validateModelFolder>>,
+  checked?: CheckedModel,
 ): Promise<{manifestPath: string; manifestDigest: string; manifest: ModelManifest}> {
   const v = checked ?? (await validateModelFolder(dir, dtype))
   const files = await describeFiles(dir, v.files)
@@ -155,8 +205,15 @@ export async function recordManifest(
     dtype,
     modelType: v.modelType,
     onnx: {
-      file: ONNX_FILE[dtype],
+      file: v.onnxFile,
       numLayers: v.io.numLayers,
+      ...(v.numHeads === undefined ? {} : {numHeads: v.numHeads}),
+      numKvHeads: v.io.kvHeads,
+      headDim: v.io.headDim,
+      cacheType: v.io.cacheType,
+      logitsType: v.io.logitsType,
+      mergedDecoder: v.io.hasCacheBranch,
+      lastLogitsOnly: v.lastLogitsOnly,
       inputs: v.io.inputs.map((i) => i.name),
       outputs: v.io.outputs.map((o) => o.name),
     },

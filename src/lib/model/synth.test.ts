@@ -7,7 +7,7 @@ import {afterAll, beforeAll, describe, expect, it} from 'vitest'
 
 import {hasCode} from '../errors.js'
 import {sha256File} from './manifest.js'
-import {inspectDecoderOnnx} from './inspect.js'
+import {probeDecoder} from './save.js'
 import {PRESETS, parameterCount, resolvePreset, synthModel} from './synth.js'
 
 let root: string
@@ -32,7 +32,8 @@ describe('nle model synth', () => {
     expect((await stat(join(root, 'a', 'onnx', 'model.onnx'))).size).toBeLessThan(5_000_000)
     const config = JSON.parse(await readFile(join(root, 'a', 'config.json'), 'utf8')) as Record<string, unknown>
     expect(config).toMatchObject({model_type: 'gpt2', n_layer: 2, n_head: 2, n_embd: 16, vocab_size: 50257, tie_word_embeddings: true})
-    const io = await inspectDecoderOnnx(join(root, 'a', 'onnx', 'model.onnx'), {numLayers: 2, numHeads: 2, headDim: 8, vocabSize: 50257})
+    const {io, lastLogitsOnly} = await probeDecoder(join(root, 'a', 'onnx', 'model.onnx'), {numLayers: 2, numKvHeads: 2, headDim: 8, vocabSize: 50257})
+    expect(lastLogitsOnly).toBe(true)
     expect(io.numLayers).toBe(2)
     expect(io.inputs.map((i) => i.name)).toEqual([
       'input_ids',

@@ -24,12 +24,13 @@ import {serverError} from './errors.js'
 import {type LogLevel, type Logger, jsonLogger} from './log.js'
 import {kmsRecipientDecrypt, recipientUnwrap} from './kms-mode.js'
 import {type ModelSpec, loadChatModel} from './model.js'
+import {DTYPES} from '../model/layout.js'
 
 /** nle.runtime.json, written by the image build next to the server. */
 export const runtimeConfigSchema = z.strictObject({
   model: z.strictObject({
     path: z.string().min(1),
-    dtype: z.enum(['fp32', 'q8']).default('fp32'),
+    dtype: z.enum(DTYPES).default('fp32'),
     digest: z.string().regex(/^sha256:[0-9a-f]{64}$/).optional(),
   }),
   runtime: z

@@ -7,6 +7,7 @@ import {performance} from 'node:perf_hooks'
 import {Engine} from '../engine/index.js'
 import {isNleError} from '../errors.js'
 import {MANIFEST_FILE, type ModelManifest, readManifest} from '../model/index.js'
+import type {Dtype} from '../model/layout.js'
 import {sha256File} from '../model/manifest.js'
 import {type ChatEngine, engineChat} from './chat.js'
 import {serverError} from './errors.js'
@@ -14,7 +15,7 @@ import type {Logger} from './log.js'
 
 export interface ModelSpec {
   path: string
-  dtype?: 'fp32' | 'q8'
+  dtype?: Dtype
   /** Pinned "sha256:<hex>" of the manifest file; when set the manifest must exist and match. */
   digest?: string
   threads?: number
