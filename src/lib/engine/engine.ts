@@ -15,8 +15,10 @@ import {IncrementalDecoder, StopMatcher} from './stream.js'
 import {type ChatMessage, TextTokenizer} from './tokenizer.js'
 
 export interface EngineOptions extends SessionOptions {
-  /** Which ONNX variant to run (default fp32). */
+  /** Which ONNX variant to run (default fp32), found under its transformers.js file names. */
   dtype?: Dtype
+  /** The ONNX file to run, relative to the model folder (a manifest's `onnx.file`); overrides the dtype's names. */
+  onnxFile?: string
 }
 
 /** What to continue: a plain prompt, chat messages (through the chat template), or token ids. */
@@ -99,7 +101,7 @@ export class Engine {
     }
     const tokenizer = await TextTokenizer.load(dir)
     const dtype = options.dtype ?? 'fp32'
-    const onnxFile = await findOnnxFile(dir, dtype)
+    const onnxFile = options.onnxFile ?? (await findOnnxFile(dir, dtype))
     if (onnxFile === undefined) {
       throw new EngineError('ENGINE_MODEL_NOT_FOUND', `${dir} has no ${dtype} ONNX file (${onnxCandidates(dtype).join(' or ')}).`, {
         hint: 'Pass the dtype the model was saved with (`nle model save --dtype`).',
@@ -107,6 +109,9 @@ export class Engine {
       })
     }
     const onnxPath = join(dir, onnxFile)
+    if (options.onnxFile !== undefined && !(await stat(onnxPath).then((st) => st.isFile(), () => false))) {
+      throw new EngineError('ENGINE_MODEL_NOT_FOUND', `${onnxPath} does not exist.`, {details: {path: onnxPath}})
+    }
     let decoder: DecoderSession
     try {
       decoder = await DecoderSession.create(

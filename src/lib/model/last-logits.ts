@@ -14,6 +14,7 @@
 import {type FileHandle, open, realpath} from 'node:fs/promises'
 import {basename, dirname} from 'node:path'
 
+import {unknownOnnxField} from './onnx-fields.js'
 import {onnx} from './onnx-graph.js'
 
 /** Field numbers of the ONNX messages walked here (onnx.proto). */
@@ -105,11 +106,11 @@ type Tensor = InstanceType<typeof onnx.TensorProto>
 /** The rewritten model and the folder its external data is relative to, or why there is none. */
 export type LastLogitsModel = {bytes: Uint8Array; folder: string} | {reason: string}
 
-/** Decodes, and refuses when re-encoding would not give the same bytes (fields onnx-proto does not know). */
-function exact<T>(type: {decode(b: Uint8Array): T; encode(m: never): {finish(): Uint8Array}}, bytes: Uint8Array, what: string): T {
-  const message = type.decode(bytes)
-  if ((type.encode as (m: T) => {finish(): Uint8Array})(message).finish().length !== bytes.length) throw new NotApplicable(`${what} has fields this reader does not know (a newer ONNX IR)`)
-  return message
+/** Decodes one message, refusing (with the field named) when it holds a field onnx-proto would drop. */
+function exact<T>(type: {decode(b: Uint8Array): T}, name: string, bytes: Uint8Array, what: string): T {
+  const unknown = unknownOnnxField(name, bytes)
+  if (unknown !== undefined) throw new NotApplicable(`${what} has a field this reader does not know (${unknown}, from an ONNX IR newer than 8): re-encoding would drop it`)
+  return type.decode(bytes)
 }
 
 /**
@@ -137,7 +138,7 @@ export async function lastPositionLogitsModel(path: string): Promise<LastLogitsM
         }
       }
       if (read === undefined) throw new NotApplicable('the model has no graph')
-      const model = exact(onnx.ModelProto, Buffer.concat(rest), 'the model')
+      const model = exact(onnx.ModelProto, 'ModelProto', Buffer.concat(rest), 'the model')
       const opset = (model.opsetImport ?? []).find((o) => ['', 'ai.onnx'].includes(o.domain ?? ''))?.version
       // Slice takes starts/ends/axes as inputs from opset 10, and negative axes from 11.
       if (opset === undefined || opset === null || Number(opset) < 11) throw new NotApplicable(`opset ${String(opset)} is below 11`)
@@ -162,7 +163,7 @@ async function readGraph(cursor: Cursor, at: Field, location: string): Promise<{
     if (f.field === GRAPH_INITIALIZER && f.wire === LENGTH_DELIMITED) initializers.push(await readInitializer(cursor, f, location))
     else structure.push(await cursor.keep(f.start, f.end))
   }
-  const graph = exact(onnx.GraphProto, Buffer.concat(structure), 'the graph')
+  const graph = exact(onnx.GraphProto, 'GraphProto', Buffer.concat(structure), 'the graph')
   graph.initializer = initializers
   const external = initializers.some((t) => t.dataLocation === onnx.TensorProto.DataLocation.EXTERNAL && !(t as Tagged)[OURS])
   return {graph, external}
@@ -173,14 +174,14 @@ type Tagged = Tensor & {[OURS]?: true}
 
 /** One initializer; raw bytes of EXTERNAL_MIN_BYTES or more stay in the file, referenced as external data. */
 async function readInitializer(cursor: Cursor, at: Field, location: string): Promise<Tensor> {
-  if (at.end - at.payload < EXTERNAL_MIN_BYTES) return exact(onnx.TensorProto, await cursor.keep(at.payload, at.end), 'an initializer')
+  if (at.end - at.payload < EXTERNAL_MIN_BYTES) return exact(onnx.TensorProto, 'TensorProto', await cursor.keep(at.payload, at.end), 'an initializer')
   const header: Buffer[] = []
   let raw: Field | undefined
   for await (const f of cursor.fields(at.payload, at.end)) {
     if (f.field === TENSOR_RAW_DATA && f.wire === LENGTH_DELIMITED) raw = f
     else header.push(await cursor.keep(f.start, f.end))
   }
-  const tensor: Tagged = exact(onnx.TensorProto, Buffer.concat(header), 'an initializer')
+  const tensor: Tagged = exact(onnx.TensorProto, 'TensorProto', Buffer.concat(header), 'an initializer')
   if (raw !== undefined && raw.end > raw.payload) {
     if (tensor.dataLocation === onnx.TensorProto.DataLocation.EXTERNAL) throw new NotApplicable(`initializer ${tensor.name} has both raw and external data`)
     tensor.dataLocation = onnx.TensorProto.DataLocation.EXTERNAL
@@ -194,44 +195,102 @@ async function readInitializer(cursor: Cursor, at: Field, location: string): Pro
   return tensor
 }
 
+type Node = Graph['node'][number]
+type Attribute = NonNullable<Node['attribute']>[number]
+
+/** Position-wise ops that may sit between the LM head and `logits` (Llama's export casts the head's output). */
+const PASS_THROUGH = new Set(['Cast', 'Identity'])
+/** Ops that may turn a weight into the head's right-hand side (a tied embedding's transpose, an fp16 cast). */
+const WEIGHT_VIEW = new Set(['Transpose', 'Cast', 'Identity'])
+
 /**
- * Inserts Slice(hidden, starts=-1, ends=max, axes=-2) in front of the LM head when `logits` comes
- * from MatMul(hidden, W) with W an initializer or a Transpose of one, and nothing else reads
- * `logits`. Returns true when it did, or why not.
+ * Inserts Slice(hidden, starts=-1, ends=max, axes=-2) in front of the LM head: the node that makes
+ * `logits` is MatMul(hidden, W) — W an initializer, or a Transpose or Cast of one — or com.microsoft
+ * MatMulNBits (a quantized head), possibly followed by Cast/Identity, and nothing else reads the
+ * head's output. An `If` that makes `logits` (Optimum's merged decoder) is handled by slicing the
+ * head in each branch. Returns true when it did, or why not.
  */
 export function sliceLastPosition(graph: Graph): true | string {
-  const producers = new Map<string, (typeof graph.node)[number]>()
-  for (const node of graph.node) for (const out of node.output ?? []) producers.set(out, node)
-  const head = producers.get('logits')
-  if (head?.opType !== 'MatMul' || (head.domain ?? '') !== '' || head.input?.length !== 2) {
-    return `logits come from ${head?.opType ?? 'no node'}, not from a final MatMul`
-  }
-  if (graph.node.some((n) => n.input?.includes('logits'))) return 'other nodes read logits'
-  const weights = new Set(graph.initializer.map((t) => t.name))
-  const [hidden, w] = head.input as [string, string]
-  const wNode = producers.get(w)
-  const isWeight = weights.has(w) || (wNode?.opType === 'Transpose' && wNode.input?.length === 1 && weights.has(wNode.input[0]!))
-  if (!isWeight || producers.get(hidden) === undefined) return 'the final MatMul is not hidden state times a weight'
   const int64 = (name: string, value: bigint): Tensor =>
     onnx.TensorProto.create({name, dims: [1], dataType: onnx.TensorProto.DataType.INT64, rawData: new Uint8Array(new BigInt64Array([value]).buffer)})
-  graph.initializer.push(
-    int64(`${LAST_HIDDEN}_starts`, -1n),
-    int64(`${LAST_HIDDEN}_ends`, 2n ** 63n - 1n),
-    int64(`${LAST_HIDDEN}_axes`, -2n),
-  )
-  const slice = onnx.NodeProto.create({
-    opType: 'Slice',
-    name: `/${LAST_HIDDEN}/Slice`,
-    input: [hidden, `${LAST_HIDDEN}_starts`, `${LAST_HIDDEN}_ends`, `${LAST_HIDDEN}_axes`],
-    output: [LAST_HIDDEN],
-  })
-  head.input = [LAST_HIDDEN, w]
-  // Nodes are topologically sorted in ONNX: the slice goes right before the head.
-  graph.node.splice(graph.node.indexOf(head), 0, slice)
-  // The output now has one position, whatever the input's length.
+  // Outer-scope initializers are visible inside If branches, so one set of constants serves all heads.
+  const constants = [int64(`${LAST_HIDDEN}_starts`, -1n), int64(`${LAST_HIDDEN}_ends`, 2n ** 63n - 1n), int64(`${LAST_HIDDEN}_axes`, -2n)]
+  const weights = new Set(graph.initializer.map((t) => t.name ?? ''))
+  const producers = new Map<string, Node>()
+  for (const node of graph.node) for (const out of node.output ?? []) producers.set(out, node)
+  const last = producers.get('logits')
+  let result: true | string
+  if (last?.opType === 'If' && (last.domain ?? '') === '') {
+    const index = (last.output ?? []).indexOf('logits')
+    const branches = (last.attribute ?? []).filter((a: Attribute) => a.name === 'then_branch' || a.name === 'else_branch').map((a: Attribute) => a.g)
+    if (branches.length !== 2 || branches.some((b: unknown) => b === null || b === undefined)) return 'logits come from an If without two branches'
+    if (graph.node.some((n) => n.input?.includes('logits'))) return 'other nodes read logits'
+    result = true
+    let n = 0
+    for (const branch of branches as Graph[]) {
+      const out = branch.output[index]?.name ?? undefined
+      const r = out === undefined ? 'an If branch has no logits output' : sliceHead(branch, out, weights, `${LAST_HIDDEN}_${n++}`)
+      if (r !== true) {
+        result = `in the merged decoder's branch: ${r}`
+        break
+      }
+      if (out !== undefined) fixPositions(branch, out)
+    }
+  } else {
+    result = sliceHead(graph, 'logits', weights, LAST_HIDDEN)
+  }
+  if (result !== true) return result
+  graph.initializer.push(...constants)
+  fixPositions(graph, 'logits')
+  return true
+}
+
+/** The output now has one position, whatever the input's length. */
+function fixPositions(graph: Graph, name: string): void {
   for (const info of [...graph.output, ...graph.valueInfo]) {
-    const dims = info.name === 'logits' ? info.type?.tensorType?.shape?.dim : undefined
+    const dims = info.name === name ? info.type?.tensorType?.shape?.dim : undefined
     if (dims !== undefined && dims !== null && dims.length === 3) dims[1] = onnx.TensorShapeProto.Dimension.create({dimValue: 1})
   }
+}
+
+/** Slices the hidden state in front of the head that makes `output` in `graph`; `outerWeights` are initializers of enclosing graphs. */
+function sliceHead(graph: Graph, output: string, outerWeights: ReadonlySet<string>, sliceName: string): true | string {
+  const producers = new Map<string, Node>()
+  for (const node of graph.node) for (const out of node.output ?? []) producers.set(out, node)
+  const readers = (name: string): number => graph.node.filter((n) => n.input?.includes(name)).length
+  const weights = new Set([...outerWeights, ...graph.initializer.map((t) => t.name ?? '')])
+  const chain: string[] = []
+  let name = output
+  let head = producers.get(name)
+  while (head !== undefined && PASS_THROUGH.has(head.opType ?? '') && (head.domain ?? '') === '' && head.input?.length === 1) {
+    name = head.input[0] as string
+    chain.push(name)
+    if (readers(name) !== 1) return `other nodes read the LM head's output ${name}`
+    head = producers.get(name)
+  }
+  const domain = head?.domain ?? ''
+  const isMatMul = head?.opType === 'MatMul' && domain === '' && head.input?.length === 2
+  const isNBits = head?.opType === 'MatMulNBits' && domain === 'com.microsoft' && (head.input?.length ?? 0) >= 3
+  if (head === undefined || (!isMatMul && !isNBits)) {
+    return `logits come from ${head?.opType ?? 'no node'}${chain.length > 0 ? ' (behind a Cast)' : ''}, not from a final MatMul`
+  }
+  if (output === 'logits' && graph.node.some((n) => n.input?.includes('logits'))) return 'other nodes read logits'
+  const [hidden, w] = head.input as [string, string]
+  const isWeight = (t: string, depth = 0): boolean => {
+    if (weights.has(t)) return true
+    const p = producers.get(t)
+    return depth < 3 && p !== undefined && WEIGHT_VIEW.has(p.opType ?? '') && (p.domain ?? '') === '' && p.input?.length === 1 && isWeight(p.input[0] as string, depth + 1)
+  }
+  if (!isWeight(w) || producers.get(hidden) === undefined) return 'the final MatMul is not hidden state times a weight'
+  const slice = onnx.NodeProto.create({
+    opType: 'Slice',
+    name: `/${sliceName}/Slice`,
+    input: [hidden, `${LAST_HIDDEN}_starts`, `${LAST_HIDDEN}_ends`, `${LAST_HIDDEN}_axes`],
+    output: [sliceName],
+  })
+  head.input = [sliceName, ...(head.input ?? []).slice(1)]
+  // Nodes are topologically sorted in ONNX: the slice goes right before the head.
+  graph.node.splice(graph.node.indexOf(head), 0, slice)
+  for (const t of [head.output?.[0] ?? '', ...chain]) fixPositions(graph, t)
   return true
 }

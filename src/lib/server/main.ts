@@ -30,7 +30,8 @@ import {DTYPES} from '../model/layout.js'
 export const runtimeConfigSchema = z.strictObject({
   model: z.strictObject({
     path: z.string().min(1),
-    dtype: z.enum(DTYPES).default('fp32'),
+    /** Absent: the saved model's manifest says (fp32 without one). */
+    dtype: z.enum(DTYPES).optional(),
     digest: z.string().regex(/^sha256:[0-9a-f]{64}$/).optional(),
   }),
   runtime: z
@@ -223,7 +224,7 @@ export async function startEnclaveServer(argv: string[], logger: Logger): Promis
     logger.log('warn', 'echo_engine', {note: 'test engine: answers echo the question'})
     chat = echoChat({tokenDelayMs: values['token-delay-ms'] ? Number(values['token-delay-ms']) : 0})
   } else if (values.engine === 'onnx') {
-    const spec: ModelSpec = {path: config.model.path, dtype: config.model.dtype, ...(config.model.digest ? {digest: config.model.digest} : {})}
+    const spec: ModelSpec = {path: config.model.path, ...(config.model.dtype ? {dtype: config.model.dtype} : {}), ...(config.model.digest ? {digest: config.model.digest} : {})}
     if (config.runtime.threads !== 'auto') spec.threads = config.runtime.threads
     chat = await loadChatModel(spec, logger)
     logger.log('info', 'model_loaded', {model: chat.model})

@@ -63,9 +63,17 @@ export async function verifyModelFiles(spec: ModelSpec, logger: Logger): Promise
 /** Verify and load the model; throws SERVER_MODEL_* errors (exit codes IO / VERIFY). */
 export async function loadChatModel(spec: ModelSpec, logger: Logger): Promise<ChatEngine> {
   const manifest = await verifyModelFiles(spec, logger)
+  // The manifest says which file was saved (and its digest was just checked): that is the one to run.
+  if (manifest !== null && spec.dtype !== undefined && spec.dtype !== manifest.dtype) {
+    throw serverError('SERVER_MODEL_LOAD_FAILED', `The runtime config asks for dtype ${spec.dtype}, but the saved model is ${manifest.dtype}.`, {
+      hint: `Set model.dtype: ${manifest.dtype} in nle.yaml, or save the model again with --dtype ${spec.dtype}.`,
+      details: {configured: spec.dtype, saved: manifest.dtype},
+    })
+  }
+  const which = manifest === null ? {dtype: spec.dtype ?? 'fp32'} : {dtype: manifest.dtype, onnxFile: manifest.onnx.file}
   try {
     const started = performance.now()
-    const engine = await Engine.load(spec.path, {dtype: spec.dtype ?? 'fp32', ...(spec.threads === undefined ? {} : {threads: spec.threads})})
+    const engine = await Engine.load(spec.path, {...which, ...(spec.threads === undefined ? {} : {threads: spec.threads})})
     // How the engine runs this model: operators can see whether the LM head got the last-position graph.
     logger.log('info', 'model_loaded', {
       ms: Math.round(performance.now() - started),
