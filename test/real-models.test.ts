@@ -4,7 +4,8 @@
 // greedy tokens exactly, agree with transformers.js on the same files, keep the last-position LM head,
 // and answer a chat request through the enclave server and the attested channel.
 import {readFileSync, readdirSync} from 'node:fs'
-import {readFile} from 'node:fs/promises'
+import {randomUUID} from 'node:crypto'
+import {chmod, cp, readFile, rename, writeFile} from 'node:fs/promises'
 import {join} from 'node:path'
 
 import {afterAll, beforeAll, describe, expect, it} from 'vitest'
@@ -13,7 +14,9 @@ import {NsmSimulator} from '../src/lib/attestation/simulator.js'
 import {ServerKeyRing} from '../src/lib/channel/index.js'
 import {NleClient} from '../src/lib/client/index.js'
 import {Engine} from '../src/lib/engine/index.js'
+import {isNleError} from '../src/lib/errors.js'
 import {type Dtype, type ModelManifest, availableDtypes, saveModel} from '../src/lib/model/index.js'
+import {onnx} from '../src/lib/model/onnx-graph.js'
 import {EnclaveServer} from '../src/lib/server/app.js'
 import {loadChatModel} from '../src/lib/server/model.js'
 import {sharedTestdata} from '../src/test-support/testdata.js'
@@ -156,3 +159,109 @@ describe.skipIf(MODELS === undefined)('real exports from ../shared/testdata/mode
     })
   })
 })
+
+describe.skipIf(MODELS === undefined)('what model save refuses, with a code naming why', () => {
+  const llama = join(MODELS ?? '', 'llama')
+  const merged = join(MODELS ?? '', 'llama-merged')
+
+  /** A copy of a real export with config.json patched and/or its ONNX graph changed. */
+  async function variant(from: string, name: string, change: {config?: Record<string, unknown>; graph?: (m: InstanceType<typeof onnx.ModelProto>) => void; rename?: [string, string]}): Promise<string> {
+    const out = join(dir, 'variants', name)
+    await cp(from, out, {recursive: true})
+    await chmodTree(out)
+    if (change.config) {
+      const path = join(out, 'config.json')
+      await writeFile(path, JSON.stringify({...(JSON.parse(await readFile(path, 'utf8')) as object), ...change.config}))
+    }
+    if (change.graph) {
+      const file = readdirSync(join(out, 'onnx')).find((f) => f.endsWith('.onnx')) as string
+      const m = onnx.ModelProto.decode(await readFile(join(out, 'onnx', file)))
+      change.graph(m)
+      await writeFile(join(out, 'onnx', file), onnx.ModelProto.encode(m).finish())
+    }
+    if (change.rename) await rename(join(out, change.rename[0]), join(out, change.rename[1]))
+    return out
+  }
+
+  const codeOfSave = async (source: string, dtype: Dtype = 'fp32'): Promise<string | undefined> =>
+    saveModel({source, outDir: join(dir, 'refused', randomUUID()), dtype}).then(
+      () => undefined,
+      (e: unknown) => (isNleError(e) ? e.code : String(e)),
+    )
+
+  it('an encoder-decoder model, by its config or by its decoder graph', async () => {
+    expect(await codeOfSave(await variant(llama, 'enc-dec-config', {config: {is_encoder_decoder: true}}))).toBe('MODEL_UNSUPPORTED')
+    const encoderStates = await variant(llama, 'enc-dec-graph', {
+      graph: (m) => {
+        m.graph!.input!.push(valueInfo('encoder_hidden_states', onnx.TensorProto.DataType.FLOAT, ['batch_size', 'encoder_sequence_length', 64]))
+      },
+    })
+    expect(await codeOfSave(encoderStates)).toBe('MODEL_UNSUPPORTED')
+  })
+
+  it('a vision model, by its config or by a pixel_values input', async () => {
+    expect(await codeOfSave(await variant(llama, 'vision-config', {config: {vision_config: {model_type: 'siglip_vision_model'}}}))).toBe('MODEL_UNSUPPORTED')
+    const pixels = await variant(llama, 'vision-graph', {
+      graph: (m) => {
+        m.graph!.input!.push(valueInfo('pixel_values', onnx.TensorProto.DataType.FLOAT, ['batch_size', 3, 224, 224]))
+      },
+    })
+    expect(await codeOfSave(pixels)).toBe('MODEL_UNSUPPORTED')
+  })
+
+  it('a merged decoder without its branch input: dropped, fixed to one branch, or a plain graph under the merged name', async () => {
+    const dropped = await variant(merged, 'merged-no-branch', {
+      graph: (m) => {
+        m.graph!.input = m.graph!.input!.filter((i) => i.name !== 'use_cache_branch')
+      },
+    })
+    expect(await codeOfSave(dropped)).toBe('MODEL_ONNX_CORRUPT')
+    const fixed = await variant(merged, 'merged-fixed-branch', {
+      graph: (m) => {
+        m.graph!.input = m.graph!.input!.filter((i) => i.name !== 'use_cache_branch')
+        m.graph!.initializer!.push(onnx.TensorProto.create({name: 'use_cache_branch', dims: [1], dataType: onnx.TensorProto.DataType.BOOL, rawData: new Uint8Array([0])}))
+      },
+    })
+    expect(await codeOfSave(fixed)).toBe('MODEL_ONNX_NOT_DECODER')
+    // Under a plain name it loads and answers a first step, but ignores its cache: the probe's cached step shows it.
+    const fixedPlain = await variant(fixed, 'merged-fixed-branch-plain', {rename: ['onnx/decoder_model_merged.onnx', 'onnx/model.onnx']})
+    expect(await codeOfSave(fixedPlain)).toBe('MODEL_ONNX_UNRUNNABLE')
+    const plain = await variant(llama, 'plain-named-merged', {rename: ['onnx/model.onnx', 'onnx/decoder_model_merged.onnx']})
+    expect(await codeOfSave(plain)).toBe('MODEL_ONNX_NOT_DECODER')
+  })
+
+  it('a config whose head counts do not fit the graph', async () => {
+    for (const [name, patch] of [
+      ['kv-heads', {num_key_value_heads: 4}],
+      ['heads', {num_attention_heads: 8}],
+      ['head-dim', {head_dim: 32}],
+      ['layers', {num_hidden_layers: 3}],
+    ] as const) {
+      expect(await codeOfSave(await variant(llama, `wrong-${name}`, {config: patch})), name).toBe('MODEL_ONNX_SHAPE_MISMATCH')
+    }
+  })
+
+  it('a dtype that is not in the folder, naming the ones that are', async () => {
+    const error = await saveModel({source: llama, outDir: join(dir, 'refused', 'q4'), dtype: 'q4'}).catch((e: unknown) => e)
+    expect(isNleError(error) && error.code).toBe('MODEL_DTYPE_UNAVAILABLE')
+    expect(isNleError(error) && error.details).toMatchObject({available: ['fp32']})
+    expect(isNleError(error) && error.hint).toContain('--dtype fp32')
+  })
+})
+
+function valueInfo(name: string, elemType: number, dims: (number | string)[]): InstanceType<typeof onnx.ValueInfoProto> {
+  return onnx.ValueInfoProto.create({
+    name,
+    type: {tensorType: {elemType, shape: {dim: dims.map((d) => (typeof d === 'number' ? {dimValue: d} : {dimParam: d}))}}},
+  })
+}
+
+/** The shared test data is read-only; copies of it must be writable. */
+async function chmodTree(path: string): Promise<void> {
+  await chmod(path, 0o755)
+  for (const e of readdirSync(path, {withFileTypes: true})) {
+    const full = join(path, e.name)
+    if (e.isDirectory()) await chmodTree(full)
+    else await chmod(full, 0o644)
+  }
+}
