@@ -1,6 +1,7 @@
 // Test harness for the fake host tools in this folder: a temporary "host" whose PATH holds only
 // the fakes (so no real docker/systemctl on this machine is ever reached), an argv log, and the
 // fakes' shared state (images, enclaves, units).
+import {createHash} from 'node:crypto'
 import {mkdirSync, readFileSync, readdirSync, symlinkSync, writeFileSync} from 'node:fs'
 import {join} from 'node:path'
 import {fileURLToPath} from 'node:url'
@@ -110,8 +111,25 @@ export async function fakeProject(host: FakeHost, name = 'demo', yamlEdit?: (tex
   if (yamlEdit) writeFileSync(join(dir, 'nle.yaml'), yamlEdit(readFileSync(join(dir, 'nle.yaml'), 'utf8')))
   const model = join(dir, 'model')
   mkdirSync(model, {recursive: true})
-  writeFileSync(join(model, 'config.json'), JSON.stringify({model_type: 'gpt2', n_layer: 2, n_head: 2, n_embd: 64, n_positions: 128, vocab_size: 100}))
-  writeFileSync(join(model, 'model.onnx'), Buffer.alloc(4096, 7))
-  writeFileSync(join(model, 'nle-model.json'), JSON.stringify({schemaVersion: 1, totalBytes: 3 * 1024 * 1024}) + '\n')
+  const config = Buffer.from(JSON.stringify({model_type: 'gpt2', n_layer: 2, n_head: 2, n_embd: 64, n_positions: 128, vocab_size: 100}))
+  // 3 MiB in all, which the memory rules see as the model's size.
+  const weights = Buffer.alloc(3 * 1024 * 1024 - config.length, 7)
+  mkdirSync(join(model, 'onnx'), {recursive: true})
+  writeFileSync(join(model, 'config.json'), config)
+  writeFileSync(join(model, 'onnx', 'model.onnx'), weights)
+  const sha = (b: Buffer): string => createHash('sha256').update(b).digest('hex')
+  const manifest = {
+    schemaVersion: 1,
+    source: {kind: 'local', path: '/models/fake'},
+    dtype: 'fp32',
+    modelType: 'gpt2',
+    onnx: {file: 'onnx/model.onnx', numLayers: 2, inputs: ['input_ids'], outputs: ['logits']},
+    files: [
+      {path: 'config.json', size: config.length, sha256: sha(config)},
+      {path: 'onnx/model.onnx', size: weights.length, sha256: sha(weights)},
+    ],
+    totalBytes: 3 * 1024 * 1024,
+  }
+  writeFileSync(join(model, 'nle-model.json'), JSON.stringify(manifest) + '\n')
   return dir
 }

@@ -1,6 +1,6 @@
 import {spawnSync} from 'node:child_process'
 import {createHash} from 'node:crypto'
-import {existsSync, mkdirSync, readFileSync, rmSync, writeFileSync} from 'node:fs'
+import {existsSync, mkdirSync, readFileSync, readdirSync, rmSync, writeFileSync} from 'node:fs'
 import {join} from 'node:path'
 
 import {afterEach, describe, expect, it} from 'vitest'
@@ -89,6 +89,33 @@ describe('nle build --builder docker', () => {
     s = await setup({FAKE_DOCKER_FAIL: 'build'})
     expect(hasCode(await rejection(buildProject(s.opts)), 'DOCKER_BUILD_FAILED')).toBe(true)
     expect(host.calls('nitro-cli')).toEqual([])
+  })
+
+  it('builds exactly the files nle-model.json lists, and refuses one changed since model save, a missing manifest or another dtype', async () => {
+    let s = await setup()
+    writeFileSync(join(s.dir, 'model', 'notes-from-training.txt'), 'not part of the model')
+    await buildProject(s.opts)
+    const ctx = join(s.dir, '.nle', 'build-context')
+    expect(readdirSync(join(ctx, 'model'), {recursive: true, encoding: 'utf8'}).sort()).toEqual(['config.json', 'nle-model.json', 'onnx', 'onnx/model.onnx'])
+    // One byte changed in place after the manifest was written: refused, naming the file; the lockfile is not rewritten.
+    const lockBefore = readFileSync(join(s.dir, 'nle.lock.json'), 'utf8')
+    const weights = join(s.dir, 'model', 'onnx', 'model.onnx')
+    const bytes = readFileSync(weights)
+    bytes[1000] = (bytes[1000] as number) ^ 1
+    writeFileSync(weights, bytes)
+    const changed = await rejection(buildProject(s.opts))
+    expect(hasCode(changed, 'BUILD_MODEL_CHANGED')).toBe(true)
+    expect((changed as {details?: unknown}).details).toMatchObject({file: 'onnx/model.onnx', problem: 'changed'})
+    expect(readFileSync(join(s.dir, 'nle.lock.json'), 'utf8')).toBe(lockBefore)
+    rmSync(weights)
+    expect((await rejection(buildProject(s.opts)) as {code?: string; details?: unknown})).toMatchObject({code: 'BUILD_MODEL_CHANGED', details: {file: 'onnx/model.onnx'}})
+    host.cleanup()
+    s = await setup()
+    rmSync(join(s.dir, 'model', 'nle-model.json'))
+    expect(hasCode(await rejection(buildProject(s.opts)), 'BUILD_MODEL_MISSING')).toBe(true)
+    host.cleanup()
+    s = await setup({}, (t) => t.replace(/dtype: fp32 /, 'dtype: fp16 '))
+    expect(hasCode(await rejection(buildProject(s.opts)), 'BUILD_MODEL_DTYPE_MISMATCH')).toBe(true)
   })
 
   it('the image keeps only its own platform of the native binaries: the Dockerfile prunes after npm ci with a script the context holds', async () => {

@@ -5,7 +5,6 @@
  * write the measurements lockfile.
  */
 import {createHash} from 'node:crypto'
-import {createReadStream} from 'node:fs'
 import {copyFile, link, mkdir, readFile, readdir, rm, stat, writeFile} from 'node:fs/promises'
 import {dirname, join, relative, sep} from 'node:path'
 
@@ -15,6 +14,7 @@ import {type EifInfo, assertTrusted, readEif} from '../eif/reader.js'
 import {lockfileFromBuild, lockfileFromEif} from '../eif/lock.js'
 import type {Lockfile} from '../lockfile.js'
 import {writeLockfile} from '../lockfile.js'
+import {MANIFEST_FILE, type ModelManifest, checkManifestFiles, readManifest, sha256File} from '../model/manifest.js'
 import {PACKAGE_ROOT, RUNTIME_DIR} from '../paths.js'
 import {dockerBuild, dockerImageInspect} from './docker.js'
 import {hostError} from './errors.js'
@@ -96,12 +96,6 @@ async function copyTree(from: string, to: string, skip: (rel: string) => boolean
   }
 }
 
-async function sha256File(path: string): Promise<string> {
-  const h = createHash('sha256')
-  for await (const chunk of createReadStream(path)) h.update(chunk as Buffer)
-  return h.digest('hex')
-}
-
 /** sha256 over "<path>\0<sha256 of file>\n" for every file, sorted by path. */
 async function treeDigest(dir: string): Promise<string> {
   const files: string[] = []
@@ -141,12 +135,30 @@ async function assembleContext(loaded: LoadedConfig, paths: ProjectPaths, dir: s
     })
   }
   const inputs: Record<string, string> = {}
-  const manifest = join(paths.modelDir, 'nle-model.json')
-  if (await isFile(manifest)) inputs.modelManifest = `sha256:${await sha256File(manifest)}`
+  const manifestPath = join(paths.modelDir, MANIFEST_FILE)
+  if (!(await isFile(manifestPath))) {
+    throw hostError('BUILD_MODEL_MISSING', `${paths.modelDir} has no ${MANIFEST_FILE}: the image would carry a model nothing pins.`, {
+      hint: 'Save the model with `nle model save` (or generate one with `nle model synth`), which writes the manifest.',
+      details: {modelDir: paths.modelDir},
+    })
+  }
+  inputs.modelManifest = `sha256:${await sha256File(manifestPath)}`
   if (config.model.digest !== undefined && inputs.modelManifest !== config.model.digest) {
-    throw hostError('BUILD_MODEL_DIGEST_MISMATCH', `The saved model's manifest digest is ${inputs.modelManifest ?? '(no nle-model.json)'}, but model.digest pins ${config.model.digest}.`, {
+    throw hostError('BUILD_MODEL_DIGEST_MISMATCH', `The saved model's manifest digest is ${inputs.modelManifest}, but model.digest pins ${config.model.digest}.`, {
       hint: 'Save the pinned model again (`nle model save`), or update model.digest if the change is intended.',
-      details: {expected: config.model.digest, actual: inputs.modelManifest ?? null},
+      details: {expected: config.model.digest, actual: inputs.modelManifest},
+    })
+  }
+  let manifest: ModelManifest
+  try {
+    manifest = await readManifest(paths.modelDir)
+  } catch (cause) {
+    throw hostError('BUILD_MODEL_MISSING', `${manifestPath} is not a valid model manifest.`, {cause, hint: 'Save the model again with `nle model save`.', details: {manifestPath}})
+  }
+  if (manifest.dtype !== config.model.dtype) {
+    throw hostError('BUILD_MODEL_DTYPE_MISMATCH', `nle.yaml says model.dtype ${config.model.dtype}, but the saved model is ${manifest.dtype}.`, {
+      hint: `Set model.dtype: ${manifest.dtype} in nle.yaml, or save the model again with --dtype ${config.model.dtype}.`,
+      details: {configured: config.model.dtype, saved: manifest.dtype},
     })
   }
 
@@ -156,12 +168,32 @@ async function assembleContext(loaded: LoadedConfig, paths: ProjectPaths, dir: s
   await copyTree(RUNTIME_DIR, join(bundle, 'runtime'), isTestFile)
   await copyTree(join(PACKAGE_ROOT, 'dist', 'lib'), join(bundle, 'dist', 'lib'), isTestFile)
   for (const f of ['package.json', 'package-lock.json', '.npmrc']) await copyFile(join(PACKAGE_ROOT, f), join(bundle, f))
-  await copyTree(paths.modelDir, join(dir, 'model'))
+  // Exactly the manifest's files, re-hashed where the image reads them from: a file changed after
+  // `nle model save` would otherwise be built in while the lockfile says the model did not change.
+  const modelOut = join(dir, 'model')
+  for (const rel of [MANIFEST_FILE, ...manifest.files.map((f) => f.path)]) {
+    const to = join(modelOut, rel)
+    if (!to.startsWith(modelOut + sep)) {
+      throw hostError('BUILD_MODEL_CHANGED', `The model manifest lists a file outside the model folder (${rel}).`, {hint: 'Save the model again with `nle model save`.', details: {file: rel}})
+    }
+    await mkdir(dirname(to), {recursive: true})
+    const from = join(paths.modelDir, rel)
+    await link(from, to).catch(() => copyFile(from, to)).catch((cause: unknown) => {
+      throw hostError('BUILD_MODEL_CHANGED', `The model file ${rel} listed in ${MANIFEST_FILE} is missing.`, {cause, hint: 'Save the model again with `nle model save`.', details: {file: rel}})
+    })
+  }
+  const mismatch = await checkManifestFiles(modelOut, manifest)
+  if (mismatch !== undefined) {
+    throw hostError('BUILD_MODEL_CHANGED', `The model file ${mismatch.file} ${mismatch.problem === 'missing' ? 'is missing' : 'changed'} since \`nle model save\` wrote ${MANIFEST_FILE}.`, {
+      hint: 'If the change is intended, save the model again (`nle model save` / `nle model synth`) so the manifest and the lockfile record it; otherwise restore the file.',
+      details: {...mismatch},
+    })
+  }
   // The enclave server's runtime config (src/lib/server/main.ts runtimeConfigSchema, strict).
   // KMS mode adds the kms block; start.sh then also starts the two vsock bridges to the parent.
   const kms = kmsMode(config)
   const runtimeConfig = {
-    model: {path: '/app/model', dtype: config.model.dtype, ...(config.model.digest ? {digest: config.model.digest} : {})},
+    model: {path: '/app/model', dtype: manifest.dtype, ...(config.model.digest ? {digest: config.model.digest} : {})},
     runtime: config.runtime,
     ...(kms ? {kms: runtimeKmsBlock(kms)} : {}),
   }

@@ -66,6 +66,31 @@ export async function describeFiles(dir: string, paths: readonly string[]): Prom
   return out
 }
 
+/** One file of a manifest that is missing or whose bytes differ from its recorded sha256. */
+export interface ManifestMismatch {
+  file: string
+  problem: 'missing' | 'changed'
+  expected: string
+  actual?: string
+}
+
+/**
+ * Re-hashes every file the manifest lists in `dir` and returns the first that is missing or
+ * changed, or undefined when all match.
+ */
+export async function checkManifestFiles(dir: string, manifest: ModelManifest): Promise<ManifestMismatch | undefined> {
+  for (const file of manifest.files) {
+    let actual: string
+    try {
+      actual = await sha256File(join(dir, file.path))
+    } catch {
+      return {file: file.path, problem: 'missing', expected: file.sha256}
+    }
+    if (actual !== file.sha256) return {file: file.path, problem: 'changed', expected: file.sha256, actual}
+  }
+  return undefined
+}
+
 export async function writeManifest(dir: string, manifest: ModelManifest): Promise<string> {
   const path = join(dir, MANIFEST_FILE)
   await writeFile(path, JSON.stringify(ModelManifestSchema.parse(manifest), null, 2) + '\n')

@@ -8,7 +8,7 @@ import {Engine} from '../engine/index.js'
 import {isNleError} from '../errors.js'
 import {MANIFEST_FILE, type ModelManifest, readManifest} from '../model/index.js'
 import type {Dtype} from '../model/layout.js'
-import {sha256File} from '../model/manifest.js'
+import {checkManifestFiles} from '../model/manifest.js'
 import {type ChatEngine, engineChat} from './chat.js'
 import {serverError} from './errors.js'
 import type {Logger} from './log.js'
@@ -46,16 +46,12 @@ export async function verifyModelFiles(spec: ModelSpec, logger: Logger): Promise
   } catch (cause) {
     throw serverError('SERVER_MODEL_LOAD_FAILED', `${join(spec.path, MANIFEST_FILE)} is not a valid model manifest.`, {cause})
   }
-  for (const file of manifest.files) {
-    let sha: string
-    try {
-      sha = await sha256File(join(spec.path, file.path))
-    } catch (cause) {
-      throw serverError('SERVER_MODEL_LOAD_FAILED', `The model file ${file.path} listed in the manifest is missing.`, {cause, details: {file: file.path}})
-    }
-    if (sha !== file.sha256) {
-      throw serverError('SERVER_MODEL_DIGEST_MISMATCH', `The model file ${file.path} does not match its manifest digest.`, {details: {file: file.path, expected: file.sha256, actual: sha}})
-    }
+  const mismatch = await checkManifestFiles(spec.path, manifest)
+  if (mismatch?.problem === 'missing') {
+    throw serverError('SERVER_MODEL_LOAD_FAILED', `The model file ${mismatch.file} listed in the manifest is missing.`, {details: {file: mismatch.file}})
+  }
+  if (mismatch !== undefined) {
+    throw serverError('SERVER_MODEL_DIGEST_MISMATCH', `The model file ${mismatch.file} does not match its manifest digest.`, {details: {...mismatch}})
   }
   return manifest
 }
