@@ -77,6 +77,8 @@ export class Engine {
     readonly decoder: DecoderSession,
     readonly config: DecoderConfig,
     private readonly eosIds: ReadonlySet<number>,
+    /** The ONNX file it runs, relative to the model folder. */
+    readonly onnxFile: string,
   ) {}
 
   /** Loads a model folder in the HF ONNX layout (as `nle model save` / `nle model synth` write it). */
@@ -128,7 +130,7 @@ export class Engine {
     const eos = new Set(config.eosTokenIds)
     const fromTokenizer = tokenizer.specialTokenId('eos_token')
     if (eos.size === 0 && fromTokenizer !== undefined) eos.add(fromTokenizer)
-    return new Engine(dir, tokenizer, decoder, config, eos)
+    return new Engine(dir, tokenizer, decoder, config, eos, onnxFile)
   }
 
   get threads(): number {
@@ -137,7 +139,18 @@ export class Engine {
 
   /** The prompt's token ids as the engine will feed them. */
   promptIds(input: GenerateInput): number[] {
-    if ('inputIds' in input) return [...input.inputIds]
+    if ('inputIds' in input) {
+      // An id outside the embedding table would fail inside onnxruntime's Gather (or read out of bounds).
+      const vocab = this.config.vocabSize
+      const bad = input.inputIds.find((id) => !Number.isInteger(id) || id < 0 || (vocab !== undefined && id >= vocab))
+      if (bad !== undefined) {
+        throw new EngineError('ENGINE_BAD_OPTIONS', `Token id ${bad} is not in the model's vocabulary${vocab === undefined ? '' : ` (0 to ${vocab - 1})`}.`, {
+          hint: 'Pass ids made by this model\'s tokenizer.',
+          details: {tokenId: bad, vocabSize: vocab ?? null},
+        })
+      }
+      return [...input.inputIds]
+    }
     // A rendered chat template already holds its special tokens (as in transformers).
     if ('messages' in input) return this.tokenizer.encode(this.tokenizer.applyChatTemplate(input.messages), false)
     return this.tokenizer.encode(input.prompt)

@@ -3,3 +3,4 @@ export type {FinishReason, GenerateInput, GenerateOptions, GenerateResult, Gener
 export {EngineError, type EngineErrorCode} from './errors.js'
 export type {SamplingOptions} from './sampling.js'
 export type {ChatMessage} from './tokenizer.js'
+export {runModel, parseIds, readMessages, type RunModelOptions, type RunModelResult} from './run.js'

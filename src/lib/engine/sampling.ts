@@ -18,7 +18,7 @@ export interface SamplingOptions {
 
 export function validateSampling(o: SamplingOptions): void {
   const bad = (msg: string): never => {
-    throw new EngineError('ENGINE_BAD_OPTIONS', msg)
+    throw new EngineError('ENGINE_BAD_OPTIONS', msg, {hint: 'Check the sampling settings: temperature 0 to 2 (0 is greedy), top-p in (0, 1], top-k an integer >= 0, an integer seed.'})
   }
   if (o.temperature !== undefined && !(o.temperature >= 0 && Number.isFinite(o.temperature))) bad('temperature must be a number >= 0.')
   if (o.topK !== undefined && !(Number.isInteger(o.topK) && o.topK >= 0)) bad('topK must be an integer >= 0.')
