@@ -8,9 +8,11 @@
  *   GET  /healthz                      status only, no secrets
  *   GET  /metrics                      content-free counters (Prometheus text)
  *
- * Sealed-request failures (malformed, unknown key, replay, altered) are answered in clear with the
- * channel error code only: they carry nothing of the question. Everything after the request opened
- * — including errors — is sealed, so the host learns neither the answer nor why a request failed.
+ * Sealed-request failures (malformed, unknown key, replay, altered, KMS refused or rate-limited) are
+ * answered in clear with the channel error code only: they carry nothing of the question. Everything
+ * after the request opened — including errors — is sealed and leaves as an answer does (status 200,
+ * the content type the Accept header asked for, the same padding buckets: `SealedAnswer`), so the host
+ * learns neither the answer nor whether, or why, a request failed.
  */
 import {type IncomingMessage, type Server, type ServerResponse, createServer} from 'node:http'
 import {performance} from 'node:perf_hooks'
