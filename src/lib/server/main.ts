@@ -248,7 +248,15 @@ export async function startEnclaveServer(argv: string[], logger: Logger): Promis
       keys: keyRing,
       unwrap: limitUnwrap(unwrap, {perSecond: config.server.kmsOpensPerSecond, burst: config.server.kmsOpenBurst, concurrency: config.server.kmsConcurrency}),
     })
-    logger.log('info', 'kms_mode', {region: kms.region, endpoint: kms.endpoint ?? 'default', via: kms.via ?? 'direct', keyPinned: kms.keyId !== undefined})
+    logger.log('info', 'kms_mode', {
+      region: kms.region,
+      endpoint: kms.endpoint ?? 'default',
+      via: kms.via ?? 'direct',
+      keyPinned: kms.keyId !== undefined,
+      opensPerSecond: config.server.kmsOpensPerSecond,
+      openBurst: config.server.kmsOpenBurst,
+      kmsConcurrency: config.server.kmsConcurrency,
+    })
   }
   const server = new EnclaveServer({
     chat,
