@@ -248,4 +248,30 @@ describe('KMS mode end to end', () => {
       lone.proc.kill('SIGKILL')
     }
   })
+
+  // Last: it empties the enclave's KMS token bucket.
+  it('a flood of requests that pass the free checks reaches KMS only as fast as the rate limit allows', async () => {
+    const socket = join(dir, 'good.sock')
+    const config = await attestedKey(socket, 'good')
+    const valid = (await sealKmsRequest(config, new TextEncoder().encode('{}'), askerWrap().wrap)).message
+    const decrypts = (): number => kmsLog.filter((l) => l.startsWith('kms:Decrypt')).length
+    const before = decrypts()
+    const started = Date.now()
+    const statuses: Record<number, number> = {}
+    for (let i = 0; i < 200; i++) {
+      // Right framing, the attested key id, now, a fresh request id; the rest is noise.
+      const body = new Uint8Array(valid)
+      body.set(randomBytes(16), 3)
+      body.set(randomBytes(body.length - 29), 29)
+      const {status} = await post(socket, body)
+      statuses[status] = (statuses[status] ?? 0) + 1
+    }
+    const seconds = (Date.now() - started) / 1000
+    const reached = decrypts() - before
+    console.log(`e2e: 200 garbage KMS-mode requests in ${seconds.toFixed(1)} s -> ${reached} KMS Decrypt calls; statuses ${JSON.stringify(statuses)}`)
+    // The defaults: a burst of 20, then 5 a second.
+    expect(reached).toBeLessThanOrEqual(20 + Math.ceil(5 * seconds))
+    expect(statuses[429]).toBeGreaterThan(0)
+    expect(server.proc.exitCode).toBeNull()
+  })
 })
