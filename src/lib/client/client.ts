@@ -271,6 +271,8 @@ export class NleClient {
       }
       let opener: ResponseOpener | null = null
       let buffer = ''
+      let held: ChatCompletionChunk | null = null
+      let started = false
       for await (const part of res as AsyncIterable<Buffer>) {
         buffer += part.toString('latin1')
         let end: number
@@ -287,8 +289,22 @@ export class NleClient {
             continue
           }
           const chunk = opener.open(bytes)
-          const answer = parseAnswer<ChatCompletionChunk>(chunk.plaintext)
+          const answer = parseAnswer<ChatCompletionChunk>(chunk.plaintext) // a sealed {error} throws here
+          watch.progress()
+          if (held === null && !chunk.final && !started) {
+            // The first chunk (the role) is held until the next one opens: an error the enclave
+            // answers before generating (it follows the role chunk, so that it looks like an answer
+            // on the wire) then reaches the caller before any chunk, as a whole answer's would.
+            held = answer
+            started = true
+            continue
+          }
           watch.pause() // the caller holds the chunk: its time is not the enclave's
+          if (held !== null) {
+            const first = held
+            held = null
+            yield first
+          }
           yield answer
           watch.progress()
         }

@@ -107,6 +107,14 @@ describe('enclave server', () => {
 
   it('seals request errors and generation failures', async () => {
     await expect(client.chat({messages: []})).rejects.toMatchObject({code: 'CLIENT_SERVER_ERROR', details: {serverCode: 'SERVER_BAD_REQUEST'}})
+    // Streamed, the error follows the role chunk on the wire; the caller gets it before any chunk.
+    const before: unknown[] = []
+    await expect(
+      (async () => {
+        for await (const c of client.chatStream({messages: []})) before.push(c)
+      })(),
+    ).rejects.toMatchObject({code: 'CLIENT_SERVER_ERROR', details: {serverCode: 'SERVER_BAD_REQUEST'}})
+    expect(before).toEqual([])
     failNext = true
     const seen: string[] = []
     await expect(
