@@ -10,12 +10,13 @@ import {CreateKeyCommand, DecryptCommand, KMSClient, PutKeyPolicyCommand} from '
 import {afterAll, beforeAll, describe, expect, it} from 'vitest'
 
 import {type TrustedRoot, insecureDevRoot} from '../src/lib/attestation/roots.js'
+import {type KeyConfig, decodeKeyConfig} from '../src/lib/channel/index.js'
 import {KMS_REQUEST_TYPE, parseKmsRequest, sealKmsRequest} from '../src/lib/channel/kms-request.js'
-import {type ChatCompletionChunk, NleClient} from '../src/lib/client/index.js'
+import {type ChatCompletionChunk, NleClient, type NleClientOptions} from '../src/lib/client/index.js'
 import {clientKms} from '../src/lib/client/kms.js'
 import {type RunningLocalKms, startLocalKms} from '../src/lib/kms/local/server.js'
 import {type LocalIdentity, DEV_CLIENT_ROLE, DEV_HOST_ROLE, newState} from '../src/lib/kms/local/state.js'
-import {type MeasurementSet, serializePolicy, starterPolicy} from '../src/lib/kms/policy.js'
+import {type MeasurementSet, patchPolicy, serializePolicy, starterPolicy} from '../src/lib/kms/policy.js'
 import {writeLockfile} from '../src/lib/lockfile.js'
 import {tempDir} from '../src/test-support/tmp.js'
 import {type Child, Tap, startRuntime} from './e2e-support.js'
@@ -36,23 +37,44 @@ let proxy: Child
 let tap: Tap
 let proxyUrl: string
 const roots: Record<string, TrustedRoot> = {}
-const lock = {good: ''}
+const lock = {good: '', prev: ''}
 let accountId: string
+let kmsFlags: string[]
+/**
+ * The simulator root the local KMS trusts. Each simulated enclave has its own root, where AWS has
+ * one for all: a test that has KMS serve another enclave points it at that one's root meanwhile.
+ */
+let kmsTrusts: 'good' | 'prev' = 'good'
 
-async function putPolicy(image: string): Promise<void> {
+/** Admit `image` (and `previous` too: a rollout that keeps the last image admitted). */
+async function putPolicy(image: string, previous?: string): Promise<void> {
   const admin = new KMSClient({endpoint: kms.url, region: 'us-east-1', credentials: {accessKeyId: asker.accessKeyId, secretAccessKey: asker.secretAccessKey}, maxAttempts: 1})
-  const policy = starterPolicy(accountId, {project: 'e2e', roleArn: host.arn, measurements: measurements(image), keepPrevious: 0, operations: ['Decrypt']})
+  const options = {project: 'e2e', roleArn: host.arn, measurements: measurements(image), keepPrevious: previous ? 1 : 0, operations: ['Decrypt' as const]}
+  const policy = previous ? patchPolicy(starterPolicy(accountId, {...options, measurements: measurements(previous)}), options).policy : starterPolicy(accountId, options)
   await admin.send(new PutKeyPolicyCommand({KeyId: keyArn, PolicyName: 'default', Policy: serializePolicy(policy)}))
   admin.destroy()
 }
 const closers: (() => void)[] = []
 
-function kmsClientFor(target: string, which: 'good'): NleClient {
-  const wrap = clientKms({keyId: keyArn, region: 'us-east-1', endpointUrl: kms.url, credentials: {accessKeyId: asker.accessKeyId, secretAccessKey: asker.secretAccessKey}, source: 'dev'})
-  const client = new NleClient({target, expectedPcrs: measurements(which), insecureDevRoot: roots[which]!, kms: {wrap: wrap.wrap}})
-  closers.push(() => client.close(), () => wrap.close())
+function kmsClientFor(target: string, which: 'good' | 'prev' | 'other', root: 'good' | 'prev' | 'lone' = 'good', extra: Partial<NleClientOptions> = {}): NleClient {
+  const wrap = askerWrap()
+  const client = new NleClient({target, expectedPcrs: measurements(which), insecureDevRoot: roots[root]!, kms: {wrap: wrap.wrap}, ...extra})
+  closers.push(() => client.close())
   return client
 }
+
+function askerWrap(): ReturnType<typeof clientKms> {
+  const wrap = clientKms({keyId: keyArn, region: 'us-east-1', endpointUrl: kms.url, credentials: {accessKeyId: asker.accessKeyId, secretAccessKey: asker.secretAccessKey}, source: 'dev'})
+  closers.push(() => wrap.close())
+  return wrap
+}
+
+/** The key configuration of the verified attestation of the enclave behind `socket`. */
+async function attestedKey(socket: string, which: 'good' | 'prev'): Promise<KeyConfig> {
+  return decodeKeyConfig((await kmsClientFor(`unix:${socket}`, which, which).attest()).publicKey)
+}
+
+const chatPosts = (): number => Buffer.concat(tap.toEnclave).toString('latin1').split('POST /v1/chat/completions').length - 1
 
 function post(socketPath: string, body: Uint8Array): Promise<{status: number; body: string}> {
   return new Promise((resolve, reject) => {
@@ -75,7 +97,8 @@ async function collect(stream: AsyncIterable<ChatCompletionChunk>): Promise<stri
 beforeAll(async () => {
   ;({dir, cleanup} = tempDir('nle-e2e-kms-'))
   lock.good = join(dir, 'good.lock.json')
-  for (const which of ['good'] as const) {
+  lock.prev = join(dir, 'prev.lock.json')
+  for (const which of ['good', 'prev'] as const) {
     await writeLockfile(lock[which], {version: 1, measurements: measurements(which), eif: {sha384: digest(which), size: 1, version: 4, signed: false}, builder: {name: 'e2e', version: '0'}, inputs: {}})
   }
   // The local KMS, up before the enclave servers; it asks for the simulator's root lazily.
@@ -83,7 +106,7 @@ beforeAll(async () => {
   accountId = state.accountId
   host = state.identities.find((i) => i.arn.endsWith(`/${DEV_HOST_ROLE}`))!
   asker = state.identities.find((i) => i.arn.endsWith(`/${DEV_CLIENT_ROLE}`))!
-  kms = await startLocalKms({state, root: () => roots.good!, log: (line) => kmsLog.push(line)})
+  kms = await startLocalKms({state, root: () => roots[kmsTrusts]!, log: (line) => kmsLog.push(line)})
   const admin = new KMSClient({endpoint: kms.url, region: 'us-east-1', credentials: {accessKeyId: asker.accessKeyId, secretAccessKey: asker.secretAccessKey}, maxAttempts: 1})
   // The account may do everything but Decrypt (IAM-style delegation: here, every local identity may
   // Encrypt); only the host role with the good image's PCRs may Decrypt.
@@ -92,7 +115,7 @@ beforeAll(async () => {
   admin.destroy()
 
   const credentialsSocket = join(dir, 'credentials.sock')
-  const kmsFlags = ['--kms-endpoint', kms.url, '--kms-region', 'us-east-1', '--kms-key-id', keyArn, '--credentials-socket', credentialsSocket]
+  kmsFlags = ['--kms-endpoint', kms.url, '--kms-region', 'us-east-1', '--kms-key-id', keyArn, '--credentials-socket', credentialsSocket]
   server = startRuntime('enclave-server', ['--socket', join(dir, 'good.sock'), '--engine', 'echo', '--nsm', 'simulator', '--lockfile', lock.good, '--sim-root-out', join(dir, 'good.pem'), ...kmsFlags])
   tap = new Tap(join(dir, 'tap.sock'), join(dir, 'good.sock'))
   await tap.start()
@@ -133,10 +156,51 @@ describe('KMS mode end to end', () => {
     expect(server.output()).toContain('"event":"kms_mode"')
   })
 
+  it('a client whose attestation fails, or that has nothing to verify it against, sends nothing in KMS mode', async () => {
+    const before = chatPosts()
+    const wrong = kmsClientFor(proxyUrl, 'other') // the lockfile names another image
+    await expect(wrong.attest()).rejects.toMatchObject({code: 'ATTEST_PCR_MISMATCH'})
+    await expect(wrong.chat({messages: [{role: 'user', content: CANARY}]})).rejects.toMatchObject({code: 'ATTEST_PCR_MISMATCH'})
+    await expect(collect(wrong.chatStream({messages: [{role: 'user', content: CANARY}]}))).rejects.toMatchObject({code: 'ATTEST_PCR_MISMATCH'})
+    const blind = new NleClient({target: proxyUrl, insecureDevRoot: roots.good!, kms: {wrap: askerWrap().wrap}})
+    closers.push(() => blind.close())
+    await expect(blind.chat({messages: [{role: 'user', content: CANARY}]})).rejects.toMatchObject({code: 'CLIENT_NO_MEASUREMENTS'})
+    expect(chatPosts()).toBe(before)
+  })
+
+  it('a previous image the key policy still admits cannot open a request made for the verified one', async () => {
+    await putPolicy('good', 'prev') // KMS now releases request keys to both images
+    const prev = startRuntime('enclave-server', ['--socket', join(dir, 'prev.sock'), '--engine', 'echo', '--nsm', 'simulator', '--lockfile', lock.prev, '--sim-root-out', join(dir, 'prev.pem'), ...kmsFlags])
+    try {
+      await prev.waitFor('listening')
+      roots.prev = insecureDevRoot(await readFile(join(dir, 'prev.pem'), 'utf8'))
+      const wrap = askerWrap()
+      const question = new TextEncoder().encode(JSON.stringify({messages: [{role: 'user', content: CANARY}]}))
+      const forGood = await sealKmsRequest(await attestedKey(join(dir, 'good.sock'), 'good'), question, wrap.wrap)
+      kmsTrusts = 'prev'
+      // The policy does admit it: a request sealed to its own attested key opens there.
+      const own = await sealKmsRequest(await attestedKey(join(dir, 'prev.sock'), 'prev'), question, wrap.wrap)
+      const ownAnswer = await post(join(dir, "prev.sock"), own.message)
+      expect(ownAnswer, ownAnswer.body).toMatchObject({status: 200})
+      // A request the client sealed for the good enclave, relayed by the host to the previous one:
+      // KMS releases the data key to it, and it still does not open.
+      const relayed = await post(join(dir, 'prev.sock'), forGood.message)
+      expect(relayed.status).toBe(400)
+      expect(JSON.parse(relayed.body)).toMatchObject({error: {code: 'CHANNEL_REQUEST_AUTH_FAILED'}})
+      expect(prev.output()).not.toContain(CANARY)
+      // The good enclave opens that same request.
+      kmsTrusts = 'good'
+      expect((await post(join(dir, 'good.sock'), forGood.message)).status).toBe(200)
+    } finally {
+      prev.proc.kill('SIGKILL')
+      kmsTrusts = 'good'
+      await putPolicy('good')
+    }
+  })
+
   it('the host role cannot unwrap a relayed request key itself: KMS wants the enclave attestation', async () => {
-    const wrap = clientKms({keyId: keyArn, region: 'us-east-1', endpointUrl: kms.url, credentials: {accessKeyId: asker.accessKeyId, secretAccessKey: asker.secretAccessKey}, source: 'dev'})
-    closers.push(() => wrap.close())
-    const sealed = await sealKmsRequest(new TextEncoder().encode('{}'), wrap.wrap)
+    const wrap = askerWrap()
+    const sealed = await sealKmsRequest(await attestedKey(join(dir, 'good.sock'), 'good'), new TextEncoder().encode('{}'), wrap.wrap)
     const parsed = parseKmsRequest(sealed.message)
     const asHost = new KMSClient({endpoint: kms.url, region: 'us-east-1', credentials: {accessKeyId: host.accessKeyId, secretAccessKey: host.secretAccessKey}, maxAttempts: 1})
     closers.push(() => asHost.destroy())
@@ -157,15 +221,15 @@ describe('KMS mode end to end', () => {
   })
 
   it('a replayed request is refused, an altered one too, and the server keeps serving', async () => {
-    const wrap = clientKms({keyId: keyArn, region: 'us-east-1', endpointUrl: kms.url, credentials: {accessKeyId: asker.accessKeyId, secretAccessKey: asker.secretAccessKey}, source: 'dev'})
-    closers.push(() => wrap.close())
-    const sealed = await sealKmsRequest(new TextEncoder().encode(JSON.stringify({messages: [{role: 'user', content: 'once'}]})), wrap.wrap)
+    const wrap = askerWrap()
     const socket = join(dir, 'good.sock')
+    const config = await attestedKey(socket, 'good')
+    const sealed = await sealKmsRequest(config, new TextEncoder().encode(JSON.stringify({messages: [{role: 'user', content: 'once'}]})), wrap.wrap)
     expect((await post(socket, sealed.message)).status).toBe(200)
     const again = await post(socket, sealed.message)
     expect(again.status).toBe(400)
     expect(JSON.parse(again.body)).toMatchObject({error: {code: 'CHANNEL_REPLAY'}})
-    const altered = new Uint8Array((await sealKmsRequest(new TextEncoder().encode('{}'), wrap.wrap)).message)
+    const altered = new Uint8Array((await sealKmsRequest(config, new TextEncoder().encode('{}'), wrap.wrap)).message)
     altered[altered.length - 20]! ^= 0x01
     expect(JSON.parse((await post(socket, altered)).body)).toMatchObject({error: {code: 'CHANNEL_REQUEST_AUTH_FAILED'}})
     const client = kmsClientFor(`unix:${socket}`, 'good')
@@ -173,14 +237,41 @@ describe('KMS mode end to end', () => {
   })
 
   it('without the credentials endpoint the enclave says KMS is unavailable (503), not a crash', async () => {
-    const lone = startRuntime('enclave-server', ['--socket', join(dir, 'lone.sock'), '--engine', 'echo', '--nsm', 'simulator', '--lockfile', lock.good, '--kms-region', 'us-east-1', '--kms-endpoint', kms.url, '--credentials-socket', join(dir, 'absent.sock')])
+    const lone = startRuntime('enclave-server', ['--socket', join(dir, 'lone.sock'), '--engine', 'echo', '--nsm', 'simulator', '--lockfile', lock.good, '--sim-root-out', join(dir, 'lone.pem'), '--kms-region', 'us-east-1', '--kms-endpoint', kms.url, '--credentials-socket', join(dir, 'absent.sock')])
     try {
       await lone.waitFor('listening')
-      const client = kmsClientFor(`unix:${join(dir, 'lone.sock')}`, 'good')
+      roots.lone = insecureDevRoot(await readFile(join(dir, 'lone.pem'), 'utf8'))
+      const client = kmsClientFor(`unix:${join(dir, 'lone.sock')}`, 'good', 'lone')
       await expect(client.chat({messages: [{role: 'user', content: 'hello'}]})).rejects.toMatchObject({code: 'CLIENT_ENCLAVE_UNAVAILABLE', details: {status: 503, serverCode: 'CHANNEL_KMS_UNAVAILABLE'}})
       expect(lone.proc.exitCode).toBeNull()
     } finally {
       lone.proc.kill('SIGKILL')
     }
+  })
+
+  // Last: it empties the enclave's KMS token bucket.
+  it('a flood of requests that pass the free checks reaches KMS only as fast as the rate limit allows', async () => {
+    const socket = join(dir, 'good.sock')
+    const config = await attestedKey(socket, 'good')
+    const valid = (await sealKmsRequest(config, new TextEncoder().encode('{}'), askerWrap().wrap)).message
+    const decrypts = (): number => kmsLog.filter((l) => l.startsWith('kms:Decrypt')).length
+    const before = decrypts()
+    const started = Date.now()
+    const statuses: Record<number, number> = {}
+    for (let i = 0; i < 200; i++) {
+      // Right framing, the attested key id, now, a fresh request id; the rest is noise.
+      const body = new Uint8Array(valid)
+      body.set(randomBytes(16), 3)
+      body.set(randomBytes(body.length - 29), 29)
+      const {status} = await post(socket, body)
+      statuses[status] = (statuses[status] ?? 0) + 1
+    }
+    const seconds = (Date.now() - started) / 1000
+    const reached = decrypts() - before
+    console.log(`e2e: 200 garbage KMS-mode requests in ${seconds.toFixed(1)} s -> ${reached} KMS Decrypt calls; statuses ${JSON.stringify(statuses)}`)
+    // The defaults: a burst of 20, then 5 a second.
+    expect(reached).toBeLessThanOrEqual(20 + Math.ceil(5 * seconds))
+    expect(statuses[429]).toBeGreaterThan(0)
+    expect(server.proc.exitCode).toBeNull()
   })
 })

@@ -37,6 +37,17 @@ export function pad(data: Uint8Array, block: number): Uint8Array {
   return out
 }
 
+/**
+ * The same padding to a bucket: `minimum`, or `minimum` times a power of two. Sealed answers use it,
+ * so an answer's size shows only its order of magnitude, and a short answer, an empty one and an
+ * error all fill the smallest bucket.
+ */
+export function padToBucket(data: Uint8Array, minimum: number): Uint8Array {
+  let size = minimum
+  while (size < data.length + 1) size *= 2
+  return pad(data, size)
+}
+
 /** Removes the padding of `pad`; returns null when there is none (the caller reports the error). */
 export function unpad(data: Uint8Array): Uint8Array | null {
   let i = data.length - 1

@@ -12,6 +12,7 @@ import {
   encodeKeyConfig,
   openWholeResponse,
   pad,
+  padToBucket,
   parseSealedRequest,
   prepareSeal,
   sealRequest,
@@ -113,6 +114,22 @@ describe('sealed request and whole response', () => {
     expect(a.message.length).toBe(b.message.length)
     expect(unpad(pad(text('x'), 16))).toEqual(text('x'))
     expect(unpad(new Uint8Array(16))).toBeNull()
+  })
+
+  it('pads answers to power-of-two buckets from a minimum, and every size unpads', () => {
+    const sizes = new Set<number>()
+    for (let n = 0; n <= 5000; n += 7) {
+      const padded = padToBucket(new Uint8Array(n).fill(0x61), 512)
+      sizes.add(padded.length)
+      expect(padded.length).toBeGreaterThan(n)
+      expect(unpad(padded)?.length).toBe(n)
+    }
+    expect([...sizes].sort((x, y) => x - y)).toEqual([512, 1024, 2048, 4096, 8192])
+    // A whole answer: an error and a short completion fill the same smallest bucket.
+    const keys = {secret: new Uint8Array(32).fill(1), enc: new Uint8Array(32).fill(2)}
+    const error = sealWholeResponse(keys, text(JSON.stringify({error: {code: 'SERVER_BAD_REQUEST', message: 'x'.repeat(200)}})))
+    const answer = sealWholeResponse(keys, text(JSON.stringify({id: `chatcmpl-${'0'.repeat(32)}`, object: 'chat.completion', choices: [{message: {content: 'Yes.'}}], usage: {}})))
+    expect(error.length).toBe(answer.length)
   })
 })
 

@@ -3,6 +3,7 @@ export {type KeyConfig, KEY_CONFIG_BYTES, PROTOCOL_VERSION, decodeKeyConfig, enc
 export {type OpenedRequest, type PreparedSeal, type SealedRequest, REQUEST_PAD_BLOCK, parseSealedRequest, prepareSeal, sealRequest} from './request.js'
 export {
   CHUNK_PAD_BLOCK,
+  WHOLE_PAD_BLOCK,
   RESPONSE_NONCE_BYTES,
   type OpenedChunk,
   ResponseOpener,
@@ -12,7 +13,7 @@ export {
   sealWholeResponse,
 } from './response.js'
 export {type KeyRingOptions, type KeyRingStats, ServerKeyRing} from './keyring.js'
-export {pad, unpad} from './bytes.js'
+export {pad, padToBucket, unpad} from './bytes.js'
 
 /** Media types of sealed bodies on the wire. */
 export const SEALED_REQUEST_TYPE = 'application/nle-sealed-request'

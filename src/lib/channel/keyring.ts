@@ -102,28 +102,44 @@ export class ServerKeyRing {
   }
 
   /**
+   * The key pair a request names, after the checks that cost nothing: the key is held (else
+   * CHANNEL_UNKNOWN_KEY) and `enc` was not opened under it (else CHANNEL_REPLAY). Call `accept()`
+   * once the request opened: it checks again (another copy may have opened meanwhile) and remembers
+   * `enc`.
+   */
+  async recipient(keyId: number, enc: Uint8Array, requestId: string): Promise<{keyPair: HpkeKeyPair; config: Uint8Array; accept(): void}> {
+    await this.fresh()
+    const key = this.keys.get(keyId)
+    if (key === undefined) {
+      throw channelError('CHANNEL_UNKNOWN_KEY', `The request was sealed to key ${keyId}, which this enclave does not hold (expired, or the enclave restarted).`, {
+        hint: 'Fetch a fresh attestation and seal again.',
+        details: {requestId, keyId},
+      })
+    }
+    const id = Buffer.from(enc).toString('base64')
+    const replay = (): never => {
+      throw channelError('CHANNEL_REPLAY', 'This sealed request was already received: replays are refused.', {details: {requestId}})
+    }
+    if (key.seen.has(id)) replay()
+    return {
+      keyPair: key.keyPair,
+      config: key.config,
+      accept: () => {
+        if (key.seen.has(id)) replay()
+        key.seen.add(id)
+      },
+    }
+  }
+
+  /**
    * Open a sealed request. Throws CHANNEL_MALFORMED, CHANNEL_UNSUPPORTED_SUITE, CHANNEL_UNKNOWN_KEY,
    * CHANNEL_REPLAY or CHANNEL_REQUEST_AUTH_FAILED.
    */
   async open(message: Uint8Array): Promise<OpenedRequest> {
     const parsed = parseSealedRequest(message)
-    await this.fresh()
-    const key = this.keys.get(parsed.keyId)
-    if (key === undefined) {
-      throw channelError('CHANNEL_UNKNOWN_KEY', `The request was sealed to key ${parsed.keyId}, which this enclave does not hold (expired, or the enclave restarted).`, {
-        hint: 'Fetch a fresh attestation and seal again.',
-        details: {requestId: parsed.requestId, keyId: parsed.keyId},
-      })
-    }
-    const id = Buffer.from(parsed.enc).toString('base64')
-    const replay = (): never => {
-      throw channelError('CHANNEL_REPLAY', 'This sealed request was already received: replays are refused.', {details: {requestId: parsed.requestId}})
-    }
-    if (key.seen.has(id)) replay()
+    const key = await this.recipient(parsed.keyId, parsed.enc, parsed.requestId)
     const opened = await openParsedRequest(parsed, key.keyPair)
-    // Check again: another copy may have opened while this one was being opened.
-    if (key.seen.has(id)) replay()
-    key.seen.add(id)
+    key.accept()
     return opened
   }
 

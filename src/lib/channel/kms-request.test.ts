@@ -3,8 +3,11 @@ import {createCipheriv, createDecipheriv, randomBytes} from 'node:crypto'
 import {describe, expect, it} from 'vitest'
 
 import {isNleError} from '../errors.js'
-import {KMS_HEADER_BYTES, KmsRequestOpener, type UnwrapDataKey, type WrapDataKey, kmsEncryptionContext, parseKmsRequest, sealKmsRequest} from './kms-request.js'
+import {channelError} from './errors.js'
+import {ServerKeyRing} from './keyring.js'
+import {KMS_HEADER_BYTES, KmsRequestOpener, type KmsOpenerOptions, type UnwrapDataKey, type WrapDataKey, kmsEncryptionContext, parseKmsRequest, sealKmsRequest} from './kms-request.js'
 import {ResponseOpener, ResponseSealer, openWholeResponse, sealWholeResponse} from './response.js'
+import {type KeyConfig, decodeKeyConfig} from './suite.js'
 
 /** A stand-in for KMS: AES-GCM under a master key, the encryption context as AAD (as KMS binds it). */
 function fakeKms(): {wrap: WrapDataKey; unwrap: UnwrapDataKey; calls: {ec: Record<string, string>}[]} {
@@ -39,12 +42,18 @@ async function code(p: Promise<unknown>): Promise<string> {
 
 const question = new TextEncoder().encode('{"messages":[{"role":"user","content":"CANARY-kms-7781"}]}')
 
+/** An enclave: its key ring (what it attests) and its KMS-mode opener. */
+async function enclave(unwrap: UnwrapDataKey, extra: Partial<KmsOpenerOptions> = {}): Promise<{ring: ServerKeyRing; config: KeyConfig; opener: KmsRequestOpener}> {
+  const ring = await ServerKeyRing.create()
+  return {ring, config: decodeKeyConfig(await ring.keyConfig()), opener: new KmsRequestOpener({keys: ring, unwrap, ...extra})}
+}
+
 describe('KMS-mode requests', () => {
   it('round-trips a request and a streamed answer, and binds the request id into the encryption context', async () => {
     const kms = fakeKms()
-    const sealed = await sealKmsRequest(question, kms.wrap)
+    const {config, opener} = await enclave(kms.unwrap)
+    const sealed = await sealKmsRequest(config, question, kms.wrap)
     expect(Buffer.from(sealed.message).includes(Buffer.from('CANARY-kms-7781'))).toBe(false)
-    const opener = new KmsRequestOpener({unwrap: kms.unwrap})
     const opened = await opener.open(sealed.message)
     expect(Buffer.from(opened.plaintext).toString()).toContain('CANARY-kms-7781')
     expect(opened.requestId).toBe(sealed.requestId)
@@ -57,50 +66,95 @@ describe('KMS-mode requests', () => {
     expect(Buffer.from(openWholeResponse(sealed.responseKeys, sealWholeResponse(opened.responseKeys, new Uint8Array([1, 2, 3]))))).toEqual(Buffer.from([1, 2, 3]))
   })
 
+  it('another enclave the key policy also admits (a previous image, a debug one) cannot open a request made for this one', async () => {
+    const kms = fakeKms() // releases the data key to every enclave that asks: both are admitted
+    const verified = await enclave(kms.unwrap)
+    const other = await enclave(kms.unwrap)
+    const sealed = await sealKmsRequest(verified.config, question, kms.wrap)
+    // Same key id (both rings start at 0), KMS consents, and still it does not open there.
+    expect(other.config.keyId).toBe(verified.config.keyId)
+    expect(await code(other.opener.open(sealed.message))).toBe('CHANNEL_REQUEST_AUTH_FAILED')
+    expect(kms.calls).toHaveLength(1)
+    // The enclave it was sealed to opens it.
+    expect(Buffer.from((await verified.opener.open(sealed.message)).plaintext).toString()).toContain('CANARY-kms-7781')
+  })
+
+  it('the attested enclave itself cannot open a request without KMS releasing the data key', async () => {
+    const kms = fakeKms()
+    const denied = await enclave(async () => {
+      throw channelError('CHANNEL_KMS_DENIED', 'The key policy does not admit these measurements.')
+    })
+    expect(await code(denied.opener.open((await sealKmsRequest(denied.config, question, kms.wrap)).message))).toBe('CHANNEL_KMS_DENIED')
+    // An enclave that skips KMS (any other 32 bytes as the data key) has the right HPKE key and still fails.
+    const guessing = await enclave(async () => new Uint8Array(randomBytes(32)))
+    expect(await code(guessing.opener.open((await sealKmsRequest(guessing.config, question, kms.wrap)).message))).toBe('CHANNEL_REQUEST_AUTH_FAILED')
+  })
+
+  it('a request is bound to the key it was sealed to: moved to another key of the same enclave, it does not open', async () => {
+    const kms = fakeKms()
+    const {ring, config, opener} = await enclave(kms.unwrap)
+    const sealed = await sealKmsRequest(config, question, kms.wrap)
+    await ring.rotate() // key 1 is current, key 0 still held (grace)
+    const moved = new Uint8Array(sealed.message)
+    moved[2] = 1
+    expect(await code(opener.open(moved))).toBe('CHANNEL_REQUEST_AUTH_FAILED')
+    const unknown = new Uint8Array((await sealKmsRequest(config, question, kms.wrap)).message)
+    unknown[2] = 7
+    expect(await code(opener.open(unknown))).toBe('CHANNEL_UNKNOWN_KEY')
+  })
+
   it('refuses a replay, a stale request and one from the future', async () => {
     const kms = fakeKms()
     let now = 1_800_000_000_000
-    const opener = new KmsRequestOpener({unwrap: kms.unwrap, now: () => now, windowMs: 60_000})
-    const sealed = await sealKmsRequest(question, kms.wrap, {now})
+    const {config, opener} = await enclave(kms.unwrap, {now: () => now, windowMs: 60_000})
+    const sealed = await sealKmsRequest(config, question, kms.wrap, {now})
     await opener.open(sealed.message)
     expect(await code(opener.open(sealed.message))).toBe('CHANNEL_REPLAY')
-    expect(await code(opener.open((await sealKmsRequest(question, kms.wrap, {now: now - 61_000})).message))).toBe('CHANNEL_STALE')
-    expect(await code(opener.open((await sealKmsRequest(question, kms.wrap, {now: now + 61_000})).message))).toBe('CHANNEL_STALE')
+    expect(await code(opener.open((await sealKmsRequest(config, question, kms.wrap, {now: now - 61_000})).message))).toBe('CHANNEL_STALE')
+    expect(await code(opener.open((await sealKmsRequest(config, question, kms.wrap, {now: now + 61_000})).message))).toBe('CHANNEL_STALE')
     // After the window the id is forgotten, and the request is stale anyway.
     now += 61_000
     expect(await code(opener.open(sealed.message))).toBe('CHANNEL_STALE')
   })
 
-  it('refuses every single-byte change', async () => {
+  it('refuses every single-byte change, and asks KMS at most once per request id', async () => {
     const kms = fakeKms()
-    const sealed = await sealKmsRequest(question, kms.wrap)
+    const {config, ring} = await enclave(kms.unwrap)
+    const sealed = await sealKmsRequest(config, question, kms.wrap)
     const codes = new Set<string>()
+    const opener = new KmsRequestOpener({keys: ring, unwrap: kms.unwrap})
     for (let i = 0; i < sealed.message.length; i++) {
       const copy = new Uint8Array(sealed.message)
       copy[i]! ^= 0x01
-      const c = await code(new KmsRequestOpener({unwrap: kms.unwrap}).open(copy))
+      const c = await code(opener.open(copy))
       expect(c, `byte ${i}`).not.toBe('resolved')
       codes.add(c)
     }
-    // The header's time and length bytes fail their own checks; the rest fails authentication.
+    // The header's time and length bytes fail their own checks; the rest fails authentication or
+    // is a replay of an id already spent on KMS.
     expect([...codes].every((c) => c.startsWith('CHANNEL_') || c.startsWith('not an NleError'))).toBe(true)
-    expect(codes.has('CHANNEL_REQUEST_AUTH_FAILED')).toBe(true)
+    expect(codes.has('CHANNEL_REPLAY')).toBe(true)
+    // One KMS call for the original id, one per flipped request-id byte (16 bytes × 1 flip).
+    console.log(`single-byte changes: ${sealed.message.length}, KMS calls: ${kms.calls.length}, codes: ${[...codes].join(' ')}`)
+    expect(kms.calls.length).toBeLessThanOrEqual(17)
   })
 
   it('moving the wrapped key into another request does not unwrap it', async () => {
     const kms = fakeKms()
-    const a = parseKmsRequest((await sealKmsRequest(question, kms.wrap)).message)
-    const b = (await sealKmsRequest(question, kms.wrap)).message
+    const {config, opener} = await enclave(kms.unwrap)
+    const a = parseKmsRequest((await sealKmsRequest(config, question, kms.wrap)).message)
+    const b = (await sealKmsRequest(config, question, kms.wrap)).message
     const forged = new Uint8Array(b)
     // same length blobs from the fake: put a's wrapped key in b
     forged.set(a.wrapped, KMS_HEADER_BYTES)
-    const c = await code(new KmsRequestOpener({unwrap: kms.unwrap}).open(forged))
-    expect(c).not.toBe('resolved')
+    expect(await code(opener.open(forged))).not.toBe('resolved')
   })
 
-  it('rejects malformed bodies with CHANNEL_MALFORMED', async () => {
-    const opener = new KmsRequestOpener({unwrap: fakeKms().unwrap})
+  it('rejects malformed bodies with CHANNEL_MALFORMED, without asking KMS', async () => {
+    const kms = fakeKms()
+    const {opener} = await enclave(kms.unwrap)
     expect(await code(opener.open(new Uint8Array(10)))).toBe('CHANNEL_MALFORMED')
     expect(await code(opener.open(new Uint8Array(200)))).toBe('CHANNEL_MALFORMED')
+    expect(kms.calls).toHaveLength(0)
   })
 })

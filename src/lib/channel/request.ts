@@ -40,7 +40,7 @@ const info = (hdr: Uint8Array): Uint8Array => concatBytes(REQUEST_LABEL, new Uin
 type RecipientKey = Awaited<ReturnType<ReturnType<typeof cipherSuite>['kem']['deserializePublicKey']>>
 /** The attested key, deserialized once per key configuration (a session seals many requests to it). */
 const recipientKeys = new WeakMap<KeyConfig, Promise<RecipientKey>>()
-function recipientKey(config: KeyConfig): Promise<RecipientKey> {
+export function recipientKey(config: KeyConfig): Promise<RecipientKey> {
   let key = recipientKeys.get(config)
   if (key === undefined) {
     key = cipherSuite().kem.deserializePublicKey(config.publicKey)

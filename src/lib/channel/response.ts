@@ -8,6 +8,10 @@
  *   key            = HKDF-Expand(prk, "key", 32);  iv = HKDF-Expand(prk, "nonce", 12)
  *   chunk i        = flag (1) | AES-256-GCM(key, iv XOR i, aad = "nle-chat chunk" | flag, padded plaintext)
  *
+ * Plaintexts are padded to buckets (./bytes.ts padToBucket): chunks of a stream to 512 bytes (a token,
+ * the final chunk with its usage and a sealed error all fit), whole answers to 1 KiB and powers of
+ * two above it, so a sealed error has the size of a short answer.
+ *
  * flag is 1 on the last chunk and 0 before it, and it is authenticated: dropping the tail of the
  * stream leaves no final chunk (CHANNEL_TRUNCATED), and reordering, replaying or flipping chunks
  * breaks the nonce or the tag (CHANNEL_RESPONSE_AUTH_FAILED). Both sides know only the request's
@@ -15,7 +19,7 @@
  */
 import {createCipheriv, createDecipheriv, randomBytes} from 'node:crypto'
 
-import {concatBytes, pad, unpad, utf8} from './bytes.js'
+import {concatBytes, padToBucket, unpad, utf8} from './bytes.js'
 import {channelError} from './errors.js'
 import {hkdfExpand, hkdfExtract} from './primitives.js'
 import {AEAD_KEY_BYTES, AEAD_NONCE_BYTES, AEAD_TAG_BYTES} from './suite.js'
@@ -23,8 +27,10 @@ import {AEAD_KEY_BYTES, AEAD_NONCE_BYTES, AEAD_TAG_BYTES} from './suite.js'
 export const RESPONSE_EXPORT_LABEL = utf8('nle-chat response')
 export const RESPONSE_SECRET_BYTES = Math.max(AEAD_KEY_BYTES, AEAD_NONCE_BYTES)
 export const RESPONSE_NONCE_BYTES = Math.max(AEAD_KEY_BYTES, AEAD_NONCE_BYTES)
-/** Default padding bucket of response chunks (hides the length of each token). */
-export const CHUNK_PAD_BLOCK = 128
+/** Smallest padding bucket of a stream's chunks (hides the length of each token, and tells an error from none). */
+export const CHUNK_PAD_BLOCK = 512
+/** Smallest padding bucket of a whole answer (an error and a short answer fill it alike). */
+export const WHOLE_PAD_BLOCK = 1024
 const CHUNK_AAD = utf8('nle-chat chunk')
 const LABEL_KEY = utf8('key')
 const LABEL_NONCE = utf8('nonce')
@@ -85,7 +91,7 @@ export class ResponseSealer {
     const flag = final ? FLAG_FINAL : FLAG_MORE
     const cipher = createCipheriv('aes-256-gcm', this.keys.key, chunkNonce(this.keys.iv, this.counter++))
     cipher.setAAD(concatBytes(CHUNK_AAD, new Uint8Array([flag])))
-    const body = Buffer.concat([cipher.update(pad(plaintext, this.padBlock)), cipher.final(), cipher.getAuthTag()])
+    const body = Buffer.concat([cipher.update(padToBucket(plaintext, this.padBlock)), cipher.final(), cipher.getAuthTag()])
     if (final) this.done = true
     return concatBytes(new Uint8Array([flag]), body)
   }
@@ -153,7 +159,7 @@ export class ResponseOpener {
 }
 
 /** A whole (non-streamed) response: response_nonce | one final chunk. */
-export function sealWholeResponse(keys: ResponseKeys, plaintext: Uint8Array, padBlock = CHUNK_PAD_BLOCK): Uint8Array {
+export function sealWholeResponse(keys: ResponseKeys, plaintext: Uint8Array, padBlock = WHOLE_PAD_BLOCK): Uint8Array {
   const sealer = new ResponseSealer(keys, padBlock)
   return concatBytes(sealer.nonce, sealer.seal(plaintext, true))
 }

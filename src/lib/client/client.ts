@@ -10,6 +10,11 @@
  *    and the answer — whole or an SSE stream of sealed chunks — is opened with keys exported from
  *    the request's context. A missing final chunk, an altered chunk or a broken connection is an error,
  *    never a silently shorter answer.
+ * 4. KMS mode seals to the same attested key and, in addition, under a data key wrapped by KMS
+ *    (../channel/kms-request.ts): there is no KMS-mode request without a verified attestation.
+ *
+ * Every answer is read under limits (./limits.ts): an idle timeout per sealed chunk, an overall
+ * deadline, the largest SSE event and whole body.
  */
 import {randomBytes} from 'node:crypto'
 import type {IncomingMessage} from 'node:http'
@@ -34,6 +39,7 @@ import {type NleError, isNleError} from '../errors.js'
 import {readLockfile} from '../lockfile.js'
 import type {ChatCompletion, ChatCompletionChunk, ChatCompletionRequest} from '../server/chat.js'
 import {clientError} from './errors.js'
+import {DEFAULT_LIMITS, type ResponseLimits, RequestWatch} from './limits.js'
 import {type TlsOptions, Transport, readAll} from './transport.js'
 
 export const CHAT_PATH = '/v1/chat/completions'
@@ -42,13 +48,14 @@ export interface NleClientOptions {
   /** unix:/path/to.sock, an absolute socket path, or the proxy's http(s) URL. */
   target: string
   /**
-   * What the enclave must measure as (the lockfile's measurements). Required in attested mode; in
-   * KMS mode optional (the key policy is the gate) and, when given, `attest()` checks it.
+   * What the enclave must measure as (the lockfile's measurements). Without it nothing is sent, in
+   * either mode (CLIENT_NO_MEASUREMENTS).
    */
   expectedPcrs?: ExpectedPcrs
   /**
    * KMS mode: wrap each request's data key with KMS Encrypt under the caller's own identity
-   * (../kms/aws.ts `kmsEncrypt`); only an enclave the key policy admits can unwrap it.
+   * (../kms/aws.ts `kmsEncrypt`); the request is sealed to the verified enclave's key as well, so
+   * only that enclave can open it, and only if the key policy lets KMS unwrap the data key for it.
    */
   kms?: {wrap: WrapDataKey}
   /** Trust this root instead of AWS's (the NSM simulator's, in dev and tests). */
@@ -61,6 +68,17 @@ export interface NleClientOptions {
   attestationTtlMs?: number
   /** Time to response headers (default 60 s). */
   timeoutMs?: number
+  /**
+   * Longest wait for the next sealed chunk of a stream, or for a whole body once its headers came
+   * (default 120 s: a big model on CPU can take tens of seconds to its first token).
+   */
+  idleTimeoutMs?: number
+  /** Longest time one request may take, from the call to the last chunk (default 30 min). */
+  deadlineMs?: number
+  /** Largest SSE event accepted (default 64 KiB; a sealed chunk is well under 2 KiB). */
+  maxEventBytes?: number
+  /** Largest whole answer accepted (default 16 MiB). */
+  maxResponseBytes?: number
   tls?: TlsOptions
   /** Padding bucket of sealed requests. */
   padBlock?: number
@@ -84,9 +102,16 @@ export class NleClient {
   private readonly transport: Transport
   private session: Session | null = null
   private attesting: Promise<Session> | null = null
+  private readonly limits: ResponseLimits
 
   constructor(private readonly options: NleClientOptions) {
     this.transport = new Transport(options.target, options.tls)
+    this.limits = {
+      idleTimeoutMs: options.idleTimeoutMs ?? DEFAULT_LIMITS.idleTimeoutMs,
+      deadlineMs: options.deadlineMs ?? DEFAULT_LIMITS.deadlineMs,
+      maxEventBytes: options.maxEventBytes ?? DEFAULT_LIMITS.maxEventBytes,
+      maxResponseBytes: options.maxResponseBytes ?? DEFAULT_LIMITS.maxResponseBytes,
+    }
   }
 
   /** A client expecting the measurements of a lockfile. */
@@ -128,7 +153,16 @@ export class NleClient {
       ...(signal ? {signal} : {}),
     })
     if (res.statusCode !== 200) throw await httpFailure(res, 'attestation')
-    const document = await readAll(res, 64 * 1024)
+    const watch = new RequestWatch(this.limits, signal)
+    watch.attach(res)
+    let document: Uint8Array
+    try {
+      document = await readAll(res, 64 * 1024)
+    } catch (error) {
+      throw watch.expired ?? error
+    } finally {
+      watch.done()
+    }
     // Throws ATTEST_* (PCR mismatch, bad signature, wrong nonce, too old…): nothing is sent then.
     const attestation = await verifyAttestation(document, {
       expectedPcrs: this.options.expectedPcrs,
@@ -139,7 +173,7 @@ export class NleClient {
     })
     const config = decodeKeyConfig(attestation.publicKey)
     const session: Session = {config, attestation, at: Date.now(), spare: null}
-    this.prepareSpare(session)
+    if (!this.options.kms) this.prepareSpare(session)
     this.session = session
     return session
   }
@@ -179,20 +213,19 @@ export class NleClient {
     })
   }
 
-  /** Seal and POST; re-attests once if the enclave no longer holds the key. */
+  /**
+   * Seal to the verified session's key (none: attest first; attestation failing, nothing is sent)
+   * and POST; re-attests once if the enclave no longer holds the key.
+   */
   private async post(body: ChatCompletionRequest, signal?: AbortSignal): Promise<{res: IncomingMessage; keys: ResponseKeys; requestId: string}> {
     const plaintext = new TextEncoder().encode(JSON.stringify(body))
     const padding = this.options.padBlock ? {padBlock: this.options.padBlock} : {}
-    if (this.options.kms) {
-      const sealed = await sealKmsRequest(plaintext, this.options.kms.wrap, padding)
-      const res = await this.send(sealed.message, KMS_REQUEST_TYPE, body.stream, signal)
-      if (res.statusCode !== 200) throw await httpFailure(res, 'chat')
-      return {res, keys: sealed.responseKeys, requestId: sealed.requestId}
-    }
+    const kms = this.options.kms
     for (let attempt = 0; ; attempt++) {
       const session = await this.currentSession(attempt > 0, signal)
-      const sealed = await (await this.takeSeal(session)).seal(plaintext, padding)
-      const res = await this.send(sealed.message, SEALED_REQUEST_TYPE, body.stream, signal).finally(() => this.refillSpare(session))
+      const sealed = kms ? await sealKmsRequest(session.config, plaintext, kms.wrap, padding) : await (await this.takeSeal(session)).seal(plaintext, padding)
+      const sent = this.send(sealed.message, kms ? KMS_REQUEST_TYPE : SEALED_REQUEST_TYPE, body.stream, signal)
+      const res = await (kms ? sent : sent.finally(() => this.refillSpare(session)))
       if (res.statusCode === 421 && attempt === 0) {
         await readAll(res).catch(() => undefined)
         continue // the key rotated away or the enclave restarted: the request never opened
@@ -204,67 +237,104 @@ export class NleClient {
 
   /** A whole answer. */
   async chat(request: ChatRequest, options: {signal?: AbortSignal} = {}): Promise<ChatCompletion> {
-    const {res, keys} = await this.post({...request, stream: false}, options.signal)
-    if (!(res.headers['content-type'] ?? '').startsWith(SEALED_RESPONSE_TYPE)) {
-      res.destroy()
-      throw clientError('CLIENT_PROTOCOL', `Expected ${SEALED_RESPONSE_TYPE}, got ${res.headers['content-type'] ?? 'nothing'}.`)
-    }
-    let body: Uint8Array
+    const watch = new RequestWatch(this.limits, options.signal)
     try {
-      body = await readAll(res)
-    } catch (cause) {
-      if (options.signal?.aborted) throw clientError('CLIENT_ABORTED', 'The request was cancelled.', {cause})
-      throw interrupted(cause)
+      const {res, keys} = await this.post({...request, stream: false}, watch.signal)
+      watch.attach(res)
+      if (!(res.headers['content-type'] ?? '').startsWith(SEALED_RESPONSE_TYPE)) {
+        res.destroy()
+        throw clientError('CLIENT_PROTOCOL', `Expected ${SEALED_RESPONSE_TYPE}, got ${res.headers['content-type'] ?? 'nothing'}.`)
+      }
+      const body = await readAll(res, this.limits.maxResponseBytes)
+      return parseAnswer<ChatCompletion>(openWholeResponse(keys, body))
+    } catch (error) {
+      throw failure(error, watch, options.signal)
+    } finally {
+      watch.done()
     }
-    return parseAnswer<ChatCompletion>(openWholeResponse(keys, body))
   }
 
-  /** A streamed answer: each OpenAI chat.completion.chunk, opened, in order. */
+  /**
+   * A streamed answer: each OpenAI chat.completion.chunk, opened, in order. Only a chunk that opens
+   * is progress for the idle timeout; an event larger than `maxEventBytes` or one without data ends
+   * the stream.
+   */
   async *chatStream(request: ChatRequest, options: {signal?: AbortSignal} = {}): AsyncGenerator<ChatCompletionChunk, void, void> {
-    const {res, keys} = await this.post({...request, stream: true}, options.signal)
-    if (!(res.headers['content-type'] ?? '').startsWith('text/event-stream')) {
-      if ((res.headers['content-type'] ?? '').startsWith(SEALED_RESPONSE_TYPE)) {
-        // An error answered whole (e.g. an invalid request).
-        yield parseAnswer<ChatCompletionChunk>(openWholeResponse(keys, await readAll(res)))
-        return
-      }
-      res.destroy()
-      throw clientError('CLIENT_PROTOCOL', `Expected text/event-stream, got ${res.headers['content-type'] ?? 'nothing'}.`)
-    }
-    let opener: ResponseOpener | null = null
-    let buffer = ''
+    const watch = new RequestWatch(this.limits, options.signal)
+    let res: IncomingMessage | undefined
     try {
+      const posted = await this.post({...request, stream: true}, watch.signal)
+      res = posted.res
+      watch.attach(res)
+      if (!(res.headers['content-type'] ?? '').startsWith('text/event-stream')) {
+        throw clientError('CLIENT_PROTOCOL', `Expected text/event-stream, got ${res.headers['content-type'] ?? 'nothing'}.`)
+      }
+      let opener: ResponseOpener | null = null
+      let buffer = ''
+      let held: ChatCompletionChunk | null = null
+      let started = false
       for await (const part of res as AsyncIterable<Buffer>) {
         buffer += part.toString('latin1')
         let end: number
         while ((end = buffer.indexOf('\n\n')) !== -1) {
+          if (end > this.limits.maxEventBytes) throw eventTooLarge(this.limits.maxEventBytes)
           const event = buffer.slice(0, end)
           buffer = buffer.slice(end + 2)
           const {name, data} = parseEvent(event)
-          if (data === null) continue
+          if (data === null) throw clientError('CLIENT_PROTOCOL', 'The stream carried an event without data.')
           const bytes = new Uint8Array(Buffer.from(data, 'base64'))
           if (opener === null) {
             if (name !== 'nonce' || bytes.length !== RESPONSE_NONCE_BYTES) throw clientError('CLIENT_PROTOCOL', 'The stream did not start with the response nonce.')
-            opener = new ResponseOpener(keys, bytes)
+            opener = new ResponseOpener(posted.keys, bytes)
             continue
           }
           const chunk = opener.open(bytes)
-          yield parseAnswer<ChatCompletionChunk>(chunk.plaintext)
+          const answer = parseAnswer<ChatCompletionChunk>(chunk.plaintext) // a sealed {error} throws here
+          watch.progress()
+          if (held === null && !chunk.final && !started) {
+            // The first chunk (the role) is held until the next one opens: an error the enclave
+            // answers before generating (it follows the role chunk, so that it looks like an answer
+            // on the wire) then reaches the caller before any chunk, as a whole answer's would.
+            held = answer
+            started = true
+            continue
+          }
+          watch.pause() // the caller holds the chunk: its time is not the enclave's
+          if (held !== null) {
+            const first = held
+            held = null
+            yield first
+          }
+          yield answer
+          watch.progress()
         }
+        if (buffer.length > this.limits.maxEventBytes) throw eventTooLarge(this.limits.maxEventBytes)
       }
+      if (opener === null) throw clientError('CLIENT_PROTOCOL', 'The stream ended before the response nonce.')
+      opener.finish() // CHANNEL_TRUNCATED unless the final chunk arrived
     } catch (error) {
-      res.destroy()
-      if (isNleError(error)) throw error
-      if (options.signal?.aborted) throw clientError('CLIENT_ABORTED', 'The request was cancelled.', {cause: error})
-      throw interrupted(error)
+      res?.destroy()
+      throw failure(error, watch, options.signal)
+    } finally {
+      watch.done()
     }
-    if (opener === null) throw clientError('CLIENT_PROTOCOL', 'The stream ended before the response nonce.')
-    opener.finish() // CHANNEL_TRUNCATED unless the final chunk arrived
   }
 
   close(): void {
     this.transport.close()
   }
+}
+
+function eventTooLarge(limit: number): NleError {
+  return clientError('CLIENT_RESPONSE_TOO_LARGE', `An event of the stream is larger than ${limit} bytes.`, {details: {limit, what: 'event'}})
+}
+
+/** What a failed request reports: a limit that was hit, the caller's cancel, a typed error, or a broken connection. */
+function failure(error: unknown, watch: RequestWatch, caller?: AbortSignal): unknown {
+  if (watch.expired) return watch.expired
+  if (caller?.aborted) return isNleError(error) && error.code === 'CLIENT_ABORTED' ? error : clientError('CLIENT_ABORTED', 'The request was cancelled.', {cause: error})
+  if (isNleError(error)) return error
+  return interrupted(error)
 }
 
 function parseEvent(event: string): {name: string; data: string | null} {

@@ -10,7 +10,10 @@ export type ClientErrorCode =
   | 'CLIENT_RATE_LIMITED'
   /** 413: the sealed request is larger than the proxy accepts. */
   | 'CLIENT_REQUEST_TOO_LARGE'
-  /** 504: the enclave did not answer in time. */
+  /**
+   * The answer did not come in time: the proxy said so (HTTP 504), or a limit of this client was hit
+   * (details.phase: headers, idle — no sealed chunk for too long —, or the overall deadline).
+   */
   | 'CLIENT_UPSTREAM_TIMEOUT'
   /** 502/503: the proxy could not reach any enclave, or the enclave is shutting down. */
   | 'CLIENT_ENCLAVE_UNAVAILABLE'
@@ -24,9 +27,11 @@ export type ClientErrorCode =
   | 'CLIENT_SERVER_ERROR'
   /** The answer is not in the shape of this protocol. */
   | 'CLIENT_PROTOCOL'
+  /** An SSE event or a whole answer is larger than this client accepts (details.what, details.limit). */
+  | 'CLIENT_RESPONSE_TOO_LARGE'
   /** The request was cancelled by the caller. */
   | 'CLIENT_ABORTED'
-  /** attest() without expected measurements (KMS mode without a lockfile). */
+  /** No expected measurements to verify the attestation against: nothing is sent (both modes). */
   | 'CLIENT_NO_MEASUREMENTS'
 
 const EXIT: Record<ClientErrorCode, ExitCode> = {
@@ -41,6 +46,7 @@ const EXIT: Record<ClientErrorCode, ExitCode> = {
   CLIENT_STREAM_INTERRUPTED: ExitCode.NETWORK,
   CLIENT_SERVER_ERROR: ExitCode.CHECK_FAILED,
   CLIENT_PROTOCOL: ExitCode.NETWORK,
+  CLIENT_RESPONSE_TOO_LARGE: ExitCode.NETWORK,
   CLIENT_ABORTED: ExitCode.CHECK_FAILED,
   CLIENT_NO_MEASUREMENTS: ExitCode.USAGE,
 }

@@ -6,6 +6,7 @@ import {Agent as HttpAgent, type IncomingMessage, request as httpRequest} from '
 import {Agent as HttpsAgent, request as httpsRequest} from 'node:https'
 
 import {clientError} from './errors.js'
+import {timeoutError} from './limits.js'
 
 export interface TlsOptions {
   /** PEM CA (or the self-signed certificate) to trust for the proxy. */
@@ -56,7 +57,10 @@ export class Transport {
     this.agent = this.target.kind === 'https' ? new HttpsAgent({...agentOptions, ...(tls.ca ? {ca: tls.ca} : {}), rejectUnauthorized: tls.rejectUnauthorized ?? true}) : new HttpAgent(agentOptions)
   }
 
-  /** Resolves with the response (body not yet read). Network failures are CLIENT_UNREACHABLE. */
+  /**
+   * Resolves with the response (body not yet read). Network failures are CLIENT_UNREACHABLE; no
+   * headers within `timeoutMs` is CLIENT_UPSTREAM_TIMEOUT (phase headers).
+   */
   send(options: SendOptions): Promise<IncomingMessage> {
     const t = this.target
     const base = t.url ? t.url.pathname.replace(/\/+$/, '') : ''
@@ -77,7 +81,11 @@ export class Transport {
               port: t.url!.port || (t.kind === 'https' ? 443 : 80),
               ...(t.kind === 'https' && this.tls.servername ? {servername: this.tls.servername} : {}),
             })
-      const timer = setTimeout(() => req.destroy(Object.assign(new Error('timed out waiting for the response'), {code: 'ETIMEDOUT'})), options.timeoutMs)
+      let timedOut = false
+      const timer = setTimeout(() => {
+        timedOut = true
+        req.destroy(Object.assign(new Error('timed out waiting for the response'), {code: 'ETIMEDOUT'}))
+      }, options.timeoutMs)
       req.once('response', (res) => {
         clearTimeout(timer)
         resolve(res)
@@ -86,6 +94,10 @@ export class Transport {
         clearTimeout(timer)
         if (options.signal?.aborted) {
           reject(clientError('CLIENT_ABORTED', 'The request was cancelled.', {cause: error}))
+          return
+        }
+        if (timedOut) {
+          reject(timeoutError('headers', options.timeoutMs))
           return
         }
         reject(
@@ -121,7 +133,7 @@ export function readAll(res: IncomingMessage, limit = 64 * 1024 * 1024): Promise
       if (size > limit) {
         done()
         res.destroy()
-        reject(clientError('CLIENT_PROTOCOL', `The response is larger than ${limit} bytes.`))
+        reject(clientError('CLIENT_RESPONSE_TOO_LARGE', `The response is larger than ${limit} bytes.`, {details: {limit, what: 'body'}}))
         return
       }
       parts.push(part)

@@ -8,16 +8,18 @@
  *   GET  /healthz                      status only, no secrets
  *   GET  /metrics                      content-free counters (Prometheus text)
  *
- * Sealed-request failures (malformed, unknown key, replay, altered) are answered in clear with the
- * channel error code only: they carry nothing of the question. Everything after the request opened
- * — including errors — is sealed, so the host learns neither the answer nor why a request failed.
+ * Sealed-request failures (malformed, unknown key, replay, altered, KMS refused or rate-limited) are
+ * answered in clear with the channel error code only: they carry nothing of the question. Everything
+ * after the request opened — including errors — is sealed and leaves as an answer does (status 200,
+ * the content type the Accept header asked for, the same padding buckets: `SealedAnswer`), so the host
+ * learns neither the answer nor whether, or why, a request failed.
  */
 import {type IncomingMessage, type Server, type ServerResponse, createServer} from 'node:http'
 import {performance} from 'node:perf_hooks'
 
 import type {AttestationRequest} from '../attestation/nsm-client.js'
 import {ATTESTATION_PATH} from '../attestation/source.js'
-import {CHUNK_PAD_BLOCK, ResponseSealer, SEALED_REQUEST_TYPE, SEALED_RESPONSE_TYPE, type ServerKeyRing, sealWholeResponse} from '../channel/index.js'
+import {CHUNK_PAD_BLOCK, type ResponseKeys, ResponseSealer, SEALED_REQUEST_TYPE, SEALED_RESPONSE_TYPE, type ServerKeyRing, WHOLE_PAD_BLOCK, sealWholeResponse} from '../channel/index.js'
 import {KMS_REQUEST_TYPE} from '../channel/kms-request.js'
 import type {OpenedRequest} from '../channel/request.js'
 import {isNleError} from '../errors.js'
@@ -53,8 +55,10 @@ export interface EnclaveServerOptions {
   generation?: {concurrency?: number; queue?: number}
   /** Largest sealed request body (default 4 MiB). */
   maxBodyBytes?: number
-  /** Padding bucket of response chunks. */
+  /** Smallest padding bucket of a stream's chunks (default 512). */
   padBlock?: number
+  /** Smallest padding bucket of a whole answer (default 1 KiB). */
+  wholePadBlock?: number
 }
 
 const json = (value: unknown): string => JSON.stringify(value)
@@ -74,6 +78,7 @@ export class EnclaveServer {
   private readonly metrics = new Metrics()
   private readonly maxBody: number
   private readonly padBlock: number
+  private readonly wholePadBlock: number
   private readonly started = Date.now()
   private active = 0
   private draining = false
@@ -84,6 +89,7 @@ export class EnclaveServer {
     this.slots = new Semaphore(options.generation?.concurrency ?? 1, options.generation?.queue ?? 64)
     this.maxBody = options.maxBodyBytes ?? 4 * 1024 * 1024
     this.padBlock = options.padBlock ?? CHUNK_PAD_BLOCK
+    this.wholePadBlock = options.wholePadBlock ?? WHOLE_PAD_BLOCK
     this.server = createServer({keepAliveTimeout: 5000}, (req, res) => void this.handle(req, res))
   }
 
@@ -217,22 +223,26 @@ export class EnclaveServer {
       if (!isNleError(error)) throw error
       this.metrics.inc('nle_server_channel_errors_total', {code: error.code})
       if (error.code === 'CHANNEL_KMS_UNAVAILABLE') this.logger.log('warn', 'kms_unavailable', {code: error.code, cause: (error.cause as Error | undefined)?.name})
+      if (error.code === 'CHANNEL_LIMIT') res.setHeader('retry-after', '1')
       return plain(res, OPEN_FAILURE_STATUS[error.code] ?? 400, error.code, error.message, log)
     }
     log.requestId = opened.requestId
-    const keys = opened.responseKeys
-    const sealError = (code: string, message: string): void => {
-      log.code = code
-      const bytes = sealWholeResponse(keys, utf8(json({error: {code, message}} satisfies SealedErrorBody)), this.padBlock)
-      log.bytesOut = bytes.length
-      res.writeHead(200, {'content-type': SEALED_RESPONSE_TYPE, 'content-length': bytes.length, 'cache-control': 'no-store'}).end(bytes)
-    }
+    // The framing follows the Accept header (which the host sees anyway), not the sealed body: an
+    // error then leaves in the same content type, shape and padded size as an answer.
+    const out = new SealedAnswer(res, opened.responseKeys, wantsStream(req), {
+      id: `chatcmpl-${opened.requestId}`,
+      created: Math.floor(Date.now() / 1000),
+      model: this.options.chat.model,
+      chunkPad: this.padBlock,
+      wholePad: this.wholePadBlock,
+      log,
+    })
     let parsed
     try {
       parsed = parseChatRequest(opened.plaintext, this.options.defaults)
     } catch (error) {
       if (!isNleError(error)) throw error
-      return sealError(error.code, error.message)
+      return out.fail(error.code, error.message)
     }
     const abort = new AbortController()
     // Only a client that left early: aborting on every close costs a DOMException (~50 µs) per request.
@@ -241,57 +251,11 @@ export class EnclaveServer {
     })
     if (!(await this.slots.acquire(abort.signal))) {
       if (abort.signal.aborted) return
-      return sealError('SERVER_BUSY', 'The generation queue is full.')
+      return out.fail('SERVER_BUSY', 'The generation queue is full.')
     }
     try {
-      const id = `chatcmpl-${opened.requestId}`
-      const created = Math.floor(Date.now() / 1000)
-      const model = this.options.chat.model
       const it = this.options.chat.stream(parsed.messages, {...parsed.options, signal: abort.signal})
-      if (parsed.request.stream === true) {
-        const sealer = new ResponseSealer(keys, this.padBlock)
-        res.writeHead(200, {'content-type': 'text/event-stream', 'cache-control': 'no-store', 'x-accel-buffering': 'no'})
-        const send = (frame: Uint8Array): void => {
-          const line = `data: ${Buffer.from(frame).toString('base64')}\n\n`
-          log.bytesOut += line.length
-          res.write(line)
-        }
-        const nonceLine = `event: nonce\ndata: ${Buffer.from(sealer.nonce).toString('base64')}\n\n`
-        log.bytesOut += nonceLine.length
-        res.write(nonceLine)
-        const chunk = (delta: ChatCompletionChunk['choices'][0]['delta'], finish: ChatCompletionChunk['choices'][0]['finish_reason'], extra: Partial<ChatCompletionChunk> = {}): Uint8Array =>
-          utf8(json({id, object: 'chat.completion.chunk', created, model, choices: [{index: 0, delta, finish_reason: finish}], ...extra} satisfies ChatCompletionChunk))
-        send(sealer.seal(chunk({role: 'assistant', content: ''}, null), false))
-        let result: ChatResult
-        try {
-          for (;;) {
-            const r = await it.next()
-            if (r.done) {
-              result = r.value
-              break
-            }
-            if (abort.signal.aborted) {
-              await it.return(undefined as never).catch(() => undefined) // the client left: stop generating
-              return
-            }
-            send(sealer.seal(chunk({content: r.value.text}, null), false))
-          }
-        } catch (error) {
-          const code = isNleError(error) ? error.code : 'SERVER_GENERATION_FAILED'
-          log.code = code
-          this.logger.log('warn', 'generation_failed', {requestId: opened.requestId, code})
-          if (!abort.signal.aborted) send(sealer.seal(utf8(json({error: {code, message: 'Generation failed.'}} satisfies SealedErrorBody)), true))
-          res.end()
-          return
-        }
-        this.metrics.inc('nle_server_tokens_generated_total', {}, result.completionTokens)
-        if (!abort.signal.aborted) {
-          send(sealer.seal(chunk({}, result.finishReason, {usage: usage(result)}), true))
-          res.end()
-        }
-        return
-      }
-      let text = ''
+      out.start()
       let result: ChatResult
       try {
         for (;;) {
@@ -300,24 +264,116 @@ export class EnclaveServer {
             result = r.value
             break
           }
-          text += r.value.text
+          if (abort.signal.aborted) {
+            await it.return(undefined as never).catch(() => undefined) // the client left: stop generating
+            return
+          }
+          out.delta(r.value.text)
         }
       } catch (error) {
         const code = isNleError(error) ? error.code : 'SERVER_GENERATION_FAILED'
         this.logger.log('warn', 'generation_failed', {requestId: opened.requestId, code})
-        return sealError(code, 'Generation failed.')
+        if (!abort.signal.aborted) out.fail(code, 'Generation failed.')
+        else res.end()
+        return
       }
       if (abort.signal.aborted) return
       this.metrics.inc('nle_server_tokens_generated_total', {}, result.completionTokens)
-      const completion: ChatCompletion = {id, object: 'chat.completion', created, model, choices: [{index: 0, message: {role: 'assistant', content: text}, finish_reason: result.finishReason}], usage: usage(result)}
-      const bytes = sealWholeResponse(keys, utf8(json(completion)), this.padBlock)
-      log.bytesOut = bytes.length
-      res.writeHead(200, {'content-type': SEALED_RESPONSE_TYPE, 'content-length': bytes.length, 'cache-control': 'no-store'}).end(bytes)
+      out.finish(result)
     } finally {
       this.slots.release()
     }
   }
 }
+
+/** Whether the client asked for a stream (the Accept header the client library sends for one). */
+function wantsStream(req: IncomingMessage): boolean {
+  return (req.headers.accept ?? '').includes('text/event-stream')
+}
+
+/**
+ * One sealed answer, whole or streamed. Whatever happens after the request opened leaves the same
+ * way: status 200, the same content type, chunks padded to the same buckets. A stream always opens
+ * with the response nonce and the role chunk, then content chunks, then one final chunk — with
+ * `finish_reason` and `usage`, or with `{error}` — so an error looks like an answer of no tokens.
+ * A whole answer is one sealed body, the completion or the `{error}`, padded alike.
+ */
+class SealedAnswer {
+  private sealer: ResponseSealer | null = null
+  private text = ''
+
+  constructor(
+    private readonly res: ServerResponse,
+    private readonly keys: ResponseKeys,
+    private readonly stream: boolean,
+    private readonly meta: {id: string; created: number; model: string; chunkPad: number; wholePad: number; log: {code?: string; bytesOut: number}},
+  ) {}
+
+  private chunk(delta: ChatCompletionChunk['choices'][0]['delta'], finish: ChatCompletionChunk['choices'][0]['finish_reason'], extra: Partial<ChatCompletionChunk> = {}): Uint8Array {
+    const {id, created, model} = this.meta
+    return utf8(json({id, object: 'chat.completion.chunk', created, model, choices: [{index: 0, delta, finish_reason: finish}], ...extra} satisfies ChatCompletionChunk))
+  }
+
+  private send(frame: Uint8Array): void {
+    const line = `data: ${Buffer.from(frame).toString('base64')}\n\n`
+    this.meta.log.bytesOut += line.length
+    this.res.write(line)
+  }
+
+  /** Stream: headers, the nonce and the role chunk (once). */
+  start(): void {
+    if (!this.stream || this.sealer) return
+    this.sealer = new ResponseSealer(this.keys, this.meta.chunkPad)
+    this.res.writeHead(200, {'content-type': 'text/event-stream', 'cache-control': 'no-store', 'x-accel-buffering': 'no'})
+    const nonceLine = `event: nonce\ndata: ${Buffer.from(this.sealer.nonce).toString('base64')}\n\n`
+    this.meta.log.bytesOut += nonceLine.length
+    this.res.write(nonceLine)
+    this.send(this.sealer.seal(this.chunk({role: 'assistant', content: ''}, null), false))
+  }
+
+  delta(text: string): void {
+    if (!this.stream) {
+      this.text += text
+      return
+    }
+    this.start()
+    this.send(this.sealer!.seal(this.chunk({content: text}, null), false))
+  }
+
+  finish(result: ChatResult): void {
+    if (this.stream) {
+      this.start()
+      this.send(this.sealer!.seal(this.chunk({}, result.finishReason, {usage: usage(result)}), true))
+      this.res.end()
+      return
+    }
+    const {id, created, model} = this.meta
+    const completion: ChatCompletion = {id, object: 'chat.completion', created, model, choices: [{index: 0, message: {role: 'assistant', content: this.text}, finish_reason: result.finishReason}], usage: usage(result)}
+    this.whole(utf8(json(completion)))
+  }
+
+  /** A sealed error (only the client reads it), in the answer's clothes. */
+  fail(code: string, message: string): void {
+    this.meta.log.code = code
+    const body = utf8(json({error: {code, message: message.slice(0, MAX_SEALED_MESSAGE)}} satisfies SealedErrorBody))
+    if (this.stream) {
+      this.start()
+      this.send(this.sealer!.seal(body, true))
+      this.res.end()
+      return
+    }
+    this.whole(body)
+  }
+
+  private whole(plaintext: Uint8Array): void {
+    const bytes = sealWholeResponse(this.keys, plaintext, this.meta.wholePad)
+    this.meta.log.bytesOut = bytes.length
+    this.res.writeHead(200, {'content-type': SEALED_RESPONSE_TYPE, 'content-length': bytes.length, 'cache-control': 'no-store'}).end(bytes)
+  }
+}
+
+/** A sealed error's message is cut here, so an error always fits the smallest padding bucket. */
+const MAX_SEALED_MESSAGE = 200
 
 /** HTTP status of a request that did not open (default 400). */
 const OPEN_FAILURE_STATUS: Record<string, number> = {CHANNEL_UNKNOWN_KEY: 421, CHANNEL_KMS_DENIED: 403, CHANNEL_KMS_UNAVAILABLE: 503, CHANNEL_LIMIT: 429}

@@ -6,7 +6,7 @@ import {NsmSimulator} from '../attestation/simulator.js'
 import {NleError} from '../errors.js'
 import {inspectAttestation} from '../attestation/verify.js'
 import {buildEnvelope} from '../kms/recipient.js'
-import {type RecipientDecryptInput, mapKmsError, recipientUnwrap} from './kms-mode.js'
+import {type RecipientDecryptInput, limitUnwrap, mapKmsError, recipientUnwrap} from './kms-mode.js'
 
 describe('recipientUnwrap', () => {
   it('asks KMS with an attested RSA key, opens the envelope, and reuses one document within its TTL', async () => {
@@ -59,5 +59,35 @@ describe('mapKmsError', () => {
     expect(plumbing).toMatchObject({code: 'CHANNEL_KMS_UNAVAILABLE', hint: 'start the proxy'})
     const passed = new NleError('CHANNEL_KMS_REJECTED', 'y')
     expect(mapKmsError(passed)).toBe(passed)
+  })
+})
+
+describe('limitUnwrap', () => {
+  it('lets `burst` calls through, then `perSecond`, and never more than `concurrency` at once; refusals never reach KMS', async () => {
+    let now = 0
+    let reached = 0
+    const pending: (() => void)[] = []
+    const slow = async (): Promise<Uint8Array> => {
+      reached++
+      await new Promise<void>((resolve) => pending.push(resolve))
+      return new Uint8Array(32)
+    }
+    const code = (p: Promise<unknown>): Promise<string> => p.then(() => 'ok', (e: {code?: string}) => e.code ?? 'raw')
+    const unwrap = limitUnwrap(slow, {perSecond: 2, burst: 4, concurrency: 3, now: () => now})
+    const first = Array.from({length: 5}, () => code(unwrap(new Uint8Array([1]), {})))
+    // 3 in flight (the cap), the other 2 refused at once.
+    expect(reached).toBe(3)
+    for (const resolve of pending.splice(0)) resolve()
+    expect(await Promise.all(first)).toEqual(['ok', 'ok', 'ok', 'CHANNEL_LIMIT', 'CHANNEL_LIMIT'])
+    // One token left of the burst of 4, then the bucket is empty until the clock moves.
+    const second = [code(unwrap(new Uint8Array([1]), {})), code(unwrap(new Uint8Array([1]), {}))]
+    for (const resolve of pending.splice(0)) resolve()
+    expect(await Promise.all(second)).toEqual(['ok', 'CHANNEL_LIMIT'])
+    now += 500 // one token at 2 per second
+    const third = [code(unwrap(new Uint8Array([1]), {})), code(unwrap(new Uint8Array([1]), {}))]
+    for (const resolve of pending.splice(0)) resolve()
+    expect(await Promise.all(third)).toEqual(['ok', 'CHANNEL_LIMIT'])
+    expect(reached).toBe(5)
+    expect(unwrap.stats()).toEqual({admitted: 5, limited: 4})
   })
 })

@@ -121,3 +121,48 @@ export function kmsRecipientDecrypt(client: KMSClient): RecipientDecrypt {
     return out.CiphertextForRecipient
   }
 }
+
+export interface UnwrapLimits {
+  /** Sustained KMS calls per second (token bucket refill; default 5). */
+  perSecond?: number
+  /** Calls allowed at once after a quiet spell (bucket size; default 20). */
+  burst?: number
+  /** KMS calls in flight at once (default 4). */
+  concurrency?: number
+  now?: () => number
+}
+
+/**
+ * A token bucket and a concurrency cap in front of KMS: anyone who can reach the socket can make a
+ * request that passes the free checks (the attested key is public), so without this a flood would
+ * be a flood of KMS Decrypt calls, signed with the host role's credentials, eating its KMS quota.
+ * Over the limit it throws CHANNEL_LIMIT (HTTP 429) without calling KMS.
+ */
+export function limitUnwrap<T extends UnwrapDataKey>(unwrap: T, limits: UnwrapLimits = {}): UnwrapDataKey & {stats(): {admitted: number; limited: number}} {
+  const perSecond = limits.perSecond ?? 5
+  const burst = limits.burst ?? 20
+  const concurrency = limits.concurrency ?? 4
+  const now = limits.now ?? Date.now
+  let tokens = burst
+  let at = now()
+  let inFlight = 0
+  const stats = {admitted: 0, limited: 0}
+  const limited = async (wrapped: Uint8Array, encryptionContext: Record<string, string>): Promise<Uint8Array> => {
+    const t = now()
+    tokens = Math.min(burst, tokens + ((t - at) / 1000) * perSecond)
+    at = t
+    if (tokens < 1 || inFlight >= concurrency) {
+      stats.limited++
+      throw channelError('CHANNEL_LIMIT', 'Too many KMS-mode requests: the enclave limits how often it asks KMS.', {hint: 'Retry in a moment.', details: {retryAfter: 1}})
+    }
+    tokens -= 1
+    inFlight++
+    stats.admitted++
+    try {
+      return await unwrap(wrapped, encryptionContext)
+    } finally {
+      inFlight--
+    }
+  }
+  return Object.assign(limited, {stats: () => ({...stats})})
+}

@@ -22,7 +22,7 @@ import {EnclaveServer} from './app.js'
 import {type ChatEngine, type RuntimeDefaults, echoChat} from './chat.js'
 import {serverError} from './errors.js'
 import {type LogLevel, type Logger, jsonLogger} from './log.js'
-import {kmsRecipientDecrypt, recipientUnwrap} from './kms-mode.js'
+import {kmsRecipientDecrypt, limitUnwrap, recipientUnwrap} from './kms-mode.js'
 import {type ModelSpec, loadChatModel} from './model.js'
 import {DTYPES} from '../model/layout.js'
 
@@ -49,6 +49,10 @@ export const runtimeConfigSchema = z.strictObject({
       generationQueue: z.number().int().min(0).default(64),
       drainTimeoutMs: z.number().int().min(0).default(10_000),
       keyLifetimeMs: z.number().int().positive().default(3_600_000),
+      // KMS mode: how often the enclave may ask KMS to unwrap a request key (./kms-mode.ts limitUnwrap).
+      kmsOpensPerSecond: z.number().positive().default(5),
+      kmsOpenBurst: z.number().int().positive().default(20),
+      kmsConcurrency: z.number().int().positive().default(4),
     })
     .prefault({}),
   // KMS mode (src/lib/kms/enclave-aws.ts EnclaveKmsOptions, plus the key). `nle build` writes it when
@@ -241,8 +245,20 @@ export async function startEnclaveServer(argv: string[], logger: Logger): Promis
     const {enclaveKmsClient} = await import('../kms/enclave-aws.js')
     const client = enclaveKmsClient(kms)
     kmsClient = client
-    kmsOpener = new KmsRequestOpener({unwrap: recipientUnwrap({nsm, decrypt: kmsRecipientDecrypt(client), ...(kms.keyId ? {keyId: kms.keyId} : {})})})
-    logger.log('info', 'kms_mode', {region: kms.region, endpoint: kms.endpoint ?? 'default', via: kms.via ?? 'direct', keyPinned: kms.keyId !== undefined})
+    const unwrap = recipientUnwrap({nsm, decrypt: kmsRecipientDecrypt(client), ...(kms.keyId ? {keyId: kms.keyId} : {})})
+    kmsOpener = new KmsRequestOpener({
+      keys: keyRing,
+      unwrap: limitUnwrap(unwrap, {perSecond: config.server.kmsOpensPerSecond, burst: config.server.kmsOpenBurst, concurrency: config.server.kmsConcurrency}),
+    })
+    logger.log('info', 'kms_mode', {
+      region: kms.region,
+      endpoint: kms.endpoint ?? 'default',
+      via: kms.via ?? 'direct',
+      keyPinned: kms.keyId !== undefined,
+      opensPerSecond: config.server.kmsOpensPerSecond,
+      openBurst: config.server.kmsOpenBurst,
+      kmsConcurrency: config.server.kmsConcurrency,
+    })
   }
   const server = new EnclaveServer({
     chat,

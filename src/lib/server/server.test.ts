@@ -1,16 +1,20 @@
-import {createHash} from 'node:crypto'
+import {createCipheriv, createDecipheriv, createHash, randomBytes} from 'node:crypto'
 import {request} from 'node:http'
+import {type Socket, connect, createServer} from 'node:net'
 import {join} from 'node:path'
 
 import {afterAll, beforeAll, describe, expect, it} from 'vitest'
 
 import {NsmSimulator} from '../attestation/simulator.js'
 import {ServerKeyRing, decodeKeyConfig, sealRequest} from '../channel/index.js'
+import {channelError} from '../channel/errors.js'
+import {KMS_REQUEST_TYPE, KmsRequestOpener, type UnwrapDataKey, type WrapDataKey, sealKmsRequest} from '../channel/kms-request.js'
 import {NleClient} from '../client/index.js'
 import {tempDir} from '../../test-support/tmp.js'
 import {EnclaveServer} from './app.js'
 import {type ChatEngine, echoChat, parseChatRequest} from './chat.js'
 import {serverError} from './errors.js'
+import {limitUnwrap} from './kms-mode.js'
 
 const digest = (label: string): string => createHash('sha384').update(label).digest('hex')
 const PCRS = {PCR0: digest('a'), PCR1: digest('b'), PCR2: digest('c')}
@@ -24,6 +28,7 @@ let keyRing: ServerKeyRing
 let client: NleClient
 const logs: string[] = []
 let failNext = false
+let nsm: NsmSimulator
 
 const echo = echoChat()
 const flaky: ChatEngine = {
@@ -34,6 +39,13 @@ const flaky: ChatEngine = {
       yield {text: 'partial '}
       throw serverError('SERVER_GENERATION_FAILED', 'boom')
     }
+    // Scripted answers for the wire-size comparisons: none at all, or the same one token as above.
+    const last = messages.at(-1)?.content
+    if (last === 'EMPTY') return {finishReason: 'stop', promptTokens: 1, completionTokens: 0}
+    if (last === 'ONE') {
+      yield {text: 'partial '}
+      return {finishReason: 'stop', promptTokens: 1, completionTokens: 1}
+    }
     return yield* echo.stream(messages, options)
   },
   close: async () => {},
@@ -42,7 +54,7 @@ const flaky: ChatEngine = {
 beforeAll(async () => {
   ;({dir, cleanup} = tempDir())
   socket = join(dir, 'enclave.sock')
-  const nsm = new NsmSimulator({measurements: PCRS})
+  nsm = new NsmSimulator({measurements: PCRS})
   keyRing = await ServerKeyRing.create({graceMs: 0})
   server = new EnclaveServer({chat: flaky, nsm, keyRing, defaults: DEFAULTS, logger: {log: (level, event, fields) => logs.push(JSON.stringify({level, event, ...fields}))}})
   await server.listen(socket)
@@ -55,9 +67,9 @@ afterAll(async () => {
   cleanup()
 })
 
-function post(body: Uint8Array, type = 'application/nle-sealed-request'): Promise<{status: number; body: string}> {
+function post(body: Uint8Array, type = 'application/nle-sealed-request', socketPath = socket): Promise<{status: number; body: string}> {
   return new Promise((resolve, reject) => {
-    const req = request({socketPath: socket, method: 'POST', path: '/v1/chat/completions', headers: {'content-type': type, 'content-length': body.length}}, (res) => {
+    const req = request({socketPath, method: 'POST', path: '/v1/chat/completions', headers: {'content-type': type, 'content-length': body.length}}, (res) => {
       const parts: Buffer[] = []
       res.on('data', (d: Buffer) => parts.push(d))
       res.on('end', () => resolve({status: res.statusCode ?? 0, body: Buffer.concat(parts).toString()}))
@@ -95,6 +107,14 @@ describe('enclave server', () => {
 
   it('seals request errors and generation failures', async () => {
     await expect(client.chat({messages: []})).rejects.toMatchObject({code: 'CLIENT_SERVER_ERROR', details: {serverCode: 'SERVER_BAD_REQUEST'}})
+    // Streamed, the error follows the role chunk on the wire; the caller gets it before any chunk.
+    const before: unknown[] = []
+    await expect(
+      (async () => {
+        for await (const c of client.chatStream({messages: []})) before.push(c)
+      })(),
+    ).rejects.toMatchObject({code: 'CLIENT_SERVER_ERROR', details: {serverCode: 'SERVER_BAD_REQUEST'}})
+    expect(before).toEqual([])
     failNext = true
     const seen: string[] = []
     await expect(
@@ -130,5 +150,172 @@ describe('enclave server', () => {
     const body = new TextEncoder().encode(JSON.stringify({messages: [{role: 'user', content: 'q'}], max_tokens: 9999, stop: 'x'}))
     expect(parseChatRequest(body, DEFAULTS).options).toMatchObject({maxTokens: 64, stop: ['x'], temperature: 0})
     expect(() => parseChatRequest(new TextEncoder().encode('{'), DEFAULTS)).toThrow(expect.objectContaining({code: 'SERVER_BAD_REQUEST'}))
+  })
+})
+
+/** A stand-in for KMS: AES-GCM under a master key, the encryption context as AAD; counts Decrypt calls. */
+function fakeKms(): {wrap: WrapDataKey; unwrap: UnwrapDataKey; calls: number} {
+  const master = randomBytes(32)
+  const aad = (ec: Record<string, string>): Buffer => Buffer.from(JSON.stringify(Object.entries(ec).sort()))
+  const kms = {
+    calls: 0,
+    async wrap(key: Uint8Array, ec: Record<string, string>) {
+      const iv = randomBytes(12)
+      const c = createCipheriv('aes-256-gcm', master, iv).setAAD(aad(ec))
+      return new Uint8Array(Buffer.concat([iv, c.update(key), c.final(), c.getAuthTag()]))
+    },
+    async unwrap(blob: Uint8Array, ec: Record<string, string>) {
+      kms.calls++
+      const b = Buffer.from(blob)
+      try {
+        const d = createDecipheriv('aes-256-gcm', master, b.subarray(0, 12)).setAAD(aad(ec))
+        d.setAuthTag(b.subarray(b.length - 16))
+        return new Uint8Array(Buffer.concat([d.update(b.subarray(12, b.length - 16)), d.final()]))
+      } catch (cause) {
+        throw channelError('CHANNEL_KMS_REJECTED', 'InvalidCiphertextException', {cause})
+      }
+    },
+  }
+  return kms
+}
+
+/** A seeded PRNG (mulberry32), so the flood is the same on every run. */
+function prng(seed: number): () => number {
+  let a = seed
+  return () => {
+    a = (a + 0x6d2b79f5) | 0
+    let t = Math.imul(a ^ (a >>> 15), 1 | a)
+    t = (t + Math.imul(t ^ (t >>> 7), 61 | t)) ^ t
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296
+  }
+}
+
+describe('KMS mode under a flood', () => {
+  it('garbage never reaches KMS unparsed, and what passes the free checks is rate-limited before KMS', async () => {
+    const kms = fakeKms()
+    let now = Date.now() // then frozen: the bucket refills only when the test says so
+    const ring = await ServerKeyRing.create({now: () => now})
+    const config = decodeKeyConfig(await ring.keyConfig())
+    const limited = limitUnwrap(kms.unwrap, {perSecond: 1, burst: 5, concurrency: 2, now: () => now})
+    const kmsSocket = join(dir, 'kms.sock')
+    const kmsServer = new EnclaveServer({chat: echo, nsm, keyRing: ring, kms: new KmsRequestOpener({keys: ring, unwrap: limited, now: () => now}), defaults: DEFAULTS})
+    await kmsServer.listen(kmsSocket)
+    try {
+      const rnd = prng(20)
+      const bytes = (n: number): Uint8Array => Uint8Array.from({length: n}, () => Math.floor(rnd() * 256))
+      const valid = (await sealKmsRequest(config, new TextEncoder().encode('{"messages":[{"role":"user","content":"x"}]}'), kms.wrap, {now})).message
+      const flood: {kind: string; body: Uint8Array}[] = []
+      for (let i = 0; i < 500; i++) {
+        const kind = ['random', 'framed', 'framed', 'mutated', 'mutated'][i % 5]!
+        let body: Uint8Array
+        if (kind === 'random') body = bytes(Math.floor(rnd() * 2000))
+        else if (kind === 'mutated') {
+          body = new Uint8Array(valid)
+          for (let k = 0; k <= Math.floor(rnd() * 3); k++) body[Math.floor(rnd() * body.length)]! ^= 1 + Math.floor(rnd() * 255)
+        } else {
+          // What anyone can make from the public key configuration: right framing, a fresh id, the
+          // current time, the attested key id; the wrapped key and the ciphertext are noise.
+          body = new Uint8Array(valid)
+          body.set(bytes(16), 3)
+          body.set(bytes(body.length - 29), 29)
+        }
+        flood.push({kind, body})
+      }
+      const reached: Record<string, number> = {random: 0, framed: 0, mutated: 0}
+      const statuses: Record<number, number> = {}
+      for (const {kind, body} of flood) {
+        const before = kms.calls
+        const {status} = await post(body, KMS_REQUEST_TYPE, kmsSocket)
+        statuses[status] = (statuses[status] ?? 0) + 1
+        reached[kind]! += kms.calls - before
+      }
+      // The same flood without the rate limit: what the free checks alone keep from KMS.
+      const unlimited = fakeKms()
+      const bare = new KmsRequestOpener({keys: ring, unwrap: unlimited.unwrap, now: () => now})
+      for (const {body} of flood) await bare.open(body).catch(() => undefined)
+      console.log(`KMS calls for ${flood.length} garbage requests: ${kms.calls} (by kind ${JSON.stringify(reached)}; statuses ${JSON.stringify(statuses)}); free checks alone: ${unlimited.calls}`)
+      expect(reached.random).toBe(0)
+      expect(kms.calls).toBeLessThanOrEqual(5)
+      expect(unlimited.calls).toBeLessThan(250)
+      expect(statuses[429]).toBeGreaterThan(0)
+      // A genuine client is told to wait (429, CLIENT_RATE_LIMITED), and served once the bucket refills.
+      const client = new NleClient({target: `unix:${kmsSocket}`, expectedPcrs: PCRS, insecureDevRoot: nsm.root, kms: {wrap: kms.wrap}})
+      try {
+        await expect(client.chat({messages: [{role: 'user', content: 'after the flood'}]})).rejects.toMatchObject({code: 'CLIENT_RATE_LIMITED'})
+        now += 1000
+        expect((await client.chat({messages: [{role: 'user', content: 'after the flood'}]})).choices[0]!.message.content).toBe('Echo: after the flood')
+      } finally {
+        client.close()
+      }
+    } finally {
+      await kmsServer.drain(1000)
+    }
+  })
+})
+
+describe('what the host sees of an answer and of an error', () => {
+  /** A relay that counts the bytes the enclave sends back and keeps the response heads. */
+  async function tap(): Promise<{target: string; take(): {bytes: number; type: string}; close(): void}> {
+    const path = join(dir, `tap-${randomBytes(4).toString('hex')}.sock`)
+    let seen: Buffer[] = []
+    const sockets = new Set<Socket>()
+    const relay = createServer((down) => {
+      const up = connect(socket)
+      sockets.add(down).add(up)
+      down.pipe(up)
+      up.on('data', (d: Buffer) => {
+        seen.push(d)
+        down.write(d)
+      })
+      up.on('close', () => down.destroy())
+      down.on('close', () => up.destroy())
+    })
+    await new Promise<void>((resolve) => relay.listen(path, () => resolve()))
+    return {
+      target: `unix:${path}`,
+      take() {
+        const all = Buffer.concat(seen).toString('latin1')
+        seen = []
+        return {bytes: all.length, type: /content-type: ([^\r]+)/i.exec(all)?.[1] ?? ''}
+      },
+      close() {
+        for (const s of sockets) s.destroy()
+        relay.close()
+      },
+    }
+  }
+
+  it('an error leaves in the content type and padded size of an answer of its length, whole and streamed', async () => {
+    const t = await tap()
+    const c = new NleClient({target: t.target, expectedPcrs: PCRS, insecureDevRoot: nsm.root})
+    try {
+      await c.attest()
+      t.take()
+      const drain = async (it: AsyncIterable<unknown>): Promise<void> => {
+        for await (const _ of it) void _
+      }
+      const sizes: Record<string, {bytes: number; type: string}> = {}
+      await c.chat({messages: [{role: 'user', content: 'hi'}]})
+      sizes.wholeAnswer = t.take()
+      await expect(c.chat({messages: []})).rejects.toMatchObject({code: 'CLIENT_SERVER_ERROR', details: {serverCode: 'SERVER_BAD_REQUEST'}})
+      sizes.wholeError = t.take()
+      await drain(c.chatStream({messages: [{role: 'user', content: 'EMPTY'}]}))
+      sizes.streamEmptyAnswer = t.take()
+      await expect(drain(c.chatStream({messages: []}))).rejects.toMatchObject({code: 'CLIENT_SERVER_ERROR', details: {serverCode: 'SERVER_BAD_REQUEST'}})
+      sizes.streamError = t.take()
+      await drain(c.chatStream({messages: [{role: 'user', content: 'ONE'}]}))
+      sizes.streamOneToken = t.take()
+      failNext = true
+      await expect(drain(c.chatStream({messages: [{role: 'user', content: 'q'}]}))).rejects.toMatchObject({code: 'CLIENT_SERVER_ERROR', details: {serverCode: 'SERVER_GENERATION_FAILED'}})
+      sizes.streamFailedAfterOneToken = t.take()
+      console.log(`wire bytes (host side, headers included): ${JSON.stringify(sizes)}`)
+      expect(sizes.wholeError).toEqual(sizes.wholeAnswer)
+      expect(sizes.streamError).toEqual(sizes.streamEmptyAnswer)
+      expect(sizes.streamFailedAfterOneToken).toEqual(sizes.streamOneToken)
+      expect(sizes.streamError!.type).toBe('text/event-stream')
+    } finally {
+      c.close()
+      t.close()
+    }
   })
 })
