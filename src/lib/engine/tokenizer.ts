@@ -82,7 +82,13 @@ export class TextTokenizer {
         pad_token: special('pad_token'),
       })
     } catch (cause) {
-      throw new EngineError('ENGINE_CHAT_TEMPLATE_FAILED', 'The chat template failed to render these messages.', {cause})
+      // Templates refuse conversations they cannot express (raise_exception: roles that do not
+      // alternate, a system message the model has no place for): say which, from the template itself.
+      const why = cause instanceof Error ? cause.message.split('\n')[0]?.slice(0, 200) : undefined
+      throw new EngineError('ENGINE_CHAT_TEMPLATE_FAILED', `The model's chat template refused these messages${why ? `: ${why}` : ''}.`, {
+        cause,
+        hint: 'Shape the conversation as this model expects (some templates need alternating user/assistant turns, or have no system role).',
+      })
     }
   }
 }
