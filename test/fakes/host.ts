@@ -22,6 +22,11 @@ export interface FakeHost {
   dir: string
   env: NodeJS.ProcessEnv
   calls(tool?: string): Call[]
+  /**
+   * The calls of `tool` once there are at least `count` (each fake records itself when it starts,
+   * which may be after the command that started it returned): waits on the log, never on a guess.
+   */
+  callsWhen(tool: string, count: number, timeoutMs?: number): Promise<Call[]>
   state<T>(name: string, fallback: T): T
   writeState(name: string, value: unknown): void
   /** Live (non-zombie) processes whose command line mentions this host's folder: must be none after stop. */
@@ -57,6 +62,15 @@ export function fakeHost(extra: NodeJS.ProcessEnv = {}): FakeHost {
         .filter(Boolean)
         .map((l) => JSON.parse(l) as Call)
         .filter((c) => tool === undefined || c.tool === tool),
+    async callsWhen(tool, count, timeoutMs = 15_000) {
+      const deadline = Date.now() + timeoutMs
+      for (;;) {
+        const found = this.calls(tool)
+        if (found.length >= count) return found
+        if (Date.now() > deadline) throw new Error(`${tool}: ${found.length} of ${count} calls recorded within ${timeoutMs} ms`)
+        await new Promise((r) => setTimeout(r, 25))
+      }
+    },
     state: (name, fallback) => {
       try {
         return JSON.parse(readFileSync(join(stateDir, name), 'utf8'))

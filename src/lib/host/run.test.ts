@@ -73,7 +73,7 @@ describe('nle run / stop (managed processes)', () => {
       t.replace('host: 0.0.0.0\n  port: 8443', `host: 127.0.0.1\n  port: ${port}`),
     )
     const r = await runProject({loaded, ctx, timeoutMs: 20_000})
-    expect(host.calls('parent-proxy')[0]!.argv).toEqual(['--config', loaded.file, '--upstream', `unix:${r.bridge.socket}`, '--self-signed', join(host.dir, 'project', '.nle', 'tls')])
+    expect((await host.callsWhen('parent-proxy', 1))[0]!.argv).toEqual(['--config', loaded.file, '--upstream', `unix:${r.bridge.socket}`, '--self-signed', join(host.dir, 'project', '.nle', 'tls')])
     expect(r.proxy).toMatchObject({started: true, url: `http://127.0.0.1:${port}`})
     const pids = [r.bridge.pid!, r.proxy.pid!]
     expect(pids.every(isAlive)).toBe(true)
@@ -185,10 +185,10 @@ describe('KMS mode (nle.yaml names kms.keyId and kms.region)', () => {
     const {dir, loaded, ctx} = await built({NLE_PARENT_PROXY: join(FAKES_DIR, 'parent-proxy.mjs'), FAKE_PROXY_PORT: String(port)}, (t) => kmsYaml(t).replace('host: 0.0.0.0\n  port: 8443', `host: 127.0.0.1\n  port: ${port}`))
     const r = await runProject({loaded, ctx, timeoutMs: 20_000})
     const credentials = join(dir, '.nle', 'credentials.sock')
-    expect(host.calls('parent-proxy')[0]!.argv).toEqual(['--config', loaded.file, '--upstream', `unix:${r.bridge.socket}`, '--self-signed', join(dir, '.nle', 'tls'), '--credentials-socket', credentials, '--credentials-source', 'imds'])
-    expect(host.calls('vsock-proxy').map((c) => c.argv)).toEqual([['8001', 'kms.eu-west-1.amazonaws.com', '443', '--config', '/etc/nitro_enclaves/vsock-proxy.yaml']])
+    expect((await host.callsWhen('parent-proxy', 1))[0]!.argv).toEqual(['--config', loaded.file, '--upstream', `unix:${r.bridge.socket}`, '--self-signed', join(dir, '.nle', 'tls'), '--credentials-socket', credentials, '--credentials-source', 'imds'])
+    expect((await host.callsWhen('vsock-proxy', 1)).map((c) => c.argv)).toEqual([['8001', 'kms.eu-west-1.amazonaws.com', '443', '--config', '/etc/nitro_enclaves/vsock-proxy.yaml']])
     // Each fake records itself when it starts: the two socats may log in either order.
-    expect(host.calls('socat').map((c) => c.argv).sort()).toEqual([
+    expect((await host.callsWhen('socat', 2)).map((c) => c.argv).sort()).toEqual([
       [`UNIX-LISTEN:${r.bridge.socket},fork,unlink-early,mode=0660`, 'VSOCK-CONNECT:16:5000'],
       ['VSOCK-LISTEN:8002,fork,reuseaddr', `UNIX-CONNECT:${credentials}`],
     ])
@@ -214,8 +214,8 @@ describe('KMS mode (nle.yaml names kms.keyId and kms.region)', () => {
     )
     expect(loaded.config.proxy.credentials).toEqual({socket: join(host.dir, 'creds.sock'), source: 'env'})
     await runProject({loaded, ctx, timeoutMs: 20_000})
-    expect(host.calls('parent-proxy')[0]!.argv.slice(-4)).toEqual(['--credentials-socket', join(host.dir, 'creds.sock'), '--credentials-source', 'env'])
-    expect(host.calls('socat').map((c) => c.argv)).toContainEqual(['VSOCK-LISTEN:8002,fork,reuseaddr', `UNIX-CONNECT:${join(host.dir, 'creds.sock')}`])
+    expect((await host.callsWhen('parent-proxy', 1))[0]!.argv.slice(-4)).toEqual(['--credentials-socket', join(host.dir, 'creds.sock'), '--credentials-source', 'env'])
+    expect((await host.callsWhen('socat', 2)).map((c) => c.argv)).toContainEqual(['VSOCK-LISTEN:8002,fork,reuseaddr', `UNIX-CONNECT:${join(host.dir, 'creds.sock')}`])
     await stopProject({loaded, ctx})
     expect(host.leftovers()).toEqual([])
   })
@@ -242,8 +242,8 @@ describe('KMS mode (nle.yaml names kms.keyId and kms.region)', () => {
   it('without a parent proxy: vsock-proxy only, and a warning that nothing serves the credentials', async () => {
     const {loaded, ctx} = await built({}, kmsYaml)
     const r = await runProject({loaded, ctx, timeoutMs: 20_000})
-    expect(host.calls('vsock-proxy')).toHaveLength(1)
-    expect(host.calls('socat')).toHaveLength(1)
+    expect(await host.callsWhen('vsock-proxy', 1)).toHaveLength(1)
+    expect(await host.callsWhen('socat', 1)).toHaveLength(1)
     expect(r.kms).toEqual({endpoint: 'kms.eu-west-1.amazonaws.com:443', vsockProxy: {pid: expect.any(Number)}})
     expect(r.warnings.join('\n')).toMatch(/KMS mode: without the parent proxy there is no credentials endpoint/)
     await stopProject({loaded, ctx})

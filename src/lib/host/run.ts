@@ -385,8 +385,12 @@ function kmsReport(k: NonNullable<RunState['kms']>): NonNullable<RunReport['kms'
   }
 }
 
+/** How long every started process must stay up before `nle run` reports success. */
+const MIN_UPTIME_MS = 2000
+
 async function waitHealthy(state: RunState, ctx: HostContext, timeoutMs: number, progress: (p: RunPhase, m: string) => void): Promise<void> {
-  const deadline = Date.now() + timeoutMs
+  const started = Date.now()
+  const deadline = started + timeoutMs
   let last = ''
   for (let attempt = 0; ; attempt++) {
     for (const [what, p] of [
@@ -408,7 +412,15 @@ async function waitHealthy(state: RunState, ctx: HostContext, timeoutMs: number,
     }
     const proxyUp = state.proxy ? await probeTcp(loopback(state.proxy.host), state.proxy.port) : true
     const health = await probeHealth(state.bridge.socket)
-    if (health.ok && proxyUp) return
+    // Healthy is not enough while the side processes are young: a vsock-proxy whose port is taken
+    // exits right after it starts, possibly after the first good /healthz. They must have stayed up
+    // for MIN_UPTIME_MS (checked again at the top of the loop) before the run counts as started.
+    const young = MIN_UPTIME_MS - (Date.now() - started)
+    if (health.ok && proxyUp && young <= 0) return
+    if (health.ok && proxyUp) {
+      await sleep(young)
+      continue
+    }
     last = health.ok ? 'the proxy is not listening yet' : `enclave runtime: ${health.status ? `HTTP ${health.status}` : health.error}`
     if (Date.now() >= deadline) break
     if (attempt % 5 === 0) progress('health', `waiting for the runtime's /healthz (${last})`)

@@ -113,14 +113,46 @@ function exact<T>(type: {decode(b: Uint8Array): T}, name: string, bytes: Uint8Ar
   return type.decode(bytes)
 }
 
+/** What the load-time rewrite found and did to the quantized (com.microsoft MatMulNBits) products. */
+export interface NBitsReport {
+  /** MatMulNBits nodes in the graph (branches included). */
+  nodes: number
+  /** The accuracy levels the file gives them (0 = unset: fp32 compute on the CPU), distinct, sorted. */
+  fileLevels: number[]
+  /** The level they run at: the file's, or `accuracyLevel` for those the file left at 0. */
+  runLevels: number[]
+}
+
+/** How the engine loads a model file: the rewritten graph (if any rewrite applied) and what it did. */
+export interface ModelPlan {
+  /** The rewritten graph and the folder its external data is relative to; undefined: load the original file. */
+  model: {bytes: Uint8Array; folder: string} | undefined
+  /** Undefined when the LM head sees the last position only; otherwise why not. */
+  fullHeadReason: string | undefined
+  nbits: NBitsReport
+}
+
+export interface PlanOptions {
+  /** Feed the LM head the last position only (default true). */
+  lastLogitsOnly?: boolean
+  /**
+   * The accuracy level for MatMulNBits nodes the file leaves at 0 (default undefined: keep the
+   * file's). Level 4 computes with int8 activations: for 4-bit weights about 5× faster than level 0
+   * on the CPU (measured on products shaped like Qwen2.5-0.5B's MLP), for 8-bit weights about 35×.
+   */
+  accuracyLevel?: number
+}
+
 /**
- * The model at `path` with its LM head fed the last position only, as ONNX bytes whose weights are
- * external data in the original file; load it with the external-initializers folder set to `folder`.
- * A symlinked file (a Hugging Face cache snapshot) is resolved first: ORT refuses external data
- * outside that folder. When the graph does not end in a recognisable LM head, or anything else is
- * off, the reason is returned instead and the original is to be loaded.
+ * Reads the model at `path` once and applies the load-time rewrites that apply: the LM head fed the
+ * last position only, and the accuracy level of quantized products. The result's bytes hold weights
+ * as external data in the original file; load them with the external-initializers folder set to
+ * `folder`. A symlinked file (a Hugging Face cache snapshot) is resolved first: ORT refuses external
+ * data outside that folder. Nothing that goes wrong here is fatal: the original file is loaded and
+ * the reason is reported.
  */
-export async function lastPositionLogitsModel(path: string): Promise<LastLogitsModel> {
+export async function planModel(path: string, options: PlanOptions = {}): Promise<ModelPlan> {
+  const nbits: NBitsReport = {nodes: 0, fileLevels: [], runLevels: []}
   try {
     const real = await realpath(path)
     const file = await open(real, 'r')
@@ -139,21 +171,70 @@ export async function lastPositionLogitsModel(path: string): Promise<LastLogitsM
       }
       if (read === undefined) throw new NotApplicable('the model has no graph')
       const model = exact(onnx.ModelProto, 'ModelProto', Buffer.concat(rest), 'the model')
-      const opset = (model.opsetImport ?? []).find((o) => ['', 'ai.onnx'].includes(o.domain ?? ''))?.version
-      // Slice takes starts/ends/axes as inputs from opset 10, and negative axes from 11.
-      if (opset === undefined || opset === null || Number(opset) < 11) throw new NotApplicable(`opset ${String(opset)} is below 11`)
-      const sliced = sliceLastPosition(read.graph)
-      if (sliced !== true) throw new NotApplicable(sliced)
+      const raised = setNBitsAccuracy(read.graph, options.accuracyLevel, nbits)
+      let fullHeadReason: string | undefined
+      if (options.lastLogitsOnly === false) fullHeadReason = 'turned off'
+      else {
+        const opset = (model.opsetImport ?? []).find((o) => ['', 'ai.onnx'].includes(o.domain ?? ''))?.version
+        // Slice takes starts/ends/axes as inputs from opset 10, and negative axes from 11.
+        const sliced = opset === undefined || opset === null || Number(opset) < 11 ? `opset ${String(opset)} is below 11` : sliceLastPosition(read.graph)
+        if (sliced !== true) fullHeadReason = sliced
+      }
+      if (fullHeadReason !== undefined && !raised) return {model: undefined, fullHeadReason, nbits}
       // Weights that were external already are relative to the folder the model was named in.
       if (read.external && real !== path) throw new NotApplicable('a symlinked model file with external data of its own')
       model.graph = read.graph
-      return {bytes: onnx.ModelProto.encode(model).finish(), folder: dirname(read.external ? path : real)}
+      return {model: {bytes: onnx.ModelProto.encode(model).finish(), folder: dirname(read.external ? path : real)}, fullHeadReason, nbits}
     } finally {
       await file.close()
     }
   } catch (error) {
-    return {reason: error instanceof Error ? error.message : String(error)}
+    return {model: undefined, fullHeadReason: error instanceof Error ? error.message : String(error), nbits}
   }
+}
+
+/** The model at `path` with its LM head fed the last position only, or why there is none (see planModel). */
+export async function lastPositionLogitsModel(path: string): Promise<LastLogitsModel> {
+  const plan = await planModel(path)
+  return plan.model !== undefined && plan.fullHeadReason === undefined ? plan.model : {reason: plan.fullHeadReason ?? 'no rewrite applied'}
+}
+
+/**
+ * Counts the MatMulNBits nodes of a graph and its subgraphs into `report`; with a level, sets it on
+ * those the file leaves at 0. Returns whether any node was changed.
+ */
+export function setNBitsAccuracy(graph: Graph, level: number | undefined, report: NBitsReport): boolean {
+  let changed = false
+  const files = new Set(report.fileLevels)
+  const runs = new Set(report.runLevels)
+  const visit = (g: {node?: Graph['node'] | null}): void => {
+    for (const node of g.node ?? []) {
+      for (const a of node.attribute ?? []) {
+        if (a.g) visit(a.g)
+        for (const sub of a.graphs ?? []) visit(sub)
+      }
+      if (node.opType !== 'MatMulNBits' || node.domain !== 'com.microsoft') continue
+      report.nodes++
+      node.attribute ??= []
+      let attr = node.attribute.find((a) => a.name === 'accuracy_level')
+      const fileLevel = attr ? Number(attr.i ?? 0) : 0
+      files.add(fileLevel)
+      if (level !== undefined && fileLevel === 0 && level !== 0) {
+        if (attr === undefined) {
+          attr = onnx.AttributeProto.create({name: 'accuracy_level', type: onnx.AttributeProto.AttributeType.INT})
+          node.attribute.push(attr)
+        }
+        attr.type = onnx.AttributeProto.AttributeType.INT
+        attr.i = level
+        changed = true
+        runs.add(level)
+      } else runs.add(fileLevel)
+    }
+  }
+  visit(graph)
+  report.fileLevels = [...files].sort((a, b) => a - b)
+  report.runLevels = [...runs].sort((a, b) => a - b)
+  return changed
 }
 
 async function readGraph(cursor: Cursor, at: Field, location: string): Promise<{graph: Graph; external: boolean}> {

@@ -76,6 +76,9 @@ export async function loadChatModel(spec: ModelSpec, logger: Logger): Promise<Ch
       threads: engine.threads,
       lastLogitsOnly: engine.decoder.lastLogitsOnly,
       ...(engine.decoder.fullHeadReason === undefined ? {} : {fullHeadReason: engine.decoder.fullHeadReason}),
+      ...(engine.decoder.nbits.nodes === 0
+        ? {}
+        : {quantizedProducts: engine.decoder.nbits.nodes, accuracyLevelsInFile: engine.decoder.nbits.fileLevels.join(','), accuracyLevelsRun: engine.decoder.nbits.runLevels.join(',')}),
     })
     const model = manifest === null ? engine.config.modelType : manifest.source.kind === 'hub' ? manifest.source.repo : manifest.modelType
     return engineChat(engine, model)
