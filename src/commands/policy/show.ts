@@ -58,9 +58,9 @@ export default class PolicyShow extends BaseCommand<typeof PolicyShow> {
       ])
       this.log(table(rows, ['#', 'sid', 'effect', 'owner', 'principals', 'actions', 'admits measurements']))
       if (!report.current) this.log('No lockfile read: the current measurements are unknown.')
-      for (const u of report.unconditioned) {
-        this.log(`warning: ${u.message}\n  fix: ${u.fix}`)
-        if (u.proposed) this.log(`  proposed statement: ${JSON.stringify(u.proposed)}`)
+      for (const e of report.exposures) {
+        this.log(`warning: ${e.message}\n  fix: ${e.fix}`)
+        if (e.proposed) this.log(`  proposed statement: ${JSON.stringify(e.proposed)}`)
       }
     }
     return report

@@ -11,15 +11,14 @@ import {type AwsOptions, awsClients, callerIdentity, describeKey, getKeyPolicy, 
 import {type CheckReport, checkPolicy} from './check.js'
 import {unifiedDiff} from './diff.js'
 import {policyError} from './errors.js'
+import {type Exposure, analyzeExposure} from './exposure.js'
 import {
   type KeyPolicy,
   type KmsOperation,
   type LockoutReport,
   type MeasurementSet,
   type PatchResult,
-  type UnconditionedGrant,
   conditionedSet,
-  findUnconditionedGrants,
   isOwned,
   lockoutCheck,
   parsePolicy,
@@ -156,7 +155,8 @@ export interface ShowReport {
   roleArn: string | null
   current: MeasurementSet | null
   statements: ShownStatement[]
-  unconditioned: UnconditionedGrant[]
+  /** Every way the policy gives the host role plaintext (./exposure.ts), with the proposed fixes. */
+  exposures: Exposure[]
 }
 
 const list = (v: unknown): string[] => (Array.isArray(v) ? v.map(String) : v === undefined ? [] : [String(v)])
@@ -181,8 +181,17 @@ export async function showPolicy(source: PolicySource, options: PolicyInputOptio
       status: set === null ? null : current !== null && sameSet(set, current) ? 'current' : 'other',
     }
   })
-  const unconditioned = inputs.roleArn ? findUnconditionedGrants(loaded.policy, {project: inputs.project, roleArn: inputs.roleArn, operations: inputs.operations}) : []
-  return {source: loaded.source, project: inputs.project, roleArn: inputs.roleArn ?? null, current, statements, unconditioned}
+  let exposures: Exposure[] = []
+  if (inputs.roleArn) {
+    let kept: MeasurementSet[] = []
+    try {
+      if (current) kept = patchPolicy(loaded.policy, {project: inputs.project, roleArn: inputs.roleArn, measurements: current, keepPrevious: inputs.keepPrevious, operations: inputs.operations, allowDebug: true}).sets.filter((s) => !s.current).map((s) => s.set)
+    } catch {
+      // show reports what it can: a config apply would refuse still shows the statements.
+    }
+    exposures = analyzeExposure(loaded.policy, {project: inputs.project, roleArn: inputs.roleArn, current, kept, keyArn: loaded.keyArn}).exposures
+  }
+  return {source: loaded.source, project: inputs.project, roleArn: inputs.roleArn ?? null, current, statements, exposures}
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -207,7 +216,8 @@ export interface ApplyReport {
   diff: string
   sets: PatchResult['sets']
   removed: MeasurementSet[]
-  unconditioned: UnconditionedGrant[]
+  /** What the patched policy still gives the host role (foreign statements nle does not edit), with the proposed fixes. */
+  exposures: Exposure[]
   lockout: LockoutReport | null
 }
 
@@ -218,6 +228,12 @@ function refuseLockout(lockout: LockoutReport | null, force: boolean): void {
       details: {caller: lockout.caller},
     })
   }
+}
+
+function patchedExposures(patch: PatchResult, options: {project: string; roleArn: string; allowDebug: boolean}, keyArn: string | undefined): Exposure[] {
+  const current = patch.sets.find((s) => s.current)!.set
+  const kept = patch.sets.filter((s) => !s.current).map((s) => s.set)
+  return analyzeExposure(patch.policy, {project: options.project, roleArn: options.roleArn, current, kept, keyArn, allowDebug: options.allowDebug}).exposures
 }
 
 export async function applyPolicy(options: ApplyOptions): Promise<ApplyReport> {
@@ -242,7 +258,7 @@ export async function applyPolicy(options: ApplyOptions): Promise<ApplyReport> {
       diff: unifiedDiff(serializePolicy(loaded.policy), text, {from: `a/${options.source.path}`, to: `b/${options.out ?? options.source.path}`}),
       sets: patch.sets,
       removed: patch.removed,
-      unconditioned: patch.unconditioned,
+      exposures: patchedExposures(patch, patchOptions, undefined),
       lockout,
     }
   }
@@ -276,7 +292,7 @@ export async function applyPolicy(options: ApplyOptions): Promise<ApplyReport> {
     diff: unifiedDiff(serializePolicy(policy), next),
     sets: patch.sets,
     removed: patch.removed,
-    unconditioned: patch.unconditioned,
+    exposures: patchedExposures(patch, patchOptions, key.arn),
     lockout,
   }
 }
