@@ -11,7 +11,7 @@
  * (2 is also the CLI's usage-error code; a usage error prints `Error [USAGE]` and no report.
  *  A policy that is not a key policy is an input error, exit 3, before any verdict.)
  */
-import {type Exposure, type PinnedSet, analyzeExposure} from './exposure.js'
+import {type Exposure, type GrantInfo, type PinnedSet, analyzeExposure, grantExposures} from './exposure.js'
 import {
   type KeyPolicy,
   type KmsOperation,
@@ -34,12 +34,14 @@ export interface CheckInput {
   /** Warnings become errors (exit 1). */
   strict?: boolean
   keyArn?: string
+  /** The key's grants (live key): `complete` false when they could not all be read. Absent for a policy file. */
+  grants?: {grants: readonly GrantInfo[]; complete: boolean}
 }
 
-export type FindingKind = 'unconditioned-access' | 'debug-pin' | 'not-admitted' | 'debug-measurements' | 'partial-pin' | 'stale-set' | 'outdated-statements'
+export type FindingKind = 'unconditioned-access' | 'debug-pin' | 'not-admitted' | 'debug-measurements' | 'partial-pin' | 'stale-set' | 'grants-unread' | 'outdated-statements'
 
 /** Most severe first: the report's headline names the first finding in this order. */
-const PRIORITY: readonly FindingKind[] = ['unconditioned-access', 'debug-pin', 'debug-measurements', 'not-admitted', 'partial-pin', 'stale-set', 'outdated-statements']
+const PRIORITY: readonly FindingKind[] = ['unconditioned-access', 'debug-pin', 'debug-measurements', 'not-admitted', 'partial-pin', 'stale-set', 'grants-unread', 'outdated-statements']
 
 export interface Finding {
   severity: 'error' | 'warning'
@@ -76,6 +78,7 @@ const VERDICT: Record<FindingKind, CheckReport['verdict']> = {
   'not-admitted': 'drift',
   'partial-pin': 'partial',
   'stale-set': 'stale',
+  'grants-unread': 'stale',
   'outdated-statements': 'stale',
 }
 
@@ -86,6 +89,7 @@ const HEADLINE: Record<FindingKind, string> = {
   'not-admitted': 'drift',
   'partial-pin': 'partial pin',
   'stale-set': 'stale',
+  'grants-unread': 'grants not all read',
   'outdated-statements': 'outdated',
 }
 
@@ -120,6 +124,11 @@ export function checkPolicy(input: CheckInput): CheckReport {
     const severity = e.kind === 'unconditioned-access' || e.kind === 'debug-pin' ? 'error' : warning
     findings.push({severity, kind: e.kind, sid: e.sid, message: e.message, fix: e.fix, ...(e.owned ? {} : {proposed: e.proposed})})
   }
+  const grants = input.grants === undefined ? [] : grantExposures(input.grants.grants, {roleArn: input.roleArn, keyArn: input.keyArn})
+  for (const e of grants) findings.push({severity: 'error', kind: e.kind, sid: null, message: e.message, fix: e.fix})
+  if (input.grants !== undefined && !input.grants.complete) {
+    findings.push({severity: warning, kind: 'grants-unread', message: `The key has more grants than the check reads (${input.grants.grants.length}): a grant to the host role may be among the rest.`, fix: 'Retire or revoke grants that are no longer used.'})
+  }
   if (patch && input.policy.Statement.some((s) => isOwned(s, input.project))) {
     const ownedNow = JSON.stringify(input.policy.Statement.filter((s) => isOwned(s, input.project)))
     const ownedThen = JSON.stringify(patch.policy.Statement.filter((s) => isOwned(s, input.project)))
@@ -138,7 +147,7 @@ export function checkPolicy(input: CheckInput): CheckReport {
     operations,
     sets: report.sets,
     findings,
-    exposures: report.exposures,
+    exposures: [...report.exposures, ...grants],
   }
 }
 

@@ -2,7 +2,7 @@
 import {describe, expect, it} from 'vitest'
 
 import {checkPolicy} from './check.js'
-import {analyzeExposure, applyProposals, excludeHost} from './exposure.js'
+import {analyzeExposure, applyProposals, excludeHost, grantExposures} from './exposure.js'
 import {type KeyPolicy, type MeasurementSet, type PolicyStatement, ownedStatement, parsePolicy, patchPolicy, starterPolicy} from './policy.js'
 
 const ACCOUNT = '111122223333'
@@ -136,6 +136,27 @@ describe('regressions, one per class', () => {
     expect(withDenies[0]!.message).not.toMatch(/without a Recipient|ReEncrypt/)
     const avoidable: PolicyStatement = {...denyUnattested, Condition: {...denyUnattested.Condition, StringEquals: {'kms:EncryptionContext:app': 'x'}}}
     expect(check(policyWith(open, avoidable, denyRest)).exposures[0]!.message).toMatch(/without a Recipient gets the plaintext/)
+  })
+})
+
+describe('grants (not in the policy, not bound by its conditions)', () => {
+  it('a grant to the host role, a session or the account with a judged operation is unconditioned access; the check fails on it', () => {
+    const grants = [
+      {grantId: 'g1', granteePrincipal: ROLE, operations: ['Decrypt']},
+      {grantId: 'g2', granteePrincipal: `arn:aws:sts::${ACCOUNT}:assumed-role/enclave-host/i-1`, operations: ['ReEncryptFrom', 'DescribeKey']},
+      {grantId: 'g3', granteePrincipal: ROOT, operations: ['CreateGrant']},
+      {grantId: 'g4', granteePrincipal: ROLE, operations: ['Encrypt', 'DescribeKey']},
+      {grantId: 'g5', granteePrincipal: `arn:aws:iam::${ACCOUNT}:role/other`, operations: ['Decrypt']},
+      {grantId: 'g6', granteePrincipal: 'ebs.amazonaws.com', operations: ['Decrypt']},
+    ]
+    expect(grantExposures(grants, {roleArn: ROLE}).map((e) => [e.message.split(' ')[1], e.actions])).toEqual([
+      ['g1', ['kms:Decrypt']],
+      ['g2', ['kms:ReEncryptFrom']],
+      ['g3', ['kms:CreateGrant']],
+    ])
+    const report = checkPolicy({policy: policyWith(), project: 'demo', roleArn: ROLE, measurements: CURRENT, keepPrevious: 1, operations: ['Decrypt'], grants: {grants, complete: true}})
+    expect(report).toMatchObject({verdict: 'unsafe', exitCode: 1})
+    expect(checkPolicy({policy: policyWith(), project: 'demo', roleArn: ROLE, measurements: CURRENT, keepPrevious: 1, operations: ['Decrypt'], grants: {grants: [], complete: false}})).toMatchObject({exitCode: 2, findings: [{kind: 'grants-unread'}]})
   })
 })
 

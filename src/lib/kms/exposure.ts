@@ -381,3 +381,37 @@ export function applyProposals(policy: KeyPolicy, report: ExposureReport): KeyPo
   })
   return {...policy, Statement: statements}
 }
+
+/** A grant on the key, as ListGrants reports it. */
+export interface GrantInfo {
+  grantId: string
+  granteePrincipal: string
+  operations: readonly string[]
+}
+
+/**
+ * Grants that give the host a judged operation. A grant is not bound by the key policy's
+ * conditions (its only constraints are on the encryption context, which the caller sets), so any
+ * such grant is unconditioned access.
+ */
+export function grantExposures(grants: readonly GrantInfo[], ctx: {roleArn: string; keyArn?: string}): Exposure[] {
+  const out: Exposure[] = []
+  for (const g of grants) {
+    const via = principalValueMatch(g.granteePrincipal, ctx.roleArn, true)
+    if (via === null) continue
+    const actions = g.operations.map((o) => `kms:${o}`).filter((a) => JUDGED_OPERATIONS.some((j) => j.toLowerCase() === a.toLowerCase()))
+    if (actions.length === 0) continue
+    out.push({
+      kind: 'unconditioned-access',
+      index: -1,
+      sid: null,
+      owned: false,
+      via: via === 'exact' ? 'role' : via === 'account-root' ? 'account' : 'everyone',
+      actions,
+      message: `Grant ${g.grantId} gives ${g.granteePrincipal} ${actions.join(', ')}: grants are not bound by the key policy's conditions, so no attestation is needed.`,
+      proposed: null,
+      fix: `Revoke it: aws kms revoke-grant --key-id ${ctx.keyArn ?? '<key>'} --grant-id ${g.grantId}`,
+    })
+  }
+  return out
+}

@@ -7,11 +7,11 @@ import {dirname, resolve} from 'node:path'
 
 import {loadConfig} from '../config/load.js'
 import {readLockfile} from '../lockfile.js'
-import {type AwsOptions, awsClients, callerIdentity, describeKey, getKeyPolicy, getRole, putKeyPolicy} from './aws.js'
+import {type AwsOptions, type KeyGrant, awsClients, callerIdentity, describeKey, getKeyPolicy, getRole, listGrants, putKeyPolicy} from './aws.js'
 import {type CheckReport, checkPolicy} from './check.js'
 import {unifiedDiff} from './diff.js'
 import {policyError} from './errors.js'
-import {type Exposure, analyzeExposure} from './exposure.js'
+import {type Exposure, analyzeExposure, grantExposures} from './exposure.js'
 import {
   type KeyPolicy,
   type KmsOperation,
@@ -93,6 +93,8 @@ export interface LoadedPolicy {
   policy: KeyPolicy
   /** The key's ARN (live key only). */
   keyArn?: string
+  /** The key's grants (live key only): grants are not in the policy and not bound by its conditions. */
+  grants?: {grants: KeyGrant[]; complete: boolean}
   source: string
 }
 
@@ -129,7 +131,8 @@ export async function loadPolicy(source: PolicySource, inputs: PolicyInputs): Pr
   const clients = awsClients({region: inputs.region, ...source.aws})
   const key = await describeKey(clients, requireKey(inputs))
   const text = await getKeyPolicy(clients, key.arn)
-  return {text, policy: parsePolicy(text, `the key policy of ${key.arn}`), keyArn: key.arn, source: key.arn}
+  const policy = parsePolicy(text, `the key policy of ${key.arn}`)
+  return {text, policy, keyArn: key.arn, grants: await listGrants(clients, key.arn), source: key.arn}
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -189,7 +192,10 @@ export async function showPolicy(source: PolicySource, options: PolicyInputOptio
     } catch {
       // show reports what it can: a config apply would refuse still shows the statements.
     }
-    exposures = analyzeExposure(loaded.policy, {project: inputs.project, roleArn: inputs.roleArn, current, kept, keyArn: loaded.keyArn}).exposures
+    exposures = [
+      ...analyzeExposure(loaded.policy, {project: inputs.project, roleArn: inputs.roleArn, current, kept, keyArn: loaded.keyArn}).exposures,
+      ...grantExposures(loaded.grants?.grants ?? [], {roleArn: inputs.roleArn, keyArn: loaded.keyArn}),
+    ]
   }
   return {source: loaded.source, project: inputs.project, roleArn: inputs.roleArn ?? null, current, statements, exposures}
 }
@@ -320,6 +326,7 @@ export async function runPolicyCheck(options: CheckOptions): Promise<CheckReport
     allowDebug: options.allowDebug,
     strict: options.strict,
     keyArn: loaded.keyArn,
+    grants: loaded.grants,
   })
   return {source: loaded.source, ...report}
 }
