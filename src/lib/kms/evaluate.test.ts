@@ -92,6 +92,8 @@ describe('IAM semantics the local KMS must not be more permissive than', () => {
     expect(ask(byArn, 'arn:aws:iam::111122223333:role/other', {'aws:PrincipalArn': ROLE})).toBe('implicit-deny')
     expect(ask({Principal: '*', Condition: {StringEquals: {'aws:PrincipalAccount': '111122223333'}}})).toBe('allow')
     expect(ask({Principal: '*', Condition: {StringEquals: {'aws:PrincipalAccount': '999999999999'}}})).toBe('implicit-deny')
+    // Policy variables are not substituted here: such a block never grants.
+    expect(ask({Principal: '*', Condition: {StringEquals: {'kms:CallerAccount': '${aws:PrincipalAccount}'}}})).toBe('implicit-deny')
   })
 
   it('principal values: {"AWS": "*"} is everyone, a session ARN names that session only, globs never match an Allow', () => {

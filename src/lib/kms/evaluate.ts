@@ -255,6 +255,8 @@ export interface ConditionOptions {
 function evaluateKey(op: ParsedOperator, key: string, policyValues: unknown, keys: KeyIndex, options: ConditionOptions): boolean | 'unknown' {
   if (options.free?.(key)) return 'unknown'
   const wanted = asList(policyValues).map(String)
+  // A policy variable (`${aws:PrincipalAccount}`, `${*}`) is substituted by AWS; nle does not: unknown.
+  if (wanted.some((w) => w.includes('${'))) return 'unknown'
   const raw = keys.get(key.toLowerCase())
   const values = raw === undefined ? [] : (Array.isArray(raw) ? raw : [raw]).map(String)
   const missing = values.length === 0

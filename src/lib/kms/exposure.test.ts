@@ -60,6 +60,8 @@ describe('regressions, one per class', () => {
     expect(kinds(policyWith(allow({Condition: {StringEqualsIgnoreCase: {[`${P}PCR0`]: CURRENT.PCR0}}})))).toEqual(['partial-pin'])
     expect(kinds(policyWith(allow({Condition: {StringEqualsIgnoreCase: {[`${P}PCR0`]: CURRENT.PCR0, [`${P}PCR1`]: CURRENT.PCR1}, StringLike: {[`${P}PCR2`]: 'cc*'}}})))).toEqual(['partial-pin'])
     expect(kinds(policyWith(allow({Condition: {StringEqualsIgnoreCase: {[`${P}PCR0`]: OLD.PCR0}}})))).toEqual(['partial-pin', 'stale-set'])
+    // A policy variable is substituted by AWS: it pins nothing nle can judge.
+    expect(kinds(policyWith(allow({Condition: {StringEqualsIgnoreCase: {[`${P}PCR0`]: '${aws:PrincipalTag/pcr0}', [`${P}PCR1`]: CURRENT.PCR1, [`${P}PCR2`]: CURRENT.PCR2}}})))).toEqual(['partial-pin'])
     const signed = {...CURRENT, PCR8: h('9')}
     const p = patchPolicy(policyWith(), {project: 'demo', roleArn: ROLE, measurements: signed, keepPrevious: 1, operations: ['Decrypt']}).policy
     expect(kinds({...p, Statement: [...p.Statement, allow({Condition: {StringEqualsIgnoreCase: {[`${P}PCR0`]: CURRENT.PCR0, [`${P}PCR1`]: CURRENT.PCR1, [`${P}PCR2`]: CURRENT.PCR2}}})]}, {measurements: signed})).toEqual(['partial-pin'])
@@ -75,6 +77,7 @@ describe('regressions, one per class', () => {
       {StringLike: {[`${P}PCR0`]: '*'}},
       {NumericEquals: {[`${P}PCR0`]: '1'}},
       {StringEquals: {'kms:EncryptionContext:app': 'nle'}},
+      {StringEquals: {'kms:CallerAccount': '${aws:PrincipalAccount}'}},
     ] as Record<string, Record<string, unknown>>[]) {
       const report = check(policyWith(allow({Condition: condition})))
       expect(report.findings.map((f) => f.kind), JSON.stringify(condition)).toContain('unconditioned-access')

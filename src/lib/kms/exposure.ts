@@ -115,7 +115,7 @@ function pinsOf(statement: PolicyStatement): Map<string, Set<string>> {
       const m = measurementOf(key)
       if (m === undefined) continue
       const values = asList(raw).map(String)
-      if (op.base === 'StringLike' && values.some((v) => /[*?]/.test(v))) continue
+      if ((op.base === 'StringLike' && values.some((v) => /[*?]/.test(v))) || values.some((v) => v.includes('${'))) continue
       const admitted = new Set(values.filter((v) => HEX_96.test(op.base === 'StringEqualsIgnoreCase' ? v.toLowerCase() : v)).map((v) => v.toLowerCase()))
       const before = pins.get(m)
       pins.set(m, before === undefined ? admitted : new Set([...before].filter((v) => admitted.has(v))))
