@@ -196,6 +196,7 @@ describe('input errors are not drift', () => {
       '{"Statement":[{"Effect":"Allow","Principal":"*","Action":"kms:Encrypt","Resource":"*"}],"Statement":[]}',
       `{"Statement":[{"Effect":"Allow","Principal":{"AWS":"${ROLE}"},"Action":"kms:Decrypt","Condition":{"StringEquals":{"${P}PCR0":"${CURRENT.PCR0}","${P}PCR0":"${ZERO}"}}}]}`,
       `{"Statement":[{"Effect":"Allow","Principal":{"AWS":"${ROLE}"},"Action":"kms:Decrypt","condition":{"StringEquals":{"${P}PCR0":"${ZERO}"}}}]}`,
+      `{"Statement":[{"Effect":"Allow","Principal":{"aws":"${ROLE}"},"Action":"kms:Decrypt"}]}`,
       `{"Statement":[{"Effect":"Allow","Principal":{"AWS":"${ROLE}"},"Action":"kms:Decrypt","Condition":{"StringEquals":{"${P}PCR0":"${CURRENT.PCR0}","kms:recipientattestation:pcr0":"${ZERO}"}}}]}`,
     ]) {
       expect(() => parsePolicy(text), text).toThrow(expect.objectContaining({code: 'POLICY_INVALID', exitCode: 3}))

@@ -72,6 +72,8 @@ function invalid(message: string, details?: Record<string, unknown>): never {
 
 const STATEMENT_ELEMENTS = ['Sid', 'Effect', 'Principal', 'NotPrincipal', 'Action', 'NotAction', 'Resource', 'NotResource', 'Condition'] as const
 
+const PRINCIPAL_TYPES = ['AWS', 'Service', 'Federated', 'CanonicalUser'] as const
+
 const isObject = (v: unknown): v is Record<string, unknown> => typeof v === 'object' && v !== null && !Array.isArray(v)
 const isStringOrStrings = (v: unknown): boolean => typeof v === 'string' || (Array.isArray(v) && v.length > 0 && v.every((x) => typeof x === 'string'))
 
@@ -101,7 +103,13 @@ export function validatePolicy(value: unknown): KeyPolicy {
     if (('Principal' in s) === ('NotPrincipal' in s)) invalid(`statement ${i}: exactly one of Principal and NotPrincipal is required in a key policy.`, where)
     const principal = s.Principal ?? s.NotPrincipal
     if (principal !== '*' && !isObject(principal)) invalid(`statement ${i}: Principal must be "*" or an object such as {"AWS": "<arn>"}.`, where)
-    if (isObject(principal)) for (const v of Object.values(principal)) if (!isStringOrStrings(v)) invalid(`statement ${i}: Principal values must be strings.`, where)
+    if (isObject(principal)) {
+      for (const v of Object.values(principal)) if (!isStringOrStrings(v)) invalid(`statement ${i}: Principal values must be strings.`, where)
+      for (const key of Object.keys(principal)) {
+        const known = PRINCIPAL_TYPES.find((k) => k.toLowerCase() === key.toLowerCase())
+        if (known !== undefined && known !== key) invalid(`statement ${i}: Principal type "${key}" is not "${known}" (case-sensitive).`, where)
+      }
+    }
     if ('Resource' in s && 'NotResource' in s) invalid(`statement ${i}: Resource and NotResource are exclusive.`, where)
     for (const k of ['Resource', 'NotResource'] as const) if (k in s && !isStringOrStrings(s[k])) invalid(`statement ${i}: ${k} must be a string or array of strings.`, where)
     if ('Condition' in s) {
