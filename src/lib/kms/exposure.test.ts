@@ -137,6 +137,10 @@ describe('regressions, one per class', () => {
     expect(withDenies.map((e) => [e.kind, e.actions])).toEqual([['unconditioned-access', ['kms:Decrypt', 'kms:GenerateDataKey', 'kms:GenerateDataKeyPair', 'kms:DeriveSharedSecret']]])
     expect(withDenies[0]!.message).toMatch(/any enclave image/)
     expect(withDenies[0]!.message).not.toMatch(/without a Recipient|ReEncrypt/)
+    // A guard that denies the host any enclave but the current one closes the delegation for the attested operations; one that pins PCR0 only leaves a partial pin.
+    const guard = (keys: string[]): PolicyStatement[] => keys.map((k, i) => ({Sid: `guard-${i}`, Effect: 'Deny', Principal: {AWS: ROLE}, Action: ['kms:Decrypt', 'kms:GenerateDataKey*', 'kms:DeriveSharedSecret'], Resource: '*', Condition: {StringNotEqualsIgnoreCase: {[`${P}${k}`]: CURRENT[k as 'PCR0']}}}))
+    expect(check(policyWith(open, denyRest, ...guard(['PCR0', 'PCR1', 'PCR2'])))).toMatchObject({exitCode: 0, findings: []})
+    expect(kinds(policyWith(open, denyRest, ...guard(['PCR0'])))).toEqual(['partial-pin'])
     const avoidable: PolicyStatement = {...denyUnattested, Condition: {...denyUnattested.Condition, StringEquals: {'kms:EncryptionContext:app': 'x'}}}
     expect(check(policyWith(open, avoidable, denyRest)).exposures[0]!.message).toMatch(/without a Recipient gets the plaintext/)
   })

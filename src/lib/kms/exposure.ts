@@ -22,7 +22,7 @@
  * — its identity, and the measurements of the enclave whose attestation it presents — is
  * evaluated with IAM's semantics (./evaluate.ts).
  */
-import {type KeyIndex, type RequestContextKeys, evaluateCondition, identityKeys, indexKeys, parseOperator, principalValueMatch, statementActionMatch, statementPrincipalMatch, statementResourceMatch} from './evaluate.js'
+import {type KeyIndex, type RequestContextKeys, evaluateCondition, identityKeys, indexKeys, matchesGlob, parseOperator, principalValueMatch, statementActionMatch, statementPrincipalMatch, statementResourceMatch} from './evaluate.js'
 import {type KeyPolicy, type MeasurementSet, type PolicyStatement, JUDGED_OPERATIONS, RECIPIENT_KEY_PREFIX, RECIPIENT_OPERATIONS, UNATTESTABLE_OPERATIONS, isDebugSet, isOwned, sameImage, sameSet} from './policy.js'
 
 export {JUDGED_OPERATIONS, RECIPIENT_OPERATIONS, UNATTESTABLE_OPERATIONS}
@@ -175,10 +175,56 @@ function denied(j: Judge, action: string, keys: KeyIndex, free: (key: string) =>
   })
 }
 
-/** Whether the Allow statement may apply to the host's request in this state, for this action, with no Deny certainly in the way. */
-function admitsState(j: Judge, statement: PolicyStatement, action: string, keys: KeyIndex, free: (key: string) => boolean): boolean {
+/**
+ * Whether the Allow statement may apply to the host's request in this state, for this action, with
+ * no Deny certainly in the way. `deny` is the same state as the Deny statements see it, when it
+ * differs: a measurement the host picks freely is free for the Allow but, for a Deny, a value no
+ * Deny names (the host can always pick one).
+ */
+function admitsState(j: Judge, statement: PolicyStatement, action: string, keys: KeyIndex, free: (key: string) => boolean, deny: {keys: KeyIndex; free: (key: string) => boolean} = {keys, free}): boolean {
   if (evaluateCondition(statement.Condition, keys, {free}) === false) return false
-  return !denied(j, action, keys, free)
+  return !denied(j, action, deny.keys, deny.free)
+}
+
+/** The values (lowercased) and pattern witnesses the Deny statements name per measurement: the choices where a Deny may tell requests apart. */
+function denyCandidates(policy: KeyPolicy): Map<string, {values: Set<string>; patterns: string[]}> {
+  const out = new Map<string, {values: Set<string>; patterns: string[]}>()
+  for (const d of policy.Statement) {
+    if (d.Effect !== 'Deny' || typeof d.Condition !== 'object' || d.Condition === null) continue
+    for (const block of Object.values(d.Condition)) {
+      if (typeof block !== 'object' || block === null) continue
+      for (const [key, raw] of Object.entries(block)) {
+        const m = measurementOf(key)
+        if (m === undefined) continue
+        const entry = out.get(m) ?? {values: new Set<string>(), patterns: []}
+        for (const v of asList(raw).map(String)) {
+          if (/[*?]/.test(v)) {
+            entry.patterns.push(v)
+            entry.values.add(witness(v))
+          } else entry.values.add(v.toLowerCase())
+        }
+        out.set(m, entry)
+      }
+    }
+  }
+  return out
+}
+
+/** A 96-hex value a glob matches, where it can (`?` → 0, the first `*` → as many 0 as fit). */
+function witness(pattern: string): string {
+  const fixed = pattern.replace(/\?/g, '0')
+  const first = fixed.indexOf('*')
+  const bare = fixed.replace(/\*/g, '')
+  if (first === -1) return bare.toLowerCase()
+  const fill = '0'.repeat(Math.max(0, 96 - bare.length))
+  return (fixed.slice(0, first).replace(/\*/g, '') + fill + fixed.slice(first + 1).replace(/\*/g, '')).toLowerCase()
+}
+
+/** A value of a measurement that no Deny names or matches (short of a pattern matching everything). */
+function freshValue(denies: {values: Set<string>; patterns: string[]} | undefined): string {
+  const options = ['f'.repeat(95) + 'e', '1'.repeat(95) + '2', 'a'.repeat(95) + '7']
+  const hits = (v: string): boolean => denies !== undefined && (denies.values.has(v) || denies.patterns.some((p) => p.replace(/\*/g, '') !== '' && matchesGlob(p, v, true)))
+  return options.find((v) => !hits(v)) ?? options[0]!
 }
 
 interface StatementFindings {
@@ -212,30 +258,49 @@ function judgeStatement(j: Judge, statement: PolicyStatement): StatementFindings
   if (recipientActions.length === 0) return out
   // A debug-mode enclave (all zeros).
   for (const a of recipientActions) if (admitsState(j, statement, a, j.debug, FREE_ALL)) out.debug.add(a)
-  // Enclaves whose measurements the statement pins; what it leaves unpinned, the host picks.
+  // Enclaves whose measurements the statement pins; what it leaves unpinned, the host picks — any
+  // value (free for the Allow, a value no Deny names for the Denies), or one a Deny names.
   const pins = pinsOf(statement)
-  const pinned = PINNED.filter((m) => pins.has(m))
-  if (pinned.length === 0) {
-    for (const a of recipientActions) if (admitsState(j, statement, a, j.plain, freeFor(new Set()))) out.unconditioned.set(a, 'it admits any enclave image, debug-mode included')
-    return out
-  }
-  let combinations: Partial<Record<Pin, string>>[] = [{}]
-  for (const m of pinned) {
-    combinations = combinations.flatMap((c) => [...pins.get(m)!].map((v) => ({...c, [m]: v})))
+  const denies = denyCandidates(j.policy)
+  const dimensions = PINNED.filter((m) => m !== 'PCR8' || pins.has(m) || denies.has(m) || j.ctx.current?.PCR8 !== undefined)
+  type Choice = {value: string; free: boolean}
+  let combinations: Partial<Record<Pin, Choice>>[] = [{}]
+  for (const m of dimensions) {
+    const options: Choice[] = pins.has(m) ? [...pins.get(m)!].map((value) => ({value, free: false})) : [{value: freshValue(denies.get(m)), free: true}, ...[...(denies.get(m)?.values ?? [])].filter((v) => /^[0-9a-f]{96}$/.test(v)).map((value) => ({value, free: false}))]
+    combinations = combinations.flatMap((c) => options.map((o) => ({...c, [m]: o})))
     if (combinations.length > MAX_COMBINATIONS) combinations = combinations.slice(0, MAX_COMBINATIONS)
   }
-  const fixed = new Set<string>(pinned)
   for (const combo of combinations) {
-    const keys = indexKeys({...recipientKeys(combo), ...j.identity})
-    const admitted = new Set(recipientActions.filter((a) => admitsState(j, statement, a, keys, freeFor(fixed))))
+    const concrete: Partial<Record<Pin, string>> = {}
+    const chosen: Partial<Record<Pin, string>> = {}
+    const fixed = new Set<string>()
+    for (const m of dimensions) {
+      const c = combo[m]!
+      chosen[m] = c.value
+      if (!c.free) {
+        concrete[m] = c.value
+        fixed.add(m)
+      }
+    }
+    const allowKeys = indexKeys({...recipientKeys(concrete), ...j.identity})
+    const denyView = {keys: indexKeys({...recipientKeys(chosen), ...j.identity}), free: freeFor(new Set(dimensions))}
+    const admitted = new Set(recipientActions.filter((a) => admitsState(j, statement, a, allowKeys, freeFor(fixed), denyView)))
     if (admitted.size === 0) continue
-    if (combo.PCR0 !== undefined && isDebugSet({PCR0: combo.PCR0})) for (const a of admitted) out.debug.add(a)
-    const full = combo.PCR0 !== undefined && combo.PCR1 !== undefined && combo.PCR2 !== undefined
+    const image = (['PCR0', 'PCR1', 'PCR2'] as const).filter((m) => concrete[m] !== undefined)
+    if (image.length === 0) {
+      for (const a of admitted) out.unconditioned.set(a, 'it admits any enclave image, debug-mode included')
+      continue
+    }
+    if (concrete.PCR0 !== undefined && isDebugSet({PCR0: concrete.PCR0})) for (const a of admitted) out.debug.add(a)
+    const full = image.length === 3
     // Without PCR8, a full pin is partial only where nle pins the signer for that image (an earlier unsigned set has no PCR8 to pin).
-    const unsignedCopy = full && combo.PCR8 === undefined && [j.ctx.current, ...j.ctx.kept].some((k) => k?.PCR8 !== undefined && sameImage(k, combo as MeasurementSet))
-    if (full && !unsignedCopy) out.full.push({set: combo as MeasurementSet, actions: admitted})
-    else out.partial.push({set: combo, actions: admitted})
+    const unsigned = full && concrete.PCR8 === undefined && [j.ctx.current, ...j.ctx.kept].some((k) => k?.PCR8 !== undefined && sameImage(k, concrete as MeasurementSet))
+    if (full && !unsigned) out.full.push({set: concrete as MeasurementSet, actions: admitted})
+    else out.partial.push({set: concrete, actions: admitted})
   }
+  for (const a of out.unconditioned.keys()) out.debug.delete(a)
+  out.partial = out.partial.filter((p) => [...p.actions].some((a) => !out.unconditioned.has(a)))
+  out.full = out.full.filter((f) => [...f.actions].some((a) => !out.unconditioned.has(a)))
   return out
 }
 
