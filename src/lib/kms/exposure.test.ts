@@ -141,6 +141,9 @@ describe('regressions, one per class', () => {
     const guard = (keys: string[]): PolicyStatement[] => keys.map((k, i) => ({Sid: `guard-${i}`, Effect: 'Deny', Principal: {AWS: ROLE}, Action: ['kms:Decrypt', 'kms:GenerateDataKey*', 'kms:DeriveSharedSecret'], Resource: '*', Condition: {StringNotEqualsIgnoreCase: {[`${P}${k}`]: CURRENT[k as 'PCR0']}}}))
     expect(check(policyWith(open, denyRest, ...guard(['PCR0', 'PCR1', 'PCR2'])))).toMatchObject({exitCode: 0, findings: []})
     expect(kinds(policyWith(open, denyRest, ...guard(['PCR0'])))).toEqual(['partial-pin'])
+    // A Deny pattern leaves every image it does not match: that is no pin either.
+    const patterned: PolicyStatement = {Sid: 'pattern', Effect: 'Deny', Principal: {AWS: ROLE}, Action: ['kms:Decrypt', 'kms:GenerateDataKey*', 'kms:DeriveSharedSecret'], Resource: '*', Condition: {StringNotLike: {[`${P}PCR0`]: 'aa*'}}}
+    expect(kinds(policyWith(open, denyRest, patterned, ...guard(['PCR1', 'PCR2'])))).toEqual(['partial-pin'])
     const avoidable: PolicyStatement = {...denyUnattested, Condition: {...denyUnattested.Condition, StringEquals: {'kms:EncryptionContext:app': 'x'}}}
     expect(check(policyWith(open, avoidable, denyRest)).exposures[0]!.message).toMatch(/without a Recipient gets the plaintext/)
   })

@@ -266,7 +266,14 @@ function judgeStatement(j: Judge, statement: PolicyStatement): StatementFindings
   type Choice = {value: string; free: boolean}
   let combinations: Partial<Record<Pin, Choice>>[] = [{}]
   for (const m of dimensions) {
-    const options: Choice[] = pins.has(m) ? [...pins.get(m)!].map((value) => ({value, free: false})) : [{value: freshValue(denies.get(m)), free: true}, ...[...(denies.get(m)?.values ?? [])].filter((v) => /^[0-9a-f]{96}$/.test(v)).map((value) => ({value, free: false}))]
+    const named = denies.get(m)
+    // A value a Deny names exactly is one image; a pattern's witness stands for the many it matches (still the host's pick).
+    const options: Choice[] = pins.has(m)
+      ? [...pins.get(m)!].map((value) => ({value, free: false}))
+      : [
+          {value: freshValue(named), free: true},
+          ...[...(named?.values ?? [])].filter((v) => HEX_96.test(v)).map((value) => ({value, free: named!.patterns.some((p) => witness(p) === value)})),
+        ]
     combinations = combinations.flatMap((c) => options.map((o) => ({...c, [m]: o})))
     if (combinations.length > MAX_COMBINATIONS) combinations = combinations.slice(0, MAX_COMBINATIONS)
   }
