@@ -102,7 +102,7 @@ function hostPrincipal(r: R): {principal: Partial<PolicyStatement>; condition?: 
 
 type Generator = (r: R, current: MeasurementSet, kept: MeasurementSet) => {actions: Partial<PolicyStatement>; condition?: Record<string, Record<string, unknown>>; ownedSid?: string; signed?: boolean}
 
-const recipientAction = (r: R): Partial<PolicyStatement> => ({Action: pick(r, [...RECIPIENT_OPS, ['kms:Decrypt', 'kms:Encrypt'], 'kms:GenerateDataKeyPair', 'kms:DeriveSharedSecret'])})
+const recipientAction = (r: R): Partial<PolicyStatement> => ({Action: pick(r, [...RECIPIENT_OPS, ['kms:Decrypt', 'kms:Encrypt'], 'kms:GenerateDataKeyPair'])})
 type Cond = Record<string, Record<string, unknown>>
 const anyCondition = (r: R, current: MeasurementSet): Cond | undefined =>
   pick<Cond | undefined>(r, [undefined, {Bool: {'kms:GrantIsForAWSResource': 'true'}}, {StringEquals: {'kms:EncryptionContext:app': 'nle'}}, {StringNotEquals: {[`${P}PCR0`]: ZERO}}, {StringEqualsIgnoreCaseIfExists: pins(current)}, {Null: {[`${P}PCR0`]: 'true'}}, {NumericLessThan: {'kms:x': '1'}}])
@@ -183,7 +183,7 @@ const CLASSES: Record<string, {expect: string; make: Generator}> = {
   },
   'GenerateDataKey* / Decrypt without a Recipient': {
     expect: 'unconditioned-access',
-    make: (r, current) => ({actions: {Action: pick(r, ['kms:GenerateDataKey', 'kms:GenerateDataKey*', 'kms:GenerateDataKeyPair', 'kms:Decrypt', 'kms:DeriveSharedSecret', ['kms:Decrypt', 'kms:GenerateDataKey']])}, condition: anyCondition(r, current), ownedSid: 'nle-demo-enclave-previous-1'}),
+    make: (r, current) => ({actions: {Action: pick(r, ['kms:GenerateDataKey', 'kms:GenerateDataKey*', 'kms:GenerateDataKeyPair', 'kms:Decrypt', ['kms:Decrypt', 'kms:GenerateDataKey']])}, condition: anyCondition(r, current), ownedSid: 'nle-demo-enclave-previous-1'}),
   },
 }
 

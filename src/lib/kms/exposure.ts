@@ -6,7 +6,7 @@
  *
  * What counts as reaching plaintext (AWS KMS Developer Guide: "Condition keys for Nitro
  * Enclaves", "Controlling access to grants", the ReEncrypt API reference):
- * - Decrypt, GenerateDataKey, GenerateDataKeyPair, DeriveSharedSecret return the plaintext unless
+ * - Decrypt, GenerateDataKey, GenerateDataKeyPair return the plaintext unless
  *   the request carries a `Recipient`; the `kms:RecipientAttestation:*` keys exist only then. A
  *   statement is safe for them only if every attestation it admits pins PCR0, PCR1, PCR2 (and
  *   PCR8 when nle pins it) to the lockfile's current set or a set `apply` keeps. A debug-mode

@@ -46,8 +46,12 @@ export interface MeasurementSet {
 
 export const MEASUREMENT_KEYS = ['PCR0', 'PCR1', 'PCR2', 'PCR8'] as const
 
-/** Operations a Recipient condition can gate; without a Recipient they return plaintext. */
-export const RECIPIENT_OPERATIONS = ['kms:Decrypt', 'kms:GenerateDataKey', 'kms:GenerateDataKeyPair', 'kms:DeriveSharedSecret'] as const
+/**
+ * Operations a Recipient condition can gate; without a Recipient they return plaintext.
+ * (DeriveSharedSecret is left out: it needs an asymmetric key-agreement key, and nle's key is
+ * symmetric — SYMMETRIC_DEFAULT, as Encrypt/Decrypt of the clients' data keys require.)
+ */
+export const RECIPIENT_OPERATIONS = ['kms:Decrypt', 'kms:GenerateDataKey', 'kms:GenerateDataKeyPair'] as const
 /**
  * Operations that reach plaintext and can never carry a Recipient: ReEncryptFrom decrypts under
  * this key and re-encrypts under a key the caller picks; CreateGrant hands out operations that
