@@ -339,7 +339,10 @@ function exposuresOf(j: Judge, statement: PolicyStatement, index: number): {expo
   const sets: PinnedSet[] = []
   if (found.unconditioned.size > 0) {
     const actions = [...found.unconditioned.keys()]
-    const reasons = [...new Set([...found.unconditioned.entries()].sort(([a], [b]) => REASON_ORDER.indexOf(a) - REASON_ORDER.indexOf(b)).map(([a, why]) => REASONS[a] ?? `${a.slice(4)}: ${why}`))]
+    // One reason per kind: "Decrypt, GenerateDataKey: a request without a Recipient gets the plaintext; ReEncryptFrom …".
+    const byWhy = new Map<string, string[]>()
+    for (const [a, why] of found.unconditioned) if (REASONS[a] === undefined) byWhy.set(why, [...(byWhy.get(why) ?? []), a.slice(4)])
+    const reasons = [...[...byWhy].map(([why, ops]) => `${ops.join(', ')}: ${why}`), ...REASON_ORDER.filter((a) => found.unconditioned.has(a)).map((a) => REASONS[a]!)]
     exposures.push({...base, kind: 'unconditioned-access', actions, message: `Statement ${label(base)} grants ${who(found.via)} ${actions.join(', ')} without a pinned attested enclave: ${reasons.join('; ')}.`})
   }
   for (const a of found.unconditioned.keys()) found.debug.delete(a)
