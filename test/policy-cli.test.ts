@@ -37,7 +37,7 @@ async function project(options: {measurements: MeasurementSet; role?: string; ke
   )
   await lock(dir, options.measurements)
   const policyFile = join(dir, 'key-policy.json')
-  writeFileSync(policyFile, JSON.stringify(options.policy ?? basePolicy(), null, 2))
+  writeFileSync(policyFile, JSON.stringify(options.policy ?? basePolicy(options.role), null, 2))
   return {dir, policyFile}
 }
 
@@ -45,12 +45,13 @@ async function lock(dir: string, measurements: MeasurementSet): Promise<void> {
   await writeLockfile(join(dir, 'nle.lock.json'), {version: 1, measurements, eif: {sha384: digest('eif'), size: 1, version: 4, signed: false}, builder: {name: 'test', version: '1'}, inputs: {}})
 }
 
-function basePolicy(): unknown {
+function basePolicy(role = ROLE): unknown {
   return {
     Version: '2012-10-17',
     Id: 'team-policy',
     Statement: [
-      {Sid: 'Key administrators', Effect: 'Allow', Principal: {AWS: `arn:aws:iam::${ACCOUNT}:root`}, NotAction: ['kms:Decrypt'], Resource: '*'},
+      // The host role is kept out of the account's delegation (NotAction ["kms:Decrypt"] alone left ReEncrypt, CreateGrant, PutKeyPolicy to IAM).
+      {Sid: 'Key administrators', Effect: 'Allow', Principal: {AWS: `arn:aws:iam::${ACCOUNT}:root`}, NotAction: ['kms:Decrypt'], Resource: '*', Condition: {ArnNotEquals: {'aws:PrincipalArn': role}}},
       {Sid: 'Audit', Effect: 'Allow', Principal: {AWS: `arn:aws:iam::${ACCOUNT}:role/auditor`}, Action: 'kms:Describe*', Resource: '*', 'X-Team': {ticket: 42}},
     ],
   }
@@ -111,6 +112,32 @@ describe('nle policy (file mode)', () => {
   }, 60_000)
 })
 
+describe('nle policy check: what it must not call ok', () => {
+  it('a malformed policy file is an input error (exit 3, POLICY_INVALID), with a GitHub ::error annotation — not drift', async () => {
+    const {dir, policyFile} = await project({measurements: set('m')})
+    writeFileSync(policyFile, '{"Statement": [{"Effect": "Allow", "Principal": "*", "Action": "kms:Decrypt", "Effect": "Deny"}]}')
+    const gh = await runCli(['policy', 'check', '--policy-file', policyFile, '--format', 'github'], {cwd: dir})
+    expect(gh.exitCode, gh.stdout + gh.stderr).toBe(3)
+    expect(gh.stdout).toMatch(new RegExp(`^::error title=nle policy check%3A POLICY_INVALID,file=${policyFile.replace(/[/.]/g, '\\$&')}::`, 'm'))
+    writeFileSync(policyFile, '{"Statement": [')
+    const js = await runCli(['policy', 'check', '--policy-file', policyFile, '--json'], {cwd: dir})
+    expect(js.exitCode).toBe(3)
+    expect(json<{error: {code: string}}>(js).error.code).toBe('POLICY_BAD_JSON')
+  }, 60_000)
+
+  it('the default "account may do kms:*" statement is unconditioned access (exit 1 even without --strict), named in the headline', async () => {
+    const m = set('root')
+    const {dir, policyFile} = await project({measurements: m, policy: {Version: '2012-10-17', Statement: [{Sid: 'Enable IAM User Permissions', Effect: 'Allow', Principal: {AWS: `arn:aws:iam::${ACCOUNT}:root`}, Action: 'kms:*', Resource: '*'}]}})
+    await patchFile(dir, policyFile)
+    const text = await runCli(['policy', 'check', '--policy-file', policyFile], {cwd: dir})
+    expect(text.exitCode, text.stdout + text.stderr).toBe(1)
+    expect(text.stdout.split('\n')[0]).toMatch(/^unconditioned access: Statement "Enable IAM User Permissions" grants the account/)
+    expect(text.stdout).toContain('"ArnNotEquals":{"aws:PrincipalArn":"arn:aws:iam::111122223333:role/demo-host"}')
+    const js = await runCli(['policy', 'check', '--policy-file', policyFile, '--json'], {cwd: dir})
+    expect(json<{verdict: string; findings: {kind: string}[]}>(js)).toMatchObject({verdict: 'unsafe', findings: [{kind: 'unconditioned-access'}]})
+  }, 60_000)
+})
+
 /** Patch the policy file in-process (the CLI's own apply is exercised above). */
 async function patchFile(dir: string, policyFile: string): Promise<void> {
   await applyPolicy({configFile: join(dir, 'nle.yaml'), source: {kind: 'file', path: policyFile}, apply: true, allowDebug: false, force: false})
@@ -126,7 +153,7 @@ describe('nle policy (live key through --endpoint-url)', () => {
     ;[admin, host] = state.identities as [LocalIdentity, LocalIdentity]
     server = await startLocalKms({state, root: new NsmSimulator().root})
     const kms = new KMSClient({endpoint: server.url, region: 'us-east-1', credentials: {accessKeyId: admin.accessKeyId, secretAccessKey: admin.secretAccessKey}})
-    const policy = {Version: '2012-10-17', Statement: [{Sid: 'Key administrators', Effect: 'Allow', Principal: {AWS: `arn:aws:iam::${state.accountId}:root`}, NotAction: 'kms:Decrypt', Resource: '*'}]}
+    const policy = {Version: '2012-10-17', Statement: [{Sid: 'Key administrators', Effect: 'Allow', Principal: {AWS: `arn:aws:iam::${state.accountId}:root`}, NotAction: 'kms:Decrypt', Resource: '*', Condition: {ArnNotEquals: {'aws:PrincipalArn': host.arn}}}]}
     keyId = (await kms.send(new CreateKeyCommand({Policy: JSON.stringify(policy)}))).KeyMetadata!.KeyId!
   })
   afterAll(async () => server?.close())

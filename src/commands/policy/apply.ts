@@ -39,7 +39,7 @@ Refuses all-zero (debug-mode) PCRs unless --allow-debug, and any result that tak
       if (report.diff) process.stdout.write(report.diff)
       else this.log(`No change: the key policy of ${report.source} already admits the current measurements as nle would write them.`)
       for (const r of report.removed) this.log(`no longer admitted: PCR0 ${r.PCR0.slice(0, 12)}…`)
-      for (const u of report.unconditioned) this.log(`warning: ${u.message}\n  fix: ${u.fix}`)
+      for (const e of report.exposures) this.log(`warning: ${e.message}\n  fix: ${e.fix}${e.proposed ? `\n  proposed statement: ${JSON.stringify(e.proposed)}` : ''}`)
       if (report.lockout?.lost) this.log(`warning: ${report.lockout.caller} loses kms:PutKeyPolicy (--force given).`)
       if (report.written) this.log(`Wrote ${report.written}.`)
       else if (report.changed) this.log('\nNothing written: re-run with --apply to write this change.')

@@ -39,7 +39,7 @@ export function inputOptions(flags: SourceFlags): PolicyInputOptions {
 
 export default class PolicyShow extends BaseCommand<typeof PolicyShow> {
   static override summary = 'Show the key policy\'s statements and which measurement sets they admit.'
-  static override description = `Reads the key policy of kms.keyId (or --policy-file) and lists every statement: effect, principals, actions, whether nle owns it (Sid nle-<name>-enclave-*), and the PCR0/1/2(/8) set it pins, marked "current" when it is the lockfile's. Also lists statements that grant the host role an attested operation without an attestation condition (the PCR gate is then moot), with the proposed fix. Changes nothing.`
+  static override description = `Reads the key policy of kms.keyId (or --policy-file) and lists every statement: effect, principals, actions, whether nle owns it (Sid nle-<name>-enclave-*), and the PCR0/1/2(/8) set it pins, marked "current" when it is the lockfile's. Also lists every way the policy (and, on a live key, its grants) lets the host role reach plaintext without the attested enclave — unconditioned access (Decrypt, GenerateDataKey*, DeriveSharedSecret without a full pin; ReEncryptFrom, CreateGrant, PutKeyPolicy at all), debug-mode, partial and stale pins — with the proposed fix. Changes nothing.`
   static override examples = ['<%= config.bin %> policy show', '<%= config.bin %> policy show --policy-file infra/key-policy.json', '<%= config.bin %> policy show --json']
   static override flags = {...policySourceFlags}
 
@@ -58,9 +58,9 @@ export default class PolicyShow extends BaseCommand<typeof PolicyShow> {
       ])
       this.log(table(rows, ['#', 'sid', 'effect', 'owner', 'principals', 'actions', 'admits measurements']))
       if (!report.current) this.log('No lockfile read: the current measurements are unknown.')
-      for (const u of report.unconditioned) {
-        this.log(`warning: ${u.message}\n  fix: ${u.fix}`)
-        if (u.proposed) this.log(`  proposed statement: ${JSON.stringify(u.proposed)}`)
+      for (const e of report.exposures) {
+        this.log(`warning: ${e.message}\n  fix: ${e.fix}`)
+        if (e.proposed) this.log(`  proposed statement: ${JSON.stringify(e.proposed)}`)
       }
     }
     return report

@@ -1,12 +1,12 @@
 /**
- * The AWS edges of the policy commands: KMS DescribeKey / GetKeyPolicy / PutKeyPolicy, IAM GetRole,
+ * The AWS edges of the policy commands: KMS DescribeKey / GetKeyPolicy / PutKeyPolicy / ListGrants, IAM GetRole,
  * STS GetCallerIdentity. Credentials come from the SDK's standard chain (env, profile, SSO, IMDS);
  * `profile` and `region` override it; `endpointUrl` points all three clients at one endpoint (such
  * as `nle kms serve`, which answers the KMS, STS and IAM calls used here). Every failure becomes a
  * KMS_* NleError; no credentials are ever logged.
  */
 import {GetRoleCommand, IAMClient} from '@aws-sdk/client-iam'
-import {DescribeKeyCommand, EncryptCommand, GetKeyPolicyCommand, KMSClient, PutKeyPolicyCommand} from '@aws-sdk/client-kms'
+import {DescribeKeyCommand, EncryptCommand, GetKeyPolicyCommand, KMSClient, ListGrantsCommand, PutKeyPolicyCommand} from '@aws-sdk/client-kms'
 import {GetCallerIdentityCommand, STSClient} from '@aws-sdk/client-sts'
 
 import {kmsError} from './errors.js'
@@ -108,6 +108,31 @@ export async function putKeyPolicy(clients: AwsClients, keyArn: string, policy: 
   } catch (error) {
     awsFailure('KMS', 'PutKeyPolicy', error)
   }
+}
+
+export interface KeyGrant {
+  grantId: string
+  granteePrincipal: string
+  operations: string[]
+}
+
+/** The most grants read (KMS allows 50,000 per key; past this the check says it could not see them all). */
+export const MAX_GRANTS = 10_000
+
+/** Every grant on the key (grants are not in the key policy and are not bound by its conditions). `complete` is false past MAX_GRANTS. */
+export async function listGrants(clients: AwsClients, keyArn: string): Promise<{grants: KeyGrant[]; complete: boolean}> {
+  const grants: KeyGrant[] = []
+  let marker: string | undefined
+  try {
+    do {
+      const out = await clients.kms.send(new ListGrantsCommand({KeyId: keyArn, Limit: 100, ...(marker ? {Marker: marker} : {})}))
+      for (const g of out.Grants ?? []) grants.push({grantId: g.GrantId ?? '', granteePrincipal: g.GranteePrincipal ?? '', operations: (g.Operations ?? []).map(String)})
+      marker = out.Truncated ? out.NextMarker : undefined
+    } while (marker !== undefined && grants.length < MAX_GRANTS)
+  } catch (error) {
+    return awsFailure('KMS', 'ListGrants', error)
+  }
+  return {grants, complete: marker === undefined}
 }
 
 /** Resolve the host role; returns its ARN as IAM spells it. */

@@ -1,24 +1,26 @@
 /**
- * The drift verdict of `nle policy check` (pure). Exit codes — documented in the README:
- *   0  the current measurements are admitted for every configured operation, nothing stale;
- *   1  drift: the current measurements are not admitted (or are debug zeros without --allow-debug);
+ * The verdict of `nle policy check` (pure). Exit codes — documented in the README:
+ *   0  the current measurements are admitted for every configured operation, and nothing else
+ *      gives the host plaintext or admits another enclave;
+ *   1  the host can reach plaintext without the attested enclave (unconditioned access to a
+ *      decrypting operation, ReEncryptFrom, CreateGrant or PutKeyPolicy; a debug-mode pin), or
+ *      drift (the current measurements are not admitted, or are all-zero without --allow-debug);
  *      also every warning below when `strict` is set;
- *   2  admitted, but the policy admits stale measurement sets, grants an attested operation
- *      without an attestation condition, or nle's statements differ from what `policy apply` writes.
- * (2 is also the CLI's usage-error code; a usage error prints `Error [USAGE]` and no report.)
+ *   2  admitted, but a statement admits a stale set, pins fewer measurements than nle does, or
+ *      nle's statements differ from what `policy apply` writes.
+ * (2 is also the CLI's usage-error code; a usage error prints `Error [USAGE]` and no report.
+ *  A policy that is not a key policy is an input error, exit 3, before any verdict.)
  */
+import {type Exposure, type GrantInfo, type PinnedSet, analyzeExposure, grantExposures} from './exposure.js'
 import {
-  type AdmittedSet,
   type KeyPolicy,
   type KmsOperation,
   type MeasurementSet,
   admits,
-  admittedSets,
   isDebugSet,
   isOwned,
   normalizeMeasurements,
   patchPolicy,
-  sameSet,
 } from './policy.js'
 
 export interface CheckInput {
@@ -32,9 +34,14 @@ export interface CheckInput {
   /** Warnings become errors (exit 1). */
   strict?: boolean
   keyArn?: string
+  /** The key's grants (live key): `complete` false when they could not all be read. Absent for a policy file. */
+  grants?: {grants: readonly GrantInfo[]; complete: boolean}
 }
 
-export type FindingKind = 'not-admitted' | 'debug-measurements' | 'stale-set' | 'unconditioned-grant' | 'outdated-statements'
+export type FindingKind = 'unconditioned-access' | 'debug-pin' | 'not-admitted' | 'debug-measurements' | 'partial-pin' | 'stale-set' | 'grants-unread' | 'outdated-statements'
+
+/** Most severe first: the report's headline names the first finding in this order. */
+const PRIORITY: readonly FindingKind[] = ['unconditioned-access', 'debug-pin', 'debug-measurements', 'not-admitted', 'partial-pin', 'stale-set', 'grants-unread', 'outdated-statements']
 
 export interface Finding {
   severity: 'error' | 'warning'
@@ -42,22 +49,55 @@ export interface Finding {
   message: string
   sid?: string | null
   fix?: string
+  /** For a foreign statement: the replacement that closes the finding (null: remove it). */
+  proposed?: Exposure['proposed']
 }
 
-export interface CheckedSet extends AdmittedSet {
-  status: 'current' | 'previous' | 'stale'
-}
+export type CheckedSet = PinnedSet
 
 export interface CheckReport {
-  verdict: 'ok' | 'drift' | 'stale'
+  /** unsafe: the host can reach plaintext without the attested enclave; drift: the current set is not admitted; partial / stale: see the warnings. */
+  verdict: 'ok' | 'unsafe' | 'drift' | 'partial' | 'stale'
+  /** The most severe finding, in words (the first line of the text report). */
+  headline: string
   exitCode: 0 | 1 | 2
   current: MeasurementSet
   operations: {operation: KmsOperation; admitted: boolean}[]
   sets: CheckedSet[]
   findings: Finding[]
+  /** Every way the policy gives the host plaintext (the findings of kinds unconditioned-access, debug-pin, partial-pin, stale-set come from here). */
+  exposures: Exposure[]
 }
 
 const short = (set: MeasurementSet): string => `PCR0 ${set.PCR0.slice(0, 12)}…`
+
+const VERDICT: Record<FindingKind, CheckReport['verdict']> = {
+  'unconditioned-access': 'unsafe',
+  'debug-pin': 'unsafe',
+  'debug-measurements': 'drift',
+  'not-admitted': 'drift',
+  'partial-pin': 'partial',
+  'stale-set': 'stale',
+  'grants-unread': 'stale',
+  'outdated-statements': 'stale',
+}
+
+const HEADLINE: Record<FindingKind, string> = {
+  'unconditioned-access': 'unconditioned access',
+  'debug-pin': 'debug-mode enclave admitted',
+  'debug-measurements': 'drift',
+  'not-admitted': 'drift',
+  'partial-pin': 'partial pin',
+  'stale-set': 'stale',
+  'grants-unread': 'grants not all read',
+  'outdated-statements': 'outdated',
+}
+
+function headline(top: Finding | undefined, current: MeasurementSet): string {
+  if (top === undefined) return `ok: the current measurements (${short(current)}) are admitted; nothing else gives the host plaintext.`
+  if (top.kind === 'not-admitted' || top.kind === 'debug-measurements') return 'drift: the current measurements are not admitted.'
+  return `${HEADLINE[top.kind]}: ${top.message}`
+}
 
 export function checkPolicy(input: CheckInput): CheckReport {
   const current = normalizeMeasurements(input.measurements)
@@ -77,40 +117,37 @@ export function checkPolicy(input: CheckInput): CheckReport {
   }
   // What apply would keep; without --allow-debug a debug lockfile cannot be patched, so nothing is "kept" but it.
   const patch = debug ? undefined : patchPolicy(input.policy, {project: input.project, roleArn: input.roleArn, measurements: current, keepPrevious: input.keepPrevious, operations: input.operations, allowDebug: input.allowDebug})
-  const kept = patch?.sets.map((s) => s.set) ?? [current]
-  const sets: CheckedSet[] = admittedSets(input.policy, input).map((s) => ({
-    ...s,
-    status: sameSet(s.set, current) ? 'current' : s.owned && kept.some((k) => sameSet(k, s.set)) ? 'previous' : 'stale',
-  }))
-  const severity = input.strict ? 'error' : 'warning'
-  for (const s of sets.filter((x) => x.status === 'stale')) {
-    findings.push({
-      severity,
-      kind: 'stale-set',
-      sid: s.sid,
-      message: `Statement ${s.sid ? JSON.stringify(s.sid) : `#${s.index}`} still admits an old measurement set (${short(s.set)}).`,
-      fix: s.owned ? 'Run `nle policy apply --apply`: it keeps only the current and kms.keepPrevious earlier sets.' : 'Remove the statement from the policy (nle does not edit statements it does not own).',
-    })
+  const kept = patch?.sets.filter((s) => !s.current).map((s) => s.set) ?? []
+  const report = analyzeExposure(input.policy, {project: input.project, roleArn: input.roleArn, current, kept, keyArn: input.keyArn, allowDebug: input.allowDebug})
+  const warning = input.strict ? 'error' : 'warning'
+  for (const e of report.exposures) {
+    const severity = e.kind === 'unconditioned-access' || e.kind === 'debug-pin' ? 'error' : warning
+    findings.push({severity, kind: e.kind, sid: e.sid, message: e.message, fix: e.fix, ...(e.owned ? {} : {proposed: e.proposed})})
   }
-  const unconditioned = patch?.unconditioned ?? []
-  for (const u of unconditioned) findings.push({severity, kind: 'unconditioned-grant', sid: u.sid, message: u.message, fix: u.fix})
+  const grants = input.grants === undefined ? [] : grantExposures(input.grants.grants, {roleArn: input.roleArn, keyArn: input.keyArn})
+  for (const e of grants) findings.push({severity: 'error', kind: e.kind, sid: null, message: e.message, fix: e.fix})
+  if (input.grants !== undefined && !input.grants.complete) {
+    findings.push({severity: warning, kind: 'grants-unread', message: `The key has more grants than the check reads (${input.grants.grants.length}): a grant to the host role may be among the rest.`, fix: 'Retire or revoke grants that are no longer used.'})
+  }
   if (patch && input.policy.Statement.some((s) => isOwned(s, input.project))) {
     const ownedNow = JSON.stringify(input.policy.Statement.filter((s) => isOwned(s, input.project)))
     const ownedThen = JSON.stringify(patch.policy.Statement.filter((s) => isOwned(s, input.project)))
-    if (ownedNow !== ownedThen && findings.every((f) => f.severity !== 'error')) {
-      findings.push({severity, kind: 'outdated-statements', message: "nle's statements differ from what `nle policy apply` writes for this config (role, operations or rollout window changed).", fix: 'Run `nle policy apply` to see the diff.'})
+    if (ownedNow !== ownedThen && findings.length === 0) {
+      findings.push({severity: warning, kind: 'outdated-statements', message: "nle's statements differ from what `nle policy apply` writes for this config (role, operations or rollout window changed).", fix: 'Run `nle policy apply` to see the diff.'})
     }
   }
+  findings.sort((a, b) => PRIORITY.indexOf(a.kind) - PRIORITY.indexOf(b.kind))
   const errors = findings.some((f) => f.severity === 'error')
-  const warnings = findings.some((f) => f.severity === 'warning')
-  const drift = findings.some((f) => f.kind === 'not-admitted' || f.kind === 'debug-measurements')
+  const top = findings[0]
   return {
-    verdict: drift ? 'drift' : errors || warnings ? 'stale' : 'ok',
-    exitCode: errors ? 1 : warnings ? 2 : 0,
+    verdict: top === undefined ? 'ok' : VERDICT[top.kind],
+    headline: headline(top, current),
+    exitCode: errors ? 1 : findings.length > 0 ? 2 : 0,
     current,
     operations,
-    sets,
+    sets: report.sets,
     findings,
+    exposures: [...report.exposures, ...grants],
   }
 }
 
@@ -125,15 +162,16 @@ function escapeProperty(text: string): string {
 
 export type CheckFormat = 'text' | 'json' | 'github'
 
+/** An input error (the policy is not a key policy, a config is missing) as a GitHub ::error annotation; the CLI still prints the error and exits with its code. */
+export function formatInputError(error: {code: string; message: string; hint?: string}, options: {file?: string} = {}): string {
+  const file = options.file ? `,file=${escapeProperty(options.file)}` : ''
+  return `::error title=${escapeProperty(`nle policy check: ${error.code}`)}${file}::${escapeAnnotation(error.hint ? `${error.message} ${error.hint}` : error.message)}\n`
+}
+
 /** Render a report. `file` (a policy file path) is attached to GitHub annotations. */
 export function formatCheck(report: CheckReport, format: CheckFormat, options: {file?: string} = {}): string {
   if (format === 'json') return JSON.stringify(report, null, 2) + '\n'
-  const summary =
-    report.verdict === 'ok'
-      ? `ok: the current measurements (${short(report.current)}) are admitted; nothing stale.`
-      : report.verdict === 'drift'
-        ? 'drift: the current measurements are not admitted.'
-        : 'stale: the current measurements are admitted, but see the warnings.'
+  const summary = report.headline
   if (format === 'github') {
     const file = options.file ? `,file=${escapeProperty(options.file)}` : ''
     const lines = report.findings.map((f) => `::${f.severity} title=${escapeProperty(`nle policy check: ${f.kind}`)}${file}::${escapeAnnotation(f.fix ? `${f.message} Fix: ${f.fix}` : f.message)}`)
@@ -146,6 +184,7 @@ export function formatCheck(report: CheckReport, format: CheckFormat, options: {
   for (const f of report.findings) {
     lines.push(`${f.severity === 'error' ? 'error' : 'warning'}: ${f.message}`)
     if (f.fix) lines.push(`  fix: ${f.fix}`)
+    if (f.proposed) lines.push(`  proposed statement: ${JSON.stringify(f.proposed)}`)
   }
   return lines.join('\n') + '\n'
 }

@@ -6,9 +6,9 @@
 import {ExitCode, NleError, type NleErrorOptions} from '../errors.js'
 
 export type PolicyErrorCode =
-  /** The key policy text is not JSON. */
+  /** The key policy text is not JSON (an input error: exit 3, never drift). */
   | 'POLICY_BAD_JSON'
-  /** The key policy is JSON but not a valid key policy (Statement, Effect, Action, Principal…). */
+  /** The key policy is JSON but not a valid key policy (Statement, Effect, Action, Principal…, duplicate keys): exit 3. */
   | 'POLICY_INVALID'
   /** A measurement set to admit is malformed (not 96 hex characters per PCR). */
   | 'POLICY_BAD_MEASUREMENTS'
@@ -65,7 +65,7 @@ export type KmsDomainError = NleError<KmsDomainErrorCode>
 export function policyError(code: PolicyErrorCode, message: string, options: NleErrorOptions = {}): NleError<PolicyErrorCode> {
   const exitCode =
     options.exitCode ??
-    (code === 'POLICY_FILE_IO' ? ExitCode.IO : code === 'POLICY_CONFIG_MISSING' ? ExitCode.CONFIG : code === 'POLICY_DEBUG_PCRS' || code === 'POLICY_BAD_MEASUREMENTS' ? ExitCode.VERIFY : ExitCode.CHECK_FAILED)
+    (code === 'POLICY_FILE_IO' ? ExitCode.IO : code === 'POLICY_CONFIG_MISSING' || code === 'POLICY_BAD_JSON' || code === 'POLICY_INVALID' ? ExitCode.CONFIG : code === 'POLICY_DEBUG_PCRS' || code === 'POLICY_BAD_MEASUREMENTS' ? ExitCode.VERIFY : ExitCode.CHECK_FAILED)
   return new NleError(code, message, {...options, exitCode})
 }
 

@@ -51,8 +51,62 @@ describe('principals, actions, resources', () => {
     expect(ask(ROLE, 'kms:describekey', 'ignore')).toBe('implicit-deny')
     expect(ask('arn:aws:iam::999999999999:role/host', 'kms:Encrypt')).toBe('implicit-deny')
     expect(ask(ROLE, 'kms:Encrypt', 'grant', 'arn:aws:kms:us-east-1:111122223333:key/other')).toBe('implicit-deny')
-    const not = parsePolicy(JSON.stringify({Statement: [{Effect: 'Deny', NotPrincipal: {AWS: ROLE}, Action: 'kms:*', Resource: '*'}, {Effect: 'Allow', Principal: '*', Action: 'kms:*', Resource: '*'}]}))
+    // Deny + NotPrincipal excludes a principal only when it names it and its account (IAM: otherwise the account, and so the principal, stays denied).
+    const not = parsePolicy(JSON.stringify({Statement: [{Effect: 'Deny', NotPrincipal: {AWS: [ROLE, '111122223333']}, Action: 'kms:*', Resource: '*'}, {Effect: 'Allow', Principal: '*', Action: 'kms:*', Resource: '*'}]}))
     expect(evaluatePolicy(not, {principalArn: ROLE, action: 'kms:Decrypt', resourceArn: KEY}, {accountRoot: 'grant'}).decision).toBe('allow')
     expect(evaluatePolicy(not, {principalArn: 'arn:aws:iam::111122223333:user/eve', action: 'kms:Decrypt', resourceArn: KEY}, {accountRoot: 'grant'}).decision).toBe('deny')
+    const roleOnly = parsePolicy(JSON.stringify({Statement: [{Effect: 'Deny', NotPrincipal: {AWS: ROLE}, Action: 'kms:*', Resource: '*'}, {Effect: 'Allow', Principal: '*', Action: 'kms:*', Resource: '*'}]}))
+    expect(evaluatePolicy(roleOnly, {principalArn: ROLE, action: 'kms:Decrypt', resourceArn: KEY}, {accountRoot: 'grant'}).decision).toBe('deny')
+    // Allow + NotPrincipal is not supported by AWS: it never allows here.
+    const allowNot = parsePolicy(JSON.stringify({Statement: [{Effect: 'Allow', NotPrincipal: {AWS: 'arn:aws:iam::111122223333:user/eve'}, Action: 'kms:*', Resource: '*'}]}))
+    expect(evaluatePolicy(allowNot, {principalArn: ROLE, action: 'kms:Decrypt', resourceArn: KEY}, {accountRoot: 'grant'}).decision).toBe('implicit-deny')
+  })
+})
+
+describe('IAM semantics the local KMS must not be more permissive than', () => {
+  const ask = (statement: Record<string, unknown>, principalArn = ROLE, keys = {}): string =>
+    evaluatePolicy(parsePolicy(JSON.stringify({Statement: [{Effect: 'Allow', Action: 'kms:Decrypt', Resource: '*', ...statement}]})), {principalArn, action: 'kms:Decrypt', resourceArn: KEY, keys}, {accountRoot: 'grant'}).decision
+
+  it('set operators: ForAllValues with a missing key is true, ForAnyValue with a missing key is false (negated too)', () => {
+    expect(evaluateCondition({'ForAllValues:StringEquals': {'kms:EncryptionContextKeys': 'app'}}, {})).toBe(true)
+    expect(evaluateCondition({'ForAllValues:StringEquals': {'kms:EncryptionContextKeys': 'app'}}, {'kms:EncryptionContextKeys': []})).toBe(true)
+    expect(evaluateCondition({'ForAllValues:StringEquals': {'kms:EncryptionContextKeys': 'app'}}, {'kms:EncryptionContextKeys': ['app', 'x']})).toBe(false)
+    expect(evaluateCondition({'ForAnyValue:StringEquals': {'kms:EncryptionContextKeys': 'app'}}, {})).toBe(false)
+    expect(evaluateCondition({'ForAnyValue:StringNotEquals': {'kms:EncryptionContextKeys': 'app'}}, {})).toBe(false)
+    expect(evaluateCondition({'ForAnyValue:StringEquals': {'kms:EncryptionContextKeys': 'app'}}, {'kms:EncryptionContextKeys': ['x', 'app']})).toBe(true)
+    expect(evaluateCondition({'ForAllValues:StringNotEquals': {'kms:EncryptionContextKeys': 'app'}}, {})).toBe(true)
+  })
+
+  it('ARN operators compare each of the six parts; a * never crosses a colon; case-sensitive', () => {
+    expect(evaluateCondition({ArnLike: {'aws:PrincipalArn': 'arn:aws:iam::*:role/host'}}, {'aws:PrincipalArn': ROLE})).toBe(true)
+    expect(evaluateCondition({ArnLike: {'aws:PrincipalArn': 'arn:aws:*'}}, {'aws:PrincipalArn': ROLE})).toBe(false)
+    expect(evaluateCondition({ArnLike: {'aws:PrincipalArn': 'arn:aws:iam::111122223333:role/*'}}, {'aws:PrincipalArn': ROLE})).toBe(true)
+    expect(evaluateCondition({ArnEquals: {'aws:PrincipalArn': ROLE.toUpperCase()}}, {'aws:PrincipalArn': ROLE})).toBe(false)
+    expect(evaluateCondition({ArnNotEquals: {'aws:PrincipalArn': [ROLE, 'arn:aws:iam::111122223333:role/x']}}, {'aws:PrincipalArn': ROLE})).toBe(false)
+    expect(evaluateCondition({ArnEquals: {'aws:PrincipalArn': 'not-an-arn'}}, {'aws:PrincipalArn': 'not-an-arn'})).toBe(false)
+  })
+
+  it('principals in conditions: aws:PrincipalArn is the role for its sessions, and a request cannot set it', () => {
+    const byArn = {Principal: '*', Condition: {ArnEquals: {'aws:PrincipalArn': ROLE}}}
+    expect(ask(byArn, 'arn:aws:sts::111122223333:assumed-role/host/i-0abc')).toBe('allow')
+    expect(ask(byArn, 'arn:aws:iam::111122223333:role/other', {'aws:PrincipalArn': ROLE})).toBe('implicit-deny')
+    expect(ask({Principal: '*', Condition: {StringEquals: {'aws:PrincipalAccount': '111122223333'}}})).toBe('allow')
+    expect(ask({Principal: '*', Condition: {StringEquals: {'aws:PrincipalAccount': '999999999999'}}})).toBe('implicit-deny')
+    // Policy variables are not substituted here: such a block never grants.
+    expect(ask({Principal: '*', Condition: {StringEquals: {'kms:CallerAccount': '${aws:PrincipalAccount}'}}})).toBe('implicit-deny')
+  })
+
+  it('principal values: {"AWS": "*"} is everyone, a session ARN names that session only, globs never match an Allow', () => {
+    expect(ask({Principal: {AWS: '*'}})).toBe('allow')
+    expect(ask({Principal: {AWS: 'arn:aws:sts::111122223333:assumed-role/host/i-1'}}, 'arn:aws:sts::111122223333:assumed-role/host/i-1')).toBe('allow')
+    expect(ask({Principal: {AWS: 'arn:aws:sts::111122223333:assumed-role/host/i-1'}}, 'arn:aws:sts::111122223333:assumed-role/host/i-2')).toBe('implicit-deny')
+    expect(ask({Principal: {AWS: 'arn:aws:sts::111122223333:assumed-role/host/*'}}, 'arn:aws:sts::111122223333:assumed-role/host/i-2')).toBe('implicit-deny')
+    expect(ask({Principal: {AWS: 'arn:aws:iam::111122223333:role/*'}})).toBe('implicit-deny')
+  })
+
+  it('a debug-mode document (all zeros) only matches a policy that pins zeros; IfExists passes a request without a Recipient', () => {
+    const zeros = recipientContextKeys({0: '0'.repeat(96), 1: '0'.repeat(96), 2: '0'.repeat(96)})
+    expect(ask({Principal: {AWS: ROLE}, Condition: {StringEqualsIgnoreCase: {'kms:RecipientAttestation:PCR0': PCR0}}}, ROLE, zeros)).toBe('implicit-deny')
+    expect(ask({Principal: {AWS: ROLE}, Condition: {StringEqualsIgnoreCaseIfExists: {'kms:RecipientAttestation:PCR0': PCR0}}}, ROLE, {})).toBe('allow')
   })
 })

@@ -2,13 +2,13 @@ import {describe, expect, it} from 'vitest'
 
 import {unifiedDiff} from './diff.js'
 import {evaluatePolicy} from './evaluate.js'
+import {JUDGED_OPERATIONS, analyzeExposure, applyProposals} from './exposure.js'
 import {
   type KeyPolicy,
   type MeasurementSet,
   type PatchOptions,
   type PolicyStatement,
   admits,
-  findUnconditionedGrants,
   isOwned,
   lockoutCheck,
   parsePolicy,
@@ -148,32 +148,35 @@ describe('patchPolicy', () => {
   })
 })
 
-describe('unconditioned grants', () => {
-  it('reports statements that let the role decrypt without attestation, and proposes the fix', () => {
+describe('exposures (what reaches the host without the attested enclave)', () => {
+  it('reports statements that let the host role decrypt without attestation, and proposes fixes that close them', () => {
+    const m = set(rng(11))
     const policy = parsePolicy(
       JSON.stringify({
         Version: '2012-10-17',
         Statement: [
           {Sid: 'Enable IAM User Permissions', Effect: 'Allow', Principal: {AWS: `arn:aws:iam::${ACCOUNT}:root`}, Action: 'kms:*', Resource: '*'},
           {Sid: 'direct', Effect: 'Allow', Principal: {AWS: ROLE}, Action: ['kms:Decrypt', 'kms:Encrypt'], Resource: '*'},
-          {Sid: 'gated', Effect: 'Allow', Principal: {AWS: ROLE}, Action: 'kms:Decrypt', Resource: '*', Condition: {StringEqualsIgnoreCase: {'kms:RecipientAttestation:PCR0': 'ab'.repeat(48)}}},
+          {Sid: 'gated', Effect: 'Allow', Principal: {AWS: ROLE}, Action: 'kms:Decrypt', Resource: '*', Condition: {StringEqualsIgnoreCase: {'kms:RecipientAttestation:PCR0': m.PCR0, 'kms:RecipientAttestation:PCR1': m.PCR1, 'kms:RecipientAttestation:PCR2': m.PCR2}}},
           {Sid: 'pattern', Effect: 'Allow', Principal: '*', Action: 'kms:Decrypt', Resource: '*', Condition: {StringLike: {'kms:RecipientAttestation:PCR0': '*'}}},
           {Sid: 'other', Effect: 'Allow', Principal: {AWS: `arn:aws:iam::999999999999:role/x`}, Action: 'kms:Decrypt', Resource: '*'},
         ],
       }),
     )
-    const found = findUnconditionedGrants(policy, {project: 'demo', roleArn: ROLE, operations: ['Decrypt']})
-    expect(found.map((f) => [f.sid, f.via])).toEqual([
-      ['Enable IAM User Permissions', 'account-root'],
-      ['direct', 'role'],
-      ['pattern', 'wildcard'],
+    const ctx = {project: 'demo', roleArn: ROLE, current: m, kept: []}
+    const found = analyzeExposure(policy, ctx).exposures
+    expect(found.map((f) => [f.sid, f.kind, f.via])).toEqual([
+      ['Enable IAM User Permissions', 'unconditioned-access', 'account'],
+      ['direct', 'unconditioned-access', 'role'],
+      ['pattern', 'unconditioned-access', 'everyone'],
     ])
-    expect(found[0]!.proposed).toEqual({Sid: 'Enable IAM User Permissions', Effect: 'Allow', Principal: {AWS: `arn:aws:iam::${ACCOUNT}:root`}, NotAction: ['kms:Decrypt'], Resource: '*'})
+    // The account statement: the host role is kept out by aws:PrincipalArn (not NotAction: ["kms:Decrypt"], which left ReEncrypt, CreateGrant and PutKeyPolicy to IAM).
+    expect(found[0]!.actions).toEqual([...JUDGED_OPERATIONS])
+    expect(found[0]!.proposed).toEqual({Sid: 'Enable IAM User Permissions', Effect: 'Allow', Principal: {AWS: `arn:aws:iam::${ACCOUNT}:root`}, Action: 'kms:*', Resource: '*', Condition: {ArnNotEquals: {'aws:PrincipalArn': ROLE}}})
     expect(found[1]!.proposed!.Action).toBe('kms:Encrypt')
-    // The proposed fixes close the bypass.
-    const fixed = {...policy, Statement: policy.Statement.map((s, i) => found.find((f) => f.index === i)?.proposed ?? s)}
-    expect(found[2]!.proposed).toBeNull()
-    expect(findUnconditionedGrants({...fixed, Statement: fixed.Statement.filter((s) => s.Sid !== 'pattern')}, {project: 'demo', roleArn: ROLE, operations: ['Decrypt']})).toEqual([])
+    const fixed = applyProposals(policy, analyzeExposure(policy, ctx))
+    expect(analyzeExposure(fixed, ctx).exposures).toEqual([])
+    expect(fixed.Statement.map((s) => s.Sid)).toEqual(['Enable IAM User Permissions', 'direct', 'gated', 'pattern', 'other'])
   })
 })
 

@@ -11,7 +11,9 @@
  * earlier ones). Each statement pins PCR0, PCR1, PCR2 (and PCR8 for a signed EIF) with
  * `StringEqualsIgnoreCase` on single values: arrays per key would admit mixed combinations.
  */
-import {type RequestContextKeys, accountOf, evaluatePolicy, principalOf, statementActionMatch, statementPrincipalMatch} from './evaluate.js'
+import {parseDocument} from 'yaml'
+
+import {type RequestContextKeys, accountOf, evaluatePolicy, principalOf} from './evaluate.js'
 import {policyError} from './errors.js'
 
 export interface PolicyStatement {
@@ -43,6 +45,21 @@ export interface MeasurementSet {
 }
 
 export const MEASUREMENT_KEYS = ['PCR0', 'PCR1', 'PCR2', 'PCR8'] as const
+
+/**
+ * Operations a Recipient condition can gate; without a Recipient they return plaintext.
+ * (DeriveSharedSecret is left out: it needs an asymmetric key-agreement key, and nle's key is
+ * symmetric — SYMMETRIC_DEFAULT, as Encrypt/Decrypt of the clients' data keys require.)
+ */
+export const RECIPIENT_OPERATIONS = ['kms:Decrypt', 'kms:GenerateDataKey', 'kms:GenerateDataKeyPair'] as const
+/**
+ * Operations that reach plaintext and can never carry a Recipient: ReEncryptFrom decrypts under
+ * this key and re-encrypts under a key the caller picks; CreateGrant hands out operations that
+ * key-policy conditions do not govern; PutKeyPolicy rewrites the policy.
+ */
+export const UNATTESTABLE_OPERATIONS = ['kms:ReEncryptFrom', 'kms:CreateGrant', 'kms:PutKeyPolicy'] as const
+/** Every operation judged for host principals (./exposure.ts). */
+export const JUDGED_OPERATIONS: readonly string[] = [...RECIPIENT_OPERATIONS, ...UNATTESTABLE_OPERATIONS]
 export const RECIPIENT_KEY_PREFIX = 'kms:RecipientAttestation:'
 export type KmsOperation = 'Decrypt' | 'GenerateDataKey' | 'GenerateRandom'
 
@@ -56,6 +73,10 @@ function invalid(message: string, details?: Record<string, unknown>): never {
     details,
   })
 }
+
+const STATEMENT_ELEMENTS = ['Sid', 'Effect', 'Principal', 'NotPrincipal', 'Action', 'NotAction', 'Resource', 'NotResource', 'Condition'] as const
+
+const PRINCIPAL_TYPES = ['AWS', 'Service', 'Federated', 'CanonicalUser'] as const
 
 const isObject = (v: unknown): v is Record<string, unknown> => typeof v === 'object' && v !== null && !Array.isArray(v)
 const isStringOrStrings = (v: unknown): boolean => typeof v === 'string' || (Array.isArray(v) && v.length > 0 && v.every((x) => typeof x === 'string'))
@@ -75,19 +96,39 @@ export function validatePolicy(value: unknown): KeyPolicy {
       if (sids.has(s.Sid)) invalid(`statement ${i}: duplicate Sid ${JSON.stringify(s.Sid)}.`, where)
       sids.add(s.Sid)
     }
+    // Element names are case-sensitive; a near miss ("condition") would be ignored here and is refused instead.
+    for (const key of Object.keys(s)) {
+      const known = STATEMENT_ELEMENTS.find((k) => k.toLowerCase() === key.toLowerCase())
+      if (known !== undefined && known !== key) invalid(`statement ${i}: "${key}" is not "${known}" (policy element names are case-sensitive).`, where)
+    }
     if (s.Effect !== 'Allow' && s.Effect !== 'Deny') invalid(`statement ${i}: Effect must be "Allow" or "Deny".`, where)
     if (('Action' in s) === ('NotAction' in s)) invalid(`statement ${i}: exactly one of Action and NotAction is required.`, where)
     if (!isStringOrStrings(s.Action ?? s.NotAction)) invalid(`statement ${i}: Action/NotAction must be a string or a non-empty array of strings.`, where)
     if (('Principal' in s) === ('NotPrincipal' in s)) invalid(`statement ${i}: exactly one of Principal and NotPrincipal is required in a key policy.`, where)
     const principal = s.Principal ?? s.NotPrincipal
     if (principal !== '*' && !isObject(principal)) invalid(`statement ${i}: Principal must be "*" or an object such as {"AWS": "<arn>"}.`, where)
-    if (isObject(principal)) for (const v of Object.values(principal)) if (!isStringOrStrings(v)) invalid(`statement ${i}: Principal values must be strings.`, where)
+    if (isObject(principal)) {
+      for (const v of Object.values(principal)) if (!isStringOrStrings(v)) invalid(`statement ${i}: Principal values must be strings.`, where)
+      for (const key of Object.keys(principal)) {
+        const known = PRINCIPAL_TYPES.find((k) => k.toLowerCase() === key.toLowerCase())
+        if (known !== undefined && known !== key) invalid(`statement ${i}: Principal type "${key}" is not "${known}" (case-sensitive).`, where)
+      }
+    }
     if ('Resource' in s && 'NotResource' in s) invalid(`statement ${i}: Resource and NotResource are exclusive.`, where)
     for (const k of ['Resource', 'NotResource'] as const) if (k in s && !isStringOrStrings(s[k])) invalid(`statement ${i}: ${k} must be a string or array of strings.`, where)
     if ('Condition' in s) {
       if (!isObject(s.Condition)) invalid(`statement ${i}: Condition must be an object.`, where)
+      // Condition keys are case-insensitive: two spellings of one key (or of one operator) would be read differently by different parsers.
+      const operators = new Set<string>()
       for (const [op, block] of Object.entries(s.Condition)) {
         if (!isObject(block)) invalid(`statement ${i}: Condition operator ${op} must map keys to values.`, where)
+        if (operators.has(op.toLowerCase())) invalid(`statement ${i}: Condition operator ${op} appears twice.`, where)
+        operators.add(op.toLowerCase())
+        const keys = new Set<string>()
+        for (const key of Object.keys(block)) {
+          if (keys.has(key.toLowerCase())) invalid(`statement ${i}: Condition key ${key} appears twice under ${op} (keys are case-insensitive).`, where)
+          keys.add(key.toLowerCase())
+        }
         for (const v of Object.values(block)) {
           const ok = ['string', 'boolean', 'number'].includes(typeof v) || (Array.isArray(v) && v.every((x) => ['string', 'boolean', 'number'].includes(typeof x)))
           if (!ok) invalid(`statement ${i}: Condition values must be strings, numbers, booleans or arrays of them.`, where)
@@ -109,6 +150,10 @@ export function parsePolicy(text: string, source = 'key policy'): KeyPolicy {
       cause: error,
     })
   }
+  // JSON.parse keeps the last of duplicate keys; another parser (AWS's) may keep the first. A
+  // policy that reads two ways is refused, not guessed at.
+  const duplicate = parseDocument(text, {uniqueKeys: true}).errors.find((e) => e.code === 'DUPLICATE_KEY')
+  if (duplicate) invalid(`duplicate key in the JSON (${duplicate.message.split('\n')[0]}).`, {source})
   // IAM's grammar also allows a single statement object; nle writes it back as a one-element array.
   if (isObject(value) && isObject(value.Statement)) value = {...value, Statement: [value.Statement]}
   return validatePolicy(value)
@@ -138,12 +183,15 @@ export function normalizeMeasurements(value: MeasurementSet): MeasurementSet {
   return out as unknown as MeasurementSet
 }
 
-export function isDebugSet(set: MeasurementSet): boolean {
-  return [set.PCR0, set.PCR1, set.PCR2].every((v) => /^0+$/.test(v))
+/** A debug-mode enclave reports all-zero PCRs, whatever code it runs: a set whose PCR0 (the image) is zero admits it. */
+export function isDebugSet(set: Pick<MeasurementSet, 'PCR0'>): boolean {
+  return /^0+$/.test(set.PCR0)
 }
 
 export const measurementKey = (set: MeasurementSet): string => MEASUREMENT_KEYS.map((k) => set[k] ?? '').join(':')
 export const sameSet = (a: MeasurementSet, b: MeasurementSet): boolean => measurementKey(a) === measurementKey(b)
+/** The same image (PCR0..2), whether or not either pins the signer (PCR8). */
+export const sameImage = (a: MeasurementSet, b: MeasurementSet): boolean => a.PCR0 === b.PCR0 && a.PCR1 === b.PCR1 && a.PCR2 === b.PCR2
 
 export function ownedSidPrefix(project: string): string {
   return `nle-${project}-enclave`
@@ -204,107 +252,7 @@ export function ownedStatement(spec: OwnedStatementSpec): PolicyStatement {
 }
 
 // ---------------------------------------------------------------------------------------------
-// Grants that make the PCR gate moot.
-
-export interface UnconditionedGrant {
-  index: number
-  sid: string | null
-  /** How the statement reaches the role: naming it, `*`, or the account (delegating to IAM). */
-  via: 'role' | 'wildcard' | 'account-root'
-  actions: string[]
-  message: string
-  /** A replacement statement that keeps what it grants except the attested operations (or null: remove the statement). */
-  proposed: PolicyStatement | null
-  fix: string
-}
-
-/** Whether the statement pins the enclave image: an equality (not a pattern, not …IfExists) on PCR0 or ImageSha384. */
-const IMAGE_KEYS = [`${RECIPIENT_KEY_PREFIX}PCR0`, `${RECIPIENT_KEY_PREFIX}ImageSha384`].map((k) => k.toLowerCase())
-const hasRecipientCondition = (statement: PolicyStatement): boolean =>
-  isObject(statement.Condition) &&
-  Object.entries(statement.Condition).some(
-    ([op, block]) => (op === 'StringEquals' || op === 'StringEqualsIgnoreCase') && isObject(block) && Object.entries(block).some(([k, v]) => IMAGE_KEYS.includes(k.toLowerCase()) && typeof v === 'string' && HEX_96.test(v)),
-  )
-
-/**
- * Allow statements (not nle's) that let the role run an attested operation without an attestation
- * condition. With one of them in place, the PCR gate decides nothing.
- */
-export function findUnconditionedGrants(policy: KeyPolicy, options: {project: string; roleArn: string; operations: readonly KmsOperation[]}): UnconditionedGrant[] {
-  const out: UnconditionedGrant[] = []
-  const actions = [...new Set(options.operations)].map((op) => `kms:${op}`)
-  policy.Statement.forEach((statement, index) => {
-    if (statement.Effect !== 'Allow' || isOwned(statement, options.project)) return
-    const via = statementPrincipalMatch(statement, options.roleArn)
-    if (via === null) return
-    const granted = actions.filter((a) => statementActionMatch(statement, a))
-    if (granted.length === 0 || hasRecipientCondition(statement)) return
-    const proposed = proposeFix(statement, actions)
-    const who = via === 'exact' ? 'the host role' : via === 'wildcard' ? 'every principal ("*")' : 'the whole account (through IAM policies)'
-    out.push({
-      index,
-      sid: statement.Sid ?? null,
-      via: via === 'exact' ? 'role' : via,
-      actions: granted,
-      message: `Statement ${statement.Sid ? JSON.stringify(statement.Sid) : `#${index}`} grants ${who} ${granted.join(', ')} without an attestation condition pinning the image (PCR0): the PCR gate is moot.`,
-      proposed,
-      fix: proposed === null ? 'Remove this statement (it grants nothing but the attested operations).' : 'NotAction' in proposed ? `Exclude ${actions.join(', ')} from it (NotAction), as AWS recommends for the default "kms:*" statement.` : `Remove ${actions.join(', ')} from its Action.`,
-    })
-  })
-  return out
-}
-
-function proposeFix(statement: PolicyStatement, actions: readonly string[]): PolicyStatement | null {
-  const copy = structuredClone(statement)
-  if ('NotAction' in copy) {
-    const current = Array.isArray(copy.NotAction) ? copy.NotAction : [copy.NotAction!]
-    copy.NotAction = [...current, ...actions.filter((a) => !current.includes(a))]
-    return copy
-  }
-  const list = Array.isArray(copy.Action) ? copy.Action : [copy.Action!]
-  const explicit = list.filter((a) => !actions.some((x) => x.toLowerCase() === a.toLowerCase()))
-  if (explicit.some((a) => a.includes('*') || a.includes('?'))) {
-    // A wildcard covers the attested operations: grant everything else instead.
-    if (explicit.length === 1 && list.length === 1 && explicit[0] === 'kms:*') {
-      const {Action: _ignored, ...rest} = copy
-      const out: PolicyStatement = {...rest, NotAction: [...actions]} as PolicyStatement
-      // keep the key where Action was: rebuild in the original key order
-      return Object.fromEntries(Object.entries(statement).map(([k, v]) => (k === 'Action' ? ['NotAction', out.NotAction] : [k, v]))) as PolicyStatement
-    }
-    return null
-  }
-  if (explicit.length === 0) return null
-  copy.Action = explicit.length === 1 ? explicit[0] : explicit
-  return copy
-}
-
-// ---------------------------------------------------------------------------------------------
-// What a policy admits.
-
-export interface AdmittedSet {
-  index: number
-  sid: string | null
-  owned: boolean
-  set: MeasurementSet
-  actions: string[]
-}
-
-/** Every statement that lets the role run an attested operation under a full PCR0..2 pin. */
-export function admittedSets(policy: KeyPolicy, options: {project: string; roleArn: string; operations: readonly KmsOperation[]}): AdmittedSet[] {
-  const actions = [...new Set(options.operations)].map((op) => `kms:${op}`)
-  const out: AdmittedSet[] = []
-  policy.Statement.forEach((statement, index) => {
-    if (statement.Effect !== 'Allow') return
-    const set = conditionedSet(statement)
-    if (set === null) return
-    const via = statementPrincipalMatch(statement, options.roleArn)
-    if (via !== 'exact' && via !== 'wildcard') return
-    const granted = actions.filter((a) => statementActionMatch(statement, a))
-    if (granted.length === 0) return
-    out.push({index, sid: statement.Sid ?? null, owned: isOwned(statement, options.project), set, actions: granted})
-  })
-  return out
-}
+// What a policy admits (for what a host principal can reach in other ways, see ./exposure.ts).
 
 /** Whether the policy (Deny statements included) lets the role run `operation` with an enclave measuring `set`. */
 export function admits(policy: KeyPolicy, options: {roleArn: string; keyArn?: string; set: MeasurementSet; operation: KmsOperation; extraKeys?: RequestContextKeys}): boolean {
@@ -366,7 +314,6 @@ export interface PatchResult {
   sets: {sid: string; set: MeasurementSet; current: boolean}[]
   /** Sets that were admitted by nle's statements and no longer are. */
   removed: MeasurementSet[]
-  unconditioned: UnconditionedGrant[]
   changed: boolean
 }
 
@@ -399,7 +346,8 @@ export function patchPolicy(policy: KeyPolicy, options: PatchOptions): PatchResu
       if (set !== null && !previous.some((p) => sameSet(p, set))) previous.push(set)
     } else foreign.push(statement)
   }
-  const kept = previous.filter((s) => !sameSet(s, current) && (allowDebug || !isDebugSet(s))).slice(0, options.keepPrevious)
+  // The current image is admitted by the current statement only (a copy without its PCR8 pin would weaken it).
+  const kept = previous.filter((s) => !sameImage(s, current) && (allowDebug || !isDebugSet(s))).slice(0, options.keepPrevious)
   const sets = [current, ...kept].map((set, position) => ({sid: ownedSid(options.project, position), set, current: position === 0}))
   const owned = sets.map((s) => ownedStatement({sid: s.sid, set: s.set, roleArn: options.roleArn, operations: options.operations}))
   const statements = [...foreign]
@@ -410,22 +358,30 @@ export function patchPolicy(policy: KeyPolicy, options: PatchOptions): PatchResu
     policy: patched,
     sets,
     removed,
-    unconditioned: findUnconditionedGrants(patched, options),
     changed: serializePolicy(patched) !== serializePolicy(policy),
   }
 }
 
-/** A fresh key policy for a new key: the account may administer (but not run the attested operations), plus nle's statements. */
+/**
+ * A fresh key policy for a new key: through IAM, the account's principals may do everything but
+ * what reaches plaintext; those operations (but the attested ones) stay with every principal
+ * except the host role, kept out by `aws:PrincipalArn` (IAM's advice over NotPrincipal) — so no
+ * IAM policy can give the host ReEncryptFrom, CreateGrant, PutKeyPolicy or an unattested data key.
+ * The attested operations go to the host role through nle's statements only.
+ */
 export function starterPolicy(account: string, options: PatchOptions): KeyPolicy {
+  const attested = [...new Set(options.operations)].map((op) => `kms:${op}`)
   const base: KeyPolicy = {
     Version: '2012-10-17',
     Statement: [
+      {Sid: 'Enable IAM policies except what reaches plaintext', Effect: 'Allow', Principal: {AWS: `arn:aws:iam::${account}:root`}, NotAction: [...JUDGED_OPERATIONS], Resource: '*'},
       {
-        Sid: 'Enable IAM policies except attested operations',
+        Sid: 'Administration, not for the enclave host',
         Effect: 'Allow',
         Principal: {AWS: `arn:aws:iam::${account}:root`},
-        NotAction: [...new Set(options.operations)].map((op) => `kms:${op}`),
+        Action: JUDGED_OPERATIONS.filter((a) => !attested.includes(a)),
         Resource: '*',
+        Condition: {ArnNotEquals: {'aws:PrincipalArn': options.roleArn}},
       },
     ],
   }

@@ -35,7 +35,7 @@ async function project(options: {measurements: MeasurementSet; role?: string; ke
   writeFileSync(join(dir, 'nle.yaml'), `version: 1\nname: demo\nkms:\n  hostRoleArn: ${options.role ?? ROLE}\n  keepPrevious: 1\n${options.keyId ? `  keyId: ${options.keyId}\n  region: us-east-1\n` : ''}`)
   await lock(dir, options.measurements)
   const policyFile = join(dir, 'key-policy.json')
-  writeFileSync(policyFile, JSON.stringify(options.policy ?? {Statement: [{Sid: 'admins', Effect: 'Allow', Principal: {AWS: `arn:aws:iam::${ACCOUNT}:root`}, NotAction: 'kms:Decrypt', Resource: '*'}]}, null, 2))
+  writeFileSync(policyFile, JSON.stringify(options.policy ?? {Statement: [{Sid: 'admins', Effect: 'Allow', Principal: {AWS: `arn:aws:iam::${ACCOUNT}:root`}, NotAction: 'kms:Decrypt', Resource: '*', Condition: {ArnNotEquals: {'aws:PrincipalArn': options.role ?? ROLE}}}]}, null, 2))
   return {dir, config: join(dir, 'nle.yaml'), policyFile}
 }
 
@@ -67,7 +67,7 @@ describe('policy service, file mode', () => {
       ['nle-demo-enclave-current', true, 'current'],
       ['nle-demo-enclave-previous-1', true, 'other'],
     ])
-    expect(shown.unconditioned).toEqual([])
+    expect(shown.exposures).toEqual([])
   })
 
   it('a foreign statement admitting an old set is stale (exit 2; 1 with strict)', async () => {
@@ -151,7 +151,7 @@ describe('policy service, live key on the local endpoint', () => {
     delete process.env.AWS_SESSION_TOKEN
     delete process.env.AWS_PROFILE
     const kms = new KMSClient({endpoint: server.url, region: 'us-east-1', credentials: {accessKeyId: admin.accessKeyId, secretAccessKey: admin.secretAccessKey}})
-    keyId = (await kms.send(new CreateKeyCommand({Policy: JSON.stringify({Version: '2012-10-17', Statement: [{Sid: 'admins', Effect: 'Allow', Principal: {AWS: `arn:aws:iam::${state.accountId}:root`}, NotAction: 'kms:Decrypt', Resource: '*'}]})}))).KeyMetadata!.KeyId!
+    keyId = (await kms.send(new CreateKeyCommand({Policy: JSON.stringify({Version: '2012-10-17', Statement: [{Sid: 'admins', Effect: 'Allow', Principal: {AWS: `arn:aws:iam::${state.accountId}:root`}, NotAction: 'kms:Decrypt', Resource: '*', Condition: {ArnNotEquals: {'aws:PrincipalArn': host.arn}}}]})}))).KeyMetadata!.KeyId!
   })
   afterAll(async () => {
     process.env = saved

@@ -7,19 +7,18 @@ import {dirname, resolve} from 'node:path'
 
 import {loadConfig} from '../config/load.js'
 import {readLockfile} from '../lockfile.js'
-import {type AwsOptions, awsClients, callerIdentity, describeKey, getKeyPolicy, getRole, putKeyPolicy} from './aws.js'
+import {type AwsOptions, type KeyGrant, awsClients, callerIdentity, describeKey, getKeyPolicy, getRole, listGrants, putKeyPolicy} from './aws.js'
 import {type CheckReport, checkPolicy} from './check.js'
 import {unifiedDiff} from './diff.js'
 import {policyError} from './errors.js'
+import {type Exposure, analyzeExposure, grantExposures} from './exposure.js'
 import {
   type KeyPolicy,
   type KmsOperation,
   type LockoutReport,
   type MeasurementSet,
   type PatchResult,
-  type UnconditionedGrant,
   conditionedSet,
-  findUnconditionedGrants,
   isOwned,
   lockoutCheck,
   parsePolicy,
@@ -94,6 +93,8 @@ export interface LoadedPolicy {
   policy: KeyPolicy
   /** The key's ARN (live key only). */
   keyArn?: string
+  /** The key's grants (live key only): grants are not in the policy and not bound by its conditions. */
+  grants?: {grants: KeyGrant[]; complete: boolean}
   source: string
 }
 
@@ -130,7 +131,8 @@ export async function loadPolicy(source: PolicySource, inputs: PolicyInputs): Pr
   const clients = awsClients({region: inputs.region, ...source.aws})
   const key = await describeKey(clients, requireKey(inputs))
   const text = await getKeyPolicy(clients, key.arn)
-  return {text, policy: parsePolicy(text, `the key policy of ${key.arn}`), keyArn: key.arn, source: key.arn}
+  const policy = parsePolicy(text, `the key policy of ${key.arn}`)
+  return {text, policy, keyArn: key.arn, grants: await listGrants(clients, key.arn), source: key.arn}
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -156,7 +158,8 @@ export interface ShowReport {
   roleArn: string | null
   current: MeasurementSet | null
   statements: ShownStatement[]
-  unconditioned: UnconditionedGrant[]
+  /** Every way the policy gives the host role plaintext (./exposure.ts), with the proposed fixes. */
+  exposures: Exposure[]
 }
 
 const list = (v: unknown): string[] => (Array.isArray(v) ? v.map(String) : v === undefined ? [] : [String(v)])
@@ -181,8 +184,20 @@ export async function showPolicy(source: PolicySource, options: PolicyInputOptio
       status: set === null ? null : current !== null && sameSet(set, current) ? 'current' : 'other',
     }
   })
-  const unconditioned = inputs.roleArn ? findUnconditionedGrants(loaded.policy, {project: inputs.project, roleArn: inputs.roleArn, operations: inputs.operations}) : []
-  return {source: loaded.source, project: inputs.project, roleArn: inputs.roleArn ?? null, current, statements, unconditioned}
+  let exposures: Exposure[] = []
+  if (inputs.roleArn) {
+    let kept: MeasurementSet[] = []
+    try {
+      if (current) kept = patchPolicy(loaded.policy, {project: inputs.project, roleArn: inputs.roleArn, measurements: current, keepPrevious: inputs.keepPrevious, operations: inputs.operations, allowDebug: true}).sets.filter((s) => !s.current).map((s) => s.set)
+    } catch {
+      // show reports what it can: a config apply would refuse still shows the statements.
+    }
+    exposures = [
+      ...analyzeExposure(loaded.policy, {project: inputs.project, roleArn: inputs.roleArn, current, kept, keyArn: loaded.keyArn}).exposures,
+      ...grantExposures(loaded.grants?.grants ?? [], {roleArn: inputs.roleArn, keyArn: loaded.keyArn}),
+    ]
+  }
+  return {source: loaded.source, project: inputs.project, roleArn: inputs.roleArn ?? null, current, statements, exposures}
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -207,7 +222,8 @@ export interface ApplyReport {
   diff: string
   sets: PatchResult['sets']
   removed: MeasurementSet[]
-  unconditioned: UnconditionedGrant[]
+  /** What the patched policy still gives the host role (foreign statements nle does not edit), with the proposed fixes. */
+  exposures: Exposure[]
   lockout: LockoutReport | null
 }
 
@@ -218,6 +234,12 @@ function refuseLockout(lockout: LockoutReport | null, force: boolean): void {
       details: {caller: lockout.caller},
     })
   }
+}
+
+function patchedExposures(patch: PatchResult, options: {project: string; roleArn: string; allowDebug: boolean}, keyArn: string | undefined): Exposure[] {
+  const current = patch.sets.find((s) => s.current)!.set
+  const kept = patch.sets.filter((s) => !s.current).map((s) => s.set)
+  return analyzeExposure(patch.policy, {project: options.project, roleArn: options.roleArn, current, kept, keyArn, allowDebug: options.allowDebug}).exposures
 }
 
 export async function applyPolicy(options: ApplyOptions): Promise<ApplyReport> {
@@ -242,7 +264,7 @@ export async function applyPolicy(options: ApplyOptions): Promise<ApplyReport> {
       diff: unifiedDiff(serializePolicy(loaded.policy), text, {from: `a/${options.source.path}`, to: `b/${options.out ?? options.source.path}`}),
       sets: patch.sets,
       removed: patch.removed,
-      unconditioned: patch.unconditioned,
+      exposures: patchedExposures(patch, patchOptions, undefined),
       lockout,
     }
   }
@@ -276,7 +298,7 @@ export async function applyPolicy(options: ApplyOptions): Promise<ApplyReport> {
     diff: unifiedDiff(serializePolicy(policy), next),
     sets: patch.sets,
     removed: patch.removed,
-    unconditioned: patch.unconditioned,
+    exposures: patchedExposures(patch, patchOptions, key.arn),
     lockout,
   }
 }
@@ -304,6 +326,7 @@ export async function runPolicyCheck(options: CheckOptions): Promise<CheckReport
     allowDebug: options.allowDebug,
     strict: options.strict,
     keyArn: loaded.keyArn,
+    grants: loaded.grants,
   })
   return {source: loaded.source, ...report}
 }

@@ -287,6 +287,12 @@ export class LocalKms {
           .map(([AliasName, TargetKeyId]) => ({AliasName, AliasArn: `arn:aws:kms:${this.state.region}:${this.state.accountId}:${AliasName}`, TargetKeyId}))
         return {Aliases: aliases, Truncated: false}
       }
+      case 'ListGrants': {
+        // The local endpoint has no CreateGrant, so no key ever has a grant.
+        const key = this.resolveKey(str(input, 'KeyId', true))
+        this.authorize(identity, 'ListGrants', key)
+        return {Grants: [], Truncated: false}
+      }
       case 'GetKeyPolicy': {
         const key = this.resolveKey(str(input, 'KeyId', true))
         if ((str(input, 'PolicyName') ?? 'default') !== 'default') throw new KmsApiError('NotFoundException', 'Only the policy named "default" exists.')
