@@ -29,6 +29,12 @@ export interface ProxySettings {
   queue: number
   upstreamTimeoutMs: number
   drainTimeoutMs: number
+  /** Limits on what clients may hold (ParentProxy's defaults when absent). */
+  maxConnections?: number
+  maxConnectionsPerClient?: number
+  maxBufferedBytes?: number
+  headersTimeoutMs?: number
+  requestTimeoutMs?: number
   /** KMS mode: serve the enclave's AWS credentials (GET /v1/credentials) on this Unix socket. */
   credentialsSocket?: string
   /** Where those credentials come from (default env; proxy.credentials.source defaults to imds). */
@@ -71,6 +77,11 @@ export async function resolveProxySettings(configFile: string | undefined, overr
     queue: proxy.queue,
     upstreamTimeoutMs: proxy.upstreamTimeoutMs,
     drainTimeoutMs: proxy.drainTimeoutMs,
+    maxConnections: proxy.maxConnections,
+    maxConnectionsPerClient: proxy.maxConnectionsPerClient,
+    maxBufferedBytes: proxy.maxBufferedBytes,
+    headersTimeoutMs: proxy.headersTimeoutMs,
+    requestTimeoutMs: proxy.requestTimeoutMs,
     ...(proxy.credentials ? {credentialsSocket: abs(proxy.credentials.socket), credentialsSource: proxy.credentials.source} : {}),
   }
   for (const [k, v] of Object.entries(overrides)) if (v !== undefined) (settings as unknown as Record<string, unknown>)[k] = v
@@ -166,7 +177,9 @@ export function waitForSignals(running: RunningProxy, logger: Logger): Promise<n
       logger.log('info', 'shutdown', {signal, inFlight: running.proxy.stats().inFlight})
       running.stop().then(
         ({forced}) => {
-          logger.log('info', 'drained', {forced})
+          // Counts only (what was served and refused), never an address.
+          const {served, refusedConnections, refusedBodies} = running.proxy.stats()
+          logger.log('info', 'drained', {forced, served, refusedConnections, refusedBodies})
           resolve(ExitCode.OK)
         },
         () => resolve(ExitCode.INTERNAL),
@@ -191,6 +204,11 @@ const FLAGS = {
   queue: {type: 'string'},
   'upstream-timeout-ms': {type: 'string'},
   'drain-timeout-ms': {type: 'string'},
+  'max-connections': {type: 'string'},
+  'max-connections-per-client': {type: 'string'},
+  'max-buffered-bytes': {type: 'string'},
+  'headers-timeout-ms': {type: 'string'},
+  'request-timeout-ms': {type: 'string'},
   'credentials-socket': {type: 'string'},
   'credentials-source': {type: 'string'},
 } as const
@@ -216,6 +234,11 @@ export async function settingsFromArgv(argv: string[]): Promise<ProxySettings> {
     queue: num(v.queue),
     upstreamTimeoutMs: num(v['upstream-timeout-ms']),
     drainTimeoutMs: num(v['drain-timeout-ms']),
+    maxConnections: num(v['max-connections']),
+    maxConnectionsPerClient: num(v['max-connections-per-client']),
+    maxBufferedBytes: num(v['max-buffered-bytes']),
+    headersTimeoutMs: num(v['headers-timeout-ms']),
+    requestTimeoutMs: num(v['request-timeout-ms']),
     credentialsSocket: v['credentials-socket'],
     credentialsSource: credentialSource(v['credentials-source']),
   })
