@@ -5,7 +5,7 @@
 import {spawn} from 'node:child_process'
 import {createHash, randomBytes} from 'node:crypto'
 import {type Server, createServer, request as httpRequest} from 'node:http'
-import {readFile} from 'node:fs/promises'
+import {copyFile, mkdir, readFile, realpath} from 'node:fs/promises'
 import {join} from 'node:path'
 
 import OpenAI from 'openai'
@@ -16,6 +16,7 @@ import {NleClient} from '../src/lib/client/index.js'
 import {type Gateway, type GatewayEvent, startGateway} from '../src/lib/gateway/index.js'
 import {writeEndpoints} from '../src/lib/dev/endpoints.js'
 import {type Lockfile, writeLockfile} from '../src/lib/lockfile.js'
+import {fakeNleDev} from '../src/test-support/fake-dev.js'
 import {tempDir} from '../src/test-support/tmp.js'
 import {BIN, REPO_ROOT, json, runCli} from '../src/test-support/cli.js'
 import {type Child, Tap, startRuntime} from './e2e-support.js'
@@ -283,9 +284,22 @@ describe('nle gateway', () => {
   })
 
   it('`nle gateway` with no flags finds a running `nle dev` stack (.nle/dev/endpoints.json)', async () => {
+    // A project as `nle dev` leaves it: its lockfile, the dev root and certificate in .nle/dev, the
+    // endpoints file naming them, written by a live `nle dev` of this project (a stand-in process).
     const project = join(dir, 'project')
-    await writeEndpoints(project, {proxyUrl: httpsUrl, enclaveSocket: join(dir, 'enclave.sock'), kmsUrl: 'http://127.0.0.1:1', devRootFile: join(dir, 'root.pem'), devRootSha256: '', caFile: join(dir, 'tls', 'cert.pem'), lockfile: lock.good, pid: process.pid})
-    await runGatewayCli([], project)
+    const devDir = join(project, '.nle', 'dev')
+    await mkdir(devDir, {recursive: true})
+    await copyFile(lock.good, join(project, 'nle.lock.json'))
+    await copyFile(join(dir, 'root.pem'), join(devDir, 'sim-root.pem'))
+    await copyFile(join(dir, 'tls', 'cert.pem'), join(devDir, 'cert.pem'))
+    const dev = await fakeNleDev(project)
+    try {
+      const devRootSha256 = insecureDevRoot(await readFile(join(devDir, 'sim-root.pem'), 'utf8')).sha256
+      await writeEndpoints(project, {projectDir: await realpath(project), proxyUrl: httpsUrl, enclaveSocket: join(dir, 'enclave.sock'), kmsUrl: 'http://127.0.0.1:1', devRootFile: join(devDir, 'sim-root.pem'), devRootSha256, caFile: join(devDir, 'cert.pem'), pid: dev.pid})
+      await runGatewayCli([], project)
+    } finally {
+      await dev.stop()
+    }
   })
 
   it('`nle gateway` refuses a non-loopback --listen (exit 2), and --mode kms without a KMS key (exit 3)', async () => {

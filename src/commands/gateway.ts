@@ -7,7 +7,7 @@ import {insecureDevRoot} from '../lib/attestation/roots.js'
 import {NleClient} from '../lib/client/index.js'
 import {clientKms, resolveClientKms} from '../lib/client/kms.js'
 import {DEFAULT_CONFIG_FILE} from '../lib/config/load.js'
-import {readEndpoints} from '../lib/dev/endpoints.js'
+import {projectLockfile, readEndpoints} from '../lib/dev/endpoints.js'
 import {type AttestationState, DEFAULT_LISTEN, type GatewayEvent, gatewayError, parseListen, startGateway} from '../lib/gateway/index.js'
 import {DEFAULT_LOCKFILE} from '../lib/lockfile.js'
 
@@ -37,7 +37,7 @@ Inside a project where \`nle dev\` is running, the upstream, the dev root, the p
     'kms-key-id': Flags.string({description: 'KMS mode: the key (ARN, id or alias). Default: kms.keyId of nle.yaml, or the dev stack\'s key.'}),
     'kms-region': Flags.string({description: 'KMS mode: the key\'s region. Default: kms.region of nle.yaml.'}),
     profile: Flags.string({description: 'KMS mode: the AWS profile to sign KMS Encrypt with.'}),
-    lockfile: Flags.file({description: `Measurements the enclave must attest to (default: the dev stack's, else ${DEFAULT_LOCKFILE}).`}),
+    lockfile: Flags.file({description: `Measurements the enclave must attest to (default: build.lockfile of ./nle.yaml, else ${DEFAULT_LOCKFILE}).`}),
     'dev-root': Flags.file({description: "INSECURE, development only: trust this NSM-simulator root instead of AWS's."}),
     ca: Flags.file({description: "PEM certificate to trust for the proxy's TLS (e.g. a self-signed one)."}),
     'allow-debug': Flags.boolean({description: 'Accept a debug-mode enclave (all-zero PCRs). Its memory is readable by the host.', default: false}),
@@ -48,7 +48,7 @@ Inside a project where \`nle dev\` is running, the upstream, the dev root, the p
   async run(): Promise<GatewayResult> {
     const f = this.flags
     parseListen(f.listen) // a non-loopback address is refused before anything is read or contacted
-    const dev = f.upstream ? undefined : await readEndpoints(process.cwd())
+    const dev = f.upstream ? undefined : await readEndpoints(process.cwd(), (m) => this.warn(m))
     const target = f.upstream ?? dev?.proxyUrl
     if (!target) {
       throw gatewayError('GATEWAY_NO_UPSTREAM', 'No enclave to front: no --upstream, and no `nle dev` running in this folder.', {
@@ -69,7 +69,8 @@ Inside a project where \`nle dev\` is running, the upstream, the dev root, the p
             })(),
           )
         : undefined
-    const client = await NleClient.fromLockfile(f.lockfile ?? dev?.lockfile ?? DEFAULT_LOCKFILE, {
+    // The measurements come from the project (or --lockfile), never from the dev stack's endpoints file.
+    const client = await NleClient.fromLockfile(f.lockfile ?? (await projectLockfile(process.cwd())), {
       target,
       attestationTtlMs: ttlMs,
       timeoutMs: f.timeout * 1000,

@@ -3,13 +3,14 @@
  * listening, and a graceful drain on SIGTERM/SIGINT. Used by `nle proxy` and
  * runtime/parent-proxy/index.ts.
  */
-import {mkdir, readFile, writeFile} from 'node:fs/promises'
+import {mkdir, readFile} from 'node:fs/promises'
 import {join} from 'node:path'
 import {parseArgs} from 'node:util'
 
 import {DEFAULT_CONFIG_FILE, loadConfig} from '../config/load.js'
 import {configSchema} from '../config/schema.js'
 import {ExitCode, NleError, isNleError} from '../errors.js'
+import {writeFileAtomic} from '../files.js'
 import {type Logger, jsonLogger} from '../server/log.js'
 import {CREDENTIAL_SOURCES, type CredentialSource, type CredentialsServer, startCredentialsServer} from './credentials.js'
 import {proxyError} from './errors.js'
@@ -122,8 +123,10 @@ export async function startParentProxy(settings: ProxySettings, logger: Logger):
   } else if (settings.selfSignedDir) {
     const dev = await selfSignedCertificate(['localhost', '127.0.0.1', '::1'])
     await mkdir(settings.selfSignedDir, {recursive: true})
-    await writeFile(join(settings.selfSignedDir, 'cert.pem'), dev.certPem)
-    await writeFile(join(settings.selfSignedDir, 'key.pem'), dev.keyPem, {mode: 0o600})
+    // Atomically, so the key is 0600 even where an older key.pem was 0644 (a plain writeFile keeps
+    // an existing file's mode), and a reader never sees half a PEM.
+    await writeFileAtomic(join(settings.selfSignedDir, 'cert.pem'), dev.certPem)
+    await writeFileAtomic(join(settings.selfSignedDir, 'key.pem'), dev.keyPem, {mode: 0o600})
     tls = {cert: dev.certPem, key: dev.keyPem}
     logger.log('warn', 'self_signed_certificate', {dir: settings.selfSignedDir})
   }
