@@ -34,7 +34,7 @@ KMS mode: --credentials-socket (proxy.credentials.socket) also serves GET /v1/cr
     'upstream-timeout-ms': Flags.integer({description: 'proxy.upstreamTimeoutMs.', min: 1}),
     'drain-timeout-ms': Flags.integer({description: 'proxy.drainTimeoutMs.', min: 0}),
     'max-connections': Flags.integer({description: 'Client connections open at once (proxy.maxConnections, default 512).', min: 1}),
-    'max-connections-per-client': Flags.integer({description: 'Client connections open at once from one address; IPv6 per /64 (proxy.maxConnectionsPerClient, default 32).', min: 1}),
+    'max-connections-per-client': Flags.integer({description: 'Client connections open at once from one address; IPv6 per /64 (proxy.maxConnectionsPerClient, default 128).', min: 1}),
     'max-buffered-bytes': Flags.integer({description: 'Request-body bytes held at once; beyond, 429 without reading (proxy.maxBufferedBytes, default 32 MiB).', min: 1}),
     'headers-timeout-ms': Flags.integer({description: 'Time for the TLS handshake and the request headers (proxy.headersTimeoutMs, default 10000).', min: 1}),
     'request-timeout-ms': Flags.integer({description: 'Time to send the whole request, body included (proxy.requestTimeoutMs, default 30000).', min: 1}),

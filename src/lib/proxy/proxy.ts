@@ -46,7 +46,7 @@ export interface ProxyOptions {
   upstreamTimeoutMs: number
   /** Open client connections at once, all listeners (default 512). */
   maxConnections?: number
-  /** Open connections from one client address (IPv6: one /64) (default 32). */
+  /** Open connections from one client address (IPv6: one /64) (default 128; NleClient opens up to 64). */
   maxConnectionsPerClient?: number
   /** Request-body bytes held at once, all requests (default 32 MiB). */
   maxBufferedBytes?: number
@@ -59,7 +59,7 @@ export interface ProxyOptions {
 
 export const PROXY_LIMIT_DEFAULTS = {
   maxConnections: 512,
-  maxConnectionsPerClient: 32,
+  maxConnectionsPerClient: 128,
   maxBufferedBytes: 32 * 1024 * 1024,
   headersTimeoutMs: 10_000,
   requestTimeoutMs: 30_000,
