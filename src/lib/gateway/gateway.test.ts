@@ -1,6 +1,7 @@
 // Unit tests of the gateway's pieces, with a fake upstream (no enclave, no network but loopback).
 import {chmodSync, statSync} from 'node:fs'
 import {request as httpRequest} from 'node:http'
+import {connect as netConnect} from 'node:net'
 import {join} from 'node:path'
 
 import {describe, expect, it} from 'vitest'
@@ -262,6 +263,33 @@ describe('gateway access token file', () => {
       expect(await gatewayToken(file, {[TOKEN_ENV]: TOKEN})).toEqual({token: TOKEN, created: false})
     } finally {
       cleanup()
+    }
+  })
+})
+
+describe('gateway against slow local clients', () => {
+  it('unfinished headers and unfinished bodies are answered 408 and closed; nothing is sent', async () => {
+    const up = new FakeUpstream()
+    const {gateway, url} = await startGateway({upstream: up, upstreamDisplay: 'fake', listen: '127.0.0.1:0', token: TOKEN, headersTimeoutMs: 300, requestTimeoutMs: 600})
+    try {
+      const port = Number(new URL(url).port)
+      const slow = (head: string): Promise<string> =>
+        new Promise((resolve) => {
+          const s = netConnect(port, '127.0.0.1', () => s.write(head))
+          let got = ''
+          s.on('data', (d: Buffer) => (got += d.toString('latin1')))
+          s.on('error', () => undefined)
+          s.on('close', () => resolve(got))
+        })
+      const [headers, body] = await Promise.all([
+        slow('POST /v1/chat/completions HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthor'),
+        slow(`POST /v1/chat/completions HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer ${TOKEN}\r\nContent-Type: application/json\r\nContent-Length: 100\r\n\r\n{"messages"`),
+      ])
+      expect(headers).toMatch(/^HTTP\/1\.1 408/)
+      expect(body).toMatch(/^HTTP\/1\.1 408/)
+      expect(up.sent).toHaveLength(0)
+    } finally {
+      await gateway.stop()
     }
   })
 })

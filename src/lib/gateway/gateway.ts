@@ -79,6 +79,9 @@ export interface GatewayOptions {
   failureRetryMs?: number
   /** Largest request body (default 4 MiB). */
   bodyLimit?: number
+  /** Time a client has to send its headers (default 10 s), and its whole request (default 60 s): 408 after. */
+  headersTimeoutMs?: number
+  requestTimeoutMs?: number
   /** Model id listed by /v1/models until an answer names the enclave's own. */
   defaultModel?: string
   log?: (event: GatewayEvent) => void
@@ -134,6 +137,8 @@ export class Gateway {
       attestationTtlMs: 300_000,
       failureRetryMs: 1000,
       bodyLimit: 4 * 1024 * 1024,
+      headersTimeoutMs: 10_000,
+      requestTimeoutMs: 60_000,
       defaultModel: 'nle-enclave',
       allowOrigins: [],
       ...options,
@@ -146,7 +151,11 @@ export class Gateway {
     this.token = options.token === null ? null : Buffer.from(options.token)
     this.origins = new Set(this.options.allowOrigins.map((o) => o.replace(/\/$/, '').toLowerCase()))
     this.model = this.options.defaultModel
-    this.server = createServer((req, res) => void this.handle(req, res))
+    // A local program that opens connections and sends nothing (or a body byte by byte) is cut.
+    const requestTimeout = this.options.requestTimeoutMs
+    const headersTimeout = Math.min(this.options.headersTimeoutMs, requestTimeout)
+    this.server = createServer({headersTimeout, requestTimeout, maxHeaderSize: 16 * 1024, connectionsCheckingInterval: Math.max(250, Math.min(1000, Math.floor(headersTimeout / 2)))}, (req, res) => void this.handle(req, res))
+    this.server.maxConnections = 256
     this.server.keepAliveTimeout = 5000
   }
 
