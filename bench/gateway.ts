@@ -34,10 +34,10 @@ export default async function bench(): Promise<BenchRow[]> {
     const root = insecureDevRoot(await readFile(join(dir, 'root.pem'), 'utf8'))
     const direct = await NleClient.fromLockfile(lock, {target, insecureDevRoot: root})
     await direct.attest()
-    const {gateway, url} = await startGateway({upstream: await NleClient.fromLockfile(lock, {target, insecureDevRoot: root}), upstreamDisplay: target, listen: '127.0.0.1:0'})
+    const {gateway, url} = await startGateway({upstream: await NleClient.fromLockfile(lock, {target, insecureDevRoot: root}), upstreamDisplay: target, listen: '127.0.0.1:0', token: 'bench-token-0123456789'})
     const body = JSON.stringify({model: 'x', messages: [{role: 'user', content: 'What does my plan cover for physiotherapy?'}]})
     const viaGateway = async (): Promise<void> => {
-      const r = await fetch(`${url}/v1/chat/completions`, {method: 'POST', headers: {'content-type': 'application/json'}, body})
+      const r = await fetch(`${url}/v1/chat/completions`, {method: 'POST', headers: {'content-type': 'application/json', authorization: 'Bearer bench-token-0123456789'}, body})
       if (r.status !== 200) throw new Error(`gateway HTTP ${r.status}`)
       await r.json()
     }

@@ -123,15 +123,17 @@ describe('KMS mode against nle dev', () => {
         createInterface({input: proc.stdout!}).once('line', resolve)
         void exited.then((code) => reject(new Error(`gateway exited ${code}: ${out}`)))
       })
-      const gw = JSON.parse(line) as {url: string; mode: string; attestation: {status: string}}
+      const gw = JSON.parse(line) as {url: string; mode: string; token: {file: string}; attestation: {status: string}}
       expect(gw).toMatchObject({mode: 'kms', attestation: {status: 'verified'}})
-      const client = new OpenAI({baseURL: `${gw.url}/v1`, apiKey: 'unused', maxRetries: 0})
+      // The gateway's access token (made in the project's .nle/gateway.token) is the API key.
+      const apiKey = readFileSync(gw.token.file, 'utf8').trim()
+      const client = new OpenAI({baseURL: `${gw.url}/v1`, apiKey, maxRetries: 0})
       const whole = await client.chat.completions.create({model: 'x', max_tokens: 8, messages: [{role: 'user', content: 'canary-kms-gw-93d1 whole'}]})
       expect(whole.choices[0]!.message.content!.length).toBeGreaterThan(0)
       let streamed = ''
       for await (const chunk of await client.chat.completions.create({model: 'x', max_tokens: 8, stream: true, messages: [{role: 'user', content: 'canary-kms-gw-93d1 streamed'}]})) streamed += chunk.choices[0]?.delta?.content ?? ''
       expect(streamed.length).toBeGreaterThan(0)
-      const state = (await (await fetch(`${gw.url}/nle/attestation`)).json()) as {mode: string}
+      const state = (await (await fetch(`${gw.url}/nle/attestation`, {headers: {authorization: `Bearer ${apiKey}`}})).json()) as {mode: string}
       expect(state.mode).toBe('kms')
     } finally {
       proc.kill('SIGINT')

@@ -5,7 +5,8 @@
 import {spawn} from 'node:child_process'
 import {createHash, randomBytes} from 'node:crypto'
 import {type Server, createServer, request as httpRequest} from 'node:http'
-import {readFile} from 'node:fs/promises'
+import {statSync} from 'node:fs'
+import {copyFile, mkdir, readFile, realpath} from 'node:fs/promises'
 import {join} from 'node:path'
 
 import OpenAI from 'openai'
@@ -16,6 +17,7 @@ import {NleClient} from '../src/lib/client/index.js'
 import {type Gateway, type GatewayEvent, startGateway} from '../src/lib/gateway/index.js'
 import {writeEndpoints} from '../src/lib/dev/endpoints.js'
 import {type Lockfile, writeLockfile} from '../src/lib/lockfile.js'
+import {fakeNleDev} from '../src/test-support/fake-dev.js'
 import {tempDir} from '../src/test-support/tmp.js'
 import {BIN, REPO_ROOT, json, runCli} from '../src/test-support/cli.js'
 import {type Child, Tap, startRuntime} from './e2e-support.js'
@@ -47,12 +49,15 @@ let fakeChatHits = 0
 
 async function gateway(target: string, which: 'good' | 'other' = 'good', listen = '127.0.0.1:0'): Promise<{url: string; gateway: Gateway}> {
   const client = await NleClient.fromLockfile(lock[which], {target, insecureDevRoot: insecureDevRoot(root), ...(target.startsWith('https') ? {tls: {ca}} : {})})
-  const g = await startGateway({upstream: client, upstreamDisplay: target, listen, log: (e) => events.push(e)})
+  const g = await startGateway({upstream: client, upstreamDisplay: target, listen, token: TOKEN, log: (e) => events.push(e)})
   gateways.push(g.gateway)
   return g
 }
 
-const openai = (url: string): OpenAI => new OpenAI({baseURL: `${url}/v1`, apiKey: 'unused', maxRetries: 0})
+// Every request carries the gateway's access token: the OpenAI SDK sends its API key as the bearer token.
+const TOKEN = `gw-test-${randomBytes(16).toString('hex')}`
+const openai = (url: string, apiKey = TOKEN): OpenAI => new OpenAI({baseURL: `${url}/v1`, apiKey, maxRetries: 0})
+const authed = (url: string, init: RequestInit = {}): Promise<Response> => fetch(url, {...init, headers: {authorization: `Bearer ${TOKEN}`, ...(init.headers as Record<string, string> | undefined)}})
 const posts = (): number => Buffer.concat(tap.toEnclave).toString('latin1').split('POST /v1/chat/completions').length - 1
 
 beforeAll(async () => {
@@ -142,7 +147,7 @@ describe('nle gateway', () => {
 
   it('raw HTTP (curl-style) works: JSON, SSE in OpenAI format ending with [DONE], text completions stream', async () => {
     const {url} = await gateway(httpsUrl)
-    const post = (path: string, body: unknown): Promise<Response> => fetch(`${url}${path}`, {method: 'POST', headers: {'content-type': 'application/json'}, body: JSON.stringify(body)})
+    const post = (path: string, body: unknown): Promise<Response> => authed(`${url}${path}`, {method: 'POST', headers: {'content-type': 'application/json'}, body: JSON.stringify(body)})
     const r = await post('/v1/chat/completions', {model: 'x', messages: [{role: 'system', content: 'be brief'}, {role: 'user', content: 'hello there'}]})
     expect(r.status).toBe(200)
     expect(((await r.json()) as {choices: {message: {content: string}}[]}).choices[0]!.message.content).toBe('Echo: hello there')
@@ -168,20 +173,20 @@ describe('nle gateway', () => {
     // Bad requests: 400 in OpenAI's error shape, nothing forwarded.
     const before = posts()
     for (const body of ['{not json', JSON.stringify({messages: []}), JSON.stringify({messages: [{role: 'tool', content: 'x'}]}), JSON.stringify({messages: [{role: 'user', content: 'x'}], temperature: 9})]) {
-      const b = await fetch(`${url}/v1/chat/completions`, {method: 'POST', headers: {'content-type': 'application/json'}, body})
+      const b = await authed(`${url}/v1/chat/completions`, {method: 'POST', headers: {'content-type': 'application/json'}, body})
       expect(b.status).toBe(400)
       expect(await b.json()).toMatchObject({error: {type: 'invalid_request_error', code: 'GATEWAY_BAD_REQUEST', message: expect.any(String)}})
     }
     expect(posts()).toBe(before)
-    expect((await fetch(`${url}/v1/embeddings`, {method: 'POST', body: '{}'})).status).toBe(404)
-    expect((await fetch(`${url}/v1/chat/completions`)).status).toBe(405)
+    expect((await authed(`${url}/v1/embeddings`, {method: 'POST', body: '{}'})).status).toBe(404)
+    expect((await authed(`${url}/v1/chat/completions`)).status).toBe(405)
     // A page elsewhere (Origin) is refused.
-    expect((await fetch(`${url}/v1/models`, {headers: {origin: 'https://evil.example'}})).status).toBe(403)
+    expect((await authed(`${url}/v1/models`, {headers: {origin: 'https://evil.example'}})).status).toBe(403)
   })
 
   it('GET /nle/attestation shows what was verified', async () => {
     const {url} = await gateway(httpsUrl)
-    const r = await fetch(`${url}/nle/attestation`)
+    const r = await authed(`${url}/nle/attestation`)
     expect(r.status).toBe(200)
     const state = (await r.json()) as Record<string, unknown> & {pcrs: Record<string, string>}
     const expected = lockfile('image good').measurements
@@ -191,7 +196,7 @@ describe('nle gateway', () => {
     expect(state.pcrs.PCR2).toBe(expected.PCR2)
     expect(Number.isNaN(Date.parse(String(state.verifiedAt)))).toBe(false)
     expect(Number.isNaN(Date.parse(String(state.documentTime)))).toBe(false)
-    const fresh = (await (await fetch(`${url}/nle/attestation?fresh=1`)).json()) as Record<string, unknown>
+    const fresh = (await (await authed(`${url}/nle/attestation?fresh=1`)).json()) as Record<string, unknown>
     expect(fresh).toMatchObject({status: 'verified', reason: 'requested'})
   })
 
@@ -205,11 +210,11 @@ describe('nle gateway', () => {
     expect(refused).toMatchObject({status: 503, code: 'ATTEST_PCR_MISMATCH', type: 'attestation_error'})
     const streamRefused = await client.chat.completions.create({model: 'x', stream: true, messages: [{role: 'user', content: CANARY}]}).catch((e: unknown) => e)
     expect(streamRefused).toMatchObject({status: 503, code: 'ATTEST_PCR_MISMATCH'})
-    const raw = await fetch(`${url}/v1/completions`, {method: 'POST', headers: {'content-type': 'application/json'}, body: JSON.stringify({prompt: CANARY})})
+    const raw = await authed(`${url}/v1/completions`, {method: 'POST', headers: {'content-type': 'application/json'}, body: JSON.stringify({prompt: CANARY})})
     expect(raw.status).toBe(503)
     expect(raw.headers.get('x-should-retry')).toBe('false')
     expect(await raw.json()).toEqual({error: {message: expect.stringContaining('PCR'), type: 'attestation_error', code: 'ATTEST_PCR_MISMATCH', param: null}})
-    const state = await fetch(`${url}/nle/attestation`)
+    const state = await authed(`${url}/nle/attestation`)
     expect(state.status).toBe(503)
     expect(await state.json()).toMatchObject({status: 'failed', error: {code: 'ATTEST_PCR_MISMATCH'}})
     expect(posts()).toBe(before)
@@ -235,14 +240,14 @@ describe('nle gateway', () => {
   it('proxy 429 → 429 with its Retry-After; proxy 504 → 504', async () => {
     const {url} = await gateway(`unix:${join(dir, 'fake.sock')}`)
     fakeStatus = 429
-    const limited = await fetch(`${url}/v1/chat/completions`, {method: 'POST', headers: {'content-type': 'application/json'}, body: JSON.stringify({messages: [{role: 'user', content: 'hi'}]})})
+    const limited = await authed(`${url}/v1/chat/completions`, {method: 'POST', headers: {'content-type': 'application/json'}, body: JSON.stringify({messages: [{role: 'user', content: 'hi'}]})})
     expect(limited.status).toBe(429)
     expect(limited.headers.get('retry-after')).toBe('7')
     expect(await limited.json()).toMatchObject({error: {type: 'rate_limit_error', code: 'CLIENT_RATE_LIMITED'}})
     const sdk = await openai(url).chat.completions.create({model: 'x', stream: true, messages: [{role: 'user', content: 'hi'}]}).catch((e: unknown) => e)
     expect(sdk).toMatchObject({status: 429, code: 'CLIENT_RATE_LIMITED'})
     fakeStatus = 504
-    const slow = await fetch(`${url}/v1/chat/completions`, {method: 'POST', headers: {'content-type': 'application/json'}, body: JSON.stringify({messages: [{role: 'user', content: 'hi'}]})})
+    const slow = await authed(`${url}/v1/chat/completions`, {method: 'POST', headers: {'content-type': 'application/json'}, body: JSON.stringify({messages: [{role: 'user', content: 'hi'}]})})
     expect(slow.status).toBe(504)
     expect(await slow.json()).toMatchObject({error: {type: 'server_error', code: 'CLIENT_UPSTREAM_TIMEOUT'}})
     expect(fakeChatHits).toBe(3)
@@ -262,7 +267,7 @@ describe('nle gateway', () => {
     let stderr = ''
     proc.stderr.on('data', (d: Buffer) => (stderr += d.toString()))
     const exited = new Promise<number | null>((resolve) => proc.on('exit', resolve))
-    const ready = await new Promise<{ready: boolean; url: string; attestation: {status: string; pcr0: string}}>((resolve, reject) => {
+    const ready = await new Promise<{ready: boolean; url: string; token: {required: boolean; file: string}; attestation: {status: string; pcr0: string}}>((resolve, reject) => {
       proc.stdout.on('data', (d: Buffer) => {
         stdout += d.toString()
         if (stdout.includes('\n')) resolve(JSON.parse(stdout.split('\n')[0]!) as never)
@@ -270,7 +275,14 @@ describe('nle gateway', () => {
       void exited.then((code) => reject(new Error(`gateway exited ${code}: ${stdout}${stderr}`)))
     })
     expect(ready).toMatchObject({ready: true, url: expect.stringMatching(/^http:\/\/127\.0\.0\.1:\d+$/), attestation: {status: 'verified', pcr0: lockfile('image good').measurements.PCR0}})
-    const answer = await openai(ready.url).chat.completions.create({model: 'x', messages: [{role: 'user', content: `cli ${CANARY}`}]})
+    // The token was made on first use in a 0600 file; the ready line names the file, never the token.
+    expect(ready.token).toEqual({required: true, file: expect.any(String)})
+    expect(statSync(ready.token.file).mode & 0o777).toBe(0o600)
+    const token = (await readFile(ready.token.file, 'utf8')).trim()
+    expect(stdout).not.toContain(token)
+    const refused = await openai(ready.url, 'not-the-token-at-all').chat.completions.create({model: 'x', messages: [{role: 'user', content: 'hi'}]}).catch((e: unknown) => e)
+    expect(refused).toMatchObject({status: 401, code: 'GATEWAY_UNAUTHORIZED'})
+    const answer = await openai(ready.url, token).chat.completions.create({model: 'x', messages: [{role: 'user', content: `cli ${CANARY}`}]})
     expect(answer.choices[0]!.message.content).toBe(`Echo: cli ${CANARY}`)
     proc.kill('SIGINT')
     expect(await exited).toBe(0)
@@ -279,13 +291,26 @@ describe('nle gateway', () => {
   }
 
   it('`nle gateway --json` (explicit --upstream/--lockfile/--dev-root/--ca) prints a ready line, serves the openai client, stops on SIGINT', async () => {
-    await runGatewayCli(['--upstream', httpsUrl, '--lockfile', lock.good, '--dev-root', join(dir, 'root.pem'), '--ca', join(dir, 'tls', 'cert.pem')], REPO_ROOT)
+    await runGatewayCli(['--upstream', httpsUrl, '--lockfile', lock.good, '--dev-root', join(dir, 'root.pem'), '--ca', join(dir, 'tls', 'cert.pem'), '--token-file', join(dir, 'gw.token')], REPO_ROOT)
   })
 
   it('`nle gateway` with no flags finds a running `nle dev` stack (.nle/dev/endpoints.json)', async () => {
+    // A project as `nle dev` leaves it: its lockfile, the dev root and certificate in .nle/dev, the
+    // endpoints file naming them, written by a live `nle dev` of this project (a stand-in process).
     const project = join(dir, 'project')
-    await writeEndpoints(project, {proxyUrl: httpsUrl, enclaveSocket: join(dir, 'enclave.sock'), kmsUrl: 'http://127.0.0.1:1', devRootFile: join(dir, 'root.pem'), devRootSha256: '', caFile: join(dir, 'tls', 'cert.pem'), lockfile: lock.good, pid: process.pid})
-    await runGatewayCli([], project)
+    const devDir = join(project, '.nle', 'dev')
+    await mkdir(devDir, {recursive: true})
+    await copyFile(lock.good, join(project, 'nle.lock.json'))
+    await copyFile(join(dir, 'root.pem'), join(devDir, 'sim-root.pem'))
+    await copyFile(join(dir, 'tls', 'cert.pem'), join(devDir, 'cert.pem'))
+    const dev = await fakeNleDev(project)
+    try {
+      const devRootSha256 = insecureDevRoot(await readFile(join(devDir, 'sim-root.pem'), 'utf8')).sha256
+      await writeEndpoints(project, {projectDir: await realpath(project), proxyUrl: httpsUrl, enclaveSocket: join(dir, 'enclave.sock'), kmsUrl: 'http://127.0.0.1:1', devRootFile: join(devDir, 'sim-root.pem'), devRootSha256, caFile: join(devDir, 'cert.pem'), pid: dev.pid})
+      await runGatewayCli([], project)
+    } finally {
+      await dev.stop()
+    }
   })
 
   it('`nle gateway` refuses a non-loopback --listen (exit 2), and --mode kms without a KMS key (exit 3)', async () => {
@@ -299,7 +324,7 @@ describe('nle gateway', () => {
 
   it('upstream unreachable → 502; enclave down behind the proxy → 503 (and re-attestation is attempted)', async () => {
     const nowhere = await gateway(`unix:${join(dir, 'nothing-here.sock')}`)
-    const r = await fetch(`${nowhere.url}/v1/chat/completions`, {method: 'POST', headers: {'content-type': 'application/json'}, body: JSON.stringify({messages: [{role: 'user', content: 'hi'}]})})
+    const r = await authed(`${nowhere.url}/v1/chat/completions`, {method: 'POST', headers: {'content-type': 'application/json'}, body: JSON.stringify({messages: [{role: 'user', content: 'hi'}]})})
     expect(r.status).toBe(502)
     expect(await r.json()).toMatchObject({error: {type: 'server_error', code: 'CLIENT_UNREACHABLE'}})
 

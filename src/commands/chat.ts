@@ -50,7 +50,7 @@ With --once "question" there is no TUI: the answer goes to stdout and the exit c
     if (this.jsonEnabled() && f.once === undefined) {
       throw new NleError('USAGE', '--json needs --once: the interactive chat has no JSON form.', {exitCode: ExitCode.USAGE, hint: 'Add --once "question".'})
     }
-    const dev = f.url ? undefined : await readEndpoints(process.cwd())
+    const dev = f.url ? undefined : await readEndpoints(process.cwd(), (m) => this.warn(m))
     const target = f.url ?? dev?.proxyUrl
     if (!target) {
       throw new NleError('CHAT_NO_TARGET', 'No enclave to talk to: no --url, and no `nle dev` running in this folder.', {

@@ -31,14 +31,14 @@ Then \`nle chat\` in the same folder finds it. Ctrl-C stops everything. Nothing 
     const e = stack.endpoints
     if (json) {
       // One line, so a script can read it while the stack keeps running.
-      process.stdout.write(JSON.stringify({ready: true, ...e, kmsKeyArn: stack.kms.keyArn, policyChanged: stack.policy.changed}) + '\n')
+      process.stdout.write(JSON.stringify({ready: true, ...e, lockfile: stack.lockfile, kmsKeyArn: stack.kms.keyArn, policyChanged: stack.policy.changed}) + '\n')
     } else {
       this.log(`\nnle dev is running (Ctrl-C to stop)`)
       this.log(`  proxy (HTTPS)   ${e.proxyUrl}   certificate ${e.caFile}`)
       this.log(`  enclave socket  ${e.enclaveSocket}`)
       this.log(`  local KMS       ${e.kmsUrl}   key ${stack.kms.keyArn}`)
       this.log(`  dev root        sha256 ${e.devRootSha256}  (INSECURE: a simulator root, not AWS's)`)
-      this.log(`  lockfile        ${e.lockfile}`)
+      this.log(`  lockfile        ${stack.lockfile}`)
       this.log(`\nIn another terminal, in this folder: nle chat`)
     }
     const signalled = new Promise<void>((resolve) => {

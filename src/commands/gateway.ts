@@ -1,4 +1,5 @@
 import {readFile} from 'node:fs/promises'
+import {resolve} from 'node:path'
 
 import {Flags} from '@oclif/core'
 
@@ -7,8 +8,8 @@ import {insecureDevRoot} from '../lib/attestation/roots.js'
 import {NleClient} from '../lib/client/index.js'
 import {clientKms, resolveClientKms} from '../lib/client/kms.js'
 import {DEFAULT_CONFIG_FILE} from '../lib/config/load.js'
-import {readEndpoints} from '../lib/dev/endpoints.js'
-import {type AttestationState, DEFAULT_LISTEN, type GatewayEvent, gatewayError, parseListen, startGateway} from '../lib/gateway/index.js'
+import {projectLockfile, readEndpoints} from '../lib/dev/endpoints.js'
+import {type AttestationState, DEFAULT_LISTEN, DEFAULT_TOKEN_FILE, type GatewayEvent, TOKEN_ENV, gatewayError, gatewayToken, parseListen, startGateway} from '../lib/gateway/index.js'
 import {DEFAULT_LOCKFILE} from '../lib/lockfile.js'
 
 export interface GatewayResult {
@@ -16,9 +17,13 @@ export interface GatewayResult {
   stopped: true
 }
 
+const URL_OF = (url: string): string => (url.startsWith('unix:') ? 'http://localhost' : url)
+
 export default class Gateway extends BaseCommand<typeof Gateway> {
   static override summary = 'Serve a local OpenAI-compatible endpoint that attests the enclave and seals every request.'
-  static override description = `Any OpenAI client (SDKs, curl, chat front ends) can talk to the enclave through it: point the client's base URL at the printed URL + /v1 (any API key). The gateway verifies the enclave's attestation against the measurements in nle.lock.json at start and again per its policy (--attestation-ttl, after the upstream reconnects, or when the enclave rotated its key), seals each request to the attested key and opens each answer and stream chunk. While verification fails it answers 503 and forwards nothing.
+  static override description = `Any OpenAI client (SDKs, curl, chat front ends) can talk to the enclave through it: point the client's base URL at the printed URL + /v1 and its API key at the gateway's access token.
+
+Access: every request needs Authorization: Bearer <token> — the OpenAI SDKs send their API key that way — because any local user can reach a loopback port and would otherwise ask in your name (and, in KMS mode, with your AWS identity). The token is ${TOKEN_ENV} when set, else read from --token-file (default ${DEFAULT_TOKEN_FILE}; it must be yours, mode 0600), else made there on first use. With --socket PATH it listens on a Unix socket (mode 0600) instead of TCP, and --no-token is then allowed. Browser pages are refused (403) unless their origin is named with --allow-origin (never Origin: null); POST bodies must be application/json (415 otherwise), so a page cannot post a form or text/plain to it. The gateway verifies the enclave's attestation against the measurements in nle.lock.json at start and again per its policy (--attestation-ttl, after the upstream reconnects, or when the enclave rotated its key), seals each request to the attested key and opens each answer and stream chunk. While verification fails it answers 503 and forwards nothing.
 
 It listens on loopback only (questions and answers are in clear between the client and the gateway) and never logs bodies. GET /nle/attestation shows what it verified.
 
@@ -28,16 +33,22 @@ Inside a project where \`nle dev\` is running, the upstream, the dev root, the p
   static override examples = [
     '<%= config.bin %> gateway',
     '<%= config.bin %> gateway --upstream https://enclave-host:8443 --lockfile nle.lock.json --listen 127.0.0.1:8787',
-    'OPENAI_BASE_URL=http://127.0.0.1:8787/v1 OPENAI_API_KEY=unused my-openai-app',
+    'OPENAI_BASE_URL=http://127.0.0.1:8787/v1 OPENAI_API_KEY=$(cat .nle/gateway.token) my-openai-app',
+    '<%= config.bin %> gateway --allow-origin http://localhost:3000',
+    '<%= config.bin %> gateway --socket /run/user/1000/nle-gateway.sock --no-token',
   ]
   static override flags = {
     upstream: Flags.string({description: 'The parent proxy URL (https://…), or unix:/path.sock for the enclave socket. Default: the running `nle dev` stack.'}),
     listen: Flags.string({description: 'Loopback address to serve on (host:port or port; port 0 = any free port).', default: DEFAULT_LISTEN}),
+    socket: Flags.string({description: 'Serve on this Unix socket (mode 0600) instead of --listen.'}),
+    'token-file': Flags.file({description: `Where the access token is kept (made, mode 0600, when absent; ${TOKEN_ENV} overrides).`, default: DEFAULT_TOKEN_FILE}),
+    token: Flags.boolean({description: 'Require the access token (--no-token: only with --socket).', default: true, allowNo: true}),
+    'allow-origin': Flags.string({description: 'A browser origin (scheme://host:port) allowed to call the gateway, with CORS (repeatable). None by default.', multiple: true}),
     mode: Flags.string({description: 'How requests are protected: sealed to the attested key, or also gated by the KMS key policy.', options: ['attested', 'kms'], default: 'attested'}),
     'kms-key-id': Flags.string({description: 'KMS mode: the key (ARN, id or alias). Default: kms.keyId of nle.yaml, or the dev stack\'s key.'}),
     'kms-region': Flags.string({description: 'KMS mode: the key\'s region. Default: kms.region of nle.yaml.'}),
     profile: Flags.string({description: 'KMS mode: the AWS profile to sign KMS Encrypt with.'}),
-    lockfile: Flags.file({description: `Measurements the enclave must attest to (default: the dev stack's, else ${DEFAULT_LOCKFILE}).`}),
+    lockfile: Flags.file({description: `Measurements the enclave must attest to (default: build.lockfile of ./nle.yaml, else ${DEFAULT_LOCKFILE}).`}),
     'dev-root': Flags.file({description: "INSECURE, development only: trust this NSM-simulator root instead of AWS's."}),
     ca: Flags.file({description: "PEM certificate to trust for the proxy's TLS (e.g. a self-signed one)."}),
     'allow-debug': Flags.boolean({description: 'Accept a debug-mode enclave (all-zero PCRs). Its memory is readable by the host.', default: false}),
@@ -48,7 +59,11 @@ Inside a project where \`nle dev\` is running, the upstream, the dev root, the p
   async run(): Promise<GatewayResult> {
     const f = this.flags
     parseListen(f.listen) // a non-loopback address is refused before anything is read or contacted
-    const dev = f.upstream ? undefined : await readEndpoints(process.cwd())
+    if (!f.token && f.socket === undefined) {
+      throw gatewayError('GATEWAY_TOKEN_REQUIRED', '--no-token is allowed only with --socket: any local user can connect to a loopback port.', {hint: 'Drop --no-token, or add --socket PATH.'})
+    }
+    const access = f.token ? await gatewayToken(resolve(f['token-file'])) : undefined
+    const dev = f.upstream ? undefined : await readEndpoints(process.cwd(), (m) => this.warn(m))
     const target = f.upstream ?? dev?.proxyUrl
     if (!target) {
       throw gatewayError('GATEWAY_NO_UPSTREAM', 'No enclave to front: no --upstream, and no `nle dev` running in this folder.', {
@@ -69,7 +84,8 @@ Inside a project where \`nle dev\` is running, the upstream, the dev root, the p
             })(),
           )
         : undefined
-    const client = await NleClient.fromLockfile(f.lockfile ?? dev?.lockfile ?? DEFAULT_LOCKFILE, {
+    // The measurements come from the project (or --lockfile), never from the dev stack's endpoints file.
+    const client = await NleClient.fromLockfile(f.lockfile ?? (await projectLockfile(process.cwd())), {
       target,
       attestationTtlMs: ttlMs,
       timeoutMs: f.timeout * 1000,
@@ -88,7 +104,17 @@ Inside a project where \`nle dev\` is running, the upstream, the dev root, the p
     }
     let started
     try {
-      started = await startGateway({upstream: client, upstreamDisplay: target, listen: f.listen, attestationTtlMs: ttlMs, mode: client.mode, log})
+      started = await startGateway({
+        upstream: client,
+        upstreamDisplay: target,
+        listen: f.listen,
+        ...(f.socket === undefined ? {} : {socketPath: resolve(f.socket)}),
+        token: access?.token ?? null,
+        allowOrigins: f['allow-origin'] ?? [],
+        attestationTtlMs: ttlMs,
+        mode: client.mode,
+        log,
+      })
     } catch (error) {
       client.close()
       kms?.close()
@@ -96,9 +122,13 @@ Inside a project where \`nle dev\` is running, the upstream, the dev root, the p
     }
     const {gateway, url, attestation} = started
     if (json) {
-      process.stdout.write(JSON.stringify({ready: true, url, openaiBaseUrl: `${url}/v1`, mode: client.mode, attestation: summary(attestation)}) + '\n')
+      // The token itself is never printed: where it is kept is.
+      process.stdout.write(JSON.stringify({ready: true, url, openaiBaseUrl: `${URL_OF(url)}/v1`, mode: client.mode, token: access ? {required: true, ...(access.file ? {file: access.file} : {env: TOKEN_ENV})} : {required: false}, attestation: summary(attestation)}) + '\n')
     } else {
-      this.log(`nle gateway listening on ${url} (OpenAI base URL: ${url}/v1) → ${target} · mode ${client.mode}`)
+      this.log(`nle gateway listening on ${url} (OpenAI base URL: ${URL_OF(url)}/v1) → ${target} · mode ${client.mode}`)
+      if (access?.file) this.log(`access token ${access.created ? 'made in' : 'in'} ${access.file}: OPENAI_API_KEY=$(cat ${access.file})`)
+      else if (access) this.log(`access token: the value of ${TOKEN_ENV}`)
+      else this.log('no access token: only this user can connect to the socket')
       if (attestation.status === 'verified') {
         this.log(`enclave verified: PCR0 ${attestation.pcrs?.PCR0?.slice(0, 16) ?? '?'}… (${attestation.root === 'insecure-dev-root' ? 'nle dev root (not AWS)' : 'AWS Nitro root G1'})${attestation.debug ? ' DEBUG MODE' : ''}`)
       } else {

@@ -10,12 +10,13 @@ export default class Proxy extends BaseCommand<typeof Proxy> {
   static override summary = 'Run the parent proxy: TLS in front of the enclave server\'s socket, relaying sealed requests only.'
   static override description = `Listens with HTTPS (proxy.tls, or a development certificate made with --self-signed DIR) and optionally plain HTTP on 127.0.0.1 (--http-port), and relays GET /v1/attestation, POST /v1/chat/completions and GET /healthz to the enclave socket(s), round-robin. Bodies are sealed end to end: the proxy sees ciphertext and logs only method, path, status, sizes and latency.
 
-Limits from nle.yaml (proxy.*), overridable here: body size (413), concurrency and queue (429 with Retry-After), upstream timeout (504); 502 when no enclave socket answers. SIGTERM drains in-flight streams (proxy.drainTimeoutMs) and exits 0.
+Limits from nle.yaml (proxy.*), overridable here: body size (413), concurrency and queue (429 with Retry-After), upstream timeout (504); 502 when no enclave socket answers. Against hostile clients: connections in all and per client address (closed on accept beyond them), 8 KiB of headers, deadlines for the handshake + headers and for the whole request (408, closed), and the request-body bytes held at once (a body that does not fit is refused with 429 before it is read). SIGTERM drains in-flight streams (proxy.drainTimeoutMs) and exits 0.
 
 KMS mode: --credentials-socket (proxy.credentials.socket) also serves GET /v1/credentials on that Unix socket (mode 0600, never on TCP): the host role's AWS credentials, from IMDSv2 (--credentials-source imds) or this process's AWS_* environment (env), for the enclave's KMS calls. Credential values are never logged.`
   static override examples = [
     '<%= config.bin %> proxy --config /etc/nle/app/nle.yaml --upstream unix:/run/nle/app.sock',
     '<%= config.bin %> proxy --upstream unix:/tmp/nle/server.sock --self-signed .nle/tls --http-port 8080',
+    '<%= config.bin %> proxy --upstream unix:/run/nle/app.sock --max-connections 2048 --max-connections-per-client 8 --request-timeout-ms 15000',
     '<%= config.bin %> proxy --config /etc/nle/app/nle.yaml --upstream unix:/run/nle/app.sock --credentials-socket /run/nle/app-credentials.sock --credentials-source imds',
   ]
   static override flags = {
@@ -32,6 +33,11 @@ KMS mode: --credentials-socket (proxy.credentials.socket) also serves GET /v1/cr
     queue: Flags.integer({description: 'Requests that may wait for a slot (proxy.queue).', min: 0}),
     'upstream-timeout-ms': Flags.integer({description: 'proxy.upstreamTimeoutMs.', min: 1}),
     'drain-timeout-ms': Flags.integer({description: 'proxy.drainTimeoutMs.', min: 0}),
+    'max-connections': Flags.integer({description: 'Client connections open at once (proxy.maxConnections, default 512).', min: 1}),
+    'max-connections-per-client': Flags.integer({description: 'Client connections open at once from one address; IPv6 per /64 (proxy.maxConnectionsPerClient, default 128).', min: 1}),
+    'max-buffered-bytes': Flags.integer({description: 'Request-body bytes held at once; beyond, 429 without reading (proxy.maxBufferedBytes, default 32 MiB).', min: 1}),
+    'headers-timeout-ms': Flags.integer({description: 'Time for the TLS handshake and the request headers (proxy.headersTimeoutMs, default 10000).', min: 1}),
+    'request-timeout-ms': Flags.integer({description: 'Time to send the whole request, body included (proxy.requestTimeoutMs, default 30000).', min: 1}),
     'credentials-socket': Flags.string({description: 'KMS mode: serve the enclave\'s AWS credentials on this Unix socket (proxy.credentials.socket).'}),
     'credentials-source': Flags.string({description: 'Where those credentials come from (default env; proxy.credentials.source).', options: ['env', 'imds']}),
   }
@@ -50,6 +56,11 @@ KMS mode: --credentials-socket (proxy.credentials.socket) also serves GET /v1/cr
       queue: f.queue,
       upstreamTimeoutMs: f['upstream-timeout-ms'],
       drainTimeoutMs: f['drain-timeout-ms'],
+      maxConnections: f['max-connections'],
+      maxConnectionsPerClient: f['max-connections-per-client'],
+      maxBufferedBytes: f['max-buffered-bytes'],
+      headersTimeoutMs: f['headers-timeout-ms'],
+      requestTimeoutMs: f['request-timeout-ms'],
       credentialsSocket: f['credentials-socket'],
       credentialsSource: credentialSource(f['credentials-source']),
     })

@@ -115,7 +115,7 @@ export async function runDemo(options: DemoOptions = {}): Promise<DemoResult> {
     })
     const chat = async (mode: 'attested' | 'kms'): Promise<string> => {
       const e = stack!.endpoints
-      const backend = await channelBackend({target: e.proxyUrl, lockfile: e.lockfile, devRootFile: e.devRootFile, caFile: e.caFile, maxTokens: 16, mode, kms: () => devClientKms(e)})
+      const backend = await channelBackend({target: e.proxyUrl, lockfile: stack!.lockfile, devRootFile: e.devRootFile, caFile: e.caFile, maxTokens: 16, mode, kms: () => devClientKms(e)})
       try {
         const a = await backend.attest()
         let answer = ''

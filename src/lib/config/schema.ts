@@ -92,6 +92,11 @@ const proxySchema = z
     queue: z.number().int().min(0).default(16).describe('Requests that may wait for a free slot; beyond them the proxy answers 429.'),
     upstreamTimeoutMs: positiveInt.default(60_000).describe('Time the enclave has to start answering (504 after it), and the longest pause inside a streamed answer.'),
     drainTimeoutMs: z.number().int().min(0).default(10_000).describe('On shutdown, how long in-flight streams may finish before they are cut.'),
+    maxConnections: positiveInt.default(512).describe('Client connections open at once; beyond them a new connection is closed on accept.'),
+    maxConnectionsPerClient: positiveInt.default(128).describe('Client connections open at once from one address (IPv6: one /64); above the 64 an nle client opens.'),
+    maxBufferedBytes: positiveInt.default(33_554_432).describe('Request-body bytes the proxy holds at once; a body that does not fit is refused unread (429 + Retry-After).'),
+    headersTimeoutMs: positiveInt.default(10_000).describe('Time a client has for the TLS handshake and the request headers (408 and closed after it).'),
+    requestTimeoutMs: positiveInt.default(30_000).describe('Time a client has to send its whole request, body included (408 and closed after it).'),
     httpPort: z.number().int().min(0).max(65535).optional().describe('Also serve plain HTTP on 127.0.0.1 at this port (loopback only, for local tools).'),
     upstreams: z
       .array(path)

@@ -9,7 +9,7 @@
  * Everything listens on loopback or Unix sockets. `stop()` ends it all; the endpoints are
  * published in .nle/dev/endpoints.json for `nle chat` while the stack runs.
  */
-import {access, mkdir, readFile} from 'node:fs/promises'
+import {access, mkdir, readFile, realpath} from 'node:fs/promises'
 import {join, resolve} from 'node:path'
 
 import {CreateAliasCommand, CreateKeyCommand, DescribeKeyCommand, GetKeyPolicyCommand, KMSClient, ListAliasesCommand, PutKeyPolicyCommand} from '@aws-sdk/client-kms'
@@ -40,6 +40,8 @@ export interface DevStackOptions {
 
 export interface DevStack {
   endpoints: DevEndpoints
+  /** The project's lockfile the stack was built and attested against (not published in endpoints). */
+  lockfile: string
   kms: {url: string; keyArn: string; region: string; admin: {accessKeyId: string; secretAccessKey: string}; hostRoleArn: string; clientRoleArn: string}
   policy: ApplyReport
   /** Rejects when a child dies while the stack runs. */
@@ -219,6 +221,7 @@ export async function startDevStack(options: DevStackOptions): Promise<DevStack>
     })
     const https = String(proxy.ready.https ?? '')
     const endpoints: DevEndpoints = {
+      projectDir: await realpath(dir),
       proxyUrl: `https://${https}`,
       enclaveSocket: socket,
       kmsUrl: kms.url,
@@ -226,12 +229,12 @@ export async function startDevStack(options: DevStackOptions): Promise<DevStack>
       devRootFile,
       devRootSha256: root.sha256,
       caFile: join(devDir, 'tls', 'cert.pem'),
-      lockfile,
       pid: process.pid,
     }
     await writeEndpoints(dir, endpoints)
     return {
       endpoints,
+      lockfile,
       kms: {url: kms.url, keyArn, region, admin: credentials, hostRoleArn: host.arn, clientRoleArn: asker.arn},
       policy,
       exited: sup.exited,

@@ -22,8 +22,16 @@ export type GatewayErrorCode =
   /** No such endpoint (404) or wrong method (405). */
   | 'GATEWAY_NOT_FOUND'
   | 'GATEWAY_METHOD_NOT_ALLOWED'
-  /** A Host or Origin header that is not loopback (DNS rebinding, a web page). HTTP 403. */
+  /** A Host header that is not loopback (DNS rebinding), or an Origin (a web page) not allowed with --allow-origin. HTTP 403. */
   | 'GATEWAY_FORBIDDEN_ORIGIN'
+  /** No `Authorization: Bearer <token>`, or another token. HTTP 401. */
+  | 'GATEWAY_UNAUTHORIZED'
+  /** A POST whose Content-Type is not application/json (a form or text/plain post from a page). HTTP 415. */
+  | 'GATEWAY_UNSUPPORTED_MEDIA_TYPE'
+  /** A TCP listener without an access token (only a Unix socket may go without). */
+  | 'GATEWAY_TOKEN_REQUIRED'
+  /** The token file is not this user's alone (owner, mode 0600, a regular file), or cannot be read/written. */
+  | 'GATEWAY_TOKEN_FILE_UNSAFE'
 
 const EXIT: Record<GatewayErrorCode, ExitCode> = {
   GATEWAY_LISTEN_INVALID: ExitCode.USAGE,
@@ -35,6 +43,10 @@ const EXIT: Record<GatewayErrorCode, ExitCode> = {
   GATEWAY_NOT_FOUND: ExitCode.USAGE,
   GATEWAY_METHOD_NOT_ALLOWED: ExitCode.USAGE,
   GATEWAY_FORBIDDEN_ORIGIN: ExitCode.USAGE,
+  GATEWAY_UNAUTHORIZED: ExitCode.USAGE,
+  GATEWAY_UNSUPPORTED_MEDIA_TYPE: ExitCode.USAGE,
+  GATEWAY_TOKEN_REQUIRED: ExitCode.USAGE,
+  GATEWAY_TOKEN_FILE_UNSAFE: ExitCode.CONFIG,
 }
 
 export function gatewayError(code: GatewayErrorCode, message: string, options: NleErrorOptions = {}): NleError<GatewayErrorCode> {
@@ -60,10 +72,12 @@ export interface HttpFailure {
 /** Status codes the gateway answers (documented in docs/gateway.md). */
 export const STATUS = {
   BAD_REQUEST: 400,
+  UNAUTHORIZED: 401,
   FORBIDDEN: 403,
   NOT_FOUND: 404,
   METHOD_NOT_ALLOWED: 405,
   TOO_LARGE: 413,
+  UNSUPPORTED_MEDIA_TYPE: 415,
   RATE_LIMITED: 429,
   INTERNAL: 500,
   /** The proxy (or enclave socket) cannot be reached, or the answer was broken/altered in transit. */
@@ -98,6 +112,10 @@ export function toHttpFailure(error: unknown): HttpFailure {
       return failure(STATUS.METHOD_NOT_ALLOWED, 'invalid_request_error', code, message)
     case 'GATEWAY_FORBIDDEN_ORIGIN':
       return failure(STATUS.FORBIDDEN, 'invalid_request_error', code, message)
+    case 'GATEWAY_UNAUTHORIZED':
+      return failure(STATUS.UNAUTHORIZED, 'invalid_request_error', code, message)
+    case 'GATEWAY_UNSUPPORTED_MEDIA_TYPE':
+      return failure(STATUS.UNSUPPORTED_MEDIA_TYPE, 'invalid_request_error', code, message)
     case 'CLIENT_RATE_LIMITED': {
       const retryAfter = details.retryAfter
       return failure(STATUS.RATE_LIMITED, 'rate_limit_error', code, message, {

@@ -1,4 +1,9 @@
 // Unit tests of the gateway's pieces, with a fake upstream (no enclave, no network but loopback).
+import {chmodSync, statSync} from 'node:fs'
+import {request as httpRequest} from 'node:http'
+import {connect as netConnect} from 'node:net'
+import {join} from 'node:path'
+
 import {describe, expect, it} from 'vitest'
 
 import type {VerifiedAttestation} from '../attestation/verify.js'
@@ -8,6 +13,8 @@ import {NleError} from '../errors.js'
 import {toHttpFailure} from './errors.js'
 import {type GatewayEvent, type GatewayUpstream, startGateway} from './gateway.js'
 import {parseListen} from './listen.js'
+import {TOKEN_ENV, gatewayToken} from './token.js'
+import {tempDir} from '../../test-support/tmp.js'
 import {parseChatBody, parseCompletionBody} from './openai.js'
 
 function attestation(pcr0: string): VerifiedAttestation {
@@ -40,8 +47,10 @@ class FakeUpstream implements GatewayUpstream {
   close(): void {}
 }
 
+const TOKEN = 'test-token-0123456789abcdef'
+const auth = {authorization: `Bearer ${TOKEN}`}
 const ask = (url: string, body: unknown, path = '/v1/chat/completions'): Promise<Response> =>
-  fetch(`${url}${path}`, {method: 'POST', headers: {'content-type': 'application/json'}, body: JSON.stringify(body)})
+  fetch(`${url}${path}`, {method: 'POST', headers: {'content-type': 'application/json', ...auth}, body: JSON.stringify(body)})
 
 describe('gateway listen address', () => {
   it('accepts loopback forms and refuses the rest', () => {
@@ -102,14 +111,14 @@ describe('gateway attestation policy', () => {
   it('re-verifies when the attestation ages out, and records a key rotation the client made', async () => {
     const up = new FakeUpstream()
     const events: GatewayEvent[] = []
-    const {gateway, url} = await startGateway({upstream: up, upstreamDisplay: 'fake', listen: '127.0.0.1:0', attestationTtlMs: 0, log: (e) => events.push(e)})
+    const {gateway, url} = await startGateway({upstream: up, upstreamDisplay: 'fake', listen: '127.0.0.1:0', token: TOKEN, attestationTtlMs: 0, log: (e) => events.push(e)})
     try {
       expect(up.fetches).toBe(1)
       expect((await ask(url, {messages: [{role: 'user', content: 'q'}]})).status).toBe(200)
       expect(up.fetches).toBe(2) // TTL 0: every request verifies afresh
       expect(events).toContainEqual(expect.objectContaining({event: 'attested', reason: 'ttl'}))
       up.current = attestation('d'.repeat(96)) // as after a 421: the client verified a new document
-      const state = (await (await fetch(`${url}/nle/attestation`)).json()) as {pcrs: {PCR0: string}}
+      const state = (await (await fetch(`${url}/nle/attestation`, {headers: auth})).json()) as {pcrs: {PCR0: string}}
       expect(state.pcrs.PCR0).toBe('d'.repeat(96))
     } finally {
       await gateway.stop()
@@ -119,7 +128,7 @@ describe('gateway attestation policy', () => {
   it('refuses (503) without sending while verification fails, then serves once it verifies', async () => {
     const up = new FakeUpstream()
     up.failAttest = new NleError('ATTEST_PCR_MISMATCH', 'PCR0 differs.')
-    const {gateway, url} = await startGateway({upstream: up, upstreamDisplay: 'fake', listen: '127.0.0.1:0', failureRetryMs: 0})
+    const {gateway, url} = await startGateway({upstream: up, upstreamDisplay: 'fake', listen: '127.0.0.1:0', token: TOKEN, failureRetryMs: 0})
     try {
       const r = await ask(url, {messages: [{role: 'user', content: 'q'}]})
       expect(r.status).toBe(503)
@@ -135,7 +144,7 @@ describe('gateway attestation policy', () => {
 
   it('a stream that breaks after it started ends with an OpenAI error event and no [DONE]', async () => {
     const up = new FakeUpstream()
-    const {gateway, url} = await startGateway({upstream: up, upstreamDisplay: 'fake', listen: '127.0.0.1:0'})
+    const {gateway, url} = await startGateway({upstream: up, upstreamDisplay: 'fake', listen: '127.0.0.1:0', token: TOKEN})
     try {
       const r = await ask(url, {messages: [{role: 'user', content: 'q'}], stream: true})
       expect(r.status).toBe(200)
@@ -149,6 +158,136 @@ describe('gateway attestation policy', () => {
       await ask(url, {messages: [{role: 'user', content: 'q'}]})
       expect(up.fetches).toBe(before + 1)
       expect(gateway.state().reason).toBe('reconnect')
+    } finally {
+      await gateway.stop()
+    }
+  })
+})
+
+describe('gateway access: token, origins, content types', () => {
+  it('every route needs the bearer token; a wrong or missing one is 401 in OpenAI shape and nothing is sent', async () => {
+    const up = new FakeUpstream()
+    const {gateway, url} = await startGateway({upstream: up, upstreamDisplay: 'fake', listen: '127.0.0.1:0', token: TOKEN})
+    try {
+      for (const headers of [{} as Record<string, string>, {authorization: 'Bearer wrong-token-0123456789'}, {authorization: TOKEN}, {authorization: `Bearer ${TOKEN}x`}]) {
+        const r = await fetch(`${url}/v1/chat/completions`, {method: 'POST', headers: {'content-type': 'application/json', ...headers}, body: JSON.stringify({messages: [{role: 'user', content: 'q'}]})})
+        expect(r.status).toBe(401)
+        expect(await r.json()).toMatchObject({error: {code: 'GATEWAY_UNAUTHORIZED', type: 'invalid_request_error', param: null}})
+        expect((await fetch(`${url}/v1/models`, {headers})).status).toBe(401)
+        expect((await fetch(`${url}/nle/attestation`, {headers})).status).toBe(401)
+      }
+      expect(up.sent).toHaveLength(0)
+      expect((await ask(url, {messages: [{role: 'user', content: 'q'}]})).status).toBe(200)
+    } finally {
+      await gateway.stop()
+    }
+  })
+
+  it('refuses Origin: null and every origin not allowed by name (loopback ones too); an allowed one gets CORS', async () => {
+    const up = new FakeUpstream()
+    const {gateway, url} = await startGateway({upstream: up, upstreamDisplay: 'fake', listen: '127.0.0.1:0', token: TOKEN, allowOrigins: ['http://localhost:3000']})
+    try {
+      for (const origin of ['null', 'https://evil.example', 'http://127.0.0.1:8080', 'http://localhost:3001']) {
+        const r = await fetch(`${url}/v1/chat/completions`, {method: 'POST', headers: {'content-type': 'application/json', origin, ...auth}, body: JSON.stringify({messages: [{role: 'user', content: 'q'}]})})
+        expect(r.status, origin).toBe(403)
+        expect(await r.json()).toMatchObject({error: {code: 'GATEWAY_FORBIDDEN_ORIGIN'}})
+      }
+      expect(up.sent).toHaveLength(0)
+      const pre = await fetch(`${url}/v1/chat/completions`, {method: 'OPTIONS', headers: {origin: 'http://localhost:3000', 'access-control-request-method': 'POST'}})
+      expect(pre.status).toBe(204)
+      expect(pre.headers.get('access-control-allow-origin')).toBe('http://localhost:3000')
+      expect(pre.headers.get('access-control-allow-headers')).toContain('authorization')
+      expect((await fetch(`${url}/v1/chat/completions`, {method: 'OPTIONS', headers: {origin: 'null'}})).status).toBe(403)
+      const r = await fetch(`${url}/v1/chat/completions`, {method: 'POST', headers: {'content-type': 'application/json', origin: 'http://localhost:3000', ...auth}, body: JSON.stringify({messages: [{role: 'user', content: 'q'}]})})
+      expect(r.status).toBe(200)
+      expect(r.headers.get('access-control-allow-origin')).toBe('http://localhost:3000')
+    } finally {
+      await gateway.stop()
+    }
+  })
+
+  it('a POST that is not application/json (a form, text/plain: what a page may send without a preflight) is 415 and never sent', async () => {
+    const up = new FakeUpstream()
+    const {gateway, url} = await startGateway({upstream: up, upstreamDisplay: 'fake', listen: '127.0.0.1:0', token: TOKEN})
+    try {
+      const body = JSON.stringify({messages: [{role: 'user', content: 'q'}]})
+      for (const type of ['text/plain', 'application/x-www-form-urlencoded', 'multipart/form-data; boundary=x', undefined]) {
+        const r = await fetch(`${url}/v1/chat/completions`, {method: 'POST', headers: {...(type ? {'content-type': type} : {}), ...auth}, body: type === undefined ? new Uint8Array(Buffer.from(body)) : body})
+        expect(r.status, String(type)).toBe(415)
+        expect(await r.json()).toMatchObject({error: {code: 'GATEWAY_UNSUPPORTED_MEDIA_TYPE', type: 'invalid_request_error'}})
+      }
+      expect(up.sent).toHaveLength(0)
+      const ok = await fetch(`${url}/v1/completions`, {method: 'POST', headers: {'content-type': 'application/json; charset=utf-8', ...auth}, body: JSON.stringify({prompt: 'p'})})
+      expect(ok.status).toBe(200)
+    } finally {
+      await gateway.stop()
+    }
+  })
+
+  it('no token only on a Unix socket, which only this user may connect to', async () => {
+    await expect(startGateway({upstream: new FakeUpstream(), upstreamDisplay: 'fake', listen: '127.0.0.1:0', token: null})).rejects.toMatchObject({code: 'GATEWAY_TOKEN_REQUIRED'})
+    const {dir, cleanup} = tempDir('nle-gw-sock-')
+    const socketPath = join(dir, 'gw.sock')
+    const {gateway, url} = await startGateway({upstream: new FakeUpstream(), upstreamDisplay: 'fake', socketPath, token: null})
+    try {
+      expect(url).toBe(`unix:${socketPath}`)
+      expect(statSync(socketPath).mode & 0o777).toBe(0o600)
+      const status = await new Promise<number>((resolve, reject) => {
+        const req = httpRequest({socketPath, path: '/v1/models', headers: {host: 'localhost'}}, (res) => {
+          res.resume()
+          resolve(res.statusCode ?? 0)
+        })
+        req.on('error', reject)
+        req.end()
+      })
+      expect(status).toBe(200)
+    } finally {
+      await gateway.stop()
+      cleanup()
+    }
+  })
+})
+
+describe('gateway access token file', () => {
+  it('is made 0600 on first use, reused after, refused when others may read it; the environment wins', async () => {
+    const {dir, cleanup} = tempDir('nle-gw-token-')
+    try {
+      const file = join(dir, '.nle', 'gateway.token')
+      const first = await gatewayToken(file, {})
+      expect(first).toMatchObject({file, created: true})
+      expect(first.token.length).toBeGreaterThanOrEqual(32)
+      expect(statSync(file).mode & 0o777).toBe(0o600)
+      expect(await gatewayToken(file, {})).toEqual({token: first.token, file, created: false})
+      chmodSync(file, 0o644)
+      await expect(gatewayToken(file, {})).rejects.toMatchObject({code: 'GATEWAY_TOKEN_FILE_UNSAFE'})
+      expect(await gatewayToken(file, {[TOKEN_ENV]: TOKEN})).toEqual({token: TOKEN, created: false})
+    } finally {
+      cleanup()
+    }
+  })
+})
+
+describe('gateway against slow local clients', () => {
+  it('unfinished headers and unfinished bodies are answered 408 and closed; nothing is sent', async () => {
+    const up = new FakeUpstream()
+    const {gateway, url} = await startGateway({upstream: up, upstreamDisplay: 'fake', listen: '127.0.0.1:0', token: TOKEN, headersTimeoutMs: 300, requestTimeoutMs: 600})
+    try {
+      const port = Number(new URL(url).port)
+      const slow = (head: string): Promise<string> =>
+        new Promise((resolve) => {
+          const s = netConnect(port, '127.0.0.1', () => s.write(head))
+          let got = ''
+          s.on('data', (d: Buffer) => (got += d.toString('latin1')))
+          s.on('error', () => undefined)
+          s.on('close', () => resolve(got))
+        })
+      const [headers, body] = await Promise.all([
+        slow('POST /v1/chat/completions HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthor'),
+        slow(`POST /v1/chat/completions HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer ${TOKEN}\r\nContent-Type: application/json\r\nContent-Length: 100\r\n\r\n{"messages"`),
+      ])
+      expect(headers).toMatch(/^HTTP\/1\.1 408/)
+      expect(body).toMatch(/^HTTP\/1\.1 408/)
+      expect(up.sent).toHaveLength(0)
     } finally {
       await gateway.stop()
     }

@@ -8,9 +8,17 @@
  * and — inside the client — after a 421 (the enclave no longer holds the key it attested to).
  * While verification fails, every request is answered 503 (OpenAI error shape) and nothing is sent.
  *
+ * Who may ask: another local user can reach a loopback port, and a web page can make the browser
+ * post to one. So every request needs `Authorization: Bearer <token>` (the OpenAI SDKs send the API
+ * key so); only a Unix-socket listener (mode 0600) may go without. A request with an Origin is
+ * refused unless that origin was allowed by name (`Origin: null` never is); a POST must be
+ * application/json (forms and text/plain posts, which a page may send without a preflight, get 415).
+ *
  * Nothing of a request or an answer is logged: the access log has method, route, status, sizes,
  * latency and an error code.
  */
+import {timingSafeEqual} from 'node:crypto'
+import {chmod} from 'node:fs/promises'
 import {type IncomingMessage, type Server, type ServerResponse, createServer} from 'node:http'
 import type {AddressInfo} from 'node:net'
 
@@ -54,6 +62,15 @@ export interface GatewayOptions {
   upstreamDisplay: string
   /** host:port, loopback only (default 127.0.0.1:8787; port 0 = any free port). */
   listen?: string
+  /** Listen on this Unix socket (mode 0600) instead of TCP. */
+  socketPath?: string
+  /**
+   * Required. The bearer token every request must carry, or null for none — allowed only with
+   * `socketPath` (on TCP any local user could connect).
+   */
+  token: string | null
+  /** Browser origins (scheme://host[:port]) that may call the gateway (CORS); none by default. */
+  allowOrigins?: readonly string[]
   /** How requests are protected (the upstream client does it; shown at /nle/attestation). */
   mode?: 'attested' | 'kms'
   /** Re-verify after this long (default 5 min). */
@@ -62,6 +79,9 @@ export interface GatewayOptions {
   failureRetryMs?: number
   /** Largest request body (default 4 MiB). */
   bodyLimit?: number
+  /** Time a client has to send its headers (default 10 s), and its whole request (default 60 s): 408 after. */
+  headersTimeoutMs?: number
+  requestTimeoutMs?: number
   /** Model id listed by /v1/models until an answer names the enclave's own. */
   defaultModel?: string
   log?: (event: GatewayEvent) => void
@@ -96,7 +116,9 @@ const KNOWN = new Set<string>(Object.values(ROUTES))
 
 export class Gateway {
   private readonly server: Server
-  private readonly options: Required<Omit<GatewayOptions, 'log'>> & Pick<GatewayOptions, 'log'>
+  private readonly options: Required<Omit<GatewayOptions, 'log' | 'socketPath'>> & Pick<GatewayOptions, 'log' | 'socketPath'>
+  private readonly token: Buffer | null
+  private readonly origins: ReadonlySet<string>
   private readonly address: ListenAddress
   private verified: VerifiedAttestation | null = null
   private verifiedAt = 0
@@ -115,12 +137,25 @@ export class Gateway {
       attestationTtlMs: 300_000,
       failureRetryMs: 1000,
       bodyLimit: 4 * 1024 * 1024,
+      headersTimeoutMs: 10_000,
+      requestTimeoutMs: 60_000,
       defaultModel: 'nle-enclave',
+      allowOrigins: [],
       ...options,
     }
     this.address = parseListen(this.options.listen) // throws before anything listens
+    if (options.token === null && options.socketPath === undefined) {
+      throw gatewayError('GATEWAY_TOKEN_REQUIRED', 'A gateway on a TCP port needs an access token: any local user can connect to a loopback port.', {hint: 'Keep the token (the default), or listen on a Unix socket (--socket PATH) to go without one.'})
+    }
+    if (options.token !== null && options.token.length < 16) throw gatewayError('GATEWAY_TOKEN_REQUIRED', 'The access token is shorter than 16 characters.')
+    this.token = options.token === null ? null : Buffer.from(options.token)
+    this.origins = new Set(this.options.allowOrigins.map((o) => o.replace(/\/$/, '').toLowerCase()))
     this.model = this.options.defaultModel
-    this.server = createServer((req, res) => void this.handle(req, res))
+    // A local program that opens connections and sends nothing (or a body byte by byte) is cut.
+    const requestTimeout = this.options.requestTimeoutMs
+    const headersTimeout = Math.min(this.options.headersTimeoutMs, requestTimeout)
+    this.server = createServer({headersTimeout, requestTimeout, maxHeaderSize: 16 * 1024, connectionsCheckingInterval: Math.max(250, Math.min(1000, Math.floor(headersTimeout / 2)))}, (req, res) => void this.handle(req, res))
+    this.server.maxConnections = 256
     this.server.keepAliveTimeout = 5000
   }
 
@@ -135,16 +170,21 @@ export class Gateway {
           }),
         )
       this.server.once('error', onError)
-      this.server.listen(this.address.port, this.address.host, () => {
+      const listening = (): void => {
         this.server.off('error', onError)
         resolve()
-      })
+      }
+      if (this.options.socketPath !== undefined) this.server.listen(this.options.socketPath, listening)
+      else this.server.listen(this.address.port, this.address.host, listening)
     })
+    // Only this user may connect to the socket.
+    if (this.options.socketPath !== undefined) await chmod(this.options.socketPath, 0o600)
     await this.ensureAttested().catch(() => undefined)
     return {url: this.url, attestation: this.state()}
   }
 
   get url(): string {
+    if (this.options.socketPath !== undefined) return `unix:${this.options.socketPath}`
     const a = this.server.address() as AddressInfo | null
     return listenUrl({host: this.address.host, port: a?.port ?? this.address.port})
   }
@@ -240,7 +280,13 @@ export class Gateway {
       this.options.log?.(entry)
     })
     try {
-      this.checkOrigin(req)
+      this.checkOrigin(req, res)
+      if (req.method === 'OPTIONS') {
+        // A CORS preflight from an allowed origin (browsers send no credentials with it).
+        res.writeHead(204, {'access-control-allow-methods': 'GET, POST', 'access-control-allow-headers': 'authorization, content-type', 'access-control-max-age': '600'}).end()
+        return
+      }
+      this.checkToken(req)
       if (path === ROUTES.models) {
         if (req.method !== 'GET') throw notAllowed()
         return sendJson(res, 200, {object: 'list', data: [{id: this.model, object: 'model', created: this.started, owned_by: 'nle-enclave'}]}, entry)
@@ -254,6 +300,7 @@ export class Gateway {
       }
       if (path === ROUTES.chat || path === ROUTES.completions) {
         if (req.method !== 'POST') throw notAllowed()
+        checkJson(req)
         const body = await readBody(req, this.options.bodyLimit)
         entry.bytesIn = body.length
         const parsed = path === ROUTES.chat ? parseChatBody(body) : parseCompletionBody(body)
@@ -265,20 +312,31 @@ export class Gateway {
     }
   }
 
-  /** Browsers: a page elsewhere (Origin) or a rebound name (Host) must not reach the plaintext endpoint. */
-  private checkOrigin(req: IncomingMessage): void {
+  /**
+   * Browsers: a rebound name (Host) must not reach the plaintext endpoint, nor a page (Origin) that
+   * was not allowed by name — loopback pages included (any local program can serve one), and
+   * `Origin: null` (sandboxed frames, file: pages) always. An allowed origin gets CORS headers.
+   */
+  private checkOrigin(req: IncomingMessage, res: ServerResponse): void {
     const host = req.headers.host
     const hostname = host ? host.replace(/:\d+$/, '') : ''
     if (host !== undefined && !isLoopbackHost(hostname)) throw gatewayError('GATEWAY_FORBIDDEN_ORIGIN', 'The Host header is not a loopback address.')
     const origin = req.headers.origin
-    if (origin !== undefined && origin !== 'null') {
-      let ok = false
-      try {
-        ok = isLoopbackHost(new URL(origin).hostname)
-      } catch {
-        ok = false
-      }
-      if (!ok) throw gatewayError('GATEWAY_FORBIDDEN_ORIGIN', 'Requests from web pages of other origins are refused.')
+    if (origin === undefined) return
+    if (origin === 'null' || !this.origins.has(origin.toLowerCase())) {
+      throw gatewayError('GATEWAY_FORBIDDEN_ORIGIN', 'Requests from web pages are refused unless their origin is allowed (--allow-origin).')
+    }
+    res.setHeader('access-control-allow-origin', origin)
+    res.setHeader('vary', 'origin')
+  }
+
+  /** `Authorization: Bearer <token>`, compared in constant time. */
+  private checkToken(req: IncomingMessage): void {
+    if (this.token === null) return
+    const m = /^Bearer\s+(\S+)\s*$/i.exec(req.headers.authorization ?? '')
+    const given = m ? Buffer.from(m[1]!) : Buffer.alloc(0)
+    if (given.length !== this.token.length || !timingSafeEqual(given, this.token)) {
+      throw gatewayError('GATEWAY_UNAUTHORIZED', 'Missing or wrong access token: send Authorization: Bearer <token> (the OpenAI API key).')
     }
   }
 
@@ -368,6 +426,12 @@ export class Gateway {
     if (!f.shouldRetry) headers['x-should-retry'] = 'false'
     sendJson(res, f.status, f.body, entry, headers)
   }
+}
+
+/** application/json (any parameters) only: what a page can post without a CORS preflight is not. */
+function checkJson(req: IncomingMessage): void {
+  const type = (req.headers['content-type'] ?? '').split(';')[0]!.trim().toLowerCase()
+  if (type !== 'application/json') throw gatewayError('GATEWAY_UNSUPPORTED_MEDIA_TYPE', 'The request body must be application/json.')
 }
 
 function notAllowed(): NleError {

@@ -19,6 +19,7 @@ import {type KeyObject, createCipheriv, createDecipheriv, createHash, createPubl
 import * as asn1js from 'asn1js'
 import {ContentInfo, EnvelopedData, KeyTransRecipientInfo} from 'pkijs'
 
+import {isNleError} from '../errors.js'
 import {cmsError} from './errors.js'
 
 export const OID_ENVELOPED_DATA = '1.2.840.113549.1.7.3'
@@ -100,8 +101,21 @@ function oaepParams(params: unknown): {hash: string; mgf1: string; hasLabel: boo
   return {hash, mgf1, hasLabel}
 }
 
-/** Parse a CiphertextForRecipient (BER or DER). Throws CMS_MALFORMED / CMS_UNSUPPORTED. */
+/**
+ * Parse a CiphertextForRecipient (BER or DER). Throws CMS_MALFORMED / CMS_UNSUPPORTED, and only
+ * those: asn1js and pkijs throw their own errors (RangeError, "Wrong input string…") on some
+ * malformed inputs, deep inside field accessors, so every failure below is mapped here once.
+ */
 export function parseEnvelope(bytes: Uint8Array): ParsedEnvelope {
+  try {
+    return parseEnvelopeInner(bytes)
+  } catch (error) {
+    if (isNleError(error)) throw error
+    malformed(`unreadable structure (${(error as Error)?.name ?? 'error'}).`, error)
+  }
+}
+
+function parseEnvelopeInner(bytes: Uint8Array): ParsedEnvelope {
   if (!(bytes instanceof Uint8Array) || bytes.length === 0) malformed('no bytes.')
   if (bytes.length > MAX_ENVELOPE_BYTES) malformed(`${bytes.length} bytes is more than the ${MAX_ENVELOPE_BYTES} accepted.`)
   const copy = new Uint8Array(bytes)
@@ -114,7 +128,7 @@ export function parseEnvelope(bytes: Uint8Array): ParsedEnvelope {
     if (info.contentType !== OID_ENVELOPED_DATA) malformed(`content type ${info.contentType} is not envelopedData.`)
     enveloped = new EnvelopedData({schema: info.content})
   } catch (error) {
-    if (error instanceof Error && 'code' in error) throw error
+    if (isNleError(error)) throw error
     malformed(`not a ContentInfo/EnvelopedData: ${(error as Error).message}`, error)
   }
   const recipients: ParsedRecipient[] = enveloped.recipientInfos.map((info) => {

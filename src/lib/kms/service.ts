@@ -2,10 +2,11 @@
  * What `nle policy show|apply|check` do, without any CLI: read the config and lockfile, read the
  * key policy (a live key through ./aws.ts, or a JSON file), patch / check it, write it back.
  */
-import {readFile, rename, rm, writeFile} from 'node:fs/promises'
+import {readFile} from 'node:fs/promises'
 import {dirname, resolve} from 'node:path'
 
 import {loadConfig} from '../config/load.js'
+import {writeFileAtomic} from '../files.js'
 import {readLockfile} from '../lockfile.js'
 import {type AwsOptions, type KeyGrant, awsClients, callerIdentity, describeKey, getKeyPolicy, getRole, listGrants, putKeyPolicy} from './aws.js'
 import {type CheckReport, checkPolicy} from './check.js'
@@ -106,14 +107,11 @@ async function readPolicyFile(path: string): Promise<string> {
   }
 }
 
-/** Write a file atomically (temp file + rename). */
-export async function writeFileAtomic(path: string, text: string, mode = 0o644): Promise<void> {
-  const tmp = `${path}.${process.pid}.${Date.now()}.tmp`
+/** Write a policy file atomically (../files.ts). */
+async function writePolicyFile(path: string, text: string): Promise<void> {
   try {
-    await writeFile(tmp, text, {encoding: 'utf8', mode})
-    await rename(tmp, path)
+    await writeFileAtomic(path, text)
   } catch (error) {
-    await rm(tmp, {force: true}).catch(() => undefined)
     throw policyError('POLICY_FILE_IO', `Cannot write ${path}: ${(error as NodeJS.ErrnoException).code ?? (error as Error).message}`, {hint: `Check that ${dirname(path)} exists and is writable.`, cause: error})
   }
 }
@@ -256,7 +254,7 @@ export async function applyPolicy(options: ApplyOptions): Promise<ApplyReport> {
     const text = serializePolicy(patch.policy)
     const target = options.out ?? (options.apply ? options.source.path : undefined)
     // Writing --out always happens (the file is a build artifact); in place only when it changes.
-    if (target !== undefined && (options.out !== undefined || patch.changed)) await writeFileAtomic(target, text)
+    if (target !== undefined && (options.out !== undefined || patch.changed)) await writePolicyFile(target, text)
     return {
       source: loaded.source,
       changed: patch.changed,

@@ -90,3 +90,21 @@ describe('startParentProxy with a credentials socket', () => {
     expect(lines.map((l) => JSON.parse(l) as {event: string; credentials?: string}).find((l) => l.event === 'listening')?.credentials).toBe(socket)
   })
 })
+
+describe('the self-signed development certificate', () => {
+  it('a regenerated key is 0600 even where an older key.pem was 0644; the limits reach the proxy from flags', async () => {
+    const tls = join(tmp.dir, 'tls-regen')
+    ;(await import('node:fs')).mkdirSync(tls, {recursive: true})
+    writeFileSync(join(tls, 'key.pem'), 'an old key, once world-readable\n', {mode: 0o644})
+    expect(statSync(join(tls, 'key.pem')).mode & 0o777).toBe(0o644)
+    const settings = await settingsFromArgv(['--config', configFile(''), '--self-signed', tls, '--host', '127.0.0.1', '--port', '0', '--max-connections', '7', '--headers-timeout-ms', '900', '--request-timeout-ms', '1800'])
+    expect(settings).toMatchObject({maxConnections: 7, maxConnectionsPerClient: 128, maxBufferedBytes: 32 * 1024 * 1024, headersTimeoutMs: 900, requestTimeoutMs: 1800})
+    const running = await startParentProxy(settings, {log: () => undefined})
+    try {
+      expect(statSync(join(tls, 'key.pem')).mode & 0o777).toBe(0o600)
+      expect((await import('node:fs')).readFileSync(join(tls, 'key.pem'), 'utf8')).toContain('BEGIN PRIVATE KEY')
+    } finally {
+      await running.stop()
+    }
+  })
+})

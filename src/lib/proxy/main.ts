@@ -3,13 +3,14 @@
  * listening, and a graceful drain on SIGTERM/SIGINT. Used by `nle proxy` and
  * runtime/parent-proxy/index.ts.
  */
-import {mkdir, readFile, writeFile} from 'node:fs/promises'
+import {mkdir, readFile} from 'node:fs/promises'
 import {join} from 'node:path'
 import {parseArgs} from 'node:util'
 
 import {DEFAULT_CONFIG_FILE, loadConfig} from '../config/load.js'
 import {configSchema} from '../config/schema.js'
 import {ExitCode, NleError, isNleError} from '../errors.js'
+import {writeFileAtomic} from '../files.js'
 import {type Logger, jsonLogger} from '../server/log.js'
 import {CREDENTIAL_SOURCES, type CredentialSource, type CredentialsServer, startCredentialsServer} from './credentials.js'
 import {proxyError} from './errors.js'
@@ -29,6 +30,12 @@ export interface ProxySettings {
   queue: number
   upstreamTimeoutMs: number
   drainTimeoutMs: number
+  /** Limits on what clients may hold (ParentProxy's defaults when absent). */
+  maxConnections?: number
+  maxConnectionsPerClient?: number
+  maxBufferedBytes?: number
+  headersTimeoutMs?: number
+  requestTimeoutMs?: number
   /** KMS mode: serve the enclave's AWS credentials (GET /v1/credentials) on this Unix socket. */
   credentialsSocket?: string
   /** Where those credentials come from (default env; proxy.credentials.source defaults to imds). */
@@ -71,6 +78,11 @@ export async function resolveProxySettings(configFile: string | undefined, overr
     queue: proxy.queue,
     upstreamTimeoutMs: proxy.upstreamTimeoutMs,
     drainTimeoutMs: proxy.drainTimeoutMs,
+    maxConnections: proxy.maxConnections,
+    maxConnectionsPerClient: proxy.maxConnectionsPerClient,
+    maxBufferedBytes: proxy.maxBufferedBytes,
+    headersTimeoutMs: proxy.headersTimeoutMs,
+    requestTimeoutMs: proxy.requestTimeoutMs,
     ...(proxy.credentials ? {credentialsSocket: abs(proxy.credentials.socket), credentialsSource: proxy.credentials.source} : {}),
   }
   for (const [k, v] of Object.entries(overrides)) if (v !== undefined) (settings as unknown as Record<string, unknown>)[k] = v
@@ -111,8 +123,10 @@ export async function startParentProxy(settings: ProxySettings, logger: Logger):
   } else if (settings.selfSignedDir) {
     const dev = await selfSignedCertificate(['localhost', '127.0.0.1', '::1'])
     await mkdir(settings.selfSignedDir, {recursive: true})
-    await writeFile(join(settings.selfSignedDir, 'cert.pem'), dev.certPem)
-    await writeFile(join(settings.selfSignedDir, 'key.pem'), dev.keyPem, {mode: 0o600})
+    // Atomically, so the key is 0600 even where an older key.pem was 0644 (a plain writeFile keeps
+    // an existing file's mode), and a reader never sees half a PEM.
+    await writeFileAtomic(join(settings.selfSignedDir, 'cert.pem'), dev.certPem)
+    await writeFileAtomic(join(settings.selfSignedDir, 'key.pem'), dev.keyPem, {mode: 0o600})
     tls = {cert: dev.certPem, key: dev.keyPem}
     logger.log('warn', 'self_signed_certificate', {dir: settings.selfSignedDir})
   }
@@ -166,7 +180,9 @@ export function waitForSignals(running: RunningProxy, logger: Logger): Promise<n
       logger.log('info', 'shutdown', {signal, inFlight: running.proxy.stats().inFlight})
       running.stop().then(
         ({forced}) => {
-          logger.log('info', 'drained', {forced})
+          // Counts only (what was served and refused), never an address.
+          const {served, refusedConnections, refusedBodies} = running.proxy.stats()
+          logger.log('info', 'drained', {forced, served, refusedConnections, refusedBodies})
           resolve(ExitCode.OK)
         },
         () => resolve(ExitCode.INTERNAL),
@@ -191,6 +207,11 @@ const FLAGS = {
   queue: {type: 'string'},
   'upstream-timeout-ms': {type: 'string'},
   'drain-timeout-ms': {type: 'string'},
+  'max-connections': {type: 'string'},
+  'max-connections-per-client': {type: 'string'},
+  'max-buffered-bytes': {type: 'string'},
+  'headers-timeout-ms': {type: 'string'},
+  'request-timeout-ms': {type: 'string'},
   'credentials-socket': {type: 'string'},
   'credentials-source': {type: 'string'},
 } as const
@@ -216,6 +237,11 @@ export async function settingsFromArgv(argv: string[]): Promise<ProxySettings> {
     queue: num(v.queue),
     upstreamTimeoutMs: num(v['upstream-timeout-ms']),
     drainTimeoutMs: num(v['drain-timeout-ms']),
+    maxConnections: num(v['max-connections']),
+    maxConnectionsPerClient: num(v['max-connections-per-client']),
+    maxBufferedBytes: num(v['max-buffered-bytes']),
+    headersTimeoutMs: num(v['headers-timeout-ms']),
+    requestTimeoutMs: num(v['request-timeout-ms']),
     credentialsSocket: v['credentials-socket'],
     credentialsSource: credentialSource(v['credentials-source']),
   })

@@ -1,11 +1,12 @@
 import {once} from 'node:events'
 import {createServer, request, type Server} from 'node:http'
+import {connect as netConnect} from 'node:net'
 import {join} from 'node:path'
 
 import {afterEach, describe, expect, it} from 'vitest'
 
 import {tempDir} from '../../test-support/tmp.js'
-import {ParentProxy} from './proxy.js'
+import {MAX_HEADER_BYTES, ParentProxy, clientKey} from './proxy.js'
 
 interface Upstream {
   path: string
@@ -202,5 +203,82 @@ describe('ParentProxy: a client that leaves', () => {
     expect((await first).status).toBe(200)
     await new Promise((r) => setTimeout(r, 100))
     expect(up.hits).toBe(1)
+  })
+})
+
+describe('ParentProxy: limits against hostile clients', () => {
+  /** A raw TCP client from `from`; resolves with what the proxy sent before it closed the connection. */
+  function raw(port: number, from: string, send: (s: import('node:net').Socket) => void): {socket: import('node:net').Socket; answer: Promise<string>} {
+    const socket = netConnect({host: '127.0.0.1', port, localAddress: from})
+    const parts: Buffer[] = []
+    socket.on('data', (d: Buffer) => parts.push(d))
+    socket.on('error', () => undefined)
+    socket.once('connect', () => send(socket))
+    return {socket, answer: new Promise((resolve) => socket.once('close', () => resolve(Buffer.concat(parts).toString('latin1'))))}
+  }
+  const head = (length: number): string => `POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/nle-sealed-request\r\nContent-Length: ${length}\r\n\r\n`
+
+  it('counts clients by address (IPv4-mapped as IPv4, IPv6 by /64)', () => {
+    expect(clientKey('127.0.0.1')).toBe('127.0.0.1')
+    expect(clientKey('::ffff:10.1.2.3')).toBe('10.1.2.3')
+    expect(clientKey('2001:db8:1:2:aaaa::1')).toBe('2001:db8:1:2::/64')
+    expect(clientKey('2001:0db8:0001:0002:ffff:1:2:3')).toBe('2001:db8:1:2::/64')
+    expect(clientKey('::1')).toBe('0:0:0:0::/64')
+    expect(clientKey(undefined)).toBe('?')
+  })
+
+  it('refuses a body that does not fit maxBufferedBytes with 429 before reading it; the enclave never sees it', async () => {
+    const {dir, cleanup} = tempDir('nle-proxy-budget-')
+    cleanups.push(cleanup)
+    const up = await upstream(dir, 'u', (req, res) => {
+      req.resume()
+      req.on('end', () => res.end('ok'))
+    })
+    const {proxy, port} = await proxyFor([up.path], {bodyLimitBytes: 1000, maxBufferedBytes: 1500, requestTimeoutMs: 60_000})
+    // One client holds 1,000 bytes of the 1,500 (it declared 1,000 and sent 10).
+    const holder = raw(port, '127.0.0.1', (s) => s.write(head(1000) + 'x'.repeat(10)))
+    while (proxy.stats().bufferedBytes === 0) await new Promise((r) => setTimeout(r, 10))
+    const refused = await call(port, 'POST', '/v1/chat/completions', Buffer.alloc(600))
+    expect(refused.status).toBe(429)
+    expect(refused.headers['retry-after']).toBe('1')
+    expect(JSON.parse(refused.body).error.code).toBe('PROXY_BUSY')
+    expect((await call(port, 'POST', '/v1/chat/completions', Buffer.alloc(400))).status).toBe(200) // fits
+    expect(proxy.stats()).toMatchObject({refusedBodies: 1})
+    holder.socket.destroy()
+    await holder.answer
+    expect((await call(port, 'POST', '/v1/chat/completions', Buffer.alloc(600))).status).toBe(200)
+    expect(up.hits).toBe(2)
+  })
+
+  it('closes connections over maxConnectionsPerClient on accept; another address still gets in', async () => {
+    const {dir, cleanup} = tempDir('nle-proxy-perclient-')
+    cleanups.push(cleanup)
+    const up = await upstream(dir, 'u', (_req, res) => res.end('ok'))
+    const {proxy, port} = await proxyFor([up.path], {maxConnectionsPerClient: 3})
+    const held = [0, 1, 2].map(() => raw(port, '127.3.0.1', (s) => s.write('GET /healthz HTTP/1.1\r\nHost: x\r\n')))
+    while (proxy.stats().connections < 3) await new Promise((r) => setTimeout(r, 10))
+    const fourth = raw(port, '127.3.0.1', (s) => s.write('GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n'))
+    expect(await fourth.answer).toBe('') // closed unanswered
+    expect(proxy.stats()).toMatchObject({refusedConnections: 1, connections: 3})
+    const other = raw(port, '127.3.0.2', (s) => s.write('GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n'))
+    expect(await other.answer).toMatch(/^HTTP\/1\.1 200/)
+    for (const h of held) h.socket.destroy()
+  })
+
+  it('slow clients: unfinished headers and unfinished bodies are answered 408 and closed; oversized headers 431', async () => {
+    const {dir, cleanup} = tempDir('nle-proxy-slow-')
+    cleanups.push(cleanup)
+    const up = await upstream(dir, 'u', (_req, res) => res.end('ok'))
+    const {proxy, port} = await proxyFor([up.path], {headersTimeoutMs: 300, requestTimeoutMs: 600})
+    const slowHeaders = raw(port, '127.0.0.1', (s) => s.write('POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nContent-Ty'))
+    const slowBody = raw(port, '127.0.0.1', (s) => s.write(head(100) + 'x'.repeat(50)))
+    const huge = raw(port, '127.0.0.1', (s) => s.write(`GET /healthz HTTP/1.1\r\nHost: x\r\nX-Pad: ${'a'.repeat(MAX_HEADER_BYTES)}\r\n\r\n`))
+    expect(await slowHeaders.answer).toMatch(/^HTTP\/1\.1 408/)
+    expect(await slowBody.answer).toMatch(/^HTTP\/1\.1 408/)
+    expect(await huge.answer).toMatch(/^HTTP\/1\.1 431/)
+    expect(up.hits).toBe(0)
+    // Nothing is left held (the proxy's side of a close may follow the client's by a tick).
+    while (proxy.stats().connections > 0) await new Promise((r) => setTimeout(r, 10))
+    expect(proxy.stats().bufferedBytes).toBe(0)
   })
 })

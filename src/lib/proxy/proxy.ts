@@ -3,6 +3,13 @@
  * the enclave server's Unix socket(s). It sees only sealed bytes and never logs a body.
  *
  * - routes: GET /v1/attestation, POST /v1/chat/completions, GET /healthz — nothing else (404);
+ * - the only listener facing the network, so every resource a client can hold is capped before it
+ *   is spent: connections (maxConnections; beyond it the socket is closed on accept), connections
+ *   per client address (maxConnectionsPerClient; IPv6 per /64), header size (8 KiB), the time to
+ *   send the TLS handshake and the headers (headersTimeoutMs) and the whole request
+ *   (requestTimeoutMs) — 408 and closed after it —, and the bytes of request bodies held at once
+ *   (maxBufferedBytes): a body is admitted (its declared length, or bodyLimitBytes when chunked,
+ *   reserved) before it is read, else 429 + Retry-After without buffering it;
  * - request bodies are read whole up to bodyLimitBytes (413 beyond), then relayed; responses
  *   stream through unbuffered (SSE chunk by chunk);
  * - at most `concurrency` requests in flight, `queue` more wait; beyond that 429 + Retry-After;
@@ -11,8 +18,9 @@
  * - drain: stop accepting, let in-flight streams finish (up to a timeout), then cut them;
  * - access log per request: method, path (no query), status, bytes in/out, latency, upstream.
  */
-import {Agent, type IncomingMessage, type Server, type ServerResponse, createServer as createHttpServer, request as httpRequest} from 'node:http'
+import {Agent, type IncomingMessage, type Server, type ServerOptions, type ServerResponse, createServer as createHttpServer, request as httpRequest} from 'node:http'
 import {createServer as createHttpsServer} from 'node:https'
+import {type Socket, isIPv6} from 'node:net'
 import {performance} from 'node:perf_hooks'
 
 import {type Logger, silentLogger} from '../server/log.js'
@@ -36,7 +44,41 @@ export interface ProxyOptions {
   /** Requests that may wait for a slot (default 16). */
   queue?: number
   upstreamTimeoutMs: number
+  /** Open client connections at once, all listeners (default 512). */
+  maxConnections?: number
+  /** Open connections from one client address (IPv6: one /64) (default 128; NleClient opens up to 64). */
+  maxConnectionsPerClient?: number
+  /** Request-body bytes held at once, all requests (default 32 MiB). */
+  maxBufferedBytes?: number
+  /** Time a client has for the TLS handshake and the request headers (default 10 s). */
+  headersTimeoutMs?: number
+  /** Time a client has to send the whole request, body included (default 30 s). */
+  requestTimeoutMs?: number
   logger?: Logger
+}
+
+export const PROXY_LIMIT_DEFAULTS = {
+  maxConnections: 512,
+  maxConnectionsPerClient: 128,
+  maxBufferedBytes: 32 * 1024 * 1024,
+  headersTimeoutMs: 10_000,
+  requestTimeoutMs: 30_000,
+} as const
+
+/** Largest request head (request line + headers) the proxy reads; the enclave API needs < 1 KiB. */
+export const MAX_HEADER_BYTES = 8 * 1024
+
+/** The address a per-client limit counts by: IPv4 (also IPv4-mapped) as is, IPv6 by its /64. */
+export function clientKey(address: string | undefined): string {
+  if (!address) return '?'
+  const mapped = /^::ffff:(\d+\.\d+\.\d+\.\d+)$/i.exec(address)
+  if (mapped) return mapped[1]!
+  if (!isIPv6(address)) return address
+  const [head = '', tail = ''] = address.toLowerCase().split('::')
+  const left = head ? head.split(':') : []
+  const right = tail ? tail.split(':') : []
+  const groups = address.includes('::') ? [...left, ...Array<string>(8 - left.length - right.length).fill('0'), ...right] : left
+  return `${groups.slice(0, 4).map((g) => g.replace(/^0+(?=.)/, '')).join(':')}::/64`
 }
 
 export interface ListenOptions {
@@ -49,6 +91,12 @@ export interface ProxyStats {
   inFlight: number
   queued: number
   served: number
+  /** Open client connections, and request-body bytes admitted (reserved) now. */
+  connections: number
+  bufferedBytes: number
+  /** Connections closed on accept (over maxConnections or maxConnectionsPerClient), bodies refused for maxBufferedBytes. */
+  refusedConnections: number
+  refusedBodies: number
 }
 
 /** Whether the client left before its answer was complete, and what to stop when it does. */
@@ -78,16 +126,63 @@ export class ParentProxy {
   private served = 0
   private draining = false
   private idle: (() => void) | null = null
+  private readonly limits: Required<Pick<ProxyOptions, keyof typeof PROXY_LIMIT_DEFAULTS>>
+  private readonly perClient = new Map<string, number>()
+  private connections = 0
+  private buffered = 0
+  private refusedConnections = 0
+  private refusedBodies = 0
 
   constructor(private readonly options: ProxyOptions) {
     if (options.upstreams.length === 0) throw proxyError('PROXY_NO_UPSTREAM', 'No enclave socket to forward to.', {hint: 'Pass --upstream unix:/run/nle/<name>.sock (or set proxy.upstreams).'})
     this.logger = options.logger ?? silentLogger
     this.slots = new Semaphore(options.concurrency, options.queue ?? 16)
     this.agents = options.upstreams.map(() => new Agent({keepAlive: true, maxSockets: options.concurrency, maxFreeSockets: options.concurrency, timeout: 4000}))
+    const given = Object.fromEntries(Object.entries(options).filter(([k, v]) => k in PROXY_LIMIT_DEFAULTS && v !== undefined))
+    this.limits = {...PROXY_LIMIT_DEFAULTS, ...given}
+    // Node refuses a headers timeout longer than the request timeout; the request one bounds both.
+    this.limits.headersTimeoutMs = Math.min(this.limits.headersTimeoutMs, this.limits.requestTimeoutMs)
   }
 
   stats(): ProxyStats {
-    return {inFlight: this.slots.inFlight, queued: this.slots.queued, served: this.served}
+    return {inFlight: this.slots.inFlight, queued: this.slots.queued, served: this.served, connections: this.connections, bufferedBytes: this.buffered, refusedConnections: this.refusedConnections, refusedBodies: this.refusedBodies}
+  }
+
+  /** The http(s) server options every listener shares: header size and the slow-client deadlines. */
+  private serverOptions(): ServerOptions {
+    return {
+      keepAliveTimeout: 5000,
+      maxHeaderSize: MAX_HEADER_BYTES,
+      headersTimeout: this.limits.headersTimeoutMs,
+      requestTimeout: this.limits.requestTimeoutMs,
+      // How often Node looks for connections past those deadlines (its default, 30 s, would let a
+      // slow client stay up to 30 s longer than the deadline).
+      connectionsCheckingInterval: Math.max(250, Math.min(1000, Math.floor(this.limits.headersTimeoutMs / 2))),
+    }
+  }
+
+  /** Caps on every listener: connections in all, per client address (counted before TLS starts). */
+  private guard(server: Server): Server {
+    server.maxConnections = this.limits.maxConnections
+    server.on('drop', () => this.refusedConnections++) // Node closed it on accept: maxConnections
+    server.on('connection', (socket: Socket) => {
+      const key = clientKey(socket.remoteAddress)
+      const open = this.perClient.get(key) ?? 0
+      if (open >= this.limits.maxConnectionsPerClient) {
+        this.refusedConnections++
+        socket.destroy()
+        return
+      }
+      this.perClient.set(key, open + 1)
+      this.connections++
+      socket.once('close', () => {
+        this.connections--
+        const left = (this.perClient.get(key) ?? 1) - 1
+        if (left === 0) this.perClient.delete(key)
+        else this.perClient.set(key, left)
+      })
+    })
+    return server
   }
 
   /** The request handler (usable with any http/https server). */
@@ -112,13 +207,13 @@ export class ParentProxy {
     if (options.https) {
       let server: Server
       try {
-        server = createHttpsServer({cert: options.https.cert, key: options.https.key, keepAliveTimeout: 5000}, this.handler)
+        server = createHttpsServer({cert: options.https.cert, key: options.https.key, handshakeTimeout: this.limits.headersTimeoutMs, ...this.serverOptions()}, this.handler)
       } catch (cause) {
         throw proxyError('PROXY_TLS_INVALID', 'The TLS certificate or key is not usable.', {cause, hint: 'Check proxy.tls.cert and proxy.tls.key (PEM).'})
       }
-      out.https = await bind(server, options.https.host, options.https.port)
+      out.https = await bind(this.guard(server), options.https.host, options.https.port)
     }
-    if (options.http) out.http = await bind(createHttpServer({keepAliveTimeout: 5000}, this.handler), '127.0.0.1', options.http.port)
+    if (options.http) out.http = await bind(this.guard(createHttpServer(this.serverOptions(), this.handler)), '127.0.0.1', options.http.port)
     return out
   }
 
@@ -151,12 +246,14 @@ export class ParentProxy {
     // request. (A plain callback, not an AbortController: one per request costs more than the relay.)
     const client: ClientState = {gone: false, onGone: null}
     let slot = false
+    let reserved = 0
     res.on('close', () => {
       if (!res.writableFinished) {
         client.gone = true
         client.onGone?.()
       }
       if (slot) this.slots.release()
+      this.buffered -= reserved
       this.active--
       this.served++
       this.logger.log('info', 'access', {
@@ -178,6 +275,24 @@ export class ParentProxy {
     if (this.draining) {
       res.setHeader('connection', 'close')
       return reply(res, 503, 'PROXY_DRAINING', 'The proxy is shutting down.', entry)
+    }
+    // Admission before the body is read: its bytes are reserved from maxBufferedBytes, or it is
+    // refused unread. (An unread body stays in the client's and the kernel's buffers, not here.)
+    // A chunked body (no Content-Length) may grow to the limit: that much is reserved. One declared
+    // over the limit is refused below (413) without being read.
+    const length = req.headers['content-length']
+    const declared = length === undefined ? (req.headers['transfer-encoding'] === undefined ? 0 : NaN) : Number(length)
+    const want = Number.isSafeInteger(declared) && declared >= 0 ? declared : this.options.bodyLimitBytes
+    if (want <= this.options.bodyLimitBytes) {
+      if (this.buffered + want > this.limits.maxBufferedBytes) {
+        this.refusedBodies++
+        res.setHeader('retry-after', '1')
+        res.setHeader('connection', 'close')
+        req.resume() // discarded as it arrives (bounded by requestTimeoutMs), never held
+        return reply(res, 429, 'PROXY_BUSY', 'The proxy holds as many request bodies as it may; retry shortly.', entry)
+      }
+      reserved = want
+      this.buffered += want
     }
     const body = await readLimited(req, this.options.bodyLimitBytes)
     if (body === 'too-large') {

@@ -5,8 +5,11 @@
  * TrentService.<Operation>`, JSON with base64 blobs, errors as HTTP 4xx `{"__type", "message"}`),
  * plus the two query-protocol calls `nle policy apply` makes besides KMS: STS GetCallerIdentity and
  * IAM GetRole (for the identities it knows). Every request must carry a valid SigV4 signature by
- * one of the configured identities. Requests are handled one at a time; the state is written
- * atomically after each change. Nothing is logged but operation, identity and outcome.
+ * one of the configured identities, scoped to the endpoint's region (STS and IAM: also us-east-1,
+ * where AWS scopes them), covering X-Amz-Target and Content-Type. Bodies are read concurrently, up
+ * to MAX_BODY_BYTES and within bodyTimeoutMs; the requests whose bodies arrived are then handled
+ * one at a time (a slow client cannot stall the others); the state is written atomically after
+ * each change. Nothing is logged but operation, identity and outcome.
  */
 import {randomUUID} from 'node:crypto'
 import {type IncomingMessage, type Server, type ServerResponse, createServer} from 'node:http'
@@ -20,6 +23,10 @@ import {type LocalIdentity, type LocalState, saveState} from './state.js'
 
 export const LOOPBACK_HOSTS = ['127.0.0.1', '::1', 'localhost'] as const
 export const MAX_BODY_BYTES = 1024 * 1024
+/** Time a client has to send a whole request (headers and body). */
+export const DEFAULT_BODY_TIMEOUT_MS = 10_000
+/** Connections open at once (the SDK keeps a few per client). */
+export const MAX_CONNECTIONS = 128
 /** Default largest attestation-document age accepted (KMS's own limit is not documented). */
 export const DEFAULT_MAX_ATTESTATION_AGE_MS = 5 * 60 * 1000
 
@@ -36,6 +43,8 @@ export interface LocalKmsOptions {
    */
   root: TrustedRoot | (() => TrustedRoot)
   maxAttestationAgeMs?: number
+  /** Time a client has to send its whole body (default DEFAULT_BODY_TIMEOUT_MS); 408 after it. */
+  bodyTimeoutMs?: number
   now?: () => number
   /** One line per request (no bodies, no secrets). */
   log?: (line: string) => void
@@ -53,22 +62,37 @@ function isLoopbackAddress(address: string): boolean {
   return address === '::1' || address.startsWith('127.') || address === '::ffff:127.0.0.1'
 }
 
-function readBody(req: IncomingMessage): Promise<Buffer> {
+/** The whole body, at most MAX_BODY_BYTES, within timeoutMs; else a KmsApiError (413, 408). */
+function readBody(req: IncomingMessage, timeoutMs: number): Promise<Buffer> {
+  if (Number(req.headers['content-length'] ?? 0) > MAX_BODY_BYTES) return Promise.reject(new KmsApiError('ValidationException', 'Request body too large.', 413))
   return new Promise((resolve, reject) => {
     const chunks: Buffer[] = []
     let size = 0
+    const timer = setTimeout(() => fail(new KmsApiError('RequestTimeoutException', 'The request body did not arrive in time.', 408)), timeoutMs)
+    const fail = (error: unknown): void => {
+      clearTimeout(timer)
+      req.removeAllListeners('data')
+      reject(error)
+    }
     req.on('data', (chunk: Buffer) => {
       size += chunk.length
-      if (size > MAX_BODY_BYTES) {
-        reject(new KmsApiError('ValidationException', 'Request body too large.', 413))
-        req.destroy()
-        return
-      }
+      if (size > MAX_BODY_BYTES) return fail(new KmsApiError('ValidationException', 'Request body too large.', 413))
       chunks.push(chunk)
     })
-    req.on('end', () => resolve(Buffer.concat(chunks)))
-    req.on('error', reject)
+    req.on('end', () => {
+      clearTimeout(timer)
+      resolve(Buffer.concat(chunks))
+    })
+    req.on('error', fail)
+    req.on('close', () => {
+      if (!req.complete) fail(new KmsApiError('ValidationException', 'The connection closed before the body was complete.', 400))
+    })
   })
+}
+
+/** Regions a signature may be scoped to: the endpoint's; STS and IAM also us-east-1 (global). */
+function scopeAllowed(service: string, region: string, endpointRegion: string): boolean {
+  return region === endpointRegion || ((service === 'sts' || service === 'iam') && region === 'us-east-1')
 }
 
 const xmlEscape = (s: string): string => s.replace(/&/g, '&amp;').replace(/</g, '&lt;').replace(/>/g, '&gt;').replace(/"/g, '&quot;')
@@ -122,24 +146,21 @@ export async function startLocalKms(options: LocalKmsOptions): Promise<RunningLo
   }
   const jsonError = (res: ServerResponse, error: KmsApiError): void => respond(res, error.status, 'application/x-amz-json-1.1', JSON.stringify({__type: error.type, message: error.message}))
 
-  async function handle(req: IncomingMessage, res: ServerResponse): Promise<void> {
-    if (!isLoopbackAddress(req.socket.remoteAddress ?? '')) {
-      res.destroy()
-      return
-    }
+  async function handle(req: IncomingMessage, res: ServerResponse, body: Buffer): Promise<void> {
     const url = new URL(req.url ?? '/', 'http://localhost')
-    if (req.method !== 'POST') {
-      jsonError(res, new KmsApiError('UnknownOperationException', 'Only POST is supported.', 405))
-      return
-    }
-    const body = await readBody(req)
     const query: Record<string, string | string[]> = {}
     for (const [k, v] of url.searchParams) query[k] = v
-    const auth = await verifySigV4({method: req.method, path: url.pathname, query, headers: req.headers, body}, state.identities, now())
+    const auth = await verifySigV4({method: req.method ?? 'POST', path: url.pathname, query, headers: req.headers, body}, state.identities, now())
     const target = typeof req.headers['x-amz-target'] === 'string' ? req.headers['x-amz-target'] : undefined
     if (!auth.ok) {
       log(`denied ${target ?? url.pathname}: ${auth.type}`)
       jsonError(res, new KmsApiError(auth.type, auth.message, auth.type === 'MissingAuthenticationTokenException' ? 403 : 400))
+      return
+    }
+    if (!scopeAllowed(auth.service, auth.region, state.region)) {
+      // What AWS answers for a signature scoped to another region than the endpoint's.
+      log(`denied ${target ?? url.pathname}: credential scope ${auth.region}`)
+      jsonError(res, new KmsApiError('InvalidSignatureException', `Credential should be scoped to a valid region, not '${auth.region}'.`, 400))
       return
     }
     if (target === undefined) {
@@ -187,8 +208,37 @@ export async function startLocalKms(options: LocalKmsOptions): Promise<RunningLo
     }
   }
 
-  const server: Server = createServer((req, res) => {
-    const run = queue.then(() => handle(req, res))
+  const bodyTimeoutMs = options.bodyTimeoutMs ?? DEFAULT_BODY_TIMEOUT_MS
+  const server: Server = createServer(
+    // Node's own deadlines too (headers, and the request as a whole), checked every second.
+    {headersTimeout: bodyTimeoutMs, requestTimeout: bodyTimeoutMs, connectionsCheckingInterval: 1000, maxHeaderSize: 16 * 1024},
+    (req, res) => void accept(req, res),
+  )
+  server.maxConnections = MAX_CONNECTIONS
+
+  /** Read the body (concurrently, bounded), then queue the request: only handling is serialised. */
+  async function accept(req: IncomingMessage, res: ServerResponse): Promise<void> {
+    if (!isLoopbackAddress(req.socket.remoteAddress ?? '')) {
+      res.destroy()
+      return
+    }
+    if (req.method !== 'POST') {
+      jsonError(res, new KmsApiError('UnknownOperationException', 'Only POST is supported.', 405))
+      return
+    }
+    let body: Buffer
+    try {
+      body = await readBody(req, bodyTimeoutMs)
+    } catch (error) {
+      const e = error instanceof KmsApiError ? error : new KmsApiError('ValidationException', 'The request body could not be read.', 400)
+      log(`refused a request body: ${e.type}`)
+      if (!res.headersSent && !res.destroyed) {
+        res.setHeader('connection', 'close')
+        jsonError(res, e)
+      }
+      return
+    }
+    const run = queue.then(() => handle(req, res, body))
     queue = run.catch(() => undefined)
     run.catch((error: unknown) => {
       if (error instanceof KmsApiError) {
@@ -198,7 +248,7 @@ export async function startLocalKms(options: LocalKmsOptions): Promise<RunningLo
       log(`internal error: ${(error as Error)?.message ?? String(error)}`)
       if (!res.headersSent) jsonError(res, new KmsApiError('KMSInternalException', 'Internal error.', 500))
     })
-  })
+  }
   await new Promise<void>((resolve, reject) => {
     server.once('error', (error) => reject(kmsError('KMS_LISTEN_FAILED', `Cannot listen on ${host}:${options.port ?? 0}: ${(error as NodeJS.ErrnoException).code ?? error.message}`, {cause: error})))
     server.listen(options.port ?? 0, host, () => resolve())

@@ -9,11 +9,11 @@ import {newIdentity} from './state.js'
 const identity = newIdentity('000000000000', 'host')
 const now = Date.UTC(2026, 0, 2, 3, 4, 5)
 
-async function signed(body: string, extraHeaders: Record<string, string> = {}): Promise<{headers: Record<string, string>; body: Uint8Array}> {
+async function signed(body: string, extraHeaders: Record<string, string> = {}, unsignable: string[] = []): Promise<{headers: Record<string, string>; body: Uint8Array}> {
   const signer = new SignatureV4({service: 'kms', region: 'us-east-1', credentials: {accessKeyId: identity.accessKeyId, secretAccessKey: identity.secretAccessKey}, sha256: NodeSha256})
   const request = await signer.sign(
     {method: 'POST', protocol: 'http:', hostname: '127.0.0.1', port: 4599, path: '/', query: {}, headers: {host: '127.0.0.1:4599', 'content-type': 'application/x-amz-json-1.1', 'x-amz-target': 'TrentService.DescribeKey', ...extraHeaders}, body},
-    {signingDate: new Date(now)},
+    {signingDate: new Date(now), unsignableHeaders: new Set(unsignable)},
   )
   const headers: Record<string, string> = {}
   for (const [k, v] of Object.entries(request.headers)) headers[k.toLowerCase()] = String(v)
@@ -38,5 +38,16 @@ describe('verifySigV4', () => {
     expect(await verify(lying)).toMatchObject({ok: false, type: 'InvalidSignatureException'})
     const {authorization: _a, ...unsigned} = good.headers
     expect(await verify({...good, headers: unsigned})).toMatchObject({ok: false, type: 'MissingAuthenticationTokenException'})
+  })
+
+  it('refuses a request whose signature leaves out X-Amz-Target or Content-Type (the operation and how its body is read)', async () => {
+    for (const left of ['x-amz-target', 'content-type']) {
+      const r = await signed('{"KeyId":"k"}', {}, [left])
+      expect(r.headers.authorization).not.toContain(left)
+      expect(r.headers[left]).toBeDefined() // sent, but not signed
+      expect(await verify(r)).toMatchObject({ok: false, type: 'IncompleteSignatureException', message: expect.stringContaining(left)})
+    }
+    const {'content-type': _ct, ...noType} = (await signed('{"KeyId":"k"}', {}, ['content-type'])).headers
+    expect(await verify({headers: noType, body: Buffer.from('{"KeyId":"k"}')})).toMatchObject({ok: false, type: 'IncompleteSignatureException'})
   })
 })

@@ -40,6 +40,9 @@ export class NodeSha256 {
   reset(): void {}
 }
 
+/** Headers that, when the request has them, its signature must cover. */
+export const REQUIRED_WHEN_PRESENT = ['x-amz-target', 'content-type', 'x-amz-content-sha256', 'x-amz-security-token'] as const
+
 const AUTH = /^AWS4-HMAC-SHA256 Credential=([^/,\s]+)\/(\d{8})\/([^/,\s]+)\/([^/,\s]+)\/aws4_request,\s*SignedHeaders=([a-z0-9;_.-]+),\s*Signature=([0-9a-f]{64})$/
 
 function header(headers: IncomingSignedRequest['headers'], name: string): string | undefined {
@@ -67,6 +70,16 @@ export async function verifySigV4(request: IncomingSignedRequest, identities: re
   if (Math.abs(now - date.getTime()) > MAX_CLOCK_SKEW_MS) return {ok: false, type: 'InvalidSignatureException', message: 'Signature expired: X-Amz-Date is more than 15 minutes from the server time.'}
   const signed = signedHeaderList.split(';')
   if (!signed.includes('host') || !signed.includes('x-amz-date')) return {ok: false, type: 'IncompleteSignatureException', message: 'SignedHeaders must include host and x-amz-date.'}
+  // What the request means must be signed too: the operation (X-Amz-Target: a Decrypt signed as a
+  // DescribeKey would otherwise pass) and how the body is read (Content-Type). The AWS SDKs sign both.
+  for (const name of REQUIRED_WHEN_PRESENT) {
+    if (header(request.headers, name) !== undefined && !signed.includes(name)) {
+      return {ok: false, type: 'IncompleteSignatureException', message: `SignedHeaders must include ${name}.`}
+    }
+  }
+  if (request.method === 'POST' && header(request.headers, 'content-type') === undefined) {
+    return {ok: false, type: 'IncompleteSignatureException', message: 'A POST must carry a signed Content-Type.'}
+  }
   const headers: Record<string, string> = {}
   for (const name of signed) {
     const value = header(request.headers, name)

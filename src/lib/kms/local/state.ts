@@ -4,10 +4,11 @@
  * it holds key material and secret access keys of local, development-only identities.
  */
 import {randomBytes, randomUUID} from 'node:crypto'
-import {readFile, rename, rm, writeFile} from 'node:fs/promises'
+import {readFile} from 'node:fs/promises'
 
 import {z} from 'zod'
 
+import {writeFileAtomic} from '../../files.js'
 import {kmsError} from '../errors.js'
 
 const identitySchema = z.strictObject({
@@ -124,14 +125,11 @@ export async function loadIdentities(path: string): Promise<LocalIdentity[]> {
   return parseIdentities(value, path)
 }
 
-/** Write the state atomically: a temp file in the same folder, then rename over the old one. */
+/** Write the state atomically (../../files.ts), mode 0600 even over an older, looser file. */
 export async function saveState(path: string, state: LocalState): Promise<void> {
-  const tmp = `${path}.${process.pid}.${randomBytes(4).toString('hex')}.tmp`
   try {
-    await writeFile(tmp, JSON.stringify(state, null, 2) + '\n', {encoding: 'utf8', mode: 0o600})
-    await rename(tmp, path)
+    await writeFileAtomic(path, JSON.stringify(state, null, 2) + '\n', {mode: 0o600})
   } catch (error) {
-    await rm(tmp, {force: true}).catch(() => undefined)
     throw kmsError('KMS_STATE_WRITE_FAILED', `Cannot write the local KMS state ${path}: ${(error as NodeJS.ErrnoException).code ?? String(error)}`, {cause: error})
   }
 }
