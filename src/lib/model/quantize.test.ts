@@ -59,13 +59,15 @@ interface Case {
   minCosine: Record<QuantizeTarget, number>
   /** Smallest weight-matrix reduction accepted. */
   minRatio: Record<QuantizeTarget, number>
+  /** False where transformers.js does not read the file name (it has no decoder_model_merged lookup). */
+  transformers?: boolean
 }
 
-const exportCase = (folder: string): Case => ({
+const exportCase = (folder: string, file = 'model.onnx'): Case => ({
   name: `the ${folder} export`,
   source: async () => {
     const dir = join(TESTDATA, folder)
-    if (existsSync(join(dir, 'onnx', 'model.onnx'))) return dir
+    if (existsSync(join(dir, 'onnx', file))) return dir
     console.log(`skipped: ${dir} is absent (a clone without ../shared/testdata)`)
     return undefined
   },
@@ -79,6 +81,8 @@ const exportCase = (folder: string): Case => ({
 const cases: Case[] = [
   exportCase('llama'),
   exportCase('gpt2'),
+  // Optimum's merged decoder: the products are in both branches of an If, the weights shared in the main graph.
+  {...exportCase('llama-merged', 'decoder_model_merged.onnx'), transformers: false},
   {
     name: 'the tiny synth model (hidden 16: K is smaller than a block)',
     source: async () => (await synthModel({preset: 'tiny', outDir: join(root, 'synth-tiny'), seed: 7})).dir,
@@ -127,9 +131,9 @@ for (const c of cases) {
         try {
           for (const ids of prompts) {
             const ours = await engine.generate({inputIds: ids}, {maxTokens: 12})
-            const theirs = await transformersGreedy(out, to, ids, ours.tokenIds.length)
             expect(ours.tokenIds.length).toBeGreaterThan(0)
-            expect(ours.tokenIds).toEqual(theirs)
+            if (c.transformers === false) continue
+            expect(ours.tokenIds).toEqual(await transformersGreedy(out, to, ids, ours.tokenIds.length))
           }
         } finally {
           await engine.close()
