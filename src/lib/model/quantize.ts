@@ -150,6 +150,7 @@ export function rewriteToMatMulNBits(model: ModelProto, o: RewriteOptions): Rewr
   // form(s) and, where a product keeps it, the fp32 original.
   const weightNames = new Map<string, TensorProto>()
   const keptFp32 = new Set<string>()
+  const bypassed = new Set<NodeProto>()
   const count = (source: TensorProto, as: 'fp32' | 'quantized'): void => {
     weightNames.set(source.name ?? '', source)
     if (as === 'fp32') keptFp32.add(source.name ?? '')
@@ -160,8 +161,11 @@ export function rewriteToMatMulNBits(model: ModelProto, o: RewriteOptions): Rewr
     for (const n of graph.node ?? []) for (const out of n.output ?? []) producer.set(out, n)
     const heads = lmHeads(graph)
     // The torch exporter replaces repeated equal tensors (zero biases) by Identity nodes of one.
-    const throughIdentity = (name: string): string => {
-      for (let n = producer.get(name); n?.opType === 'Identity' && (n.domain ?? '') === '' && n.input?.length === 1; n = producer.get(name)) name = n.input[0]!
+    const throughIdentity = (name: string, passed?: NodeProto[]): string => {
+      for (let n = producer.get(name); n?.opType === 'Identity' && (n.domain ?? '') === '' && n.input?.length === 1; n = producer.get(name)) {
+        passed?.push(n)
+        name = n.input[0]!
+      }
       return name
     }
     for (const node of graph.node ?? []) {
@@ -169,14 +173,17 @@ export function rewriteToMatMulNBits(model: ModelProto, o: RewriteOptions): Rewr
       const name = node.name || `${node.opType}(${node.output?.[0] ?? ''})`
       const [a, b, c] = node.input ?? []
       if (a === undefined || b === undefined) continue
-      let source = weightOf(throughIdentity(b))
+      // The nodes between B and its weight: dropped once nothing else reads them.
+      const passed: NodeProto[] = []
+      let source = weightOf(throughIdentity(b, passed))
       let layout: 'KN' | 'NK' = 'KN'
       if (source === undefined && node.opType === 'MatMul') {
         // A tied LM head: MatMul(hidden, Transpose(embedding)).
         const t = producer.get(b)
         const perm = t && attr(t, 'perm')?.ints?.map(Number)
         if (t?.opType === 'Transpose' && (t.domain ?? '') === '' && t.input?.length === 1 && (perm === undefined || (perm.length === 2 && perm[0] === 1 && perm[1] === 0))) {
-          source = weightOf(throughIdentity(t.input[0]!))
+          passed.push(t)
+          source = weightOf(throughIdentity(t.input[0]!, passed))
           layout = 'NK'
         }
       }
@@ -207,6 +214,7 @@ export function rewriteToMatMulNBits(model: ModelProto, o: RewriteOptions): Rewr
       }
       const q = quantizedFor(source, layout)
       count(source, 'quantized')
+      for (const p of passed) bypassed.add(p)
       result.quantized.push({node: name, opType: node.opType, weight: source.name ?? ''})
       const inputs: string[] = [a, q.data.name ?? '', q.scales.name ?? '', q.zeroPoints?.name ?? '']
       if (bias !== undefined) inputs.push('', bias)
@@ -218,22 +226,30 @@ export function rewriteToMatMulNBits(model: ModelProto, o: RewriteOptions): Rewr
     }
   }
 
-  // Transposes that fed a quantized head and nothing else, then initializers nothing reads.
+  // The Transpose/Identity nodes between a quantized product and its weight, then the weights
+  // themselves, once nothing else reads them (a tied embedding stays: Gather reads it).
   const used = (): Set<string> => {
     const names = new Set<string>()
     for (const g of graphs(main)) {
       for (const n of g.node ?? []) for (const i of n.input ?? []) names.add(i)
       for (const out of g.output ?? []) names.add(out.name ?? '')
+      for (const input of g.input ?? []) names.add(input.name ?? '')
     }
     return names
   }
-  for (const graph of graphs(main)) {
+  for (let removed = true; removed; ) {
+    removed = false
     const reads = used()
-    graph.node = (graph.node ?? []).filter((n) => !(n.opType === 'Transpose' && (n.domain ?? '') === '' && (n.output ?? []).every((out) => !reads.has(out))))
+    for (const graph of graphs(main)) {
+      const before = graph.node?.length ?? 0
+      graph.node = (graph.node ?? []).filter((n) => !(bypassed.has(n) && (n.output ?? []).every((out) => !reads.has(out))))
+      removed ||= graph.node.length !== before
+    }
   }
   const reads = used()
+  const sources = new Set(result.weights.map((w) => w.source))
   const keep: TensorProto[] = []
-  for (const t of initializersOf(main)) (reads.has(t.name ?? '') ? keep : result.dropped).push(t)
+  for (const t of initializersOf(main)) (sources.has(t) && !reads.has(t.name ?? '') ? result.dropped : keep).push(t)
   main.initializer = [...keep, ...newInits]
   for (const t of weightNames.values()) result.weightBytesBefore += byteCount(t)
   for (const name of keptFp32) result.weightBytesAfter += byteCount(weightNames.get(name)!)
