@@ -8,8 +8,8 @@ import {afterAll, beforeAll, describe, expect, it} from 'vitest'
 import {Engine} from '../engine/index.js'
 import {hasCode} from '../errors.js'
 import {readManifest} from './manifest.js'
-import {onnx} from './onnx-graph.js'
-import {lastLogitsSimilarity, quantizeModel, type QuantizeTarget} from './quantize.js'
+import {GraphBuilder, onnx} from './onnx-graph.js'
+import {lastLogitsSimilarity, quantizeModel, rewriteToMatMulNBits, type QuantizeTarget} from './quantize.js'
 import {synthModel} from './synth.js'
 
 const TESTDATA = join(process.cwd(), '..', 'shared', 'testdata', 'models')
@@ -189,5 +189,61 @@ describe('model quantize options and refusals', () => {
     await quantizeModel({inDir: tiny, outDir: q, to: 'q4'})
     await expectCode(quantizeModel({inDir: q, outDir: join(root, 'y'), to: 'q8'}), 'MODEL_DTYPE_UNAVAILABLE')
     await expectCode(quantizeModel({inDir: tiny, outDir: join(root, 'z'), to: 'q4', blockSize: 24}), 'MODEL_UNSUPPORTED')
+  })
+})
+
+describe('rewriteToMatMulNBits on a hand-built graph', () => {
+  const {FLOAT} = onnx.TensorProto.DataType
+  const w = (n: number): Float32Array => Float32Array.from({length: n}, (_, i) => Math.sin(i))
+
+  function graph(): ReturnType<typeof onnx.ModelProto.decode> {
+    const g = new GraphBuilder()
+    const x = g.input('x', FLOAT, [1, 'seq', 32])
+    g.floatInit('w_kn', [32, 8], w(256))
+    g.floatInit('w_nk', [8, 32], w(256))
+    g.floatInit('bias', [8], w(8))
+    g.floatInit('unused_before', [4, 4], w(16))
+    const viaIdentity = g.op('Identity', ['w_kn'])
+    const a = g.op('MatMul', [x, viaIdentity])
+    const flat = g.op('Reshape', [a, g.int64Init('shape', [-1, 8])])
+    const gemm = g.op('Gemm', [flat, 'w_nk', g.op('Identity', ['bias'])], {transB: 1})
+    const scaled = g.op('Gemm', [flat, 'w_nk'], {transB: 1, alpha: 0.5})
+    const head = g.op('MatMul', [g.op('Add', [gemm, scaled]), g.op('Transpose', ['w_nk'], {perm: [1, 0]})])
+    g.op('Cast', [head], {to: FLOAT}, 'logits')
+    g.output('logits', FLOAT, ['n', 32])
+    return onnx.ModelProto.decode(g.encode('g', 17, 'test'))
+  }
+
+  it('follows Identity and Transpose to the weight, turns Gemm transB and its bias into MatMulNBits inputs, keeps what it cannot express, drops only what it made unused', () => {
+    const model = graph()
+    const r = rewriteToMatMulNBits(model, {bits: 4, blockSize: 16, symmetric: false, keepLmHead: false, accuracyLevel: 4})
+    expect(r.quantized.map((q) => q.weight)).toEqual(['w_kn', 'w_nk', 'w_nk'])
+    expect(r.kept).toEqual([expect.objectContaining({opType: 'Gemm', reason: expect.stringContaining('alpha')})])
+    // w_nk is read as [N, K] by the Gemm (transB) and the head (Transpose): one quantized copy.
+    expect(r.weights.map((q) => [q.source.name, q.layout, q.K, q.N])).toEqual([
+      ['w_kn', 'KN', 32, 8],
+      ['w_nk', 'NK', 32, 8],
+    ])
+    const nodes = model.graph!.node!
+    const gemm = nodes.find((n) => n.opType === 'MatMulNBits' && n.input!.length === 6)!
+    expect(gemm.input!.slice(1)).toEqual(['w_nk_T_q4', 'w_nk_T_q4_scales', 'w_nk_T_q4_zero_points', '', expect.stringContaining('Identity')])
+    // The Identity in front of w_kn and the head's Transpose are gone; the bias Identity stays (MatMulNBits reads it).
+    expect(nodes.filter((n) => n.opType === 'Transpose')).toEqual([])
+    expect(nodes.filter((n) => n.opType === 'Identity').map((n) => n.input![0])).toEqual(['bias'])
+    const names = model.graph!.initializer!.map((t) => t.name)
+    expect(names).not.toContain('w_kn')
+    // The alpha Gemm still reads w_nk in fp32; an initializer unused before the rewrite is not ours to drop.
+    expect(names).toContain('w_nk')
+    expect(names).toContain('unused_before')
+    expect(r.weightBytesBefore).toBe(2 * 256 * 4)
+    // Each quantized copy: 8 columns × 2 blocks × (8 bytes + a 4-byte scale) + 8 × 1 byte of zero points; w_nk stays too.
+    expect(r.weightBytesAfter).toBe(2 * (8 * 2 * 12 + 8) + 256 * 4)
+  })
+
+  it('--keep lm-head leaves the product behind a Cast to logits in fp32', () => {
+    const model = graph()
+    const r = rewriteToMatMulNBits(model, {bits: 8, blockSize: 16, symmetric: true, keepLmHead: true, accuracyLevel: 4})
+    expect(r.kept.map((k) => k.reason)).toEqual([expect.stringContaining('alpha'), expect.stringContaining('LM head')])
+    expect(model.graph!.node!.filter((n) => n.opType === 'Transpose')).toHaveLength(1)
   })
 })
