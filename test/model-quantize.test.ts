@@ -29,7 +29,7 @@ describe('nle model quantize', () => {
       kept: [],
       manifestDigest: expect.stringMatching(/^sha256:[0-9a-f]{64}$/),
     })
-    const bytes = data.bytes as Record<string, number>
+    const bytes = data.bytes as {weightsBefore: number; weightsAfter: number}
     expect(bytes.weightsAfter).toBeLessThan(bytes.weightsBefore)
     // No progress line when stderr is not a terminal.
     expect(r.stderr).toBe('')
