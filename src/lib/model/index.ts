@@ -4,3 +4,4 @@ export {synthModel, PRESETS, PRESET_NAMES, resolvePreset, type PresetName, type 
 export {MANIFEST_FILE, readManifest, type ModelManifest} from './manifest.js'
 export {DTYPES, DTYPE_SUFFIX, availableDtypes, findOnnxFile, onnxCandidates, type Dtype} from './layout.js'
 export {HubClient, type DownloadProgress, type HubOptions} from './hub.js'
+export {quantizeModel, lastLogitsSimilarity, QUANTIZE_TARGETS, DEFAULT_BLOCK_SIZE, type QuantizeOptions, type QuantizeProgress, type QuantizeResult, type QuantizeTarget} from './quantize.js'
