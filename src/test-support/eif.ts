@@ -6,6 +6,9 @@ import {crc32} from 'node:zlib'
 import 'reflect-metadata'
 import {EIF_CRC_OFFSET, EIF_HEADER_SIZE, EIF_MAGIC, EIF_SECTION_HEADER_SIZE, decodeHeader, encodeHeader} from '../lib/eif/format.js'
 import type {EifBuildSpec} from '../lib/eif/writer.js'
+import {rng} from './rng.js'
+
+export {rng}
 
 export interface TestSigner {
   curve: 'P-256' | 'P-384'
@@ -36,17 +39,6 @@ export async function makeSigner(
   return {curve, certificatePem: cert.toString('pem') + '\n', privateKeyPem}
 }
 
-/** mulberry32: a small seeded PRNG, so every generated image is reproducible from its seed. */
-export function rng(seed: number): () => number {
-  let a = seed >>> 0
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0
-    let t = a
-    t = Math.imul(t ^ (t >>> 15), t | 1)
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61)
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296
-  }
-}
 
 export function randomBytes(rand: () => number, n: number): Buffer {
   const b = Buffer.alloc(n)

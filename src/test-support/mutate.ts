@@ -1,16 +1,10 @@
 // Seeded byte mutations for parser fuzz tests: the same seed gives the same inputs on every run.
 
-/** A small deterministic PRNG (mulberry32). */
-export function prng(seed: number): () => number {
-  let a = seed >>> 0
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0
-    let t = a
-    t = Math.imul(t ^ (t >>> 15), t | 1)
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61)
-    return ((t ^ (t >>> 14)) >>> 0) / 4_294_967_296
-  }
-}
+import {rng} from './rng.js'
+
+/** The PRNG the fuzz tests draw from (src/test-support/rng.ts). */
+export const prng = rng
+
 
 /** Bytes that make length and type fields interesting (CBOR and BER headers, extremes). */
 const SPECIAL = [0x00, 0x01, 0x17, 0x18, 0x19, 0x1a, 0x1b, 0x1f, 0x3f, 0x5f, 0x7f, 0x80, 0x81, 0x82, 0x84, 0x88, 0x9f, 0xa0, 0xbf, 0xc0, 0xd2, 0xf6, 0xf7, 0xff, 0x30, 0x31, 0x04, 0x06, 0x02, 0xa0, 0x83, 0x8f]

@@ -12,17 +12,8 @@ import {checkPolicy} from './check.js'
 import {JUDGED_OPERATIONS, analyzeExposure, applyProposals} from './exposure.js'
 import {evaluatePolicy, recipientContextKeys} from './evaluate.js'
 import {type KeyPolicy, type MeasurementSet, type PolicyStatement, isOwned, ownedStatement, patchPolicy, serializePolicy, validatePolicy} from './policy.js'
+import {rng} from '../../test-support/rng.js'
 
-function rng(seed: number): () => number {
-  let a = seed >>> 0
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0
-    let t = a
-    t = Math.imul(t ^ (t >>> 15), t | 1)
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61)
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296
-  }
-}
 
 type R = () => number
 const pick = <T>(r: R, xs: readonly T[]): T => xs[Math.floor(r() * xs.length)]!

@@ -11,10 +11,11 @@
 // original file as ONNX external data (location, offset, length), which ORT reads from the model's
 // folder. Only the framing of the file (field tags and lengths) is walked here, with positional reads
 // that skip over raw weight bytes; every message is decoded and encoded by onnx-proto.
-import {type FileHandle, open, realpath} from 'node:fs/promises'
+import {open, realpath} from 'node:fs/promises'
 import {basename, dirname} from 'node:path'
 
-import {unknownOnnxField} from './onnx-fields.js'
+import {type Field, Framing} from './onnx-file.js'
+import {decodeExact} from './onnx-fields.js'
 import {onnx} from './onnx-graph.js'
 
 /** Field numbers of the ONNX messages walked here (onnx.proto). */
@@ -32,86 +33,11 @@ class NotApplicable extends Error {}
 
 export const LAST_HIDDEN = 'nle_last_position_hidden'
 
-interface Field {
-  field: number
-  wire: number
-  /** Where the field's tag starts, where its payload starts and where the field ends (absolute). */
-  start: number
-  payload: number
-  end: number
-}
-
-class Cursor {
-  private readonly header = Buffer.alloc(24)
-  private structure = 0
-  constructor(private readonly file: FileHandle) {}
-
-  /** Reads bytes that are kept in the rewritten model (everything but large weights), within MAX_STRUCTURE_BYTES in all. */
-  async keep(from: number, to: number): Promise<Buffer> {
-    this.structure += to - from
-    if (this.structure > MAX_STRUCTURE_BYTES) throw new NotApplicable(`more than ${MAX_STRUCTURE_BYTES >> 20} MiB of graph structure or inline tensors`)
-    return this.read(from, to - from)
-  }
-
-  async read(position: number, length: number): Promise<Buffer> {
-    const out = Buffer.alloc(length)
-    let done = 0
-    while (done < length) {
-      const {bytesRead} = await this.file.read(out, done, length - done, position + done)
-      if (bytesRead === 0) throw new Error(`unexpected end of file at byte ${position + done}`)
-      done += bytesRead
-    }
-    return out
-  }
-
-  /** The fields of the message spanning [from, to). */
-  async *fields(from: number, to: number): AsyncGenerator<Field> {
-    let pos = from
-    while (pos < to) {
-      const {bytesRead} = await this.file.read(this.header, 0, Math.min(this.header.length, to - pos), pos)
-      let at = 0
-      const varint = (): number => {
-        let value = 0
-        // Up to 10 bytes (negative int32/int64 values); only lengths and tags, which are small, are used.
-        for (let shift = 0; shift < 70; shift += 7) {
-          if (at >= bytesRead) throw new Error(`truncated varint at byte ${pos + at}`)
-          const b = this.header[at++]!
-          value += (b & 0x7f) * 2 ** shift
-          if (b < 0x80) return value
-        }
-        throw new Error(`varint too long at byte ${pos}`)
-      }
-      const tag = varint()
-      const wire = tag % 8
-      let size: number
-      if (wire === 0) {
-        varint()
-        size = 0
-      } else if (wire === 1) size = 8
-      else if (wire === 5) size = 4
-      else if (wire === LENGTH_DELIMITED) size = varint()
-      else throw new Error(`unsupported wire type ${wire} at byte ${pos}`)
-      const payload = pos + at
-      const end = wire === 0 ? payload : payload + size
-      if (end > to) throw new Error(`field at byte ${pos} runs past its message`)
-      yield {field: Math.floor(tag / 8), wire, start: pos, payload, end}
-      pos = end
-    }
-  }
-}
-
 type Graph = InstanceType<typeof onnx.GraphProto>
 type Tensor = InstanceType<typeof onnx.TensorProto>
 
 /** The rewritten model and the folder its external data is relative to, or why there is none. */
 export type LastLogitsModel = {bytes: Uint8Array; folder: string} | {reason: string}
-
-/** Decodes one message, refusing (with the field named) when it holds a field onnx-proto would drop. */
-function exact<T>(type: {decode(b: Uint8Array): T}, name: string, bytes: Uint8Array, what: string): T {
-  const unknown = unknownOnnxField(name, bytes)
-  if (unknown !== undefined) throw new NotApplicable(`${what} has a field this reader does not know (${unknown}, from an ONNX IR newer than 8): re-encoding would drop it`)
-  return type.decode(bytes)
-}
 
 /** What the load-time rewrite found and did to the quantized (com.microsoft MatMulNBits) products. */
 export interface NBitsReport {
@@ -158,7 +84,7 @@ export async function planModel(path: string, options: PlanOptions = {}): Promis
     const file = await open(real, 'r')
     try {
       const size = (await file.stat()).size
-      const cursor = new Cursor(file)
+      const cursor = new Framing(file, MAX_STRUCTURE_BYTES)
       const rest: Buffer[] = []
       let read: {graph: Graph; external: boolean} | undefined
       for await (const f of cursor.fields(0, size)) {
@@ -170,7 +96,7 @@ export async function planModel(path: string, options: PlanOptions = {}): Promis
         }
       }
       if (read === undefined) throw new NotApplicable('the model has no graph')
-      const model = exact(onnx.ModelProto, 'ModelProto', Buffer.concat(rest), 'the model')
+      const model = decodeExact(onnx.ModelProto, 'ModelProto', Buffer.concat(rest), 'the model')
       const raised = setNBitsAccuracy(read.graph, options.accuracyLevel, nbits)
       let fullHeadReason: string | undefined
       if (options.lastLogitsOnly === false) fullHeadReason = 'turned off'
@@ -237,14 +163,14 @@ export function setNBitsAccuracy(graph: Graph, level: number | undefined, report
   return changed
 }
 
-async function readGraph(cursor: Cursor, at: Field, location: string): Promise<{graph: Graph; external: boolean}> {
+async function readGraph(cursor: Framing, at: Field, location: string): Promise<{graph: Graph; external: boolean}> {
   const structure: Buffer[] = []
   const initializers: Tensor[] = []
   for await (const f of cursor.fields(at.payload, at.end)) {
     if (f.field === GRAPH_INITIALIZER && f.wire === LENGTH_DELIMITED) initializers.push(await readInitializer(cursor, f, location))
     else structure.push(await cursor.keep(f.start, f.end))
   }
-  const graph = exact(onnx.GraphProto, 'GraphProto', Buffer.concat(structure), 'the graph')
+  const graph = decodeExact(onnx.GraphProto, 'GraphProto', Buffer.concat(structure), 'the graph')
   graph.initializer = initializers
   const external = initializers.some((t) => t.dataLocation === onnx.TensorProto.DataLocation.EXTERNAL && !(t as Tagged)[OURS])
   return {graph, external}
@@ -254,15 +180,15 @@ const OURS = Symbol('external data pointing into the model file')
 type Tagged = Tensor & {[OURS]?: true}
 
 /** One initializer; raw bytes of EXTERNAL_MIN_BYTES or more stay in the file, referenced as external data. */
-async function readInitializer(cursor: Cursor, at: Field, location: string): Promise<Tensor> {
-  if (at.end - at.payload < EXTERNAL_MIN_BYTES) return exact(onnx.TensorProto, 'TensorProto', await cursor.keep(at.payload, at.end), 'an initializer')
+async function readInitializer(cursor: Framing, at: Field, location: string): Promise<Tensor> {
+  if (at.end - at.payload < EXTERNAL_MIN_BYTES) return decodeExact(onnx.TensorProto, 'TensorProto', await cursor.keep(at.payload, at.end), 'an initializer')
   const header: Buffer[] = []
   let raw: Field | undefined
   for await (const f of cursor.fields(at.payload, at.end)) {
     if (f.field === TENSOR_RAW_DATA && f.wire === LENGTH_DELIMITED) raw = f
     else header.push(await cursor.keep(f.start, f.end))
   }
-  const tensor: Tagged = exact(onnx.TensorProto, 'TensorProto', Buffer.concat(header), 'an initializer')
+  const tensor: Tagged = decodeExact(onnx.TensorProto, 'TensorProto', Buffer.concat(header), 'an initializer')
   if (raw !== undefined && raw.end > raw.payload) {
     if (tensor.dataLocation === onnx.TensorProto.DataLocation.EXTERNAL) throw new NotApplicable(`initializer ${tensor.name} has both raw and external data`)
     tensor.dataLocation = onnx.TensorProto.DataLocation.EXTERNAL

@@ -78,3 +78,12 @@ export function unknownOnnxField(message: string, bytes: Uint8Array): string | u
   }
   return undefined
 }
+
+/** Decodes one message, refusing (with the field named) when it holds a field onnx-proto would drop. */
+export function decodeExact<T>(type: {decode(b: Uint8Array): T}, name: OnnxMessageName, bytes: Uint8Array, what: string): T {
+  const unknown = unknownOnnxField(name, bytes)
+  if (unknown !== undefined) throw new UnknownOnnxFieldError(`${what} has a field this reader does not know (${unknown}, from an ONNX IR newer than 8): re-encoding would drop it`)
+  return type.decode(bytes)
+}
+
+export class UnknownOnnxFieldError extends Error {}

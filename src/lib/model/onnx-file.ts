@@ -15,6 +15,7 @@ import {basename, dirname, isAbsolute, join, normalize, sep} from 'node:path'
 
 import type onnxProto from 'onnx-proto'
 
+import {decodeExact} from './onnx-fields.js'
 import {onnx} from './onnx-graph.js'
 
 export type ModelProto = onnxProto.onnx.IModelProto
@@ -46,7 +47,7 @@ export interface LazyModel {
   sources: Map<TensorProto, TensorSource>
 }
 
-interface Field {
+export interface Field {
   field: number
   wire: number
   start: number
@@ -54,10 +55,17 @@ interface Field {
   end: number
 }
 
-class Framing {
+/**
+ * Positional reads over an ONNX (protobuf) file: the fields of a message, and the bytes of those
+ * that are kept (decoded), at most `maxKept` in all.
+ */
+export class Framing {
   private readonly header = Buffer.alloc(24)
   private kept = 0
-  constructor(private readonly file: FileHandle) {}
+  constructor(
+    private readonly file: FileHandle,
+    private readonly maxKept = MAX_STRUCTURE_BYTES,
+  ) {}
 
   async read(position: number, length: number): Promise<Buffer> {
     const out = Buffer.alloc(length)
@@ -69,10 +77,10 @@ class Framing {
     return out
   }
 
-  /** Reads bytes that are decoded (structure), within MAX_STRUCTURE_BYTES in all. */
+  /** Reads bytes that are decoded (structure), within maxKept in all. */
   async keep(from: number, to: number): Promise<Buffer> {
     this.kept += to - from
-    if (this.kept > MAX_STRUCTURE_BYTES) throw new Error(`more than ${MAX_STRUCTURE_BYTES >> 20} MiB of graph structure and inline tensors`)
+    if (this.kept > this.maxKept) throw new Error(`more than ${this.maxKept >> 20} MiB of graph structure and inline tensors`)
     return this.read(from, to - from)
   }
 
@@ -128,7 +136,7 @@ export async function readModelLazily(path: string): Promise<LazyModel> {
         const initializers: TensorProto[] = []
         for await (const g of framing.fields(f.payload, f.end)) {
           if (g.field !== GRAPH_INITIALIZER || g.wire !== LENGTH_DELIMITED) structure.push(await framing.keep(g.start, g.end))
-          else if (g.end - g.payload < EXTERNAL_MIN_BYTES) initializers.push(onnx.TensorProto.decode(await framing.keep(g.payload, g.end)))
+          else if (g.end - g.payload < EXTERNAL_MIN_BYTES) initializers.push(decodeExact(onnx.TensorProto, 'TensorProto', await framing.keep(g.payload, g.end), 'an initializer'))
           else {
             const header: Buffer[] = []
             let raw: Field | undefined
@@ -136,19 +144,19 @@ export async function readModelLazily(path: string): Promise<LazyModel> {
               if (t.field === TENSOR_RAW_DATA && t.wire === LENGTH_DELIMITED) raw = t
               else header.push(await framing.keep(t.start, t.end))
             }
-            const tensor = onnx.TensorProto.decode(Buffer.concat(header))
+            const tensor = decodeExact(onnx.TensorProto, 'TensorProto', Buffer.concat(header), 'an initializer')
             if (raw !== undefined) sources.set(tensor, {file: real, offset: raw.payload, length: raw.end - raw.payload})
             initializers.push(tensor)
           }
         }
-        graph = onnx.GraphProto.decode(Buffer.concat(structure))
+        graph = decodeExact(onnx.GraphProto, 'GraphProto', Buffer.concat(structure), 'the graph')
         graph.initializer = initializers
       } else {
         rest.push(await framing.keep(f.start, f.end))
       }
     }
     if (graph === undefined) throw new Error('the model has no graph')
-    const model = onnx.ModelProto.decode(Buffer.concat(rest))
+    const model = decodeExact(onnx.ModelProto, 'ModelProto', Buffer.concat(rest), 'the model')
     model.graph = graph
     for (const tensor of initializersOf(graph)) {
       if (tensor.dataLocation !== onnx.TensorProto.DataLocation.EXTERNAL) continue

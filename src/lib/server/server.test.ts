@@ -15,6 +15,7 @@ import {EnclaveServer} from './app.js'
 import {type ChatEngine, echoChat, parseChatRequest} from './chat.js'
 import {serverError} from './errors.js'
 import {limitUnwrap} from './kms-mode.js'
+import {rng as prng} from '../../test-support/rng.js'
 
 const digest = (label: string): string => createHash('sha384').update(label).digest('hex')
 const PCRS = {PCR0: digest('a'), PCR1: digest('b'), PCR2: digest('c')}
@@ -179,16 +180,6 @@ function fakeKms(): {wrap: WrapDataKey; unwrap: UnwrapDataKey; calls: number} {
   return kms
 }
 
-/** A seeded PRNG (mulberry32), so the flood is the same on every run. */
-function prng(seed: number): () => number {
-  let a = seed
-  return () => {
-    a = (a + 0x6d2b79f5) | 0
-    let t = Math.imul(a ^ (a >>> 15), 1 | a)
-    t = (t + Math.imul(t ^ (t >>> 7), 61 | t)) ^ t
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296
-  }
-}
 
 describe('KMS mode under a flood', () => {
   it('garbage never reaches KMS unparsed, and what passes the free checks is rate-limited before KMS', async () => {
