@@ -79,6 +79,16 @@ describe('KMS-mode requests', () => {
     expect(Buffer.from((await verified.opener.open(sealed.message)).plaintext).toString()).toContain('CANARY-kms-7781')
   })
 
+  it('concurrent copies of one request reach KMS once: one opens, the others are replays', async () => {
+    const kms = fakeKms()
+    const {config, opener} = await enclave(kms.unwrap)
+    const sealed = await sealKmsRequest(config, question, kms.wrap)
+    const codes = await Promise.all(Array.from({length: 10}, () => code(opener.open(sealed.message))))
+    expect(kms.calls).toHaveLength(1)
+    expect(codes.filter((c) => c === 'resolved')).toHaveLength(1)
+    expect(codes.filter((c) => c === 'CHANNEL_REPLAY')).toHaveLength(9)
+  })
+
   it('the attested enclave itself cannot open a request without KMS releasing the data key', async () => {
     const kms = fakeKms()
     const denied = await enclave(async () => {

@@ -206,8 +206,14 @@ export class KmsRequestOpener {
     }
   }
 
-  /** Remember the id before KMS is asked: one KMS call per id, whatever the outcome. */
+  /**
+   * Remember the id before KMS is asked: one KMS call per id, whatever the outcome. Checked and set
+   * in one step (no await between), so concurrent copies of one request cannot all reach KMS.
+   */
   private reserve(parsed: ParsedKmsRequest): void {
+    if (this.seen.has(parsed.requestId)) {
+      throw channelError('CHANNEL_REPLAY', 'This request was already received: replays are refused.', {details: {requestId: parsed.requestId}})
+    }
     const now = this.now()
     if (this.seen.size >= this.maxRemembered) this.forget(now)
     if (this.seen.size >= this.maxRemembered) {

@@ -92,6 +92,25 @@ describe('client limits against a hostile proxy', () => {
     await cutByClient
   })
 
+  it('an error status whose body stalls or floods: CLIENT_UPSTREAM_TIMEOUT (idle), for the attestation, a chat and a 421 retry', async () => {
+    const stall: Behaviour = (_req, res) => void res.writeHead(503, {'content-type': 'application/json', 'content-length': 1000}).flushHeaders()
+    attestationBehaviour = stall
+    await expect(client().attest()).rejects.toMatchObject({code: 'CLIENT_UPSTREAM_TIMEOUT', details: {phase: 'idle'}})
+    attestationBehaviour = null
+    for (const status of [500, 421]) {
+      behaviour = (_req, res) => void res.writeHead(status, {'content-type': 'application/json', 'content-length': 1000}).flushHeaders()
+      await expect(client().chat(question), String(status)).rejects.toMatchObject({code: 'CLIENT_UPSTREAM_TIMEOUT', details: {phase: 'idle'}})
+      await cutByClient
+    }
+    // A flood behind an error status is read to 64 KiB at most, then refused like any garbage.
+    behaviour = (_req, res) => {
+      res.writeHead(500, {'content-type': 'application/json'})
+      every(1, res, () => res.write(Buffer.alloc(16 * 1024, 0x61)))
+    }
+    await expect(client().chat(question)).rejects.toMatchObject({code: 'CLIENT_RESPONSE_TOO_LARGE'})
+    await cutByClient
+  })
+
   it('no headers at all: CLIENT_UPSTREAM_TIMEOUT (headers)', async () => {
     behaviour = () => undefined // holds the request open, says nothing
     await expect(client({timeoutMs: 300}).chat(question)).rejects.toMatchObject({code: 'CLIENT_UPSTREAM_TIMEOUT', details: {phase: 'headers'}})

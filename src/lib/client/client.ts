@@ -152,7 +152,7 @@ export class NleClient {
       timeoutMs: this.options.timeoutMs ?? 60_000,
       ...(signal ? {signal} : {}),
     })
-    if (res.statusCode !== 200) throw await httpFailure(res, 'attestation')
+    if (res.statusCode !== 200) throw await httpFailure(res, 'attestation', this.limits, signal)
     const watch = new RequestWatch(this.limits, signal)
     watch.attach(res)
     let document: Uint8Array
@@ -227,10 +227,10 @@ export class NleClient {
       const sent = this.send(sealed.message, kms ? KMS_REQUEST_TYPE : SEALED_REQUEST_TYPE, body.stream, signal)
       const res = await (kms ? sent : sent.finally(() => this.refillSpare(session)))
       if (res.statusCode === 421 && attempt === 0) {
-        await readAll(res).catch(() => undefined)
+        await readBounded(res, this.limits, signal).catch(() => undefined)
         continue // the key rotated away or the enclave restarted: the request never opened
       }
-      if (res.statusCode !== 200) throw await httpFailure(res, 'chat')
+      if (res.statusCode !== 200) throw await httpFailure(res, 'chat', this.limits, signal)
       return {res, keys: sealed.responseKeys, requestId: sealed.requestId}
     }
   }
@@ -370,10 +370,36 @@ function interrupted(cause: unknown): NleError {
   })
 }
 
-async function httpFailure(res: IncomingMessage, what: string): Promise<NleError> {
-  let body: ErrorBody = {}
+/** The most of an error body (or of a 421's) the client reads. */
+const MAX_ERROR_BODY_BYTES = 64 * 1024
+
+/**
+ * Reads a short body (an error's) within the idle timeout and MAX_ERROR_BODY_BYTES: a host that
+ * answers an error and then stalls or floods ends the request instead of hanging it.
+ */
+async function readBounded(res: IncomingMessage, limits: ResponseLimits, signal?: AbortSignal): Promise<Uint8Array> {
+  const watch = new RequestWatch(limits, signal)
+  watch.attach(res)
   try {
-    body = JSON.parse(Buffer.from(await readAll(res, 64 * 1024)).toString('utf8')) as ErrorBody
+    return await readAll(res, MAX_ERROR_BODY_BYTES)
+  } catch (error) {
+    throw watch.expired ?? error
+  } finally {
+    watch.done()
+  }
+}
+
+async function httpFailure(res: IncomingMessage, what: string, limits: ResponseLimits, signal?: AbortSignal): Promise<NleError> {
+  let body: ErrorBody = {}
+  let raw: Uint8Array
+  try {
+    raw = await readBounded(res, limits, signal)
+  } catch (error) {
+    if (isNleError(error)) return error
+    raw = new Uint8Array(0)
+  }
+  try {
+    body = JSON.parse(Buffer.from(raw).toString('utf8')) as ErrorBody
   } catch {
     // not JSON
   }

@@ -244,6 +244,11 @@ export class EnclaveServer {
       if (!isNleError(error)) throw error
       return out.fail(error.code, error.message)
     }
+    // The host can rewrite Accept: a whole answer streamed would show it every token's size and
+    // time. Only the framing the client sealed into the request is generated.
+    if ((parsed.request.stream ?? false) !== wantsStream(req)) {
+      return out.fail('SERVER_BAD_REQUEST', 'The request was sealed for another framing than its Accept header asks for.')
+    }
     const abort = new AbortController()
     // Only a client that left early: aborting on every close costs a DOMException (~50 µs) per request.
     res.on('close', () => {

@@ -142,7 +142,8 @@ export function limitUnwrap<T extends UnwrapDataKey>(unwrap: T, limits: UnwrapLi
   const perSecond = limits.perSecond ?? 5
   const burst = limits.burst ?? 20
   const concurrency = limits.concurrency ?? 4
-  const now = limits.now ?? Date.now
+  // A monotonic clock: a wall clock stepped backwards would drive the bucket negative.
+  const now = limits.now ?? ((): number => performance.now())
   let tokens = burst
   let at = now()
   let inFlight = 0

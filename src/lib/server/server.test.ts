@@ -68,9 +68,10 @@ afterAll(async () => {
   cleanup()
 })
 
-function post(body: Uint8Array, type = 'application/nle-sealed-request', socketPath = socket): Promise<{status: number; body: string}> {
+function post(body: Uint8Array, type = 'application/nle-sealed-request', socketPath = socket, accept?: string): Promise<{status: number; body: string}> {
   return new Promise((resolve, reject) => {
-    const req = request({socketPath, method: 'POST', path: '/v1/chat/completions', headers: {'content-type': type, 'content-length': body.length}}, (res) => {
+    const headers = {'content-type': type, 'content-length': body.length, ...(accept === undefined ? {} : {accept})}
+    const req = request({socketPath, method: 'POST', path: '/v1/chat/completions', headers}, (res) => {
       const parts: Buffer[] = []
       res.on('data', (d: Buffer) => parts.push(d))
       res.on('end', () => resolve({status: res.statusCode ?? 0, body: Buffer.concat(parts).toString()}))
@@ -104,6 +105,22 @@ describe('enclave server', () => {
     expect(again.status).toBe(400)
     expect(JSON.parse(again.body).error.code).toBe('CHANNEL_REPLAY')
     expect((await post(new TextEncoder().encode('{"messages":[]}'), 'application/json')).status).toBe(415)
+  })
+
+  it('generates only the framing sealed into the request: a host that rewrites Accept gets an error stream, not the tokens', async () => {
+    const config = decodeKeyConfig(await keyRing.keyConfig())
+    const events = async (body: object): Promise<number> => {
+      const sealed = await sealRequest(config, new TextEncoder().encode(JSON.stringify(body)))
+      const r = await post(sealed.message, 'application/nle-sealed-request', socket, 'text/event-stream')
+      expect(r.status).toBe(200)
+      return r.body.split('\n').filter((l) => l.startsWith('data:')).length
+    }
+    const question = {messages: [{role: 'user', content: 'one two three four five'}]}
+    const answer = await events({...question, stream: true})
+    const flipped = await events(question)
+    const error = await events({messages: [], stream: true})
+    expect(answer).toBeGreaterThan(error)
+    expect(flipped).toBe(error)
   })
 
   it('seals request errors and generation failures', async () => {
