@@ -1,9 +1,10 @@
 // One side of the engine benchmark, in its own process so that its peak RSS is its own:
-//   node --import tsx bench/_engine-worker.ts <nle|nle-no-prepack|nle-full-head|transformers.js> <modelDir> <threads> <promptTokens> <newTokens> [repeats]
+//   node --import tsx bench/_engine-worker.ts <nle|nle-no-prepack|nle-full-head|transformers.js> <modelDir> <dtype> <threads> <promptTokens> <newTokens> [repeats]
 // Prints one JSON line: load time, the first request's TTFT, then the median over `repeats` requests of
 // TTFT, prefill and decode tokens/s, tokens generated, peak RSS.
-// Both sides get the same token ids, greedy decoding, the same number of new tokens, and the same
-// intra-op thread count; each runs a short warm-up generation first.
+// Both sides get the same file (the dtype's, as transformers.js names dtypes), the same token ids,
+// greedy decoding, the same number of new tokens, and the same intra-op thread count; each runs a
+// short warm-up generation first.
 import {basename, dirname} from 'node:path'
 import {performance} from 'node:perf_hooks'
 
@@ -11,7 +12,10 @@ import {Tokenizer} from '@huggingface/tokenizers'
 import {readFileSync} from 'node:fs'
 import {join} from 'node:path'
 
-const [impl, modelDir, threadsArg, promptArg, newArg, repeatsArg] = process.argv.slice(2)
+import type {Dtype} from '../src/lib/model/layout.js'
+
+const [impl, modelDir, dtypeArg, threadsArg, promptArg, newArg, repeatsArg] = process.argv.slice(2)
+const dtype = dtypeArg as Dtype
 const threads = Number(threadsArg)
 const promptTokens = Number(promptArg)
 const newTokens = Number(newArg)
@@ -49,7 +53,7 @@ const cpuMs = (): number => {
 async function nle(options: {prepack?: boolean; lastLogitsOnly?: boolean}): Promise<{loadMs: number; lastLogitsOnly?: boolean; run: (ids: number[], n: number) => Promise<Run>}> {
   const {Engine} = await import('../src/lib/engine/index.js')
   const t0 = performance.now()
-  const engine = await Engine.load(modelDir!, {threads, ...options})
+  const engine = await Engine.load(modelDir!, {threads, dtype, ...options})
   const loadMs = performance.now() - t0
   return {
     loadMs,
@@ -78,7 +82,7 @@ async function transformers(): Promise<{loadMs: number; lastLogitsOnly?: boolean
   env.localModelPath = dirname(modelDir!) + '/'
   const t0 = performance.now()
   const generator = await pipeline('text-generation', basename(modelDir!), {
-    dtype: 'fp32',
+    dtype,
     device: 'cpu',
     session_options: {intraOpNumThreads: threads, interOpNumThreads: 1},
   })
@@ -128,6 +132,20 @@ await side.run(ids.slice(0, 8), 4)
 // steady-state figures are the median of `repeats` requests.
 const runs: Run[] = []
 for (let i = 0; i < repeats; i++) runs.push(await side.run(ids, newTokens))
+/**
+ * This process's own peak RSS: VmHWM, which exec resets. getrusage's maxRSS is not: Linux carries the
+ * peak of the image exec replaced into it, so a worker forked from a parent holding a freshly
+ * generated gpt2-medium reported that parent's 2.9 GB as its own.
+ */
+function peakRssBytes(): number {
+  try {
+    const m = /^VmHWM:\s+(\d+) kB$/m.exec(readFileSync('/proc/self/status', 'utf8'))
+    if (m) return Number(m[1]) * 1024
+  } catch {
+    // Not Linux.
+  }
+  return process.resourceUsage().maxRSS * 1024
+}
 const median = (xs: number[]): number => [...xs].sort((a, b) => a - b)[xs.length >> 1]!
 const ttftMs = median(runs.map((r) => r.ttftMs))
 const perToken = (r: Run, ms: number): number => (r.generated > 1 ? ms / (r.generated - 1) : 0)
@@ -143,6 +161,6 @@ process.stdout.write(
     generated: Math.min(...runs.map((r) => r.generated)),
     decodeCpuMsPerToken: median(runs.map((r) => perToken(r, r.decodeCpuMs))),
     tokens: runs[0]!.tokens,
-    peakRssBytes: process.resourceUsage().maxRSS * 1024,
+    peakRssBytes: peakRssBytes(),
   }) + '\n',
 )

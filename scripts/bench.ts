@@ -17,6 +17,8 @@ export interface BenchRow {
   target?: string
   /** Whether the target was met (printed only). */
   pass?: boolean
+  /** Why nothing was measured (a case whose inputs are missing): printed instead of the value. */
+  skipped?: string
 }
 
 const dir = fileURLToPath(new URL('../bench/', import.meta.url))
@@ -38,7 +40,7 @@ const fmt = (n: number): string => (Math.abs(n) >= 100 ? n.toFixed(0) : Math.abs
 const out = rows.map((r) => [
   r.suite,
   r.name,
-  `${fmt(r.value)} ${r.unit}`,
+  r.skipped === undefined ? `${fmt(r.value)} ${r.unit}` : `skipped: ${r.skipped}`,
   r.peer ? `${r.peer.name}: ${fmt(r.peer.value)} ${r.unit}` : '',
   r.peer && r.peer.value > 0 ? `${(r.value / r.peer.value).toFixed(2)}x` : '',
   r.target ?? '',

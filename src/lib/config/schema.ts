@@ -6,6 +6,7 @@
 import {z} from 'zod'
 
 import {DTYPES} from '../model/layout.js'
+import {PRESET_NAMES} from '../model/synth-presets.js'
 
 const positiveInt = z.number().int().positive()
 const path = z.string().min(1)
@@ -22,7 +23,10 @@ const modelSchema = z
     repo: z.string().min(1).optional().describe('Hugging Face repo id when source is hub, e.g. "bigscience/bloom-560m".'),
     revision: z.string().min(1).optional().describe('Hub revision (commit sha preferred) when source is hub.'),
     dtype: z.enum(DTYPES).default('fp32').describe('Which ONNX variant to use, as transformers.js names them: fp32 (onnx/model.onnx), fp16, q8 (model_quantized), int8, uint8, q4, q4f16, bnb4.'),
-    preset: z.enum(['tiny', 'gpt2-medium']).default('tiny').describe('Generated model preset when source is synth.'),
+    preset: z
+      .enum(PRESET_NAMES)
+      .default('tiny')
+      .describe('Generated model preset when source is synth: tiny (GPT-2, tests), gpt2-medium, llama-tiny, llama-0.5b (Qwen2.5-0.5B\'s shape, 1.8 GB).'),
     digest: z
       .string()
       .regex(/^sha256:[0-9a-f]{64}$/)

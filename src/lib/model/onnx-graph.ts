@@ -1,5 +1,7 @@
 // A tiny builder for ONNX graphs on top of the `onnx-proto` protobuf schema (encoding is
-// protobufjs's). Only what the GPT-2 generator needs.
+// protobufjs's). Only what the model generators need (synth-gpt2.ts, synth-llama.ts).
+import {closeSync, openSync, writeSync} from 'node:fs'
+
 import onnxProto from 'onnx-proto'
 
 export const onnx = onnxProto.onnx
@@ -7,12 +9,41 @@ type Attr = number | number[] | string | {floats: number[]}
 
 export type DimSpec = number | string
 
+/**
+ * Where float weights go instead of the model's protobuf (ONNX external data, as Optimum writes a big
+ * model: one `model.onnx_data` file next to `model.onnx`). A protobuf message cannot exceed 2 GiB,
+ * and writing each weight as it is made means no copy of the whole model is ever held in memory.
+ */
+export interface ExternalDataOptions {
+  /** The data file to create (truncated when it exists). */
+  path: string
+  /** Its name as the model refers to it, relative to the model's folder (`model.onnx_data`). */
+  location: string
+  /** Tensors smaller than this stay inline (default 1024 bytes, onnx's and Optimum's threshold). */
+  minBytes?: number
+}
+
+/** Tensors of 1 MiB or more start at a multiple of 64 KiB in the data file (onnx's own alignment), so a runtime may map them. */
+const ALIGN_MIN_BYTES = 1 << 20
+const ALIGNMENT = 64 << 10
+
 export class GraphBuilder {
   readonly nodes: InstanceType<typeof onnx.NodeProto>[] = []
   readonly initializers: InstanceType<typeof onnx.TensorProto>[] = []
   readonly inputs: InstanceType<typeof onnx.ValueInfoProto>[] = []
   readonly outputs: InstanceType<typeof onnx.ValueInfoProto>[] = []
   private counter = 0
+  private readonly external: {fd: number; location: string; minBytes: number; offset: number} | undefined
+
+  constructor(options: {externalData?: ExternalDataOptions} = {}) {
+    const x = options.externalData
+    this.external = x === undefined ? undefined : {fd: openSync(x.path, 'w'), location: x.location, minBytes: x.minBytes ?? 1024, offset: 0}
+  }
+
+  /** Bytes written to the external data file so far (0 without one). */
+  get externalBytes(): number {
+    return this.external?.offset ?? 0
+  }
 
   /** Adds a node; returns its output names. */
   node(opType: string, inputs: string[], attrs: Record<string, Attr> = {}, outputs: number | string[] = 1): string[] {
@@ -29,7 +60,29 @@ export class GraphBuilder {
     return name as string
   }
 
+  /** A float32 weight; with external data, written to the data file at once (and `data` may be dropped). */
   floatInit(name: string, dims: number[], data: Float32Array): string {
+    const x = this.external
+    if (x !== undefined && data.byteLength >= x.minBytes) {
+      const bytes = new Uint8Array(data.buffer, data.byteOffset, data.byteLength)
+      if (bytes.byteLength >= ALIGN_MIN_BYTES && x.offset % ALIGNMENT !== 0) this.writeExternal(new Uint8Array(ALIGNMENT - (x.offset % ALIGNMENT)))
+      const offset = x.offset
+      this.writeExternal(bytes)
+      this.initializers.push(
+        onnx.TensorProto.create({
+          name,
+          dims,
+          dataType: onnx.TensorProto.DataType.FLOAT,
+          dataLocation: onnx.TensorProto.DataLocation.EXTERNAL,
+          externalData: [
+            onnx.StringStringEntryProto.create({key: 'location', value: x.location}),
+            onnx.StringStringEntryProto.create({key: 'offset', value: String(offset)}),
+            onnx.StringStringEntryProto.create({key: 'length', value: String(bytes.byteLength)}),
+          ],
+        }),
+      )
+      return name
+    }
     this.initializers.push(
       onnx.TensorProto.create({
         name,
@@ -77,7 +130,22 @@ export class GraphBuilder {
     this.outputs.push(valueInfo(name, elemType, dims))
   }
 
+  private writeExternal(bytes: Uint8Array): void {
+    const x = this.external as NonNullable<typeof this.external>
+    for (let done = 0; done < bytes.byteLength; ) done += writeSync(x.fd, bytes, done, bytes.byteLength - done, x.offset + done)
+    x.offset += bytes.byteLength
+  }
+
+  /** Closes the external data file (encode does; call it when building fails half-way). */
+  close(): void {
+    if (this.external !== undefined && this.external.fd >= 0) {
+      closeSync(this.external.fd)
+      this.external.fd = -1
+    }
+  }
+
   encode(graphName: string, opset: number, producer: string): Uint8Array {
+    this.close()
     const model = onnx.ModelProto.create({
       irVersion: 8,
       producerName: producer,

@@ -8,7 +8,7 @@ import {afterAll, beforeAll, describe, expect, it} from 'vitest'
 import {hasCode} from '../errors.js'
 import {sha256File} from './manifest.js'
 import {probeDecoder} from './save.js'
-import {PRESETS, parameterCount, resolvePreset, synthModel} from './synth.js'
+import {PRESETS, SYNTH_FORMAT, parameterCount, resolvePreset, synthModel} from './synth.js'
 
 let root: string
 beforeAll(async () => {
@@ -66,8 +66,13 @@ describe('nle model synth', () => {
     expect(tok.decode(tok.encode('naïve café ☕').ids)).toBe('naïve café ☕')
   })
 
+  it('writes the GPT-2 graph of SYNTH_FORMAT.gpt2 (bump it, and this digest, when the graph changes)', async () => {
+    expect(SYNTH_FORMAT.gpt2).toBe(2)
+    expect(await sha256File(join(root, 'a', 'onnx', 'model.onnx'))).toBe('6029bd508616e44bcbe22222529d0f5482864e768cfdd063945c02cefcb7342b')
+  })
+
   it('gpt2-medium has the shape of gpt2-medium (~355M parameters)', () => {
-    expect(PRESETS['gpt2-medium']).toMatchObject({nLayer: 24, nEmbd: 1024, nHead: 16})
+    expect(PRESETS['gpt2-medium'].shape).toMatchObject({nLayer: 24, nEmbd: 1024, nHead: 16})
     const n = parameterCount(PRESETS['gpt2-medium'])
     expect(n).toBeGreaterThan(350e6)
     expect(n).toBeLessThan(360e6)
