@@ -93,7 +93,7 @@ const cases: Case[] = [
   },
   {
     name: 'a synth model with GPT-2 initialisation (hidden 64, std 0.02)',
-    source: async () => (await synthModel({preset: {nLayer: 2, nEmbd: 64, nHead: 4, nPositions: 256, initStd: 0.02}, outDir: join(root, 'synth-64'), seed: 7})).dir,
+    source: async () => (await synthModel({preset: {arch: 'gpt2', shape: {nLayer: 2, nEmbd: 64, nHead: 4, nPositions: 256, initStd: 0.02}, externalData: false}, outDir: join(root, 'synth-64'), seed: 7})).dir,
     prompts: () => GPT2_PROMPTS,
     minCosine: {q8: 0.999, q4: 0.99},
     minRatio: {q8: 3.4, q4: 6},
