@@ -1,3 +1,5 @@
+import {hasCode} from '../lib/errors.js'
+
 /** What `p` rejects with; fails the test when it resolves. */
 export async function rejection(p: Promise<unknown>): Promise<unknown> {
   try {
@@ -6,4 +8,13 @@ export async function rejection(p: Promise<unknown>): Promise<unknown> {
     return e
   }
   throw new Error('expected a failure')
+}
+
+/** Fails the test unless `p` rejects with an nle error of this code (the code, not the message, is the contract). */
+export async function expectCode(p: Promise<unknown>, code: string): Promise<void> {
+  const error = await p.then(
+    () => undefined,
+    (e: unknown) => e,
+  )
+  if (!hasCode(error, code)) throw new Error(`expected ${code}, got ${String((error as {code?: string} | undefined)?.code ?? error)}`)
 }

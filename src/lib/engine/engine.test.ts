@@ -4,10 +4,10 @@ import {basename, dirname, join} from 'node:path'
 
 import {afterAll, beforeAll, describe, expect, it} from 'vitest'
 
-import {hasCode} from '../errors.js'
 import {synthModel} from '../model/synth.js'
 import {Engine, type StreamChunk} from './index.js'
 import {argmax} from './sampling.js'
+import {expectCode} from '../../test-support/rejection.js'
 
 let root: string
 let modelDir: string
@@ -32,14 +32,6 @@ async function collect(it: AsyncGenerator<StreamChunk, unknown>): Promise<{chunk
     if (r.done) return {chunks, result: r.value}
     chunks.push(r.value)
   }
-}
-
-async function expectCode(p: Promise<unknown>, code: string): Promise<void> {
-  const error = await p.then(
-    () => undefined,
-    (e: unknown) => e,
-  )
-  expect(hasCode(error, code), `expected ${code}, got ${String((error as {code?: string})?.code ?? error)}`).toBe(true)
 }
 
 describe('engine on the generated tiny GPT-2', () => {

@@ -10,11 +10,11 @@ import {join, relative} from 'node:path'
 
 import {afterAll, beforeAll, describe, expect, it} from 'vitest'
 
-import {hasCode} from '../errors.js'
 import {type DownloadProgress} from './hub.js'
 import {readManifest} from './manifest.js'
 import {saveModel} from './save.js'
 import {synthModel} from './synth.js'
+import {expectCode} from '../../test-support/rejection.js'
 
 const REPO = 'nle-test/tiny-gpt2'
 const COMMIT = 'c0ffee0000000000000000000000000000000001'
@@ -120,14 +120,6 @@ async function startHub(): Promise<FakeHub> {
   await new Promise<void>((r) => server.listen(0, '127.0.0.1', r))
   const {port} = server.address() as AddressInfo
   return {server, endpoint: `http://127.0.0.1:${port}`, ...state}
-}
-
-async function expectCode(p: Promise<unknown>, code: string): Promise<void> {
-  const error = await p.then(
-    () => undefined,
-    (e: unknown) => e,
-  )
-  expect(hasCode(error, code), `expected ${code}, got ${String((error as {code?: string})?.code ?? error)}`).toBe(true)
 }
 
 beforeAll(async () => {

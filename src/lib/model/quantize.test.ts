@@ -6,11 +6,11 @@ import {basename, dirname, join} from 'node:path'
 import {afterAll, beforeAll, describe, expect, it} from 'vitest'
 
 import {Engine} from '../engine/index.js'
-import {hasCode} from '../errors.js'
 import {readManifest} from './manifest.js'
 import {GraphBuilder, onnx} from './onnx-graph.js'
 import {lastLogitsSimilarity, quantizeModel, rewriteToMatMulNBits, type QuantizeTarget} from './quantize.js'
 import {synthModel} from './synth.js'
+import {expectCode} from '../../test-support/rejection.js'
 
 const TESTDATA = join(process.cwd(), '..', 'shared', 'testdata', 'models')
 const GPT2_PROMPTS = [
@@ -25,14 +25,6 @@ beforeAll(async () => {
 afterAll(async () => {
   await rm(root, {recursive: true, force: true})
 })
-
-async function expectCode(p: Promise<unknown>, code: string): Promise<void> {
-  const error = await p.then(
-    () => undefined,
-    (e: unknown) => e,
-  )
-  expect(hasCode(error, code), `expected ${code}, got ${String((error as {code?: string})?.code ?? error)}`).toBe(true)
-}
 
 /** Greedy ids from transformers.js on a folder's file of `dtype`. */
 async function transformersGreedy(dir: string, dtype: QuantizeTarget, prompt: readonly number[], maxNewTokens: number): Promise<number[]> {

@@ -4,11 +4,11 @@ import {join} from 'node:path'
 
 import {afterAll, beforeAll, describe, expect, it} from 'vitest'
 
-import {hasCode} from '../errors.js'
 import {MANIFEST_FILE, readManifest, sha256File} from './manifest.js'
 import {GraphBuilder, onnx} from './onnx-graph.js'
 import {saveModel} from './save.js'
 import {synthModel} from './synth.js'
+import {expectCode} from '../../test-support/rejection.js'
 
 let root: string
 let modelDir: string
@@ -22,14 +22,6 @@ beforeAll(async () => {
 afterAll(async () => {
   await rm(root, {recursive: true, force: true})
 })
-
-async function expectCode(p: Promise<unknown>, code: string): Promise<void> {
-  const error = await p.then(
-    () => undefined,
-    (e: unknown) => e,
-  )
-  expect(hasCode(error, code), `expected ${code}, got ${String((error as {code?: string})?.code ?? error)}`).toBe(true)
-}
 
 /** A copy of the tiny model with one change applied. */
 async function variant(name: string, change: (dir: string) => Promise<void>): Promise<string> {
