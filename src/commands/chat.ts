@@ -2,9 +2,7 @@ import {Flags} from '@oclif/core'
 
 import {BaseCommand} from '../cli/base-command.js'
 import {channelBackend} from '../lib/chat/backend.js'
-import {resolveClientKms} from '../lib/client/kms.js'
-import {DEFAULT_CONFIG_FILE} from '../lib/config/load.js'
-import {readEndpoints} from '../lib/dev/endpoints.js'
+import {type EnclaveMode, openEnclaveClient} from '../lib/client/open.js'
 import {ExitCode, NleError} from '../lib/errors.js'
 import {DEFAULT_LOCKFILE} from '../lib/lockfile.js'
 
@@ -32,7 +30,7 @@ With --once "question" there is no TUI: the answer goes to stdout and the exit c
   ]
   static override flags = {
     url: Flags.string({description: 'The parent proxy URL (https://…), or unix:/path.sock for the enclave socket. Default: the running `nle dev` stack.'}),
-    lockfile: Flags.file({description: 'Measurements the enclave must attest to.', default: DEFAULT_LOCKFILE}),
+    lockfile: Flags.file({description: `Measurements the enclave must attest to (default: build.lockfile of ./nle.yaml, else ${DEFAULT_LOCKFILE}).`}),
     'dev-root': Flags.file({description: 'INSECURE, development only: trust this NSM-simulator root instead of AWS\'s.'}),
     ca: Flags.file({description: 'PEM certificate to trust for the proxy\'s TLS (e.g. a self-signed one).'}),
     'allow-debug': Flags.boolean({description: 'Accept a debug-mode enclave (all-zero PCRs). Its memory is readable by the host.', default: false}),
@@ -50,37 +48,21 @@ With --once "question" there is no TUI: the answer goes to stdout and the exit c
     if (this.jsonEnabled() && f.once === undefined) {
       throw new NleError('USAGE', '--json needs --once: the interactive chat has no JSON form.', {exitCode: ExitCode.USAGE, hint: 'Add --once "question".'})
     }
-    const dev = f.url ? undefined : await readEndpoints(process.cwd(), (m) => this.warn(m))
-    const target = f.url ?? dev?.proxyUrl
-    if (!target) {
-      throw new NleError('CHAT_NO_TARGET', 'No enclave to talk to: no --url, and no `nle dev` running in this folder.', {
-        exitCode: ExitCode.USAGE,
-        hint: 'Start `nle dev` in this project, or pass --url https://HOST:PORT.',
-      })
-    }
     const temperature = f.temperature === undefined ? undefined : Number(f.temperature)
     if (temperature !== undefined && !(temperature >= 0 && temperature <= 2)) {
       throw new NleError('USAGE', '--temperature must be a number from 0 to 2.', {exitCode: ExitCode.USAGE})
     }
-    const backend = await channelBackend({
-      target,
-      lockfile: f.lockfile,
-      devRootFile: f['dev-root'] ?? dev?.devRootFile,
-      caFile: f.ca ?? dev?.caFile,
-      allowDebug: f['allow-debug'],
-      mode: f.mode as 'attested' | 'kms',
-      kms: resolveClientKms({
-        ...(dev ? {dev} : {}),
-        configFile: DEFAULT_CONFIG_FILE,
-        flags: {
-          ...(f['kms-key-id'] ? {keyId: f['kms-key-id']} : {}),
-          ...(f['kms-region'] ? {region: f['kms-region']} : {}),
-          ...(f.profile ? {profile: f.profile} : {}),
-        },
-      }),
-      ...(f['max-tokens'] ? {maxTokens: f['max-tokens']} : {}),
-      ...(temperature === undefined ? {} : {temperature}),
+    const connection = await openEnclaveClient({
+      flags: {target: f.url, lockfile: f.lockfile, devRoot: f['dev-root'], ca: f.ca, allowDebug: f['allow-debug'], mode: f.mode as EnclaveMode, kmsKeyId: f['kms-key-id'], kmsRegion: f['kms-region'], profile: f.profile},
+      warn: (m) => this.warn(m),
+      noTarget: () =>
+        new NleError('CHAT_NO_TARGET', 'No enclave to talk to: no --url, and no `nle dev` running in this folder.', {
+          exitCode: ExitCode.USAGE,
+          hint: 'Start `nle dev` in this project, or pass --url https://HOST:PORT.',
+        }),
     })
+    const target = connection.target
+    const backend = channelBackend(connection, {...(f['max-tokens'] ? {maxTokens: f['max-tokens']} : {}), ...(temperature === undefined ? {} : {temperature})})
     try {
       if (f.once === undefined) {
         const {runChatTui} = await import('../ui/run-chat.js')

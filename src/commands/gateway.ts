@@ -1,14 +1,9 @@
-import {readFile} from 'node:fs/promises'
 import {resolve} from 'node:path'
 
 import {Flags} from '@oclif/core'
 
 import {BaseCommand} from '../cli/base-command.js'
-import {insecureDevRoot} from '../lib/attestation/roots.js'
-import {NleClient} from '../lib/client/index.js'
-import {clientKms, resolveClientKms} from '../lib/client/kms.js'
-import {DEFAULT_CONFIG_FILE} from '../lib/config/load.js'
-import {projectLockfile, readEndpoints} from '../lib/dev/endpoints.js'
+import {type EnclaveMode, openEnclaveClient} from '../lib/client/open.js'
 import {type AttestationState, DEFAULT_LISTEN, DEFAULT_TOKEN_FILE, type GatewayEvent, TOKEN_ENV, gatewayError, gatewayToken, parseListen, startGateway} from '../lib/gateway/index.js'
 import {DEFAULT_LOCKFILE} from '../lib/lockfile.js'
 
@@ -63,37 +58,18 @@ Inside a project where \`nle dev\` is running, the upstream, the dev root, the p
       throw gatewayError('GATEWAY_TOKEN_REQUIRED', '--no-token is allowed only with --socket: any local user can connect to a loopback port.', {hint: 'Drop --no-token, or add --socket PATH.'})
     }
     const access = f.token ? await gatewayToken(resolve(f['token-file'])) : undefined
-    const dev = f.upstream ? undefined : await readEndpoints(process.cwd(), (m) => this.warn(m))
-    const target = f.upstream ?? dev?.proxyUrl
-    if (!target) {
-      throw gatewayError('GATEWAY_NO_UPSTREAM', 'No enclave to front: no --upstream, and no `nle dev` running in this folder.', {
-        hint: 'Start `nle dev` in this project, or pass --upstream https://HOST:PORT.',
-      })
-    }
-    const devRootFile = f['dev-root'] ?? dev?.devRootFile
-    const caFile = f.ca ?? dev?.caFile
     const ttlMs = f['attestation-ttl'] * 1000
-    // KMS mode: each request's key is wrapped by KMS Encrypt under this machine's AWS identity.
-    const kms =
-      f.mode === 'kms'
-        ? clientKms(
-            await resolveClientKms({
-              ...(dev ? {dev} : {}),
-              configFile: DEFAULT_CONFIG_FILE,
-              flags: {...(f['kms-key-id'] ? {keyId: f['kms-key-id']} : {}), ...(f['kms-region'] ? {region: f['kms-region']} : {}), ...(f.profile ? {profile: f.profile} : {})},
-            })(),
-          )
-        : undefined
     // The measurements come from the project (or --lockfile), never from the dev stack's endpoints file.
-    const client = await NleClient.fromLockfile(f.lockfile ?? (await projectLockfile(process.cwd())), {
-      target,
-      attestationTtlMs: ttlMs,
-      timeoutMs: f.timeout * 1000,
-      ...(devRootFile ? {insecureDevRoot: insecureDevRoot(await readFile(devRootFile, 'utf8'))} : {}),
-      ...(caFile ? {tls: {ca: await readFile(caFile, 'utf8')}} : {}),
-      ...(f['allow-debug'] ? {allowDebug: true} : {}),
-      ...(kms ? {kms: {wrap: kms.wrap}} : {}),
+    const connection = await openEnclaveClient({
+      flags: {target: f.upstream, lockfile: f.lockfile, devRoot: f['dev-root'], ca: f.ca, allowDebug: f['allow-debug'], mode: f.mode as EnclaveMode, kmsKeyId: f['kms-key-id'], kmsRegion: f['kms-region'], profile: f.profile},
+      warn: (m) => this.warn(m),
+      client: {attestationTtlMs: ttlMs, timeoutMs: f.timeout * 1000},
+      noTarget: () =>
+        gatewayError('GATEWAY_NO_UPSTREAM', 'No enclave to front: no --upstream, and no `nle dev` running in this folder.', {
+          hint: 'Start `nle dev` in this project, or pass --upstream https://HOST:PORT.',
+        }),
     })
+    const {client, target} = connection
     const json = this.jsonEnabled()
     const log = (e: GatewayEvent): void => {
       // Metadata only: never a body. JSON lines on stderr with --json, short lines otherwise.
@@ -116,8 +92,7 @@ Inside a project where \`nle dev\` is running, the upstream, the dev root, the p
         log,
       })
     } catch (error) {
-      client.close()
-      kms?.close()
+      connection.close()
       throw error
     }
     const {gateway, url, attestation} = started
@@ -141,7 +116,7 @@ Inside a project where \`nle dev\` is running, the upstream, the dev root, the p
       process.once('SIGTERM', resolve)
     })
     await gateway.stop()
-    kms?.close()
+    connection.close()
     if (!json) this.log('nle gateway stopped.')
     return {url, stopped: true}
   }

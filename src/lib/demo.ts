@@ -13,6 +13,7 @@ import {tmpdir} from 'node:os'
 import {join, resolve} from 'node:path'
 
 import {channelBackend} from './chat/backend.js'
+import {openEnclaveClient} from './client/open.js'
 import {devClientKms} from './client/kms.js'
 import {loadConfig} from './config/load.js'
 import {type DevStack, startDevStack} from './dev/stack.js'
@@ -115,7 +116,12 @@ export async function runDemo(options: DemoOptions = {}): Promise<DemoResult> {
     })
     const chat = async (mode: 'attested' | 'kms'): Promise<string> => {
       const e = stack!.endpoints
-      const backend = await channelBackend({target: e.proxyUrl, lockfile: stack!.lockfile, devRootFile: e.devRootFile, caFile: e.caFile, maxTokens: 16, mode, kms: () => devClientKms(e)})
+      const connection = await openEnclaveClient({
+        flags: {target: e.proxyUrl, lockfile: stack!.lockfile, devRoot: e.devRootFile, ca: e.caFile, mode},
+        devStack: false,
+        kms: () => devClientKms(e),
+      })
+      const backend = channelBackend(connection, {maxTokens: 16})
       try {
         const a = await backend.attest()
         let answer = ''

@@ -5,62 +5,23 @@
  * enclave the key policy admits can read it. `nle chat` (TUI and --once) uses it; tests use it
  * against `nle dev`.
  */
-import {readFile} from 'node:fs/promises'
-
-import type {TrustedRoot} from '../attestation/roots.js'
-import {insecureDevRoot} from '../attestation/roots.js'
-import {NleClient} from '../client/client.js'
-import {type ClientKms, type ClientKmsSettings, clientKms} from '../client/kms.js'
-import {ExitCode, NleError} from '../errors.js'
-import {readLockfile} from '../lockfile.js'
+import type {EnclaveConnection} from '../client/open.js'
 import type {AttestationSummary, ChatBackend, ChatMessage, ChatMode} from './types.js'
 
 export interface ChannelBackendOptions {
-  target: string
-  lockfile: string
-  /** PEM of the NSM simulator's root (dev only). Without it only AWS's root is trusted. */
-  devRootFile?: string
-  /** PEM to trust for the proxy's TLS certificate (the dev stack's self-signed one). */
-  caFile?: string
-  allowDebug?: boolean
   maxTokens?: number
   temperature?: number
-  mode?: ChatMode
-  /** Where KMS mode wraps its keys; asked for the first time KMS mode is used. Absent: no KMS mode. */
-  kms?: () => Promise<ClientKmsSettings>
 }
 
-export async function channelBackend(options: ChannelBackendOptions): Promise<ChatBackend & {close(): void}> {
-  const lock = await readLockfile(options.lockfile)
-  let root: TrustedRoot | undefined
-  if (options.devRootFile) root = insecureDevRoot(await readFile(options.devRootFile, 'utf8'))
-  const ca = options.caFile ? await readFile(options.caFile, 'utf8') : undefined
-  const common = {
-    target: options.target,
-    expectedPcrs: lock.measurements,
-    ...(root ? {insecureDevRoot: root} : {}),
-    ...(options.allowDebug ? {allowDebug: true} : {}),
-    ...(ca ? {tls: {ca}} : {}),
-  }
-  const attested = new NleClient(common)
-  let kms: {client: NleClient; wrap: ClientKms} | undefined
-  const kmsClient = async (): Promise<NleClient> => {
-    if (kms) return kms.client
-    if (!options.kms) {
-      throw new NleError('CHAT_MODE_UNAVAILABLE', 'KMS mode needs a KMS key.', {exitCode: ExitCode.USAGE, hint: 'Set kms.keyId in nle.yaml (or pass --kms-key-id), or use --mode attested.'})
-    }
-    const wrap = clientKms(await options.kms())
-    kms = {client: new NleClient({...common, kms: {wrap: wrap.wrap}}), wrap}
-    return kms.client
-  }
-  let mode: ChatMode = options.mode ?? 'attested'
-  if (mode === 'kms') await kmsClient() // fail now, not at the first question
-  const current = async (): Promise<NleClient> => (mode === 'kms' ? kmsClient() : attested)
+/** The chat backend over an opened enclave connection (`openEnclaveClient`); closing it closes the connection. */
+export function channelBackend(connection: EnclaveConnection, options: ChannelBackendOptions = {}): ChatBackend & {close(): void} {
+  let mode: ChatMode = connection.mode
+  const current = async () => connection.clientFor(mode)
   return {
     get mode() {
       return mode
     },
-    target: options.target,
+    target: connection.target,
     async attest(): Promise<AttestationSummary> {
       const a = await (await current()).attest({fresh: true})
       return {
@@ -72,7 +33,7 @@ export async function channelBackend(options: ChannelBackendOptions): Promise<Ch
       }
     },
     async setMode(next: ChatMode): Promise<void> {
-      if (next === 'kms') await kmsClient()
+      await connection.clientFor(next) // KMS mode without a key fails here, and the mode stays
       mode = next
     },
     async *send(messages: readonly ChatMessage[], signal: AbortSignal): AsyncIterable<string> {
@@ -89,10 +50,6 @@ export async function channelBackend(options: ChannelBackendOptions): Promise<Ch
         if (text) yield text
       }
     },
-    close: () => {
-      attested.close()
-      kms?.client.close()
-      kms?.wrap.close()
-    },
+    close: () => connection.close(),
   }
 }

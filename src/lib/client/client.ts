@@ -95,7 +95,7 @@ interface Session {
 }
 
 interface ErrorBody {
-  error?: {code?: unknown; message?: unknown}
+  error?: {code?: unknown; message?: unknown; context?: unknown; promptTokens?: unknown}
 }
 
 export class NleClient {
@@ -139,30 +139,54 @@ export class NleClient {
     return this.options.kms ? 'kms' : 'attested'
   }
 
-  private async fetchSession(signal?: AbortSignal): Promise<Session> {
-    this.session = null
-    if (!this.options.expectedPcrs) {
-      throw clientError('CLIENT_NO_MEASUREMENTS', 'No expected measurements: nothing to verify the attestation against.', {hint: 'Pass the lockfile (nle.lock.json) of the enclave image.'})
-    }
-    const nonce = new Uint8Array(randomBytes(NONCE_BYTES))
+  /**
+   * GET /v1/attestation with a fresh random nonce (or the given one) and return the document as
+   * it came, unverified (`nle attest verify` verifies it itself; `attest()` does here). The
+   * endpoint answers raw COSE_Sign1 bytes, or JSON {"document": "<base64>"}.
+   */
+  async fetchAttestation(options: {signal?: AbortSignal; nonce?: Uint8Array; timeoutMs?: number} = {}): Promise<{document: Uint8Array; nonce: Uint8Array; url: string}> {
+    const nonce = options.nonce ?? new Uint8Array(randomBytes(NONCE_BYTES))
+    const path = `${ATTESTATION_PATH}?nonce=${Buffer.from(nonce).toString('hex')}`
+    const signal = options.signal
     const res = await this.transport.send({
       method: 'GET',
-      path: `${ATTESTATION_PATH}?nonce=${Buffer.from(nonce).toString('hex')}`,
-      headers: {accept: 'application/cbor'},
-      timeoutMs: this.options.timeoutMs ?? 60_000,
+      path,
+      headers: {accept: 'application/cbor, application/json;q=0.5'},
+      timeoutMs: options.timeoutMs ?? this.options.timeoutMs ?? 60_000,
       ...(signal ? {signal} : {}),
     })
     if (res.statusCode !== 200) throw await httpFailure(res, 'attestation', this.limits, signal)
     const watch = new RequestWatch(this.limits, signal)
     watch.attach(res)
-    let document: Uint8Array
+    let body: Uint8Array
     try {
-      document = await readAll(res, 64 * 1024)
+      body = await readAll(res, MAX_ATTESTATION_BYTES)
     } catch (error) {
       throw watch.expired ?? error
     } finally {
       watch.done()
     }
+    let document = body
+    if ((res.headers['content-type'] ?? '').includes('json')) {
+      let b64: unknown
+      try {
+        b64 = (JSON.parse(Buffer.from(body).toString('utf8')) as {document?: unknown})?.document
+      } catch {
+        b64 = undefined
+      }
+      if (typeof b64 !== 'string') throw clientError('CLIENT_PROTOCOL', 'The attestation endpoint answered JSON without a "document" string.')
+      document = new Uint8Array(Buffer.from(b64, 'base64'))
+    }
+    const t = this.transport.target
+    return {document, nonce, url: `${t.url ? t.url.origin + t.url.pathname.replace(/\/+$/, '') : t.display}${path}`}
+  }
+
+  private async fetchSession(signal?: AbortSignal): Promise<Session> {
+    this.session = null
+    if (!this.options.expectedPcrs) {
+      throw clientError('CLIENT_NO_MEASUREMENTS', 'No expected measurements: nothing to verify the attestation against.', {hint: 'Pass the lockfile (nle.lock.json) of the enclave image.'})
+    }
+    const {document, nonce} = await this.fetchAttestation({...(signal ? {signal} : {})})
     // Throws ATTEST_* (PCR mismatch, bad signature, wrong nonce, too old…): nothing is sent then.
     const attestation = await verifyAttestation(document, {
       expectedPcrs: this.options.expectedPcrs,
@@ -358,9 +382,22 @@ function parseAnswer<T>(plaintext: Uint8Array): T {
   const err = (value as ErrorBody).error
   if (err && typeof err === 'object') {
     const serverCode = typeof err.code === 'string' ? err.code : 'UNKNOWN'
+    if (serverCode === 'ENGINE_PROMPT_TOO_LONG') throw contextTooLong(err)
     throw clientError('CLIENT_SERVER_ERROR', `The enclave answered with an error: ${typeof err.message === 'string' ? err.message : serverCode}`, {details: {serverCode}})
   }
   return value as T
+}
+
+/** ENGINE_PROMPT_TOO_LONG, said as what it means for the user (the enclave's numbers when it gave them). */
+function contextTooLong(err: NonNullable<ErrorBody['error']>): NleError {
+  const count = (v: unknown): number | undefined => (Number.isSafeInteger(v) && (v as number) > 0 ? (v as number) : undefined)
+  const context = count(err.context)
+  const promptTokens = count(err.promptTokens)
+  const size = context === undefined ? "the model's context" : `the model's context of ${context} tokens`
+  return clientError('CLIENT_CONTEXT_TOO_LONG', `The conversation exceeds ${size}${promptTokens === undefined ? '' : ` (it is ${promptTokens} tokens, with room needed for the answer)`}.`, {
+    hint: 'Send a shorter question, or start a new conversation (in `nle chat`, /clear; the chat also drops its oldest turns by itself).',
+    details: {serverCode: 'ENGINE_PROMPT_TOO_LONG', ...(context === undefined ? {} : {context}), ...(promptTokens === undefined ? {} : {promptTokens})},
+  })
 }
 
 function interrupted(cause: unknown): NleError {
@@ -369,6 +406,9 @@ function interrupted(cause: unknown): NleError {
     hint: 'The enclave server stopped or the proxy cut the stream. Retry the request.',
   })
 }
+
+/** The most of an attestation answer the client reads (a document is well under 16 KiB; JSON/base64 adds a third). */
+const MAX_ATTESTATION_BYTES = 64 * 1024
 
 /** The most of an error body (or of a 421's) the client reads. */
 const MAX_ERROR_BODY_BYTES = 64 * 1024

@@ -33,6 +33,15 @@ export type ClientErrorCode =
   | 'CLIENT_ABORTED'
   /** No expected measurements to verify the attestation against: nothing is sent (both modes). */
   | 'CLIENT_NO_MEASUREMENTS'
+  /**
+   * The conversation is longer than the model's context (details.serverCode ENGINE_PROMPT_TOO_LONG,
+   * details.context and details.promptTokens when the enclave said them).
+   */
+  | 'CLIENT_CONTEXT_TOO_LONG'
+  /** The proxy's TLS certificate is not trusted (self-signed, unknown CA, expired, wrong name): details.tlsCode. */
+  | 'CLIENT_TLS_UNTRUSTED'
+  /** A file the client was told to read (--ca, --dev-root) cannot be read (details.file). */
+  | 'CLIENT_FILE_UNREADABLE'
 
 const EXIT: Record<ClientErrorCode, ExitCode> = {
   CLIENT_BAD_TARGET: ExitCode.USAGE,
@@ -49,6 +58,9 @@ const EXIT: Record<ClientErrorCode, ExitCode> = {
   CLIENT_RESPONSE_TOO_LARGE: ExitCode.NETWORK,
   CLIENT_ABORTED: ExitCode.CHECK_FAILED,
   CLIENT_NO_MEASUREMENTS: ExitCode.USAGE,
+  CLIENT_CONTEXT_TOO_LONG: ExitCode.USAGE,
+  CLIENT_TLS_UNTRUSTED: ExitCode.VERIFY,
+  CLIENT_FILE_UNREADABLE: ExitCode.IO,
 }
 
 export function clientError(code: ClientErrorCode, message: string, options: NleErrorOptions = {}): NleError<ClientErrorCode> {

@@ -37,6 +37,21 @@ export function parseTarget(target: string): Target {
   return {kind: url.protocol === 'https:' ? 'https' : 'http', url, display: url.origin}
 }
 
+/** Node's (OpenSSL's) codes for a certificate that did not verify: a trust failure, not an unreachable peer. */
+const TLS_TRUST_FAILURES = new Set([
+  'DEPTH_ZERO_SELF_SIGNED_CERT',
+  'SELF_SIGNED_CERT_IN_CHAIN',
+  'UNABLE_TO_VERIFY_LEAF_SIGNATURE',
+  'UNABLE_TO_GET_ISSUER_CERT',
+  'UNABLE_TO_GET_ISSUER_CERT_LOCALLY',
+  'CERT_HAS_EXPIRED',
+  'CERT_NOT_YET_VALID',
+  'CERT_SIGNATURE_FAILURE',
+  'CERT_UNTRUSTED',
+  'CERT_REJECTED',
+  'ERR_TLS_CERT_ALTNAME_INVALID',
+])
+
 export interface SendOptions {
   method: 'GET' | 'POST'
   path: string
@@ -98,6 +113,16 @@ export class Transport {
         }
         if (timedOut) {
           reject(timeoutError('headers', options.timeoutMs))
+          return
+        }
+        if (t.kind === 'https' && error.code !== undefined && TLS_TRUST_FAILURES.has(error.code)) {
+          reject(
+            clientError('CLIENT_TLS_UNTRUSTED', `${t.display} presented a TLS certificate this client does not trust (${error.code}).`, {
+              cause: error,
+              hint: error.code === 'ERR_TLS_CERT_ALTNAME_INVALID' ? 'The certificate is for another host name: use the name it was issued for.' : "Pass the proxy's certificate (or its CA) with --ca PEM; `nle dev` publishes its own in .nle/dev/.",
+              details: {target: t.display, tlsCode: error.code},
+            }),
+          )
           return
         }
         reject(

@@ -278,8 +278,9 @@ export class EnclaveServer {
       } catch (error) {
         const code = isNleError(error) ? error.code : 'SERVER_GENERATION_FAILED'
         this.logger.log('warn', 'generation_failed', {requestId: opened.requestId, code})
-        if (!abort.signal.aborted) out.fail(code, 'Generation failed.')
-        else res.end()
+        if (abort.signal.aborted) res.end()
+        else if (isNleError(error) && error.code === 'ENGINE_PROMPT_TOO_LONG') out.fail(code, error.message, contextFacts(error.details))
+        else out.fail(code, 'Generation failed.')
         return
       }
       if (abort.signal.aborted) return
@@ -358,9 +359,9 @@ class SealedAnswer {
   }
 
   /** A sealed error (only the client reads it), in the answer's clothes. */
-  fail(code: string, message: string): void {
+  fail(code: string, message: string, facts: {context?: number; promptTokens?: number} = {}): void {
     this.meta.log.code = code
-    const body = utf8(json({error: {code, message: message.slice(0, MAX_SEALED_MESSAGE)}} satisfies SealedErrorBody))
+    const body = utf8(json({error: {code, message: message.slice(0, MAX_SEALED_MESSAGE), ...facts}} satisfies SealedErrorBody))
     if (this.stream) {
       this.start()
       this.send(this.sealer!.seal(body, true))
@@ -375,6 +376,12 @@ class SealedAnswer {
     this.meta.log.bytesOut = bytes.length
     this.res.writeHead(200, {'content-type': SEALED_RESPONSE_TYPE, 'content-length': bytes.length, 'cache-control': 'no-store'}).end(bytes)
   }
+}
+
+/** The two numbers of an ENGINE_PROMPT_TOO_LONG that the client may read (integers only). */
+function contextFacts(details: Record<string, unknown> | undefined): {context?: number; promptTokens?: number} {
+  const int = (v: unknown): v is number => Number.isSafeInteger(v) && (v as number) >= 0
+  return {...(int(details?.context) ? {context: details.context} : {}), ...(int(details?.promptTokens) ? {promptTokens: details.promptTokens} : {})}
 }
 
 /** A sealed error's message is cut here, so an error always fits the smallest padding bucket. */

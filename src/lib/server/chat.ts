@@ -159,7 +159,11 @@ export interface ChatCompletionChunk {
 
 /** An error answered inside the sealed channel (only the client can read it). */
 export interface SealedErrorBody {
-  error: {code: string; message: string}
+  /**
+   * `context` and `promptTokens` (ENGINE_PROMPT_TOO_LONG only): the model's context and the
+   * prompt's size in tokens, so that the client can say so and keep a conversation within it.
+   */
+  error: {code: string; message: string; context?: number; promptTokens?: number}
 }
 
 export function usage(r: ChatResult): ChatCompletion['usage'] {
