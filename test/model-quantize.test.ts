@@ -44,6 +44,17 @@ describe('nle model quantize', () => {
     expect(json(saved)).toMatchObject({files: 7})
   }, 120_000)
 
+  it('q8 is symmetric by default and --no-symmetric gives it zero points; q4 takes --symmetric', async () => {
+    const src = join(tmp.dir, 'tiny')
+    const q8 = json(await runCli(['model', 'quantize', src, '--to', 'q8', '--out', join(tmp.dir, 'q8-sym'), '--json']))
+    const q8z = json(await runCli(['model', 'quantize', src, '--to', 'q8', '--out', join(tmp.dir, 'q8-zp'), '--no-symmetric', '--json']))
+    const q4s = json(await runCli(['model', 'quantize', src, '--to', 'q4', '--out', join(tmp.dir, 'q4-sym'), '--symmetric', '--json']))
+    expect([q8.symmetric, q8z.symmetric, q4s.symmetric]).toEqual([true, false, true])
+    // Zero points cost bytes: one per block at 8 bits.
+    const after = (d: Record<string, unknown>): number => (d.bytes as {weightsAfter: number}).weightsAfter
+    expect(after(q8z)).toBeGreaterThan(after(q8))
+  }, 120_000)
+
   it('a block size that is not a power of two is refused with its code', async () => {
     const r = await runCli(['model', 'quantize', join(tmp.dir, 'tiny'), '--to', 'q8', '--out', join(tmp.dir, 'x'), '--block-size', '24', '--json'])
     expect(json(r)).toMatchObject({status: 'error', error: {code: 'MODEL_UNSUPPORTED'}})
