@@ -27,6 +27,12 @@ The result is written to OUT under the name transformers.js gives the dtype (q8:
     keep: Flags.option({options: ['lm-head'] as const, description: 'Leave in fp32: lm-head (the product that gives the logits).', multiple: true})(),
     'accuracy-level': Flags.integer({description: 'MatMulNBits accuracy_level: 4 = int8 compute (the fast path), 0 = fp32 compute (for measurements).', default: 4, min: 0, max: 4, hidden: true}),
     force: Flags.boolean({description: 'Replace the quantized file, its data file, the manifest and the copied files when OUT has them.'}),
+    quality: Flags.boolean({
+      description:
+        'Then measure the quality drop: cosine similarity of the last-position logits of the quantized file against the fp32 one on three short prompts (1.0 = identical). --no-quality skips it (it loads both files, one after the other).',
+      default: true,
+      allowNo: true,
+    }),
   }
 
   async run(): Promise<Record<string, unknown>> {
@@ -40,6 +46,7 @@ The result is written to OUT under the name transformers.js gives the dtype (q8:
       accuracyLevel: flags['accuracy-level'],
       keepLmHead: (flags.keep ?? []).includes('lm-head'),
       force: flags.force,
+      measureQuality: flags.quality,
       ...(flags.symmetric === undefined ? {} : {symmetric: flags.symmetric}),
       ...(bar === undefined ? {} : {onProgress: bar.update}),
     })
@@ -56,6 +63,7 @@ The result is written to OUT under the name transformers.js gives the dtype (q8:
       quantized: r.quantized,
       kept: r.kept,
       bytes: r.bytes,
+      quality: r.quality ?? null,
       ms: Math.round(r.ms),
       manifest: r.manifestPath,
       manifestDigest: r.manifestDigest,
@@ -65,6 +73,12 @@ The result is written to OUT under the name transformers.js gives the dtype (q8:
       this.log(`Quantized ${r.quantized} weight products to ${r.bits}-bit (${r.symmetric ? 'symmetric' : 'asymmetric'}, block ${r.blockSize}, accuracy_level ${r.accuracyLevel}) in ${(r.ms / 1000).toFixed(1)} s: ${r.dir}/${r.onnxFile}`)
       if (r.kept.length > 0) this.log(`Kept in fp32: ${r.kept.map((k) => `${k.node} (${k.reason})`).join(', ')}`)
       this.log(`Weight matrices ${ratio(r.bytes.weightsBefore, r.bytes.weightsAfter)}; ONNX files ${ratio(r.bytes.fileBefore, r.bytes.fileAfter)}`)
+      if (r.quality !== undefined) {
+        const q = r.quality
+        this.log(
+          `Quality: last-position logits cosine vs fp32 ${q.cosine.map((c) => c.toFixed(5)).join(', ')} (min ${q.min.toFixed(5)}); same next token on ${q.sameArgmax} of ${q.cosine.length} prompts`,
+        )
+      }
       this.log(`Manifest: ${r.manifestPath} (${r.manifestDigest})`)
     }
     return data

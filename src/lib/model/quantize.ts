@@ -20,6 +20,7 @@ import {MANIFEST_FILE, type ModelManifest} from './manifest.js'
 import {type Bits, type NBitsOptions, checkBlockSize, quantizeColumns, quantizedBytes, transposeKN} from './nbits.js'
 import {onnx} from './onnx-graph.js'
 import {type AttributeProto, type GraphProto, initializersOf, type ModelProto, type NodeProto, type TensorData, type TensorProto, readModelLazily, tensorBytes, writeModelFiles} from './onnx-file.js'
+import {type LogitsSimilarity, quantizationQuality} from './quality.js'
 import {recordManifest} from './save.js'
 
 export const QUANTIZE_TARGETS = ['q8', 'q4'] as const
@@ -281,6 +282,8 @@ export interface QuantizeOptions {
   accuracyLevel?: number
   /** Replace files that exist in outDir. */
   force?: boolean
+  /** Then measure the quality drop (quantizationQuality: last-position logits against the fp32 file). */
+  measureQuality?: boolean
   onProgress?: (p: QuantizeProgress) => void
 }
 
@@ -304,6 +307,9 @@ export interface QuantizeResult {
   quantized: number
   kept: KeptProduct[]
   bytes: {fileBefore: number; fileAfter: number; weightsBefore: number; weightsAfter: number}
+  /** With measureQuality: cosine similarity of the last-position logits against the fp32 file, per prompt. */
+  quality?: LogitsSimilarity
+  /** Reading, quantizing and writing (the quality measurement aside). */
   ms: number
   manifestPath: string
   manifestDigest: string
@@ -415,6 +421,8 @@ export async function quantizeModel(options: QuantizeOptions): Promise<QuantizeR
   }
   const source: ModelManifest['source'] = {kind: 'local', path: inDir}
   const m = await recordManifest(outDir, options.to, source)
+  const ms = performance.now() - t0
+  const quality = options.measureQuality === true ? await quantizationQuality({dir: inDir, dtype: 'fp32'}, {dir: outDir, dtype: options.to}) : undefined
   return {
     dir: outDir,
     dtype: options.to,
@@ -432,9 +440,10 @@ export async function quantizeModel(options: QuantizeOptions): Promise<QuantizeR
       weightsBefore: rewrite.weightBytesBefore,
       weightsAfter: rewrite.weightBytesAfter,
     },
-    ms: performance.now() - t0,
+    ...(quality === undefined ? {} : {quality}),
+    ms,
     ...m,
   }
 }
 
-export {lastLogitsSimilarity, cosineSimilarity, type LogitsSimilarity, type ModelRef} from './quality.js'
+export {lastLogitsSimilarity, cosineSimilarity, quantizationQuality, QUALITY_TEXTS, type LogitsSimilarity, type ModelRef} from './quality.js'
