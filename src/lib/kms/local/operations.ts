@@ -8,7 +8,7 @@
  * Ciphertext blobs are AES-256-GCM under the key's material, authenticated with the key ARN and
  * the encryption context as additional data: `"NLK1" | u8 len | key id | iv(12) | tag(16) | ct`.
  */
-import {createCipheriv, createDecipheriv, randomBytes} from 'node:crypto'
+import {createCipheriv, createDecipheriv, createHmac, randomBytes, timingSafeEqual} from 'node:crypto'
 
 import {toHex} from '../../attestation/cbor.js'
 import type {TrustedRoot} from '../../attestation/roots.js'
@@ -122,7 +122,11 @@ function keyMetadata(state: LocalState, key: LocalKey): Output {
   }
 }
 
-/** A page of `items` after `Marker` (an opaque token this endpoint gave), at most `Limit` (1..max). */
+/** Markers are signed with a secret of this process: a Marker this endpoint did not give is refused. */
+const MARKER_KEY = randomBytes(32)
+const markerMac = (after: string): string => createHmac('sha256', MARKER_KEY).update(after).digest('base64url').slice(0, 22)
+
+/** A page of `items` (sorted by `keyOf`) after `Marker` (an opaque token this endpoint gave), at most `Limit`. */
 function page<T>(input: Input, items: readonly T[], keyOf: (item: T) => string, limits: {default: number; max: number}): {items: T[]; Truncated: boolean; NextMarker?: string} {
   const max = limits.max
   const limit = input.Limit ?? limits.default
@@ -130,14 +134,17 @@ function page<T>(input: Input, items: readonly T[], keyOf: (item: T) => string, 
   const marker = str(input, 'Marker')
   let start = 0
   if (marker !== undefined) {
-    const after = /^[A-Za-z0-9_-]{1,1400}$/.test(marker) ? Buffer.from(marker, 'base64url').toString('utf8') : ''
+    const m = /^([A-Za-z0-9_-]{1,1400})\.([A-Za-z0-9_-]{22})$/.exec(marker)
+    const after = m ? Buffer.from(m[1]!, 'base64url').toString('utf8') : ''
+    const expected = Buffer.from(markerMac(after))
+    if (!m || !timingSafeEqual(expected, Buffer.from(m[2]!))) throw new KmsApiError('InvalidMarkerException', 'The Marker is not one this endpoint gave.')
     start = items.findIndex((item) => keyOf(item) > after)
-    if (after === '' || Buffer.from(after).toString('base64url') !== marker) throw new KmsApiError('InvalidMarkerException', 'The Marker is not one this endpoint gave.')
     if (start < 0) start = items.length
   }
   const out = items.slice(start, start + limit)
   const truncated = start + limit < items.length
-  return {items: out, Truncated: truncated, ...(truncated ? {NextMarker: Buffer.from(keyOf(out[out.length - 1]!)).toString('base64url')} : {})}
+  const last = truncated ? keyOf(out[out.length - 1]!) : ''
+  return {items: out, Truncated: truncated, ...(truncated ? {NextMarker: `${Buffer.from(last).toString('base64url')}.${markerMac(last)}`} : {})}
 }
 
 type Tag = {TagKey: string; TagValue: string}
