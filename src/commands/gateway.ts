@@ -7,10 +7,11 @@ import {BaseCommand} from '../cli/base-command.js'
 import {insecureDevRoot} from '../lib/attestation/roots.js'
 import {NleClient} from '../lib/client/index.js'
 import {clientKms, resolveClientKms} from '../lib/client/kms.js'
-import {DEFAULT_CONFIG_FILE} from '../lib/config/load.js'
+import {DEFAULT_CONFIG_FILE, loadConfig} from '../lib/config/load.js'
 import {projectLockfile, readEndpoints} from '../lib/dev/endpoints.js'
-import {type AttestationState, DEFAULT_LISTEN, DEFAULT_TOKEN_FILE, type GatewayEvent, TOKEN_ENV, gatewayError, gatewayToken, parseListen, startGateway} from '../lib/gateway/index.js'
-import {DEFAULT_LOCKFILE} from '../lib/lockfile.js'
+import {isNleError} from '../lib/errors.js'
+import {type AttestationState, DEFAULT_LISTEN, DEFAULT_TOKEN_FILE, type GatewayEvent, TOKEN_ENV, gatewayError, gatewayToken, modelIdFromLockfile, parseListen, startGateway} from '../lib/gateway/index.js'
+import {DEFAULT_LOCKFILE, readLockfile} from '../lib/lockfile.js'
 
 export interface GatewayResult {
   url: string
@@ -27,7 +28,9 @@ Access: every request needs Authorization: Bearer <token> — the OpenAI SDKs se
 
 It listens on loopback only (questions and answers are in clear between the client and the gateway) and never logs bodies. GET /nle/attestation shows what it verified.
 
-Statuses: 400 bad request, 413 too large, 429 proxy/enclave busy (Retry-After passed through), 502 upstream unreachable or answer broken in transit, 503 attestation failed or enclave down, 504 upstream timeout. Errors are OpenAI-shaped: {"error": {"message", "type", "code"}}.
+It serves POST /v1/chat/completions, /v1/completions and /v1/responses (text in and out, whole or streamed) and GET /v1/models (one model id, stable for the image in the lockfile, with the attestation state). Parameters it cannot honour (tools, response_format other than text, logprobs, penalties, image parts…) are refused with 400 unsupported_parameter naming the param, never ignored; a prompt longer than the model's context is 400 context_length_exceeded, before any stream starts.
+
+Statuses: 400 bad request, 413 too large, 429 proxy/enclave busy (Retry-After passed through), 502 upstream unreachable or answer broken in transit, 503 attestation failed or enclave down, 504 upstream timeout. Errors are OpenAI-shaped: {"error": {"message", "type", "code", "param"}}.
 
 Inside a project where \`nle dev\` is running, the upstream, the dev root, the proxy certificate and the lockfile are found automatically.`
   static override examples = [
@@ -85,7 +88,10 @@ Inside a project where \`nle dev\` is running, the upstream, the dev root, the p
           )
         : undefined
     // The measurements come from the project (or --lockfile), never from the dev stack's endpoints file.
-    const client = await NleClient.fromLockfile(f.lockfile ?? (await projectLockfile(process.cwd())), {
+    const lockfile = f.lockfile ?? (await projectLockfile(process.cwd()))
+    const modelId = modelIdFromLockfile(await readLockfile(lockfile))
+    const maxTokens = await projectMaxTokens()
+    const client = await NleClient.fromLockfile(lockfile, {
       target,
       attestationTtlMs: ttlMs,
       timeoutMs: f.timeout * 1000,
@@ -113,6 +119,8 @@ Inside a project where \`nle dev\` is running, the upstream, the dev root, the p
         allowOrigins: f['allow-origin'] ?? [],
         attestationTtlMs: ttlMs,
         mode: client.mode,
+        modelId,
+        ...(maxTokens === undefined ? {} : {limits: {maxTokens}}),
         log,
       })
     } catch (error) {
@@ -144,6 +152,16 @@ Inside a project where \`nle dev\` is running, the upstream, the dev root, the p
     kms?.close()
     if (!json) this.log('nle gateway stopped.')
     return {url, stopped: true}
+  }
+}
+
+/** The project's runtime.maxTokens (nle.yaml here), so a larger max_tokens is refused rather than cut; none outside a project. */
+async function projectMaxTokens(): Promise<number | undefined> {
+  try {
+    return (await loadConfig(DEFAULT_CONFIG_FILE)).config.runtime.maxTokens
+  } catch (error) {
+    if (isNleError(error) && error.code === 'CONFIG_NOT_FOUND') return undefined
+    throw error
   }
 }
 

@@ -15,8 +15,16 @@ export type GatewayErrorCode =
   | 'GATEWAY_LISTEN_FAILED'
   /** No --upstream and no `nle dev` stack running in this folder. */
   | 'GATEWAY_NO_UPSTREAM'
-  /** The HTTP request is not one the gateway accepts (bad JSON, unsupported field). HTTP 400. */
+  /** The HTTP request is not one the gateway accepts (bad JSON, a field of the wrong type or value). HTTP 400; details.param names the field. */
   | 'GATEWAY_BAD_REQUEST'
+  /**
+   * A parameter the gateway cannot honour (response_format json_schema, tools, logprobs, an image part,
+   * a parameter OpenAI does not define…): refused rather than ignored. HTTP 400, wire code
+   * `unsupported_parameter`; details.param names it.
+   */
+  | 'GATEWAY_UNSUPPORTED_PARAMETER'
+  /** The prompt is longer than the model's context (the engine's ENGINE_PROMPT_TOO_LONG). HTTP 400, wire code `context_length_exceeded`. */
+  | 'GATEWAY_CONTEXT_LENGTH_EXCEEDED'
   /** The request body is larger than the gateway accepts. HTTP 413. */
   | 'GATEWAY_REQUEST_TOO_LARGE'
   /** No such endpoint (404) or wrong method (405). */
@@ -39,6 +47,8 @@ const EXIT: Record<GatewayErrorCode, ExitCode> = {
   GATEWAY_LISTEN_FAILED: ExitCode.IO,
   GATEWAY_NO_UPSTREAM: ExitCode.USAGE,
   GATEWAY_BAD_REQUEST: ExitCode.USAGE,
+  GATEWAY_UNSUPPORTED_PARAMETER: ExitCode.USAGE,
+  GATEWAY_CONTEXT_LENGTH_EXCEEDED: ExitCode.USAGE,
   GATEWAY_REQUEST_TOO_LARGE: ExitCode.USAGE,
   GATEWAY_NOT_FOUND: ExitCode.USAGE,
   GATEWAY_METHOD_NOT_ALLOWED: ExitCode.USAGE,
@@ -53,10 +63,17 @@ export function gatewayError(code: GatewayErrorCode, message: string, options: N
   return new NleError(code, message, {exitCode: EXIT[code], ...options})
 }
 
-/** OpenAI's error body. `code` is the nle error code (ATTEST_PCR_MISMATCH, CLIENT_RATE_LIMITED, …). */
+/**
+ * OpenAI's error body. `code` is the nle error code (ATTEST_PCR_MISMATCH, CLIENT_RATE_LIMITED, …),
+ * except where OpenAI has a code of its own that clients act on: `context_length_exceeded`,
+ * `unsupported_parameter`, `model_not_found`. `param` names the request field at fault, or null.
+ */
 export interface OpenAiErrorBody {
-  error: {message: string; type: string; code: string; param: null}
+  error: {message: string; type: string; code: string; param: string | null}
 }
+
+/** The server code the enclave answers when the prompt does not fit the model's context. */
+export const PROMPT_TOO_LONG_SERVER_CODE = 'ENGINE_PROMPT_TOO_LONG'
 
 export interface HttpFailure {
   status: number
@@ -88,9 +105,12 @@ export const STATUS = {
   TIMEOUT: 504,
 } as const
 
-function failure(status: number, type: string, code: string, message: string, extra: Partial<HttpFailure> = {}): HttpFailure {
-  return {status, body: {error: {message, type, code, param: null}}, shouldRetry: status >= 500 || status === 429, reconnect: false, ...extra}
+function failure(status: number, type: string, code: string, message: string, extra: Partial<HttpFailure> & {param?: string | null} = {}): HttpFailure {
+  const {param = null, ...rest} = extra
+  return {status, body: {error: {message, type, code, param}}, shouldRetry: status >= 500 || status === 429, reconnect: false, ...rest}
 }
+
+const paramOf = (details: Record<string, unknown>): string | null => (typeof details.param === 'string' ? details.param : null)
 
 /** Any error → what the OpenAI client sees. */
 export function toHttpFailure(error: unknown): HttpFailure {
@@ -100,13 +120,21 @@ export function toHttpFailure(error: unknown): HttpFailure {
   if (code.startsWith('ATTEST_')) {
     return failure(STATUS.UNAVAILABLE, 'attestation_error', code, `The enclave's attestation did not verify; nothing was sent to it. ${message}`, {shouldRetry: false, reconnect: true})
   }
+  // The prompt does not fit the context: whatever client code carries it (CLIENT_SERVER_ERROR, or a
+  // dedicated one), the enclave's code is in details.serverCode. A 400, never a 500 (SDKs retry those).
+  if (code === 'GATEWAY_CONTEXT_LENGTH_EXCEEDED' || details.serverCode === PROMPT_TOO_LONG_SERVER_CODE) {
+    return failure(STATUS.BAD_REQUEST, 'invalid_request_error', 'context_length_exceeded', "The prompt is longer than this model's context window: shorten the messages.", {param: paramOf(details) ?? 'messages', shouldRetry: false})
+  }
   switch (code) {
     case 'GATEWAY_BAD_REQUEST':
-      return failure(STATUS.BAD_REQUEST, 'invalid_request_error', code, message)
+      return failure(STATUS.BAD_REQUEST, 'invalid_request_error', code, message, {param: paramOf(details)})
+    case 'GATEWAY_UNSUPPORTED_PARAMETER':
+      return failure(STATUS.BAD_REQUEST, 'invalid_request_error', 'unsupported_parameter', message, {param: paramOf(details)})
     case 'GATEWAY_REQUEST_TOO_LARGE':
     case 'CLIENT_REQUEST_TOO_LARGE':
       return failure(STATUS.TOO_LARGE, 'invalid_request_error', code, message)
     case 'GATEWAY_NOT_FOUND':
+      if (details.model !== undefined) return failure(STATUS.NOT_FOUND, 'invalid_request_error', 'model_not_found', message, {param: 'model'})
       return failure(STATUS.NOT_FOUND, 'invalid_request_error', code, message)
     case 'GATEWAY_METHOD_NOT_ALLOWED':
       return failure(STATUS.METHOD_NOT_ALLOWED, 'invalid_request_error', code, message)
