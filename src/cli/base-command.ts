@@ -47,11 +47,9 @@ export abstract class BaseCommand<T extends typeof Command> extends Command {
       ? err
       : err.oclif?.exit === ExitCode.USAGE || /Unexpected argument|Nonexistent flag|Missing required flag|Expected --|--\S+=\S* cannot also be provided|All of the following must be provided|Exactly one of the following|Missing \d+ required arg|Parsing --/.test(err.message)
         ? new NleError('USAGE', usageMessage(err.message), {
-            exitCode: ExitCode.USAGE,
             hint: `Run \`nle ${this.id?.replaceAll(':', ' ') ?? ''} --help\` for usage.`,
           })
         : new NleError('INTERNAL', err.message, {
-            exitCode: ExitCode.INTERNAL,
             hint: 'This is a bug in nle. Re-run with --verbose and report the output.',
             cause: err,
           })
