@@ -300,6 +300,10 @@ describe('nle gateway', () => {
     expect(answer.choices[0]!.message.content).toBe(`Echo: cli ${CANARY}`)
     proc.kill('SIGINT')
     expect(await exited).toBe(0)
+    // stdout is line-delimited JSON from the first line to the last (no pretty-printed result at the end).
+    const lines = stdout.split('\n')
+    expect(lines.at(-1)).toBe('')
+    expect(lines.slice(0, -1).map((l) => (JSON.parse(l) as {event: string}).event)).toEqual(['listening', 'stopped'])
     expect(stderr).toContain('"event":"access"')
     expect(stdout + stderr).not.toContain(CANARY)
   }

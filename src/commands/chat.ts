@@ -5,7 +5,7 @@ import {channelBackend} from '../lib/chat/backend.js'
 import {resolveClientKms} from '../lib/client/kms.js'
 import {DEFAULT_CONFIG_FILE} from '../lib/config/load.js'
 import {readEndpoints} from '../lib/dev/endpoints.js'
-import {ExitCode, NleError} from '../lib/errors.js'
+import {NleError} from '../lib/errors.js'
 import {DEFAULT_LOCKFILE} from '../lib/lockfile.js'
 
 export interface ChatOnceResult {
@@ -48,19 +48,18 @@ With --once "question" there is no TUI: the answer goes to stdout and the exit c
   async run(): Promise<ChatOnceResult | void> {
     const f = this.flags
     if (this.jsonEnabled() && f.once === undefined) {
-      throw new NleError('USAGE', '--json needs --once: the interactive chat has no JSON form.', {exitCode: ExitCode.USAGE, hint: 'Add --once "question".'})
+      throw new NleError('USAGE', '--json needs --once: the interactive chat has no JSON form.', {hint: 'Add --once "question".'})
     }
     const dev = f.url ? undefined : await readEndpoints(process.cwd(), (m) => this.warn(m))
     const target = f.url ?? dev?.proxyUrl
     if (!target) {
       throw new NleError('CHAT_NO_TARGET', 'No enclave to talk to: no --url, and no `nle dev` running in this folder.', {
-        exitCode: ExitCode.USAGE,
         hint: 'Start `nle dev` in this project, or pass --url https://HOST:PORT.',
       })
     }
     const temperature = f.temperature === undefined ? undefined : Number(f.temperature)
     if (temperature !== undefined && !(temperature >= 0 && temperature <= 2)) {
-      throw new NleError('USAGE', '--temperature must be a number from 0 to 2.', {exitCode: ExitCode.USAGE})
+      throw new NleError('USAGE', '--temperature must be a number from 0 to 2.')
     }
     const backend = await channelBackend({
       target,

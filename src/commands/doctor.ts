@@ -4,13 +4,12 @@ import {BaseCommand} from '../cli/base-command.js'
 import {table} from '../cli/render.js'
 import {DEFAULT_CONFIG_FILE} from '../lib/config/load.js'
 import {type DoctorReport, WORKFLOWS, defaultDoctorEnv, runDoctor} from '../lib/doctor.js'
-import {ExitCode} from '../lib/errors.js'
 
 export default class Doctor extends BaseCommand<typeof Doctor> {
   static override summary = 'Check the config and which Nitro host parts are present, with versions.'
   static override description = `Validates nle.yaml and looks for docker (and whether its daemon answers), nitro-cli, the /dev/nitro_enclaves device, the allocator and vsock-proxy services, socat, AWS credentials and region. Makes no network calls.
 
-Exits 1 when a part the chosen workflow needs is missing; each missing part comes with how to install it.
+Exits 1 when a part the chosen workflow needs is missing (each missing part comes with how to install it), and 3 when nle.yaml exists but is invalid (its CONFIG_* error is shown).
 Workflows: dev (laptop, simulated Nitro), build (docker + nitro-cli), run (a Nitro host), policy (AWS access), host (all of build, run and policy).`
   static override examples = ['<%= config.bin %> doctor', '<%= config.bin %> doctor --for dev', '<%= config.bin %> doctor --for run --json']
   static override flags = {
@@ -32,7 +31,7 @@ Workflows: dev (laptop, simulated Nitro), build (docker + nitro-cli), run (a Nit
           : `\nNot ready for "${report.workflow}": missing ${report.missing.join(', ')} (* = needed for it).`,
       )
     }
-    if (!report.ok) process.exitCode = ExitCode.CHECK_FAILED
+    if (report.exitCode !== 0) process.exitCode = report.exitCode
     return report
   }
 }

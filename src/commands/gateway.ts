@@ -21,6 +21,7 @@ export interface GatewayResult {
 const URL_OF = (url: string): string => (url.startsWith('unix:') ? 'http://localhost' : url)
 
 export default class Gateway extends BaseCommand<typeof Gateway> {
+  static override jsonLines = true
   static override summary = 'Serve a local OpenAI-compatible endpoint that attests the enclave and seals every request.'
   static override description = `Any OpenAI client (SDKs, curl, chat front ends) can talk to the enclave through it: point the client's base URL at the printed URL + /v1 and its API key at the gateway's access token.
 
@@ -59,7 +60,7 @@ Inside a project where \`nle dev\` is running, the upstream, the dev root, the p
     timeout: Flags.integer({description: 'Seconds to wait for the enclave to start answering.', default: 120, min: 1}),
   }
 
-  async run(): Promise<GatewayResult> {
+  async run(): Promise<GatewayResult | undefined> {
     const f = this.flags
     parseListen(f.listen) // a non-loopback address is refused before anything is read or contacted
     if (!f.token && f.socket === undefined) {
@@ -131,7 +132,7 @@ Inside a project where \`nle dev\` is running, the upstream, the dev root, the p
     const {gateway, url, attestation} = started
     if (json) {
       // The token itself is never printed: where it is kept is.
-      process.stdout.write(JSON.stringify({ready: true, url, openaiBaseUrl: `${URL_OF(url)}/v1`, mode: client.mode, token: access ? {required: true, ...(access.file ? {file: access.file} : {env: TOKEN_ENV})} : {required: false}, attestation: summary(attestation)}) + '\n')
+      process.stdout.write(JSON.stringify({event: 'listening', ready: true, url, openaiBaseUrl: `${URL_OF(url)}/v1`, mode: client.mode, token: access ? {required: true, ...(access.file ? {file: access.file} : {env: TOKEN_ENV})} : {required: false}, attestation: summary(attestation)}) + '\n')
     } else {
       this.log(`nle gateway listening on ${url} (OpenAI base URL: ${URL_OF(url)}/v1) → ${target} · mode ${client.mode}`)
       if (access?.file) this.log(`access token ${access.created ? 'made in' : 'in'} ${access.file}: OPENAI_API_KEY=$(cat ${access.file})`)
@@ -150,7 +151,12 @@ Inside a project where \`nle dev\` is running, the upstream, the dev root, the p
     })
     await gateway.stop()
     kms?.close()
-    if (!json) this.log('nle gateway stopped.')
+    // --json: stdout is line-delimited JSON events (listening, stopped; errors too), never a pretty-printed object.
+    if (json) {
+      process.stdout.write(JSON.stringify({event: 'stopped', url, stopped: true}) + '\n')
+      return undefined
+    }
+    this.log('nle gateway stopped.')
     return {url, stopped: true}
   }
 }

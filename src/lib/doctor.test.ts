@@ -93,7 +93,7 @@ describe('runDoctor', () => {
     const h = fakeHost()
     await initProject({dir: h.dir, name: 'demo'})
     const report = await runDoctor('dev', {...env(h), exec: (f, a) => execProbe(f, a, '')})
-    expect(report).toMatchObject({ok: true, missing: []})
+    expect(report).toMatchObject({ok: true, missing: [], exitCode: 0})
     expect(report.checks.filter((c) => c.required).map((c) => c.id)).toEqual(['node', 'config'])
   })
 
@@ -105,6 +105,8 @@ describe('runDoctor', () => {
     expect(config).toMatchObject({status: 'error'})
     expect(config?.detail).toContain('CONFIG_UNKNOWN_KEY')
     expect(report.ok).toBe(false)
+    // An invalid nle.yaml exits 3 (CONFIG), as every other command does for it; not 1.
+    expect(report.exitCode).toBe(3)
   })
 
   it('says when the docker daemon does not answer and the allocator is inactive', async () => {

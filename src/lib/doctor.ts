@@ -12,7 +12,7 @@ import {execa} from 'execa'
 
 import {loadConfig} from './config/load.js'
 import type {NleConfig} from './config/schema.js'
-import {isNleError} from './errors.js'
+import {ExitCode, type NleError, isNleError} from './errors.js'
 
 export const WORKFLOWS = ['dev', 'build', 'run', 'policy', 'host'] as const
 export type Workflow = (typeof WORKFLOWS)[number]
@@ -58,6 +58,8 @@ export interface DoctorReport {
   /** Required checks that are not ok. */
   missing: CheckId[]
   checks: Check[]
+  /** 0 ready; 3 (CONFIG) when nle.yaml exists but is invalid; 1 when a needed part is missing. */
+  exitCode: number
 }
 
 export interface ExecResult {
@@ -100,6 +102,7 @@ type Probe = Omit<Check, 'id' | 'name' | 'required'>
 
 export async function runDoctor(workflow: Workflow, denv: DoctorEnv): Promise<DoctorReport> {
   let config: NleConfig | undefined
+  let configError: NleError | undefined
   const probes: Record<CheckId, () => Promise<Probe>> = {
     node: async () => {
       const major = Number(denv.nodeVersion.split('.')[0])
@@ -116,6 +119,7 @@ export async function runDoctor(workflow: Workflow, denv: DoctorEnv): Promise<Do
         if (isNleError(error) && error.code === 'CONFIG_NOT_FOUND') {
           return {status: 'missing', detail: denv.configFile, hint: 'Run `nle init` or pass --config PATH.'}
         }
+        if (isNleError(error)) configError = error
         return {status: 'error', detail: isNleError(error) ? `[${error.code}] ${error.message}` : String(error), hint: isNleError(error) ? error.hint : undefined}
       }
     },
@@ -192,7 +196,9 @@ export async function runDoctor(workflow: Workflow, denv: DoctorEnv): Promise<Do
   const checks: Check[] = []
   for (const id of ids) checks.push({id, name: names[id], required: needed.has(id), ...(await probes[id]())})
   const missing = checks.filter((c) => c.required && c.status !== 'ok').map((c) => c.id)
-  return {workflow, ok: missing.length === 0, missing, checks}
+  // An invalid nle.yaml is an input error (exit 3), as for every other command; a missing part is a failed check.
+  const exitCode = configError && needed.has('config') ? configError.exitCode : missing.length > 0 ? ExitCode.CHECK_FAILED : ExitCode.OK
+  return {workflow, ok: missing.length === 0, missing, checks, exitCode}
 }
 
 async function toolVersion(denv: DoctorEnv, tool: string, args: string[], pattern: RegExp, hint: string): Promise<Probe> {

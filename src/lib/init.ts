@@ -4,11 +4,11 @@ import {basename, join, resolve} from 'node:path'
 
 import {parseConfig} from './config/load.js'
 import {configSchema} from './config/schema.js'
-import {ExitCode, NleError} from './errors.js'
+import {type CoreErrorCode, NleError} from './errors.js'
 import {TEMPLATES_DIR} from './paths.js'
 import {renderTemplate} from './template.js'
 
-export type InitErrorCode = 'INIT_FILES_EXIST' | 'INIT_BAD_NAME' | 'INIT_WRITE_FAILED'
+export type InitErrorCode = Extract<CoreErrorCode, `INIT_${string}`>
 
 /** Template file (under templates/) → path written in the project, and its mode. */
 const FILES: readonly {template: string; target: string; mode?: number}[] = [
@@ -57,7 +57,6 @@ export async function initProject(options: InitOptions): Promise<InitResult> {
   const nameCheck = configSchema.shape.name.safeParse(name)
   if (!nameCheck.success) {
     throw new NleError<InitErrorCode>('INIT_BAD_NAME', `"${name}" is not a valid project name (lowercase letters, digits and dashes, at most 63).`, {
-      exitCode: ExitCode.USAGE,
       hint: 'Pass --name my-project.',
     })
   }
@@ -86,7 +85,6 @@ export async function initProject(options: InitOptions): Promise<InitResult> {
   )
   if (existing.length > 0 && !options.force) {
     throw new NleError<InitErrorCode>('INIT_FILES_EXIST', `${dir} already has ${existing.join(', ')}; nothing was written.`, {
-      exitCode: ExitCode.IO,
       hint: 'Use --force to overwrite them, or choose another folder.',
       details: {existing},
     })
@@ -100,7 +98,6 @@ export async function initProject(options: InitOptions): Promise<InitResult> {
       if (f.mode) await chmod(f.path, f.mode)
     } catch (error) {
       throw new NleError<InitErrorCode>('INIT_WRITE_FAILED', `Cannot write ${f.path}: ${(error as Error).message}`, {
-        exitCode: ExitCode.IO,
         hint: 'Check that the folder is writable.',
         cause: error,
       })

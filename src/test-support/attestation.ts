@@ -4,7 +4,6 @@ import {readFileSync} from 'node:fs'
 import {fileURLToPath} from 'node:url'
 
 import type {ExpectedPcrs} from '../lib/attestation/verify.js'
-import {isNleError} from '../lib/errors.js'
 
 export const ATTESTATION_TESTDATA = fileURLToPath(new URL('../../../shared/testdata/attestation/', import.meta.url))
 
@@ -62,12 +61,5 @@ export function expectedOf(v: Vector, indexes: readonly number[] = [0, 1, 2, 3, 
 
 export const AWS_ROOT_PEM_FILE = `${ATTESTATION_TESTDATA}aws_nitro_root_g1.pem`
 
-/** Run fn and return the NleError code it threw ('not-nle' for anything else, undefined if it did not throw). */
-export async function codeOf(fn: () => unknown): Promise<string | undefined> {
-  try {
-    await fn()
-  } catch (error) {
-    return isNleError(error) ? error.code : `not-nle: ${String(error)}`
-  }
-  return undefined
-}
+/** The shared helper (src/test-support/rejection.ts), re-exported for the attestation tests. */
+export {codeOf} from './rejection.js'

@@ -58,7 +58,7 @@ Exits 0 only when the document is verified; every refusal exits ${ExitCode.VERIF
       try {
         pem = await readFile(flags.root, 'utf8')
       } catch (error) {
-        throw new NleError('ATTEST_READ_FAILED', `Cannot read the root certificate ${flags.root}.`, {exitCode: ExitCode.IO, cause: error})
+        throw new NleError('ATTEST_READ_FAILED', `Cannot read the root certificate ${flags.root}.`, {cause: error})
       }
       root = insecureDevRoot(pem)
     }

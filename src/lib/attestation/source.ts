@@ -6,7 +6,7 @@
 import {randomBytes} from 'node:crypto'
 import {access, readFile} from 'node:fs/promises'
 
-import {ExitCode} from '../errors.js'
+import {tlsCertificateError, tlsCertificateHint} from '../errors.js'
 import {DEFAULT_LOCKFILE, readLockfile} from '../lockfile.js'
 import {toHex} from './cbor.js'
 import {MAX_DOCUMENT_BYTES} from './cose.js'
@@ -26,7 +26,6 @@ export async function readDocumentFile(path: string): Promise<Uint8Array> {
     return new Uint8Array(await readFile(path))
   } catch (error) {
     throw attestError('ATTEST_READ_FAILED', `Cannot read the attestation document ${path}: ${(error as NodeJS.ErrnoException).code ?? (error as Error).message}.`, {
-      exitCode: ExitCode.IO,
       details: {path},
       cause: error,
     })
@@ -50,18 +49,19 @@ export async function fetchAttestation(base: string, options: {timeoutMs?: numbe
   try {
     url = new URL(base)
   } catch (error) {
-    throw attestError('ATTEST_FETCH_FAILED', `Not a URL: ${base}.`, {exitCode: ExitCode.USAGE, cause: error})
+    throw attestError('ATTEST_BAD_URL', `Not a URL: ${base}.`, {cause: error})
   }
-  if (url.protocol !== 'http:' && url.protocol !== 'https:') throw attestError('ATTEST_FETCH_FAILED', `Only http(s) URLs are supported, not ${url.protocol}.`, {exitCode: ExitCode.USAGE})
+  if (url.protocol !== 'http:' && url.protocol !== 'https:') throw attestError('ATTEST_BAD_URL', `Only http(s) URLs are supported, not ${url.protocol}.`)
   url.pathname = url.pathname.replace(/\/+$/, '') + ATTESTATION_PATH
   url.search = ''
   url.searchParams.set('nonce', toHex(nonce))
   const where = url.toString()
   const fail = (message: string, cause?: unknown): never => {
+    // A refused certificate is a trust problem, not a stopped proxy: say so.
+    const tls = tlsCertificateError(cause)
     throw attestError('ATTEST_FETCH_FAILED', message, {
-      exitCode: ExitCode.NETWORK,
-      hint: 'Is the enclave running and its parent proxy listening at that address?',
-      details: {url: where},
+      ...(tls ? {hint: tlsCertificateHint(tls)} : {}),
+      details: {url: where, ...(tls ? {tls} : {})},
       cause,
     })
   }
@@ -69,7 +69,8 @@ export async function fetchAttestation(base: string, options: {timeoutMs?: numbe
   try {
     response = await fetch(where, {signal: AbortSignal.timeout(options.timeoutMs ?? 10_000), headers: {accept: 'application/cbor, application/json;q=0.5'}, redirect: 'error'})
   } catch (error) {
-    return fail(`Cannot reach ${where}: ${(error as Error).message}.`, error)
+    const tls = tlsCertificateError(error)
+    return fail(tls ? `${where} presented a TLS certificate this machine does not trust (${tls}).` : `Cannot reach ${where}: ${(error as Error).message}.`, error)
   }
   if (!response.ok) return fail(`${where} answered HTTP ${response.status}.`)
   const declared = Number(response.headers.get('content-length') ?? 0)
@@ -135,7 +136,6 @@ export async function resolveExpectedPcrs(flags: PcrFlags, lockfilePath: string 
   const {PCR0, PCR1, PCR2} = merged
   if (PCR0 === undefined || PCR1 === undefined || PCR2 === undefined) {
     throw attestError('ATTEST_NO_EXPECTED_PCRS', 'No expected measurements for PCR0, PCR1 and PCR2: a document cannot be verified against nothing.', {
-      exitCode: ExitCode.USAGE,
       hint: `Run it next to ${DEFAULT_LOCKFILE}, pass --lockfile, or give --pcr0, --pcr1 and --pcr2.`,
     })
   }
@@ -146,7 +146,7 @@ export async function resolveExpectedPcrs(flags: PcrFlags, lockfilePath: string 
 export function parseTime(text: string): Date {
   const date = /^\d+$/.test(text) ? new Date(Number(text)) : new Date(text)
   if (Number.isNaN(date.getTime())) {
-    throw attestError('ATTEST_POLICY_INVALID', `Not a time: ${JSON.stringify(text)}.`, {exitCode: ExitCode.USAGE, hint: 'Use ISO 8601 (2025-05-05T23:27:32Z) or milliseconds since the epoch.'})
+    throw attestError('ATTEST_POLICY_INVALID', `Not a time: ${JSON.stringify(text)}.`, {hint: 'Use ISO 8601 (2025-05-05T23:27:32Z) or milliseconds since the epoch.'})
   }
   return date
 }
@@ -157,7 +157,7 @@ const UNITS: Record<string, number> = {ms: 1, s: 1000, m: 60_000, h: 3_600_000, 
 export function parseDuration(text: string): number {
   const match = /^(\d+(?:\.\d+)?)(ms|s|m|h|d)?$/.exec(text.trim())
   if (!match) {
-    throw attestError('ATTEST_POLICY_INVALID', `Not a duration: ${JSON.stringify(text)}.`, {exitCode: ExitCode.USAGE, hint: 'Use e.g. 300s, 5m, 3h or 1d.'})
+    throw attestError('ATTEST_POLICY_INVALID', `Not a duration: ${JSON.stringify(text)}.`, {hint: 'Use e.g. 300s, 5m, 3h or 1d.'})
   }
   return Math.round(Number(match[1]) * UNITS[match[2] ?? 's']!)
 }

@@ -3,7 +3,7 @@ import {createCipheriv, hkdfSync} from 'node:crypto'
 import {Aes256Gcm, CipherSuite, DhkemX25519HkdfSha256, HkdfSha256} from '@hpke/core'
 import {describe, expect, it} from 'vitest'
 
-import {hasCode} from '../errors.js'
+import {codeOf} from '../../test-support/rejection.js'
 import {
   ResponseOpener,
   ResponseSealer,
@@ -23,16 +23,6 @@ import {cipherSuite} from './suite.js'
 
 const text = (s: string): Uint8Array => new TextEncoder().encode(s)
 const str = (b: Uint8Array): string => new TextDecoder().decode(b)
-
-async function codeOf(p: Promise<unknown> | (() => unknown)): Promise<string> {
-  try {
-    await (typeof p === 'function' ? p() : p)
-  } catch (error) {
-    if (hasCode(error, (error as {code: string}).code)) return (error as {code: string}).code
-    throw error
-  }
-  throw new Error('expected a failure')
-}
 
 function flip(bytes: Uint8Array, at: number): Uint8Array {
   const copy = new Uint8Array(bytes)

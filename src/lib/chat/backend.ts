@@ -11,7 +11,7 @@ import type {TrustedRoot} from '../attestation/roots.js'
 import {insecureDevRoot} from '../attestation/roots.js'
 import {NleClient} from '../client/client.js'
 import {type ClientKms, type ClientKmsSettings, clientKms} from '../client/kms.js'
-import {ExitCode, NleError} from '../errors.js'
+import {NleError} from '../errors.js'
 import {readLockfile} from '../lockfile.js'
 import type {AttestationSummary, ChatBackend, ChatMessage, ChatMode} from './types.js'
 
@@ -47,7 +47,7 @@ export async function channelBackend(options: ChannelBackendOptions): Promise<Ch
   const kmsClient = async (): Promise<NleClient> => {
     if (kms) return kms.client
     if (!options.kms) {
-      throw new NleError('CHAT_MODE_UNAVAILABLE', 'KMS mode needs a KMS key.', {exitCode: ExitCode.USAGE, hint: 'Set kms.keyId in nle.yaml (or pass --kms-key-id), or use --mode attested.'})
+      throw new NleError('CHAT_MODE_UNAVAILABLE', 'KMS mode needs a KMS key.', {hint: 'Set kms.keyId in nle.yaml (or pass --kms-key-id), or use --mode attested.'})
     }
     const wrap = clientKms(await options.kms())
     kms = {client: new NleClient({...common, kms: {wrap: wrap.wrap}}), wrap}

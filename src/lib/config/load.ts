@@ -5,18 +5,13 @@ import {closest, distance} from 'fastest-levenshtein'
 import {Document, LineCounter, isNode, parseDocument} from 'yaml'
 import {z} from 'zod'
 
-import {ExitCode, NleError} from '../errors.js'
+import {type NleError, catalogueEntry} from '../errors.js'
+import {type ConfigErrorCode, configError as newConfigError} from './errors.js'
 import {type NleConfig, configSchema} from './schema.js'
 
 export const DEFAULT_CONFIG_FILE = 'nle.yaml'
 
-export type ConfigErrorCode =
-  | 'CONFIG_NOT_FOUND'
-  | 'CONFIG_SYNTAX'
-  | 'CONFIG_UNKNOWN_KEY'
-  | 'CONFIG_MISSING_KEY'
-  | 'CONFIG_TYPE'
-  | 'CONFIG_INVALID_VALUE'
+export type {ConfigErrorCode}
 
 /** One problem found in a config file, with where it is. */
 export interface ConfigProblem {
@@ -45,9 +40,8 @@ export async function loadConfig(file = DEFAULT_CONFIG_FILE): Promise<LoadedConf
     text = await readFile(abs, 'utf8')
   } catch (error) {
     const code = (error as NodeJS.ErrnoException).code
-    throw new NleError<ConfigErrorCode>('CONFIG_NOT_FOUND', `Cannot read ${abs}: ${code ?? String(error)}`, {
-      exitCode: ExitCode.CONFIG,
-      hint: code === 'ENOENT' ? 'Run `nle init` to create a project, or pass --config PATH.' : 'Check the file\'s permissions.',
+    throw newConfigError('CONFIG_NOT_FOUND', `Cannot read ${abs}: ${code ?? String(error)}`, {
+      ...(code === 'ENOENT' ? {} : {hint: 'Check the file\'s permissions.'}),
       cause: error,
     })
   }
@@ -61,11 +55,7 @@ export function parseConfig(text: string, source = DEFAULT_CONFIG_FILE): NleConf
   if (doc.errors.length > 0) {
     const first = doc.errors[0]!
     const pos = first.linePos?.[0]
-    throw new NleError<ConfigErrorCode>(
-      'CONFIG_SYNTAX',
-      `${source}${pos ? `:${pos.line}:${pos.col}` : ''}: YAML syntax error: ${first.message.split('\n')[0]}`,
-      {exitCode: ExitCode.CONFIG, hint: 'Fix the YAML syntax at that position.'},
-    )
+    throw newConfigError('CONFIG_SYNTAX', `${source}${pos ? `:${pos.line}:${pos.col}` : ''}: YAML syntax error: ${first.message.split('\n')[0]}`)
   }
   const data: unknown = doc.toJS() ?? {}
   const result = configSchema.safeParse(data)
@@ -79,11 +69,12 @@ function configError(problems: ConfigProblem[], source: string): NleError<Config
   const first = problems[0]!
   const where = (p: ConfigProblem): string => `${source}${p.line ? `:${p.line}` : ''}: ${p.message}`
   const message = problems.length === 1 ? where(first) : `${problems.length} problems in ${source}:\n  - ${problems.map(where).join('\n  - ')}`
-  const hint =
-    first.code === 'CONFIG_UNKNOWN_KEY' && first.suggestion
-      ? `Did you mean "${first.suggestion}"? Every key is listed in schema/nle.schema.json.`
-      : 'Fix the value named above; every key and type is listed in schema/nle.schema.json.'
-  return new NleError<ConfigErrorCode>(first.code, message, {exitCode: ExitCode.CONFIG, hint, details: {problems}})
+  // The catalogue's hint says where the keys are documented; a close key is named first.
+  const suggestion = first.code === 'CONFIG_UNKNOWN_KEY' && first.suggestion ? first.suggestion : undefined
+  return newConfigError(first.code, message, {
+    ...(suggestion ? {hint: `Did you mean "${suggestion}"? ${catalogueEntry('CONFIG_UNKNOWN_KEY')?.hint ?? ''}`} : {}),
+    details: {problems},
+  })
 }
 
 function dotted(path: readonly PropertyKey[]): string {

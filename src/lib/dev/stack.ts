@@ -16,7 +16,7 @@ import {CreateAliasCommand, CreateKeyCommand, DescribeKeyCommand, GetKeyPolicyCo
 
 import {type TrustedRoot, insecureDevRoot} from '../attestation/roots.js'
 import {type LoadedConfig, loadConfig} from '../config/load.js'
-import {ExitCode, NleError} from '../errors.js'
+import {NleError} from '../errors.js'
 import {buildProject} from '../host/build.js'
 import {defaultHostContext} from '../host/exec.js'
 import {type RunningLocalKms, startLocalKms} from '../kms/local/server.js'
@@ -63,7 +63,7 @@ export async function prepareArtifacts(loaded: LoadedConfig, options: {rebuild?:
   const lockfile = resolve(dir, config.build.lockfile)
   if (options.rebuild || !(await exists(join(modelDir, MANIFEST_FILE)))) {
     if (config.model.source !== 'synth') {
-      throw new NleError('DEV_MODEL_MISSING', `No saved model in ${modelDir}.`, {exitCode: ExitCode.IO, hint: 'Run `nle model save` first.'})
+      throw new NleError('DEV_MODEL_MISSING', `No saved model in ${modelDir}.`, {hint: 'Run `nle model save` first.'})
     }
     options.onStep?.(`generating the ${config.model.preset} test model`)
     const synth = await synthModel({preset: config.model.preset, outDir: modelDir, ...(options.seed === undefined ? {} : {seed: options.seed})})

@@ -7,7 +7,8 @@
 import {type ChildProcess, spawn} from 'node:child_process'
 import {createInterface} from 'node:readline'
 
-import {ExitCode, NleError, tail} from '../errors.js'
+import {NleError, tail} from '../errors.js'
+import type {DevErrorCode} from './errors.js'
 
 export interface ChildSpec {
   name: string
@@ -32,7 +33,7 @@ export interface RunningChild {
   ready: ReadyMessage
 }
 
-export type SupervisorErrorCode = 'DEV_CHILD_FAILED' | 'DEV_CHILD_NOT_READY'
+export type SupervisorErrorCode = Extract<DevErrorCode, 'DEV_CHILD_FAILED' | 'DEV_CHILD_NOT_READY'>
 
 export class Supervisor {
   private readonly children: {spec: ChildSpec; proc: ChildProcess; stderr: string[]}[] = []
@@ -67,7 +68,6 @@ export class Supervisor {
         () =>
           reject(
             new NleError<SupervisorErrorCode>('DEV_CHILD_NOT_READY', `${spec.name} did not become ready within ${spec.readyTimeoutMs ?? 30_000} ms`, {
-              exitCode: ExitCode.CHECK_FAILED,
               hint: 'Re-run with --verbose to see its log.',
               details: {stderrTail: tail(entry.stderr.join(''))},
             }),
@@ -95,14 +95,14 @@ export class Supervisor {
         const error = new NleError<SupervisorErrorCode>(
           'DEV_CHILD_FAILED',
           `${spec.name} exited (${signal ?? `code ${code}`})${this.stopping ? '' : ' unexpectedly'}`,
-          {exitCode: ExitCode.CHECK_FAILED, hint: 'See its stderr below; fix the cause and start again.', details: {stderrTail: tail(entry.stderr.join(''))}},
+          {hint: 'See its stderr below; fix the cause and start again.', details: {stderrTail: tail(entry.stderr.join(''))}},
         )
         reject(error)
         if (!this.stopping) this.rejectExited?.(error)
       })
       proc.once('error', (err) => {
         clearTimeout(timer)
-        reject(new NleError<SupervisorErrorCode>('DEV_CHILD_FAILED', `${spec.name} could not start: ${err.message}`, {exitCode: ExitCode.CHECK_FAILED, cause: err}))
+        reject(new NleError<SupervisorErrorCode>('DEV_CHILD_FAILED', `${spec.name} could not start: ${err.message}`, {cause: err}))
       })
     })
     try {

@@ -92,7 +92,7 @@ describe('gateway status mapping', () => {
     expect(toHttpFailure(new NleError('ATTEST_PCR_MISMATCH', 'x'))).toMatchObject({shouldRetry: false, body: {error: {type: 'attestation_error'}}})
     // A prompt longer than the context: 400 context_length_exceeded (never a 500 the SDKs retry),
     // matched on the enclave's code whichever client code carries it.
-    for (const e of [clientError('CLIENT_SERVER_ERROR', 'x', {details: {serverCode: 'ENGINE_PROMPT_TOO_LONG'}}), new NleError('CLIENT_CONTEXT_OVERFLOW', 'x', {details: {serverCode: 'ENGINE_PROMPT_TOO_LONG'}})]) {
+    for (const e of [clientError('CLIENT_SERVER_ERROR', 'x', {details: {serverCode: 'ENGINE_PROMPT_TOO_LONG'}})]) {
       expect(toHttpFailure(e)).toMatchObject({status: 400, shouldRetry: false, body: {error: {type: 'invalid_request_error', code: 'context_length_exceeded', param: 'messages'}}})
     }
     expect(toHttpFailure(new NleError('GATEWAY_UNSUPPORTED_PARAMETER', 'x', {details: {param: 'response_format'}}))).toMatchObject({status: 400, body: {error: {code: 'unsupported_parameter', param: 'response_format'}}})

@@ -24,7 +24,7 @@ import type {AddressInfo} from 'node:net'
 
 import type {VerifiedAttestation} from '../attestation/verify.js'
 import type {ChatCompletion, ChatCompletionChunk, ChatRequest} from '../client/index.js'
-import {type NleError, isNleError} from '../errors.js'
+import {type NleError, isNleError, listenError} from '../errors.js'
 import type {Lockfile} from '../lockfile.js'
 import {type HttpFailure, gatewayError, toHttpFailure} from './errors.js'
 import {type ListenAddress, isLoopbackHost, listenUrl, parseListen} from './listen.js'
@@ -171,9 +171,8 @@ export class Gateway {
     await new Promise<void>((resolve, reject) => {
       const onError = (error: NodeJS.ErrnoException): void =>
         reject(
-          gatewayError('GATEWAY_LISTEN_FAILED', `Cannot listen on ${listenUrl(this.address)}: ${error.code ?? error.message}.`, {
-            cause: error,
-            hint: error.code === 'EADDRINUSE' ? 'Another process uses that port: pick another with --listen 127.0.0.1:PORT.' : undefined,
+          listenError('GATEWAY_LISTEN_FAILED', this.options.socketPath ?? listenUrl(this.address), error, {
+            inUseHint: this.options.socketPath === undefined ? 'Another process uses that port: stop it, or pick another with --listen 127.0.0.1:PORT' : 'Another process serves that socket: stop it, or pick another --socket PATH',
           }),
         )
       this.server.once('error', onError)

@@ -6,19 +6,11 @@ import {fileURLToPath} from 'node:url'
 import {describe, expect, it} from 'vitest'
 
 import {hasCode} from '../errors.js'
+import {codeOf} from '../../test-support/rejection.js'
 import {OID_AES256_CBC, OID_RSAES_OAEP, OID_SHA256, buildEnvelope, decryptEnvelope, parseEnvelope, subjectKeyIdentifier} from './recipient.js'
 
 const KMS_DATA = fileURLToPath(new URL('../../../../shared/testdata/kms/', import.meta.url))
 const read = (name: string): Uint8Array => new Uint8Array(readFileSync(join(KMS_DATA, name)))
-
-function codeOf(fn: () => unknown): string | undefined {
-  try {
-    fn()
-  } catch (error) {
-    return (error as {code?: string}).code
-  }
-  return undefined
-}
 
 describe('CiphertextForRecipient (CMS EnvelopedData)', () => {
   it('parses both real KMS envelopes (BER, indefinite lengths; constructed and primitive content)', () => {
