@@ -77,7 +77,7 @@ export async function prepareArtifacts(loaded: LoadedConfig, options: {rebuild?:
   }
   if (options.rebuild || !(await exists(lockfile))) {
     options.onStep?.('building the dev EIF (native builder) and the lockfile')
-    await buildProject({loaded, ctx: defaultHostContext(), builder: 'native'})
+    await buildProject({loaded, ctx: defaultHostContext(), builder: 'native', ...(options.onStep ? {onStep: (m: string) => options.onStep!(`  build: ${m}`)} : {})})
     return {lockfile, built: true}
   }
   return {lockfile, built: false}
