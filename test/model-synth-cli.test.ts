@@ -23,6 +23,9 @@ describe('nle model synth', () => {
     const g = await runCli(['model', 'synth', '--preset', 'tiny', '--out', join(tmp.dir, 'gpt2'), '--external-data', '--json'])
     expect(g.exitCode).toBe(0)
     expect(json<{preset: string; arch: string; files: string[]}>(g)).toMatchObject({preset: 'tiny', arch: 'gpt2', files: expect.arrayContaining(['onnx/model.onnx_data'])})
+    // --json: the stages, timed; the terminal's stage lines are not written to a piped stderr.
+    expect(json<{stages: {stage: string; ms: number}[]}>(g).stages.map((t) => t.stage)).toEqual(['weights', 'write', 'manifest'])
+    expect(g.stderr).not.toContain('Generating the weights')
   })
 
   it('a preset the architecture has not is MODEL_PRESET_UNKNOWN, a usage error', async () => {

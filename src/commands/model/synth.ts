@@ -1,7 +1,9 @@
 import {Flags} from '@oclif/core'
 
 import {BaseCommand} from '../../cli/base-command.js'
-import {ARCHS, PRESET_CHOICES, presetId, recordManifest, synthModel} from '../../lib/model/index.js'
+import {stageLines, wantsStageLines} from '../../cli/progress.js'
+import {ARCHS, PRESET_CHOICES, type SynthProgress, presetId, recordManifest, synthModel} from '../../lib/model/index.js'
+import {StageClock, type StageTiming} from '../../lib/stages.js'
 
 export default class ModelSynth extends BaseCommand<typeof ModelSynth> {
   static override summary = 'Generate a test model: a GPT-2- or Llama-architecture ONNX decoder with seeded random weights.'
@@ -37,11 +39,27 @@ export default class ModelSynth extends BaseCommand<typeof ModelSynth> {
     files: string[]
     manifest: string
     manifestDigest: string
+    stages: StageTiming[]
   }> {
     const {arch, out, seed} = this.flags
     const preset = presetId(arch, this.flags.preset)
-    const r = await synthModel({preset, outDir: out, seed, ...(this.flags['external-data'] === undefined ? {} : {externalData: this.flags['external-data']})})
+    // A line per stage on a terminal (stderr), the weights with a percentage; --json: timed stages.
+    const lines = wantsStageLines(this.jsonEnabled()) ? stageLines() : undefined
+    const clock = new StageClock(lines ? (_stage, label) => lines.start(label) : undefined)
+    const r = await synthModel({
+      preset,
+      outDir: out,
+      seed,
+      ...(this.flags['external-data'] === undefined ? {} : {externalData: this.flags['external-data']}),
+      onProgress: synthProgress(clock, lines?.detail),
+    }).catch((error: unknown) => {
+      lines?.end(false)
+      throw error
+    })
+    clock.start('manifest', 'Hashing the files into nle-model.json')
     const m = await recordManifest(r.dir, 'fp32', {kind: 'synth', preset, seed})
+    const stages = clock.end()
+    lines?.end(true)
     const data = {
       dir: r.dir,
       preset,
@@ -53,6 +71,7 @@ export default class ModelSynth extends BaseCommand<typeof ModelSynth> {
       files: r.files,
       manifest: m.manifestPath,
       manifestDigest: m.manifestDigest,
+      stages,
     }
     if (!this.jsonEnabled()) {
       const size = r.dataBytes > 0 ? `ONNX ${mb(r.onnxBytes)} MB + external data ${mb(r.dataBytes)} MB` : `ONNX ${mb(r.onnxBytes)} MB`
@@ -64,3 +83,19 @@ export default class ModelSynth extends BaseCommand<typeof ModelSynth> {
 }
 
 const mb = (bytes: number): string => (bytes / 1e6).toFixed(1)
+
+/** The generator's progress as stages (weights, write) and, on a terminal, a percentage redrawn at most once per point. */
+function synthProgress(clock: StageClock, detail: ((text: string) => void) | undefined): (p: SynthProgress) => void {
+  let stage = ''
+  let shown = -1
+  return (p) => {
+    if (p.stage !== stage) {
+      stage = p.stage
+      clock.start(p.stage, p.stage === 'weights' ? 'Generating the weights' : `Writing ${p.file}`)
+    }
+    if (p.stage === 'weights' && detail && p.totalBytes > 0) {
+      const pct = Math.floor((100 * p.bytes) / p.totalBytes)
+      if (pct !== shown) detail(`${(shown = pct)}% of ${mb(p.totalBytes)} MB`)
+    }
+  }
+}

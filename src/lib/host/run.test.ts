@@ -237,7 +237,7 @@ describe('KMS mode (nle.yaml names kms.keyId and kms.region)', () => {
     expect(hasCode(died, 'RUN_PROCESS_EXITED')).toBe(true)
     expect((died as Error).message).toMatch(/KMS vsock-proxy/)
     expect(isNleError(died) && died.hint).toMatch(/Address already in use/)
-    expect(host.calls('vsock-proxy').every((c) => !isAlive(c.pid))).toBe(true)
+    expect((await host.callsWhen('vsock-proxy', 1)).every((c) => !isAlive(c.pid))).toBe(true)
     expect(host.leftovers()).toEqual([])
     expect(enclaves()).toEqual([])
     host.cleanup()

@@ -39,7 +39,12 @@ export interface SynthOptions {
   seed?: number
   /** Overrides the preset's choice of external data. */
   externalData?: boolean
+  /** Progress of the long part (the weights of a big preset take tens of seconds), then of the write. */
+  onProgress?: (p: SynthProgress) => void
 }
+
+/** `weights`: float bytes made so far of about `totalBytes`; `write`: the ONNX file is being written. */
+export type SynthProgress = {stage: 'weights'; bytes: number; totalBytes: number} | {stage: 'write'; file: string}
 
 export interface SynthResult {
   dir: string
@@ -85,8 +90,14 @@ export async function synthModel(options: SynthOptions): Promise<SynthResult> {
     for (const [name, data] of Object.entries(files)) await writeFile(join(dir, name), data)
     // A data file left by an earlier run would be taken for this model's.
     await rm(dataPath, {force: true})
-    builder = new GraphBuilder(external ? {externalData: {path: dataPath, location: 'model.onnx_data'}} : {})
+    const progress = options.onProgress
+    const totalBytes = parameterCount(preset) * 4
+    let made = 0
+    const onWeight = progress ? (n: number): void => progress({stage: 'weights', bytes: (made = Math.min(totalBytes, made + n)), totalBytes}) : undefined
+    builder = new GraphBuilder({...(external ? {externalData: {path: dataPath, location: 'model.onnx_data'}} : {}), ...(onWeight ? {onWeight} : {})})
+    progress?.({stage: 'weights', bytes: 0, totalBytes})
     const bytes = preset.arch === 'gpt2' ? buildGpt2Onnx(preset.shape, seed, builder) : buildLlamaOnnx(preset.shape, {seed, builder})
+    progress?.({stage: 'write', file: 'onnx/model.onnx'})
     await writeFile(onnxPath, bytes)
     if (external) dataBytes = (await stat(dataPath)).size
   } catch (cause) {

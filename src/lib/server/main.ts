@@ -106,6 +106,7 @@ const FLAGS = {
   engine: {type: 'string', default: 'onnx'},
   nsm: {type: 'string', default: 'device'},
   lockfile: {type: 'string'},
+  eif: {type: 'string'},
   'sim-root-out': {type: 'string'},
   'sim-debug': {type: 'boolean', default: false},
   'token-delay-ms': {type: 'string'},
@@ -208,7 +209,10 @@ export async function startEnclaveServer(argv: string[], logger: Logger): Promis
   let nsm: {attestation(request?: AttestationRequest): Promise<Uint8Array>; close(): Promise<void>}
   if (values.nsm === 'simulator') {
     const {NsmSimulator} = await import('../attestation/simulator.js')
-    const sim = values.lockfile ? await NsmSimulator.fromLockfile(values.lockfile, {debug: values['sim-debug']}) : new NsmSimulator({debug: values['sim-debug']})
+    if (values.eif && values.lockfile) throw new NleError('SERVER_USAGE', 'Give the simulator\'s PCRs with --eif (measured from the image) or --lockfile, not both.')
+    // --eif: the PCRs nle's reader measures in the image (what `nle dev` runs); --lockfile: recorded ones.
+    const options = {debug: values['sim-debug']}
+    const sim = values.eif ? await NsmSimulator.fromEif(values.eif, options) : values.lockfile ? await NsmSimulator.fromLockfile(values.lockfile, options) : new NsmSimulator(options)
     if (values['sim-root-out']) await writeFile(values['sim-root-out'], sim.rootPem)
     logger.log('warn', 'nsm_simulator', {note: 'attestation documents are signed by a simulator root, not by AWS'})
     nsm = sim
