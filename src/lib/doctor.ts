@@ -116,7 +116,11 @@ export async function runDoctor(workflow: Workflow, denv: DoctorEnv): Promise<Do
         if (isNleError(error) && error.code === 'CONFIG_NOT_FOUND') {
           return {status: 'missing', detail: denv.configFile, hint: 'Run `nle init` or pass --config PATH.'}
         }
-        return {status: 'error', detail: isNleError(error) ? `[${error.code}] ${error.message}` : String(error), hint: isNleError(error) ? error.hint : undefined}
+        if (!isNleError(error)) return {status: 'error', detail: String(error)}
+        // The table shows the first line; what follows (a YAML code frame, a list of problems) goes under the hint.
+        const [first, ...rest] = error.message.split('\n')
+        const more = rest.join('\n').replace(/^\n+|\s+$/g, '')
+        return {status: 'error', detail: `[${error.code}] ${first}`, hint: [error.hint, more].filter(Boolean).join('\n') || undefined}
       }
     },
     docker: async () =>
