@@ -21,6 +21,7 @@ export type ModelErrorCode =
   | 'MODEL_OUTPUT_EXISTS'
   | 'MODEL_WRITE_FAILED'
   | 'MODEL_PRESET_UNKNOWN'
+  | 'MODEL_SYNTH_NO_TARGET'
 
 const DEFAULT_EXIT: Record<ModelErrorCode, ExitCode> = {
   MODEL_SOURCE_NOT_FOUND: ExitCode.IO,
@@ -42,6 +43,7 @@ const DEFAULT_EXIT: Record<ModelErrorCode, ExitCode> = {
   MODEL_OUTPUT_EXISTS: ExitCode.IO,
   MODEL_WRITE_FAILED: ExitCode.IO,
   MODEL_PRESET_UNKNOWN: ExitCode.USAGE,
+  MODEL_SYNTH_NO_TARGET: ExitCode.USAGE,
 }
 
 export class ModelError extends NleError<ModelErrorCode> {
