@@ -27,7 +27,12 @@ The next steps it prints fit this machine: the simulated stack (nle dev) without
       const what = {created: '', overwritten: '  (replaced: --force)', merged: '', unchanged: '  (left alone: already as nle writes it)'} as const
       this.log(`nle project "${result.name}" in ${result.dir}:`)
       for (const f of result.files) {
-        const extra = f.action === 'merged' ? `  (appended ${f.added?.length ?? 0} missing line${f.added?.length === 1 ? '' : 's'}: ${f.added?.join(' ')})` : what[f.action]
+        const extra =
+          f.action === 'merged'
+            ? `  (appended ${f.added?.length ?? 0} missing line${f.added?.length === 1 ? '' : 's'}: ${f.added?.join(' ')})`
+            : f.action === 'unchanged' && f.path === '.gitignore'
+              ? "  (left alone: already has nle's lines)"
+              : what[f.action]
         this.log(`  ${mark[f.action]} ${f.path}${extra}`)
       }
       this.log('\nNext steps:')

@@ -66,15 +66,16 @@ describe('initProject', () => {
   it('in an existing repository appends nle\'s missing .gitignore lines, once, and keeps the user\'s', async () => {
     const t = tempDir()
     cleanup = t.cleanup
-    writeFileSync(join(t.dir, '.gitignore'), 'mine\nnode_modules/\ndist')
+    writeFileSync(join(t.dir, '.gitignore'), 'mine\nnode_modules/\ndist\n/build')
     const first = await initProject({dir: t.dir, name: 'demo'})
     const gi = first.files.find((f) => f.path === '.gitignore')
     expect(gi?.action).toBe('merged')
     expect(gi?.added).toContain('.nle/')
     expect(gi?.added).not.toContain('node_modules/')
+    expect(gi?.added).not.toContain('build/') // `/build` already covers it
     const text = readFileSync(join(t.dir, '.gitignore'), 'utf8')
-    expect(text.startsWith('mine\nnode_modules/\ndist\n')).toBe(true)
-    for (const line of ['build/', 'model/', '.nle/', '*.eif', '*.key']) expect(text.split('\n')).toContain(line)
+    expect(text.startsWith('mine\nnode_modules/\ndist\n/build\n')).toBe(true)
+    for (const line of ['model/', '.nle/', '*.eif', '*.key']) expect(text.split('\n')).toContain(line)
     expect(text.split('\n').filter((l) => l === 'node_modules/')).toHaveLength(1)
     expect(first.files.filter((f) => f.path !== '.gitignore').every((f) => f.action === 'created')).toBe(true)
 

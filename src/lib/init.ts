@@ -161,11 +161,13 @@ async function planFile(f: {path: string; text: string; merge?: 'lines'}): Promi
  * are not lines to add). Idempotent: a second run finds every line and changes nothing.
  */
 export function mergeLines(current: string, template: string): Plan {
-  const have = new Set(current.split(/\r?\n/).map((l) => l.trim()))
+  // `node_modules`, `/node_modules` and `node_modules/` all keep nle's `node_modules/` out of git.
+  const key = (l: string): string => l.trim().replace(/^\/|\/$/g, '')
+  const have = new Set(current.split(/\r?\n/).map(key))
   const added = template
     .split('\n')
     .map((l) => l.trim())
-    .filter((l) => l !== '' && !l.startsWith('#') && !have.has(l))
+    .filter((l) => l !== '' && !l.startsWith('#') && !have.has(key(l)))
   if (added.length === 0) return {kind: 'same'}
   const sep = current === '' || current.endsWith('\n') ? '' : '\n'
   return {kind: 'merge', added, merged: `${current}${sep}${current === '' ? '' : '\n'}# Added by nle init\n${added.join('\n')}\n`}
