@@ -9,7 +9,7 @@ import {afterAll, beforeAll, describe, expect, it} from 'vitest'
 
 import {NsmSimulator} from '../src/lib/attestation/simulator.js'
 import {serializeLockfile} from '../src/lib/lockfile.js'
-import {ATTESTATION_TESTDATA, vector} from '../src/test-support/attestation.js'
+import {ATTESTATION_TESTDATA, describeVectors, vector} from '../src/test-support/attestation.js'
 import {json, runCli} from '../src/test-support/cli.js'
 import {tempDir} from '../src/test-support/tmp.js'
 
@@ -26,7 +26,7 @@ function lockfileWith(measurements: {PCR0: string; PCR1: string; PCR2: string}):
   return serializeLockfile({version: 1, measurements, eif: {sha384: h('e'), size: 1, version: 4, signed: false}, builder: {name: 'nle', version: '0.1.0'}, inputs: {}})
 }
 
-describe('nle attest verify FILE', () => {
+describeVectors('nle attest verify FILE', () => {
   it('verifies a real AWS document at its own time: exit 0 and a JSON report', async () => {
     const r = await runCli(['attest', 'verify', turnkeyFile, ...pcrFlags(turnkey.pcrs), '--at', atTurnkey, '--json'], {cwd: tmp.dir})
     expect(r.exitCode, r.stderr).toBe(0)

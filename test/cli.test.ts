@@ -45,6 +45,7 @@ describe('errors', () => {
   it('--json errors are a stable object on stdout', async () => {
     const dir = join(tmp.dir, 'dup')
     expect((await runCli(['init', dir, '--json'])).exitCode).toBe(0)
+    writeFileSync(join(dir, 'nle.yaml'), 'version: 1\nname: edited\n')
     const r = await runCli(['init', dir, '--json'])
     expect(r.exitCode).toBe(6)
     expect(json(r)).toEqual({
@@ -54,7 +55,7 @@ describe('errors', () => {
         message: expect.stringContaining('nothing was written'),
         hint: expect.any(String),
         exitCode: 6,
-        details: {existing: expect.arrayContaining(['nle.yaml'])},
+        details: expect.objectContaining({existing: ['nle.yaml']}),
       },
     })
   })
@@ -83,12 +84,12 @@ describe('nle init', () => {
     const dir = join(tmp.dir, 'proj')
     const r = await runCli(['init', dir, '--json'])
     expect(r.exitCode).toBe(0)
-    const out = json<{dir: string; name: string; files: {path: string; bytes: number; action: string}[]; nextSteps: string[]}>(r)
+    const out = json<{dir: string; name: string; files: {path: string; bytes: number; action: string}[]; nextSteps: {command: string; why: string}[]}>(r)
     expect(out.name).toBe('proj')
     expect(out.files).toHaveLength(8)
     for (const f of out.files) expect(f).toEqual({path: expect.any(String), bytes: expect.any(Number), action: 'created'})
     expect(readdirSync(dir).sort()).toEqual(['.github', '.gitignore', 'enclave', 'nle.yaml', 'parent'])
-    expect(out.nextSteps).toContain('nle doctor')
+    expect(out.nextSteps.map((s) => s.command)).toContain('nle doctor')
   })
 
   it('prints what it wrote and the next steps for a person', async () => {
@@ -101,7 +102,7 @@ describe('nle init', () => {
 
 describe('nle doctor', () => {
   it('with an empty PATH reports every tool missing and exits 1', async () => {
-    const r = await runCli(['doctor', '--json', '--config', join(tmp.dir, 'none.yaml')], {env: {PATH: ''}})
+    const r = await runCli(['doctor', '--for', 'host', '--json', '--config', join(tmp.dir, 'none.yaml')], {env: {PATH: ''}})
     expect(r.exitCode).toBe(1)
     const out = json<{ok: boolean; missing: string[]; checks: {id: string; status: string}[]}>(r)
     expect(out.ok).toBe(false)

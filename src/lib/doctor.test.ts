@@ -4,7 +4,7 @@ import {join} from 'node:path'
 import {afterEach, describe, expect, it} from 'vitest'
 
 import {tempDir} from '../test-support/tmp.js'
-import {type DoctorEnv, execProbe, runDoctor} from './doctor.js'
+import {type DoctorEnv, doctor, execProbe, runDoctor} from './doctor.js'
 import {initProject} from './init.js'
 
 let cleanup: (() => void) | undefined
@@ -124,5 +124,21 @@ describe('runDoctor', () => {
     const h = fakeHost()
     const report = await runDoctor('dev', {...env(h), nodeVersion: '18.19.0'})
     expect(report.checks[0]).toMatchObject({id: 'node', status: 'error'})
+  })
+
+  it('without --for judges a machine without the Nitro device by what `nle dev` needs, and says how to check a host', async () => {
+    const h = fakeHost()
+    await initProject({dir: h.dir, name: 'demo'})
+    const laptop = await doctor(undefined, {...env(h), exec: (f, a) => execProbe(f, a, ''), nitroDevice: join(h.dir, 'absent')})
+    expect(laptop).toMatchObject({workflow: 'dev', ok: true, missing: []})
+    expect(laptop.auto?.note).toContain('nle doctor --for host')
+    // Where the device is, it is a Nitro host and every host part is needed.
+    const host = await doctor(undefined, {...env(h), exec: (f, a) => execProbe(f, a, '')})
+    expect(host).toMatchObject({workflow: 'host', ok: false})
+    expect(host.missing).toContain('nitro-cli')
+    // An explicit --for is obeyed and carries no note.
+    const asked = await doctor('host', {...env(h), exec: (f, a) => execProbe(f, a, ''), nitroDevice: join(h.dir, 'absent')})
+    expect(asked.workflow).toBe('host')
+    expect(asked.auto).toBeUndefined()
   })
 })

@@ -3,15 +3,15 @@ import {generateKeyPairSync} from 'node:crypto'
 import {Tag} from 'cbor-x'
 import {describe, expect, it} from 'vitest'
 
-import {VECTORS, codeOf, vector} from '../../test-support/attestation.js'
+import {HAVE_VECTORS, VECTORS, codeOf, describeVectors, vector} from '../../test-support/attestation.js'
 import {cborDecode, cborEncode, toHex} from './cbor.js'
 import {decodeCoseSign1, signCoseSign1, sigStructure, verifyCoseSignature} from './cose.js'
 
 const turnkey = vector('turnkey_prod_attestation.bin')
-const parts = cborDecode(turnkey.bytes) as [Uint8Array, Map<unknown, unknown>, Uint8Array, Uint8Array]
+const parts = (HAVE_VECTORS ? cborDecode(turnkey.bytes) : []) as [Uint8Array, Map<unknown, unknown>, Uint8Array, Uint8Array]
 const rebuild = (items: unknown[]): Uint8Array => cborEncode(items)
 
-describe('decodeCoseSign1', () => {
+describeVectors('decodeCoseSign1', () => {
   it('reads every real document: untagged, protected {1: -35}, 96-byte signature', () => {
     for (const v of VECTORS) {
       const cose = decodeCoseSign1(v.bytes)

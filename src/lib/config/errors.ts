@@ -8,7 +8,8 @@ const SCHEMA = 'every key, its type and default is in the nle package\'s schema/
 
 export const CONFIG_ERRORS = defineErrors({
   CONFIG_NOT_FOUND: {exit: CONFIG, summary: 'nle.yaml (or the file given with --config) cannot be read.', hint: 'Run `nle init` to create a project, or pass --config PATH'},
-  CONFIG_SYNTAX: {exit: CONFIG, summary: 'nle.yaml is not valid YAML (or uses aliases beyond the allowed limit).', hint: 'Fix the YAML syntax at the position shown'},
+  CONFIG_SYNTAX: {exit: CONFIG, summary: 'nle.yaml is not valid YAML .', hint: 'Fix the YAML syntax at the position shown'},
+  CONFIG_TOO_COMPLEX: {exit: CONFIG, summary: 'nle.yaml\'s YAML aliases expand past the limit (a "billion laughs" document): refused as resource exhaustion.', hint: 'Write the values out instead of using YAML anchors and aliases (*name) in nle.yaml'},
   CONFIG_UNKNOWN_KEY: {exit: CONFIG, summary: 'nle.yaml has a key nle does not know (typos included).', hint: `Remove or rename the key; ${SCHEMA}`},
   CONFIG_MISSING_KEY: {exit: CONFIG, summary: 'nle.yaml lacks a required key.', hint: `Add the key named above; ${SCHEMA}`},
   CONFIG_TYPE: {exit: CONFIG, summary: 'A value in nle.yaml has the wrong type.', hint: `Fix the value named above; ${SCHEMA}`},

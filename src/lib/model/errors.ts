@@ -22,6 +22,7 @@ export const MODEL_ERRORS = defineErrors({
   MODEL_HASH_MISMATCH: {exit: VERIFY, summary: 'A downloaded file does not match its published hash.', hint: 'The download is corrupt or was tampered with: run the command again (the file is fetched anew)'},
   MODEL_OUTPUT_EXISTS: {exit: IO, summary: 'The output folder already holds a saved model.', hint: 'Pass --force to replace it, or choose another --out'},
   MODEL_WRITE_FAILED: {exit: IO, summary: 'The model could not be written to the output folder.', hint: 'Check free space and permissions of the output folder'},
+  MODEL_SYNTH_NO_TARGET: {exit: USAGE, summary: '`nle model synth` has no output folder: no --out and no nle.yaml whose model.path it could use.', hint: 'Pass --out DIR, or run it in a project (`nle init`) to write to model.path'},
   MODEL_PRESET_UNKNOWN: {exit: USAGE, summary: 'The synthetic model preset is not known.', hint: 'See `nle model synth --help` for the presets'},
 })
 
