@@ -64,6 +64,25 @@ export interface BatchingInfo {
   unbatchable?: string
 }
 
+/** The prompt's token ids as an engine for this tokenizer and config feeds them. */
+export function promptIdsFor(tokenizer: TextTokenizer, config: DecoderConfig, input: GenerateInput): number[] {
+  if ('inputIds' in input) {
+    // An id outside the embedding table would fail inside onnxruntime's Gather (or read out of bounds).
+    const vocab = config.vocabSize
+    const bad = input.inputIds.find((id) => !Number.isInteger(id) || id < 0 || (vocab !== undefined && id >= vocab))
+    if (bad !== undefined) {
+      throw new EngineError('ENGINE_BAD_OPTIONS', `Token id ${bad} is not in the model's vocabulary${vocab === undefined ? '' : ` (0 to ${vocab - 1})`}.`, {
+        hint: 'Pass ids made by this model\'s tokenizer.',
+        details: {tokenId: bad, vocabSize: vocab ?? null},
+      })
+    }
+    return [...input.inputIds]
+  }
+  // A rendered chat template already holds its special tokens (as in transformers).
+  if ('messages' in input) return tokenizer.encode(tokenizer.applyChatTemplate(input.messages), false)
+  return tokenizer.encode(input.prompt)
+}
+
 export class Engine {
   private closed = false
   private readonly scheduler: Scheduler
@@ -153,21 +172,7 @@ export class Engine {
 
   /** The prompt's token ids as the engine will feed them. */
   promptIds(input: GenerateInput): number[] {
-    if ('inputIds' in input) {
-      // An id outside the embedding table would fail inside onnxruntime's Gather (or read out of bounds).
-      const vocab = this.config.vocabSize
-      const bad = input.inputIds.find((id) => !Number.isInteger(id) || id < 0 || (vocab !== undefined && id >= vocab))
-      if (bad !== undefined) {
-        throw new EngineError('ENGINE_BAD_OPTIONS', `Token id ${bad} is not in the model's vocabulary${vocab === undefined ? '' : ` (0 to ${vocab - 1})`}.`, {
-          hint: 'Pass ids made by this model\'s tokenizer.',
-          details: {tokenId: bad, vocabSize: vocab ?? null},
-        })
-      }
-      return [...input.inputIds]
-    }
-    // A rendered chat template already holds its special tokens (as in transformers).
-    if ('messages' in input) return this.tokenizer.encode(this.tokenizer.applyChatTemplate(input.messages), false)
-    return this.tokenizer.encode(input.prompt)
+    return promptIdsFor(this.tokenizer, this.config, input)
   }
 
   /** Generates and streams. The iterator's return value is the full result with metrics. */
