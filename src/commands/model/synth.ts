@@ -2,7 +2,7 @@ import {Flags} from '@oclif/core'
 
 import {BaseCommand} from '../../cli/base-command.js'
 import {stageLines, wantsStageLines} from '../../cli/progress.js'
-import {ARCHS, PRESET_CHOICES, type SynthProgress, presetId, recordManifest, synthModel} from '../../lib/model/index.js'
+import {ARCHS, PRESET_CHOICES, type SynthProgress, recordManifest, synthModel} from '../../lib/model/index.js'
 import {StageClock, type StageTiming} from '../../lib/stages.js'
 import {DEFAULT_CONFIG_FILE} from '../../lib/config/load.js'
 import {synthTarget} from '../../lib/model/synth-target.js'

@@ -1,5 +1,5 @@
 // Messages between the main thread and the engine worker (in-process; structured clone).
-import {NleError} from '../errors.js'
+import {NleError, isErrorCode} from '../errors.js'
 import type {BatchingInfo, GenerateInput, GenerateOptions} from './engine.js'
 import {EngineError, type EngineErrorCode} from './errors.js'
 import type {GenerateResult, SchedulerStats, StreamChunk} from './scheduler.js'
@@ -50,6 +50,8 @@ export function serializeError(error: unknown): SerializedError {
 export function deserializeError(e: SerializedError): Error {
   if (e.code === undefined) return new EngineError('ENGINE_INFERENCE_FAILED', 'The engine worker failed.', {details: {reason: e.message.slice(0, 300)}})
   const options = {...(e.hint === undefined ? {} : {hint: e.hint}), ...(e.details === undefined ? {} : {details: e.details})}
-  if (e.code.startsWith('ENGINE_')) return new EngineError(e.code as EngineErrorCode, e.message, options)
-  return new NleError(e.code, e.message, {...options, ...(e.exitCode === undefined ? {} : {exitCode: e.exitCode as NleError['exitCode']})})
+  if (e.code.startsWith('ENGINE_') && isErrorCode(e.code)) return new EngineError(e.code as EngineErrorCode, e.message, options)
+  // The exit status follows from the code (the catalogue); a code this side does not know is the engine's failure.
+  if (isErrorCode(e.code)) return new NleError(e.code, e.message, options)
+  return new EngineError('ENGINE_INFERENCE_FAILED', 'The engine worker failed.', {details: {reason: e.message.slice(0, 300), code: e.code.slice(0, 80)}})
 }
