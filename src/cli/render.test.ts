@@ -10,12 +10,12 @@ describe('renderError', () => {
       'Error [DEV_CHILD_FAILED]: enclave-server exited (code 6) unexpectedly',
       '  | {"event":"start_failed"}',
       '  | second line',
-      'Hint: The end of its stderr is shown above.',
+      'Hint: The end of its stderr is shown above. (docs/errors.md#dev_child_failed)',
       '',
     ])
   })
 
   it('shows nothing more for an error without one', () => {
-    expect(renderError(new NleError('USAGE', 'm', {hint: 'h', details: {stderrTail: ''}}), {verbose: false, color: false})).toBe('Error [USAGE]: m\nHint: h (docs/errors.md#usage)\n')
+    expect(renderError(new NleError('USAGE', 'm', {hint: 'h', details: {stderrTail: ''}}), {verbose: false, color: false})).toBe('Error [USAGE]: m\nHint: h. (docs/errors.md#usage)\n')
   })
 })
