@@ -107,18 +107,7 @@ export class Engine {
 
   /** Loads a model folder in the HF ONNX layout (as `nle model save` / `nle model synth` write it). */
   static async load(dir: string, options: EngineOptions = {}): Promise<Engine> {
-    try {
-      if (!(await stat(dir)).isDirectory()) throw new Error('not a folder')
-    } catch (cause) {
-      throw new EngineError('ENGINE_MODEL_NOT_FOUND', `Model folder ${dir} does not exist.`, {cause, details: {dir}})
-    }
-    let config: DecoderConfig
-    try {
-      config = await readDecoderConfig(dir)
-    } catch (cause) {
-      const message = cause instanceof ModelError ? cause.message : `${dir}/config.json could not be read.`
-      throw new EngineError('ENGINE_CONFIG_INVALID', message, {cause, details: {dir}})
-    }
+    const config = await readModelFolder(dir)
     if (config.unsupported !== undefined) {
       throw new EngineError('ENGINE_MODEL_UNSUPPORTED', `${dir} holds ${config.unsupported}, which this engine cannot run.`, {
         hint: 'Use a decoder-only text model (text-generation-with-past export).',
@@ -268,5 +257,20 @@ export class Engine {
     this.closed = true
     await this.scheduler.drain()
     await this.decoder.release()
+  }
+}
+
+/** The model folder's decoder config, or the engine's error saying why there is none (in-process and worker engines alike). */
+export async function readModelFolder(dir: string): Promise<DecoderConfig> {
+  try {
+    if (!(await stat(dir)).isDirectory()) throw new Error('not a folder')
+  } catch (cause) {
+    throw new EngineError('ENGINE_MODEL_NOT_FOUND', `Model folder ${dir} does not exist.`, {cause, details: {dir}})
+  }
+  try {
+    return await readDecoderConfig(dir)
+  } catch (cause) {
+    const message = cause instanceof ModelError ? cause.message : `${dir}/config.json could not be read.`
+    throw new EngineError('ENGINE_CONFIG_INVALID', message, {cause, details: {dir}})
   }
 }

@@ -2,12 +2,10 @@
 // with the onnxruntime session and the batching scheduler off the main event loop, so HTTP parsing,
 // sealing and health checks go on while tokens are computed. Cancellation (an AbortSignal, or a
 // reader that stops) is posted to the worker, which ends the sequence at the next step.
-import {stat} from 'node:fs/promises'
 import {Worker} from 'node:worker_threads'
 
-import {ModelError} from '../model/errors.js'
-import {type DecoderConfig, readDecoderConfig} from '../model/layout.js'
-import {type BatchingInfo, type EngineOptions, type GenerateInput, type GenerateOptions, promptIdsFor} from './engine.js'
+import type {DecoderConfig} from '../model/layout.js'
+import {type BatchingInfo, type EngineOptions, type GenerateInput, type GenerateOptions, promptIdsFor, readModelFolder} from './engine.js'
 import {EngineError} from './errors.js'
 import type {GenerateResult, SchedulerStats, StreamChunk} from './scheduler.js'
 import {TextTokenizer} from './tokenizer.js'
@@ -52,19 +50,8 @@ export class WorkerEngine {
 
   /** Loads the model in a new worker thread (the same options as Engine.load). */
   static async load(dir: string, options: EngineOptions = {}): Promise<WorkerEngine> {
-    try {
-      if (!(await stat(dir)).isDirectory()) throw new Error('not a folder')
-    } catch (cause) {
-      throw new EngineError('ENGINE_MODEL_NOT_FOUND', `Model folder ${dir} does not exist.`, {cause, details: {dir}})
-    }
     // The worker checks everything again as it loads; these two are for promptIds on this side.
-    let config: DecoderConfig
-    try {
-      config = await readDecoderConfig(dir)
-    } catch (cause) {
-      const message = cause instanceof ModelError ? cause.message : `${dir}/config.json could not be read.`
-      throw new EngineError('ENGINE_CONFIG_INVALID', message, {cause, details: {dir}})
-    }
+    const config = await readModelFolder(dir)
     const tokenizer = await TextTokenizer.load(dir)
     const worker = startWorker({dir, options})
     let cleanup = (): void => undefined
