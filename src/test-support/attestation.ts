@@ -7,7 +7,6 @@ import {readFileSync} from 'node:fs'
 import {describe, it} from 'vitest'
 
 import type {ExpectedPcrs} from '../lib/attestation/verify.js'
-import {isNleError} from '../lib/errors.js'
 import {sharedTestdata} from './testdata.js'
 
 /** The folder of the real documents (trailing slash), or undefined where ../shared is absent. */
