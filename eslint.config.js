@@ -13,6 +13,16 @@ export default tseslint.config(
     },
   },
   {
+    // Type-aware rules: a promise nobody awaits or handles is a bug (a lost rejection, a race).
+    files: ['**/*.ts', '**/*.tsx'],
+    languageOptions: {parserOptions: {projectService: true, tsconfigRootDir: import.meta.dirname}},
+    rules: {
+      '@typescript-eslint/no-floating-promises': 'error',
+      '@typescript-eslint/await-thenable': 'error',
+      '@typescript-eslint/no-misused-promises': ['error', {checksVoidReturn: {arguments: false, attributes: false}}],
+    },
+  },
+  {
     // src/lib is the core: no CLI framework or UI imports (see README "Layout").
     files: ['src/lib/**/*.ts'],
     rules: {

@@ -42,7 +42,7 @@ const pause = (): Promise<void> => new Promise((resolve) => setTimeout(resolve, 
  * Runs the calls in turn, WARMUP + ITERATIONS times, each after the same pause (so work left over
  * from one call is not charged to the next); returns each call's timings after the warm-up.
  */
-async function alternate(calls: readonly (() => Promise<unknown>)[]): Promise<number[][]> {
+async function alternate<T extends (() => Promise<unknown>)[]>(calls: [...T]): Promise<{[K in keyof T]: number[]}> {
   const timings = calls.map(() => [] as number[])
   for (let i = 0; i < WARMUP + ITERATIONS; i++) {
     for (const [k, call] of calls.entries()) {
@@ -52,7 +52,7 @@ async function alternate(calls: readonly (() => Promise<unknown>)[]): Promise<nu
       if (i >= WARMUP) timings[k]!.push(performance.now() - t)
     }
   }
-  return timings
+  return timings as {[K in keyof T]: number[]}
 }
 
 /** The server and proxy run from dist/ (runtime/<entry>/index.js): compile it, as the tests' global setup does. */

@@ -30,6 +30,7 @@ import {isForeignBinary} from '../src/lib/host/prune.js'
 import {lastPositionLogitsModel} from '../src/lib/model/last-logits.js'
 import {type Dtype, findOnnxFile, readDecoderConfig} from '../src/lib/model/layout.js'
 import {onnx} from '../src/lib/model/onnx-graph.js'
+import {type QuantizeTarget, quantizeModel} from '../src/lib/model/quantize.js'
 import {PRESETS, type PresetName, SYNTH_FORMAT, type SynthArch, synthModel} from '../src/lib/model/synth.js'
 
 const run = promisify(execFile)
@@ -165,32 +166,22 @@ interface BenchCase {
 
 const fp32 = async (dir: string): Promise<string> => dir
 
-/**
- * The folder `nle model quantize` writes from the fp32 one (next to it, kept between runs). The
- * quantizer is src/lib/model/quantize.ts; until it is on this branch the case is skipped, and if its
- * entry point differs from the call below, this is the one place to change.
- */
+/** The folder `nle model quantize` writes from the fp32 one (next to it, kept between runs), with the quantizer's defaults. */
 const quantized =
-  (to: 'q8' | 'q4') =>
+  (to: QuantizeTarget) =>
   async (fp32Dir: string): Promise<string | {skip: string}> => {
     const out = `${fp32Dir}-${to}`
     if ((await findOnnxFile(out, to)) !== undefined) return out
-    const modulePath = '../src/lib/model/quantize.js'
-    let mod: Record<string, unknown>
-    try {
-      mod = (await import(modulePath)) as Record<string, unknown>
-    } catch {
-      return {skip: 'src/lib/model/quantize.ts (`nle model quantize`) is not on this branch'}
-    }
-    const quantize = mod.quantizeModel
-    if (typeof quantize !== 'function') return {skip: 'src/lib/model/quantize.ts exports no quantizeModel({input, output, to})'}
     process.stderr.write(`bench: quantizing ${fp32Dir} to ${to} in ${out} (once)…\n`)
-    await (quantize as (o: {input: string; output: string; to: string}) => Promise<unknown>)({input: fp32Dir, output: out, to})
+    const r = await quantizeModel({inDir: fp32Dir, outDir: out, to, force: true})
+    process.stderr.write(
+      `bench: ${to}: ${r.quantized} products as MatMulNBits bits=${r.bits} block ${r.blockSize} ${r.symmetric ? 'symmetric' : 'asymmetric'} accuracy_level ${r.accuracyLevel}; weights ${(r.bytes.weightsBefore / r.bytes.weightsAfter).toFixed(2)}x smaller\n`,
+    )
     if ((await findOnnxFile(out, to)) === undefined) return {skip: `quantizeModel wrote no ${to} ONNX file in ${out}`}
     return out
   }
 
-/** The benchmark's table: one entry per (model, dtype). q8/q4 run once the quantizer is merged. */
+/** The benchmark's table: one entry per (model, dtype). */
 const CASES: BenchCase[] = [
   {name: 'gpt2-medium fp32', preset: 'gpt2-medium', dtype: 'fp32', produce: fp32, ablations: true},
   {name: 'llama-0.5b fp32', preset: 'llama-0.5b', dtype: 'fp32', produce: fp32},

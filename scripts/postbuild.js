@@ -1,5 +1,6 @@
 // Build step after `tsc` and `oclif manifest`:
 // - writes schema/nle.schema.json from the one config schema (src/lib/config/schema.ts, compiled);
+// - writes docs/errors.md from the error catalogue (src/lib/*/errors.ts, compiled);
 // - sorts oclif.manifest.json's commands by id, so the file does not depend on the order the
 //   file system lists src/commands in (CI compares the committed copy byte for byte).
 // test/sync.test.ts fails when either committed file is out of date.
@@ -9,8 +10,11 @@ const {configJsonSchema} = await import('../dist/lib/config/schema.js')
 mkdirSync(new URL('../schema/', import.meta.url), {recursive: true})
 writeFileSync(new URL('../schema/nle.schema.json', import.meta.url), JSON.stringify(configJsonSchema(), null, 2) + '\n')
 
+const {renderErrorsDoc} = await import('../dist/lib/errors-doc.js')
+writeFileSync(new URL('../docs/errors.md', import.meta.url), renderErrorsDoc())
+
 const manifestUrl = new URL('../oclif.manifest.json', import.meta.url)
 const manifest = JSON.parse(readFileSync(manifestUrl, 'utf8'))
 manifest.commands = Object.fromEntries(Object.entries(manifest.commands).sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0)))
 writeFileSync(manifestUrl, JSON.stringify(manifest, null, 2) + '\n')
-console.log('wrote schema/nle.schema.json; sorted oclif.manifest.json')
+console.log('wrote schema/nle.schema.json and docs/errors.md; sorted oclif.manifest.json')

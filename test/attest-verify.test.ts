@@ -9,7 +9,7 @@ import {afterAll, beforeAll, describe, expect, it} from 'vitest'
 
 import {NsmSimulator} from '../src/lib/attestation/simulator.js'
 import {serializeLockfile} from '../src/lib/lockfile.js'
-import {ATTESTATION_TESTDATA, vector} from '../src/test-support/attestation.js'
+import {ATTESTATION_TESTDATA, describeVectors, vector} from '../src/test-support/attestation.js'
 import {json, runCli} from '../src/test-support/cli.js'
 import {tempDir} from '../src/test-support/tmp.js'
 
@@ -26,7 +26,7 @@ function lockfileWith(measurements: {PCR0: string; PCR1: string; PCR2: string}):
   return serializeLockfile({version: 1, measurements, eif: {sha384: h('e'), size: 1, version: 4, signed: false}, builder: {name: 'nle', version: '0.1.0'}, inputs: {}})
 }
 
-describe('nle attest verify FILE', () => {
+describeVectors('nle attest verify FILE', () => {
   it('verifies a real AWS document at its own time: exit 0 and a JSON report', async () => {
     const r = await runCli(['attest', 'verify', turnkeyFile, ...pcrFlags(turnkey.pcrs), '--at', atTurnkey, '--json'], {cwd: tmp.dir})
     expect(r.exitCode, r.stderr).toBe(0)
@@ -128,15 +128,24 @@ describe('nle attest verify URL (simulated enclave on loopback)', () => {
     }
   })
 
-  it('refuses a replayed document (ATTEST_NONCE_MISMATCH), the AWS root (ATTEST_ROOT_MISMATCH), and an unreachable enclave (exit 7)', async () => {
+  it('refuses a replayed document (ATTEST_NONCE_MISMATCH), the AWS root (ATTEST_ROOT_MISMATCH), a server that is not nle (CLIENT_HTTP_ERROR) and an unreachable enclave (CLIENT_UNREACHABLE), both exit 7', async () => {
     const replay = await verify(`${base}/replay`, ['--root', rootFile])
     expect(replay.exitCode).toBe(5)
     expect(json<{error: {code: string}}>(replay).error.code).toBe('ATTEST_NONCE_MISMATCH')
     const awsRoot = await verify(base)
     expect(awsRoot.exitCode).toBe(5)
     expect(json<{error: {code: string}}>(awsRoot).error.code).toBe('ATTEST_ROOT_MISMATCH')
-    const down = await verify(`${base}/missing`, ['--root', rootFile])
+    const notNle = await verify(`${base}/missing`, ['--root', rootFile])
+    expect(notNle.exitCode).toBe(7)
+    expect(json<{error: {code: string}}>(notNle).error.code).toBe('CLIENT_HTTP_ERROR')
+    const closed = await new Promise<number>((resolve) => {
+      const probe = createServer().listen(0, '127.0.0.1', () => {
+        const {port} = probe.address() as AddressInfo
+        probe.close(() => resolve(port))
+      })
+    })
+    const down = await verify(`http://127.0.0.1:${closed}`, ['--root', rootFile])
     expect(down.exitCode).toBe(7)
-    expect(json<{error: {code: string}}>(down).error.code).toBe('ATTEST_FETCH_FAILED')
+    expect(json<{error: {code: string}}>(down).error.code).toBe('CLIENT_UNREACHABLE')
   })
 })

@@ -135,7 +135,21 @@ describe('nle gateway', () => {
     expect(legacy.choices[0]!.text).toBe(`Echo: Complete ${CANARY}`)
 
     const models = await client.models.list()
-    expect(models.data.map((m) => m.id)).toEqual(['nle-echo']) // learned from the verified answers
+    expect(models.data.map((m) => m.id)).toEqual(['nle-enclave']) // one stable id (the CLI derives it from the lockfile)
+
+    // The Responses API, whole and streamed, through the official client's own types and event parser.
+    const response = await client.responses.create({model: 'anything', input: `Respond ${CANARY}`, store: false})
+    expect(response.status).toBe('completed')
+    expect(response.output_text).toBe(`Echo: Respond ${CANARY}`)
+    const seen: string[] = []
+    let streamed = ''
+    for await (const event of await client.responses.create({model: 'anything', input: [{role: 'user', content: [{type: 'input_text', text: `Stream ${CANARY}`}]}], stream: true})) {
+      seen.push(event.type)
+      if (event.type === 'response.output_text.delta') streamed += event.delta
+    }
+    expect(streamed).toBe(`Echo: Stream ${CANARY}`)
+    expect(seen[0]).toBe('response.created')
+    expect(seen.at(-1)).toBe('response.completed')
 
     const logged = JSON.stringify(events)
     for (const visible of [tap.bytes().toString('latin1'), proxy.output(), server.output(), logged]) {
@@ -172,7 +186,7 @@ describe('nle gateway', () => {
 
     // Bad requests: 400 in OpenAI's error shape, nothing forwarded.
     const before = posts()
-    for (const body of ['{not json', JSON.stringify({messages: []}), JSON.stringify({messages: [{role: 'tool', content: 'x'}]}), JSON.stringify({messages: [{role: 'user', content: 'x'}], temperature: 9})]) {
+    for (const body of ['{not json', JSON.stringify({messages: []}), JSON.stringify({messages: [{role: 'critic', content: 'x'}]}), JSON.stringify({messages: [{role: 'user', content: 'x'}], temperature: 9})]) {
       const b = await authed(`${url}/v1/chat/completions`, {method: 'POST', headers: {'content-type': 'application/json'}, body})
       expect(b.status).toBe(400)
       expect(await b.json()).toMatchObject({error: {type: 'invalid_request_error', code: 'GATEWAY_BAD_REQUEST', message: expect.any(String)}})
@@ -286,6 +300,10 @@ describe('nle gateway', () => {
     expect(answer.choices[0]!.message.content).toBe(`Echo: cli ${CANARY}`)
     proc.kill('SIGINT')
     expect(await exited).toBe(0)
+    // stdout is line-delimited JSON from the first line to the last (no pretty-printed result at the end).
+    const lines = stdout.split('\n')
+    expect(lines.at(-1)).toBe('')
+    expect(lines.slice(0, -1).map((l) => (JSON.parse(l) as {event: string}).event)).toEqual(['listening', 'stopped'])
     expect(stderr).toContain('"event":"access"')
     expect(stdout + stderr).not.toContain(CANARY)
   }

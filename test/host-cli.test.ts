@@ -48,6 +48,10 @@ describe('nle build / allocator / run / status / stop', () => {
     const b = json<{measurements: Record<string, string>; eif: {size: number; bootable: boolean}; memory: {memoryMiB: number}}>(build)
     expect(b.measurements.PCR0).toMatch(/^[0-9a-f]{96}$/)
     expect(b.eif.bootable).toBe(true)
+    // The stages, timed, and what to run next (this EIF boots: size the host, then run it).
+    expect(json<{stages: {stage: string}[]; nextSteps: string[]}>(build)).toMatchObject({stages: [{stage: 'context'}, {stage: 'docker-build'}, {stage: 'nitro-cli'}, {stage: 'measure'}], nextSteps: ['nle allocator', 'nle run']})
+    // Stage lines are for a terminal only: none on a piped stderr.
+    expect(build.stderr).not.toContain('Measuring the EIF')
 
     const alloc = hostFiles(host)
     const show = await runCli(['allocator', ...alloc], opts)
@@ -93,12 +97,21 @@ describe('nle build / allocator / run / status / stop', () => {
   it('names the package to install when a tool is missing, and refuses to run a NOT BOOTABLE EIF', async () => {
     host = fakeHost()
     const dir = await fakeProject(host)
-    const r = await runCli(['status'], {cwd: dir, env: host.envWithOnly([])})
+    // status and stop exit 0 without nitro-cli, as their help says: nothing can run here, and they say why.
+    for (const command of ['status', 'stop']) {
+      const s = await runCli([command], {cwd: dir, env: host.envWithOnly([])})
+      expect(s.exitCode, s.stderr).toBe(0)
+      expect(s.stderr).toMatch(/Warning: nitro-cli is not installed, so no enclave can run on this machine/)
+    }
+    const r = await runCli(['console'], {cwd: dir, env: host.envWithOnly([])})
     expect(r.exitCode).toBe(4)
     expect(r.stderr).toMatch(/^Error \[HOST_TOOL_MISSING\]: nitro-cli is not installed/)
     expect(r.stderr).toMatch(/Hint: Install the Nitro Enclaves CLI: `sudo dnf install -y aws-nitro-enclaves-cli aws-nitro-enclaves-cli-devel`/)
 
-    await runCli(['build', '--builder', 'native'], {cwd: dir, env: host.env})
+    const native = await runCli(['build', '--builder', 'native'], {cwd: dir, env: host.env})
+    // `nle run` refuses this EIF: the next step printed is `nle dev`, which runs it here.
+    expect(native.stdout).toMatch(/\nNext steps:\n {2}nle dev$/)
+    expect(native.stderr).toContain('`nle dev` runs the stack with it here')
     const notBootable = await runCli(['run'], {cwd: dir, env: host.env})
     expect(notBootable.stderr).toMatch(/^Error \[RUN_EIF_NOT_BOOTABLE\]: .* is NOT BOOTABLE/)
     const described = await runCli(['eif', 'describe', 'build/enclave.eif'], {cwd: dir, env: host.env})

@@ -49,4 +49,32 @@ describe('nle kms serve', () => {
     expect(result.stdout).not.toContain(JSON.parse(readFileSync(statePath, 'utf8')).identities[0].secretAccessKey)
     expect(result.stderr).toContain('kms:Decrypt by')
   }, 60_000)
+
+  it('--json: stdout is line-delimited JSON events (listening without secrets, stopped; a port in use is one error line)', async () => {
+    const statePath = join(tmp.dir, 'json', 'kms.json')
+    const child = execa(process.execPath, [BIN, 'kms', 'serve', '--port', '0', '--state', statePath, '--json'], {reject: false, env: {NO_COLOR: '1'}})
+    let out = ''
+    const listening = await new Promise<{event: string; url: string; identities: {arn: string; accessKeyId: string}[]}>((resolve, reject) => {
+      child.stdout!.on('data', (chunk: Buffer) => {
+        out += chunk.toString()
+        if (out.includes('\n')) resolve(JSON.parse(out.split('\n')[0]!) as never)
+      })
+      void child.then((r) => reject(new Error(`kms serve exited ${r.exitCode}: ${r.stderr}`)))
+    })
+    expect(listening).toMatchObject({event: 'listening', url: expect.stringMatching(/^http:\/\/127\.0\.0\.1:\d+$/), state: statePath, created: true})
+    expect(listening.identities.length).toBeGreaterThan(0)
+    // The same port again: ADDRESS_IN_USE, exit 6, as one JSON line.
+    const port = new URL(listening.url).port
+    const second = await execa(process.execPath, [BIN, 'kms', 'serve', '--port', port, '--state', join(tmp.dir, 'json2', 'kms.json'), '--json'], {reject: false, env: {NO_COLOR: '1'}})
+    expect(second.exitCode).toBe(6)
+    const lines = second.stdout.trim().split('\n').map((l) => JSON.parse(l) as {event: string; error?: {code: string}})
+    expect(lines.at(-1)).toMatchObject({event: 'error', status: 'error', error: {code: 'ADDRESS_IN_USE', exitCode: 6}})
+    child.kill('SIGTERM')
+    const result = await child
+    expect(result.exitCode).toBe(0)
+    const events = result.stdout.trim().split('\n').map((l) => JSON.parse(l) as {event: string})
+    expect(events.map((e) => e.event)).toEqual(['listening', 'stopped'])
+    const secret = (JSON.parse(readFileSync(statePath, 'utf8')) as LocalState).identities[0]!.secretAccessKey
+    expect(result.stdout).not.toContain(secret)
+  }, 60_000)
 })

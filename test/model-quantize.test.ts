@@ -31,6 +31,11 @@ describe('nle model quantize', () => {
     })
     const bytes = data.bytes as {weightsBefore: number; weightsAfter: number}
     expect(bytes.weightsAfter).toBeLessThan(bytes.weightsBefore)
+    // The quality drop, measured on three prompts against the fp32 file (the tiny model: 0.984-0.992 measured).
+    const quality = data.quality as {cosine: number[]; min: number; sameArgmax: number}
+    expect(quality.cosine).toHaveLength(3)
+    expect(quality.min).toBeGreaterThan(0.95)
+    expect(quality.min).toBeLessThan(1)
     // No progress line when stderr is not a terminal.
     expect(r.stderr).toBe('')
 
@@ -42,6 +47,18 @@ describe('nle model quantize', () => {
     const saved = await runCli(['model', 'save', out, '--dtype', 'q4', '--out', join(tmp.dir, 'saved'), '--json'])
     expect(saved.exitCode).toBe(0)
     expect(json(saved)).toMatchObject({files: 7})
+  }, 120_000)
+
+  it('q8 is symmetric by default and --no-symmetric gives it zero points; q4 takes --symmetric', async () => {
+    const src = join(tmp.dir, 'tiny')
+    const q8 = json(await runCli(['model', 'quantize', src, '--to', 'q8', '--out', join(tmp.dir, 'q8-sym'), '--json']))
+    const q8z = json(await runCli(['model', 'quantize', src, '--to', 'q8', '--out', join(tmp.dir, 'q8-zp'), '--no-symmetric', '--json']))
+    const q4s = json(await runCli(['model', 'quantize', src, '--to', 'q4', '--out', join(tmp.dir, 'q4-sym'), '--symmetric', '--no-quality', '--json']))
+    expect([q8.symmetric, q8z.symmetric, q4s.symmetric]).toEqual([true, false, true])
+    expect(q4s.quality).toBeNull()
+    // Zero points cost bytes: one per block at 8 bits.
+    const after = (d: Record<string, unknown>): number => (d.bytes as {weightsAfter: number}).weightsAfter
+    expect(after(q8z)).toBeGreaterThan(after(q8))
   }, 120_000)
 
   it('a block size that is not a power of two is refused with its code', async () => {

@@ -15,6 +15,7 @@ import {ServerKeyRing} from '../src/lib/channel/index.js'
 import {NleClient} from '../src/lib/client/index.js'
 import {Engine} from '../src/lib/engine/index.js'
 import {isNleError} from '../src/lib/errors.js'
+import {codeOf} from '../src/test-support/rejection.js'
 import {type Dtype, type ModelManifest, availableDtypes, saveModel} from '../src/lib/model/index.js'
 import {onnx} from '../src/lib/model/onnx-graph.js'
 import {EnclaveServer} from '../src/lib/server/app.js'
@@ -183,11 +184,7 @@ describe.skipIf(MODELS === undefined)('what model save refuses, with a code nami
     return out
   }
 
-  const codeOfSave = async (source: string, dtype: Dtype = 'fp32'): Promise<string | undefined> =>
-    saveModel({source, outDir: join(dir, 'refused', randomUUID()), dtype}).then(
-      () => undefined,
-      (e: unknown) => (isNleError(e) ? e.code : String(e)),
-    )
+  const codeOfSave = (source: string, dtype: Dtype = 'fp32'): Promise<string | undefined> => codeOf(saveModel({source, outDir: join(dir, 'refused', randomUUID()), dtype}))
 
   it('an encoder-decoder model, by its config or by its decoder graph', async () => {
     expect(await codeOfSave(await variant(llama, 'enc-dec-config', {config: {is_encoder_decoder: true}}))).toBe('MODEL_UNSUPPORTED')

@@ -14,6 +14,12 @@ export type BaseArgs<T extends typeof Command> = Interfaces.InferredArgs<T['args
  */
 export abstract class BaseCommand<T extends typeof Command> extends Command {
   static override enableJsonFlag = true
+  /**
+   * Long-running commands (proxy, kms serve, gateway): with --json, stdout is line-delimited JSON
+   * events (`{"event": "listening", …}`, `{"event": "stopped", …}`), and a failure is one more line,
+   * `{"event": "error", "status": "error", "error": {…}}`.
+   */
+  static jsonLines = false
   static override baseFlags = {
     verbose: Flags.boolean({description: 'Print stack traces and extra diagnostics on failure.', helpGroup: 'GLOBAL'}),
   }
@@ -34,6 +40,11 @@ export abstract class BaseCommand<T extends typeof Command> extends Command {
     this.args = args as BaseArgs<T>
   }
 
+  /** With --json on a jsonLines command: write one event line on stdout. Never a secret in `fields`. */
+  protected emitEvent(event: string, fields: Record<string, unknown> = {}): void {
+    process.stdout.write(JSON.stringify({event, ...fields}) + '\n')
+  }
+
   /** True when output goes to a person: a TTY and not `--json`. Spinners and colours only then. */
   protected get interactive(): boolean {
     return Boolean(process.stdout.isTTY) && !this.jsonEnabled()
@@ -47,16 +58,15 @@ export abstract class BaseCommand<T extends typeof Command> extends Command {
       ? err
       : err.oclif?.exit === ExitCode.USAGE || /Unexpected argument|Nonexistent flag|Missing required flag|Expected --|--\S+=\S* cannot also be provided|All of the following must be provided|Exactly one of the following|Missing \d+ required arg|Parsing --/.test(err.message)
         ? new NleError('USAGE', usageMessage(err.message), {
-            exitCode: ExitCode.USAGE,
             hint: `Run \`nle ${this.id?.replaceAll(':', ' ') ?? ''} --help\` for usage.`,
           })
         : new NleError('INTERNAL', err.message, {
-            exitCode: ExitCode.INTERNAL,
             hint: 'This is a bug in nle. Re-run with --verbose and report the output.',
             cause: err,
           })
     if (this.jsonEnabled()) {
-      process.stdout.write(JSON.stringify({status: 'error', error: nle.toJSON()}, null, 2) + '\n')
+      const lines = (this.ctor as unknown as typeof BaseCommand).jsonLines
+      process.stdout.write((lines ? JSON.stringify({event: 'error', status: 'error', error: nle.toJSON()}) : JSON.stringify({status: 'error', error: nle.toJSON()}, null, 2)) + '\n')
     } else {
       process.stderr.write(renderError(nle, {verbose, color: Boolean(process.stderr.isTTY)}))
     }

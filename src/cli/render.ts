@@ -14,6 +14,9 @@ export function renderError(error: NleError, options: RenderOptions): string {
   if (error instanceof ToolError) {
     lines.push(`  ran: ${[error.tool, ...error.argv].join(' ')} (exit ${error.toolExitCode ?? 'n/a'})`)
     if (error.stderrTail) lines.push(...error.stderrTail.split('\n').map((l) => dim(`  | ${l}`, options.color)))
+  } else if (typeof error.details?.stderrTail === 'string' && error.details.stderrTail !== '') {
+    // A supervised child (nle dev's enclave server, proxy) that failed: the end of its stderr.
+    lines.push(...error.details.stderrTail.split('\n').map((l) => dim(`  | ${l}`, options.color)))
   }
   if (error.hint) lines.push(`Hint: ${error.hint}`)
   if (options.verbose) {

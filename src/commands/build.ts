@@ -1,6 +1,7 @@
-import {Flags, ux} from '@oclif/core'
+import {Flags} from '@oclif/core'
 
 import {BaseCommand} from '../cli/base-command.js'
+import {stageLines, wantsStageLines} from '../cli/progress.js'
 import {table} from '../cli/render.js'
 import {DEFAULT_CONFIG_FILE, loadConfig} from '../lib/config/load.js'
 import {type BuildReport, buildProject} from '../lib/host/build.js'
@@ -12,6 +13,8 @@ export default class Build extends BaseCommand<typeof Build> {
 
   docker (default): docker build (tag build.imageTag, SOURCE_DATE_EPOCH passed), then nitro-cli build-enclave (signed when build.signing is set);
   native: no docker; packs the same files (or --rootfs, e.g. unpacked \`docker export\` output) with nle's deterministic cpio and EIF writers and the kernel, init and nsm.ko from --blobs, NITRO_CLI_BLOBS or /usr/share/nitro_enclaves/blobs. Without blobs it uses a placeholder kernel: the EIF is measurable but NOT BOOTABLE, and says so in its metadata.
+
+Each stage is shown as it runs on a terminal (stderr); --json reports them timed in \`stages\`, and the commands to run next in \`nextSteps\` (\`nle dev\` for an EIF that cannot boot, \`nle allocator\` and \`nle run\` for one that can). The model is staged only while the builder reads it: .nle/ keeps no copy of it afterwards.
 
 Either way nle re-reads the EIF and recomputes PCR0/1/2 (and PCR8) itself; if they differ from what the builder reported, the build fails and no lockfile is written. Prints the PCRs, the EIF size and the enclave memory it needs (at least 4x the EIF plus the model and its KV cache).`
   static override examples = [
@@ -29,7 +32,8 @@ Either way nle re-reads the EIF and recomputes PCR0/1/2 (and PCR8) itself; if th
 
   async run(): Promise<BuildReport> {
     const loaded = await loadConfig(this.flags.config)
-    const spin = this.interactive
+    // One line per stage on a terminal (stderr); --json has them timed in its result (stages).
+    const lines = wantsStageLines(this.jsonEnabled()) ? stageLines() : undefined
     const result = await buildProject({
       loaded,
       ctx: defaultHostContext(),
@@ -37,8 +41,14 @@ Either way nle re-reads the EIF and recomputes PCR0/1/2 (and PCR8) itself; if th
       blobsDir: this.flags.blobs,
       rootfs: this.flags.rootfs,
       sourceDateEpoch: this.flags['source-date-epoch'],
-      onStep: (m) => (spin ? ux.action.start(m) : undefined),
-    }).finally(() => spin && ux.action.stop())
+      ...(lines ? {onStep: (m: string) => lines.start(m)} : {}),
+    }).then(
+      (r) => (lines?.end(true), r),
+      (error: unknown) => {
+        lines?.end(false)
+        throw error
+      },
+    )
     if (!this.jsonEnabled()) {
       for (const w of result.warnings) this.logToStderr(`WARNING: ${w}`)
       this.log(`Built ${result.eif.path} (${result.builder} builder${result.eif.bootable ? '' : ', NOT BOOTABLE'})`)
@@ -48,7 +58,8 @@ Either way nle re-reads the EIF and recomputes PCR0/1/2 (and PCR8) itself; if th
       this.log(`Enclave memory:  ${m.memoryMiB} MiB (${m.source}; 4x EIF = ${m.eifRuleMiB} MiB${m.runtimeMiB ? `, runtime = ${m.runtimeMiB} MiB` : ''})`)
       this.log(`PCRs checked:    nle's reader agrees with ${result.crossCheck.against}`)
       this.log(`Lockfile:        ${result.lockfile}`)
-      this.log('Next: `nle allocator` to size the host, then `nle run`.')
+      this.log('\nNext steps:')
+      for (const step of result.nextSteps) this.log(`  ${step}`)
     }
     return result
   }

@@ -3,7 +3,7 @@ import {Flags} from '@oclif/core'
 import {BaseCommand} from '../cli/base-command.js'
 import {channelBackend} from '../lib/chat/backend.js'
 import {type EnclaveMode, openEnclaveClient} from '../lib/client/open.js'
-import {ExitCode, NleError} from '../lib/errors.js'
+import {NleError} from '../lib/errors.js'
 import {DEFAULT_LOCKFILE} from '../lib/lockfile.js'
 
 export interface ChatOnceResult {
@@ -46,18 +46,17 @@ With --once "question" there is no TUI: the answer goes to stdout and the exit c
   async run(): Promise<ChatOnceResult | void> {
     const f = this.flags
     if (this.jsonEnabled() && f.once === undefined) {
-      throw new NleError('USAGE', '--json needs --once: the interactive chat has no JSON form.', {exitCode: ExitCode.USAGE, hint: 'Add --once "question".'})
+      throw new NleError('USAGE', '--json needs --once: the interactive chat has no JSON form.', {hint: 'Add --once "question".'})
     }
     const temperature = f.temperature === undefined ? undefined : Number(f.temperature)
     if (temperature !== undefined && !(temperature >= 0 && temperature <= 2)) {
-      throw new NleError('USAGE', '--temperature must be a number from 0 to 2.', {exitCode: ExitCode.USAGE})
+      throw new NleError('USAGE', '--temperature must be a number from 0 to 2.')
     }
     const connection = await openEnclaveClient({
       flags: {target: f.url, lockfile: f.lockfile, devRoot: f['dev-root'], ca: f.ca, allowDebug: f['allow-debug'], mode: f.mode as EnclaveMode, kmsKeyId: f['kms-key-id'], kmsRegion: f['kms-region'], profile: f.profile},
       warn: (m) => this.warn(m),
       noTarget: () =>
         new NleError('CHAT_NO_TARGET', 'No enclave to talk to: no --url, and no `nle dev` running in this folder.', {
-          exitCode: ExitCode.USAGE,
           hint: 'Start `nle dev` in this project, or pass --url https://HOST:PORT.',
         }),
     })

@@ -6,7 +6,9 @@ import {type DevStack, startDevStack} from '../lib/dev/stack.js'
 
 export default class Dev extends BaseCommand<typeof Dev> {
   static override summary = 'Run the whole enclave stack on this machine with simulated Nitro parts, until Ctrl-C.'
-  static override description = `Generates the test model and a dev EIF + lockfile when they are missing, then starts: the enclave server (a child process, with the NSM simulator signing attestation documents under a throwaway dev root and the lockfile's PCRs), a local KMS endpoint (a key and alias for the project, the key policy applied from the lockfile), and the parent proxy with a self-signed certificate on 127.0.0.1.
+  static override description = `Generates the test model and a dev EIF + lockfile when they are missing, then starts: the enclave server (a child process, with the NSM simulator signing attestation documents under a throwaway dev root and the PCRs nle measures in the EIF), a local KMS endpoint (a key and alias for the project, the key policy applied from the lockfile), and the parent proxy with a self-signed certificate on 127.0.0.1.
+
+Before anything starts it checks the EIF and the model against the lockfile: the EIF must be whole and measure the lockfile's PCRs, and every model file must be the one the lockfile pins; the simulator then attests the PCRs measured in that EIF. One \`nle dev\` per folder: a second one refuses with the first one's pid.
 
 Then \`nle chat\` in the same folder finds it. Ctrl-C stops everything. Nothing here is secure: the dev root is not AWS's, and clients trust it only when told to.`
   static override examples = ['<%= config.bin %> dev', '<%= config.bin %> dev --port 8443', '<%= config.bin %> dev --json']

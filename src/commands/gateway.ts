@@ -4,8 +4,10 @@ import {Flags} from '@oclif/core'
 
 import {BaseCommand} from '../cli/base-command.js'
 import {type EnclaveMode, openEnclaveClient} from '../lib/client/open.js'
-import {type AttestationState, DEFAULT_LISTEN, DEFAULT_TOKEN_FILE, type GatewayEvent, TOKEN_ENV, gatewayError, gatewayToken, parseListen, startGateway} from '../lib/gateway/index.js'
-import {DEFAULT_LOCKFILE} from '../lib/lockfile.js'
+import {DEFAULT_CONFIG_FILE, loadConfig} from '../lib/config/load.js'
+import {isNleError} from '../lib/errors.js'
+import {type AttestationState, DEFAULT_LISTEN, DEFAULT_TOKEN_FILE, type GatewayEvent, TOKEN_ENV, gatewayError, gatewayToken, modelIdFromLockfile, parseListen, startGateway} from '../lib/gateway/index.js'
+import {DEFAULT_LOCKFILE, readLockfile} from '../lib/lockfile.js'
 
 export interface GatewayResult {
   url: string
@@ -15,6 +17,7 @@ export interface GatewayResult {
 const URL_OF = (url: string): string => (url.startsWith('unix:') ? 'http://localhost' : url)
 
 export default class Gateway extends BaseCommand<typeof Gateway> {
+  static override jsonLines = true
   static override summary = 'Serve a local OpenAI-compatible endpoint that attests the enclave and seals every request.'
   static override description = `Any OpenAI client (SDKs, curl, chat front ends) can talk to the enclave through it: point the client's base URL at the printed URL + /v1 and its API key at the gateway's access token.
 
@@ -22,7 +25,9 @@ Access: every request needs Authorization: Bearer <token> — the OpenAI SDKs se
 
 It listens on loopback only (questions and answers are in clear between the client and the gateway) and never logs bodies. GET /nle/attestation shows what it verified.
 
-Statuses: 400 bad request, 413 too large, 429 proxy/enclave busy (Retry-After passed through), 502 upstream unreachable or answer broken in transit, 503 attestation failed or enclave down, 504 upstream timeout. Errors are OpenAI-shaped: {"error": {"message", "type", "code"}}.
+It serves POST /v1/chat/completions, /v1/completions and /v1/responses (text in and out, whole or streamed) and GET /v1/models (one model id, stable for the image in the lockfile, with the attestation state). Parameters it cannot honour (tools, response_format other than text, logprobs, penalties, image parts…) are refused with 400 unsupported_parameter naming the param, never ignored; a prompt longer than the model's context is 400 context_length_exceeded, before any stream starts.
+
+Statuses: 400 bad request, 413 too large, 429 proxy/enclave busy (Retry-After passed through), 502 upstream unreachable or answer broken in transit, 503 attestation failed or enclave down, 504 upstream timeout. Errors are OpenAI-shaped: {"error": {"message", "type", "code", "param"}}.
 
 Inside a project where \`nle dev\` is running, the upstream, the dev root, the proxy certificate and the lockfile are found automatically.`
   static override examples = [
@@ -51,7 +56,7 @@ Inside a project where \`nle dev\` is running, the upstream, the dev root, the p
     timeout: Flags.integer({description: 'Seconds to wait for the enclave to start answering.', default: 120, min: 1}),
   }
 
-  async run(): Promise<GatewayResult> {
+  async run(): Promise<GatewayResult | undefined> {
     const f = this.flags
     parseListen(f.listen) // a non-loopback address is refused before anything is read or contacted
     if (!f.token && f.socket === undefined) {
@@ -70,6 +75,8 @@ Inside a project where \`nle dev\` is running, the upstream, the dev root, the p
         }),
     })
     const {client, target} = connection
+    const modelId = modelIdFromLockfile(await readLockfile(connection.lockfile ?? DEFAULT_LOCKFILE))
+    const maxTokens = await projectMaxTokens()
     const json = this.jsonEnabled()
     const log = (e: GatewayEvent): void => {
       // Metadata only: never a body. JSON lines on stderr with --json, short lines otherwise.
@@ -89,6 +96,8 @@ Inside a project where \`nle dev\` is running, the upstream, the dev root, the p
         allowOrigins: f['allow-origin'] ?? [],
         attestationTtlMs: ttlMs,
         mode: client.mode,
+        modelId,
+        ...(maxTokens === undefined ? {} : {limits: {maxTokens}}),
         log,
       })
     } catch (error) {
@@ -98,7 +107,7 @@ Inside a project where \`nle dev\` is running, the upstream, the dev root, the p
     const {gateway, url, attestation} = started
     if (json) {
       // The token itself is never printed: where it is kept is.
-      process.stdout.write(JSON.stringify({ready: true, url, openaiBaseUrl: `${URL_OF(url)}/v1`, mode: client.mode, token: access ? {required: true, ...(access.file ? {file: access.file} : {env: TOKEN_ENV})} : {required: false}, attestation: summary(attestation)}) + '\n')
+      process.stdout.write(JSON.stringify({event: 'listening', ready: true, url, openaiBaseUrl: `${URL_OF(url)}/v1`, mode: client.mode, token: access ? {required: true, ...(access.file ? {file: access.file} : {env: TOKEN_ENV})} : {required: false}, attestation: summary(attestation)}) + '\n')
     } else {
       this.log(`nle gateway listening on ${url} (OpenAI base URL: ${URL_OF(url)}/v1) → ${target} · mode ${client.mode}`)
       if (access?.file) this.log(`access token ${access.created ? 'made in' : 'in'} ${access.file}: OPENAI_API_KEY=$(cat ${access.file})`)
@@ -117,8 +126,23 @@ Inside a project where \`nle dev\` is running, the upstream, the dev root, the p
     })
     await gateway.stop()
     connection.close()
-    if (!json) this.log('nle gateway stopped.')
+    // --json: stdout is line-delimited JSON events (listening, stopped; errors too), never a pretty-printed object.
+    if (json) {
+      process.stdout.write(JSON.stringify({event: 'stopped', url, stopped: true}) + '\n')
+      return undefined
+    }
+    this.log('nle gateway stopped.')
     return {url, stopped: true}
+  }
+}
+
+/** The project's runtime.maxTokens (nle.yaml here), so a larger max_tokens is refused rather than cut; none outside a project. */
+async function projectMaxTokens(): Promise<number | undefined> {
+  try {
+    return (await loadConfig(DEFAULT_CONFIG_FILE)).config.runtime.maxTokens
+  } catch (error) {
+    if (isNleError(error) && error.code === 'CONFIG_NOT_FOUND') return undefined
+    throw error
   }
 }
 

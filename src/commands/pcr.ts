@@ -3,7 +3,7 @@ import {readFile} from 'node:fs/promises'
 import {Flags} from '@oclif/core'
 
 import {BaseCommand} from '../cli/base-command.js'
-import {ExitCode, NleError} from '../lib/errors.js'
+import {NleError} from '../lib/errors.js'
 import {parseSigningCertificate, pcr8Of} from '../lib/eif/cert.js'
 import {eifError} from '../lib/eif/errors.js'
 import {pcrOfFile} from '../lib/eif/pcr.js'
@@ -24,7 +24,7 @@ export default class Pcr extends BaseCommand<typeof Pcr> {
 
   async run(): Promise<{PCR: string} | {PCR8: string}> {
     if (this.flags.input === undefined && this.flags['signing-certificate'] === undefined) {
-      throw new NleError('USAGE', 'Give --input FILE or --signing-certificate PEM.', {exitCode: ExitCode.USAGE, hint: 'Run `nle pcr --help` for usage.'})
+      throw new NleError('USAGE', 'Give --input FILE or --signing-certificate PEM.', {hint: 'Run `nle pcr --help` for usage.'})
     }
     let result: {PCR: string} | {PCR8: string}
     if (this.flags.input !== undefined) {

@@ -8,7 +8,7 @@ import {type StatusReport, projectStatus} from '../lib/host/run.js'
 
 export default class Status extends BaseCommand<typeof Status> {
   static override summary = 'Show whether the project\'s enclave, vsock bridge and proxy run, and the runtime\'s health.'
-  static override description = 'Reads nitro-cli describe-enclaves and .nle/run.json, checks the bridge and proxy processes (or units) and asks the runtime for /healthz once. Other enclaves on the host are listed too. Exits 0 whether or not it runs; scripts read `running` and `health` from --json.'
+  static override description = 'Reads nitro-cli describe-enclaves and .nle/run.json, checks the bridge and proxy processes (or units) and asks the runtime for /healthz once. Other enclaves on the host are listed too. Exits 0 whether or not it runs (also without nitro-cli: a warning says no enclave can run here); scripts read `running` and `health` from --json.'
   static override examples = ['<%= config.bin %> status', '<%= config.bin %> status --json']
   static override flags = {
     config: Flags.file({char: 'c', description: 'Path to nle.yaml.', default: DEFAULT_CONFIG_FILE}),

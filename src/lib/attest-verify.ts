@@ -13,7 +13,7 @@ import {insecureDevRoot} from './attestation/roots.js'
 import {type PcrFlags, readDocumentFile, resolveExpectedPcrs} from './attestation/source.js'
 import {type ExpectedPcrs, type PcrCheck, type VerifiedAttestation, comparePcrs, inspectAttestation, verifyAttestation} from './attestation/verify.js'
 import {openEnclaveClient} from './client/open.js'
-import {ExitCode, isNleError} from './errors.js'
+import {isNleError} from './errors.js'
 
 export interface AttestVerifyOptions {
   /** A document file, or where the enclave is: http(s)://… or unix:/path.sock. */
@@ -76,7 +76,7 @@ export async function attestVerify(options: AttestVerifyOptions, onRefused?: (do
     try {
       pem = await readFile(options.rootFile, 'utf8')
     } catch (error) {
-      throw attestError('ATTEST_READ_FAILED', `Cannot read the root certificate ${options.rootFile}.`, {exitCode: ExitCode.IO, hint: 'Check the --root path.', cause: error})
+      throw attestError('ATTEST_READ_FAILED', `Cannot read the root certificate ${options.rootFile}.`, {hint: 'Check the --root path.', cause: error})
     }
     root = insecureDevRoot(pem)
   }

@@ -18,7 +18,7 @@ import {devClientKms} from './client/kms.js'
 import {loadConfig} from './config/load.js'
 import {type DevStack, startDevStack} from './dev/stack.js'
 import {type DoctorEnv, defaultDoctorEnv, runDoctor} from './doctor.js'
-import {ExitCode, NleError} from './errors.js'
+import {NleError} from './errors.js'
 import {buildProject} from './host/build.js'
 import {defaultHostContext} from './host/exec.js'
 import {initProject} from './init.js'
@@ -99,7 +99,7 @@ export async function runDemo(options: DemoOptions = {}): Promise<DemoResult> {
     })
     await step('doctor --for dev', async () => {
       const report = await runDoctor('dev', (options.doctorEnv ?? defaultDoctorEnv)(configFile))
-      if (!report.ok) throw new NleError('DEMO_STEP_FAILED', `doctor found ${report.missing.join(', ')} missing`, {exitCode: ExitCode.CHECK_FAILED})
+      if (!report.ok) throw new NleError('DEMO_STEP_FAILED', `doctor found ${report.missing.join(', ')} missing`)
       const host = report.checks.filter((c) => !c.required && c.status === 'ok').map((c) => c.name)
       return `ready for dev; Nitro host parts present: ${host.length > 0 ? host.join(', ') : 'none (expected off a Nitro host)'}`
     })
@@ -126,7 +126,7 @@ export async function runDemo(options: DemoOptions = {}): Promise<DemoResult> {
         const a = await backend.attest()
         let answer = ''
         for await (const delta of backend.send([{role: 'user', content: QUESTION}], new AbortController().signal)) answer += delta
-        if (!answer) throw new NleError('DEMO_STEP_FAILED', 'the enclave answered with no text', {exitCode: ExitCode.CHECK_FAILED})
+        if (!answer) throw new NleError('DEMO_STEP_FAILED', 'the enclave answered with no text')
         // The answer is not printed: the demo shows the flow, not content (the model is random).
         const how = mode === 'kms' ? 'question key wrapped by KMS Encrypt (client identity), unwrapped in the enclave by KMS Decrypt + Recipient' : 'sealed question'
         return `attestation verified (PCR0 ${a.pcr0.slice(0, 16)}…, ${a.root}); ${how}; ${answer.length} characters of sealed answer streamed back`
@@ -138,17 +138,17 @@ export async function runDemo(options: DemoOptions = {}): Promise<DemoResult> {
     await step('chat (KMS mode)', () => chat('kms'))
     await step('policy check', async () => {
       const r = await check()
-      if (r.exitCode !== 0) throw new NleError('DEMO_STEP_FAILED', `policy check said ${r.verdict} (exit ${r.exitCode}), expected ok`, {exitCode: ExitCode.CHECK_FAILED})
+      if (r.exitCode !== 0) throw new NleError('DEMO_STEP_FAILED', `policy check said ${r.verdict} (exit ${r.exitCode}), expected ok`)
       return 'the key policy admits the current measurements (exit 0)'
     })
     await step('change model + rebuild', async () => {
       pcr0.second = await build(2)
-      if (pcr0.second === pcr0.first) throw new NleError('DEMO_STEP_FAILED', 'PCR0 did not change with the model', {exitCode: ExitCode.CHECK_FAILED})
+      if (pcr0.second === pcr0.first) throw new NleError('DEMO_STEP_FAILED', 'PCR0 did not change with the model')
       return `new PCR0 ${pcr0.second.slice(0, 16)}…`
     })
     await step('policy check (drift)', async () => {
       const r = await check()
-      if (r.exitCode !== 1) throw new NleError('DEMO_STEP_FAILED', `policy check said ${r.verdict} (exit ${r.exitCode}), expected drift (exit 1)`, {exitCode: ExitCode.CHECK_FAILED})
+      if (r.exitCode !== 1) throw new NleError('DEMO_STEP_FAILED', `policy check said ${r.verdict} (exit ${r.exitCode}), expected drift (exit 1)`)
       return 'drift detected: the policy does not admit the new PCRs (exit 1, as CI would fail)'
     })
     await step('stop', async () => {

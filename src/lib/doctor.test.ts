@@ -4,7 +4,7 @@ import {join} from 'node:path'
 import {afterEach, describe, expect, it} from 'vitest'
 
 import {tempDir} from '../test-support/tmp.js'
-import {type DoctorEnv, execProbe, runDoctor} from './doctor.js'
+import {type DoctorEnv, doctor, execProbe, runDoctor} from './doctor.js'
 import {initProject} from './init.js'
 
 let cleanup: (() => void) | undefined
@@ -93,7 +93,7 @@ describe('runDoctor', () => {
     const h = fakeHost()
     await initProject({dir: h.dir, name: 'demo'})
     const report = await runDoctor('dev', {...env(h), exec: (f, a) => execProbe(f, a, '')})
-    expect(report).toMatchObject({ok: true, missing: []})
+    expect(report).toMatchObject({ok: true, missing: [], exitCode: 0})
     expect(report.checks.filter((c) => c.required).map((c) => c.id)).toEqual(['node', 'config'])
   })
 
@@ -105,6 +105,8 @@ describe('runDoctor', () => {
     expect(config).toMatchObject({status: 'error'})
     expect(config?.detail).toContain('CONFIG_UNKNOWN_KEY')
     expect(report.ok).toBe(false)
+    // An invalid nle.yaml exits 3 (CONFIG), as every other command does for it; not 1.
+    expect(report.exitCode).toBe(3)
   })
 
   it('says when the docker daemon does not answer and the allocator is inactive', async () => {
@@ -122,5 +124,21 @@ describe('runDoctor', () => {
     const h = fakeHost()
     const report = await runDoctor('dev', {...env(h), nodeVersion: '18.19.0'})
     expect(report.checks[0]).toMatchObject({id: 'node', status: 'error'})
+  })
+
+  it('without --for judges a machine without the Nitro device by what `nle dev` needs, and says how to check a host', async () => {
+    const h = fakeHost()
+    await initProject({dir: h.dir, name: 'demo'})
+    const laptop = await doctor(undefined, {...env(h), exec: (f, a) => execProbe(f, a, ''), nitroDevice: join(h.dir, 'absent')})
+    expect(laptop).toMatchObject({workflow: 'dev', ok: true, missing: []})
+    expect(laptop.auto?.note).toContain('nle doctor --for host')
+    // Where the device is, it is a Nitro host and every host part is needed.
+    const host = await doctor(undefined, {...env(h), exec: (f, a) => execProbe(f, a, '')})
+    expect(host).toMatchObject({workflow: 'host', ok: false})
+    expect(host.missing).toContain('nitro-cli')
+    // An explicit --for is obeyed and carries no note.
+    const asked = await doctor('host', {...env(h), exec: (f, a) => execProbe(f, a, ''), nitroDevice: join(h.dir, 'absent')})
+    expect(asked.workflow).toBe('host')
+    expect(asked.auto).toBeUndefined()
   })
 })

@@ -12,7 +12,8 @@ import {execa} from 'execa'
 
 import {loadConfig} from './config/load.js'
 import type {NleConfig} from './config/schema.js'
-import {isNleError} from './errors.js'
+import {ExitCode, type NleError, isNleError} from './errors.js'
+import {NITRO_DEVICE, detectPlace, doctorAutoNote} from './next-steps.js'
 
 export const WORKFLOWS = ['dev', 'build', 'run', 'policy', 'host'] as const
 export type Workflow = (typeof WORKFLOWS)[number]
@@ -54,10 +55,14 @@ export interface Check {
 
 export interface DoctorReport {
   workflow: Workflow
+  /** Present when no workflow was asked for: why this one was chosen, and how to check the other. */
+  auto?: {note: string}
   ok: boolean
   /** Required checks that are not ok. */
   missing: CheckId[]
   checks: Check[]
+  /** 0 ready; 3 (CONFIG) when nle.yaml exists but is invalid; 1 when a needed part is missing. */
+  exitCode: number
 }
 
 export interface ExecResult {
@@ -82,7 +87,7 @@ export function defaultDoctorEnv(configFile: string): DoctorEnv {
     exec: (file, args) => execProbe(file, args),
     env: process.env,
     home: homedir(),
-    nitroDevice: '/dev/nitro_enclaves',
+    nitroDevice: NITRO_DEVICE,
     configFile,
     nodeVersion: process.versions.node,
   }
@@ -98,8 +103,25 @@ export async function execProbe(file: string, args: readonly string[], path?: st
 
 type Probe = Omit<Check, 'id' | 'name' | 'required'>
 
+/**
+ * The workflow plain `nle doctor` checks: everything a Nitro host runs where the Nitro Enclaves
+ * device is, else what `nle dev` needs (a laptop is not judged as a Nitro host).
+ */
+export async function chooseWorkflow(denv: Pick<DoctorEnv, 'nitroDevice'>): Promise<{workflow: Workflow; note: string}> {
+  const workflow = (await detectPlace(denv.nitroDevice)) === 'nitro-host' ? 'host' : 'dev'
+  return {workflow, note: doctorAutoNote(workflow, denv.nitroDevice)}
+}
+
+/** Runs the checks for `workflow`, or for the one chooseWorkflow picks when it is undefined. */
+export async function doctor(workflow: Workflow | undefined, denv: DoctorEnv): Promise<DoctorReport> {
+  if (workflow !== undefined) return runDoctor(workflow, denv)
+  const chosen = await chooseWorkflow(denv)
+  return {...(await runDoctor(chosen.workflow, denv)), auto: {note: chosen.note}}
+}
+
 export async function runDoctor(workflow: Workflow, denv: DoctorEnv): Promise<DoctorReport> {
   let config: NleConfig | undefined
+  let configError: NleError | undefined
   const probes: Record<CheckId, () => Promise<Probe>> = {
     node: async () => {
       const major = Number(denv.nodeVersion.split('.')[0])
@@ -116,7 +138,12 @@ export async function runDoctor(workflow: Workflow, denv: DoctorEnv): Promise<Do
         if (isNleError(error) && error.code === 'CONFIG_NOT_FOUND') {
           return {status: 'missing', detail: denv.configFile, hint: 'Run `nle init` or pass --config PATH.'}
         }
-        return {status: 'error', detail: isNleError(error) ? `[${error.code}] ${error.message}` : String(error), hint: isNleError(error) ? error.hint : undefined}
+        if (isNleError(error)) configError = error
+        if (!isNleError(error)) return {status: 'error', detail: String(error)}
+        // The table shows the first line; what follows (a YAML code frame, a list of problems) goes under the hint.
+        const [first, ...rest] = error.message.split('\n')
+        const more = rest.join('\n').replace(/^\n+|\s+$/g, '')
+        return {status: 'error', detail: `[${error.code}] ${first}`, hint: [error.hint, more].filter(Boolean).join('\n') || undefined}
       }
     },
     docker: async () =>
@@ -192,7 +219,9 @@ export async function runDoctor(workflow: Workflow, denv: DoctorEnv): Promise<Do
   const checks: Check[] = []
   for (const id of ids) checks.push({id, name: names[id], required: needed.has(id), ...(await probes[id]())})
   const missing = checks.filter((c) => c.required && c.status !== 'ok').map((c) => c.id)
-  return {workflow, ok: missing.length === 0, missing, checks}
+  // An invalid nle.yaml is an input error (exit 3), as for every other command; a missing part is a failed check.
+  const exitCode = configError && needed.has('config') ? configError.exitCode : missing.length > 0 ? ExitCode.CHECK_FAILED : ExitCode.OK
+  return {workflow, ok: missing.length === 0, missing, checks, exitCode}
 }
 
 async function toolVersion(denv: DoctorEnv, tool: string, args: string[], pattern: RegExp, hint: string): Promise<Probe> {

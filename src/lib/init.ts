@@ -1,19 +1,23 @@
-import {constants} from 'node:fs'
-import {access, mkdir, readFile, writeFile, chmod} from 'node:fs/promises'
+import {chmod, mkdir, readFile, writeFile} from 'node:fs/promises'
 import {basename, join, resolve} from 'node:path'
 
 import {parseConfig} from './config/load.js'
 import {configSchema} from './config/schema.js'
-import {ExitCode, NleError} from './errors.js'
+import {type CoreErrorCode, NleError} from './errors.js'
 import {TEMPLATES_DIR} from './paths.js'
+import {type NextStep, type Place, detectPlace, initSteps, otherPlaceNote} from './next-steps.js'
 import {renderTemplate} from './template.js'
 
-export type InitErrorCode = 'INIT_FILES_EXIST' | 'INIT_BAD_NAME' | 'INIT_WRITE_FAILED'
+export type InitErrorCode = Extract<CoreErrorCode, `INIT_${string}`>
 
-/** Template file (under templates/) → path written in the project, and its mode. */
-const FILES: readonly {template: string; target: string; mode?: number}[] = [
+/**
+ * Template file (under templates/) → path written in the project, and its mode. `merge: 'lines'`
+ * files are the user's as much as nle's: nle appends its lines that are missing and never
+ * rewrites or removes theirs, with or without --force. Every other file is nle's own.
+ */
+const FILES: readonly {template: string; target: string; mode?: number; merge?: 'lines'}[] = [
   {template: 'nle.yaml', target: 'nle.yaml'},
-  {template: 'gitignore', target: '.gitignore'},
+  {template: 'gitignore', target: '.gitignore', merge: 'lines'},
   {template: 'enclave/Dockerfile', target: 'enclave/Dockerfile'},
   {template: 'enclave/start.sh', target: 'enclave/start.sh', mode: 0o755},
   {template: 'parent/allocator.yaml', target: 'parent/allocator.yaml'},
@@ -26,14 +30,28 @@ export interface InitOptions {
   dir: string
   /** Project name; defaults to the folder name made valid. */
   name?: string
+  /** Overwrite nle's own files that differ (never a merged file's existing lines). */
   force?: boolean
+  /** Where the Nitro device would be (tests); decides which next steps fit this machine. */
+  nitroDevice?: string
 }
+
+/**
+ * created: did not exist; overwritten: differed, replaced with --force; merged: existed, nle's
+ * missing lines appended; unchanged: already as nle writes it (or, for a merged file, already has
+ * every line), left alone.
+ */
+export type InitAction = 'created' | 'overwritten' | 'merged' | 'unchanged'
 
 export interface InitResult {
   dir: string
   name: string
-  files: {path: string; bytes: number; action: 'created' | 'overwritten'}[]
-  nextSteps: string[]
+  files: {path: string; bytes: number; action: InitAction; added?: string[]}[]
+  /** Where the next steps are for: this machine has a Nitro device, or not. */
+  place: Place
+  nextSteps: NextStep[]
+  /** One line about the other place. */
+  note: string
 }
 
 /** Memory reserved by allocator.yaml before the first build says better (MiB). */
@@ -48,8 +66,9 @@ export function projectNameFrom(dir: string): string {
 }
 
 /**
- * Scaffold a project. All-or-nothing about existing files: without `force`, if any target
- * exists nothing is written at all.
+ * Scaffold a project, also into an existing repository: files nle would write identically are left
+ * alone, a .gitignore gets nle's missing lines appended, and only a file of nle's that exists with
+ * other content is a conflict. All-or-nothing: with a conflict and no `force`, nothing is written.
  */
 export async function initProject(options: InitOptions): Promise<InitResult> {
   const dir = resolve(options.dir)
@@ -57,7 +76,6 @@ export async function initProject(options: InitOptions): Promise<InitResult> {
   const nameCheck = configSchema.shape.name.safeParse(name)
   if (!nameCheck.success) {
     throw new NleError<InitErrorCode>('INIT_BAD_NAME', `"${name}" is not a valid project name (lowercase letters, digits and dashes, at most 63).`, {
-      exitCode: ExitCode.USAGE,
       hint: 'Pass --name my-project.',
     })
   }
@@ -81,46 +99,72 @@ export async function initProject(options: InitOptions): Promise<InitResult> {
   // The config we write must be one we accept.
   parseConfig(rendered[0]!.text, 'templates/nle.yaml')
 
-  const existing = (await Promise.all(rendered.map(async (f) => ((await exists(f.path)) ? f.target : undefined)))).filter(
-    (f): f is string => f !== undefined,
-  )
-  if (existing.length > 0 && !options.force) {
-    throw new NleError<InitErrorCode>('INIT_FILES_EXIST', `${dir} already has ${existing.join(', ')}; nothing was written.`, {
-      exitCode: ExitCode.IO,
-      hint: 'Use --force to overwrite them, or choose another folder.',
-      details: {existing},
+  const plans = await Promise.all(rendered.map(async (f) => ({...f, ...(await planFile(f))})))
+  const conflicts = plans.filter((p) => p.kind === 'conflict').map((p) => p.target)
+  if (conflicts.length > 0 && !options.force) {
+    const alone = plans.filter((p) => p.kind === 'same' || p.kind === 'merge').map((p) => p.target)
+    throw new NleError<InitErrorCode>('INIT_FILES_EXIST', `${dir} already has ${conflicts.join(', ')}, different from what nle writes; nothing was written.`, {
+      hint: `Move ${conflicts.length === 1 ? 'it' : 'them'} aside, choose another folder, or pass --force to replace nle's own files (a .gitignore is only ever appended to).`,
+      details: {existing: conflicts, conflicts, compatible: alone},
     })
   }
 
   const files: InitResult['files'] = []
-  for (const f of rendered) {
-    try {
-      await mkdir(join(f.path, '..'), {recursive: true})
-      await writeFile(f.path, f.text)
-      if (f.mode) await chmod(f.path, f.mode)
-    } catch (error) {
-      throw new NleError<InitErrorCode>('INIT_WRITE_FAILED', `Cannot write ${f.path}: ${(error as Error).message}`, {
-        exitCode: ExitCode.IO,
-        hint: 'Check that the folder is writable.',
-        cause: error,
-      })
+  for (const p of plans) {
+    const action: InitAction = p.kind === 'new' ? 'created' : p.kind === 'conflict' ? 'overwritten' : p.kind === 'merge' ? 'merged' : 'unchanged'
+    const text = p.kind === 'merge' ? p.merged : p.text
+    if (action !== 'unchanged') {
+      try {
+        await mkdir(join(p.path, '..'), {recursive: true})
+        await writeFile(p.path, text)
+        if (p.mode) await chmod(p.path, p.mode)
+      } catch (error) {
+        throw new NleError<InitErrorCode>('INIT_WRITE_FAILED', `Cannot write ${p.path}: ${(error as Error).message}`, {
+          hint: 'Check that the folder is writable.',
+          cause: error,
+        })
+      }
     }
-    files.push({path: f.target, bytes: Buffer.byteLength(f.text), action: existing.includes(f.target) ? 'overwritten' : 'created'})
+    files.push({path: p.target, bytes: Buffer.byteLength(text), action, ...(p.kind === 'merge' ? {added: p.added} : {})})
   }
-  const cd = resolve(dir) === resolve('.') ? [] : [`cd ${options.dir}`]
-  return {
-    dir,
-    name,
-    files,
-    nextSteps: [...cd, 'nle doctor', 'nle model save   # or: nle model synth --preset tiny', 'nle build', 'nle policy apply', 'nle run'],
-  }
+  const place = await detectPlace(options.nitroDevice)
+  const cd = resolve(dir) === resolve('.') ? undefined : options.dir
+  return {dir, name, files, place, nextSteps: initSteps(place, cd), note: otherPlaceNote(place)}
 }
 
-async function exists(path: string): Promise<boolean> {
+type Plan =
+  | {kind: 'new' | 'same' | 'conflict'}
+  | {kind: 'merge'; merged: string; added: string[]}
+
+/** What writing `f` would do to what is on disk. */
+async function planFile(f: {path: string; text: string; merge?: 'lines'}): Promise<Plan> {
+  let current: string
   try {
-    await access(path, constants.F_OK)
-    return true
-  } catch {
-    return false
+    current = await readFile(f.path, 'utf8')
+  } catch (error) {
+    if ((error as NodeJS.ErrnoException).code === 'ENOENT') return {kind: 'new'}
+    throw new NleError<InitErrorCode>('INIT_WRITE_FAILED', `Cannot read ${f.path}: ${(error as Error).message}`, {
+      hint: 'Check the file\'s permissions (or that it is not a folder).',
+      cause: error,
+    })
   }
+  if (f.merge === 'lines') return mergeLines(current, f.text)
+  return current === f.text ? {kind: 'same'} : {kind: 'conflict'}
+}
+
+/**
+ * The user's file with nle's missing lines appended (comments and blank lines of nle's template
+ * are not lines to add). Idempotent: a second run finds every line and changes nothing.
+ */
+export function mergeLines(current: string, template: string): Plan {
+  // `node_modules`, `/node_modules` and `node_modules/` all keep nle's `node_modules/` out of git.
+  const key = (l: string): string => l.trim().replace(/^\/|\/$/g, '')
+  const have = new Set(current.split(/\r?\n/).map(key))
+  const added = template
+    .split('\n')
+    .map((l) => l.trim())
+    .filter((l) => l !== '' && !l.startsWith('#') && !have.has(key(l)))
+  if (added.length === 0) return {kind: 'same'}
+  const sep = current === '' || current.endsWith('\n') ? '' : '\n'
+  return {kind: 'merge', added, merged: `${current}${sep}${current === '' ? '' : '\n'}# Added by nle init\n${added.join('\n')}\n`}
 }

@@ -4,7 +4,7 @@ import {join} from 'node:path'
 
 import {afterAll, beforeAll, describe, expect, it} from 'vitest'
 
-import {hasCode} from './errors.js'
+import {codeOf} from '../test-support/rejection.js'
 import {DEFAULT_LOCKFILE, type Lockfile, parseLockfile, readLockfile, serializeLockfile, writeLockfile} from './lockfile.js'
 
 const h = (c: string): string => c.repeat(96)
@@ -17,15 +17,6 @@ function sample(): Lockfile {
     builder: {name: 'nle', version: '0.1.0'},
     inputs: {runtimeBundle: 'sha256:' + '1'.repeat(64), modelManifest: 'sha384:' + '2'.repeat(96)},
   }
-}
-
-function codeOf(fn: () => unknown): string | undefined {
-  try {
-    fn()
-  } catch (error) {
-    return hasCode(error, (error as {code: string}).code) ? (error as {code: string}).code : 'not-nle'
-  }
-  return undefined
 }
 
 let dir: string

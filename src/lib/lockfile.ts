@@ -12,18 +12,12 @@ import {dirname} from 'node:path'
 
 import {z} from 'zod'
 
-import {ExitCode, NleError} from './errors.js'
+import {NleError} from './errors.js'
 
 export const DEFAULT_LOCKFILE = 'nle.lock.json'
 export const LOCKFILE_VERSION = 1
 
-export type LockfileErrorCode =
-  | 'LOCKFILE_NOT_FOUND'
-  | 'LOCKFILE_UNREADABLE'
-  | 'LOCKFILE_BAD_JSON'
-  | 'LOCKFILE_UNSUPPORTED_VERSION'
-  | 'LOCKFILE_INVALID'
-  | 'LOCKFILE_WRITE_FAILED'
+export type {LockfileErrorCode} from './config/errors.js'
 
 /** 96 lowercase hex characters: a SHA-384 digest / PCR value. */
 export type Hex384 = string
@@ -102,7 +96,6 @@ export function parseLockfile(value: unknown, source = DEFAULT_LOCKFILE): Lockfi
     const v = (value as {version: unknown}).version
     if (v !== LOCKFILE_VERSION) {
       throw new NleError('LOCKFILE_UNSUPPORTED_VERSION', `${source}: lockfile version ${JSON.stringify(v)} is not supported (expected ${LOCKFILE_VERSION}).`, {
-        exitCode: ExitCode.CONFIG,
         hint: 'Regenerate it with this version of nle (`nle eif build` or `nle build`).',
         details: {path: source, version: v},
       })
@@ -112,7 +105,6 @@ export function parseLockfile(value: unknown, source = DEFAULT_LOCKFILE): Lockfi
   if (!result.success) {
     const issues = result.error.issues.map((i) => `${i.path.length ? i.path.join('.') : '(root)'}: ${i.message}`)
     throw new NleError('LOCKFILE_INVALID', `${source} is not a valid nle lockfile: ${issues[0] ?? 'invalid'}`, {
-      exitCode: ExitCode.CONFIG,
       hint: 'Do not edit the lockfile by hand; regenerate it. Its schema is in docs/lockfile.md.',
       details: {path: source, issues},
     })
@@ -120,14 +112,12 @@ export function parseLockfile(value: unknown, source = DEFAULT_LOCKFILE): Lockfi
   const data = result.data
   if (data.eif.signed !== (data.measurements.PCR8 !== undefined)) {
     throw new NleError('LOCKFILE_INVALID', `${source}: eif.signed is ${data.eif.signed} but measurements.PCR8 is ${data.measurements.PCR8 ? 'present' : 'absent'}.`, {
-      exitCode: ExitCode.CONFIG,
       hint: 'A signed EIF has a PCR8 and an unsigned one has none; regenerate the lockfile.',
       details: {path: source},
     })
   }
   if (data.eif.path !== undefined && (data.eif.path.startsWith('/') || /^[A-Za-z]:/.test(data.eif.path))) {
     throw new NleError('LOCKFILE_INVALID', `${source}: eif.path must be relative to the lockfile, got ${JSON.stringify(data.eif.path)}.`, {
-      exitCode: ExitCode.CONFIG,
       details: {path: source},
     })
   }
@@ -143,14 +133,12 @@ export async function readLockfile(path: string): Promise<Lockfile> {
     const code = (error as NodeJS.ErrnoException).code
     if (code === 'ENOENT') {
       throw new NleError('LOCKFILE_NOT_FOUND', `No lockfile at ${path}.`, {
-        exitCode: ExitCode.IO,
         hint: 'Build the enclave image first (`nle eif build … --lockfile` or `nle build`), which writes it.',
         details: {path},
         cause: error,
       })
     }
     throw new NleError('LOCKFILE_UNREADABLE', `Cannot read lockfile ${path}: ${(error as Error).message}`, {
-      exitCode: ExitCode.IO,
       details: {path, errno: code},
       cause: error,
     })
@@ -160,7 +148,6 @@ export async function readLockfile(path: string): Promise<Lockfile> {
     value = JSON.parse(text)
   } catch (error) {
     throw new NleError('LOCKFILE_BAD_JSON', `${path} is not valid JSON: ${(error as Error).message}`, {
-      exitCode: ExitCode.CONFIG,
       hint: 'Regenerate the lockfile; do not edit it by hand.',
       details: {path},
       cause: error,
@@ -199,7 +186,6 @@ export async function writeLockfile(path: string, lockfile: Lockfile): Promise<v
   } catch (error) {
     await rm(tmp, {force: true}).catch(() => undefined)
     throw new NleError('LOCKFILE_WRITE_FAILED', `Cannot write lockfile ${path}: ${(error as Error).message}`, {
-      exitCode: ExitCode.IO,
       details: {path, errno: (error as NodeJS.ErrnoException).code},
       cause: error,
     })

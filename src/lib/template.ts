@@ -1,4 +1,4 @@
-import {NleError, ExitCode} from './errors.js'
+import {NleError} from './errors.js'
 
 /**
  * Fills `{{name}}` placeholders. Deliberately tiny: templates hold no logic. A placeholder
@@ -8,7 +8,7 @@ export function renderTemplate(text: string, values: Readonly<Record<string, str
   return text.replaceAll(/\{\{(\w+)\}\}/g, (_, key: string) => {
     const value = values[key]
     if (value === undefined) {
-      throw new NleError('TEMPLATE_MISSING_VALUE', `${source}: no value for {{${key}}}`, {exitCode: ExitCode.INTERNAL})
+      throw new NleError('TEMPLATE_MISSING_VALUE', `${source}: no value for {{${key}}}`)
     }
     return String(value)
   })

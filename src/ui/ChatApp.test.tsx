@@ -20,7 +20,7 @@ function fakeBackend(options: {answer?: string[]; attest?: () => Promise<Attesta
       sent.push([...messages])
       const tokens = options.answer ?? ['Hello', ' there', ', friend.']
       for (const [i, t] of tokens.entries()) {
-        if (options.failAfter !== undefined && i === options.failAfter) throw new NleError('CLIENT_STREAM_BROKEN', 'the enclave closed the stream')
+        if (options.failAfter !== undefined && i === options.failAfter) throw new NleError('CLIENT_STREAM_INTERRUPTED', 'the enclave closed the stream')
         await new Promise((r) => setTimeout(r, 2))
         yield t
       }
@@ -84,7 +84,7 @@ describe('ChatApp', () => {
     await until(instance.lastFrame, 'attestation verified')
     await type(instance, 'hi')
     await type(instance, '\r')
-    await until(() => instance!.frames.join('\n'), '✗ [CLIENT_STREAM_BROKEN] the enclave closed the stream')
+    await until(() => instance!.frames.join('\n'), '✗ [CLIENT_STREAM_INTERRUPTED] the enclave closed the stream')
     expect(instance.frames.join('\n')).toContain('Hello')
   })
 

@@ -22,6 +22,20 @@ if (process.env.FAKE_DOCKER_DAEMON === 'down') {
   process.exit(1)
 }
 
+/** Every file of the context, relative and sorted: what this build was sent (the state file `last-context.json`). */
+function treeFiles(dir) {
+  const out = []
+  const walk = (d, rel) => {
+    for (const name of readdirSync(d).sort()) {
+      const p = join(d, name)
+      if (statSync(p).isDirectory()) walk(p, `${rel}${name}/`)
+      else out.push(`${rel}${name}`)
+    }
+  }
+  walk(dir, '')
+  return out
+}
+
 function treeHash(dir) {
   const h = createHash('sha256')
   const walk = (d, rel) => {
@@ -44,6 +58,7 @@ if (cmd === 'build') {
     process.stderr.write(`unable to prepare context: unable to evaluate symlinks in Dockerfile path: lstat ${join(context, 'Dockerfile')}: no such file or directory\n`)
     process.exit(1)
   }
+  writeState('last-context.json', treeFiles(context))
   process.stdout.write('Sending build context to Docker daemon  4.096kB\nStep 1/9 : FROM node:20-bookworm-slim\n ---> 2b5bc5e5b3e4\n')
   if (process.env.FAKE_DOCKER_FAIL === 'build') {
     process.stdout.write('Step 2/9 : RUN apt-get update && apt-get install -y --no-install-recommends socat\n ---> Running in 5c0e8a1f9d2b\n')

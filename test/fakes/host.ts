@@ -8,6 +8,7 @@ import {fileURLToPath} from 'node:url'
 
 import {initProject} from '../../src/lib/init.js'
 import {tempDir} from '../../src/test-support/tmp.js'
+import {untilFile} from '../../src/test-support/wait.js'
 
 export const FAKES_DIR = fileURLToPath(new URL('.', import.meta.url))
 
@@ -24,7 +25,7 @@ export interface FakeHost {
   calls(tool?: string): Call[]
   /**
    * The calls of `tool` once there are at least `count` (each fake records itself when it starts,
-   * which may be after the command that started it returned): waits on the log, never on a guess.
+   * which may be after the command that started it returned): waits on the log's changes, never on a guess.
    */
   callsWhen(tool: string, count: number, timeoutMs?: number): Promise<Call[]>
   state<T>(name: string, fallback: T): T
@@ -34,6 +35,13 @@ export interface FakeHost {
   /** An env whose PATH holds only the named fakes (the others are "not installed"). */
   envWithOnly(tools: readonly string[]): NodeJS.ProcessEnv
   cleanup(): void
+}
+
+/** The complete lines of the argv log (a line still being appended is not a call yet). */
+function parseCalls(text: string): Call[] {
+  const lines = text.split('\n')
+  lines.pop()
+  return lines.filter(Boolean).map((l) => JSON.parse(l) as Call)
 }
 
 export function fakeHost(extra: NodeJS.ProcessEnv = {}): FakeHost {
@@ -57,19 +65,14 @@ export function fakeHost(extra: NodeJS.ProcessEnv = {}): FakeHost {
     dir: t.dir,
     env,
     calls: (tool) =>
-      readFileSync(log, 'utf8')
-        .split('\n')
-        .filter(Boolean)
-        .map((l) => JSON.parse(l) as Call)
-        .filter((c) => tool === undefined || c.tool === tool),
-    async callsWhen(tool, count, timeoutMs = 15_000) {
-      const deadline = Date.now() + timeoutMs
-      for (;;) {
-        const found = this.calls(tool)
-        if (found.length >= count) return found
-        if (Date.now() > deadline) throw new Error(`${tool}: ${found.length} of ${count} calls recorded within ${timeoutMs} ms`)
-        await new Promise((r) => setTimeout(r, 25))
-      }
+      parseCalls(readFileSync(log, 'utf8')).filter((c) => tool === undefined || c.tool === tool),
+    callsWhen(tool, count, timeoutMs) {
+      return untilFile(
+        log,
+        (text) => parseCalls(text).filter((c) => c.tool === tool),
+        (found) => found.length >= count,
+        {...(timeoutMs === undefined ? {} : {timeoutMs}), describe: (found) => `${tool}: ${found.length} of ${count} calls recorded`},
+      )
     },
     state: (name, fallback) => {
       try {

@@ -1,7 +1,7 @@
 import {Flags} from '@oclif/core'
 
 import {BaseCommand} from '../../cli/base-command.js'
-import {ExitCode, NleError} from '../../lib/errors.js'
+import {NleError} from '../../lib/errors.js'
 import {table} from '../../cli/render.js'
 import {buildEifFromFiles} from '../../lib/eif/build.js'
 import {eifError} from '../../lib/eif/errors.js'
@@ -49,7 +49,7 @@ With --signing-certificate and --private-key (EC P-256 or P-384, PEM) the image 
 
   async run(): Promise<EifBuildOutput> {
     const f = this.flags
-    const usage = (message: string): NleError => new NleError('USAGE', message, {exitCode: ExitCode.USAGE, hint: 'Run `nle eif build --help` for usage.'})
+    const usage = (message: string): NleError => new NleError('USAGE', message, {hint: 'Run `nle eif build --help` for usage.'})
     if ((f.cmdline === undefined) === (f['cmdline-file'] === undefined)) throw usage('Give exactly one of --cmdline and --cmdline-file.')
     if ((f.init === undefined) !== (f['nsm-ko'] === undefined)) throw usage('--init and --nsm-ko go together (the bootstrap ramdisk).')
     if ((f['signing-certificate'] === undefined) !== (f['private-key'] === undefined)) throw usage('--signing-certificate and --private-key go together.')

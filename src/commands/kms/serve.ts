@@ -11,13 +11,13 @@ import {DEFAULT_MAX_ATTESTATION_AGE_MS, startLocalKms} from '../../lib/kms/local
 import {loadIdentities, loadState} from '../../lib/kms/local/state.js'
 
 export default class KmsServe extends BaseCommand<typeof KmsServe> {
-  static override enableJsonFlag = false
+  static override jsonLines = true
   static override summary = 'Run a local KMS endpoint (loopback only) that enforces attestation conditions.'
-  static override description = `Speaks the KMS JSON protocol of the AWS SDKs (CreateKey, DescribeKey, CreateAlias, ListAliases, GetKeyPolicy, PutKeyPolicy, Encrypt, Decrypt, GenerateDataKey, GenerateRandom) plus STS GetCallerIdentity and IAM GetRole, for development and tests. Point a client at it with --endpoint-url.
+  static override description = `Speaks the KMS JSON protocol of the AWS SDKs and the AWS CLI (CreateKey — symmetric keys only —, DescribeKey, ListKeys, EnableKey, DisableKey, ScheduleKeyDeletion, CancelKeyDeletion, CreateAlias, UpdateAlias, DeleteAlias, ListAliases, GetKeyPolicy, PutKeyPolicy, ListKeyPolicies, TagResource, UntagResource, ListResourceTags, ListGrants, Encrypt, Decrypt, ReEncrypt, GenerateDataKey, GenerateDataKeyWithoutPlaintext, GenerateRandom; the List* calls paginate with Limit and Marker) plus STS GetCallerIdentity and IAM GetRole, for development and tests. Point a client at it with --endpoint-url (or AWS_ENDPOINT_URL).
 
-Every request must be SigV4-signed by a configured identity (--identities FILE, or the development identities nle-dev-admin, nle-dev-host and nle-dev-client created in the state file, mode 0600). Each request is checked against the key policy: principal, action, explicit Deny over Allow, and kms:RecipientAttestation:* conditions from the Recipient's attestation document, which is verified against --dev-root (the NSM simulator's root) or else the AWS Nitro root. With a Recipient, the answer is only inside CiphertextForRecipient (CMS EnvelopedData to the document's public key).
+Every request must be SigV4-signed by a configured identity, for the endpoint's region (--region; a signature for another region is refused, as AWS does) (--identities FILE, or the development identities nle-dev-admin, nle-dev-host and nle-dev-client created in the state file, mode 0600). Each request is checked against the key policy: principal, action, explicit Deny over Allow, and kms:RecipientAttestation:* conditions from the Recipient's attestation document, which is verified against --dev-root (the NSM simulator's root) or else the AWS Nitro root. With a Recipient, the answer is only inside CiphertextForRecipient (CMS EnvelopedData to the document's public key).
 
-Listens on 127.0.0.1 (or ::1) only. Stop with Ctrl-C.`
+Listens on 127.0.0.1 (or ::1) only. Stop with Ctrl-C. With --json, stdout is line-delimited JSON events: listening (url, state file, root, identities without their secrets), stopped, error.`
   static override examples = [
     '<%= config.bin %> kms serve --dev-root .nle/sim-root.pem',
     '<%= config.bin %> kms serve --port 4599 --state .nle/kms-state.json --identities identities.json',
@@ -58,6 +58,17 @@ Listens on 127.0.0.1 (or ::1) only. Stop with Ctrl-C.`
       maxAttestationAgeMs: this.flags['max-attestation-age'] * 1000,
       log: (line) => process.stderr.write(`${new Date().toISOString()} ${line}\n`),
     })
+    const devRoot = root.name === 'insecure-dev-root'
+    if (this.jsonEnabled()) {
+      this.emitEvent('listening', {
+        url: server.url,
+        state: statePath,
+        created,
+        root: devRoot ? {name: root.name, sha256: root.sha256} : {name: root.name},
+        // Access key ids only: the secrets stay in the state or identities file.
+        identities: state.identities.map((i) => ({arn: i.arn, accessKeyId: i.accessKeyId})),
+      })
+    }
     this.log(`nle kms serve: listening on ${server.url}`)
     this.log(`state: ${statePath}${created ? ' (new)' : ''}; attestation root: ${root.name === 'insecure-dev-root' ? `dev root ${root.sha256.slice(0, 16)}… (INSECURE: not AWS)` : 'AWS Nitro Enclaves root G1'}`)
     for (const identity of state.identities) this.log(`identity: ${identity.arn} (access key ${identity.accessKeyId}; secret in ${this.flags.identities ?? statePath})`)
@@ -70,5 +81,6 @@ Listens on 127.0.0.1 (or ::1) only. Stop with Ctrl-C.`
       process.on('SIGINT', stop)
       process.on('SIGTERM', stop)
     })
+    if (this.jsonEnabled()) this.emitEvent('stopped', {url: server.url})
   }
 }

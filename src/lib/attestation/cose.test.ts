@@ -3,15 +3,15 @@ import {generateKeyPairSync} from 'node:crypto'
 import {Tag} from 'cbor-x'
 import {describe, expect, it} from 'vitest'
 
-import {VECTORS, codeOf, vector} from '../../test-support/attestation.js'
+import {HAVE_VECTORS, VECTORS, codeOf, describeVectors, vector} from '../../test-support/attestation.js'
 import {cborDecode, cborEncode, toHex} from './cbor.js'
 import {decodeCoseSign1, signCoseSign1, sigStructure, verifyCoseSignature} from './cose.js'
 
 const turnkey = vector('turnkey_prod_attestation.bin')
-const parts = cborDecode(turnkey.bytes) as [Uint8Array, Map<unknown, unknown>, Uint8Array, Uint8Array]
+const parts = (HAVE_VECTORS ? cborDecode(turnkey.bytes) : []) as [Uint8Array, Map<unknown, unknown>, Uint8Array, Uint8Array]
 const rebuild = (items: unknown[]): Uint8Array => cborEncode(items)
 
-describe('decodeCoseSign1', () => {
+describeVectors('decodeCoseSign1', () => {
   it('reads every real document: untagged, protected {1: -35}, 96-byte signature', () => {
     for (const v of VECTORS) {
       const cose = decodeCoseSign1(v.bytes)
@@ -24,7 +24,7 @@ describe('decodeCoseSign1', () => {
 
   it('accepts the tag-18 form and refuses any other tag', async () => {
     expect(decodeCoseSign1(cborEncode(new Tag(parts, 18))).tagged).toBe(true)
-    expect(await codeOf(() => decodeCoseSign1(cborEncode(new Tag(parts, 98))))).toBe('ATTEST_COSE_MALFORMED')
+    expect(codeOf(() => decodeCoseSign1(cborEncode(new Tag(parts, 98))))).toBe('ATTEST_COSE_MALFORMED')
   })
 
   it('builds the Sig_structure ["Signature1", protected, h"", payload] as the NSM signs it', () => {
@@ -50,7 +50,7 @@ describe('decodeCoseSign1', () => {
     ['DER-encoded signature length', rebuild([parts[0], new Map(), parts[2], new Uint8Array(103)])],
     ['over 16 KiB', new Uint8Array(16 * 1024 + 1)],
   ])('refuses %s with ATTEST_COSE_MALFORMED', async (_name, bytes) => {
-    expect(await codeOf(() => decodeCoseSign1(bytes))).toBe('ATTEST_COSE_MALFORMED')
+    expect(codeOf(() => decodeCoseSign1(bytes))).toBe('ATTEST_COSE_MALFORMED')
   })
 
   it.each([
@@ -60,7 +60,7 @@ describe('decodeCoseSign1', () => {
     ['an extra header', cborEncode(new Map<number, number>([[1, -35], [4, 1]]))],
     ['no alg', cborEncode(new Map())],
   ])('refuses a protected header with %s as ATTEST_UNSUPPORTED_ALG', async (_name, header) => {
-    expect(await codeOf(() => decodeCoseSign1(rebuild([header, new Map(), parts[2], parts[3]])))).toBe('ATTEST_UNSUPPORTED_ALG')
+    expect(codeOf(() => decodeCoseSign1(rebuild([header, new Map(), parts[2], parts[3]])))).toBe('ATTEST_UNSUPPORTED_ALG')
   })
 })
 

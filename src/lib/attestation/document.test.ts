@@ -1,12 +1,12 @@
-import {describe, expect, it} from 'vitest'
+import {expect, it} from 'vitest'
 
-import {VECTORS, codeOf, vector} from '../../test-support/attestation.js'
+import {HAVE_VECTORS, VECTORS, codeOf, describeVectors, vector} from '../../test-support/attestation.js'
 import {cborDecode, cborEncode, toHex} from './cbor.js'
 import {decodeCoseSign1} from './cose.js'
 import {type AttestationDocument, encodeAttestationPayload, parseAttestationPayload} from './document.js'
 
 const payloadOf = (bytes: Uint8Array): Uint8Array => decodeCoseSign1(bytes).payload
-const turnkeyPayload = payloadOf(vector('turnkey_prod_attestation.bin').bytes)
+const turnkeyPayload = HAVE_VECTORS ? payloadOf(vector('turnkey_prod_attestation.bin').bytes) : new Uint8Array()
 
 /** The turnkey payload as a Map, edited, re-encoded. */
 function edited(edit: (m: Map<unknown, unknown>) => void): Uint8Array {
@@ -15,7 +15,7 @@ function edited(edit: (m: Map<unknown, unknown>) => void): Uint8Array {
   return cborEncode(map)
 }
 
-describe('parseAttestationPayload on real documents', () => {
+describeVectors('parseAttestationPayload on real documents', () => {
   it.each(VECTORS.map((v) => [v.file, v] as const))('%s: fields match vectors.json', (_f, v) => {
     const doc = parseAttestationPayload(payloadOf(v.bytes))
     expect(doc.moduleId).toBe(v.moduleId)
@@ -48,7 +48,7 @@ describe('parseAttestationPayload on real documents', () => {
   })
 })
 
-describe('parseAttestationPayload refuses malformed payloads with ATTEST_PAYLOAD_INVALID', () => {
+describeVectors('parseAttestationPayload refuses malformed payloads with ATTEST_PAYLOAD_INVALID', () => {
   const big = new Uint8Array(1025)
   it.each<[string, (m: Map<unknown, unknown>) => void]>([
     ['missing module_id', (m) => m.delete('module_id')],
@@ -76,12 +76,12 @@ describe('parseAttestationPayload refuses malformed payloads with ATTEST_PAYLOAD
     ['an unknown field', (m) => m.set('extra', 1)],
     ['an integer key', (m) => m.set(1, 1)],
   ])('%s', async (_name, edit) => {
-    expect(await codeOf(() => parseAttestationPayload(edited(edit)))).toBe('ATTEST_PAYLOAD_INVALID')
+    expect(codeOf(() => parseAttestationPayload(edited(edit)))).toBe('ATTEST_PAYLOAD_INVALID')
   })
 
   it('refuses a payload that is not a map or not CBOR', async () => {
-    expect(await codeOf(() => parseAttestationPayload(cborEncode([1, 2])))).toBe('ATTEST_PAYLOAD_INVALID')
-    expect(await codeOf(() => parseAttestationPayload(new Uint8Array([0xbf])))).toBe('ATTEST_PAYLOAD_INVALID')
+    expect(codeOf(() => parseAttestationPayload(cborEncode([1, 2])))).toBe('ATTEST_PAYLOAD_INVALID')
+    expect(codeOf(() => parseAttestationPayload(new Uint8Array([0xbf])))).toBe('ATTEST_PAYLOAD_INVALID')
   })
 
   it('accepts optionals absent altogether and 1024-byte user fields (AWS conformance sends 1024)', () => {

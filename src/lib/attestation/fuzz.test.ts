@@ -1,19 +1,19 @@
 // Seeded mutation fuzz of the attestation parsers (COSE_Sign1 → payload → full verification):
 // whatever the bytes, the only way out is an NleError with an ATTEST_* code other than
 // ATTEST_UNPROCESSABLE (the verifier's name for "an error no check anticipated").
-import {existsSync, readFileSync, readdirSync} from 'node:fs'
+import {readFileSync, readdirSync} from 'node:fs'
 import {join} from 'node:path'
-import {fileURLToPath} from 'node:url'
 
 import {describe, expect, it} from 'vitest'
 
 import {isNleError} from '../errors.js'
 import {mutate, prng} from '../../test-support/mutate.js'
+import {sharedTestdata} from '../../test-support/testdata.js'
 import type {TrustedRoot} from './roots.js'
 import {NsmSimulator} from './simulator.js'
 import {inspectAttestation, verifyAttestation} from './verify.js'
 
-const TESTDATA = fileURLToPath(new URL('../../../../shared/testdata/attestation/', import.meta.url))
+const TESTDATA = sharedTestdata('attestation/')
 const SEED = 0x5eed_a77e
 const PER_SOURCE = 2000
 
@@ -73,14 +73,13 @@ describe('attestation parsers under seeded mutation', () => {
     expect(t.untyped).toEqual([])
   }, 120_000)
 
-  const present = existsSync(TESTDATA)
-  if (!present) console.log(`[fuzz] skipping the real-document fuzz: ${TESTDATA} is absent`)
+  const present = TESTDATA !== undefined
   it.skipIf(!present)('real Nitro documents (../shared/testdata/attestation): every mutant is refused with a typed ATTEST_* code', async () => {
-    const vectors = JSON.parse(readFileSync(join(TESTDATA, 'vectors.json'), 'utf8')) as Record<string, {timestamp_ms?: number}>
-    const docs = readdirSync(TESTDATA)
+    const vectors = JSON.parse(readFileSync(join(TESTDATA!, 'vectors.json'), 'utf8')) as Record<string, {timestamp_ms?: number}>
+    const docs = readdirSync(TESTDATA!)
       .filter((f) => vectors[f]?.timestamp_ms !== undefined)
       .sort()
-      .map((f) => ({bytes: new Uint8Array(readFileSync(join(TESTDATA, f))), root: null, at: new Date(vectors[f]!.timestamp_ms!)}))
+      .map((f) => ({bytes: new Uint8Array(readFileSync(join(TESTDATA!, f))), root: null, at: new Date(vectors[f]!.timestamp_ms!)}))
     expect(docs.length).toBeGreaterThan(0)
     const t = await fuzz(docs, SEED + 1)
     report('testdata', t)

@@ -3,7 +3,7 @@
  * ./nsm-device.ts) or the simulator (./simulator.ts). Both speak the same CBOR messages
  * (./nsm-protocol.ts); this base class turns typed calls into those messages and back.
  */
-import {ExitCode} from '../errors.js'
+
 import {attestError} from './errors.js'
 import {
   NSM_MAX_USER_FIELD,
@@ -49,14 +49,14 @@ export abstract class CborNsmClient implements NsmClient {
   async send(request: NsmRequest): Promise<NsmResponse> {
     const bytes = encodeNsmRequest(request)
     if (bytes.length > NSM_REQUEST_MAX_SIZE) {
-      throw attestError('ATTEST_NSM_BAD_REQUEST', `The NSM request is ${bytes.length} bytes; the device accepts at most ${NSM_REQUEST_MAX_SIZE}.`, {exitCode: ExitCode.USAGE, details: {nsmError: 'InputTooLarge'}})
+      throw attestError('ATTEST_NSM_BAD_REQUEST', `The NSM request is ${bytes.length} bytes; the device accepts at most ${NSM_REQUEST_MAX_SIZE}.`, {details: {nsmError: 'InputTooLarge'}})
     }
     const answer = await this.exchange(bytes)
     try {
       return decodeNsmResponse(answer)
     } catch (error) {
       if (error instanceof NsmProtocolViolation) {
-        throw attestError('ATTEST_NSM_BAD_RESPONSE', `The NSM answered with a message the protocol does not define: ${error.message}`, {exitCode: ExitCode.IO, cause: error})
+        throw attestError('ATTEST_NSM_BAD_RESPONSE', `The NSM answered with a message the protocol does not define: ${error.message}`, {cause: error})
       }
       throw error
     }
@@ -66,12 +66,11 @@ export abstract class CborNsmClient implements NsmClient {
     const response = await this.send(request)
     if (response.type === 'Error') {
       throw attestError('ATTEST_NSM_ERROR', `The NSM refused ${request.type}: ${response.error}.`, {
-        exitCode: ExitCode.IO,
         details: {request: request.type, nsmError: response.error},
       })
     }
     if (response.type !== expect) {
-      throw attestError('ATTEST_NSM_BAD_RESPONSE', `The NSM answered ${request.type} with ${response.type}.`, {exitCode: ExitCode.IO})
+      throw attestError('ATTEST_NSM_BAD_RESPONSE', `The NSM answered ${request.type} with ${response.type}.`)
     }
     return response as Of<T>
   }
@@ -106,7 +105,7 @@ export abstract class CborNsmClient implements NsmClient {
     const fields = {userData: request.userData ?? null, nonce: request.nonce ?? null, publicKey: request.publicKey ?? null}
     for (const [name, value] of Object.entries(fields)) {
       if (value !== null && value.length > NSM_MAX_USER_FIELD) {
-        throw attestError('ATTEST_NSM_BAD_REQUEST', `Attestation ${name} is ${value.length} bytes; the NSM attests at most ${NSM_MAX_USER_FIELD}.`, {exitCode: ExitCode.USAGE})
+        throw attestError('ATTEST_NSM_BAD_REQUEST', `Attestation ${name} is ${value.length} bytes; the NSM attests at most ${NSM_MAX_USER_FIELD}.`)
       }
     }
     return (await this.call({type: 'Attestation', ...fields}, 'Attestation')).document

@@ -12,7 +12,6 @@
  */
 import {createRequire} from 'node:module'
 
-import {ExitCode} from '../errors.js'
 import {attestError} from './errors.js'
 import {CborNsmClient} from './nsm-client.js'
 import {NSM_REQUEST_MAX_SIZE, NSM_RESPONSE_MAX_SIZE} from './nsm-protocol.js'
@@ -52,7 +51,6 @@ export function bindLibc(): Libc {
   if (libc) return libc
   if (process.platform !== 'linux') {
     throw attestError('ATTEST_NSM_UNAVAILABLE', `/dev/nsm exists only inside a Nitro Enclave (Linux); this is ${process.platform}.`, {
-      exitCode: ExitCode.IO,
       hint: 'Use the NSM simulator outside an enclave.',
     })
   }
@@ -94,7 +92,6 @@ export class NsmDevice extends CborNsmClient {
     if (fd < 0) {
       const errno = c.koffi.errno()
       throw attestError('ATTEST_NSM_UNAVAILABLE', `Cannot open ${path} (errno ${errno}).`, {
-        exitCode: ExitCode.IO,
         hint: 'The NSM device exists only inside a Nitro Enclave; use the simulator elsewhere.',
         details: {path, errno},
       })
@@ -103,8 +100,8 @@ export class NsmDevice extends CborNsmClient {
   }
 
   protected async exchange(request: Uint8Array): Promise<Uint8Array> {
-    if (this.fd < 0) throw attestError('ATTEST_NSM_UNAVAILABLE', `${this.path} is closed.`, {exitCode: ExitCode.IO})
-    if (request.length > NSM_REQUEST_MAX_SIZE) throw attestError('ATTEST_NSM_BAD_REQUEST', `The NSM request is ${request.length} bytes; at most ${NSM_REQUEST_MAX_SIZE}.`, {exitCode: ExitCode.USAGE})
+    if (this.fd < 0) throw attestError('ATTEST_NSM_UNAVAILABLE', `${this.path} is closed.`)
+    if (request.length > NSM_REQUEST_MAX_SIZE) throw attestError('ATTEST_NSM_BAD_REQUEST', `The NSM request is ${request.length} bytes; at most ${NSM_REQUEST_MAX_SIZE}.`)
     const {koffi} = this.c
     new Uint8Array(koffi.view(this.request, NSM_REQUEST_MAX_SIZE)).set(request)
     const message: NsmRaw = {
@@ -115,17 +112,16 @@ export class NsmDevice extends CborNsmClient {
     if (status !== 0) {
       const errno = koffi.errno()
       if (errno === EMSGSIZE) {
-        throw attestError('ATTEST_NSM_BAD_REQUEST', 'The NSM refused the request as too large.', {exitCode: ExitCode.USAGE, details: {errno, nsmError: 'InputTooLarge'}})
+        throw attestError('ATTEST_NSM_BAD_REQUEST', 'The NSM refused the request as too large.', {details: {errno, nsmError: 'InputTooLarge'}})
       }
       throw attestError('ATTEST_NSM_IOCTL_FAILED', `ioctl(NSM_IOCTL_RAW) on ${this.path} failed (errno ${errno}).`, {
-        exitCode: ExitCode.IO,
         hint: 'Is this the Nitro Secure Module device?',
         details: {path: this.path, errno},
       })
     }
     const length = Number(message.response.len)
     if (!Number.isInteger(length) || length < 0 || length > NSM_RESPONSE_MAX_SIZE) {
-      throw attestError('ATTEST_NSM_BAD_RESPONSE', `The NSM driver reported a response length of ${length}.`, {exitCode: ExitCode.IO})
+      throw attestError('ATTEST_NSM_BAD_RESPONSE', `The NSM driver reported a response length of ${length}.`)
     }
     if (length === 0) return new Uint8Array(0)
     return new Uint8Array(koffi.view(this.response, length).slice(0))

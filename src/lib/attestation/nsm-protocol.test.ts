@@ -73,10 +73,10 @@ describe('NSM requests', () => {
   })
 
   it('refuses requests that do not fit the protocol', async () => {
-    expect(await codeOf(() => encodeNsmRequest({type: 'DescribePCR', index: 65536}))).toBe('ATTEST_NSM_BAD_REQUEST')
-    expect(await codeOf(() => encodeNsmRequest({type: 'LockPCR', index: -1}))).toBe('ATTEST_NSM_BAD_REQUEST')
-    expect(await codeOf(() => encodeNsmRequest({type: 'LockPCRs', range: 1.5}))).toBe('ATTEST_NSM_BAD_REQUEST')
-    expect(await codeOf(() => encodeNsmRequest({type: 'Nope'} as unknown as NsmRequest))).toBe('ATTEST_NSM_BAD_REQUEST')
+    expect(codeOf(() => encodeNsmRequest({type: 'DescribePCR', index: 65536}))).toBe('ATTEST_NSM_BAD_REQUEST')
+    expect(codeOf(() => encodeNsmRequest({type: 'LockPCR', index: -1}))).toBe('ATTEST_NSM_BAD_REQUEST')
+    expect(codeOf(() => encodeNsmRequest({type: 'LockPCRs', range: 1.5}))).toBe('ATTEST_NSM_BAD_REQUEST')
+    expect(codeOf(() => encodeNsmRequest({type: 'Nope'} as unknown as NsmRequest))).toBe('ATTEST_NSM_BAD_REQUEST')
   })
 
   it.each([

@@ -5,7 +5,7 @@
  * variant is a one-entry map {"Variant": {field: value, …}} with fields in declaration order,
  * `Option::None` is null, byte vectors are byte strings, integers use their shortest form.
  */
-import {ExitCode} from '../errors.js'
+
 import {cborDecode, cborEncode, isBytes, isMap} from './cbor.js'
 import {attestError} from './errors.js'
 
@@ -75,7 +75,7 @@ const isU16 = (v: unknown): v is number => typeof v === 'number' && Number.isInt
 const bytesOrNull = (v: Uint8Array | null): Uint8Array | null => (v === null ? null : v)
 
 function badRequest(message: string): never {
-  throw attestError('ATTEST_NSM_BAD_REQUEST', message, {exitCode: ExitCode.USAGE})
+  throw attestError('ATTEST_NSM_BAD_REQUEST', message)
 }
 
 /** Encode a request as serde_cbor does (the bytes /dev/nsm receives). */

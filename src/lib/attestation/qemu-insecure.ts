@@ -21,7 +21,7 @@
  */
 import {Tag} from 'cbor-x'
 
-import {ExitCode} from '../errors.js'
+
 import {cborDecode, isBytes, isMap, toHex} from './cbor.js'
 import {COSE_HEADER_ALG, COSE_SIGN1_TAG, MAX_DOCUMENT_BYTES} from './cose.js'
 import {type AttestationDocument, parseAttestationPayload} from './document.js'
@@ -97,7 +97,7 @@ function decodeUnsignedQemuCose(bytes: Uint8Array): Uint8Array {
 }
 
 function policyError(message: string): never {
-  throw attestError('ATTEST_POLICY_INVALID', message, {exitCode: ExitCode.USAGE})
+  throw attestError('ATTEST_POLICY_INVALID', message)
 }
 
 /**

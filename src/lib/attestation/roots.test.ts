@@ -2,7 +2,7 @@ import {readFileSync} from 'node:fs'
 
 import {describe, expect, it} from 'vitest'
 
-import {AWS_ROOT_PEM_FILE, VECTORS, codeOf} from '../../test-support/attestation.js'
+import {AWS_ROOT_PEM_FILE, HAVE_VECTORS, VECTORS, codeOf} from '../../test-support/attestation.js'
 import {cborDecode} from './cbor.js'
 import {AWS_NITRO_ROOT_G1, AWS_NITRO_ROOT_G1_PEM, AWS_NITRO_ROOT_G1_SHA256, derToPem, insecureDevRoot, pemToDer, sha256Hex} from './roots.js'
 
@@ -13,8 +13,8 @@ describe('embedded AWS Nitro Enclaves root G1', () => {
     expect(AWS_NITRO_ROOT_G1.name).toBe('aws-nitro-enclaves-root-g1')
   })
 
-  it('is byte-identical to the shipped PEM and to cabundle[0] of every real document', () => {
-    expect(Buffer.from(pemToDer(readFileSync(AWS_ROOT_PEM_FILE, 'utf8')))).toEqual(Buffer.from(AWS_NITRO_ROOT_G1.der))
+  it.skipIf(!HAVE_VECTORS)('is byte-identical to the shipped PEM and to cabundle[0] of every real document', () => {
+    expect(Buffer.from(pemToDer(readFileSync(AWS_ROOT_PEM_FILE!, 'utf8')))).toEqual(Buffer.from(AWS_NITRO_ROOT_G1.der))
     for (const v of VECTORS) {
       const payload = cborDecode((cborDecode(v.bytes) as Uint8Array[])[2]!) as Map<string, unknown>
       const bundle = payload.get('cabundle') as Uint8Array[]
@@ -25,7 +25,7 @@ describe('embedded AWS Nitro Enclaves root G1', () => {
   it('PEM round-trips and a non-PEM root is refused with an NleError', async () => {
     expect(pemToDer(derToPem(AWS_NITRO_ROOT_G1.der))).toEqual(AWS_NITRO_ROOT_G1.der)
     expect(derToPem(AWS_NITRO_ROOT_G1.der).replace(/\s/g, '')).toBe(AWS_NITRO_ROOT_G1_PEM.replace(/\s/g, ''))
-    expect(await codeOf(() => pemToDer('not a certificate'))).toBe('ATTEST_CERT_MALFORMED')
+    expect(codeOf(() => pemToDer('not a certificate'))).toBe('ATTEST_CERT_MALFORMED')
     expect(insecureDevRoot(AWS_NITRO_ROOT_G1_PEM).name).toBe('insecure-dev-root')
   })
 })

@@ -1,4 +1,5 @@
 import {createHash} from 'node:crypto'
+import {readFileSync, writeFileSync} from 'node:fs'
 
 import {describe, expect, it} from 'vitest'
 
@@ -75,6 +76,20 @@ describe('NsmSimulator documents', () => {
       const built = await writeEif(`${tmp.dir}/image.eif`, randomSpec(7))
       const sim = await NsmSimulator.fromEif(`${tmp.dir}/image.eif`)
       for (const i of [0, 1, 2] as const) expect(toHex((await sim.describePcr(i)).data)).toBe(built.measurements[`PCR${i}`])
+    } finally {
+      tmp.cleanup()
+    }
+  })
+
+  it('refuses an EIF whose contents do not match its CRC (nothing damaged is measured into documents)', async () => {
+    const tmp = tempDir()
+    try {
+      const path = `${tmp.dir}/image.eif`
+      await writeEif(path, randomSpec(8))
+      const bytes = readFileSync(path)
+      bytes[bytes.length - 1] = bytes[bytes.length - 1]! ^ 1
+      writeFileSync(path, bytes)
+      expect(await codeOf(() => NsmSimulator.fromEif(path))).toBe('EIF_BAD_CRC')
     } finally {
       tmp.cleanup()
     }

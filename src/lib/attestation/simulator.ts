@@ -234,10 +234,12 @@ export class NsmSimulator extends CborNsmClient {
     return new NsmSimulator({...options, measurements: lockfile.measurements})
   }
 
-  /** A simulator whose PCR0/1/2 (and PCR8 when signed) are those the EIF file measures. */
+  /** A simulator whose PCR0/1/2 (and PCR8 when signed) are those nle's reader measures in the EIF file (which must be whole and trusted). */
   static async fromEif(path: string, options: Omit<NsmSimulatorOptions, 'measurements'> = {}): Promise<NsmSimulator> {
-    const {readEif} = await import('../eif/reader.js')
-    const {PCR0, PCR1, PCR2, PCR8} = (await readEif(path)).measurements
+    const {assertTrusted, readEif} = await import('../eif/reader.js')
+    const info = await readEif(path)
+    assertTrusted(info) // a corrupt image (bad CRC, bad signature) is not measured into documents
+    const {PCR0, PCR1, PCR2, PCR8} = info.measurements
     return new NsmSimulator({...options, measurements: {PCR0, PCR1, PCR2, ...(PCR8 ? {PCR8} : {})}})
   }
 

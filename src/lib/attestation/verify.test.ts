@@ -3,7 +3,7 @@ import {randomBytes} from 'node:crypto'
 import {Tag} from 'cbor-x'
 import {describe, expect, it} from 'vitest'
 
-import {VECTORS, codeOf, expectedOf, vector} from '../../test-support/attestation.js'
+import {HAVE_VECTORS, VECTORS, codeOf, describeVectors, expectedOf, vector} from '../../test-support/attestation.js'
 import {isNleError} from '../errors.js'
 import {cborDecode, cborEncode} from './cbor.js'
 import {signCoseSign1} from './cose.js'
@@ -49,7 +49,7 @@ const hex = (c: string): string => c.repeat(96)
 const EXPECTED: ExpectedPcrs = {PCR0: hex('a'), PCR1: hex('b'), PCR2: hex('c')}
 const devPcrs = (): Map<number, Uint8Array> => pcrMap({0: hex('a'), 1: hex('b'), 2: hex('c'), 3: hex('0'), 4: hex('0'), 8: hex('0')})
 
-describe('real AWS documents', () => {
+describeVectors('real AWS documents', () => {
   const genuine = VECTORS.filter((v) => v.expected === 'valid')
   expect(genuine).toHaveLength(6)
 
@@ -120,7 +120,7 @@ describe('real AWS documents', () => {
   })
 })
 
-describe('single-byte mutations of a real document are all refused', () => {
+describeVectors('single-byte mutations of a real document are all refused', () => {
   const doc = Buffer.from(turnkey.bytes)
   const parsed = parseAttestationPayload((cborDecode(doc) as Uint8Array[])[2]!)
   const regions: {name: string; start: number; end: number; step: number}[] = []
@@ -192,12 +192,12 @@ describe('single-byte mutations of a real document are all refused', () => {
 })
 
 describe('certificate chain', () => {
-  it('a real document is refused under another root (ATTEST_ROOT_MISMATCH)', async () => {
+  it.skipIf(!HAVE_VECTORS)('a real document is refused under another root (ATTEST_ROOT_MISMATCH)', async () => {
     const dev = createDevChain()
     expect(await codeOf(() => verifyAttestation(turnkey.bytes, policyFor(turnkey, {insecureDevRoot: dev.root})))).toBe('ATTEST_ROOT_MISMATCH')
   })
 
-  it('reordered or missing intermediates in a real document: ATTEST_CHAIN_BROKEN (checked before the signature)', async () => {
+  it.skipIf(!HAVE_VECTORS)('reordered or missing intermediates in a real document: ATTEST_CHAIN_BROKEN (checked before the signature)', async () => {
     const reordered = withPayload(turnkey.bytes, (m) => {
       const b = m.get('cabundle') as Uint8Array[]
       m.set('cabundle', [b[0], b[2], b[1], b[3]])
@@ -281,7 +281,7 @@ describe('certificate chain', () => {
 })
 
 describe('policy', () => {
-  it('a PCR different from the expectation: ATTEST_PCR_MISMATCH, with every PCR marked', async () => {
+  it.skipIf(!HAVE_VECTORS)('a PCR different from the expectation: ATTEST_PCR_MISMATCH, with every PCR marked', async () => {
     const wrong = {...expectedOf(turnkey), PCR2: hex('0')}
     try {
       await verifyAttestation(turnkey.bytes, policyFor(turnkey, {expectedPcrs: wrong}))
@@ -320,14 +320,14 @@ describe('policy', () => {
     expect(await codeOf(async () => verifyAttestation(await sim.attestation({nonce: sent.subarray(0, 31)}), {...base, expectedNonce: sent}))).toBe('ATTEST_NONCE_MISMATCH')
   })
 
-  it('a document older than maxAge: ATTEST_TOO_OLD; one dated after the verification time: ATTEST_FROM_FUTURE', async () => {
+  it.skipIf(!HAVE_VECTORS)('a document older than maxAge: ATTEST_TOO_OLD; one dated after the verification time: ATTEST_FROM_FUTURE', async () => {
     expect(await codeOf(() => verifyAttestation(turnkey.bytes, policyFor(turnkey, {at: turnkey.timestampMs + 10 * MINUTE, maxAgeMs: 5 * MINUTE})))).toBe('ATTEST_TOO_OLD')
     expect((await verifyAttestation(turnkey.bytes, policyFor(turnkey, {at: turnkey.timestampMs + 4 * MINUTE, maxAgeMs: 5 * MINUTE}))).ageMs).toBe(4 * MINUTE)
     expect(await codeOf(() => verifyAttestation(turnkey.bytes, policyFor(turnkey, {at: turnkey.timestampMs - 5 * MINUTE})))).toBe('ATTEST_FROM_FUTURE')
     expect((await verifyAttestation(turnkey.bytes, policyFor(turnkey, {at: turnkey.timestampMs - 30_000}))).ageMs).toBe(-30_000)
   })
 
-  it('the expectation is required and checked before anything else: ATTEST_POLICY_INVALID', async () => {
+  it.skipIf(!HAVE_VECTORS)('the expectation is required and checked before anything else: ATTEST_POLICY_INVALID', async () => {
     const t = expectedOf(turnkey)
     const bad: unknown[] = [
       undefined,

@@ -8,7 +8,7 @@
  * Steps run in a fixed order — structure, payload, chain, signature, then policy — and every
  * failure is an NleError with its own ATTEST_* code (see ./errors.ts). Nothing else is thrown.
  */
-import {ExitCode, NleError, isNleError} from '../errors.js'
+import {NleError, isNleError} from '../errors.js'
 import {type ValidatedChain, parseCertificate, validateChain} from './chain.js'
 import {toHex} from './cbor.js'
 import {decodeCoseSign1, verifyCoseSignature} from './cose.js'
@@ -79,7 +79,6 @@ const HEX_96 = /^[0-9a-fA-F]{96}$/
 
 function policyError(message: string): never {
   throw attestError('ATTEST_POLICY_INVALID', message, {
-    exitCode: ExitCode.USAGE,
     hint: 'Give the expected measurements (96 hex characters each, from nle.lock.json or the build output) for PCR0, PCR1 and PCR2.',
   })
 }
@@ -171,7 +170,6 @@ export async function verifyAttestation(document: Uint8Array, policy: Verificati
     if (isNleError(error)) throw error
     // Anything else is a bug or an input no check anticipated: still a refusal, never a pass.
     throw new NleError<AttestErrorCode>('ATTEST_UNPROCESSABLE', `The attestation document could not be processed: ${(error as Error)?.message ?? String(error)}.`, {
-      exitCode: ExitCode.VERIFY,
       cause: error,
     })
   }

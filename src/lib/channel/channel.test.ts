@@ -3,7 +3,7 @@ import {createCipheriv, hkdfSync} from 'node:crypto'
 import {Aes256Gcm, CipherSuite, DhkemX25519HkdfSha256, HkdfSha256} from '@hpke/core'
 import {describe, expect, it} from 'vitest'
 
-import {hasCode} from '../errors.js'
+import {codeOf} from '../../test-support/rejection.js'
 import {
   ResponseOpener,
   ResponseSealer,
@@ -24,16 +24,6 @@ import {cipherSuite} from './suite.js'
 const text = (s: string): Uint8Array => new TextEncoder().encode(s)
 const str = (b: Uint8Array): string => new TextDecoder().decode(b)
 
-async function codeOf(p: Promise<unknown> | (() => unknown)): Promise<string> {
-  try {
-    await (typeof p === 'function' ? p() : p)
-  } catch (error) {
-    if (hasCode(error, (error as {code: string}).code)) return (error as {code: string}).code
-    throw error
-  }
-  throw new Error('expected a failure')
-}
-
 function flip(bytes: Uint8Array, at: number): Uint8Array {
   const copy = new Uint8Array(bytes)
   copy[at] = copy[at]! ^ 0x01
@@ -50,11 +40,11 @@ describe('key configuration', () => {
   it('round-trips and refuses what is not one', async () => {
     const {ring, config} = await setup()
     expect(encodeKeyConfig(config)).toEqual(await ring.keyConfig())
-    expect(await codeOf(() => decodeKeyConfig(text('my super secret key')))).toBe('CHANNEL_BAD_KEY_CONFIG')
-    expect(await codeOf(() => decodeKeyConfig(null))).toBe('CHANNEL_BAD_KEY_CONFIG')
+    expect(codeOf(() => decodeKeyConfig(text('my super secret key')))).toBe('CHANNEL_BAD_KEY_CONFIG')
+    expect(codeOf(() => decodeKeyConfig(null))).toBe('CHANNEL_BAD_KEY_CONFIG')
     const other = new Uint8Array(await ring.keyConfig())
     other[other.length - 1] = 0x03 // ChaCha20-Poly1305: not this suite
-    expect(await codeOf(() => decodeKeyConfig(other))).toBe('CHANNEL_UNSUPPORTED_SUITE')
+    expect(codeOf(() => decodeKeyConfig(other))).toBe('CHANNEL_UNSUPPORTED_SUITE')
   })
 })
 
@@ -177,23 +167,23 @@ describe('streamed response', () => {
     const cut = new ResponseOpener(keys, nonce)
     cut.open(frames[0]!)
     cut.open(frames[1]!)
-    expect(await codeOf(() => cut.finish())).toBe('CHANNEL_TRUNCATED')
+    expect(codeOf(() => cut.finish())).toBe('CHANNEL_TRUNCATED')
 
-    expect(await codeOf(() => new ResponseOpener(keys, nonce).open(frames[1]!))).toBe('CHANNEL_RESPONSE_AUTH_FAILED')
+    expect(codeOf(() => new ResponseOpener(keys, nonce).open(frames[1]!))).toBe('CHANNEL_RESPONSE_AUTH_FAILED')
     for (const at of [1, 5, frames[0]!.length - 1]) {
-      expect(await codeOf(() => new ResponseOpener(keys, nonce).open(flip(frames[0]!, at)))).toBe('CHANNEL_RESPONSE_AUTH_FAILED')
+      expect(codeOf(() => new ResponseOpener(keys, nonce).open(flip(frames[0]!, at)))).toBe('CHANNEL_RESPONSE_AUTH_FAILED')
     }
     // Marking a middle chunk final (to hide the tail) breaks its tag.
     const early = new ResponseOpener(keys, nonce)
     early.open(frames[0]!)
-    expect(await codeOf(() => early.open(flip(frames[1]!, 0)))).toBe('CHANNEL_RESPONSE_AUTH_FAILED')
+    expect(codeOf(() => early.open(flip(frames[1]!, 0)))).toBe('CHANNEL_RESPONSE_AUTH_FAILED')
     // A different response nonce gives different keys.
-    expect(await codeOf(() => new ResponseOpener(keys, flip(nonce, 0)).open(frames[0]!))).toBe('CHANNEL_RESPONSE_AUTH_FAILED')
+    expect(codeOf(() => new ResponseOpener(keys, flip(nonce, 0)).open(frames[0]!))).toBe('CHANNEL_RESPONSE_AUTH_FAILED')
 
     const full = new ResponseOpener(keys, nonce)
     for (const f of frames) full.open(f)
-    expect(await codeOf(() => full.open(frames[2]!))).toBe('CHANNEL_AFTER_FINAL')
-    expect(await codeOf(() => sealer.seal(text('more'), true))).toBe('CHANNEL_AFTER_FINAL')
+    expect(codeOf(() => full.open(frames[2]!))).toBe('CHANNEL_AFTER_FINAL')
+    expect(codeOf(() => sealer.seal(text('more'), true))).toBe('CHANNEL_AFTER_FINAL')
   })
 
   it('refuses a response sealed for another request', async () => {
@@ -203,8 +193,8 @@ describe('streamed response', () => {
     const opened = await ring.open(one.message)
     await ring.open(two.message)
     const body = sealWholeResponse(opened.responseKeys, text('for one'))
-    expect(await codeOf(() => openWholeResponse(two.responseKeys, body))).toBe('CHANNEL_RESPONSE_AUTH_FAILED')
-    expect(await codeOf(() => openWholeResponse(one.responseKeys, body.subarray(0, 20)))).toBe('CHANNEL_TRUNCATED')
+    expect(codeOf(() => openWholeResponse(two.responseKeys, body))).toBe('CHANNEL_RESPONSE_AUTH_FAILED')
+    expect(codeOf(() => openWholeResponse(one.responseKeys, body.subarray(0, 20)))).toBe('CHANNEL_TRUNCATED')
   })
 
   it('parses a sealed request header without opening it', async () => {

@@ -13,7 +13,7 @@ import type {KMSClient} from '@aws-sdk/client-kms'
 import type {WrapDataKey} from '../channel/kms-request.js'
 import {loadConfig} from '../config/load.js'
 import type {DevEndpoints} from '../dev/endpoints.js'
-import {ExitCode, NleError, isNleError} from '../errors.js'
+import {NleError, isNleError} from '../errors.js'
 import {awsClients, kmsEncrypt} from '../kms/aws.js'
 import {DEV_CLIENT_ROLE, loadIdentities, loadState} from '../kms/local/state.js'
 
@@ -52,13 +52,13 @@ export function clientKms(settings: ClientKmsSettings): ClientKms {
 /** The KMS of a running dev stack, with its development client identity. */
 export async function devClientKms(endpoints: DevEndpoints): Promise<ClientKmsSettings> {
   if (!endpoints.kms) {
-    throw new NleError('CLIENT_KMS_UNCONFIGURED', 'The running `nle dev` publishes no KMS key (it predates KMS mode).', {exitCode: ExitCode.CONFIG, hint: 'Restart `nle dev`.'})
+    throw new NleError('CLIENT_KMS_UNCONFIGURED', 'The running `nle dev` publishes no KMS key (it predates KMS mode).', {hint: 'Restart `nle dev`.'})
   }
   const {state} = await loadState(endpoints.kms.stateFile)
   const identities = endpoints.kms.identitiesFile ? await loadIdentities(endpoints.kms.identitiesFile) : state.identities
   const client = identities.find((i) => i.arn.endsWith(`:role/${DEV_CLIENT_ROLE}`))
   if (!client) {
-    throw new NleError('CLIENT_KMS_UNCONFIGURED', `The dev KMS state has no ${DEV_CLIENT_ROLE} identity.`, {exitCode: ExitCode.CONFIG, hint: 'Restart `nle dev` (it adds one).'})
+    throw new NleError('CLIENT_KMS_UNCONFIGURED', `The dev KMS state has no ${DEV_CLIENT_ROLE} identity.`, {hint: 'Restart `nle dev` (it adds one).'})
   }
   return {
     keyId: endpoints.kms.keyArn,
@@ -79,14 +79,13 @@ export async function configClientKms(configFile: string, overrides: {keyId?: st
     // Flags alone are enough.
     if (!overrides.keyId) {
       throw new NleError('CLIENT_KMS_UNCONFIGURED', `KMS mode needs the KMS key, and there is no ${configFile} here to name it.`, {
-        exitCode: ExitCode.CONFIG,
         hint: 'Pass --kms-key-id (and --kms-region), run in the project folder, or use --mode attested.',
       })
     }
   }
   const keyId = overrides.keyId ?? config.kms.keyId
   if (!keyId) {
-    throw new NleError('CLIENT_KMS_UNCONFIGURED', 'KMS mode needs the KMS key the enclave is allowed to use.', {exitCode: ExitCode.CONFIG, hint: 'Set kms.keyId in nle.yaml or pass --kms-key-id.'})
+    throw new NleError('CLIENT_KMS_UNCONFIGURED', 'KMS mode needs the KMS key the enclave is allowed to use.', {hint: 'Set kms.keyId in nle.yaml or pass --kms-key-id.'})
   }
   const region = overrides.region ?? config.kms.region
   return {

@@ -5,6 +5,7 @@
 import {Agent as HttpAgent, type IncomingMessage, request as httpRequest} from 'node:http'
 import {Agent as HttpsAgent, request as httpsRequest} from 'node:https'
 
+import {tlsCertificateError, tlsCertificateHint} from '../errors.js'
 import {clientError} from './errors.js'
 import {timeoutError} from './limits.js'
 
@@ -128,7 +129,8 @@ export class Transport {
         reject(
           clientError('CLIENT_UNREACHABLE', `Cannot reach ${t.display}: ${error.code ?? error.message}.`, {
             cause: error,
-            hint: 'Is the proxy (or the enclave server) running and listening there?',
+            // A refused certificate is a trust problem, not a stopped proxy: the default hint would mislead.
+            ...(tlsCertificateError(error) ? {hint: tlsCertificateHint(error.code ?? '')} : {}),
             details: {target: t.display, errno: error.code},
           }),
         )

@@ -83,6 +83,33 @@ describe('parseConfig', () => {
     expect(dup.message).toMatch(/nle\.yaml:3:\d+/)
   })
 
+  it('shows a syntax error with its line, column, the line\'s text and a caret, with nothing dangling', () => {
+    const e = fail('version: 1\nname: demo\nenclave:\n  cpuCount: 2\n   memoryMiB: 512\n')
+    expect(e.code).toBe('CONFIG_SYNTAX')
+    expect(e.exitCode).toBe(3)
+    const [head, , line, caret] = e.message.split('\n')
+    expect(head).toMatch(/^nle\.yaml:4:13: YAML syntax error: \S.*[^:]$/)
+    expect(line).toBe('  cpuCount: 2')
+    expect(caret).toBe(`${' '.repeat(12)}^`)
+    expect(e.message).not.toMatch(/at line \d+, column \d+/)
+    expect(e.details).toMatchObject({line: 4, column: 13})
+  })
+
+  it('refuses an alias bomb as a config error (exit 3), not an internal one', () => {
+    const layers = ['a: &a [x, x, x, x, x, x, x, x, x, x]']
+    for (const [i, name] of ['b', 'c', 'd', 'e', 'f', 'g'].entries()) {
+      const prev = 'abcdefg'[i]
+      layers.push(`${name}: &${name} [${Array.from({length: 10}, () => `*${prev}`).join(', ')}]`)
+    }
+    const e = fail(`${base}${layers.join('\n')}\n`)
+    expect(e.code).toBe('CONFIG_TOO_COMPLEX')
+    expect(e.exitCode).toBe(3)
+  })
+
+  it('still reads a config that uses a few aliases (then judges its keys)', () => {
+    expect(fail(`${base}x: &v 2\ny: *v\n`).code).toBe('CONFIG_UNKNOWN_KEY')
+  })
+
   it('treats an empty file as missing keys, not a crash', () => {
     expect(fail('').code).toBe('CONFIG_MISSING_KEY')
   })

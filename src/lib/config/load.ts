@@ -2,25 +2,20 @@ import {readFile} from 'node:fs/promises'
 import {dirname, resolve} from 'node:path'
 
 import {closest, distance} from 'fastest-levenshtein'
-import {Document, LineCounter, isNode, parseDocument} from 'yaml'
+import {Document, LineCounter, type YAMLError, isNode, parseDocument} from 'yaml'
 import {z} from 'zod'
 
-import {ExitCode, NleError} from '../errors.js'
+import {type NleError, catalogueEntry} from '../errors.js'
+import {type ConfigErrorCode, configError as newConfigError} from './errors.js'
 import {type NleConfig, configSchema} from './schema.js'
 
 export const DEFAULT_CONFIG_FILE = 'nle.yaml'
 
-export type ConfigErrorCode =
-  | 'CONFIG_NOT_FOUND'
-  | 'CONFIG_SYNTAX'
-  | 'CONFIG_UNKNOWN_KEY'
-  | 'CONFIG_MISSING_KEY'
-  | 'CONFIG_TYPE'
-  | 'CONFIG_INVALID_VALUE'
+export type {ConfigErrorCode}
 
 /** One problem found in a config file, with where it is. */
 export interface ConfigProblem {
-  code: Exclude<ConfigErrorCode, 'CONFIG_NOT_FOUND' | 'CONFIG_SYNTAX'>
+  code: Exclude<ConfigErrorCode, 'CONFIG_NOT_FOUND' | 'CONFIG_SYNTAX' | 'CONFIG_TOO_COMPLEX'>
   /** Dotted key path, e.g. "enclave.cpuCount". */
   path: string
   message: string
@@ -45,29 +40,36 @@ export async function loadConfig(file = DEFAULT_CONFIG_FILE): Promise<LoadedConf
     text = await readFile(abs, 'utf8')
   } catch (error) {
     const code = (error as NodeJS.ErrnoException).code
-    throw new NleError<ConfigErrorCode>('CONFIG_NOT_FOUND', `Cannot read ${abs}: ${code ?? String(error)}`, {
-      exitCode: ExitCode.CONFIG,
-      hint: code === 'ENOENT' ? 'Run `nle init` to create a project, or pass --config PATH.' : 'Check the file\'s permissions.',
+    throw newConfigError('CONFIG_NOT_FOUND', `Cannot read ${abs}: ${code ?? String(error)}`, {
+      ...(code === 'ENOENT' ? {} : {hint: 'Check the file\'s permissions.'}),
       cause: error,
     })
   }
   return {config: parseConfig(text, abs), file: abs, dir: dirname(abs)}
 }
 
+/**
+ * Aliases expanded at most while reading a config (the yaml library's limit on "billion laughs"
+ * documents). nle.yaml needs none; a handful of anchors stays far below it.
+ */
+export const MAX_ALIASES = 100
+
 /** Parse and validate config text. `source` names the file in messages. */
 export function parseConfig(text: string, source = DEFAULT_CONFIG_FILE): NleConfig {
   const lineCounter = new LineCounter()
   const doc = parseDocument(text, {lineCounter, prettyErrors: true, uniqueKeys: true})
-  if (doc.errors.length > 0) {
-    const first = doc.errors[0]!
-    const pos = first.linePos?.[0]
-    throw new NleError<ConfigErrorCode>(
-      'CONFIG_SYNTAX',
-      `${source}${pos ? `:${pos.line}:${pos.col}` : ''}: YAML syntax error: ${first.message.split('\n')[0]}`,
-      {exitCode: ExitCode.CONFIG, hint: 'Fix the YAML syntax at that position.'},
-    )
+  if (doc.errors.length > 0) throw syntaxError(doc.errors[0]!, source)
+  let data: unknown
+  try {
+    data = doc.toJS({maxAliasCount: MAX_ALIASES}) ?? {}
+  } catch (error) {
+    // The yaml library refuses a document whose aliases expand past the limit with a ReferenceError.
+    throw newConfigError('CONFIG_TOO_COMPLEX', `${source}: YAML aliases expand too far (more than ${MAX_ALIASES} alias uses); refused as a resource-exhaustion attack.`, {
+      hint: 'Write the values out instead of using YAML anchors and aliases (*name) in nle.yaml.',
+      details: {maxAliasCount: MAX_ALIASES},
+      cause: error,
+    })
   }
-  const data: unknown = doc.toJS() ?? {}
   const result = configSchema.safeParse(data)
   if (result.success) return result.data
   const problems = result.error.issues.flatMap((issue) => describeIssue(issue, data)).map((p) => withLine(p, doc, lineCounter))
@@ -75,15 +77,33 @@ export function parseConfig(text: string, source = DEFAULT_CONFIG_FILE): NleConf
   throw configError(problems, source)
 }
 
+/**
+ * A YAML syntax error as `file:line:col: message` followed by the code frame the yaml library
+ * draws (prettyErrors: the line's text and a caret under the column).
+ */
+function syntaxError(error: YAMLError, source: string): NleError<ConfigErrorCode> {
+  const pos = error.linePos?.[0]
+  // With prettyErrors the message is "<what> at line L, column C:\n\n<the line>\n<caret>\n".
+  const at = pos ? error.message.indexOf(` at line ${pos.line}, column ${pos.col}:`) : -1
+  const what = (at >= 0 ? error.message.slice(0, at) : error.message.split('\n')[0]!).trim()
+  const frame = at >= 0 ? error.message.slice(error.message.indexOf(':\n', at) + 2).replace(/^\n+|\s+$/g, '') : ''
+  const where = pos ? `:${pos.line}:${pos.col}` : ''
+  return newConfigError('CONFIG_SYNTAX', `${source}${where}: YAML syntax error: ${what}${frame ? `\n\n${frame}` : ''}`, {
+    hint: 'Fix the YAML syntax at that position.',
+    details: {yamlCode: error.code, ...(pos ? {line: pos.line, column: pos.col} : {})},
+  })
+}
+
 function configError(problems: ConfigProblem[], source: string): NleError<ConfigErrorCode> {
   const first = problems[0]!
   const where = (p: ConfigProblem): string => `${source}${p.line ? `:${p.line}` : ''}: ${p.message}`
   const message = problems.length === 1 ? where(first) : `${problems.length} problems in ${source}:\n  - ${problems.map(where).join('\n  - ')}`
-  const hint =
-    first.code === 'CONFIG_UNKNOWN_KEY' && first.suggestion
-      ? `Did you mean "${first.suggestion}"? Every key is listed in schema/nle.schema.json.`
-      : 'Fix the value named above; every key and type is listed in schema/nle.schema.json.'
-  return new NleError<ConfigErrorCode>(first.code, message, {exitCode: ExitCode.CONFIG, hint, details: {problems}})
+  // The catalogue's hint says where the keys are documented; a close key is named first.
+  const suggestion = first.code === 'CONFIG_UNKNOWN_KEY' && first.suggestion ? first.suggestion : undefined
+  return newConfigError(first.code, message, {
+    ...(suggestion ? {hint: `Did you mean "${suggestion}"? ${catalogueEntry('CONFIG_UNKNOWN_KEY')?.hint ?? ''}`} : {}),
+    details: {problems},
+  })
 }
 
 function dotted(path: readonly PropertyKey[]): string {

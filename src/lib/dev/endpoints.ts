@@ -62,7 +62,7 @@ const untrusted = (why: string): never => {
 const inside = (path: string, dir: string): boolean => path === dir || path.startsWith(dir + sep)
 
 /** The arguments of a live process (Linux), or undefined where /proc cannot tell. */
-async function processInfo(pid: number): Promise<{uid: number; argv: string[]; cwd: string} | undefined> {
+export async function processInfo(pid: number): Promise<{uid: number; argv: string[]; cwd: string} | undefined> {
   try {
     const [info, cmdline, cwd] = await Promise.all([stat(`/proc/${pid}`), readFile(`/proc/${pid}/cmdline`, 'latin1'), readlink(`/proc/${pid}/cwd`)])
     return {uid: info.uid, argv: cmdline.split('\0').filter((a, i, all) => a !== '' || i < all.length - 1), cwd}

@@ -2,7 +2,8 @@
  * `nle dev`: the whole enclave flow on one machine with simulated Nitro parts.
  *
  *   model (generated when the config says synth) → native EIF + lockfile (when absent)
- *   → enclave server (child process, NSM simulator with the lockfile's PCRs, Unix socket)
+ *   → the EIF and the model checked against the lockfile (the PCRs attested are the EIF's own)
+ *   → enclave server (child process, NSM simulator with the EIF's PCRs, Unix socket)
  *   → local KMS endpoint (in this process: key + alias, policy applied from the lockfile)
  *   → parent proxy (child process, self-signed TLS on 127.0.0.1)
  *
@@ -16,15 +17,20 @@ import {CreateAliasCommand, CreateKeyCommand, DescribeKeyCommand, GetKeyPolicyCo
 
 import {type TrustedRoot, insecureDevRoot} from '../attestation/roots.js'
 import {type LoadedConfig, loadConfig} from '../config/load.js'
-import {ExitCode, NleError} from '../errors.js'
-import {buildProject} from '../host/build.js'
+import {assertTrusted, readEif} from '../eif/reader.js'
+import {buildProject, differingPcrs} from '../host/build.js'
 import {defaultHostContext} from '../host/exec.js'
+import {projectPaths} from '../host/project.js'
 import {type RunningLocalKms, startLocalKms} from '../kms/local/server.js'
 import {DEV_ADMIN_ROLE, DEV_CLIENT_ROLE, DEV_HOST_ROLE, type LocalIdentity, loadState, newIdentity, saveState} from '../kms/local/state.js'
 import {type ApplyReport, applyPolicy} from '../kms/service.js'
-import {MANIFEST_FILE, recordManifest, synthModel} from '../model/index.js'
+import {readLockfile} from '../lockfile.js'
+import {MANIFEST_FILE, readManifest, recordManifest, synthModel} from '../model/index.js'
+import {checkManifestFiles, sha256File} from '../model/manifest.js'
 import {RUNTIME_DIR} from '../paths.js'
 import {removeEndpoints, writeEndpoints, type DevEndpoints} from './endpoints.js'
+import {devError} from './errors.js'
+import {acquireDevLock} from './lock.js'
 import {Supervisor} from './supervisor.js'
 
 export interface DevStackOptions {
@@ -63,7 +69,7 @@ export async function prepareArtifacts(loaded: LoadedConfig, options: {rebuild?:
   const lockfile = resolve(dir, config.build.lockfile)
   if (options.rebuild || !(await exists(join(modelDir, MANIFEST_FILE)))) {
     if (config.model.source !== 'synth') {
-      throw new NleError('DEV_MODEL_MISSING', `No saved model in ${modelDir}.`, {exitCode: ExitCode.IO, hint: 'Run `nle model save` first.'})
+      throw devError('DEV_MODEL_MISSING', `No saved model in ${modelDir}.`, {hint: 'Run `nle model save` first.', details: {modelDir}})
     }
     options.onStep?.(`generating the ${config.model.preset} test model`)
     const synth = await synthModel({preset: config.model.preset, outDir: modelDir, ...(options.seed === undefined ? {} : {seed: options.seed})})
@@ -71,10 +77,57 @@ export async function prepareArtifacts(loaded: LoadedConfig, options: {rebuild?:
   }
   if (options.rebuild || !(await exists(lockfile))) {
     options.onStep?.('building the dev EIF (native builder) and the lockfile')
-    await buildProject({loaded, ctx: defaultHostContext(), builder: 'native'})
+    await buildProject({loaded, ctx: defaultHostContext(), builder: 'native', ...(options.onStep ? {onStep: (m: string) => options.onStep!(`  build: ${m}`)} : {})})
     return {lockfile, built: true}
   }
   return {lockfile, built: false}
+}
+
+export interface VerifiedArtifacts {
+  /** The EIF the simulator measures its PCRs from. */
+  eifPath: string
+  /** What nle's reader measured in it (equal to the lockfile's, or the check failed). */
+  measurements: {PCR0: string; PCR1: string; PCR2: string; PCR8?: string}
+}
+
+/**
+ * What `nle dev` is about to attest must be what it runs: the EIF must be whole and trusted
+ * (EIF_* codes), measure exactly the lockfile's PCRs and file digest (DEV_LOCKFILE_MISMATCH), and
+ * the model the dev server loads must be the one the lockfile pins (its manifest digest) with
+ * every file as the manifest lists it (DEV_MODEL_CHANGED). Fails closed: a lockfile that pins no
+ * model is refused too.
+ */
+export async function verifyDevArtifacts(loaded: LoadedConfig, lockfile: string): Promise<VerifiedArtifacts> {
+  const paths = projectPaths(loaded)
+  const lock = await readLockfile(lockfile)
+  const rebuild = 'Rebuild both with `nle dev --rebuild` (or `nle build --builder native`), or restore the files the lockfile pins.'
+  const info = await readEif(paths.eifPath, {fileDigest: true})
+  assertTrusted(info)
+  const differ = differingPcrs(lock.measurements, info.measurements)
+  if (differ.length > 0 || info.fileSha384 !== lock.eif.sha384 || info.layout.fileSize !== lock.eif.size) {
+    throw devError('DEV_LOCKFILE_MISMATCH', `${paths.eifPath} is not the image ${lockfile} pins (${differ.length > 0 ? `${differ.join(', ')} differ` : 'its file digest differs'}); the simulator would attest an image that does not run.`, {
+      hint: rebuild,
+      details: {eifPath: paths.eifPath, lockfile, differ, measured: info.measurements, locked: lock.measurements},
+    })
+  }
+  const pinned = lock.inputs.modelManifest
+  const manifestPath = join(paths.modelDir, MANIFEST_FILE)
+  const actual = `sha256:${await sha256File(manifestPath).catch(() => 'missing')}`
+  if (pinned === undefined || actual !== pinned) {
+    throw devError('DEV_MODEL_CHANGED', pinned === undefined ? `${lockfile} pins no model (the EIF was built from --rootfs): nle dev cannot show that the model it serves is the image's.` : `The model in ${paths.modelDir} is not the one ${lockfile} pins (its ${MANIFEST_FILE} changed).`, {
+      hint: rebuild,
+      details: {modelDir: paths.modelDir, lockfile, pinned: pinned ?? null, actual},
+    })
+  }
+  const mismatch = await checkManifestFiles(paths.modelDir, await readManifest(paths.modelDir))
+  if (mismatch !== undefined) {
+    throw devError('DEV_MODEL_CHANGED', `The model file ${mismatch.file} ${mismatch.problem === 'missing' ? 'is missing' : 'changed'} since ${MANIFEST_FILE} (which the lockfile pins) was written.`, {
+      hint: rebuild,
+      details: {modelDir: paths.modelDir, ...mismatch},
+    })
+  }
+  const {PCR0, PCR1, PCR2, PCR8} = info.measurements
+  return {eifPath: paths.eifPath, measurements: {PCR0, PCR1, PCR2, ...(PCR8 ? {PCR8} : {})}}
 }
 
 /**
@@ -113,20 +166,29 @@ export async function startDevStack(options: DevStackOptions): Promise<DevStack>
   const step = options.onStep ?? (() => undefined)
   const loaded = await loadConfig(options.configFile)
   const {config, dir} = loaded
-  const {lockfile} = await prepareArtifacts(loaded, {rebuild: options.rebuild, onStep: step})
+  // One dev stack per folder, taken before anything in it is touched: a second `nle dev` refuses
+  // with the first one's pid and leaves its model, EIF, sockets and endpoints alone.
+  const lock = await acquireDevLock(dir)
   const devDir = join(dir, '.nle', 'dev')
-  await mkdir(devDir, {recursive: true, mode: 0o700})
   const socket = join(devDir, 'enclave.sock')
   const devRootFile = join(devDir, 'sim-root.pem')
 
   const sup = new Supervisor()
   let kms: RunningLocalKms | undefined
   const stop = async (): Promise<void> => {
-    await sup.stopAll()
-    await kms?.close()
-    await removeEndpoints(dir)
+    try {
+      await sup.stopAll()
+      await kms?.close()
+      await removeEndpoints(dir)
+    } finally {
+      await lock.release()
+    }
   }
   try {
+    const {lockfile} = await prepareArtifacts(loaded, {rebuild: options.rebuild, onStep: step})
+    step('checking the EIF and the model against the lockfile')
+    const verified = await verifyDevArtifacts(loaded, lockfile)
+    await mkdir(devDir, {recursive: true, mode: 0o700})
     // The local KMS first: the enclave server needs its URL. It asks for the simulator's root only
     // when a Recipient arrives, by which time the server has written it.
     step('starting the local KMS endpoint and applying the key policy')
@@ -176,7 +238,8 @@ export async function startDevStack(options: DevStackOptions): Promise<DevStack>
         '--socket', socket,
         '--config', loaded.file,
         '--nsm', 'simulator',
-        '--lockfile', lockfile,
+        // The PCRs of the image itself, measured by nle's reader in the server (never the lockfile's).
+        '--eif', verified.eifPath,
         '--sim-root-out', devRootFile,
         // KMS mode: the local endpoint, reached with the host role's credentials from the proxy.
         '--kms-endpoint', kms.url,

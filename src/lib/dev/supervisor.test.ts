@@ -1,6 +1,7 @@
 import {afterEach, describe, expect, it} from 'vitest'
 
-import {Supervisor} from './supervisor.js'
+import {rejection} from '../../test-support/rejection.js'
+import {Supervisor, stderrTail} from './supervisor.js'
 
 const alive = (pid: number): boolean => {
   try {
@@ -55,5 +56,27 @@ describe('Supervisor', () => {
     sup = new Supervisor()
     await sup.start({name: 'short', ...child('console.log(JSON.stringify({ready: true})); setTimeout(() => process.exit(5), 100)')})
     await expect(sup.exited).rejects.toMatchObject({code: 'DEV_CHILD_FAILED', message: 'short exited (code 5) unexpectedly'})
+  })
+})
+
+describe('stderrTail', () => {
+  it('keeps the last lines, bounded in length, without terminal control characters', () => {
+    const text = Array.from({length: 60}, (_, i) => `line ${i}`).join('\n') + '\n\u001B[2Jcleared\u0007 ' + 'x'.repeat(5000) + '\n'
+    const t = stderrTail(text)
+    const lines = t.split('\n')
+    expect(lines).toHaveLength(20)
+    expect(lines[0]).toBe('line 41')
+    expect(lines.at(-1)!.startsWith('[2Jcleared ')).toBe(true)
+    expect(lines.every((l) => l.length <= 400)).toBe(true)
+    expect([...t].filter((c) => c !== '\n' && c.codePointAt(0)! < 0x20)).toEqual([])
+  })
+
+  it('a child that fails after writing much keeps only the bounded end in the error', async () => {
+    sup = new Supervisor()
+    const body = 'for (let i = 0; i < 5000; i++) console.error("noise " + i + " " + "y".repeat(50)); console.error("the cause"); process.exitCode = 4'
+    const e = (await rejection(sup.start({name: 'loud', ...child(body)}))) as {code: string; details: {stderrTail: string}}
+    expect(e.code).toBe('DEV_CHILD_FAILED')
+    expect(e.details.stderrTail.split('\n').at(-1)).toBe('the cause')
+    expect(e.details.stderrTail.length).toBeLessThanOrEqual(20 * 401)
   })
 })

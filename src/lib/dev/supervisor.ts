@@ -7,7 +7,8 @@
 import {type ChildProcess, spawn} from 'node:child_process'
 import {createInterface} from 'node:readline'
 
-import {ExitCode, NleError, tail} from '../errors.js'
+import {tail} from '../errors.js'
+import {type DevErrorCode, devError} from './errors.js'
 
 export interface ChildSpec {
   name: string
@@ -32,10 +33,32 @@ export interface RunningChild {
   ready: ReadyMessage
 }
 
-export type SupervisorErrorCode = 'DEV_CHILD_FAILED' | 'DEV_CHILD_NOT_READY'
+export type SupervisorErrorCode = Extract<DevErrorCode, 'DEV_CHILD_FAILED' | 'DEV_CHILD_NOT_READY'>
+
+/** How much of a child's stderr is kept for an error (the last bytes; then the last lines of those). */
+export const STDERR_KEEP_BYTES = 16 * 1024
+const TAIL_MAX_LINE = 400
+
+/** Not a C0 or C1 control character (tab allowed). */
+const printable = (c: string): boolean => {
+  const n = c.codePointAt(0)!
+  return n === 9 || (n >= 0x20 && n !== 0x7f && (n < 0x80 || n > 0x9f))
+}
+
+/**
+ * The printable end of a child's stderr: the last lines, each cut to a bounded length, with
+ * terminal control characters removed (a child's bytes never drive the user's terminal).
+ * Children log no content (questions, answers, keys), so none can be in it.
+ */
+export function stderrTail(text: string): string {
+  return tail(text)
+    .split('\n')
+    .map((l) => [...l].filter(printable).join('').slice(0, TAIL_MAX_LINE))
+    .join('\n')
+}
 
 export class Supervisor {
-  private readonly children: {spec: ChildSpec; proc: ChildProcess; stderr: string[]}[] = []
+  private readonly children: {spec: ChildSpec; proc: ChildProcess; stderr: string}[] = []
   private stopping = false
   private rejectExited: ((e: Error) => void) | undefined
   /** Rejects when any child exits while the supervisor is not stopping. */
@@ -54,22 +77,20 @@ export class Supervisor {
       env: {...process.env, ...spec.env},
       stdio: ['ignore', 'pipe', 'pipe'],
     })
-    const entry = {spec, proc, stderr: [] as string[]}
+    const entry = {spec, proc, stderr: ''}
     this.children.push(entry)
     // Keep only a bounded tail of stderr, for error messages. Children never log content.
     proc.stderr!.setEncoding('utf8').on('data', (chunk: string) => {
-      entry.stderr.push(chunk)
-      if (entry.stderr.length > 50) entry.stderr.splice(0, entry.stderr.length - 50)
+      entry.stderr = (entry.stderr + chunk).slice(-STDERR_KEEP_BYTES)
     })
     const readyWhen = spec.readyWhen ?? ((m: Record<string, unknown>) => m.ready === true)
     const ready = new Promise<ReadyMessage>((resolve, reject) => {
       const timer = setTimeout(
         () =>
           reject(
-            new NleError<SupervisorErrorCode>('DEV_CHILD_NOT_READY', `${spec.name} did not become ready within ${spec.readyTimeoutMs ?? 30_000} ms`, {
-              exitCode: ExitCode.CHECK_FAILED,
-              hint: 'Re-run with --verbose to see its log.',
-              details: {stderrTail: tail(entry.stderr.join(''))},
+            devError('DEV_CHILD_NOT_READY', `${spec.name} did not become ready within ${spec.readyTimeoutMs ?? 30_000} ms`, {
+              hint: 'The end of its stderr is shown above; re-run with --logs to see all of its (content-free) log.',
+              details: {child: spec.name, stderrTail: stderrTail(entry.stderr)},
             }),
           ),
         spec.readyTimeoutMs ?? 30_000,
@@ -90,19 +111,20 @@ export class Supervisor {
       }
       createInterface({input: proc.stdout!}).on('line', onLine)
       createInterface({input: proc.stderr!}).on('line', onLine)
-      proc.once('exit', (code, signal) => {
+      // 'close', not 'exit': by then its stderr has been read to the end, so the tail is whole.
+      proc.once('close', (code, signal) => {
         clearTimeout(timer)
-        const error = new NleError<SupervisorErrorCode>(
-          'DEV_CHILD_FAILED',
-          `${spec.name} exited (${signal ?? `code ${code}`})${this.stopping ? '' : ' unexpectedly'}`,
-          {exitCode: ExitCode.CHECK_FAILED, hint: 'See its stderr below; fix the cause and start again.', details: {stderrTail: tail(entry.stderr.join(''))}},
-        )
+        const lines = stderrTail(entry.stderr)
+        const error = devError('DEV_CHILD_FAILED', `${spec.name} exited (${signal ?? `code ${code}`})${this.stopping ? '' : ' unexpectedly'}`, {
+          hint: lines ? 'The end of its stderr is shown above; fix the cause and start again.' : 'It wrote nothing on stderr; re-run with --logs to see its log, fix the cause and start again.',
+          details: {child: spec.name, exit: signal ?? code, stderrTail: lines},
+        })
         reject(error)
         if (!this.stopping) this.rejectExited?.(error)
       })
       proc.once('error', (err) => {
         clearTimeout(timer)
-        reject(new NleError<SupervisorErrorCode>('DEV_CHILD_FAILED', `${spec.name} could not start: ${err.message}`, {exitCode: ExitCode.CHECK_FAILED, cause: err}))
+        reject(devError('DEV_CHILD_FAILED', `${spec.name} could not start: ${err.message}`, {cause: err, hint: `Check that ${spec.command} exists and can be run.`, details: {child: spec.name}}))
       })
     })
     try {

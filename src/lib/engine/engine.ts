@@ -6,15 +6,21 @@ import {stat} from 'node:fs/promises'
 import {join} from 'node:path'
 import {performance} from 'node:perf_hooks'
 
+import type {DecoderIo} from '../model/inspect.js'
 import {ModelError} from '../model/errors.js'
 import {type DecoderConfig, type Dtype, findOnnxFile, onnxCandidates, readDecoderConfig} from '../model/layout.js'
 import {EngineError} from './errors.js'
 import {Sampler, type SamplingOptions, validateSampling} from './sampling.js'
+import {type GenerateResult, Scheduler, type StreamChunk} from './scheduler.js'
 import {DecoderSession, type SessionOptions} from './session.js'
 import {IncrementalDecoder, StopMatcher} from './stream.js'
 import {type ChatMessage, TextTokenizer} from './tokenizer.js'
 
 export interface EngineOptions extends SessionOptions {
+  /** Most sequences generated together (continuous batching; default 8). */
+  maxBatch?: number
+  /** Prompt tokens fed per prefill step (default 128): a long prompt stalls the batch one chunk at a time. */
+  prefillChunk?: number
   /** Which ONNX variant to run (default fp32), found under its transformers.js file names. */
   dtype?: Dtype
   /** The ONNX file to run, relative to the model folder (a manifest's `onnx.file`); overrides the dtype's names. */
@@ -31,45 +37,55 @@ export interface GenerateOptions extends SamplingOptions {
   stop?: readonly string[]
   /** Token ids that end generation, besides the model's end-of-sequence tokens. */
   stopTokenIds?: readonly number[]
-  /** Aborting ends the stream after the current step with finishReason "cancelled". */
+  /**
+   * Aborting ends the stream at the next step boundary with finishReason "cancelled" (the scheduler
+   * runs ahead of a slow reader, so the result may hold a few tokens past the one read when aborting).
+   */
   signal?: AbortSignal
 }
 
-export type FinishReason = 'stop' | 'length' | 'cancelled'
+export type {FinishReason, GenerateResult, GenerationMetrics, StreamChunk} from './scheduler.js'
 
-export interface GenerationMetrics {
-  promptTokens: number
-  generatedTokens: number
-  /** Request start to the first generated token (tokenization + prefill + sampling). */
-  ttftMs: number
-  prefillMs: number
-  decodeMs: number
-  totalMs: number
-  prefillTokensPerSecond: number
-  /** Tokens after the first, per second of decoding. */
-  decodeTokensPerSecond: number
+/** Model types whose graphs derive positions from the attention mask (cumulative sum), so left padding is exact without position_ids. */
+const POSITIONS_FROM_MASK = new Set(['bloom', 'opt'])
+
+/** Why a model's layout cannot be batched exactly (then it runs one sequence at a time), or undefined. */
+export function unbatchableReason(io: DecoderIo, modelType: string): string | undefined {
+  if (!io.hasAttentionMask) return 'the graph has no attention_mask input, so padding cannot be masked'
+  if (!io.hasPositionIds && !POSITIONS_FROM_MASK.has(modelType)) return 'the graph has no position_ids input and counts positions from the past length'
+  return undefined
 }
 
-export interface StreamChunk {
-  /** New text: never part of a UTF-8 character nor of a stop string. May be '' when only ids advanced. */
-  text: string
-  /** Ids generated since the previous chunk. */
-  tokenIds: number[]
+/** How the engine batches this model. */
+export interface BatchingInfo {
+  maxBatch: number
+  prefillChunk: number
+  /** Why the model runs one sequence at a time, when it does. */
+  unbatchable?: string
 }
 
-export interface GenerateResult {
-  text: string
-  tokenIds: number[]
-  finishReason: FinishReason
-  /** Which stop string or token ended generation, when finishReason is "stop". */
-  stoppedBy?: {string: string} | {tokenId: number}
-  /** The sampling seed used (drawn at random when none was given). */
-  seed: number
-  metrics: GenerationMetrics
+/** The prompt's token ids as an engine for this tokenizer and config feeds them. */
+export function promptIdsFor(tokenizer: TextTokenizer, config: DecoderConfig, input: GenerateInput): number[] {
+  if ('inputIds' in input) {
+    // An id outside the embedding table would fail inside onnxruntime's Gather (or read out of bounds).
+    const vocab = config.vocabSize
+    const bad = input.inputIds.find((id) => !Number.isInteger(id) || id < 0 || (vocab !== undefined && id >= vocab))
+    if (bad !== undefined) {
+      throw new EngineError('ENGINE_BAD_OPTIONS', `Token id ${bad} is not in the model's vocabulary${vocab === undefined ? '' : ` (0 to ${vocab - 1})`}.`, {
+        hint: 'Pass ids made by this model\'s tokenizer.',
+        details: {tokenId: bad, vocabSize: vocab ?? null},
+      })
+    }
+    return [...input.inputIds]
+  }
+  // A rendered chat template already holds its special tokens (as in transformers).
+  if ('messages' in input) return tokenizer.encode(tokenizer.applyChatTemplate(input.messages), false)
+  return tokenizer.encode(input.prompt)
 }
 
 export class Engine {
   private closed = false
+  private readonly scheduler: Scheduler
 
   private constructor(
     readonly dir: string,
@@ -79,22 +95,19 @@ export class Engine {
     private readonly eosIds: ReadonlySet<number>,
     /** The ONNX file it runs, relative to the model folder. */
     readonly onnxFile: string,
-  ) {}
+    readonly batching: BatchingInfo,
+  ) {
+    this.scheduler = new Scheduler(decoder, batching)
+  }
+
+  /** What the scheduler is doing (content-free counts). */
+  stats(): ReturnType<Scheduler['stats']> {
+    return this.scheduler.stats()
+  }
 
   /** Loads a model folder in the HF ONNX layout (as `nle model save` / `nle model synth` write it). */
   static async load(dir: string, options: EngineOptions = {}): Promise<Engine> {
-    try {
-      if (!(await stat(dir)).isDirectory()) throw new Error('not a folder')
-    } catch (cause) {
-      throw new EngineError('ENGINE_MODEL_NOT_FOUND', `Model folder ${dir} does not exist.`, {cause, details: {dir}})
-    }
-    let config: DecoderConfig
-    try {
-      config = await readDecoderConfig(dir)
-    } catch (cause) {
-      const message = cause instanceof ModelError ? cause.message : `${dir}/config.json could not be read.`
-      throw new EngineError('ENGINE_CONFIG_INVALID', message, {cause, details: {dir}})
-    }
+    const config = await readModelFolder(dir)
     if (config.unsupported !== undefined) {
       throw new EngineError('ENGINE_MODEL_UNSUPPORTED', `${dir} holds ${config.unsupported}, which this engine cannot run.`, {
         hint: 'Use a decoder-only text model (text-generation-with-past export).',
@@ -114,6 +127,9 @@ export class Engine {
     if (options.onnxFile !== undefined && !(await stat(onnxPath).then((st) => st.isFile(), () => false))) {
       throw new EngineError('ENGINE_MODEL_NOT_FOUND', `${onnxPath} does not exist.`, {details: {path: onnxPath}})
     }
+    for (const [name, v] of [['maxBatch', options.maxBatch], ['prefillChunk', options.prefillChunk]] as const) {
+      if (v !== undefined && (!Number.isInteger(v) || v < 1)) throw new EngineError('ENGINE_BAD_OPTIONS', `${name} must be an integer >= 1.`)
+    }
     let decoder: DecoderSession
     try {
       decoder = await DecoderSession.create(
@@ -130,7 +146,13 @@ export class Engine {
     const eos = new Set(config.eosTokenIds)
     const fromTokenizer = tokenizer.specialTokenId('eos_token')
     if (eos.size === 0 && fromTokenizer !== undefined) eos.add(fromTokenizer)
-    return new Engine(dir, tokenizer, decoder, config, eos, onnxFile)
+    const unbatchable = unbatchableReason(decoder.io, config.modelType)
+    const batching: BatchingInfo = {
+      maxBatch: unbatchable === undefined ? (options.maxBatch ?? 8) : 1,
+      prefillChunk: options.prefillChunk ?? 128,
+      ...(unbatchable === undefined ? {} : {unbatchable}),
+    }
+    return new Engine(dir, tokenizer, decoder, config, eos, onnxFile, batching)
   }
 
   get threads(): number {
@@ -139,21 +161,7 @@ export class Engine {
 
   /** The prompt's token ids as the engine will feed them. */
   promptIds(input: GenerateInput): number[] {
-    if ('inputIds' in input) {
-      // An id outside the embedding table would fail inside onnxruntime's Gather (or read out of bounds).
-      const vocab = this.config.vocabSize
-      const bad = input.inputIds.find((id) => !Number.isInteger(id) || id < 0 || (vocab !== undefined && id >= vocab))
-      if (bad !== undefined) {
-        throw new EngineError('ENGINE_BAD_OPTIONS', `Token id ${bad} is not in the model's vocabulary${vocab === undefined ? '' : ` (0 to ${vocab - 1})`}.`, {
-          hint: 'Pass ids made by this model\'s tokenizer.',
-          details: {tokenId: bad, vocabSize: vocab ?? null},
-        })
-      }
-      return [...input.inputIds]
-    }
-    // A rendered chat template already holds its special tokens (as in transformers).
-    if ('messages' in input) return this.tokenizer.encode(this.tokenizer.applyChatTemplate(input.messages), false)
-    return this.tokenizer.encode(input.prompt)
+    return promptIdsFor(this.tokenizer, this.config, input)
   }
 
   /** Generates and streams. The iterator's return value is the full result with metrics. */
@@ -180,80 +188,58 @@ export class Engine {
     // Without a seed, sampling draws one, and the result reports it so the output can be reproduced.
     const seed = options.seed ?? randomInt(2 ** 31)
     const sampler = new Sampler({...options, seed}, prompt)
-    const textDecoder = new IncrementalDecoder(this.tokenizer)
-    const matcher = new StopMatcher(stops)
-    const generated: number[] = []
-    let text = ''
-    let finishReason: FinishReason = 'length'
-    let stoppedBy: GenerateResult['stoppedBy']
-    let ttft = 0
-    let prefillMs = 0
-    let decodeStart = 0
-
-    if (options.signal?.aborted) {
-      finishReason = 'cancelled'
-    } else {
-      let step = await this.decoder.forward(prompt, this.decoder.emptyCache())
-      prefillMs = performance.now() - t0
-      for (;;) {
-        const id = sampler.next(step.lastLogits)
-        if (generated.length === 0) {
-          ttft = performance.now() - t0
-          decodeStart = performance.now()
-        }
-        if (stopIds.has(id)) {
-          finishReason = 'stop'
-          stoppedBy = {tokenId: id}
-          break
-        }
-        generated.push(id)
-        const {text: safe, stop} = matcher.push(textDecoder.push(id))
-        text += safe
-        if (stop !== undefined) {
-          yield {text: safe, tokenIds: [id]}
-          finishReason = 'stop'
-          stoppedBy = {string: stop}
-          break
-        }
-        yield {text: safe, tokenIds: [id]}
-        if (generated.length >= limit) break
-        if (options.signal?.aborted) {
-          finishReason = 'cancelled'
-          break
-        }
-        step = await this.decoder.forward([id], step.cache)
-      }
+    // A consumer that stops iterating early frees its place in the batch too.
+    const left = new AbortController()
+    const signal = options.signal === undefined ? left.signal : AbortSignal.any([options.signal, left.signal])
+    const chunks: StreamChunk[] = []
+    let result: GenerateResult | undefined
+    let failure: {error: unknown} | undefined
+    let wake: (() => void) | undefined
+    const notify = (): void => {
+      const w = wake
+      wake = undefined
+      w?.()
     }
-    if (stoppedBy === undefined || !('string' in stoppedBy)) {
-      const {text: rest, stop} = matcher.push(textDecoder.flush())
-      const tail = stop === undefined ? rest + matcher.flush() : rest
-      if (stop !== undefined) {
-        finishReason = 'stop'
-        stoppedBy = {string: stop}
-      }
-      if (tail.length > 0) {
-        text += tail
-        yield {text: tail, tokenIds: []}
-      }
-    }
-    const end = performance.now()
-    const decodeMs = generated.length > 0 ? end - decodeStart : 0
-    return {
-      text,
-      tokenIds: generated,
-      finishReason,
-      ...(stoppedBy === undefined ? {} : {stoppedBy}),
+    this.scheduler.submit({
+      prompt,
+      limit,
+      stopIds,
       seed,
-      metrics: {
-        promptTokens: prompt.length,
-        generatedTokens: generated.length,
-        ttftMs: ttft,
-        prefillMs,
-        decodeMs,
-        totalMs: end - t0,
-        prefillTokensPerSecond: prefillMs > 0 ? (prompt.length * 1000) / prefillMs : 0,
-        decodeTokensPerSecond: decodeMs > 0 && generated.length > 1 ? ((generated.length - 1) * 1000) / decodeMs : 0,
+      sampler,
+      textDecoder: new IncrementalDecoder(this.tokenizer),
+      matcher: new StopMatcher(stops),
+      signal,
+      t0,
+      sink: {
+        chunk: (c) => {
+          chunks.push(c)
+          notify()
+        },
+        done: (r) => {
+          result = r
+          notify()
+        },
+        fail: (error) => {
+          failure = {error}
+          notify()
+        },
       },
+    })
+    try {
+      for (;;) {
+        const c = chunks.shift()
+        if (c !== undefined) {
+          yield c
+          continue
+        }
+        if (failure !== undefined) throw failure.error
+        if (result !== undefined) return result
+        await new Promise<void>((resolve) => {
+          wake = resolve
+        })
+      }
+    } finally {
+      if (result === undefined) left.abort()
     }
   }
 
@@ -269,6 +255,22 @@ export class Engine {
   async close(): Promise<void> {
     if (this.closed) return
     this.closed = true
+    await this.scheduler.drain()
     await this.decoder.release()
+  }
+}
+
+/** The model folder's decoder config, or the engine's error saying why there is none (in-process and worker engines alike). */
+export async function readModelFolder(dir: string): Promise<DecoderConfig> {
+  try {
+    if (!(await stat(dir)).isDirectory()) throw new Error('not a folder')
+  } catch (cause) {
+    throw new EngineError('ENGINE_MODEL_NOT_FOUND', `Model folder ${dir} does not exist.`, {cause, details: {dir}})
+  }
+  try {
+    return await readDecoderConfig(dir)
+  } catch (cause) {
+    const message = cause instanceof ModelError ? cause.message : `${dir}/config.json could not be read.`
+    throw new EngineError('ENGINE_CONFIG_INVALID', message, {cause, details: {dir}})
   }
 }

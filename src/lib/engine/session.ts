@@ -245,6 +245,57 @@ export class DecoderSession {
     return {lastLogits, cache: {tensors, length: total}}
   }
 
+  /**
+   * One step over a batch of rows that share a left-padded cache of `past` positions: row b's ids
+   * [b][0..n) follow its own `past - pads[b]` real positions (the first pads[b] of the cache are
+   * padding, masked out). All rows feed the same number of ids. Returns each row's last logits and
+   * the grown batched cache (onnxruntime's own present tensors: nothing is copied here).
+   */
+  async forwardBatch(ids: readonly (readonly number[])[], past: Readonly<Record<string, ort.Tensor>>, pastLength: number, pads: readonly number[]): Promise<{rows: Float32Array[]; present: Record<string, ort.Tensor>}> {
+    const b = ids.length
+    const n = (ids[0] as readonly number[]).length
+    const total = pastLength + n
+    const input = new BigInt64Array(b * n)
+    const mask = new BigInt64Array(b * total)
+    const pos = new BigInt64Array(b * n)
+    for (let r = 0; r < b; r++) {
+      const row = ids[r] as readonly number[]
+      const pad = pads[r] as number
+      for (let i = 0; i < n; i++) {
+        input[r * n + i] = BigInt(row[i] as number)
+        pos[r * n + i] = BigInt(pastLength - pad + i)
+      }
+      mask.fill(1n, r * total + pad, (r + 1) * total)
+    }
+    const feeds: Record<string, ort.Tensor> = {input_ids: new ort.Tensor('int64', input, [b, n]), ...past}
+    if (this.io.hasAttentionMask) feeds.attention_mask = new ort.Tensor('int64', mask, [b, total])
+    if (this.io.hasPositionIds) feeds.position_ids = new ort.Tensor('int64', pos, [b, n])
+    if (this.io.hasTokenTypeIds) feeds.token_type_ids = new ort.Tensor('int64', new BigInt64Array(b * n), [b, n])
+    if (this.io.hasCacheBranch) feeds.use_cache_branch = new ort.Tensor('bool', new Uint8Array([pastLength > 0 ? 1 : 0]), [1])
+    let out: ort.InferenceSession.ReturnType
+    try {
+      out = await this.session.run(feeds)
+    } catch (cause) {
+      throw new EngineError('ENGINE_INFERENCE_FAILED', 'onnxruntime failed to run the model.', {cause, details: {reason: firstLine(cause)}})
+    }
+    const logits = out.logits as ort.Tensor
+    const vocab = logits.dims[logits.dims.length - 1] as number
+    const perRow = logits.dims.length === 3 ? (logits.dims[1] as number) : 1
+    const data = logits.data as Float32Array | Uint16Array
+    const rows: Float32Array[] = []
+    for (let r = 0; r < b; r++) {
+      const end = (r * perRow + perRow) * vocab
+      const last = data.subarray(end - vocab, end)
+      rows.push(last instanceof Float32Array ? last : last instanceof Uint16Array ? halfToFloat(last) : Float32Array.from(last as ArrayLike<number>))
+    }
+    const present: Record<string, ort.Tensor> = {}
+    for (let i = 0; i < this.io.numLayers; i++) {
+      present[`past_key_values.${i}.key`] = out[`present.${i}.key`] as ort.Tensor
+      present[`past_key_values.${i}.value`] = out[`present.${i}.value`] as ort.Tensor
+    }
+    return {rows, present}
+  }
+
   async release(): Promise<void> {
     await this.session.release()
   }

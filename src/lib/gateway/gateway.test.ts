@@ -16,6 +16,7 @@ import {parseListen} from './listen.js'
 import {TOKEN_ENV, gatewayToken} from './token.js'
 import {tempDir} from '../../test-support/tmp.js'
 import {parseChatBody, parseCompletionBody} from './openai.js'
+import {parseResponsesBody} from './responses.js'
 
 function attestation(pcr0: string): VerifiedAttestation {
   const now = new Date()
@@ -89,21 +90,85 @@ describe('gateway status mapping', () => {
     const limited = toHttpFailure(clientError('CLIENT_RATE_LIMITED', 'x', {details: {retryAfter: 3}}))
     expect(limited).toMatchObject({status: 429, retryAfter: '3', body: {error: {type: 'rate_limit_error', code: 'CLIENT_RATE_LIMITED', param: null}}})
     expect(toHttpFailure(new NleError('ATTEST_PCR_MISMATCH', 'x'))).toMatchObject({shouldRetry: false, body: {error: {type: 'attestation_error'}}})
+    // A prompt longer than the context: 400 context_length_exceeded (never a 500 the SDKs retry),
+    // matched on the enclave's code whichever client code carries it.
+    for (const e of [clientError('CLIENT_SERVER_ERROR', 'x', {details: {serverCode: 'ENGINE_PROMPT_TOO_LONG'}})]) {
+      expect(toHttpFailure(e)).toMatchObject({status: 400, shouldRetry: false, body: {error: {type: 'invalid_request_error', code: 'context_length_exceeded', param: 'messages'}}})
+    }
+    expect(toHttpFailure(new NleError('GATEWAY_UNSUPPORTED_PARAMETER', 'x', {details: {param: 'response_format'}}))).toMatchObject({status: 400, body: {error: {code: 'unsupported_parameter', param: 'response_format'}}})
   })
 })
 
 describe('gateway request shapes', () => {
-  it('normalises chat messages (text parts, developer role) and refuses what the enclave cannot do', () => {
-    const r = parseChatBody(Buffer.from(JSON.stringify({model: 'm', messages: [{role: 'developer', content: 'sys'}, {role: 'user', content: [{type: 'text', text: 'a'}, {type: 'text', text: 'b'}]}], stream: true, max_tokens: 5, user: 'ignored'})))
-    expect(r).toEqual({request: {model: 'm', max_tokens: 5, messages: [{role: 'system', content: 'sys'}, {role: 'user', content: 'ab'}]}, stream: true, includeUsage: false})
-    for (const body of [{messages: [{role: 'user', content: [{type: 'image_url', image_url: {url: 'x'}}]}]}, {messages: [{role: 'user', content: 'x'}], n: 2}, {messages: [{role: 'user', content: 'x'}], tools: [{}]}]) {
-      expect(() => parseChatBody(Buffer.from(JSON.stringify(body)))).toThrow(expect.objectContaining({code: 'GATEWAY_BAD_REQUEST'}))
+  const chat = (body: unknown): ReturnType<typeof parseChatBody> => parseChatBody(Buffer.from(JSON.stringify(body)))
+  const refusal = (fn: () => unknown): {code: string; param: unknown} => {
+    try {
+      fn()
+    } catch (error) {
+      const e = error as NleError
+      return {code: e.code, param: e.details?.param}
     }
+    throw new Error('expected a refusal')
+  }
+  const user = [{role: 'user', content: 'x'}]
+
+  it('normalises chat messages (text parts, developer role) and refuses what the enclave cannot do, naming the param', () => {
+    const r = chat({model: 'm', messages: [{role: 'developer', content: 'sys'}, {role: 'user', content: [{type: 'text', text: 'a'}, {type: 'text', text: 'b'}]}], stream: true, max_tokens: 5, user: 'ignored'})
+    expect(r).toEqual({request: {model: 'm', max_tokens: 5, messages: [{role: 'system', content: 'sys'}, {role: 'user', content: 'ab'}]}, stream: true, includeUsage: false})
+    expect(refusal(() => chat({messages: [{role: 'user', content: [{type: 'image_url', image_url: {url: 'x'}}]}]}))).toEqual({code: 'GATEWAY_UNSUPPORTED_PARAMETER', param: 'messages.[0].content.[0].type'})
+    expect(refusal(() => chat({messages: user, n: 2}))).toEqual({code: 'GATEWAY_UNSUPPORTED_PARAMETER', param: 'n'})
+    expect(refusal(() => chat({messages: user, tools: [{}]}))).toEqual({code: 'GATEWAY_UNSUPPORTED_PARAMETER', param: 'tools'})
+    expect(refusal(() => chat({messages: user, response_format: {type: 'json_object'}}))).toEqual({code: 'GATEWAY_UNSUPPORTED_PARAMETER', param: 'response_format'})
+    expect(refusal(() => chat({messages: user, logprobs: true}))).toEqual({code: 'GATEWAY_UNSUPPORTED_PARAMETER', param: 'logprobs'})
+    expect(refusal(() => chat({messages: user, presence_penalty: 0.5}))).toEqual({code: 'GATEWAY_UNSUPPORTED_PARAMETER', param: 'presence_penalty'})
+    expect(refusal(() => chat({messages: user, no_such_thing: 1}))).toEqual({code: 'GATEWAY_UNSUPPORTED_PARAMETER', param: 'no_such_thing'})
+    expect(refusal(() => chat({messages: [{role: 'user', content: 3}]}))).toEqual({code: 'GATEWAY_BAD_REQUEST', param: 'messages.[0].content'})
+    expect(refusal(() => chat({messages: [{role: 'user', content: 'x'}], temperature: 9}))).toEqual({code: 'GATEWAY_BAD_REQUEST', param: 'temperature'})
+    // Values that change nothing are accepted: the neutral settings OpenAI clients send by default.
+    expect(chat({messages: user, response_format: {type: 'text'}, tools: [], tool_choice: 'none', logprobs: false, presence_penalty: 0, frequency_penalty: 0, store: false, parallel_tool_calls: true}).request.messages).toEqual(user)
+  })
+
+  it('refuses max_tokens above what the enclave generates, when the gateway knows it', () => {
+    const limits = {maxTokens: 64}
+    expect(parseChatBody(Buffer.from(JSON.stringify({messages: user, max_tokens: 64})), limits).request.max_tokens).toBe(64)
+    expect(refusal(() => parseChatBody(Buffer.from(JSON.stringify({messages: user, max_tokens: 65})), limits))).toEqual({code: 'GATEWAY_BAD_REQUEST', param: 'max_tokens'})
+    expect(refusal(() => parseChatBody(Buffer.from(JSON.stringify({messages: user, max_completion_tokens: 4096})), limits))).toEqual({code: 'GATEWAY_BAD_REQUEST', param: 'max_completion_tokens'})
+  })
+
+  it('renders tool messages and earlier tool calls as text when no tools are offered', () => {
+    const r = chat({
+      messages: [
+        {role: 'user', content: 'weather?'},
+        {role: 'assistant', content: null, tool_calls: [{id: 'call_1', type: 'function', function: {name: 'weather', arguments: '{"city":"Oslo"}'}}]},
+        {role: 'tool', tool_call_id: 'call_1', content: 'rain'},
+      ],
+    })
+    expect(r.request.messages).toEqual([
+      {role: 'user', content: 'weather?'},
+      {role: 'assistant', content: '[called weather({"city":"Oslo"})]'},
+      {role: 'user', content: '[result of tool call call_1]\nrain'},
+    ])
+    expect(refusal(() => chat({messages: [{role: 'tool', content: [{type: 'image_url'}]}]}))).toEqual({code: 'GATEWAY_UNSUPPORTED_PARAMETER', param: 'messages.[0].content.[0].type'})
+    expect(refusal(() => chat({messages: [{role: 'critic', content: 'x'}]}))).toEqual({code: 'GATEWAY_BAD_REQUEST', param: 'messages.[0].role'})
   })
 
   it('maps a completion prompt to one user message', () => {
     expect(parseCompletionBody(Buffer.from(JSON.stringify({prompt: ['p'], temperature: 0})))).toEqual({request: {temperature: 0, messages: [{role: 'user', content: 'p'}]}, stream: false, includeUsage: false})
-    expect(() => parseCompletionBody(Buffer.from(JSON.stringify({prompt: 'p', echo: true})))).toThrow(expect.objectContaining({code: 'GATEWAY_BAD_REQUEST'}))
+    expect(refusal(() => parseCompletionBody(Buffer.from(JSON.stringify({prompt: 'p', echo: true}))))).toEqual({code: 'GATEWAY_UNSUPPORTED_PARAMETER', param: 'echo'})
+  })
+
+  it('maps a Responses request: instructions, string or item input; refuses what is not honoured', () => {
+    const resp = (body: unknown): ReturnType<typeof parseResponsesBody> => parseResponsesBody(Buffer.from(JSON.stringify(body)))
+    expect(resp({input: 'hi', instructions: 'be brief', max_output_tokens: 9}).request).toEqual({messages: [{role: 'system', content: 'be brief'}, {role: 'user', content: 'hi'}], max_tokens: 9})
+    expect(resp({input: [{role: 'user', content: [{type: 'input_text', text: 'a'}]}, {type: 'message', role: 'assistant', content: [{type: 'output_text', text: 'b'}]}]}).request.messages).toEqual([
+      {role: 'user', content: 'a'},
+      {role: 'assistant', content: 'b'},
+    ])
+    expect(refusal(() => resp({input: 'x', previous_response_id: 'resp_1'}))).toEqual({code: 'GATEWAY_UNSUPPORTED_PARAMETER', param: 'previous_response_id'})
+    expect(refusal(() => resp({input: 'x', store: true}))).toEqual({code: 'GATEWAY_UNSUPPORTED_PARAMETER', param: 'store'})
+    expect(refusal(() => resp({input: 'x', text: {format: {type: 'json_schema'}}}))).toEqual({code: 'GATEWAY_UNSUPPORTED_PARAMETER', param: 'text'})
+    expect(refusal(() => resp({input: [{role: 'user', content: [{type: 'input_image', image_url: 'x'}]}]}))).toEqual({code: 'GATEWAY_UNSUPPORTED_PARAMETER', param: 'input.[0].content.[0].type'})
+    expect(resp({input: 'x', store: false, tools: [], text: {format: {type: 'text'}}}).request.messages).toEqual([{role: 'user', content: 'x'}])
   })
 })
 
@@ -158,6 +223,61 @@ describe('gateway attestation policy', () => {
       await ask(url, {messages: [{role: 'user', content: 'q'}]})
       expect(up.fetches).toBe(before + 1)
       expect(gateway.state().reason).toBe('reconnect')
+    } finally {
+      await gateway.stop()
+    }
+  })
+})
+
+class TooLongUpstream extends FakeUpstream {
+  override async chat(): Promise<ChatCompletion> {
+    throw clientError('CLIENT_SERVER_ERROR', 'The enclave answered with an error: Generation failed.', {details: {serverCode: 'ENGINE_PROMPT_TOO_LONG'}})
+  }
+  override async *chatStream(): AsyncGenerator<ChatCompletionChunk, void, void> {
+    // What the enclave does: the stream opens (role chunk), then the engine refuses the prompt.
+    yield {id: 'chatcmpl-1', object: 'chat.completion.chunk', created: 1, model: 'fake', choices: [{index: 0, delta: {role: 'assistant', content: ''}, finish_reason: null}]}
+    throw clientError('CLIENT_SERVER_ERROR', 'The enclave answered with an error: Generation failed.', {details: {serverCode: 'ENGINE_PROMPT_TOO_LONG'}})
+  }
+}
+
+describe('gateway answers', () => {
+  it('a prompt longer than the context is a 400 context_length_exceeded before any stream starts', async () => {
+    const {gateway, url} = await startGateway({upstream: new TooLongUpstream(), upstreamDisplay: 'fake', listen: '127.0.0.1:0', token: TOKEN})
+    try {
+      for (const [path, body, param] of [
+        ['/v1/chat/completions', {messages: [{role: 'user', content: 'q'}]}, 'messages'],
+        ['/v1/chat/completions', {messages: [{role: 'user', content: 'q'}], stream: true}, 'messages'],
+        ['/v1/responses', {input: 'q', stream: true}, 'input'],
+      ] as const) {
+        const r = await ask(url, body, path)
+        expect(r.status).toBe(400)
+        expect(r.headers.get('content-type')).toBe('application/json')
+        expect(r.headers.get('x-should-retry')).toBe('false')
+        expect(await r.json()).toEqual({error: {type: 'invalid_request_error', code: 'context_length_exceeded', param, message: expect.any(String)}})
+      }
+    } finally {
+      await gateway.stop()
+    }
+  })
+
+  it('/v1/models lists one stable id with the attestation; 503 while attestation fails', async () => {
+    const up = new FakeUpstream()
+    const {gateway, url} = await startGateway({upstream: up, upstreamDisplay: 'fake', listen: '127.0.0.1:0', token: TOKEN, modelId: 'nle-0123456789ab', failureRetryMs: 0})
+    try {
+      const list = (await (await fetch(`${url}/v1/models`, {headers: auth})).json()) as {data: {id: string; nle_attestation: {status: string; pcr0: string}}[]}
+      expect(list.data).toEqual([expect.objectContaining({id: 'nle-0123456789ab', object: 'model', nle_attestation: expect.objectContaining({status: 'verified', pcr0: 'a'.repeat(96)})})])
+      expect((await fetch(`${url}/v1/models/nle-0123456789ab`, {headers: auth})).status).toBe(200)
+      const missing = await fetch(`${url}/v1/models/gpt-4o`, {headers: auth})
+      expect(missing.status).toBe(404)
+      expect(((await missing.json()) as {error: {code: string}}).error.code).toBe('model_not_found')
+      // Answers carry the same id and the attested image's fingerprint.
+      const answer = (await (await ask(url, {model: 'gpt-4o', messages: [{role: 'user', content: 'q'}]})).json()) as {model: string; system_fingerprint: string}
+      expect(answer).toMatchObject({model: 'nle-0123456789ab', system_fingerprint: `nle-${'a'.repeat(16)}`})
+      up.failAttest = new NleError('ATTEST_PCR_MISMATCH', 'PCR0 differs')
+      await fetch(`${url}/nle/attestation?fresh=1`, {headers: auth})
+      const failing = await fetch(`${url}/v1/models`, {headers: auth})
+      expect(failing.status).toBe(503)
+      expect(((await failing.json()) as {error: {code: string}}).error.code).toBe('ATTEST_PCR_MISMATCH')
     } finally {
       await gateway.stop()
     }

@@ -24,10 +24,12 @@ import type {AddressInfo} from 'node:net'
 
 import type {VerifiedAttestation} from '../attestation/verify.js'
 import type {ChatCompletion, ChatCompletionChunk, ChatRequest} from '../client/index.js'
-import {type NleError, isNleError} from '../errors.js'
+import {type NleError, isNleError, listenError} from '../errors.js'
+import type {Lockfile} from '../lockfile.js'
 import {type HttpFailure, gatewayError, toHttpFailure} from './errors.js'
 import {type ListenAddress, isLoopbackHost, listenUrl, parseListen} from './listen.js'
-import {type ParsedRequest, chatChunks, chatCompletion, parseChatBody, parseCompletionBody, textChunks, textCompletion} from './openai.js'
+import {type AnswerStamp, type ParsedRequest, type RequestLimits, chatChunks, chatCompletion, isEmptyChunk, parseChatBody, parseCompletionBody, textChunks, textCompletion} from './openai.js'
+import {type ParsedResponsesRequest, ResponsesEventStream, parseResponsesBody, wholeResponse} from './responses.js'
 
 /** What the gateway needs of the upstream (NleClient fits; tests may fake it). */
 export interface GatewayUpstream {
@@ -82,8 +84,13 @@ export interface GatewayOptions {
   /** Time a client has to send its headers (default 10 s), and its whole request (default 60 s): 408 after. */
   headersTimeoutMs?: number
   requestTimeoutMs?: number
-  /** Model id listed by /v1/models until an answer names the enclave's own. */
-  defaultModel?: string
+  /**
+   * The one model id the gateway lists at /v1/models and answers with (default `nle-enclave`):
+   * stable across restarts, from the lockfile (see modelIdFromLockfile). Any requested model is served by it.
+   */
+  modelId?: string
+  /** Limits of the enclave checked before anything is sent (nle.yaml runtime.maxTokens): a request over them is refused, not cut. */
+  limits?: RequestLimits
   log?: (event: GatewayEvent) => void
 }
 
@@ -108,6 +115,7 @@ export interface AttestationState {
 export const ROUTES = {
   chat: '/v1/chat/completions',
   completions: '/v1/completions',
+  responses: '/v1/responses',
   models: '/v1/models',
   attestation: '/nle/attestation',
 } as const
@@ -116,7 +124,7 @@ const KNOWN = new Set<string>(Object.values(ROUTES))
 
 export class Gateway {
   private readonly server: Server
-  private readonly options: Required<Omit<GatewayOptions, 'log' | 'socketPath'>> & Pick<GatewayOptions, 'log' | 'socketPath'>
+  private readonly options: Required<Omit<GatewayOptions, 'log' | 'socketPath' | 'limits'>> & Pick<GatewayOptions, 'log' | 'socketPath'> & {limits: RequestLimits}
   private readonly token: Buffer | null
   private readonly origins: ReadonlySet<string>
   private readonly address: ListenAddress
@@ -126,7 +134,6 @@ export class Gateway {
   private failure: {error: NleError | unknown; at: number} | null = null
   private stale = false
   private attesting: Promise<VerifiedAttestation> | null = null
-  private model: string
   private readonly started = Math.floor(Date.now() / 1000)
   private readonly open = new Set<ServerResponse>()
 
@@ -139,9 +146,10 @@ export class Gateway {
       bodyLimit: 4 * 1024 * 1024,
       headersTimeoutMs: 10_000,
       requestTimeoutMs: 60_000,
-      defaultModel: 'nle-enclave',
+      modelId: 'nle-enclave',
       allowOrigins: [],
       ...options,
+      limits: options.limits ?? {},
     }
     this.address = parseListen(this.options.listen) // throws before anything listens
     if (options.token === null && options.socketPath === undefined) {
@@ -150,7 +158,6 @@ export class Gateway {
     if (options.token !== null && options.token.length < 16) throw gatewayError('GATEWAY_TOKEN_REQUIRED', 'The access token is shorter than 16 characters.')
     this.token = options.token === null ? null : Buffer.from(options.token)
     this.origins = new Set(this.options.allowOrigins.map((o) => o.replace(/\/$/, '').toLowerCase()))
-    this.model = this.options.defaultModel
     // A local program that opens connections and sends nothing (or a body byte by byte) is cut.
     const requestTimeout = this.options.requestTimeoutMs
     const headersTimeout = Math.min(this.options.headersTimeoutMs, requestTimeout)
@@ -164,9 +171,8 @@ export class Gateway {
     await new Promise<void>((resolve, reject) => {
       const onError = (error: NodeJS.ErrnoException): void =>
         reject(
-          gatewayError('GATEWAY_LISTEN_FAILED', `Cannot listen on ${listenUrl(this.address)}: ${error.code ?? error.message}.`, {
-            cause: error,
-            hint: error.code === 'EADDRINUSE' ? 'Another process uses that port: pick another with --listen 127.0.0.1:PORT.' : undefined,
+          listenError('GATEWAY_LISTEN_FAILED', this.options.socketPath ?? listenUrl(this.address), error, {
+            inUseHint: this.options.socketPath === undefined ? 'Another process uses that port: stop it, or pick another with --listen 127.0.0.1:PORT' : 'Another process serves that socket: stop it, or pick another --socket PATH',
           }),
         )
       this.server.once('error', onError)
@@ -287,9 +293,21 @@ export class Gateway {
         return
       }
       this.checkToken(req)
-      if (path === ROUTES.models) {
+      if (path === ROUTES.models || path.startsWith(`${ROUTES.models}/`)) {
         if (req.method !== 'GET') throw notAllowed()
-        return sendJson(res, 200, {object: 'list', data: [{id: this.model, object: 'model', created: this.started, owned_by: 'nle-enclave'}]}, entry)
+        // What is listed is what is attested: while verification fails, 503 like every route.
+        const a = await this.ensureAttested()
+        const model = {
+          id: this.options.modelId,
+          object: 'model',
+          created: this.started,
+          owned_by: 'nle',
+          nle_attestation: {status: 'verified', mode: this.options.mode, pcr0: a.pcrs[0] ?? null, root: a.root, debug: a.debug, verified_at: new Date(this.verifiedAt).toISOString()},
+        }
+        if (path === ROUTES.models) return sendJson(res, 200, {object: 'list', data: [model]}, entry)
+        const id = decodeURIComponent(path.slice(ROUTES.models.length + 1))
+        if (id !== this.options.modelId) throw gatewayError('GATEWAY_NOT_FOUND', `The model '${id.slice(0, 256)}' does not exist: this gateway serves ${this.options.modelId}.`, {details: {model: id.slice(0, 256)}})
+        return sendJson(res, 200, model, entry)
       }
       if (path === ROUTES.attestation) {
         if (req.method !== 'GET') throw notAllowed()
@@ -298,17 +316,18 @@ export class Gateway {
         const state = this.state()
         return sendJson(res, state.status === 'verified' ? 200 : 503, state, entry)
       }
-      if (path === ROUTES.chat || path === ROUTES.completions) {
+      if (path === ROUTES.chat || path === ROUTES.completions || path === ROUTES.responses) {
         if (req.method !== 'POST') throw notAllowed()
         checkJson(req)
         const body = await readBody(req, this.options.bodyLimit)
         entry.bytesIn = body.length
-        const parsed = path === ROUTES.chat ? parseChatBody(body) : parseCompletionBody(body)
-        return await this.complete(res, parsed, path === ROUTES.chat ? 'chat' : 'text', entry)
+        const limits = this.options.limits
+        if (path === ROUTES.responses) return await this.complete(res, parseResponsesBody(body, limits), 'responses', entry)
+        return await this.complete(res, path === ROUTES.chat ? parseChatBody(body, limits) : parseCompletionBody(body, limits), path === ROUTES.chat ? 'chat' : 'text', entry)
       }
-      throw gatewayError('GATEWAY_NOT_FOUND', `No such endpoint. The gateway serves POST ${ROUTES.chat}, POST ${ROUTES.completions}, GET ${ROUTES.models} and GET ${ROUTES.attestation}.`)
+      throw gatewayError('GATEWAY_NOT_FOUND', `No such endpoint. The gateway serves POST ${ROUTES.chat}, POST ${ROUTES.completions}, POST ${ROUTES.responses}, GET ${ROUTES.models} and GET ${ROUTES.attestation}.`)
     } catch (error) {
-      this.fail(res, error, entry)
+      this.fail(res, error, entry, path === ROUTES.responses ? 'input' : 'messages')
     }
   }
 
@@ -340,7 +359,12 @@ export class Gateway {
     }
   }
 
-  private async complete(res: ServerResponse, parsed: ParsedRequest, shape: 'chat' | 'text', entry: AccessLogEntry): Promise<void> {
+  /** The model id and the verified image's fingerprint, stamped on every answer. */
+  private stamp(a: VerifiedAttestation): AnswerStamp {
+    return {model: this.options.modelId, systemFingerprint: `nle-${(a.pcrs[0] ?? '').slice(0, 16)}`}
+  }
+
+  private async complete(res: ServerResponse, parsed: ParsedRequest, shape: 'chat' | 'text' | 'responses', entry: AccessLogEntry): Promise<void> {
     const abort = new AbortController()
     res.on('close', () => {
       if (!res.writableFinished) abort.abort()
@@ -351,48 +375,60 @@ export class Gateway {
     try {
       if (!parsed.stream) {
         const answer = await this.options.upstream.chat(parsed.request, {signal})
-        await this.syncRotation()
-        this.model = answer.model || this.model
-        return sendJson(res, 200, shape === 'chat' ? chatCompletion(answer) : textCompletion(answer), entry)
+        const stamp = this.stamp(await this.syncRotation())
+        const body = shape === 'chat' ? chatCompletion(answer, stamp) : shape === 'text' ? textCompletion(answer, stamp) : wholeResponse(answer, parsed as ParsedResponsesRequest, stamp)
+        return sendJson(res, 200, body, entry)
       }
       const it = this.options.upstream.chatStream(parsed.request, {signal})
-      // Wait for the first opened chunk before answering 200: failures up to here get their status.
-      const first = await it.next()
-      await this.syncRotation()
+      // Hold the stream's opening (the role-only chunk) until the first chunk that says something, so
+      // that whatever fails before the first token — a prompt longer than the context, a refused
+      // parameter — is answered as an HTTP error with its status, not as a 200 and an error event.
+      const held: ChatCompletionChunk[] = []
+      let next = await it.next()
+      while (!next.done && isEmptyChunk(next.value)) {
+        held.push(next.value)
+        next = await it.next()
+      }
+      if (!next.done) held.push(next.value)
+      const stamp = this.stamp(await this.syncRotation())
       res.writeHead(200, {'content-type': 'text/event-stream; charset=utf-8', 'cache-control': 'no-cache', connection: 'keep-alive', 'x-accel-buffering': 'no'})
       res.flushHeaders()
-      const send = (chunk: ChatCompletionChunk): void => {
-        this.model = chunk.model || this.model
-        for (const event of shape === 'chat' ? chatChunks(chunk, parsed.includeUsage) : textChunks(chunk, parsed.includeUsage)) {
-          const line = `data: ${JSON.stringify(event)}\n\n`
-          entry.bytesOut += Buffer.byteLength(line)
-          res.write(line)
+      const events = shape === 'responses' ? new ResponsesEventStream(parsed as ParsedResponsesRequest, stamp) : null
+      const write = (frames: string[]): void => {
+        for (const frame of frames) {
+          entry.bytesOut += Buffer.byteLength(frame)
+          res.write(frame)
         }
       }
+      const send = (chunk: ChatCompletionChunk): void => {
+        if (events) return write(events.chunk(chunk))
+        write((shape === 'chat' ? chatChunks(chunk, parsed.includeUsage, stamp) : textChunks(chunk, parsed.includeUsage, stamp)).map((event) => `data: ${JSON.stringify(event)}\n\n`))
+      }
       try {
-        if (!first.done) send(first.value)
-        for (;;) {
-          if (signal.aborted) {
-            await it.return(undefined).catch(() => undefined)
-            return
+        for (const chunk of held) send(chunk)
+        if (!next.done) {
+          for (;;) {
+            if (signal.aborted) {
+              await it.return(undefined).catch(() => undefined)
+              return
+            }
+            const r = await it.next()
+            if (r.done) break
+            send(r.value)
           }
-          const r = await it.next()
-          if (r.done) break
-          send(r.value)
         }
       } catch (error) {
-        // Headers are out: the error goes in the stream (OpenAI SDKs raise it), and no [DONE] —
-        // the client must see a failed answer, never a silently shorter one.
-        const f = this.noteFailure(error, entry)
+        // Headers are out: the error goes in the stream (OpenAI SDKs raise it), and no [DONE] nor
+        // response.completed — the client must see a failed answer, never a silently shorter one.
+        const f = this.noteFailure(error, entry, shape === 'responses' ? 'input' : 'messages')
         if (!signal.aborted && !res.destroyed) {
-          const line = `data: ${JSON.stringify(f.body)}\n\n`
-          entry.bytesOut += Buffer.byteLength(line)
-          res.end(line)
+          write(events ? events.error(f) : [`data: ${JSON.stringify(f.body)}\n\n`])
+          res.end()
         }
         return
       }
-      entry.bytesOut += 14
-      res.end('data: [DONE]\n\n')
+      write(events ? events.end() : ['data: [DONE]\n\n'])
+      res.end()
     } catch (error) {
       if (signal.aborted) {
         entry.code = 'CLIENT_ABORTED'
@@ -402,8 +438,10 @@ export class Gateway {
     }
   }
 
-  private noteFailure(error: unknown, entry: AccessLogEntry): HttpFailure {
+  /** `promptParam`: the field a context overflow is blamed on (messages; input in the Responses API). */
+  private noteFailure(error: unknown, entry: AccessLogEntry, promptParam = 'messages'): HttpFailure {
     const f = toHttpFailure(error)
+    if (f.body.error.code === 'context_length_exceeded') f.body.error.param = promptParam
     entry.code = f.body.error.code
     if (f.reconnect) this.stale = true
     // A refusal met mid-request (the client re-attested after a 421 and that failed). A cached
@@ -415,8 +453,8 @@ export class Gateway {
     return f
   }
 
-  private fail(res: ServerResponse, error: unknown, entry: AccessLogEntry): void {
-    const f = this.noteFailure(error, entry)
+  private fail(res: ServerResponse, error: unknown, entry: AccessLogEntry, promptParam?: string): void {
+    const f = this.noteFailure(error, entry, promptParam)
     if (res.headersSent) {
       res.destroy()
       return
@@ -455,6 +493,15 @@ async function readBody(req: IncomingMessage, limit: number): Promise<Buffer> {
     parts.push(part)
   }
   return Buffer.concat(parts)
+}
+
+/**
+ * The gateway's model id, stable for one enclave image: `nle-` and the start of the model
+ * manifest's digest (the lockfile's modelManifest input), else of PCR0.
+ */
+export function modelIdFromLockfile(lock: Pick<Lockfile, 'inputs' | 'measurements'>): string {
+  const manifest = lock.inputs.modelManifest?.replace(/^sha(256|384):/, '')
+  return `nle-${(manifest ?? lock.measurements.PCR0).slice(0, 12)}`
 }
 
 /** Create and start a gateway. */

@@ -42,10 +42,14 @@ describe('nle build --builder docker', () => {
       ['nitro-cli', 'build-enclave', '--docker-uri', 'demo-enclave:latest', '--output-file', eif],
     ])
     expect(host.calls('docker')[0]!.SOURCE_DATE_EPOCH).toBe('1700000000')
-    // The context: the project's enclave/ files, the runtime bundle, the model, the runtime config.
+    // The context docker was sent: the project's enclave/ files, the runtime bundle, the model, the runtime config.
+    const sent = host.state<string[]>('last-context.json', [])
     for (const f of ['Dockerfile', 'start.sh', 'nle/runtime/enclave-server/index.js', 'nle/dist/lib/server/main.js', 'nle/package-lock.json', 'model/config.json', 'model/nle-model.json', 'nle.runtime.json']) {
-      expect(existsSync(join(ctx, f)), f).toBe(true)
+      expect(sent, f).toContain(f)
     }
+    // After the build the context keeps no copy of the model (the project's model/ is the one copy).
+    expect(existsSync(join(ctx, 'model'))).toBe(false)
+    expect(existsSync(join(ctx, 'nle.runtime.json'))).toBe(true)
     expect(JSON.parse(readFileSync(join(ctx, 'nle.runtime.json'), 'utf8'))).toEqual({model: {path: '/app/model', dtype: 'fp32'}, runtime: {threads: 'auto', maxTokens: 256, sampling: {temperature: 0.7, topP: 0.95, topK: 50}}})
     // nle's reader, the fake's independent measurer and the lockfile agree.
     const lock = await readLockfile(join(dir, 'nle.lock.json'))
@@ -56,6 +60,8 @@ describe('nle build --builder docker', () => {
     expect(lock.inputs.modelManifest).toBe(`sha256:${createHash('sha256').update(readFileSync(join(dir, 'model', 'nle-model.json'))).digest('hex')}`)
     expect(lock.inputs.runtimeBundle).toMatch(/^sha256:[0-9a-f]{64}$/)
     expect(r).toMatchObject({builder: 'docker', crossCheck: {against: 'nitro-cli', match: true}, eif: {bootable: true}, image: {tag: 'demo-enclave:latest'}})
+    expect(r.stages.map((t) => t.stage)).toEqual(['context', 'docker-build', 'nitro-cli', 'measure'])
+    expect(r.stages.every((t) => Number.isInteger(t.ms) && t.ms >= 0 && t.label.length > 0)).toBe(true)
     expect(r.memory.memoryMiB).toBeGreaterThanOrEqual(r.memory.eifRuleMiB)
   })
 
@@ -89,14 +95,16 @@ describe('nle build --builder docker', () => {
     s = await setup({FAKE_DOCKER_FAIL: 'build'})
     expect(hasCode(await rejection(buildProject(s.opts)), 'DOCKER_BUILD_FAILED')).toBe(true)
     expect(host.calls('nitro-cli')).toEqual([])
+    // A failed build leaves no staged model behind either.
+    expect(host.state<string[]>('last-context.json', [])).toContain('model/nle-model.json')
+    expect(existsSync(join(s.dir, '.nle', 'build-context', 'model'))).toBe(false)
   })
 
   it('builds exactly the files nle-model.json lists, and refuses one changed since model save, a missing manifest or another dtype', async () => {
     let s = await setup()
     writeFileSync(join(s.dir, 'model', 'notes-from-training.txt'), 'not part of the model')
     await buildProject(s.opts)
-    const ctx = join(s.dir, '.nle', 'build-context')
-    expect(readdirSync(join(ctx, 'model'), {recursive: true, encoding: 'utf8'}).sort()).toEqual(['config.json', 'nle-model.json', 'onnx', 'onnx/model.onnx'])
+    expect(host.state<string[]>('last-context.json', []).filter((f) => f.startsWith('model/'))).toEqual(['model/config.json', 'model/nle-model.json', 'model/onnx/model.onnx'])
     // One byte changed in place after the manifest was written: refused, naming the file; the lockfile is not rewritten.
     const lockBefore = readFileSync(join(s.dir, 'nle.lock.json'), 'utf8')
     const weights = join(s.dir, 'model', 'onnx', 'model.onnx')
@@ -175,6 +183,11 @@ describe('nle build --builder native', () => {
     expect(lock.builder.name).toBe('nle')
     expect(lock.measurements.PCR0).toBe(info.measurements.PCR0)
     expect(r.crossCheck).toEqual({against: 'nle-writer', match: true})
+    expect(r.stages.map((t) => t.stage)).toEqual(['rootfs', 'eif', 'measure'])
+    // The EIF holds the model; .nle/ keeps no copy (nor a hard link) of any model file.
+    const modelFiles = new Set(['model.onnx', 'tokenizer.json', 'nle-model.json'])
+    const left = readdirSync(join(dir, '.nle'), {recursive: true, encoding: 'utf8'}).filter((f) => f.startsWith('rootfs/app/model') || modelFiles.has(f.split('/').at(-1)!))
+    expect(left).toEqual([])
   })
 
   it('with blobs: PCR1 is the kernel, the trimmed cmdline and the bootstrap cpio of init and nsm.ko', async () => {

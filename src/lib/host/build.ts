@@ -16,6 +16,7 @@ import type {Lockfile} from '../lockfile.js'
 import {writeLockfile} from '../lockfile.js'
 import {MANIFEST_FILE, type ModelManifest, checkManifestFiles, readManifest, sha256File} from '../model/manifest.js'
 import {PACKAGE_ROOT, RUNTIME_DIR} from '../paths.js'
+import {StageClock, type StageTiming} from '../stages.js'
 import {dockerBuild, dockerImageInspect} from './docker.js'
 import {hostError} from './errors.js'
 import type {HostContext} from './exec.js'
@@ -51,6 +52,7 @@ export interface BuildOptions {
   blobsDir?: string
   /** native: pack this root filesystem (e.g. `docker export` output) instead of the dev layout. */
   rootfs?: string
+  /** Each stage as it starts (its label, e.g. "Writing the EIF"). */
   onStep?: (message: string) => void
 }
 
@@ -66,13 +68,30 @@ export interface BuildReport {
   context: string
   image?: {tag: string; id: string}
   warnings: string[]
+  /** Each stage with how long it took, in order. */
+  stages: StageTiming[]
+  /** The commands to run next, from the project folder (each one works for this EIF). */
+  nextSteps: string[]
 }
+
+/**
+ * What to run after a build: an EIF that boots goes to a Nitro host (`nle allocator` sizes it,
+ * `nle run` starts it); one that cannot (native, placeholder kernel) is what `nle dev` runs here,
+ * with simulated Nitro parts (`nle run` refuses it).
+ */
+export function buildNextSteps(bootable: boolean): string[] {
+  return bootable ? ['nle allocator', 'nle run'] : ['nle dev']
+}
+
+type Step = (stage: string, label: string) => void
 
 export async function buildProject(o: BuildOptions): Promise<BuildReport> {
   const paths = projectPaths(o.loaded)
   const builder = o.builder ?? o.loaded.config.build.builder
-  const step = o.onStep ?? ((): void => undefined)
-  return builder === 'docker' ? buildWithDocker(o, paths, step) : buildNative(o, paths, step)
+  const clock = new StageClock(o.onStep ? (_stage, label) => o.onStep!(label) : undefined)
+  const step: Step = (stage, label) => clock.start(stage, label)
+  const report = builder === 'docker' ? await buildWithDocker(o, paths, step) : await buildNative(o, paths, step)
+  return {...report, stages: clock.end(), nextSteps: buildNextSteps(report.eif.bootable)}
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -209,6 +228,15 @@ async function isDir(p: string): Promise<boolean> {
   return stat(p).then((s) => s.isDirectory(), () => false)
 }
 
+/**
+ * Removes the model from a staged context once the builder has read it: the project's model folder
+ * is the one copy to keep (a staged copy, or even a hard link, would double what .nle/ holds and
+ * outlive the build). The rest of the context stays for inspection; each build stages it anew.
+ */
+async function dropStagedModel(contextDir: string): Promise<void> {
+  await rm(join(contextDir, 'model'), {recursive: true, force: true})
+}
+
 type Pcrs = {PCR0: string; PCR1: string; PCR2: string; PCR8?: string}
 
 /** The PCRs (0, 1, 2 and 8) on which two measurement sets disagree; a PCR8 on one side only counts. */
@@ -242,25 +270,31 @@ async function signingPaths(loaded: LoadedConfig): Promise<{certificate: string;
   return {certificate, privateKey}
 }
 
-async function buildWithDocker(o: BuildOptions, paths: ProjectPaths, step: (m: string) => void): Promise<BuildReport> {
+async function buildWithDocker(o: BuildOptions, paths: ProjectPaths, step: Step): Promise<Omit<BuildReport, 'stages' | 'nextSteps'>> {
   const {config} = o.loaded
   const signing = await signingPaths(o.loaded)
-  step('Assembling the build context')
-  const context = await assembleContext(o.loaded, paths, paths.buildContext, true)
+  step('context', 'Assembling the build context')
   const sourceDateEpoch = o.sourceDateEpoch ?? (Number(o.ctx.env.SOURCE_DATE_EPOCH) || 0)
   const tag = config.build.imageTag
-  step(`docker build ${tag}`)
-  await dockerBuild(o.ctx, {context: context.dir, tag, sourceDateEpoch})
+  let context: Context
+  try {
+    context = await assembleContext(o.loaded, paths, paths.buildContext, true)
+    step('docker-build', `docker build ${tag}`)
+    await dockerBuild(o.ctx, {context: context.dir, tag, sourceDateEpoch})
+  } finally {
+    // docker has the model in the image now (or failed): the context keeps no copy of it.
+    await dropStagedModel(paths.buildContext)
+  }
   const image = await dockerImageInspect(o.ctx, tag)
   const version = await nitroCliVersion(o.ctx)
-  step('nitro-cli build-enclave')
+  step('nitro-cli', 'nitro-cli build-enclave')
   await mkdir(dirname(paths.eifPath), {recursive: true})
   const built = await buildEnclave(o.ctx, {
     dockerUri: tag,
     outputFile: paths.eifPath,
     ...(signing ? {signingCertificate: signing.certificate, privateKey: signing.privateKey} : {}),
   })
-  step('Measuring the EIF')
+  step('measure', 'Measuring the EIF')
   const info = await readEif(paths.eifPath, {fileDigest: true})
   assertTrusted(info)
   comparePcrs(info, built.measurements, 'nitro-cli', paths.eifPath)
@@ -331,45 +365,51 @@ async function kernelVersion(configFile: string | undefined): Promise<string | u
   return /^# \w+\/\S+ (\d+(?:\.\d+)*)/.exec(line)?.[1]
 }
 
-async function buildNative(o: BuildOptions, paths: ProjectPaths, step: (m: string) => void): Promise<BuildReport> {
+async function buildNative(o: BuildOptions, paths: ProjectPaths, step: Step): Promise<Omit<BuildReport, 'stages' | 'nextSteps'>> {
   const {config} = o.loaded
   const signing = await signingPaths(o.loaded)
   const blobs = await resolveBlobs(o, paths)
   let rootfs = o.rootfs
   let context: Context
-  step('Assembling the root filesystem')
-  if (rootfs === undefined) {
-    rootfs = paths.nativeRootfs
-    context = await assembleContext(o.loaded, paths, join(rootfs, APP_DIR), false)
-  } else {
-    if (!(await isDir(rootfs))) throw hostError('BUILD_MODEL_MISSING', `--rootfs ${rootfs} is not a folder.`, {hint: 'Pass the folder `docker export` was unpacked into.'})
-    context = {dir: rootfs, inputs: {rootfs: await treeDigest(rootfs)}}
+  let built: Awaited<ReturnType<typeof buildEifFromFiles>>
+  step('rootfs', 'Assembling the root filesystem')
+  try {
+    if (rootfs === undefined) {
+      rootfs = paths.nativeRootfs
+      context = await assembleContext(o.loaded, paths, join(rootfs, APP_DIR), false)
+    } else {
+      if (!(await isDir(rootfs))) throw hostError('BUILD_MODEL_MISSING', `--rootfs ${rootfs} is not a folder.`, {hint: 'Pass the folder `docker export` was unpacked into.'})
+      context = {dir: rootfs, inputs: {rootfs: await treeDigest(rootfs)}}
+    }
+    const custom = blobs.placeholder
+      ? {nle: {bootable: false, kernel: 'placeholder', reason: 'built without Nitro Enclaves blobs (placeholder kernel, init and nsm.ko)'}}
+      : {nle: {bootable: true, kernel: 'blobs'}}
+    const metadataFile = join(paths.stateDir, 'eif-metadata.json')
+    await writeFile(metadataFile, JSON.stringify(custom))
+    const kver = await kernelVersion(blobs.kernelConfig)
+    step('eif', 'Writing the EIF')
+    await mkdir(dirname(paths.eifPath), {recursive: true})
+    built = await buildEifFromFiles({
+      kernel: blobs.kernel,
+      ...(blobs.cmdlineFile ? {cmdlineFile: blobs.cmdlineFile} : {cmdline: blobs.cmdline ?? DEFAULT_CMDLINE}),
+      init: blobs.init,
+      nsmKo: blobs.nsmKo,
+      rootfs,
+      cmd: nativeCmd(),
+      env: nativeEnv(config.enclave.vsockPort),
+      output: paths.eifPath,
+      ...(signing ? {signingCertificate: signing.certificate, privateKey: signing.privateKey} : {}),
+      metadataFile,
+      imageName: config.name,
+      imageVersion: kver ? `kernel-${kver}` : nleVersion(),
+      arch: blobs.arch,
+      toolVersion: nleVersion(),
+    })
+  } finally {
+    // The EIF holds the model now (or the build failed): the staged root filesystem keeps no copy.
+    if (o.rootfs === undefined) await dropStagedModel(join(paths.nativeRootfs, APP_DIR))
   }
-  const custom = blobs.placeholder
-    ? {nle: {bootable: false, kernel: 'placeholder', reason: 'built without Nitro Enclaves blobs (placeholder kernel, init and nsm.ko)'}}
-    : {nle: {bootable: true, kernel: 'blobs'}}
-  const metadataFile = join(paths.stateDir, 'eif-metadata.json')
-  await writeFile(metadataFile, JSON.stringify(custom))
-  const kver = await kernelVersion(blobs.kernelConfig)
-  step('Writing the EIF')
-  await mkdir(dirname(paths.eifPath), {recursive: true})
-  const built = await buildEifFromFiles({
-    kernel: blobs.kernel,
-    ...(blobs.cmdlineFile ? {cmdlineFile: blobs.cmdlineFile} : {cmdline: blobs.cmdline ?? DEFAULT_CMDLINE}),
-    init: blobs.init,
-    nsmKo: blobs.nsmKo,
-    rootfs,
-    cmd: nativeCmd(),
-    env: nativeEnv(config.enclave.vsockPort),
-    output: paths.eifPath,
-    ...(signing ? {signingCertificate: signing.certificate, privateKey: signing.privateKey} : {}),
-    metadataFile,
-    imageName: config.name,
-    imageVersion: kver ? `kernel-${kver}` : nleVersion(),
-    arch: blobs.arch,
-    toolVersion: nleVersion(),
-  })
-  step('Measuring the EIF')
+  step('measure', 'Measuring the EIF')
   const info = await readEif(paths.eifPath, {fileDigest: true})
   assertTrusted(info)
   comparePcrs(info, built.result.measurements, 'nle-writer', paths.eifPath)
@@ -387,10 +427,10 @@ async function report(
   context: Context,
   image: BuildReport['image'],
   against: BuildReport['crossCheck']['against'],
-): Promise<BuildReport> {
+): Promise<Omit<BuildReport, 'stages' | 'nextSteps'>> {
   const boot = bootability(info)
   const warnings: string[] = []
-  if (!boot.bootable) warnings.push(`NOT BOOTABLE: ${boot.reason}. Measurements are real, but \`nle run\` refuses this EIF; build on a host with the blobs (aws-nitro-enclaves-cli-devel) for one that boots.`)
+  if (!boot.bootable) warnings.push(`NOT BOOTABLE: ${boot.reason}. Measurements are real, but \`nle run\` refuses this EIF; \`nle dev\` runs the stack with it here (simulated Nitro parts). For one that boots, build on a host with the blobs (aws-nitro-enclaves-cli-devel).`)
   const memory = await enclaveMemoryFor(o.loaded, info.layout.fileSize)
   return {
     builder,

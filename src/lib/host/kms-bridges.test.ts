@@ -5,7 +5,6 @@
 import {execFile} from 'node:child_process'
 import {chmodSync, existsSync, mkdirSync, readFileSync, writeFileSync} from 'node:fs'
 import {join} from 'node:path'
-import {setTimeout as sleep} from 'node:timers/promises'
 import {promisify} from 'node:util'
 
 import {afterAll, afterEach, describe, expect, it} from 'vitest'
@@ -16,6 +15,7 @@ import {configSchema} from '../config/schema.js'
 import {TEMPLATES_DIR} from '../paths.js'
 import {runtimeConfigSchema} from '../server/main.js'
 import {tempDir} from '../../test-support/tmp.js'
+import {untilFile} from '../../test-support/wait.js'
 import {buildProject} from './build.js'
 import {ENCLAVE_CREDENTIALS_SOCKET, ENCLAVE_KMS_SOCKET, credentialsBridgeArgs, kmsMode, runtimeKmsBlock, vsockProxyArgs} from './kms-bridges.js'
 
@@ -79,12 +79,14 @@ describe('templates/enclave/start.sh', () => {
     chmodSync(join(bin, 'socat'), 0o755)
     chmodSync(join(bin, 'node'), 0o755)
     await run('sh', [join(TEMPLATES_DIR, 'enclave', 'start.sh')], {env: {PATH: `${bin}:/usr/bin:/bin`, NLE_APP: dir, NLE_SOCKET: join(dir, 'run', 'server.sock'), NLE_VSOCK_PORT: '5000'}})
+    // start.sh starts them in the background: wait until each has written its line.
     const expected = runtime.kms ? 4 : 2
-    let lines: string[] = []
-    for (let i = 0; i < 100 && lines.length < expected; i++) {
-      lines = existsSync(log) ? readFileSync(log, 'utf8').trim().split('\n') : []
-      if (lines.length < expected) await sleep(20)
-    }
+    const lines = await untilFile(
+      log,
+      (text) => text.split('\n').slice(0, -1).filter(Boolean),
+      (l) => l.length >= expected,
+      {describe: (l) => `start.sh: ${l.length} of ${expected} processes recorded`},
+    )
     return lines.map((l) => l.split(' ')).sort()
   }
 

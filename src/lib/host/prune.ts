@@ -14,7 +14,7 @@ import {createRequire} from 'node:module'
 import {dirname, join, resolve, sep} from 'node:path'
 import {pathToFileURL} from 'node:url'
 
-import {ExitCode, NleError} from '../errors.js'
+import {NleError} from '../errors.js'
 
 export interface Platform {
   platform: string
@@ -88,7 +88,7 @@ export interface PruneReport {
 }
 
 /** The image build's prune step failed (exit 1 in the Dockerfile's RUN). */
-export const pruneError = (message: string): NleError => new NleError('HOST_PRUNE_FAILED', message, {exitCode: ExitCode.TOOL, hint: 'The image would not run: check the native packages installed by npm ci for this platform.'})
+export const pruneError = (message: string): NleError => new NleError('HOST_PRUNE_FAILED', message, {hint: 'The image would not run: check the native packages installed by npm ci for this platform.'})
 
 function bytesOf(p: string): number {
   const st = statSync(p)

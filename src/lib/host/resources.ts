@@ -158,7 +158,6 @@ export async function applyAllocator(plan: AllocatorPlan, ctx: HostContext): Pro
       hint: `See \`journalctl -u ${ALLOCATOR_UNIT}\`: the host may lack the hugepages or CPUs. The previous file is ${backup ?? '(none)'}; copy it back and restart the service to undo.`,
       details: {file: plan.file, backup: backup ?? null},
       cause: error,
-      exitCode: 4,
     })
   }
   return {written: true, ...(backup ? {backup} : {}), restarted: true}

@@ -435,24 +435,41 @@ async function waitHealthy(state: RunState, ctx: HostContext, timeoutMs: number,
 // ---------------------------------------------------------------------------------------------
 // stop
 
+/** Without nitro-cli no enclave can run on this machine: status and stop report that (exit 0) instead of failing. */
+const NO_NITRO_CLI = 'nitro-cli is not installed, so no enclave can run on this machine (`nle doctor --for run` says what a Nitro host needs).'
+
+/** The enclaves nitro-cli lists, or none (with a warning) when nitro-cli is not installed. */
+async function listedEnclaves(ctx: HostContext, warnings: string[]): Promise<EnclaveDescribeInfo[]> {
+  try {
+    return await describeEnclaves(ctx)
+  } catch (error) {
+    if (!(isNleError(error) && error.code === 'HOST_TOOL_MISSING')) throw error
+    warnings.push(NO_NITRO_CLI)
+    return []
+  }
+}
+
 export interface StopReport {
   /** Enclaves terminated (ids). */
   terminated: string[]
   /** Managed processes stopped (pids) and units stopped. */
   stopped: {pids: number[]; units: string[]}
   wasRunning: boolean
+  /** E.g. nitro-cli is not installed. */
+  warnings: string[]
 }
 
 /** Terminate the enclave, then the bridge and proxy; drop the state only when all of it is gone. */
 async function stopRecorded(ctx: HostContext, state: RunState, paths: ProjectPaths): Promise<StopReport> {
-  const report: StopReport = {terminated: [], stopped: {pids: [], units: []}, wasRunning: true}
+  const report: StopReport = {terminated: [], stopped: {pids: [], units: []}, wasRunning: true, warnings: []}
   const problems: string[] = []
   try {
     await terminateEnclave(ctx, state.enclave.id)
     report.terminated.push(state.enclave.id)
   } catch (error) {
-    // Already gone (no longer listed) is success; anything else is reported after the helpers stop.
-    const listed = await describeEnclaves(ctx).then((l) => l.some((e) => e.EnclaveID === state.enclave.id), () => true)
+    // Already gone (no longer listed, or no nitro-cli to run one) is success; anything else is
+    // reported after the helpers stop.
+    const listed = await listedEnclaves(ctx, report.warnings).then((l) => l.some((e) => e.EnclaveID === state.enclave.id), () => true)
     if (listed) problems.push(`terminate ${state.enclave.id}: ${(error as Error).message}`)
   }
   for (const p of [state.kms?.credentialsBridge?.process, state.kms?.vsockProxy.process, state.proxy?.process, state.bridge.process]) {
@@ -488,8 +505,9 @@ export async function stopProject(o: {loaded: LoadedConfig; ctx: HostContext}): 
   const state = await readRunState(paths)
   if (state) return stopRecorded(o.ctx, state, paths)
   // No record (e.g. started by hand or the state was lost): terminate enclaves with our name.
-  const ours = (await describeEnclaves(o.ctx)).filter((e) => e.EnclaveName === o.loaded.config.name)
-  const report: StopReport = {terminated: [], stopped: {pids: [], units: []}, wasRunning: ours.length > 0}
+  const warnings: string[] = []
+  const ours = (await listedEnclaves(o.ctx, warnings)).filter((e) => e.EnclaveName === o.loaded.config.name)
+  const report: StopReport = {terminated: [], stopped: {pids: [], units: []}, wasRunning: ours.length > 0, warnings}
   for (const e of ours) {
     await terminateEnclave(o.ctx, e.EnclaveID)
     report.terminated.push(e.EnclaveID)
@@ -522,10 +540,10 @@ export async function projectStatus(o: {loaded: LoadedConfig; ctx: HostContext})
   const {loaded, ctx} = o
   const paths = projectPaths(loaded)
   const state = await readRunState(paths)
-  const enclaves = await describeEnclaves(ctx)
+  const warnings: string[] = []
+  const enclaves = await listedEnclaves(ctx, warnings)
   const ours = enclaves.find((e) => (state ? e.EnclaveID === state.enclave.id : e.EnclaveName === loaded.config.name))
   const others = enclaves.filter((e) => e !== ours)
-  const warnings: string[] = []
   const debug = ours?.Flags === 'DEBUG_MODE'
   if (debug) warnings.push(DEBUG_WARNING)
   const out: StatusReport = {name: loaded.config.name, running: ours !== undefined, ...(ours ? {enclave: ours} : {}), debug, health: 'not-running', others, warnings}

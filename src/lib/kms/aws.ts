@@ -42,12 +42,26 @@ interface AwsErrorLike {
   $metadata?: {httpStatusCode?: number; requestId?: string}
 }
 
+/** AWS error names for credentials it does not accept (bad signature = wrong secret, unknown key id, expired token). */
+const REJECTED_CREDENTIALS = new Set([
+  'InvalidSignatureException',
+  'SignatureDoesNotMatch',
+  'UnrecognizedClientException',
+  'InvalidClientTokenId',
+  'ExpiredTokenException',
+  'ExpiredToken',
+])
+
 function awsFailure(service: string, operation: string, error: unknown): never {
   const e = error as AwsErrorLike
   const name = e?.name ?? 'Error'
   const details = {service, operation, awsError: name, httpStatus: e?.$metadata?.httpStatusCode, requestId: e?.$metadata?.requestId}
   if (/AccessDenied/i.test(name)) {
     throw kmsError('KMS_ACCESS_DENIED', `${service} ${operation} was denied: ${e.message ?? name}`, {hint: 'Check the caller\'s IAM permissions and the key policy (nle doctor --for policy).', details, cause: error})
+  }
+  if (REJECTED_CREDENTIALS.has(name)) {
+    // A wrong secret key or an expired session: the region and the network are fine.
+    throw kmsError('KMS_CREDENTIALS_REJECTED', `${service} ${operation}: AWS did not accept the credentials (${name}): ${e.message ?? ''}`.trimEnd(), {details, cause: error})
   }
   if (name === 'NotFoundException' && service === 'KMS') {
     throw kmsError('KMS_KEY_NOT_FOUND', `The KMS key was not found: ${e.message ?? name}`, {hint: 'Check kms.keyId and kms.region in nle.yaml.', details, cause: error})
@@ -58,7 +72,7 @@ function awsFailure(service: string, operation: string, error: unknown): never {
   if (name === 'CredentialsProviderError' || /credential/i.test(e?.message ?? '')) {
     throw kmsError('KMS_AWS_ERROR', `No AWS credentials for ${service} ${operation}: ${e.message ?? name}`, {hint: 'Set AWS_PROFILE / --profile, or run on a host with an instance role.', details, cause: error})
   }
-  throw kmsError('KMS_AWS_ERROR', `${service} ${operation} failed: ${name}: ${e?.message ?? String(error)}`, {hint: 'Check the region, the endpoint and the network; re-run with --verbose.', details, cause: error})
+  throw kmsError('KMS_AWS_ERROR', `${service} ${operation} failed: ${name}: ${e?.message ?? String(error)}`, {details, cause: error})
 }
 
 /** KMS Encrypt under the caller's own identity (KMS mode's client side wraps its data key with it). */
@@ -143,7 +157,7 @@ export async function getRole(clients: AwsClients, roleArn: string): Promise<str
     const arn = out.Role?.Arn
     if (!arn) throw new Error('GetRole returned no Role')
     if (arn !== roleArn) {
-      throw kmsError('KMS_ROLE_NOT_FOUND', `The role named ${name} is ${arn}, not ${roleArn}.`, {hint: 'Fix kms.hostRoleArn in nle.yaml (account or path differ).', exitCode: 3})
+      throw kmsError('KMS_ROLE_MISMATCH', `The role named ${name} is ${arn}, not ${roleArn}.`, {hint: 'Fix kms.hostRoleArn in nle.yaml (account or path differ).'})
     }
     return arn
   } catch (error) {

@@ -1,17 +1,17 @@
 // Seeded mutation fuzz of the CiphertextForRecipient parser and decryptor: whatever the bytes, the
 // only way out is an NleError with a CMS_* code (or the plaintext).
 import {type KeyObject, createPrivateKey, generateKeyPairSync} from 'node:crypto'
-import {existsSync, readFileSync} from 'node:fs'
+import {readFileSync} from 'node:fs'
 import {join} from 'node:path'
-import {fileURLToPath} from 'node:url'
 
 import {describe, expect, it} from 'vitest'
 
 import {isNleError} from '../errors.js'
 import {mutate, prng} from '../../test-support/mutate.js'
+import {sharedTestdata} from '../../test-support/testdata.js'
 import {buildEnvelope, decryptEnvelope, parseEnvelope} from './recipient.js'
 
-const TESTDATA = fileURLToPath(new URL('../../../../shared/testdata/kms/', import.meta.url))
+const TESTDATA = sharedTestdata('kms/')
 const SEED = 0xc0ffee
 const PER_SOURCE = 2000
 
@@ -62,14 +62,13 @@ describe('CiphertextForRecipient under seeded mutation', () => {
     expect(t.untyped).toEqual([])
   }, 120_000)
 
-  const present = existsSync(TESTDATA)
-  if (!present) console.log(`[fuzz] skipping the real-envelope fuzz: ${TESTDATA} is absent`)
+  const present = TESTDATA !== undefined
   it.skipIf(!present)('real KMS envelopes (../shared/testdata/kms): every mutant ends in a CMS_* error or its plaintext', () => {
-    const read = (name: string): Uint8Array => new Uint8Array(readFileSync(join(TESTDATA, name)))
+    const read = (name: string): Uint8Array => new Uint8Array(readFileSync(join(TESTDATA!, name)))
     const seeds = [
       {bytes: read('kms_cms_enveloped_indef.ber')},
       {bytes: read('kms_cms_enveloped_ctxprim.ber')},
-      {bytes: read('synthetic_kms_cms_rsa2048.ber'), key: createPrivateKey(readFileSync(join(TESTDATA, 'synthetic_kms_cms_rsa2048.key.pem')))},
+      {bytes: read('synthetic_kms_cms_rsa2048.ber'), key: createPrivateKey(readFileSync(join(TESTDATA!, 'synthetic_kms_cms_rsa2048.key.pem')))},
     ]
     const t = fuzz(seeds, SEED + 1)
     report('testdata', t)

@@ -283,7 +283,6 @@ export async function applyPolicy(options: ApplyOptions): Promise<ApplyReport> {
     if (again !== text) {
       throw policyError('POLICY_CHANGED_MEANWHILE', `The key policy of ${key.arn} changed while nle was preparing the patch; nothing was written.`, {
         hint: 'Someone else edited it: run `nle policy apply` again and review the new diff.',
-        exitCode: 1,
       })
     }
     await putKeyPolicy(clients, key.arn, next)

@@ -1,6 +1,6 @@
 export {ModelError, type ModelErrorCode} from './errors.js'
 export {saveModel, recordManifest, validateModelFolder, sourceKind, type SaveOptions, type SaveResult} from './save.js'
-export {synthModel, ARCHS, PRESETS, PRESET_CHOICES, PRESET_NAMES, presetId, resolvePreset, type PresetName, type SynthArch, type SynthResult} from './synth.js'
+export {synthModel, ARCHS, PRESETS, PRESET_CHOICES, PRESET_NAMES, presetId, resolvePreset, type PresetName, type SynthArch, type SynthProgress, type SynthResult} from './synth.js'
 export {MANIFEST_FILE, readManifest, type ModelManifest} from './manifest.js'
 export {DTYPES, DTYPE_SUFFIX, availableDtypes, findOnnxFile, onnxCandidates, type Dtype} from './layout.js'
 export {HubClient, type DownloadProgress, type HubOptions} from './hub.js'

@@ -35,7 +35,11 @@ export class GraphBuilder {
   private counter = 0
   private readonly external: {fd: number; location: string; minBytes: number; offset: number} | undefined
 
-  constructor(options: {externalData?: ExternalDataOptions} = {}) {
+  private readonly onWeight: ((bytes: number) => void) | undefined
+
+  /** `onWeight`: called with the size of each float weight as it is added (generators report progress with it). */
+  constructor(options: {externalData?: ExternalDataOptions; onWeight?: (bytes: number) => void} = {}) {
+    this.onWeight = options.onWeight
     const x = options.externalData
     this.external = x === undefined ? undefined : {fd: openSync(x.path, 'w'), location: x.location, minBytes: x.minBytes ?? 1024, offset: 0}
   }
@@ -62,6 +66,7 @@ export class GraphBuilder {
 
   /** A float32 weight; with external data, written to the data file at once (and `data` may be dropped). */
   floatInit(name: string, dims: number[], data: Float32Array): string {
+    this.onWeight?.(data.byteLength)
     const x = this.external
     if (x !== undefined && data.byteLength >= x.minBytes) {
       const bytes = new Uint8Array(data.buffer, data.byteOffset, data.byteLength)

@@ -2,6 +2,7 @@
 // last-position logits after a prefill of the same prompt ids, both run by the engine's
 // onnxruntime-node session (the graph as the engine loads it).
 import {DecoderSession} from '../engine/session.js'
+import {TextTokenizer} from '../engine/tokenizer.js'
 import {type Dtype, findOnnxFile, onnxCandidates, readDecoderConfig} from './layout.js'
 import {ModelError} from './errors.js'
 import {join} from 'node:path'
@@ -66,4 +67,18 @@ export async function lastLogitsSimilarity(reference: ModelRef, candidate: Model
   const b = await lastLogits(candidate, prompts, threads)
   const cosine = a.map((x, i) => cosineSimilarity(x, b[i]!))
   return {cosine, min: Math.min(...cosine), sameArgmax: a.filter((x, i) => argmax(x) === argmax(b[i]!)).length}
+}
+
+/** The texts `nle model quantize` measures the quality drop on (tokenized by the model's own tokenizer). */
+export const QUALITY_TEXTS = [
+  'The benefits assistant answers questions about the dental plan, the deductible and',
+  'def fibonacci(n):\n    """Return the n-th Fibonacci number."""\n    if n < 2:\n',
+  'In 1969 the first crewed landing on the Moon was followed by',
+] as const
+
+/** lastLogitsSimilarity on QUALITY_TEXTS, tokenized with the reference folder's tokenizer. */
+export async function quantizationQuality(reference: ModelRef, candidate: ModelRef, options: {threads?: number} = {}): Promise<LogitsSimilarity> {
+  const tokenizer = await TextTokenizer.load(reference.dir)
+  const prompts = QUALITY_TEXTS.map((t) => tokenizer.encode(t)).filter((ids) => ids.length > 0)
+  return lastLogitsSimilarity(reference, candidate, prompts, options)
 }

@@ -20,6 +20,7 @@ import {MANIFEST_FILE, type ModelManifest} from './manifest.js'
 import {type Bits, type NBitsOptions, checkBlockSize, quantizeColumns, quantizedBytes, transposeKN} from './nbits.js'
 import {onnx} from './onnx-graph.js'
 import {type AttributeProto, type GraphProto, initializersOf, type ModelProto, type NodeProto, type TensorData, type TensorProto, readModelLazily, tensorBytes, writeModelFiles} from './onnx-file.js'
+import {type LogitsSimilarity, quantizationQuality} from './quality.js'
 import {recordManifest} from './save.js'
 
 export const QUANTIZE_TARGETS = ['q8', 'q4'] as const
@@ -28,6 +29,8 @@ export type QuantizeTarget = (typeof QUANTIZE_TARGETS)[number]
 const BITS: Record<QuantizeTarget, Bits> = {q8: 8, q4: 4}
 export const DEFAULT_BLOCK_SIZE = 32
 export const DEFAULT_ACCURACY_LEVEL = 4
+/** Zero points or not, per target, when the caller does not say (see QuantizeOptions.symmetric). */
+export const DEFAULT_SYMMETRIC = {q8: true, q4: false} as const satisfies Record<QuantizeTarget, boolean>
 const MS_DOMAIN = 'com.microsoft'
 
 export interface RewriteOptions extends NBitsOptions {
@@ -267,9 +270,11 @@ export interface QuantizeOptions {
   outDir: string
   to: QuantizeTarget
   /**
-   * Symmetric blocks (no zero points). Default asymmetric: measured on the tiny exports, symmetric
-   * q8 had ~4x the logit error (llama cosine 0.9975 vs 0.9995) and symmetric q4 was worse too, for
-   * 1 byte per block (q8 weights 3.56x smaller instead of 3.46x).
+   * Symmetric blocks (no zero points). Default: symmetric for q8, asymmetric for q4
+   * (DEFAULT_SYMMETRIC). Measured (docs/model.md, "Quantization quality"): at 8 bits the zero point
+   * buys little on weights of a trained scale (cosine 0.99993 either way on std-0.02 synth models)
+   * and costs a byte per block (weights 3.46x smaller instead of 3.56x); at 4 bits it is what keeps
+   * the logits at cosine >= 0.99 (0.9915 against 0.9882 symmetric on the std-0.02 synth Llama).
    */
   symmetric?: boolean
   blockSize?: number
@@ -277,6 +282,8 @@ export interface QuantizeOptions {
   accuracyLevel?: number
   /** Replace files that exist in outDir. */
   force?: boolean
+  /** Then measure the quality drop (quantizationQuality: last-position logits against the fp32 file). */
+  measureQuality?: boolean
   onProgress?: (p: QuantizeProgress) => void
 }
 
@@ -300,6 +307,9 @@ export interface QuantizeResult {
   quantized: number
   kept: KeptProduct[]
   bytes: {fileBefore: number; fileAfter: number; weightsBefore: number; weightsAfter: number}
+  /** With measureQuality: cosine similarity of the last-position logits against the fp32 file, per prompt. */
+  quality?: LogitsSimilarity
+  /** Reading, quantizing and writing (the quality measurement aside). */
   ms: number
   manifestPath: string
   manifestDigest: string
@@ -327,7 +337,7 @@ export async function quantizeModel(options: QuantizeOptions): Promise<QuantizeR
   const outDir = resolve(options.outDir)
   const bits = BITS[options.to]
   const blockSize = options.blockSize ?? DEFAULT_BLOCK_SIZE
-  const symmetric = options.symmetric ?? false
+  const symmetric = options.symmetric ?? DEFAULT_SYMMETRIC[options.to]
   const accuracyLevel = options.accuracyLevel ?? DEFAULT_ACCURACY_LEVEL
   if (!checkBlockSize(blockSize)) {
     throw new ModelError('MODEL_UNSUPPORTED', `Block size ${blockSize} is not a power of two of at least 16.`, {hint: 'Use --block-size 16, 32, 64 or 128.', details: {blockSize}})
@@ -411,6 +421,8 @@ export async function quantizeModel(options: QuantizeOptions): Promise<QuantizeR
   }
   const source: ModelManifest['source'] = {kind: 'local', path: inDir}
   const m = await recordManifest(outDir, options.to, source)
+  const ms = performance.now() - t0
+  const quality = options.measureQuality === true ? await quantizationQuality({dir: inDir, dtype: 'fp32'}, {dir: outDir, dtype: options.to}) : undefined
   return {
     dir: outDir,
     dtype: options.to,
@@ -428,9 +440,10 @@ export async function quantizeModel(options: QuantizeOptions): Promise<QuantizeR
       weightsBefore: rewrite.weightBytesBefore,
       weightsAfter: rewrite.weightBytesAfter,
     },
-    ms: performance.now() - t0,
+    ...(quality === undefined ? {} : {quality}),
+    ms,
     ...m,
   }
 }
 
-export {lastLogitsSimilarity, cosineSimilarity, type LogitsSimilarity, type ModelRef} from './quality.js'
+export {lastLogitsSimilarity, cosineSimilarity, quantizationQuality, QUALITY_TEXTS, type LogitsSimilarity, type ModelRef} from './quality.js'

@@ -1,14 +1,13 @@
-import {existsSync} from 'node:fs'
 import {copyFile, mkdir, mkdtemp, readFile, rm, writeFile} from 'node:fs/promises'
 import {tmpdir} from 'node:os'
 import {basename, dirname, join} from 'node:path'
-import {fileURLToPath} from 'node:url'
 
 import type onnxProto from 'onnx-proto'
 import {afterAll, beforeAll, describe, expect, it} from 'vitest'
 
 import {Engine} from '../engine/index.js'
 import {argmax} from '../engine/sampling.js'
+import {sharedTestdata} from '../../test-support/testdata.js'
 import {hasCode} from '../errors.js'
 import {sha256File} from './manifest.js'
 import {onnx} from './onnx-graph.js'
@@ -17,7 +16,8 @@ import {buildLlamaOnnx, llamaParameterCount} from './synth-llama.js'
 import {LLAMA_PRESETS} from './synth-presets.js'
 import {PRESETS, presetId, synthModel} from './synth.js'
 
-const REAL_LLAMA = fileURLToPath(new URL('../../../../shared/testdata/models/llama/', import.meta.url))
+/** Optimum's real llama export (../shared/testdata/models/llama), or undefined in a clone without it. */
+const REAL_LLAMA = sharedTestdata('models/llama/')
 const PROMPTS = ['Hello, my name is', 'Patient data stays inside the enclave because']
 
 let root: string
@@ -102,18 +102,15 @@ describe('nle model synth --arch llama', () => {
     expect(inits.has('model.embed_tokens.weight')).toBe(true)
   })
 
-  it("declares the same I/O names, dim names and dtypes as Optimum's real llama export", async (ctx) => {
-    if (!existsSync(join(REAL_LLAMA, 'onnx', 'model.onnx'))) {
-      console.log(`skipped: ${REAL_LLAMA} is absent (the shared test data)`)
-      ctx.skip()
-    }
+  it.skipIf(REAL_LLAMA === undefined)("declares the same I/O names, dim names and dtypes as Optimum's real llama export", async () => {
+    const llama = REAL_LLAMA!
     const signature = async (path: string): Promise<string[]> => {
       const g = onnx.ModelProto.decode(await readFile(path)).graph!
       // Symbolic dims by name; fixed ones (heads, head size, vocabulary) differ with the shape.
       const dims = (v: onnxProto.onnx.IValueInfoProto): string => v.type!.tensorType!.shape!.dim!.map((d) => d.dimParam || 'N').join(',')
       return [...g.input!, ...g.output!].map((v) => `${v.name} ${v.type!.tensorType!.elemType} [${dims(v)}]`)
     }
-    expect(await signature(join(inline, 'onnx', 'model.onnx'))).toEqual(await signature(join(REAL_LLAMA, 'onnx', 'model.onnx')))
+    expect(await signature(join(inline, 'onnx', 'model.onnx'))).toEqual(await signature(join(llama, 'onnx', 'model.onnx')))
   })
 
   it('loads in nle and in transformers.js, and both give the same greedy tokens', async () => {
@@ -179,14 +176,11 @@ describe('nle model synth --arch llama', () => {
     }
   })
 
-  it("computes what transformers' LlamaForCausalLM computes: with the real export's weights, PyTorch's greedy ids and logits", async (ctx) => {
-    if (!existsSync(join(REAL_LLAMA, 'reference.json'))) {
-      console.log(`skipped: ${REAL_LLAMA} is absent (the shared test data)`)
-      ctx.skip()
-    }
+  it.skipIf(REAL_LLAMA === undefined)("computes what transformers' LlamaForCausalLM computes: with the real export's weights, PyTorch's greedy ids and logits", async () => {
+    const llama = REAL_LLAMA!
     // The real export's weights, by the parameter each MatMul or RMSNorm scale is (the exporter
     // names some initializers by parameter and shares identical ones, such as all-ones norm scales).
-    const real = onnx.ModelProto.decode(await readFile(join(REAL_LLAMA, 'onnx', 'model.onnx'))).graph!
+    const real = onnx.ModelProto.decode(await readFile(join(llama, 'onnx', 'model.onnx'))).graph!
     const byName = new Map(real.initializer!.map((t) => [t.name!, t]))
     const names = new Map<string, string>()
     for (const t of real.initializer!) names.set(t.name!, t.name!)
@@ -206,7 +200,7 @@ describe('nle model synth --arch llama', () => {
       const raw = t.rawData!
       return new Float32Array(raw.buffer.slice(raw.byteOffset, raw.byteOffset + raw.byteLength))
     }
-    const config = JSON.parse(await readFile(join(REAL_LLAMA, 'config.json'), 'utf8')) as Record<string, number>
+    const config = JSON.parse(await readFile(join(llama, 'config.json'), 'utf8')) as Record<string, number>
     const shape = {
       nLayer: config.num_hidden_layers!,
       hidden: config.hidden_size!,
@@ -220,9 +214,9 @@ describe('nle model synth --arch llama', () => {
     }
     const dir = join(root, 'real-weights')
     await mkdir(join(dir, 'onnx'), {recursive: true})
-    for (const f of ['config.json', 'generation_config.json', 'tokenizer.json', 'tokenizer_config.json']) await copyFile(join(REAL_LLAMA, f), join(dir, f))
+    for (const f of ['config.json', 'generation_config.json', 'tokenizer.json', 'tokenizer_config.json']) await copyFile(join(llama, f), join(dir, f))
     await writeFile(join(dir, 'onnx', 'model.onnx'), buildLlamaOnnx(shape, {seed: 0, vocabSize: config.vocab_size!, weights}))
-    const reference = JSON.parse(await readFile(join(REAL_LLAMA, 'reference.json'), 'utf8')) as {
+    const reference = JSON.parse(await readFile(join(llama, 'reference.json'), 'utf8')) as {
       prompts: {ids: number[]; greedy_cache: number[]; first_logits: number[]}[]
     }
     const e = await Engine.load(dir, {threads: 1})

@@ -8,7 +8,7 @@ import {afterAll, beforeAll, describe, expect, it} from 'vitest'
 import {hasCode} from '../errors.js'
 import {sha256File} from './manifest.js'
 import {probeDecoder} from './save.js'
-import {PRESETS, SYNTH_FORMAT, parameterCount, resolvePreset, synthModel} from './synth.js'
+import {PRESETS, SYNTH_FORMAT, type SynthProgress, parameterCount, resolvePreset, synthModel} from './synth.js'
 
 let root: string
 beforeAll(async () => {
@@ -46,6 +46,18 @@ describe('nle model synth', () => {
     ])
     expect(io.outputs.map((o) => o.name)).toEqual(['logits', 'present.0.key', 'present.0.value', 'present.1.key', 'present.1.value'])
     expect(io.pastKeyShape).toEqual(['batch_size', 2, 'past_sequence_length', 8])
+  })
+
+  it('reports its progress: the weights as they are made (up to all of them), then the write; the bytes are the same', async () => {
+    const seen: SynthProgress[] = []
+    await synthModel({preset: 'tiny', outDir: join(root, 'p'), seed: 1, onProgress: (p) => seen.push(p)})
+    const weights = seen.filter((p) => p.stage === 'weights')
+    expect(weights.length).toBeGreaterThan(10)
+    expect(weights.every((p, i) => i === 0 || p.bytes >= weights[i - 1]!.bytes)).toBe(true)
+    expect(weights[0]!.bytes).toBe(0)
+    expect(weights.at(-1)!.bytes).toBe(parameterCount(resolvePreset('tiny')) * 4)
+    expect(seen.at(-1)).toEqual({stage: 'write', file: 'onnx/model.onnx'})
+    expect(await sha256File(join(root, 'p', 'onnx', 'model.onnx'))).toBe(await sha256File(join(root, 'a', 'onnx', 'model.onnx')))
   })
 
   it('is reproducible: the same seed gives the same bytes, another seed other weights', async () => {

@@ -12,6 +12,7 @@ import {mkdir, rm, stat, writeFile} from 'node:fs/promises'
 import {join} from 'node:path'
 
 import {ModelError} from './errors.js'
+import {MANIFEST_FILE} from './manifest.js'
 import {GPT2_EOS, GPT2_EOS_ID, gpt2TokenizerConfig, gpt2TokenizerJson} from './gpt2-tokenizer.js'
 import {GraphBuilder} from './onnx-graph.js'
 import {buildGpt2Onnx, gpt2Config, gpt2ParameterCount} from './synth-gpt2.js'
@@ -39,7 +40,18 @@ export interface SynthOptions {
   seed?: number
   /** Overrides the preset's choice of external data. */
   externalData?: boolean
+  /** Progress of the long part (the weights of a big preset take tens of seconds), then of the write. */
+  onProgress?: (p: SynthProgress) => void
+  /**
+   * What to do when outDir already holds a model (any file synth writes, or a manifest):
+   * replace it (the default: dev and demo regenerate their own working folders) or refuse with
+   * MODEL_OUTPUT_EXISTS before writing anything (`nle model synth` without --force).
+   */
+  ifExists?: 'replace' | 'refuse'
 }
+
+/** `weights`: float bytes made so far of about `totalBytes`; `write`: the ONNX file is being written. */
+export type SynthProgress = {stage: 'weights'; bytes: number; totalBytes: number} | {stage: 'write'; file: string}
 
 export interface SynthResult {
   dir: string
@@ -78,6 +90,16 @@ export async function synthModel(options: SynthOptions): Promise<SynthResult> {
   }
   const onnxPath = join(dir, 'onnx', 'model.onnx')
   const dataPath = `${onnxPath}_data`
+  if (options.ifExists === 'refuse') {
+    const targets = [...Object.keys(files), 'onnx/model.onnx', 'onnx/model.onnx_data', MANIFEST_FILE]
+    const present = (await Promise.all(targets.map(async (f) => ((await exists(join(dir, f))) ? f : undefined)))).filter((f) => f !== undefined)
+    if (present.length > 0) {
+      throw new ModelError('MODEL_OUTPUT_EXISTS', `${dir} already holds a model (${present.join(', ')}); nothing was written.`, {
+        hint: 'Pass --force to replace it, or choose another --out.',
+        details: {outDir: dir, existing: present},
+      })
+    }
+  }
   let builder: GraphBuilder | undefined
   let dataBytes = 0
   try {
@@ -85,8 +107,14 @@ export async function synthModel(options: SynthOptions): Promise<SynthResult> {
     for (const [name, data] of Object.entries(files)) await writeFile(join(dir, name), data)
     // A data file left by an earlier run would be taken for this model's.
     await rm(dataPath, {force: true})
-    builder = new GraphBuilder(external ? {externalData: {path: dataPath, location: 'model.onnx_data'}} : {})
+    const progress = options.onProgress
+    const totalBytes = parameterCount(preset) * 4
+    let made = 0
+    const onWeight = progress ? (n: number): void => progress({stage: 'weights', bytes: (made = Math.min(totalBytes, made + n)), totalBytes}) : undefined
+    builder = new GraphBuilder({...(external ? {externalData: {path: dataPath, location: 'model.onnx_data'}} : {}), ...(onWeight ? {onWeight} : {})})
+    progress?.({stage: 'weights', bytes: 0, totalBytes})
     const bytes = preset.arch === 'gpt2' ? buildGpt2Onnx(preset.shape, seed, builder) : buildLlamaOnnx(preset.shape, {seed, builder})
+    progress?.({stage: 'write', file: 'onnx/model.onnx'})
     await writeFile(onnxPath, bytes)
     if (external) dataBytes = (await stat(dataPath)).size
   } catch (cause) {
@@ -98,6 +126,13 @@ export async function synthModel(options: SynthOptions): Promise<SynthResult> {
   const onnxBytes = (await stat(onnxPath)).size
   const written = [...Object.keys(files), 'onnx/model.onnx', ...(external ? ['onnx/model.onnx_data'] : [])]
   return {dir, files: written.sort(), arch: preset.arch, parameters: parameterCount(preset), onnxBytes, dataBytes, shape: preset.shape, seed}
+}
+
+async function exists(path: string): Promise<boolean> {
+  return stat(path).then(
+    () => true,
+    () => false,
+  )
 }
 
 function json(value: unknown): string {

@@ -25,7 +25,7 @@ import {fromInstanceMetadata} from '@smithy/credential-provider-imds'
 import type {AwsCredentialIdentity, AwsCredentialIdentityProvider} from '@smithy/types'
 
 import type {Logger} from '../server/log.js'
-import {proxyError} from './errors.js'
+import {listenError} from '../errors.js'
 
 export const CREDENTIALS_PATH = '/v1/credentials'
 export const CREDENTIAL_SOURCES = ['env', 'imds'] as const
@@ -135,7 +135,7 @@ export async function startCredentialsServer(options: CredentialsServerOptions):
   await rm(socketPath, {force: true})
   await new Promise<void>((resolve, reject) => {
     server.once('error', (cause: NodeJS.ErrnoException) =>
-      reject(proxyError('PROXY_LISTEN_FAILED', `Cannot listen on ${socketPath}: ${cause.code ?? cause.message}.`, {cause, details: {socketPath}})),
+      reject(listenError('PROXY_LISTEN_FAILED', socketPath, cause, {details: {socketPath}})),
     )
     // Only this user (root on a host) may read the host role's credentials through the socket: the
     // umask makes it 0600 from the start (bind is synchronous in listen), chmod makes sure.

@@ -1,41 +1,25 @@
 /** Error codes of the parent proxy (answered as JSON bodies, and thrown at start-up). */
-import {ExitCode, NleError, type NleErrorOptions} from '../errors.js'
+import {ExitCode, NleError, type NleErrorOptions, defineErrors} from '../errors.js'
 
-export type ProxyErrorCode =
-  /** No route of the enclave API at this path. */
-  | 'PROXY_NOT_FOUND'
-  /** 413: the request body is larger than proxy.bodyLimitBytes. */
-  | 'PROXY_BODY_TOO_LARGE'
-  /** 429: proxy.concurrency requests are in flight and the wait queue is full. */
-  | 'PROXY_BUSY'
-  /** 502: no enclave socket accepted the connection. */
-  | 'PROXY_UPSTREAM_UNAVAILABLE'
-  /** 504: the enclave did not answer within proxy.upstreamTimeoutMs. */
-  | 'PROXY_UPSTREAM_TIMEOUT'
-  /** 503: the proxy is shutting down. */
-  | 'PROXY_DRAINING'
-  /** No upstream socket was configured. */
-  | 'PROXY_NO_UPSTREAM'
-  /** The TLS certificate or key could not be read. */
-  | 'PROXY_TLS_INVALID'
-  /** The listening address could not be bound. */
-  | 'PROXY_LISTEN_FAILED'
-  /** 503 on the credentials endpoint: the credential source (env, IMDS) gave nothing usable. */
-  | 'PROXY_CREDENTIALS_UNAVAILABLE'
+const {USAGE, NETWORK, CONFIG, IO, INTERNAL} = ExitCode
 
-const EXIT: Record<ProxyErrorCode, ExitCode> = {
-  PROXY_NOT_FOUND: ExitCode.USAGE,
-  PROXY_BODY_TOO_LARGE: ExitCode.USAGE,
-  PROXY_BUSY: ExitCode.NETWORK,
-  PROXY_UPSTREAM_UNAVAILABLE: ExitCode.NETWORK,
-  PROXY_UPSTREAM_TIMEOUT: ExitCode.NETWORK,
-  PROXY_DRAINING: ExitCode.NETWORK,
-  PROXY_NO_UPSTREAM: ExitCode.CONFIG,
-  PROXY_TLS_INVALID: ExitCode.CONFIG,
-  PROXY_LISTEN_FAILED: ExitCode.IO,
-  PROXY_CREDENTIALS_UNAVAILABLE: ExitCode.NETWORK,
-}
+export const PROXY_ERRORS = defineErrors({
+  PROXY_NOT_FOUND: {exit: USAGE, summary: 'HTTP 404/405: no route of the enclave API at this path, or another method.', hint: 'The proxy serves /v1/attestation, /v1/chat and /healthz; check the client\'s URL'},
+  PROXY_BODY_TOO_LARGE: {exit: USAGE, summary: 'HTTP 413: the request body is larger than proxy.bodyLimitBytes.', hint: 'Shorten the request, or raise proxy.bodyLimitBytes'},
+  PROXY_BUSY: {exit: NETWORK, summary: 'HTTP 429: proxy.concurrency requests are in flight and the wait queue is full.', hint: 'Retry after the Retry-After delay, or raise proxy.concurrency / proxy.queue'},
+  PROXY_UPSTREAM_UNAVAILABLE: {exit: NETWORK, summary: 'HTTP 502: no enclave socket accepted the connection.', hint: 'Check the enclave and its vsock bridge (`nle status`)'},
+  PROXY_UPSTREAM_TIMEOUT: {exit: NETWORK, summary: 'HTTP 504: the enclave did not answer within proxy.upstreamTimeoutMs.', hint: 'Raise proxy.upstreamTimeoutMs for a large model, or lower the answer\'s max tokens'},
+  PROXY_DRAINING: {exit: NETWORK, summary: 'HTTP 503: the proxy is shutting down.', hint: 'Retry once the proxy has restarted'},
+  PROXY_NO_UPSTREAM: {exit: CONFIG, summary: 'No upstream socket was configured.', hint: 'Pass --upstream unix:/path.sock or set proxy.upstreams in nle.yaml'},
+  PROXY_TLS_INVALID: {exit: CONFIG, summary: 'The TLS certificate or key could not be read.', hint: 'Check proxy.tls.cert and proxy.tls.key (PEM files), or use --self-signed for a test'},
+  PROXY_LISTEN_FAILED: {exit: IO, summary: 'The proxy\'s listening address or socket could not be bound.', hint: 'Check --host/--port (proxy.host, proxy.port) and the socket\'s folder; for a port in use see ADDRESS_IN_USE'},
+  PROXY_CREDENTIALS_UNAVAILABLE: {exit: NETWORK, summary: 'HTTP 503 on the credentials endpoint: the credential source (env, IMDS) gave nothing usable.', hint: 'Give the host AWS credentials: an instance role (imds) or AWS_* variables (env)'},
+  PROXY_USAGE: {exit: USAGE, summary: 'A flag or setting of the proxy is invalid.', hint: 'Run `nle proxy --help` for usage'},
+  PROXY_INTERNAL: {exit: INTERNAL, summary: 'The proxy failed to start for an unexpected reason.', hint: 'This is a bug in nle: re-run with --verbose and report the output'},
+})
+
+export type ProxyErrorCode = keyof typeof PROXY_ERRORS
 
 export function proxyError(code: ProxyErrorCode, message: string, options: NleErrorOptions = {}): NleError<ProxyErrorCode> {
-  return new NleError(code, message, {exitCode: EXIT[code], ...options})
+  return new NleError(code, message, options)
 }

@@ -45,7 +45,7 @@ export interface ProxySettings {
 /** `unix:/path` or `/path` → the socket path. */
 export function upstreamPath(spec: string): string {
   const path = spec.startsWith('unix:') ? spec.slice(5) : spec
-  if (!path.startsWith('/')) throw new NleError('PROXY_USAGE', `An upstream is a Unix socket (unix:/abs/path.sock), not ${JSON.stringify(spec)}.`, {exitCode: ExitCode.USAGE})
+  if (!path.startsWith('/')) throw new NleError('PROXY_USAGE', `An upstream is a Unix socket (unix:/abs/path.sock), not ${JSON.stringify(spec)}.`)
   return path
 }
 
@@ -88,7 +88,7 @@ export async function resolveProxySettings(configFile: string | undefined, overr
   for (const [k, v] of Object.entries(overrides)) if (v !== undefined) (settings as unknown as Record<string, unknown>)[k] = v
   if (settings.credentialsSocket === undefined) {
     if (overrides.credentialsSource !== undefined) {
-      throw new NleError('PROXY_USAGE', '--credentials-source needs a credentials socket.', {exitCode: ExitCode.USAGE, hint: 'Pass --credentials-socket PATH too, or set proxy.credentials.socket.'})
+      throw new NleError('PROXY_USAGE', '--credentials-source needs a credentials socket.', {hint: 'Pass --credentials-socket PATH too, or set proxy.credentials.socket.'})
     }
     delete settings.credentialsSource
   } else {
@@ -100,7 +100,7 @@ export async function resolveProxySettings(configFile: string | undefined, overr
 /** `env` or `imds`, else a usage error. */
 export function credentialSource(value: string | undefined): CredentialSource | undefined {
   if (value === undefined || (CREDENTIAL_SOURCES as readonly string[]).includes(value)) return value as CredentialSource | undefined
-  throw new NleError('PROXY_USAGE', `--credentials-source is env or imds, not ${JSON.stringify(value)}.`, {exitCode: ExitCode.USAGE})
+  throw new NleError('PROXY_USAGE', `--credentials-source is env or imds, not ${JSON.stringify(value)}.`)
 }
 
 export interface RunningProxy {
@@ -222,7 +222,7 @@ export async function settingsFromArgv(argv: string[]): Promise<ProxySettings> {
   try {
     v = parseArgs({args: argv, options: FLAGS, strict: true, allowPositionals: false}).values
   } catch (cause) {
-    throw new NleError('PROXY_USAGE', (cause as Error).message, {exitCode: ExitCode.USAGE})
+    throw new NleError('PROXY_USAGE', (cause as Error).message)
   }
   const num = (s: string | undefined): number | undefined => (s === undefined ? undefined : Number(s))
   return resolveProxySettings(v.config, {
@@ -253,7 +253,7 @@ export async function runParentProxy(argv: string[]): Promise<number> {
     const running = await startParentProxy(await settingsFromArgv(argv), logger)
     return await waitForSignals(running, logger)
   } catch (error) {
-    const e = isNleError(error) ? error : new NleError('PROXY_INTERNAL', (error as Error)?.message ?? String(error), {exitCode: ExitCode.INTERNAL})
+    const e = isNleError(error) ? error : new NleError('PROXY_INTERNAL', (error as Error)?.message ?? String(error))
     logger.log('error', 'start_failed', {code: e.code, message: e.message, hint: e.hint, exitCode: e.exitCode})
     return e.exitCode
   }

@@ -138,7 +138,7 @@ describe('ParentProxy', () => {
     const pending = call(port, 'GET', '/healthz')
     while (!release) await new Promise((r) => setTimeout(r, 10))
     const drained = proxy.drain(5000)
-    await new Promise((r) => setTimeout(r, 50))
+    // drain() stops listening at once (server.close): no wait is needed before the refusal.
     await expect(call(port, 'GET', '/healthz')).rejects.toThrow() // no longer accepting
     release()
     expect((await pending).body).toBe('data: one\n\ndata: two\n\n')
@@ -189,19 +189,22 @@ describe('ParentProxy: a client that leaves', () => {
       if (req.url === '/healthz') return res.end('{}')
       void held.then(() => res.end('done'))
     })
-    const {port} = await proxyFor([up.path], {concurrency: 1, queue: 4})
+    const {proxy, port} = await proxyFor([up.path], {concurrency: 1, queue: 4})
+    const until = async (ok: () => boolean): Promise<void> => {
+      while (!ok()) await new Promise((r) => setTimeout(r, 10))
+    }
     const first = call(port, 'POST', '/v1/chat/completions', 'a')
-    await new Promise((r) => setTimeout(r, 100))
+    await until(() => up.hits === 1)
     // A second request waits for the slot; its client gives up.
     const leaver = request({host: '127.0.0.1', port, method: 'POST', path: '/v1/chat/completions', agent: false, headers: {'content-type': 'application/nle-sealed-request'}})
     leaver.on('error', () => undefined)
     leaver.end('b')
-    await new Promise((r) => setTimeout(r, 100))
+    await until(() => proxy.stats().queued === 1)
     leaver.destroy()
-    await new Promise((r) => setTimeout(r, 100))
+    await until(() => proxy.stats().queued === 0)
     release()
     expect((await first).status).toBe(200)
-    await new Promise((r) => setTimeout(r, 100))
+    await until(() => proxy.stats().inFlight === 0)
     expect(up.hits).toBe(1)
   })
 })

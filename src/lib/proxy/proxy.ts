@@ -25,6 +25,7 @@ import {performance} from 'node:perf_hooks'
 
 import {type Logger, silentLogger} from '../server/log.js'
 import {Semaphore} from '../server/semaphore.js'
+import {listenError} from '../errors.js'
 import {type ProxyErrorCode, proxyError} from './errors.js'
 
 export const PROXIED_ROUTES: Readonly<Record<string, 'GET' | 'POST'>> = {
@@ -196,7 +197,7 @@ export class ParentProxy {
     const bind = async (server: Server, host: string, port: number): Promise<{host: string; port: number}> => {
       await new Promise<void>((resolve, reject) => {
         server.once('error', (cause: NodeJS.ErrnoException) =>
-          reject(proxyError('PROXY_LISTEN_FAILED', `Cannot listen on ${host}:${port}: ${cause.code ?? cause.message}.`, {cause, details: {host, port}})),
+          reject(listenError('PROXY_LISTEN_FAILED', `${host}:${port}`, cause, {details: {host, port}, inUseHint: 'Another process uses that port: stop it, or pick another with --port / --http-port (proxy.port, proxy.httpPort)'})),
         )
         server.listen(port, host, () => resolve())
       })

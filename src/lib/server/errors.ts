@@ -1,35 +1,23 @@
 /** Error codes of the enclave server. Messages never carry a question, an answer or a key. */
-import {ExitCode, NleError, type NleErrorOptions} from '../errors.js'
+import {ExitCode, NleError, type NleErrorOptions, defineErrors} from '../errors.js'
 
-export type ServerErrorCode =
-  /** The runtime config (--config) is missing or invalid. */
-  | 'SERVER_CONFIG_INVALID'
-  /** The model could not be loaded (missing files, not ONNX, tokenizer unreadable). */
-  | 'SERVER_MODEL_LOAD_FAILED'
-  /** A model file's sha256 differs from the manifest, or the manifest from the pinned digest. */
-  | 'SERVER_MODEL_DIGEST_MISMATCH'
-  /** The Unix socket could not be listened on. */
-  | 'SERVER_LISTEN_FAILED'
-  /** The NSM (device or simulator) could not be opened or refused to attest. */
-  | 'SERVER_NSM_FAILED'
-  /** The opened request is not an OpenAI chat completion request this server accepts. */
-  | 'SERVER_BAD_REQUEST'
-  /** The server is draining or its generation queue is full. */
-  | 'SERVER_BUSY'
-  /** Generation failed inside the engine. */
-  | 'SERVER_GENERATION_FAILED'
+const {CONFIG, IO, VERIFY, USAGE, NETWORK, INTERNAL} = ExitCode
 
-const EXIT: Record<ServerErrorCode, ExitCode> = {
-  SERVER_CONFIG_INVALID: ExitCode.CONFIG,
-  SERVER_MODEL_LOAD_FAILED: ExitCode.IO,
-  SERVER_MODEL_DIGEST_MISMATCH: ExitCode.VERIFY,
-  SERVER_LISTEN_FAILED: ExitCode.IO,
-  SERVER_NSM_FAILED: ExitCode.IO,
-  SERVER_BAD_REQUEST: ExitCode.USAGE,
-  SERVER_BUSY: ExitCode.NETWORK,
-  SERVER_GENERATION_FAILED: ExitCode.INTERNAL,
-}
+export const SERVER_ERRORS = defineErrors({
+  SERVER_CONFIG_INVALID: {exit: CONFIG, summary: 'The enclave server\'s runtime config (--config) is missing or invalid.', hint: 'Rebuild the enclave: `nle build` writes the runtime config from nle.yaml'},
+  SERVER_MODEL_LOAD_FAILED: {exit: IO, summary: 'The model could not be loaded (missing files, not ONNX, tokenizer unreadable).', hint: 'Check the saved model (`nle model run DIR`) and rebuild the enclave'},
+  SERVER_MODEL_DIGEST_MISMATCH: {exit: VERIFY, summary: 'A model file\'s sha256 differs from the manifest, or the manifest from the pinned digest.', hint: 'The model in the image is not the one that was saved: save it again and rebuild'},
+  SERVER_LISTEN_FAILED: {exit: IO, summary: 'The enclave server could not listen on its Unix socket.', hint: 'Check that the socket\'s folder exists and is writable; for a socket in use see ADDRESS_IN_USE'},
+  SERVER_NSM_FAILED: {exit: IO, summary: 'The NSM (device or simulator) could not be opened or refused to attest.', hint: 'Outside an enclave, run with --nsm simulator (`nle dev` does)'},
+  SERVER_BAD_REQUEST: {exit: USAGE, summary: 'The opened request is not an OpenAI chat completion request this server accepts.', hint: 'Check the request fields (messages, max_tokens, temperature) against docs/gateway.md'},
+  SERVER_BUSY: {exit: NETWORK, summary: 'The server is draining or its generation queue is full.', hint: 'Retry after a moment'},
+  SERVER_GENERATION_FAILED: {exit: INTERNAL, summary: 'Generation failed inside the engine.', hint: 'See the enclave\'s log (details.serverCode names the engine\'s code); re-run with --verbose and report it'},
+  SERVER_USAGE: {exit: USAGE, summary: 'A flag of the enclave server is invalid.', hint: 'See runtime/enclave-server/ for the flags; `nle build` writes the ones the image uses'},
+  SERVER_INTERNAL: {exit: INTERNAL, summary: 'The enclave server failed to start for an unexpected reason.', hint: 'This is a bug in nle: report the enclave\'s log'},
+})
+
+export type ServerErrorCode = keyof typeof SERVER_ERRORS
 
 export function serverError(code: ServerErrorCode, message: string, options: NleErrorOptions = {}): NleError<ServerErrorCode> {
-  return new NleError(code, message, {exitCode: EXIT[code], ...options})
+  return new NleError(code, message, options)
 }

@@ -56,7 +56,7 @@ describe('mapKmsError', () => {
     expect(mapKmsError(named('IncorrectKeyException'))).toMatchObject({code: 'CHANNEL_KMS_REJECTED'})
     expect(mapKmsError(named('TimeoutError'))).toMatchObject({code: 'CHANNEL_KMS_UNAVAILABLE'})
     const plumbing = mapKmsError(new NleError('KMS_CREDENTIALS_UNAVAILABLE', 'x', {hint: 'start the proxy'}))
-    expect(plumbing).toMatchObject({code: 'CHANNEL_KMS_UNAVAILABLE', hint: 'start the proxy'})
+    expect(plumbing).toMatchObject({code: 'CHANNEL_KMS_UNAVAILABLE', hint: 'start the proxy. (docs/errors.md#channel_kms_unavailable)'})
     const passed = new NleError('CHANNEL_KMS_REJECTED', 'y')
     expect(mapKmsError(passed)).toBe(passed)
   })

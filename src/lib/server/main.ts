@@ -17,7 +17,7 @@ import {ServerKeyRing} from '../channel/index.js'
 import {KmsRequestOpener} from '../channel/kms-request.js'
 import type {EnclaveKmsOptions} from '../kms/enclave-aws.js'
 import {loadConfig} from '../config/load.js'
-import {ExitCode, NleError, isNleError} from '../errors.js'
+import {ExitCode, NleError, isNleError, listenError} from '../errors.js'
 import {EnclaveServer} from './app.js'
 import {type ChatEngine, type RuntimeDefaults, echoChat} from './chat.js'
 import {serverError} from './errors.js'
@@ -106,6 +106,7 @@ const FLAGS = {
   engine: {type: 'string', default: 'onnx'},
   nsm: {type: 'string', default: 'device'},
   lockfile: {type: 'string'},
+  eif: {type: 'string'},
   'sim-root-out': {type: 'string'},
   'sim-debug': {type: 'boolean', default: false},
   'token-delay-ms': {type: 'string'},
@@ -132,7 +133,7 @@ function kmsModeSettings(values: Record<string, string | boolean | undefined>, c
   }
   if (Object.values(merged).every((v) => v === undefined)) return undefined
   if (!merged.region || !merged.credentialsSocket) {
-    throw new NleError('SERVER_USAGE', 'KMS mode needs a region and the credentials socket (--kms-region, --credentials-socket, or the runtime config\'s kms block).', {exitCode: ExitCode.USAGE})
+    throw new NleError('SERVER_USAGE', 'KMS mode needs a region and the credentials socket (--kms-region, --credentials-socket, or the runtime config\'s kms block).')
   }
   return {
     region: merged.region,
@@ -180,7 +181,7 @@ export async function runEnclaveServer(argv: string[]): Promise<number> {
     }
     return await done
   } catch (error) {
-    const e = isNleError(error) ? error : new NleError('SERVER_INTERNAL', (error as Error)?.message ?? String(error), {exitCode: ExitCode.INTERNAL})
+    const e = isNleError(error) ? error : new NleError('SERVER_INTERNAL', (error as Error)?.message ?? String(error))
     logger.log('error', 'start_failed', {code: e.code, message: e.message, hint: e.hint, exitCode: e.exitCode})
     return e.exitCode
   }
@@ -191,12 +192,12 @@ export async function startEnclaveServer(argv: string[], logger: Logger): Promis
   try {
     values = parseArgs({args: argv, options: FLAGS, strict: true, allowPositionals: false}).values
   } catch (cause) {
-    throw new NleError('SERVER_USAGE', (cause as Error).message, {exitCode: ExitCode.USAGE})
+    throw new NleError('SERVER_USAGE', (cause as Error).message)
   }
   const level = values['log-level'] as LogLevel
-  if (!['debug', 'info', 'warn', 'error'].includes(level)) throw new NleError('SERVER_USAGE', '--log-level is debug, info, warn or error.', {exitCode: ExitCode.USAGE})
+  if (!['debug', 'info', 'warn', 'error'].includes(level)) throw new NleError('SERVER_USAGE', '--log-level is debug, info, warn or error.')
   const socket = values.socket ?? process.env.NLE_SOCKET
-  if (!socket) throw new NleError('SERVER_USAGE', 'Give the Unix socket to listen on with --socket (or NLE_SOCKET).', {exitCode: ExitCode.USAGE})
+  if (!socket) throw new NleError('SERVER_USAGE', 'Give the Unix socket to listen on with --socket (or NLE_SOCKET).')
 
   const config: RuntimeConfig = values.config
     ? await readRuntimeConfig(values.config)
@@ -208,7 +209,10 @@ export async function startEnclaveServer(argv: string[], logger: Logger): Promis
   let nsm: {attestation(request?: AttestationRequest): Promise<Uint8Array>; close(): Promise<void>}
   if (values.nsm === 'simulator') {
     const {NsmSimulator} = await import('../attestation/simulator.js')
-    const sim = values.lockfile ? await NsmSimulator.fromLockfile(values.lockfile, {debug: values['sim-debug']}) : new NsmSimulator({debug: values['sim-debug']})
+    if (values.eif && values.lockfile) throw new NleError('SERVER_USAGE', 'Give the simulator\'s PCRs with --eif (measured from the image) or --lockfile, not both.')
+    // --eif: the PCRs nle's reader measures in the image (what `nle dev` runs); --lockfile: recorded ones.
+    const options = {debug: values['sim-debug']}
+    const sim = values.eif ? await NsmSimulator.fromEif(values.eif, options) : values.lockfile ? await NsmSimulator.fromLockfile(values.lockfile, options) : new NsmSimulator(options)
     if (values['sim-root-out']) await writeFile(values['sim-root-out'], sim.rootPem)
     logger.log('warn', 'nsm_simulator', {note: 'attestation documents are signed by a simulator root, not by AWS'})
     nsm = sim
@@ -220,7 +224,7 @@ export async function startEnclaveServer(argv: string[], logger: Logger): Promis
       throw serverError('SERVER_NSM_FAILED', 'The NSM device could not be opened.', {cause, hint: 'Outside an enclave, run with --nsm simulator.'})
     }
   } else {
-    throw new NleError('SERVER_USAGE', '--nsm is device or simulator.', {exitCode: ExitCode.USAGE})
+    throw new NleError('SERVER_USAGE', '--nsm is device or simulator.')
   }
 
   let chat: ChatEngine
@@ -233,7 +237,7 @@ export async function startEnclaveServer(argv: string[], logger: Logger): Promis
     chat = await loadChatModel(spec, logger)
     logger.log('info', 'model_loaded', {model: chat.model})
   } else {
-    throw new NleError('SERVER_USAGE', '--engine is onnx or echo.', {exitCode: ExitCode.USAGE})
+    throw new NleError('SERVER_USAGE', '--engine is onnx or echo.')
   }
 
   const keyRing = await ServerKeyRing.create({lifetimeMs: config.server.keyLifetimeMs})
@@ -273,7 +277,7 @@ export async function startEnclaveServer(argv: string[], logger: Logger): Promis
   try {
     await server.listen(socket)
   } catch (cause) {
-    throw serverError('SERVER_LISTEN_FAILED', `Cannot listen on ${socket}: ${(cause as NodeJS.ErrnoException).code ?? 'error'}.`, {cause, details: {socket}})
+    throw listenError('SERVER_LISTEN_FAILED', socket, cause, {details: {socket}})
   }
   logger.log('info', 'listening', {socket, model: chat.model})
   return {

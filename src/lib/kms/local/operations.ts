@@ -8,7 +8,7 @@
  * Ciphertext blobs are AES-256-GCM under the key's material, authenticated with the key ARN and
  * the encryption context as additional data: `"NLK1" | u8 len | key id | iv(12) | tag(16) | ct`.
  */
-import {createCipheriv, createDecipheriv, randomBytes} from 'node:crypto'
+import {createCipheriv, createDecipheriv, createHmac, randomBytes, timingSafeEqual} from 'node:crypto'
 
 import {toHex} from '../../attestation/cbor.js'
 import type {TrustedRoot} from '../../attestation/roots.js'
@@ -68,11 +68,24 @@ function blob(input: Input, name: string, required: boolean, max = 6144): Buffer
   return bytes
 }
 
-function encryptionContext(input: Input): Record<string, string> {
-  const v = input.EncryptionContext
+function encryptionContext(input: Input, name = 'EncryptionContext'): Record<string, string> {
+  const v = input[name]
   if (v === undefined || v === null) return {}
-  if (typeof v !== 'object' || Array.isArray(v) || Object.values(v).some((x) => typeof x !== 'string')) throw new KmsApiError('ValidationException', 'EncryptionContext must map strings to strings.')
+  if (typeof v !== 'object' || Array.isArray(v) || Object.values(v).some((x) => typeof x !== 'string')) throw new KmsApiError('ValidationException', `${name} must map strings to strings.`)
   return v as Record<string, string>
+}
+
+/** GenerateDataKey*: the data key's length from exactly one of KeySpec and NumberOfBytes. */
+function dataKeyBytes(input: Input): number {
+  const spec = str(input, 'KeySpec')
+  const n = input.NumberOfBytes
+  if ((spec === undefined) === (n === undefined || n === null)) throw new KmsApiError('ValidationException', 'Give exactly one of KeySpec and NumberOfBytes.')
+  if (spec !== undefined) {
+    if (spec !== 'AES_256' && spec !== 'AES_128') throw new KmsApiError('ValidationException', 'KeySpec must be AES_256 or AES_128.')
+    return spec === 'AES_256' ? 32 : 16
+  }
+  if (typeof n !== 'number' || !Number.isInteger(n) || n < 1 || n > 1024) throw new KmsApiError('ValidationException', 'NumberOfBytes must be 1..1024.')
+  return n
 }
 
 const canonicalContext = (ec: Record<string, string>): string => JSON.stringify(Object.keys(ec).sort().map((k) => [k, ec[k]]))
@@ -84,6 +97,11 @@ function contextKeys(ec: Record<string, string>): RequestContextKeys {
   return keys
 }
 
+/** Enabled, Disabled, or PendingDeletion (after ScheduleKeyDeletion, until CancelKeyDeletion). */
+export function keyState(key: LocalKey): 'Enabled' | 'Disabled' | 'PendingDeletion' {
+  return key.deletionDate !== undefined ? 'PendingDeletion' : key.enabled ? 'Enabled' : 'Disabled'
+}
+
 function keyMetadata(state: LocalState, key: LocalKey): Output {
   return {
     AWSAccountId: state.accountId,
@@ -93,7 +111,8 @@ function keyMetadata(state: LocalState, key: LocalKey): Output {
     Enabled: key.enabled,
     Description: key.description,
     KeyUsage: 'ENCRYPT_DECRYPT',
-    KeyState: key.enabled ? 'Enabled' : 'Disabled',
+    KeyState: keyState(key),
+    ...(key.deletionDate === undefined ? {} : {DeletionDate: key.deletionDate, PendingDeletionWindowInDays: key.pendingWindowInDays}),
     Origin: 'AWS_KMS',
     KeyManager: 'CUSTOMER',
     CustomerMasterKeySpec: 'SYMMETRIC_DEFAULT',
@@ -103,12 +122,93 @@ function keyMetadata(state: LocalState, key: LocalKey): Output {
   }
 }
 
+/** Markers are signed with a secret of this process: a Marker this endpoint did not give is refused. */
+const MARKER_KEY = randomBytes(32)
+const markerMac = (after: string): string => createHmac('sha256', MARKER_KEY).update(after).digest('base64url').slice(0, 22)
+
+/** A page of `items` (sorted by `keyOf`) after `Marker` (an opaque token this endpoint gave), at most `Limit`. */
+function page<T>(input: Input, items: readonly T[], keyOf: (item: T) => string, limits: {default: number; max: number}): {items: T[]; Truncated: boolean; NextMarker?: string} {
+  const max = limits.max
+  const limit = input.Limit ?? limits.default
+  if (typeof limit !== 'number' || !Number.isInteger(limit) || limit < 1 || limit > max) throw new KmsApiError('ValidationException', `Limit must be an integer 1..${max}.`)
+  const marker = str(input, 'Marker')
+  let start = 0
+  if (marker !== undefined) {
+    const m = /^([A-Za-z0-9_-]{1,1400})\.([A-Za-z0-9_-]{22})$/.exec(marker)
+    const after = m ? Buffer.from(m[1]!, 'base64url').toString('utf8') : ''
+    const expected = Buffer.from(markerMac(after))
+    if (!m || !timingSafeEqual(expected, Buffer.from(m[2]!))) throw new KmsApiError('InvalidMarkerException', 'The Marker is not one this endpoint gave.')
+    start = items.findIndex((item) => keyOf(item) > after)
+    if (start < 0) start = items.length
+  }
+  const out = items.slice(start, start + limit)
+  const truncated = start + limit < items.length
+  const last = truncated ? keyOf(out[out.length - 1]!) : ''
+  return {items: out, Truncated: truncated, ...(truncated ? {NextMarker: `${Buffer.from(last).toString('base64url')}.${markerMac(last)}`} : {})}
+}
+
+type Tag = {TagKey: string; TagValue: string}
+
+const MAX_TAGS = 50
+
+function tagList(input: Input): Tag[] {
+  const v = input.Tags
+  if (v === undefined || v === null) return []
+  if (!Array.isArray(v)) throw new KmsApiError('ValidationException', 'Tags must be a list of {TagKey, TagValue}.')
+  return v.map((t: unknown) => {
+    const tag = t as Partial<Tag> | null
+    if (typeof tag !== 'object' || tag === null || typeof tag.TagKey !== 'string' || typeof tag.TagValue !== 'string') throw new KmsApiError('ValidationException', 'Each tag must be {TagKey, TagValue} with string values.')
+    if (tag.TagKey.length < 1 || tag.TagKey.length > 128 || tag.TagValue.length > 256) throw new KmsApiError('TagException', 'A TagKey is 1..128 characters and a TagValue 0..256.')
+    if (tag.TagKey.toLowerCase().startsWith('aws:')) throw new KmsApiError('TagException', 'Tag keys beginning with aws: are reserved for AWS.')
+    return {TagKey: tag.TagKey, TagValue: tag.TagValue}
+  })
+}
+
+/** `tags` with `more` set (a TagKey given again replaces its value), at most MAX_TAGS. */
+function mergeTags(tags: readonly Tag[], more: readonly Tag[]): Tag[] {
+  const out = tags.map((t) => ({...t}))
+  for (const t of more) {
+    const existing = out.find((o) => o.TagKey === t.TagKey)
+    if (existing) existing.TagValue = t.TagValue
+    else out.push({...t})
+  }
+  if (out.length > MAX_TAGS) throw new KmsApiError('LimitExceededException', `A key has at most ${MAX_TAGS} tags.`)
+  return out
+}
+
+const DAY_S = 86_400
+
 function defaultPolicy(accountId: string): string {
   return JSON.stringify(
     {Version: '2012-10-17', Id: 'key-default-1', Statement: [{Sid: 'Enable IAM User Permissions', Effect: 'Allow', Principal: {AWS: `arn:aws:iam::${accountId}:root`}, Action: 'kms:*', Resource: '*'}]},
     null,
     2,
   )
+}
+
+/**
+ * Why a Recipient was refused, in KMS's words: what is wrong with the attestation document or its
+ * public key, never an nle error code (a KMS client shows this message as it is).
+ */
+export function recipientRefusal(code: string | undefined): string {
+  const why: Record<string, string> = {
+    ATTEST_COSE_MALFORMED: 'it is not a COSE_Sign1 attestation document',
+    ATTEST_UNSUPPORTED_ALG: 'it is not signed with ECDSA P-384 (ES384)',
+    ATTEST_PAYLOAD_INVALID: 'its payload is not a well-formed attestation document',
+    ATTEST_CERT_MALFORMED: 'a certificate in it is malformed',
+    ATTEST_ROOT_MISMATCH: 'its certificate chain does not lead to the trusted Nitro Enclaves root',
+    ATTEST_CHAIN_BROKEN: 'its certificate chain is broken',
+    ATTEST_CERT_CONSTRAINTS: 'a certificate in its chain may not issue certificates',
+    ATTEST_LEAF_IS_CA: 'its signing certificate is a CA certificate',
+    ATTEST_CERT_EXPIRED: 'a certificate in its chain has expired',
+    ATTEST_CERT_NOT_YET_VALID: 'a certificate in its chain is not yet valid',
+    ATTEST_BAD_SIGNATURE: 'its signature does not verify',
+    ATTEST_PCR_MISSING: 'it lacks PCR0, PCR1 or PCR2',
+    ATTEST_TOO_OLD: 'it is too old',
+    ATTEST_FROM_FUTURE: 'its timestamp is in the future',
+    CMS_BAD_KEY: 'its public key is not an RSA key of at least 2048 bits',
+  }
+  return `The attestation document in the Recipient parameter is not valid: ${(code !== undefined ? why[code] : undefined) ?? 'it could not be verified'}.`
 }
 
 interface VerifiedRecipient {
@@ -135,6 +235,7 @@ export class LocalKms {
     }
     const keyArn = /^arn:aws:kms:[^:]+:\d{12}:key\/(.+)$/.exec(id)
     if (keyArn) id = keyArn[1]!
+    this.purgeDeleted()
     const key = s.keys[id]
     if (!key || (keyArn && key.arn !== keyIdOrAlias)) throw new KmsApiError('NotFoundException', `Key '${keyIdOrAlias}' does not exist`)
     return key
@@ -156,8 +257,24 @@ export class LocalKms {
     }
   }
 
+  /** Keys whose deletion date has passed are gone, with their aliases (as on AWS, where it happens in the background). */
+  private purgeDeleted(): void {
+    const now = this.env.now() / 1000
+    for (const [id, key] of Object.entries(this.state.keys)) {
+      if (key.deletionDate === undefined || key.deletionDate > now) continue
+      delete this.state.keys[id]
+      for (const [alias, target] of Object.entries(this.state.aliases)) if (target === id) delete this.state.aliases[alias]
+    }
+  }
+
+  /** Cryptographic operations need an enabled key. */
   private requireEnabled(key: LocalKey): void {
+    this.requireNotPendingDeletion(key)
     if (!key.enabled) throw new KmsApiError('DisabledException', `${key.arn} is disabled.`)
+  }
+
+  private requireNotPendingDeletion(key: LocalKey): void {
+    if (key.deletionDate !== undefined) throw new KmsApiError('KMSInvalidStateException', `${key.arn} is pending deletion.`)
   }
 
   /** Verify a Recipient's attestation document; its PCRs become condition keys, its public key the envelope's recipient. */
@@ -193,8 +310,7 @@ export class LocalKms {
       return {publicKeyDer: verified.publicKey, keys: recipientContextKeys(verified.pcrs)}
     } catch (error) {
       if (error instanceof KmsApiError) throw error
-      const code = isNleError(error) ? error.code : 'ATTEST_UNPROCESSABLE'
-      throw new KmsApiError('ValidationException', `The attestation document in Recipient is not valid (${code}).`)
+      throw new KmsApiError('ValidationException', recipientRefusal(isNleError(error) ? error.code : undefined))
     }
   }
 
@@ -255,10 +371,18 @@ export class LocalKms {
       case 'CreateKey': {
         const spec = str(input, 'KeySpec') ?? str(input, 'CustomerMasterKeySpec') ?? 'SYMMETRIC_DEFAULT'
         const usage = str(input, 'KeyUsage') ?? 'ENCRYPT_DECRYPT'
-        if (spec !== 'SYMMETRIC_DEFAULT' || usage !== 'ENCRYPT_DECRYPT') throw new KmsApiError('UnsupportedOperationException', 'The local endpoint only makes SYMMETRIC_DEFAULT ENCRYPT_DECRYPT keys.')
+        if (spec !== 'SYMMETRIC_DEFAULT' || usage !== 'ENCRYPT_DECRYPT') {
+          throw new KmsApiError('UnsupportedOperationException', `The local endpoint makes only symmetric encryption keys (KeySpec SYMMETRIC_DEFAULT, KeyUsage ENCRYPT_DECRYPT), not KeySpec ${spec} with KeyUsage ${usage}.`)
+        }
+        const origin = str(input, 'Origin') ?? 'AWS_KMS'
+        if (origin !== 'AWS_KMS' || input.MultiRegion === true || input.XksKeyId !== undefined || input.CustomKeyStoreId !== undefined) {
+          throw new KmsApiError('UnsupportedOperationException', 'The local endpoint makes only single-region keys with Origin AWS_KMS (no imported, custom key store or multi-Region keys).')
+        }
         const policy = str(input, 'Policy') ?? defaultPolicy(this.state.accountId)
         this.validatePolicyText(policy, identity, input.BypassPolicyLockoutSafetyCheck === true)
+        const tags = mergeTags([], tagList(input))
         const key = newKey(this.state, policy, str(input, 'Description') ?? '', this.env.now())
+        if (tags.length > 0) key.tags = tags
         this.state.keys[key.keyId] = key
         await this.env.save()
         return {KeyMetadata: keyMetadata(this.state, key)}
@@ -281,11 +405,111 @@ export class LocalKms {
       case 'ListAliases': {
         const only = str(input, 'KeyId')
         const target = only === undefined ? undefined : this.resolveKey(only).keyId
+        this.purgeDeleted()
         const aliases = Object.entries(this.state.aliases)
           .filter(([, keyId]) => target === undefined || keyId === target)
-          .sort(([a], [b]) => a.localeCompare(b))
+          .sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0))
           .map(([AliasName, TargetKeyId]) => ({AliasName, AliasArn: `arn:aws:kms:${this.state.region}:${this.state.accountId}:${AliasName}`, TargetKeyId}))
-        return {Aliases: aliases, Truncated: false}
+        const {items, ...rest} = page(input, aliases, (a) => a.AliasName, {default: 50, max: 100})
+        return {Aliases: items, ...rest}
+      }
+      case 'ListKeys': {
+        // IAM governs ListKeys on AWS (it names no key); there is no IAM here, so any known identity may.
+        this.purgeDeleted()
+        const keys = Object.values(this.state.keys)
+          .map((k) => ({KeyId: k.keyId, KeyArn: k.arn}))
+          .sort((a, b) => (a.KeyId < b.KeyId ? -1 : a.KeyId > b.KeyId ? 1 : 0))
+        const {items, ...rest} = page(input, keys, (k) => k.KeyId, {default: 100, max: 1000})
+        return {Keys: items, ...rest}
+      }
+      case 'UpdateAlias': {
+        const name = str(input, 'AliasName', true)
+        const current = this.state.aliases[name]
+        if (current === undefined || !this.state.keys[current]) throw new KmsApiError('NotFoundException', `Alias ${name} is not found.`)
+        const from = this.resolveKey(current)
+        const to = this.resolveKey(str(input, 'TargetKeyId', true))
+        // AWS asks for kms:UpdateAlias on both the key the alias leaves and the one it comes to.
+        this.authorize(identity, 'UpdateAlias', from)
+        this.authorize(identity, 'UpdateAlias', to)
+        this.requireNotPendingDeletion(to)
+        this.state.aliases[name] = to.keyId
+        await this.env.save()
+        return {}
+      }
+      case 'DeleteAlias': {
+        const name = str(input, 'AliasName', true)
+        const current = this.state.aliases[name]
+        if (current === undefined) throw new KmsApiError('NotFoundException', `Alias ${name} is not found.`)
+        const key = this.resolveKey(current)
+        this.authorize(identity, 'DeleteAlias', key)
+        delete this.state.aliases[name]
+        await this.env.save()
+        return {}
+      }
+      case 'EnableKey':
+      case 'DisableKey': {
+        const key = this.resolveKey(str(input, 'KeyId', true))
+        this.authorize(identity, operation, key)
+        this.requireNotPendingDeletion(key)
+        key.enabled = operation === 'EnableKey'
+        await this.env.save()
+        return {}
+      }
+      case 'ScheduleKeyDeletion': {
+        const key = this.resolveKey(str(input, 'KeyId', true))
+        const days = input.PendingWindowInDays ?? 30
+        if (typeof days !== 'number' || !Number.isInteger(days) || days < 7 || days > 30) throw new KmsApiError('ValidationException', 'PendingWindowInDays must be an integer 7..30.')
+        this.authorize(identity, 'ScheduleKeyDeletion', key)
+        this.requireNotPendingDeletion(key)
+        key.deletionDate = Math.floor(this.env.now() / 1000) + days * DAY_S
+        key.pendingWindowInDays = days
+        key.enabled = false
+        await this.env.save()
+        return {KeyId: key.arn, DeletionDate: key.deletionDate, KeyState: 'PendingDeletion', PendingWindowInDays: days}
+      }
+      case 'CancelKeyDeletion': {
+        const key = this.resolveKey(str(input, 'KeyId', true))
+        this.authorize(identity, 'CancelKeyDeletion', key)
+        if (key.deletionDate === undefined) throw new KmsApiError('KMSInvalidStateException', `${key.arn} is not pending deletion.`)
+        // As on AWS, a key whose deletion is cancelled comes back disabled.
+        delete key.deletionDate
+        delete key.pendingWindowInDays
+        key.enabled = false
+        await this.env.save()
+        return {KeyId: key.arn}
+      }
+      case 'TagResource': {
+        const key = this.resolveKey(str(input, 'KeyId', true))
+        const tags = tagList(input)
+        if (tags.length === 0) throw new KmsApiError('ValidationException', 'Tags must name at least one tag.')
+        this.authorize(identity, 'TagResource', key)
+        this.requireNotPendingDeletion(key)
+        key.tags = mergeTags(key.tags ?? [], tags)
+        await this.env.save()
+        return {}
+      }
+      case 'UntagResource': {
+        const key = this.resolveKey(str(input, 'KeyId', true))
+        const names = input.TagKeys
+        if (!Array.isArray(names) || names.length === 0 || names.some((n) => typeof n !== 'string')) throw new KmsApiError('ValidationException', 'TagKeys must be a non-empty list of strings.')
+        this.authorize(identity, 'UntagResource', key)
+        this.requireNotPendingDeletion(key)
+        key.tags = (key.tags ?? []).filter((t) => !names.includes(t.TagKey))
+        if (key.tags.length === 0) delete key.tags
+        await this.env.save()
+        return {}
+      }
+      case 'ListResourceTags': {
+        const key = this.resolveKey(str(input, 'KeyId', true))
+        this.authorize(identity, 'ListResourceTags', key)
+        const tags = [...(key.tags ?? [])].sort((a, b) => (a.TagKey < b.TagKey ? -1 : a.TagKey > b.TagKey ? 1 : 0))
+        const {items, ...rest} = page(input, tags, (t) => t.TagKey, {default: 50, max: 50})
+        return {Tags: items, ...rest}
+      }
+      case 'ListKeyPolicies': {
+        const key = this.resolveKey(str(input, 'KeyId', true))
+        this.authorize(identity, 'ListKeyPolicies', key)
+        return {PolicyNames: ['default'], Truncated: false}
       }
       case 'ListGrants': {
         // The local endpoint has no CreateGrant, so no key ever has a grant.
@@ -333,17 +557,7 @@ export class LocalKms {
       }
       case 'GenerateDataKey': {
         const key = this.resolveKey(str(input, 'KeyId', true))
-        const spec = str(input, 'KeySpec')
-        const n = input.NumberOfBytes
-        if ((spec === undefined) === (n === undefined || n === null)) throw new KmsApiError('ValidationException', 'Give exactly one of KeySpec and NumberOfBytes.')
-        let bytes: number
-        if (spec !== undefined) {
-          if (spec !== 'AES_256' && spec !== 'AES_128') throw new KmsApiError('ValidationException', 'KeySpec must be AES_256 or AES_128.')
-          bytes = spec === 'AES_256' ? 32 : 16
-        } else {
-          if (typeof n !== 'number' || !Number.isInteger(n) || n < 1 || n > 1024) throw new KmsApiError('ValidationException', 'NumberOfBytes must be 1..1024.')
-          bytes = n
-        }
+        const bytes = dataKeyBytes(input)
         const ec = encryptionContext(input)
         const recipient = await this.recipient(input)
         this.authorize(identity, 'GenerateDataKey', key, {...contextKeys(ec), ...recipient?.keys})
@@ -351,6 +565,44 @@ export class LocalKms {
         const plaintext = randomBytes(bytes)
         const ciphertext = this.seal(key, plaintext, ec)
         return {CiphertextBlob: ciphertext.toString('base64'), KeyId: key.arn, ...this.deliver(plaintext, recipient)}
+      }
+      case 'GenerateDataKeyWithoutPlaintext': {
+        if (input.Recipient !== undefined) throw new KmsApiError('ValidationException', 'GenerateDataKeyWithoutPlaintext takes no Recipient parameter.')
+        const key = this.resolveKey(str(input, 'KeyId', true))
+        const bytes = dataKeyBytes(input)
+        const ec = encryptionContext(input)
+        this.authorize(identity, 'GenerateDataKeyWithoutPlaintext', key, contextKeys(ec))
+        this.requireEnabled(key)
+        const plaintext = randomBytes(bytes)
+        const ciphertext = this.seal(key, plaintext, ec)
+        plaintext.fill(0)
+        return {CiphertextBlob: ciphertext.toString('base64'), KeyId: key.arn}
+      }
+      case 'ReEncrypt': {
+        // Two key-policy decisions: kms:ReEncryptFrom on the source key and kms:ReEncryptTo on the
+        // destination. A ReEncrypt carries no Recipient, so a statement conditioned on
+        // kms:RecipientAttestation:* never allows it: ciphertext a policy releases only to an
+        // attested enclave cannot be moved to a key with a looser policy.
+        const ciphertext = blob(input, 'CiphertextBlob', true)
+        const source = this.keyOfBlob(ciphertext)
+        const named = str(input, 'SourceKeyId')
+        if (named !== undefined && this.resolveKey(named).keyId !== source.keyId) throw new KmsApiError('IncorrectKeyException', 'The SourceKeyId does not identify the key that encrypted the ciphertext.')
+        for (const name of ['SourceEncryptionAlgorithm', 'DestinationEncryptionAlgorithm']) {
+          const algorithm = str(input, name) ?? 'SYMMETRIC_DEFAULT'
+          if (algorithm !== 'SYMMETRIC_DEFAULT') throw new KmsApiError('InvalidKeyUsageException', `${name} ${algorithm} is not valid for this key.`)
+        }
+        if (input.Recipient !== undefined) throw new KmsApiError('ValidationException', 'ReEncrypt takes no Recipient parameter.')
+        const destination = this.resolveKey(str(input, 'DestinationKeyId', true))
+        const sourceEc = encryptionContext(input, 'SourceEncryptionContext')
+        const destinationEc = encryptionContext(input, 'DestinationEncryptionContext')
+        this.authorize(identity, 'ReEncryptFrom', source, contextKeys(sourceEc))
+        this.authorize(identity, 'ReEncryptTo', destination, contextKeys(destinationEc))
+        this.requireEnabled(source)
+        this.requireEnabled(destination)
+        const plaintext = this.open(source, ciphertext, sourceEc)
+        const sealed = this.seal(destination, plaintext, destinationEc)
+        plaintext.fill(0)
+        return {CiphertextBlob: sealed.toString('base64'), SourceKeyId: source.arn, KeyId: destination.arn, SourceEncryptionAlgorithm: 'SYMMETRIC_DEFAULT', DestinationEncryptionAlgorithm: 'SYMMETRIC_DEFAULT'}
       }
       case 'GenerateRandom': {
         const n = input.NumberOfBytes

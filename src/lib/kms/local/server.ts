@@ -16,6 +16,7 @@ import {type IncomingMessage, type Server, type ServerResponse, createServer} fr
 import type {AddressInfo} from 'node:net'
 
 import type {TrustedRoot} from '../../attestation/roots.js'
+import {listenError} from '../../errors.js'
 import {kmsError} from '../errors.js'
 import {KmsApiError, LocalKms} from './operations.js'
 import {verifySigV4} from './sigv4.js'
@@ -250,7 +251,7 @@ export async function startLocalKms(options: LocalKmsOptions): Promise<RunningLo
     })
   }
   await new Promise<void>((resolve, reject) => {
-    server.once('error', (error) => reject(kmsError('KMS_LISTEN_FAILED', `Cannot listen on ${host}:${options.port ?? 0}: ${(error as NodeJS.ErrnoException).code ?? error.message}`, {cause: error})))
+    server.once('error', (error) => reject(listenError('KMS_LISTEN_FAILED', `${host}:${options.port ?? 0}`, error, {inUseHint: 'Another process uses that port: stop it, or pick another with --port'})))
     server.listen(options.port ?? 0, host, () => resolve())
   })
   const address = server.address() as AddressInfo

@@ -28,6 +28,11 @@ const keySchema = z.strictObject({
   enabled: z.boolean(),
   /** Seconds since the epoch. */
   createdAt: z.number(),
+  /** TagResource's tags, in the order they were first set. */
+  tags: z.array(z.strictObject({TagKey: z.string(), TagValue: z.string()})).optional(),
+  /** ScheduleKeyDeletion: when the key is deleted (seconds since the epoch), and the window it was given. */
+  deletionDate: z.number().optional(),
+  pendingWindowInDays: z.number().int().optional(),
 })
 
 const stateSchema = z.strictObject({

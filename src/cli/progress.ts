@@ -1,0 +1,40 @@
+/**
+ * Stage progress on a terminal, for commands whose work takes long (`nle build`, `nle model
+ * synth`): one line per stage on stderr, `… label` while it runs (with an optional detail such as
+ * a percentage, redrawn in place) and `✓ label (1.2 s)` once the next one starts or the command
+ * ends. Only for a person: callers create it when stderr is a TTY and `--json` is off; scripts get
+ * the timed stages in the command's `--json` result instead.
+ */
+export interface StageLines {
+  start(label: string): void
+  detail(text: string): void
+  /** Ends the last stage: ✓ when the command succeeded, ✗ when it failed. */
+  end(ok: boolean): void
+}
+
+export function stageLines(stream: NodeJS.WritableStream = process.stderr): StageLines {
+  let current: {label: string; t0: number} | undefined
+  const close = (mark: string): void => {
+    if (!current) return
+    stream.write(`\r\u001B[2K${mark} ${current.label} (${((performance.now() - current.t0) / 1000).toFixed(1)} s)\n`)
+    current = undefined
+  }
+  return {
+    start(label) {
+      close('✓')
+      current = {label, t0: performance.now()}
+      stream.write(`… ${label}`)
+    },
+    detail(text) {
+      if (current) stream.write(`\r\u001B[2K… ${current.label}: ${text}`)
+    },
+    end(ok) {
+      close(ok ? '✓' : '✗')
+    },
+  }
+}
+
+/** Whether this run draws stage lines: stderr is a terminal and the output is not --json. */
+export function wantsStageLines(json: boolean): boolean {
+  return Boolean(process.stderr.isTTY) && !json
+}
