@@ -3,7 +3,7 @@ import {Flags} from '@oclif/core'
 import {BaseCommand} from '../cli/base-command.js'
 import {DEFAULT_CONFIG_FILE, loadConfig} from '../lib/config/load.js'
 import {defaultHostContext} from '../lib/host/exec.js'
-import {projectConsole} from '../lib/host/run.js'
+import {projectConsole} from '../lib/host/console.js'
 
 export default class Console extends BaseCommand<typeof Console> {
   static override summary = 'Attach to the enclave\'s console (debug mode only).'

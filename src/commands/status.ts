@@ -4,7 +4,7 @@ import {BaseCommand} from '../cli/base-command.js'
 import {table} from '../cli/render.js'
 import {DEFAULT_CONFIG_FILE, loadConfig} from '../lib/config/load.js'
 import {defaultHostContext} from '../lib/host/exec.js'
-import {type StatusReport, projectStatus} from '../lib/host/run.js'
+import {type StatusReport, projectStatus} from '../lib/host/status.js'
 
 export default class Status extends BaseCommand<typeof Status> {
   static override summary = 'Show whether the project\'s enclave, vsock bridge and proxy run, and the runtime\'s health.'

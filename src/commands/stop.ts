@@ -3,7 +3,7 @@ import {Flags} from '@oclif/core'
 import {BaseCommand} from '../cli/base-command.js'
 import {DEFAULT_CONFIG_FILE, loadConfig} from '../lib/config/load.js'
 import {defaultHostContext} from '../lib/host/exec.js'
-import {type StopReport, stopProject} from '../lib/host/run.js'
+import {type StopReport, stopProject} from '../lib/host/stop.js'
 
 export default class Stop extends BaseCommand<typeof Stop> {
   static override summary = 'Terminate the project\'s enclave, then stop its vsock bridge and proxy.'

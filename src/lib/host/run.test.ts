@@ -9,7 +9,11 @@ import {type LoadedConfig, loadConfig} from '../config/load.js'
 import {hasCode, isNleError} from '../errors.js'
 import {buildProject} from './build.js'
 import {isAlive} from './processes.js'
-import {type RunState, projectConsole, projectStatus, runProject, stopProject} from './run.js'
+import {projectConsole} from './console.js'
+import {runProject} from './run.js'
+import type {RunState} from './run-state.js'
+import {projectStatus} from './status.js'
+import {stopProject} from './stop.js'
 import {rejection} from '../../test-support/rejection.js'
 
 let host: FakeHost

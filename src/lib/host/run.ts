@@ -1,13 +1,11 @@
 /**
- * `nle run` / `status` / `stop` / `console`: the enclave (nitro-cli), the vsock bridge (socat) and
- * the parent proxy, started together and stopped together. What was started is recorded in
- * `.nle/run.json` so `nle stop` (a later process) can stop exactly that, and nothing else.
+ * `nle run`: the enclave (nitro-cli), the vsock bridge (socat), the parent proxy and, in KMS
+ * mode, the KMS paths, started together; what was started is recorded (run-state.ts) for
+ * `nle stop` (stop.ts), `nle status` (status.ts) and `nle console` (console.ts).
  */
 import {existsSync} from 'node:fs'
-import {copyFile, mkdir, readFile, rename, rm, writeFile} from 'node:fs/promises'
-import {request} from 'node:http'
-import {connect} from 'node:net'
-import {basename, join} from 'node:path'
+import {copyFile, mkdir, readFile, rm, writeFile} from 'node:fs/promises'
+import {join} from 'node:path'
 import {setTimeout as sleep} from 'node:timers/promises'
 
 import type {LoadedConfig} from '../config/load.js'
@@ -20,108 +18,15 @@ import {differingPcrs} from './build.js'
 import {hostError} from './errors.js'
 import type {HostContext} from './exec.js'
 import {CREDENTIALS_BRIDGE_UNIT, KMS_PROXY_UNIT, credentialsBridgeArgs, kmsHost, kmsMode, kmsUnitText, systemdCredentialsSocket, vsockProxyArgs} from './kms-bridges.js'
-import {type EnclaveDescribeInfo, attachConsole, describeEnclaves, runEnclave, terminateEnclave} from './nitro-cli.js'
-import {type ManagedProcess, isOurs, logTail, spawnManaged, stopManaged} from './processes.js'
-import {type ProjectPaths, projectPaths} from './project.js'
+import {describeEnclaves, runEnclave} from './nitro-cli.js'
+import {probeHealth, probeTcp, loopback} from './probes.js'
+import {type ManagedProcess, isOurs, logTail, spawnManaged} from './processes.js'
+import {projectPaths} from './project.js'
 import {enclaveMemoryFor} from './resources.js'
+import {BRIDGE_UNIT, PROXY_UNIT, DEFAULT_UNIT_DIR, DEBUG_WARNING, type RunState, readRunState, writeRunState} from './run-state.js'
 import {bridgeArgs} from './socat.js'
-import {daemonReload, startUnits, stopUnits, unitState} from './systemctl.js'
-
-export const BRIDGE_UNIT = 'nle-vsock-bridge.service'
-export const PROXY_UNIT = 'nle-parent-proxy.service'
-export const DEFAULT_UNIT_DIR = '/etc/systemd/system'
-export const DEBUG_WARNING =
-  'DEBUG MODE: this enclave attests all-zero PCR0/1/2 (describe-enclaves still shows the EIF\'s PCRs). Every KMS call gated on kms:RecipientAttestation:PCRn will be DENIED. Never use debug mode with real data.'
-
-export interface RunState {
-  version: 1
-  name: string
-  mode: 'managed' | 'systemd'
-  startedAt: string
-  enclave: {
-    id: string
-    name: string
-    cid: number
-    processId: number
-    cpuIds: number[]
-    requestedMemoryMiB: number
-    memoryMiB: number
-    debug: boolean
-  }
-  eif: {path: string; measurements: Record<string, string>}
-  bridge: {socket: string; process?: ManagedProcess; unit?: string}
-  proxy?: {process?: ManagedProcess; unit?: string; host: string; port: number}
-  /** KMS mode: the parent ends of the enclave's KMS and credentials paths (src/lib/host/kms-bridges.ts). */
-  kms?: {
-    region: string
-    vsockProxy: {process?: ManagedProcess; unit?: string}
-    credentialsBridge?: {process?: ManagedProcess; unit?: string; socket: string}
-  }
-}
-
-// ---------------------------------------------------------------------------------------------
-// state file
-
-export async function readRunState(paths: ProjectPaths): Promise<RunState | undefined> {
-  let text: string
-  try {
-    text = await readFile(paths.runState, 'utf8')
-  } catch {
-    return undefined
-  }
-  try {
-    const s = JSON.parse(text) as RunState
-    if (s.version !== 1 || typeof s.enclave?.id !== 'string') throw new Error('unexpected shape')
-    return s
-  } catch (error) {
-    throw hostError('RUN_STATE_INVALID', `${paths.runState} is not a run state nle wrote: ${(error as Error).message}`, {
-      hint: `Check with \`nitro-cli describe-enclaves\` and \`ps\`, stop what still runs by hand, then delete ${paths.runState}.`,
-      cause: error,
-    })
-  }
-}
-
-async function writeRunState(paths: ProjectPaths, state: RunState): Promise<void> {
-  await mkdir(paths.stateDir, {recursive: true})
-  const tmp = `${paths.runState}.${process.pid}.tmp`
-  await writeFile(tmp, JSON.stringify(state, null, 2) + '\n')
-  await rename(tmp, paths.runState)
-}
-
-// ---------------------------------------------------------------------------------------------
-// health
-
-/** GET /healthz over the bridge's Unix socket (plain HTTP to the enclave server behind socat). */
-export async function probeHealth(socketPath: string, timeoutMs = 2000): Promise<{ok: boolean; status?: number; error?: string}> {
-  return new Promise((resolve) => {
-    const req = request({socketPath, path: '/healthz', method: 'GET', timeout: timeoutMs}, (res) => {
-      res.resume()
-      res.on('end', () => resolve({ok: res.statusCode === 200, status: res.statusCode}))
-    })
-    req.on('timeout', () => req.destroy(new Error('timed out')))
-    req.on('error', (error: NodeJS.ErrnoException) => resolve({ok: false, error: error.code ?? error.message}))
-    req.end()
-  })
-}
-
-/** Whether something accepts TCP connections on host:port (the proxy is listening). */
-export async function probeTcp(host: string, port: number, timeoutMs = 1000): Promise<boolean> {
-  return new Promise((resolve) => {
-    const s = connect({host, port, timeout: timeoutMs})
-    const done = (ok: boolean): void => {
-      s.destroy()
-      resolve(ok)
-    }
-    s.once('connect', () => done(true))
-    s.once('timeout', () => done(false))
-    s.once('error', () => done(false))
-  })
-}
-
-const loopback = (host: string): string => (host === '0.0.0.0' || host === '::' ? '127.0.0.1' : host)
-
-// ---------------------------------------------------------------------------------------------
-// the parent proxy
+import {stopRecorded} from './stop.js'
+import {daemonReload, startUnits, unitState} from './systemctl.js'
 
 /**
  * How to start the parent proxy, when this nle has one: NLE_PARENT_PROXY (a script to run with
@@ -136,9 +41,6 @@ export function parentProxyCommand(ctx: HostContext): {command: string; args: st
   if (existsSync(join(PACKAGE_ROOT, 'dist', 'commands', 'proxy.js'))) return {command: process.execPath, args: [join(PACKAGE_ROOT, 'bin', 'run.js'), 'proxy']}
   return undefined
 }
-
-// ---------------------------------------------------------------------------------------------
-// run
 
 export type RunPhase = 'enclave' | 'bridge' | 'proxy' | 'kms' | 'health'
 
@@ -430,181 +332,4 @@ async function waitHealthy(state: RunState, ctx: HostContext, timeoutMs: number,
     hint: 'Start it with enclave.debug: true and watch `nle console` to see why, or raise --timeout for a large model.',
     details: {timeoutMs, last},
   })
-}
-
-// ---------------------------------------------------------------------------------------------
-// stop
-
-/** Without nitro-cli no enclave can run on this machine: status and stop report that (exit 0) instead of failing. */
-const NO_NITRO_CLI = 'nitro-cli is not installed, so no enclave can run on this machine (`nle doctor --for run` says what a Nitro host needs).'
-
-/** The enclaves nitro-cli lists, or none (with a warning) when nitro-cli is not installed. */
-async function listedEnclaves(ctx: HostContext, warnings: string[]): Promise<EnclaveDescribeInfo[]> {
-  try {
-    return await describeEnclaves(ctx)
-  } catch (error) {
-    if (!(isNleError(error) && error.code === 'HOST_TOOL_MISSING')) throw error
-    warnings.push(NO_NITRO_CLI)
-    return []
-  }
-}
-
-export interface StopReport {
-  /** Enclaves terminated (ids). */
-  terminated: string[]
-  /** Managed processes stopped (pids) and units stopped. */
-  stopped: {pids: number[]; units: string[]}
-  wasRunning: boolean
-  /** E.g. nitro-cli is not installed. */
-  warnings: string[]
-}
-
-/** Terminate the enclave, then the bridge and proxy; drop the state only when all of it is gone. */
-async function stopRecorded(ctx: HostContext, state: RunState, paths: ProjectPaths): Promise<StopReport> {
-  const report: StopReport = {terminated: [], stopped: {pids: [], units: []}, wasRunning: true, warnings: []}
-  const problems: string[] = []
-  try {
-    await terminateEnclave(ctx, state.enclave.id)
-    report.terminated.push(state.enclave.id)
-  } catch (error) {
-    // Already gone (no longer listed, or no nitro-cli to run one) is success; anything else is
-    // reported after the helpers stop.
-    const listed = await listedEnclaves(ctx, report.warnings).then((l) => l.some((e) => e.EnclaveID === state.enclave.id), () => true)
-    if (listed) problems.push(`terminate ${state.enclave.id}: ${(error as Error).message}`)
-  }
-  for (const p of [state.kms?.credentialsBridge?.process, state.kms?.vsockProxy.process, state.proxy?.process, state.bridge.process]) {
-    if (!p) continue
-    if (await stopManaged(p)) report.stopped.pids.push(p.pid)
-    else problems.push(`process ${p.pid} did not stop`)
-  }
-  const units = [state.kms?.credentialsBridge?.unit, state.kms?.vsockProxy.unit, state.proxy?.unit, state.bridge.unit].filter((u): u is string => u !== undefined)
-  if (units.length > 0) {
-    try {
-      await stopUnits(ctx, units)
-      report.stopped.units.push(...units)
-    } catch (error) {
-      problems.push((error as Error).message)
-    }
-  }
-  if (state.mode === 'managed') await rm(state.bridge.socket, {force: true})
-  // The proxy removes its credentials socket when it stops; a killed one may leave it behind.
-  if (state.mode === 'managed' && state.kms?.credentialsBridge) await rm(state.kms.credentialsBridge.socket, {force: true})
-  if (problems.length > 0) {
-    // The record stays: `nle stop` again retries all of it (each step is idempotent).
-    throw hostError('RUN_STOP_INCOMPLETE', `Not everything stopped: ${problems.join('; ')}`, {
-      hint: 'Check `nitro-cli describe-enclaves` and `nle status`, then run `nle stop` again.',
-      details: {problems},
-    })
-  }
-  await rm(paths.runState, {force: true})
-  return report
-}
-
-export async function stopProject(o: {loaded: LoadedConfig; ctx: HostContext}): Promise<StopReport> {
-  const paths = projectPaths(o.loaded)
-  const state = await readRunState(paths)
-  if (state) return stopRecorded(o.ctx, state, paths)
-  // No record (e.g. started by hand or the state was lost): terminate enclaves with our name.
-  const warnings: string[] = []
-  const ours = (await listedEnclaves(o.ctx, warnings)).filter((e) => e.EnclaveName === o.loaded.config.name)
-  const report: StopReport = {terminated: [], stopped: {pids: [], units: []}, wasRunning: ours.length > 0, warnings}
-  for (const e of ours) {
-    await terminateEnclave(o.ctx, e.EnclaveID)
-    report.terminated.push(e.EnclaveID)
-  }
-  return report
-}
-
-// ---------------------------------------------------------------------------------------------
-// status
-
-export interface StatusReport {
-  name: string
-  running: boolean
-  enclave?: EnclaveDescribeInfo
-  debug: boolean
-  mode?: RunState['mode']
-  bridge?: {socket: string; alive: boolean; pid?: number; unit?: string; unitState?: string}
-  proxy?: {alive: boolean; pid?: number; unit?: string; unitState?: string; listening: boolean; url: string}
-  /** KMS mode: the parent ends of the enclave's KMS and credentials paths. */
-  kms?: {vsockProxy: {alive: boolean; pid?: number; unit?: string}; credentialsBridge?: {alive: boolean; socket: string; pid?: number; unit?: string}}
-  health: 'ok' | 'unhealthy' | 'unreachable' | 'not-running'
-  healthDetail?: string
-  /** Other enclaves on this host (not this project's). */
-  others: EnclaveDescribeInfo[]
-  startedAt?: string
-  warnings: string[]
-}
-
-export async function projectStatus(o: {loaded: LoadedConfig; ctx: HostContext}): Promise<StatusReport> {
-  const {loaded, ctx} = o
-  const paths = projectPaths(loaded)
-  const state = await readRunState(paths)
-  const warnings: string[] = []
-  const enclaves = await listedEnclaves(ctx, warnings)
-  const ours = enclaves.find((e) => (state ? e.EnclaveID === state.enclave.id : e.EnclaveName === loaded.config.name))
-  const others = enclaves.filter((e) => e !== ours)
-  const debug = ours?.Flags === 'DEBUG_MODE'
-  if (debug) warnings.push(DEBUG_WARNING)
-  const out: StatusReport = {name: loaded.config.name, running: ours !== undefined, ...(ours ? {enclave: ours} : {}), debug, health: 'not-running', others, warnings}
-  if (state) {
-    out.mode = state.mode
-    out.startedAt = state.startedAt
-    const b = state.bridge
-    out.bridge = {
-      socket: b.socket,
-      alive: b.process ? isOurs(b.process) : b.unit ? (await unitState(ctx, b.unit)) === 'active' : false,
-      ...(b.process ? {pid: b.process.pid} : {}),
-      ...(b.unit ? {unit: b.unit, unitState: await unitState(ctx, b.unit)} : {}),
-    }
-    if (state.proxy) {
-      const p = state.proxy
-      out.proxy = {
-        alive: p.process ? isOurs(p.process) : p.unit ? (await unitState(ctx, p.unit)) === 'active' : false,
-        ...(p.process ? {pid: p.process.pid} : {}),
-        ...(p.unit ? {unit: p.unit, unitState: await unitState(ctx, p.unit)} : {}),
-        listening: await probeTcp(loopback(p.host), p.port),
-        url: `${loaded.config.proxy.tls ? 'https' : 'http'}://${p.host}:${p.port}`,
-      }
-    }
-    if (state.kms) {
-      const alive = async (e: {process?: ManagedProcess; unit?: string}): Promise<{alive: boolean; pid?: number; unit?: string}> => ({
-        alive: e.process ? isOurs(e.process) : e.unit ? (await unitState(ctx, e.unit)) === 'active' : false,
-        ...(e.process ? {pid: e.process.pid} : {}),
-        ...(e.unit ? {unit: e.unit} : {}),
-      })
-      const c = state.kms.credentialsBridge
-      out.kms = {vsockProxy: await alive(state.kms.vsockProxy), ...(c ? {credentialsBridge: {...(await alive(c)), socket: c.socket}} : {})}
-    }
-    if (ours && out.bridge.alive) {
-      const h = await probeHealth(b.socket)
-      out.health = h.ok ? 'ok' : h.status ? 'unhealthy' : 'unreachable'
-      if (!h.ok) out.healthDetail = h.status ? `HTTP ${h.status}` : h.error
-    } else if (ours) {
-      out.health = 'unreachable'
-      out.healthDetail = 'the vsock bridge is not running'
-    }
-    if (!ours) warnings.push(`${basename(paths.runState)} records enclave ${state.enclave.id}, which is no longer running; \`nle stop\` clears its leftovers.`)
-  } else if (ours) {
-    out.health = 'unreachable'
-    out.healthDetail = 'not started by nle run (no bridge)'
-  }
-  return out
-}
-
-// ---------------------------------------------------------------------------------------------
-// console
-
-export async function projectConsole(o: {loaded: LoadedConfig; ctx: HostContext; disconnectTimeoutSec?: number}): Promise<void> {
-  const paths = projectPaths(o.loaded)
-  const state = await readRunState(paths)
-  const enclaves = await describeEnclaves(o.ctx)
-  const ours = enclaves.find((e) => (state ? e.EnclaveID === state.enclave.id : e.EnclaveName === o.loaded.config.name))
-  if (!ours) throw hostError('RUN_NOT_RUNNING', `No enclave of ${o.loaded.config.name} is running.`, {hint: 'Start it with `nle run` (with enclave.debug: true for a console).'})
-  if (ours.Flags !== 'DEBUG_MODE') {
-    throw hostError('RUN_CONSOLE_NEEDS_DEBUG', `Enclave ${ours.EnclaveID} was not started in debug mode, so it has no console.`, {
-      hint: 'Set enclave.debug: true in nle.yaml, then `nle stop` and `nle run`. A debug enclave attests all-zero PCRs, so PCR-gated KMS calls are denied.',
-    })
-  }
-  await attachConsole(o.ctx, ours.EnclaveID, o.disconnectTimeoutSec)
 }
