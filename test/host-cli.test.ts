@@ -56,7 +56,7 @@ describe('nle build / allocator / run / status / stop', () => {
     const alloc = hostFiles(host)
     const show = await runCli(['allocator', ...alloc], opts)
     expect(show.exitCode, show.stderr).toBe(0)
-    expect(show.stdout).toContain(`- memory_mib: 512\n+ memory_mib: ${b.memory.memoryMiB}`)
+    expect(show.stdout).toContain(`-memory_mib: 512\n+memory_mib: ${b.memory.memoryMiB}`)
     expect(show.stdout).toContain('Run with --apply')
     const applied = json<{applied: {written: boolean; backup: string; restarted: boolean}; proposed: {cpu_count: number}}>(await runCli(['allocator', '--apply', '--json', ...alloc], opts))
     expect(applied.applied).toMatchObject({written: true, restarted: true})

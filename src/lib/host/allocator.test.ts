@@ -10,7 +10,6 @@ import {
   MIB,
   checkHostMemory,
   kvCacheBytes,
-  lineDiff,
   minMemoryForEifMiB,
   parseCpuList,
   parseMemInfo,
@@ -166,8 +165,6 @@ describe('allocator.yaml', () => {
       ['memory_mib: 512', 'memory_mib: 70000'],
       ['cpu_count: 2', 'cpu_count: 8'],
     ])
-    expect(lineDiff(SHIPPED, out)).toContain('- memory_mib: 512\n+ memory_mib: 70000\n')
-    expect(lineDiff(SHIPPED, out)).toContain('  # cpu_pool: 2,3,6-9\n')
   })
 
   it('keeps quoting and inline comments, turns cpu_pool into cpu_count in place, keeps a blank line the file had', () => {

@@ -283,33 +283,6 @@ export function updateAllocatorYaml(text: string, want: {memoryMiB: number; cpuC
   return doc.toString()
 }
 
-/** A line diff (`-`/`+`/` ` prefixed) of two small texts, by longest common subsequence. */
-export function lineDiff(before: string, after: string): string {
-  const a = before.replace(/\n$/, '').split('\n')
-  const b = after.replace(/\n$/, '').split('\n')
-  const lcs: number[][] = Array.from({length: a.length + 1}, () => new Array<number>(b.length + 1).fill(0))
-  for (let i = a.length - 1; i >= 0; i--) {
-    for (let j = b.length - 1; j >= 0; j--) lcs[i]![j] = a[i] === b[j] ? lcs[i + 1]![j + 1]! + 1 : Math.max(lcs[i + 1]![j]!, lcs[i]![j + 1]!)
-  }
-  const out: string[] = []
-  let i = 0
-  let j = 0
-  while (i < a.length || j < b.length) {
-    if (i < a.length && j < b.length && a[i] === b[j]) {
-      out.push(`  ${a[i]}`)
-      i++
-      j++
-    } else if (i < a.length && (j >= b.length || lcs[i + 1]![j]! >= lcs[i]![j + 1]!)) {
-      out.push(`- ${a[i]}`)
-      i++
-    } else {
-      out.push(`+ ${b[j]}`)
-      j++
-    }
-  }
-  return out.join('\n') + '\n'
-}
-
 /**
  * Replace `path` with `text` atomically: the old file is copied to a timestamped backup, the new
  * one written beside it (same mode) and renamed over it. Returns the backup's path.

@@ -44,7 +44,7 @@ describe('nle allocator', () => {
     expect(plan.proposed).toEqual({memory_mib: plan.memory.memoryMiB, cpu_count: 2})
     expect(plan.cpus.pool).toEqual([2, 3])
     expect(plan.current).toEqual({memory_mib: 512, cpu_count: 2})
-    expect(plan.diff).toContain(`- memory_mib: 512\n+ memory_mib: ${plan.memory.memoryMiB}\n`)
+    expect(plan.diff).toContain(`-memory_mib: 512\n+memory_mib: ${plan.memory.memoryMiB}\n`)
     expect(plan.eif.bootable).toBe(true)
   })
 

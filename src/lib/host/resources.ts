@@ -3,12 +3,13 @@
  * `nle allocator`'s plan/apply around /etc/nitro_enclaves/allocator.yaml.
  */
 import {readFile, stat} from 'node:fs/promises'
-import {join} from 'node:path'
+import {basename, join} from 'node:path'
 
 import type {LoadedConfig} from '../config/load.js'
 import {isNleError} from '../errors.js'
 import {readLockfile} from '../lockfile.js'
 import {readDecoderConfig} from '../model/layout.js'
+import {unifiedDiff} from '../diff.js'
 import {
   type AllocatorSettings,
   type CpuPlan,
@@ -19,7 +20,6 @@ import {
   type RuntimeNeed,
   checkHostMemory,
   kvCacheBytes,
-  lineDiff,
   planCpus,
   planEnclaveMemory,
   readAllocatorFile,
@@ -129,7 +129,7 @@ export async function planAllocator(o: AllocatorOptions): Promise<AllocatorPlan>
     current,
     proposed,
     changed: text !== before,
-    diff: text === before ? '' : lineDiff(before, text),
+    diff: unifiedDiff(before, text, {from: `a/${basename(file)}`, to: `b/${basename(file)}`}),
     text,
   }
 }

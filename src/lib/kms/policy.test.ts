@@ -1,6 +1,6 @@
 import {describe, expect, it} from 'vitest'
 
-import {unifiedDiff} from './diff.js'
+import {unifiedDiff} from '../diff.js'
 import {evaluatePolicy} from './evaluate.js'
 import {JUDGED_OPERATIONS, analyzeExposure, applyProposals} from './exposure.js'
 import {
@@ -87,7 +87,7 @@ describe('patchPolicy', () => {
       expect(admits(once.policy, {roleArn: ROLE, set: opts.measurements, operation: 'Decrypt'}) || once.policy.Statement.some((s) => s.Effect === 'Deny')).toBe(true)
       const twice = patchPolicy(once.policy, opts)
       expect(twice.changed, `run ${run}: second apply changes nothing`).toBe(false)
-      expect(unifiedDiff(serializePolicy(once.policy), serializePolicy(twice.policy))).toBe('')
+      expect(unifiedDiff(serializePolicy(once.policy), serializePolicy(twice.policy), {from: 'a', to: 'b'})).toBe('')
     }
   })
 
@@ -191,10 +191,3 @@ describe('lockout safety and evaluation', () => {
   })
 })
 
-describe('unifiedDiff', () => {
-  it('prints hunks with context and nothing for equal texts', () => {
-    expect(unifiedDiff('a\nb\n', 'a\nb\n')).toBe('')
-    const d = unifiedDiff('1\n2\n3\n4\n5\n6\n7\n8\n', '1\n2\n3\n4\nfive\n6\n7\n8\n')
-    expect(d).toBe('--- a/key-policy.json\n+++ b/key-policy.json\n@@ -2,7 +2,7 @@\n 2\n 3\n 4\n-5\n+five\n 6\n 7\n 8\n')
-  })
-})

@@ -10,7 +10,7 @@ import {writeFileAtomic} from '../files.js'
 import {readLockfile} from '../lockfile.js'
 import {type AwsOptions, type KeyGrant, awsClients, callerIdentity, describeKey, getKeyPolicy, getRole, listGrants, putKeyPolicy} from './aws.js'
 import {type CheckReport, checkPolicy} from './check.js'
-import {unifiedDiff} from './diff.js'
+import {unifiedDiff} from '../diff.js'
 import {policyError} from './errors.js'
 import {type Exposure, analyzeExposure, grantExposures} from './exposure.js'
 import {
@@ -292,7 +292,7 @@ export async function applyPolicy(options: ApplyOptions): Promise<ApplyReport> {
     source: key.arn,
     changed: patch.changed,
     written,
-    diff: unifiedDiff(serializePolicy(policy), next),
+    diff: unifiedDiff(serializePolicy(policy), next, {from: 'a/key-policy.json', to: 'b/key-policy.json'}),
     sets: patch.sets,
     removed: patch.removed,
     exposures: patchedExposures(patch, patchOptions, key.arn),
