@@ -7,12 +7,13 @@
  * security input, so anything unexpected fails closed. Writing is deterministic: keys sorted at
  * every level, 2-space indentation, one trailing newline, so the same content gives the same bytes.
  */
-import {mkdir, readFile, rename, rm, writeFile} from 'node:fs/promises'
+import {mkdir, readFile} from 'node:fs/promises'
 import {dirname} from 'node:path'
 
 import {z} from 'zod'
 
 import {NleError} from './errors.js'
+import {writeFileAtomic} from './files.js'
 
 export const DEFAULT_LOCKFILE = 'nle.lock.json'
 export const LOCKFILE_VERSION = 1
@@ -175,16 +176,13 @@ export function serializeLockfile(lockfile: Lockfile): string {
   return JSON.stringify(sortKeys(valid), null, 2) + '\n'
 }
 
-/** Validate and write a lockfile deterministically (atomically: temp file + rename). */
+/** Validate and write a lockfile deterministically and atomically. */
 export async function writeLockfile(path: string, lockfile: Lockfile): Promise<void> {
   const text = serializeLockfile(lockfile)
-  const tmp = `${path}.${process.pid}.tmp`
   try {
     await mkdir(dirname(path), {recursive: true})
-    await writeFile(tmp, text, 'utf8')
-    await rename(tmp, path)
+    await writeFileAtomic(path, text)
   } catch (error) {
-    await rm(tmp, {force: true}).catch(() => undefined)
     throw new NleError('LOCKFILE_WRITE_FAILED', `Cannot write lockfile ${path}: ${(error as Error).message}`, {
       details: {path, errno: (error as NodeJS.ErrnoException).code},
       cause: error,

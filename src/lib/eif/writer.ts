@@ -8,7 +8,7 @@
  * output computes the CRC32 (which covers the signature) and the file's SHA-384.
  */
 import {createHash} from 'node:crypto'
-import {open, rename, rm, type FileHandle} from 'node:fs/promises'
+import {open, type FileHandle} from 'node:fs/promises'
 import {crc32} from 'node:zlib'
 
 import {isNleError} from '../errors.js'
@@ -32,6 +32,7 @@ import {CHUNK_SIZE, HASH_ALGORITHM, PcrAccumulator} from './pcr.js'
 import type {Arch, Measurements} from './reader.js'
 import {type SigningInput, prepareSigner, signPcr0} from './signature.js'
 import {pcr8Of} from './cert.js'
+import {writeAtomically} from '../files.js'
 
 /** A section's content: a file, bytes, or a stream of chunks (e.g. a cpio archive being generated). */
 export type BlobInput = {path: string} | {data: Buffer} | {chunks: () => AsyncIterable<Buffer>}
@@ -240,27 +241,11 @@ export async function buildEif(spec: EifBuildSpec): Promise<{bytes: Buffer; resu
   return {bytes: sink.result(), result}
 }
 
-/** Build an EIF into `outputPath` atomically (temporary file in the same directory, then rename). */
+/** Build an EIF into `outputPath` atomically (`writeAtomically`: a reader never sees half an EIF). */
 export async function writeEif(outputPath: string, spec: EifBuildSpec): Promise<EifBuildResult> {
-  const tmp = `${outputPath}.${process.pid}.tmp`
-  let fh: FileHandle | undefined
   try {
-    try {
-      fh = await open(tmp, 'w+', 0o644)
-    } catch (error) {
-      throw eifError('EIF_WRITE_FAILED', `Cannot create ${outputPath}: ${(error as Error).message}`, {details: {path: outputPath}, cause: error})
-    }
-    const result = await writeTo(fileSink(fh), spec)
-    await fh.sync()
-    await fh.close()
-    fh = undefined
-    await rename(tmp, outputPath).catch((error: unknown) => {
-      throw eifError('EIF_WRITE_FAILED', `Cannot write ${outputPath}: ${(error as Error).message}`, {details: {path: outputPath}, cause: error})
-    })
-    return result
+    return await writeAtomically(outputPath, async (file) => writeTo(fileSink(file), spec))
   } catch (error) {
-    await fh?.close().catch(() => undefined)
-    await rm(tmp, {force: true}).catch(() => undefined)
     if (isNleError(error)) throw error
     throw eifError('EIF_WRITE_FAILED', `Cannot write ${outputPath}: ${(error as Error).message}`, {details: {path: outputPath}, cause: error})
   }

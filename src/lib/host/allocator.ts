@@ -9,12 +9,13 @@
  *  - CPUs are reserved as full cores and never from CPU 0's core.
  */
 import {constants} from 'node:fs'
-import {access, chmod, copyFile, readFile, rename, rm, stat, writeFile} from 'node:fs/promises'
+import {access, copyFile, readFile, stat} from 'node:fs/promises'
 import {basename, dirname, join} from 'node:path'
 
 import {type Document, isMap, isPair, isScalar, parseDocument} from 'yaml'
 
 import {hostError} from './errors.js'
+import {writeAtomically} from '../files.js'
 
 export const MIB = 1024 * 1024
 /** nitro-cli's ENCLAVE_MEMORY_EIF_SIZE_RATIO. */
@@ -285,12 +286,11 @@ export function updateAllocatorYaml(text: string, want: {memoryMiB: number; cpuC
 
 /**
  * Replace `path` with `text` atomically: the old file is copied to a timestamped backup, the new
- * one written beside it (same mode) and renamed over it. Returns the backup's path.
+ * one written beside it (same mode) and renamed over it (`writeAtomically`). Returns the backup's path.
  */
 export async function writeFileAtomicWithBackup(path: string, text: string, now: Date = new Date()): Promise<{backup: string | undefined}> {
   const stamp = now.toISOString().replaceAll(/[-:]/g, '').replace(/\.\d+Z$/, 'Z')
   const backup = join(dirname(path), `${basename(path)}.${stamp}.bak`)
-  const tmp = join(dirname(path), `.${basename(path)}.nle-${process.pid}.tmp`)
   let mode = 0o644
   let existed = false
   try {
@@ -301,12 +301,12 @@ export async function writeFileAtomicWithBackup(path: string, text: string, now:
   }
   try {
     if (existed) await copyFile(path, backup, constants.COPYFILE_EXCL)
-    await writeFile(tmp, text, {mode})
-    await chmod(tmp, mode)
-    await rename(tmp, path)
+    await writeAtomically(path, async (file) => {
+      await file.writeFile(text)
+      await file.chmod(mode) // the old file's mode exactly, whatever the umask
+    })
     return {backup: existed ? backup : undefined}
   } catch (error) {
-    await rm(tmp, {force: true}).catch(() => undefined)
     const code = (error as NodeJS.ErrnoException).code
     throw hostError('ALLOCATOR_WRITE_FAILED', `Cannot write ${path}: ${code ?? String(error)}`, {
       hint: code === 'EACCES' || code === 'EPERM' ? `${path} belongs to root: run \`sudo nle allocator --apply\`.` : undefined,
