@@ -3,6 +3,7 @@ import {Flags} from '@oclif/core'
 import {BaseCommand} from '../cli/base-command.js'
 import {DEFAULT_CONFIG_FILE} from '../lib/config/load.js'
 import {type DevStack, startDevStack} from '../lib/dev/stack.js'
+import {untilStopSignal} from '../lib/net/signals.js'
 
 export default class Dev extends BaseCommand<typeof Dev> {
   static override summary = 'Run the whole enclave stack on this machine with simulated Nitro parts, until Ctrl-C.'
@@ -43,11 +44,7 @@ Then \`nle chat\` in the same folder finds it. Ctrl-C stops everything. Nothing 
       this.log(`  lockfile        ${stack.lockfile}`)
       this.log(`\nIn another terminal, in this folder: nle chat`)
     }
-    const signalled = new Promise<void>((resolve) => {
-      const done = (): void => resolve()
-      process.once('SIGINT', done)
-      process.once('SIGTERM', done)
-    })
+    const signalled = untilStopSignal()
     try {
       await Promise.race([signalled, stack.exited])
     } finally {

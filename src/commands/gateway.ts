@@ -8,6 +8,7 @@ import {DEFAULT_CONFIG_FILE, loadConfig} from '../lib/config/load.js'
 import {isNleError} from '../lib/errors.js'
 import {type AttestationState, DEFAULT_LISTEN, DEFAULT_TOKEN_FILE, type GatewayEvent, TOKEN_ENV, gatewayError, gatewayToken, modelIdFromLockfile, parseListen, startGateway} from '../lib/gateway/index.js'
 import {DEFAULT_LOCKFILE, readLockfile} from '../lib/lockfile.js'
+import {untilStopSignal} from '../lib/net/signals.js'
 
 export interface GatewayResult {
   url: string
@@ -120,10 +121,7 @@ Inside a project where \`nle dev\` is running, the upstream, the dev root, the p
       }
       this.log('Ctrl-C stops it.')
     }
-    await new Promise<void>((resolve) => {
-      process.once('SIGINT', resolve)
-      process.once('SIGTERM', resolve)
-    })
+    await untilStopSignal()
     await gateway.stop()
     connection.close()
     // --json: stdout is line-delimited JSON events (listening, stopped; errors too), never a pretty-printed object.

@@ -9,6 +9,7 @@ import {isNleError} from '../../lib/errors.js'
 import {kmsError} from '../../lib/kms/errors.js'
 import {DEFAULT_MAX_ATTESTATION_AGE_MS, startLocalKms} from '../../lib/kms/local/server.js'
 import {loadIdentities, loadState} from '../../lib/kms/local/state.js'
+import {untilStopSignal} from '../../lib/net/signals.js'
 
 export default class KmsServe extends BaseCommand<typeof KmsServe> {
   static override jsonLines = true
@@ -72,15 +73,8 @@ Listens on 127.0.0.1 (or ::1) only. Stop with Ctrl-C. With --json, stdout is lin
     this.log(`nle kms serve: listening on ${server.url}`)
     this.log(`state: ${statePath}${created ? ' (new)' : ''}; attestation root: ${root.name === 'insecure-dev-root' ? `dev root ${root.sha256.slice(0, 16)}… (INSECURE: not AWS)` : 'AWS Nitro Enclaves root G1'}`)
     for (const identity of state.identities) this.log(`identity: ${identity.arn} (access key ${identity.accessKeyId}; secret in ${this.flags.identities ?? statePath})`)
-    await new Promise<void>((done) => {
-      const stop = (): void => {
-        process.off('SIGINT', stop)
-        process.off('SIGTERM', stop)
-        void server.close().then(done)
-      }
-      process.on('SIGINT', stop)
-      process.on('SIGTERM', stop)
-    })
+    await untilStopSignal()
+    await server.close()
     if (this.jsonEnabled()) this.emitEvent('stopped', {url: server.url})
   }
 }

@@ -16,6 +16,7 @@ import {CREDENTIAL_SOURCES, type CredentialSource, type CredentialsServer, start
 import {proxyError} from './errors.js'
 import {ParentProxy} from './proxy.js'
 import {selfSignedCertificate} from './tls.js'
+import {untilStopSignal} from '../net/signals.js'
 
 export interface ProxySettings {
   upstreams: string[]
@@ -171,26 +172,18 @@ export async function startParentProxy(settings: ProxySettings, logger: Logger):
 }
 
 /** Resolves when a signal arrived and the drain finished. */
-export function waitForSignals(running: RunningProxy, logger: Logger): Promise<number> {
-  return new Promise<number>((resolve) => {
-    let stopping = false
-    const onSignal = (signal: string): void => {
-      if (stopping) return
-      stopping = true
-      logger.log('info', 'shutdown', {signal, inFlight: running.proxy.stats().inFlight})
-      running.stop().then(
-        ({forced}) => {
-          // Counts only (what was served and refused), never an address.
-          const {served, refusedConnections, refusedBodies} = running.proxy.stats()
-          logger.log('info', 'drained', {forced, served, refusedConnections, refusedBodies})
-          resolve(ExitCode.OK)
-        },
-        () => resolve(ExitCode.INTERNAL),
-      )
-    }
-    process.on('SIGTERM', () => onSignal('SIGTERM'))
-    process.on('SIGINT', () => onSignal('SIGINT'))
-  })
+export async function waitForSignals(running: RunningProxy, logger: Logger): Promise<number> {
+  const signal = await untilStopSignal()
+  logger.log('info', 'shutdown', {signal, inFlight: running.proxy.stats().inFlight})
+  try {
+    const {forced} = await running.stop()
+    // Counts only (what was served and refused), never an address.
+    const {served, refusedConnections, refusedBodies} = running.proxy.stats()
+    logger.log('info', 'drained', {forced, served, refusedConnections, refusedBodies})
+    return ExitCode.OK
+  } catch {
+    return ExitCode.INTERNAL
+  }
 }
 
 const FLAGS = {

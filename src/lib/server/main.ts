@@ -25,6 +25,7 @@ import {type LogLevel, type Logger, jsonLogger} from './log.js'
 import {kmsRecipientDecrypt, limitUnwrap, recipientUnwrap} from './kms-mode.js'
 import {type ModelSpec, loadChatModel} from './model.js'
 import {DTYPES} from '../model/layout.js'
+import {untilStopSignal} from '../net/signals.js'
 
 /** nle.runtime.json, written by the image build next to the server. */
 export const runtimeConfigSchema = z.strictObject({
@@ -153,24 +154,19 @@ export interface ServerHandle {
 /** Parse argv, start, and keep running until a signal. Resolves with the exit code. */
 export async function runEnclaveServer(argv: string[]): Promise<number> {
   const logger = jsonLogger({component: 'enclave-server', level: 'info'})
-  // Handlers first: as PID 1 the process has no default SIGTERM action, so a stop requested while
-  // the model is still loading would otherwise be ignored.
+  // Listening for signals first: as PID 1 the process has no default SIGTERM action, so a stop
+  // requested while the model is still loading would otherwise be ignored.
   let handle: ServerHandle | null = null
   let stopping = false
-  let finish: (code: number) => void = () => {}
-  const done = new Promise<number>((resolvePromise) => (finish = resolvePromise))
-  const onSignal = (signal: string): void => {
-    if (stopping) return
+  const done = untilStopSignal().then(async (signal) => {
     stopping = true
     logger.log('info', 'shutdown', {signal, started: handle !== null})
-    if (handle === null) return finish(ExitCode.OK)
-    handle.stop().then(
-      () => finish(ExitCode.OK),
-      () => finish(ExitCode.INTERNAL),
+    if (handle === null) return ExitCode.OK
+    return handle.stop().then(
+      () => ExitCode.OK,
+      () => ExitCode.INTERNAL,
     )
-  }
-  process.on('SIGTERM', () => onSignal('SIGTERM'))
-  process.on('SIGINT', () => onSignal('SIGINT'))
+  })
   try {
     const started = await Promise.race([startEnclaveServer(argv, logger), done.then(() => null)])
     if (started === null) return await done
