@@ -8,6 +8,7 @@ import {Agent as HttpsAgent, request as httpsRequest} from 'node:https'
 import {tlsCertificateError, tlsCertificateHint} from '../errors.js'
 import {clientError} from './errors.js'
 import {timeoutError} from './limits.js'
+import {readBody} from '../net/body.js'
 
 export interface TlsOptions {
   /** PEM CA (or the self-signed certificate) to trust for the proxy. */
@@ -144,43 +145,11 @@ export class Transport {
   }
 }
 
-/** Read a whole response body (bounded). Listens for the stream's events (an async iterator costs more). */
-export function readAll(res: IncomingMessage, limit = 64 * 1024 * 1024): Promise<Uint8Array> {
-  return new Promise((resolve, reject) => {
-    const parts: Buffer[] = []
-    let size = 0
-    const done = (): void => {
-      res.off('data', onData)
-      res.off('end', onEnd)
-      res.off('error', onError)
-      res.off('close', onClose)
-    }
-    const onData = (part: Buffer): void => {
-      size += part.length
-      if (size > limit) {
-        done()
-        res.destroy()
-        reject(clientError('CLIENT_RESPONSE_TOO_LARGE', `The response is larger than ${limit} bytes.`, {details: {limit, what: 'body'}}))
-        return
-      }
-      parts.push(part)
-    }
-    const onEnd = (): void => {
-      done()
-      resolve(new Uint8Array(Buffer.concat(parts, size)))
-    }
-    const onError = (error: Error): void => {
-      done()
-      reject(error)
-    }
-    // Closed before the end (the connection broke mid-body): as the async iterator reports it.
-    const onClose = (): void => {
-      done()
-      reject(Object.assign(new Error('Premature close'), {code: 'ERR_STREAM_PREMATURE_CLOSE'}))
-    }
-    res.on('data', onData)
-    res.on('end', onEnd)
-    res.on('error', onError)
-    res.on('close', onClose)
-  })
+/** The whole response body, at most `limit` bytes (else CLIENT_RESPONSE_TOO_LARGE, and the connection is dropped). */
+export async function readAll(res: IncomingMessage, limit = 64 * 1024 * 1024): Promise<Uint8Array> {
+  const outcome = await readBody(res, {limit, onRefused: 'destroy'})
+  if (outcome.ok) return new Uint8Array(outcome.body.buffer, outcome.body.byteOffset, outcome.body.length)
+  if (outcome.reason === 'too-large') throw clientError('CLIENT_RESPONSE_TOO_LARGE', `The response is larger than ${limit} bytes.`, {details: {limit, what: 'body'}})
+  // Closed before the end (the connection broke mid-body): as the async iterator reports it.
+  throw Object.assign(new Error('Premature close'), {code: 'ERR_STREAM_PREMATURE_CLOSE'})
 }

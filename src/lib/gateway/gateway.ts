@@ -30,6 +30,7 @@ import {type HttpFailure, gatewayError, toHttpFailure} from './errors.js'
 import {type ListenAddress, isLoopbackHost, listenUrl, parseListen} from './listen.js'
 import {type AnswerStamp, type ParsedRequest, type RequestLimits, chatChunks, chatCompletion, isEmptyChunk, parseChatBody, parseCompletionBody, textChunks, textCompletion} from './openai.js'
 import {type ParsedResponsesRequest, ResponsesEventStream, parseResponsesBody, wholeResponse} from './responses.js'
+import {readBody} from '../net/body.js'
 
 /** What the gateway needs of the upstream (NleClient fits; tests may fake it). */
 export interface GatewayUpstream {
@@ -319,7 +320,7 @@ export class Gateway {
       if (path === ROUTES.chat || path === ROUTES.completions || path === ROUTES.responses) {
         if (req.method !== 'POST') throw notAllowed()
         checkJson(req)
-        const body = await readBody(req, this.options.bodyLimit)
+        const body = await readRequestBody(req, this.options.bodyLimit)
         entry.bytesIn = body.length
         const limits = this.options.limits
         if (path === ROUTES.responses) return await this.complete(res, parseResponsesBody(body, limits), 'responses', entry)
@@ -482,17 +483,11 @@ function sendJson(res: ServerResponse, status: number, value: unknown, entry: Ac
   res.writeHead(status, {'content-type': 'application/json', 'content-length': entry.bytesOut, 'cache-control': 'no-store', ...headers}).end(body)
 }
 
-async function readBody(req: IncomingMessage, limit: number): Promise<Buffer> {
-  const declared = Number(req.headers['content-length'] ?? 0)
-  if (declared > limit) throw gatewayError('GATEWAY_REQUEST_TOO_LARGE', `The request body is larger than ${limit} bytes.`)
-  const parts: Buffer[] = []
-  let size = 0
-  for await (const part of req as AsyncIterable<Buffer>) {
-    size += part.length
-    if (size > limit) throw gatewayError('GATEWAY_REQUEST_TOO_LARGE', `The request body is larger than ${limit} bytes.`)
-    parts.push(part)
-  }
-  return Buffer.concat(parts)
+async function readRequestBody(req: IncomingMessage, limit: number): Promise<Buffer> {
+  const outcome = await readBody(req, {limit})
+  if (outcome.ok) return outcome.body
+  if (outcome.reason === 'too-large') throw gatewayError('GATEWAY_REQUEST_TOO_LARGE', `The request body is larger than ${limit} bytes.`)
+  throw new Error('The connection closed before the request body was complete.')
 }
 
 /**

@@ -27,6 +27,7 @@ import {type Logger, silentLogger} from '../server/log.js'
 import {Semaphore} from '../server/semaphore.js'
 import {listenError} from '../errors.js'
 import {type ProxyErrorCode, proxyError} from './errors.js'
+import {readBody} from '../net/body.js'
 
 export const PROXIED_ROUTES: Readonly<Record<string, 'GET' | 'POST'>> = {
   '/v1/attestation': 'GET',
@@ -446,40 +447,8 @@ function reply(res: ServerResponse, status: number, code: string, message: strin
   res.writeHead(status, {'content-type': 'application/json', 'cache-control': 'no-store'}).end(body)
 }
 
-/** The whole request body, or why not. Listens for the stream's events (an async iterator costs more). */
-function readLimited(req: IncomingMessage, limit: number): Promise<Buffer | 'too-large' | 'aborted'> {
-  const declared = Number(req.headers['content-length'])
-  if (Number.isFinite(declared) && declared > limit) {
-    req.resume()
-    return Promise.resolve('too-large')
-  }
-  return new Promise((resolve) => {
-    const parts: Buffer[] = []
-    let size = 0
-    const done = (outcome: Buffer | 'too-large' | 'aborted'): void => {
-      req.off('data', onData)
-      req.off('end', onEnd)
-      req.off('error', onError)
-      req.off('close', onClose)
-      resolve(outcome)
-    }
-    const onData = (part: Buffer): void => {
-      size += part.length
-      if (size > limit) {
-        done('too-large')
-        req.resume() // drain the rest unread
-        return
-      }
-      parts.push(part)
-    }
-    const onEnd = (): void => done(parts.length === 1 ? parts[0]! : Buffer.concat(parts, size))
-    const onError = (): void => done('aborted')
-    const onClose = (): void => {
-      if (!req.complete) done('aborted')
-    }
-    req.on('data', onData)
-    req.on('end', onEnd)
-    req.on('error', onError)
-    req.on('close', onClose)
-  })
+/** The whole request body, or why not. */
+async function readLimited(req: IncomingMessage, limit: number): Promise<Buffer | 'too-large' | 'aborted'> {
+  const outcome = await readBody(req, {limit})
+  return outcome.ok ? outcome.body : outcome.reason === 'too-large' ? 'too-large' : 'aborted'
 }

@@ -35,6 +35,7 @@ import {
 } from './chat.js'
 import {type Logger, silentLogger} from './log.js'
 import {Semaphore} from './semaphore.js'
+import {readBody} from '../net/body.js'
 
 export const CHAT_PATH = '/v1/chat/completions'
 export const HEALTH_PATH = '/healthz'
@@ -209,7 +210,7 @@ export class EnclaveServer {
     if (kms && !this.options.kms) {
       return plain(res, 501, 'CHANNEL_KMS_DISABLED', 'KMS mode is not enabled on this enclave server.', log)
     }
-    const body = await readBody(req, this.maxBody)
+    const body = await readRequestBody(req, this.maxBody)
     if (body === null) return plain(res, 413, 'SERVER_BODY_TOO_LARGE', `A sealed request is at most ${this.maxBody} bytes.`, log)
     log.bytesIn = body.length
     if (this.slots.queued >= this.slots.maxQueue) {
@@ -405,22 +406,10 @@ function plain(res: ServerResponse, status: number, code: string, message: strin
   res.writeHead(status, {'content-type': 'application/json', 'cache-control': 'no-store'}).end(body)
 }
 
-/** Read a whole body, or null (and stop reading) past `limit` bytes. */
-async function readBody(req: IncomingMessage, limit: number): Promise<Uint8Array | null> {
-  const declared = Number(req.headers['content-length'])
-  if (Number.isFinite(declared) && declared > limit) {
-    req.resume()
-    return null
-  }
-  const parts: Buffer[] = []
-  let size = 0
-  for await (const part of req as AsyncIterable<Buffer>) {
-    size += part.length
-    if (size > limit) {
-      req.resume()
-      return null
-    }
-    parts.push(part)
-  }
-  return new Uint8Array(Buffer.concat(parts))
+/** The whole body, or null past `limit` bytes (the rest is drained unread). */
+async function readRequestBody(req: IncomingMessage, limit: number): Promise<Uint8Array | null> {
+  const outcome = await readBody(req, {limit})
+  if (outcome.ok) return new Uint8Array(outcome.body.buffer, outcome.body.byteOffset, outcome.body.length)
+  if (outcome.reason === 'too-large') return null
+  throw new Error('The connection closed before the request body was complete.')
 }

@@ -21,6 +21,7 @@ import {kmsError} from '../errors.js'
 import {KmsApiError, LocalKms} from './operations.js'
 import {verifySigV4} from './sigv4.js'
 import {type LocalIdentity, type LocalState, saveState} from './state.js'
+import {readBody} from '../../net/body.js'
 
 export const LOOPBACK_HOSTS = ['127.0.0.1', '::1', 'localhost'] as const
 export const MAX_BODY_BYTES = 1024 * 1024
@@ -63,32 +64,13 @@ function isLoopbackAddress(address: string): boolean {
   return address === '::1' || address.startsWith('127.') || address === '::ffff:127.0.0.1'
 }
 
-/** The whole body, at most MAX_BODY_BYTES, within timeoutMs; else a KmsApiError (413, 408). */
-function readBody(req: IncomingMessage, timeoutMs: number): Promise<Buffer> {
-  if (Number(req.headers['content-length'] ?? 0) > MAX_BODY_BYTES) return Promise.reject(new KmsApiError('ValidationException', 'Request body too large.', 413))
-  return new Promise((resolve, reject) => {
-    const chunks: Buffer[] = []
-    let size = 0
-    const timer = setTimeout(() => fail(new KmsApiError('RequestTimeoutException', 'The request body did not arrive in time.', 408)), timeoutMs)
-    const fail = (error: unknown): void => {
-      clearTimeout(timer)
-      req.removeAllListeners('data')
-      reject(error)
-    }
-    req.on('data', (chunk: Buffer) => {
-      size += chunk.length
-      if (size > MAX_BODY_BYTES) return fail(new KmsApiError('ValidationException', 'Request body too large.', 413))
-      chunks.push(chunk)
-    })
-    req.on('end', () => {
-      clearTimeout(timer)
-      resolve(Buffer.concat(chunks))
-    })
-    req.on('error', fail)
-    req.on('close', () => {
-      if (!req.complete) fail(new KmsApiError('ValidationException', 'The connection closed before the body was complete.', 400))
-    })
-  })
+/** The whole body, at most MAX_BODY_BYTES, within timeoutMs; else a KmsApiError (413, 408, 400). */
+async function readRequestBody(req: IncomingMessage, timeoutMs: number): Promise<Buffer> {
+  const outcome = await readBody(req, {limit: MAX_BODY_BYTES, timeoutMs})
+  if (outcome.ok) return outcome.body
+  if (outcome.reason === 'too-large') throw new KmsApiError('ValidationException', 'Request body too large.', 413)
+  if (outcome.reason === 'timeout') throw new KmsApiError('RequestTimeoutException', 'The request body did not arrive in time.', 408)
+  throw new KmsApiError('ValidationException', 'The connection closed before the body was complete.', 400)
 }
 
 /** Regions a signature may be scoped to: the endpoint's; STS and IAM also us-east-1 (global). */
@@ -229,7 +211,7 @@ export async function startLocalKms(options: LocalKmsOptions): Promise<RunningLo
     }
     let body: Buffer
     try {
-      body = await readBody(req, bodyTimeoutMs)
+      body = await readRequestBody(req, bodyTimeoutMs)
     } catch (error) {
       const e = error instanceof KmsApiError ? error : new KmsApiError('ValidationException', 'The request body could not be read.', 400)
       log(`refused a request body: ${e.type}`)
