@@ -74,7 +74,7 @@ beforeAll(async () => {
   proxy = startRuntime('parent-proxy', [
     '--upstream', `unix:${join(dir, 'tap.sock')}`,
     '--host', '127.0.0.1', '--port', '0', '--http-port', '0', '--self-signed', join(dir, 'tls'),
-    '--concurrency', '4', '--queue', '4', '--body-limit', '65536', '--upstream-timeout-ms', '15000', '--drain-timeout-ms', '5000',
+    '--concurrency', '4', '--queue', '4', '--body-limit', '65536', '--upstream-timeout', '15s', '--drain-timeout', '5s',
   ])
   const listening = await proxy.waitFor('listening')
   httpsUrl = `https://${String(listening.https)}`

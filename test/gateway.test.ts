@@ -72,7 +72,7 @@ beforeAll(async () => {
   proxy = startRuntime('parent-proxy', [
     '--upstream', `unix:${join(dir, 'tap.sock')}`,
     '--host', '127.0.0.1', '--port', '0', '--self-signed', join(dir, 'tls'),
-    '--concurrency', '4', '--queue', '4', '--body-limit', '65536', '--upstream-timeout-ms', '15000', '--drain-timeout-ms', '2000',
+    '--concurrency', '4', '--queue', '4', '--body-limit', '65536', '--upstream-timeout', '15s', '--drain-timeout', '2s',
   ])
   httpsUrl = `https://${String((await proxy.waitFor('listening')).https)}`
   await server.waitFor('listening')

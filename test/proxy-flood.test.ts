@@ -103,8 +103,8 @@ beforeAll(async () => {
     '--host', '127.0.0.1',
     '--port', '0',
     // Short header and body deadlines, so the test sees the proxy end slow clients (defaults: 10 s / 30 s).
-    '--headers-timeout-ms', '1500',
-    '--request-timeout-ms', '3000',
+    '--headers-timeout', '1500ms',
+    '--request-timeout', '3s',
   ])
   const listening = await proxy.waitFor('listening')
   port = Number(String(listening.https).split(':').pop())

@@ -1,6 +1,7 @@
 import {Flags} from '@oclif/core'
 
 import {BaseCommand} from '../cli/base-command.js'
+import {durationFlag} from '../cli/flags.js'
 import {DEFAULT_CONFIG_FILE, loadConfig} from '../lib/config/load.js'
 import {defaultHostContext} from '../lib/host/exec.js'
 import {projectConsole} from '../lib/host/console.js'
@@ -11,12 +12,12 @@ export default class Console extends BaseCommand<typeof Console> {
   static override examples = ['<%= config.bin %> console', '<%= config.bin %> console --disconnect-timeout 60']
   static override flags = {
     config: Flags.file({char: 'c', description: 'Path to nle.yaml.', default: DEFAULT_CONFIG_FILE}),
-    'disconnect-timeout': Flags.integer({description: 'Seconds after which to disconnect.', min: 1}),
+    'disconnect-timeout': durationFlag({description: 'Disconnect after this long (nitro-cli counts whole seconds)'}),
   }
 
   async run(): Promise<{attached: true}> {
     const loaded = await loadConfig(this.flags.config)
-    await projectConsole({loaded, ctx: defaultHostContext(), disconnectTimeoutSec: this.flags['disconnect-timeout']})
+    await projectConsole({loaded, ctx: defaultHostContext(), ...(this.flags['disconnect-timeout'] === undefined ? {} : {disconnectTimeoutSec: Math.max(1, Math.ceil(this.flags['disconnect-timeout'] / 1000))})})
     return {attached: true}
   }
 }

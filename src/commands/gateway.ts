@@ -3,6 +3,7 @@ import {resolve} from 'node:path'
 import {Flags} from '@oclif/core'
 
 import {BaseCommand} from '../cli/base-command.js'
+import {durationFlag} from '../cli/flags.js'
 import {type EnclaveMode, openEnclaveClient} from '../lib/client/open.js'
 import {DEFAULT_CONFIG_FILE, loadConfig} from '../lib/config/load.js'
 import {isNleError} from '../lib/errors.js'
@@ -53,8 +54,8 @@ Inside a project where \`nle dev\` is running, the upstream, the dev root, the p
     'dev-root': Flags.file({description: "INSECURE, development only: trust this NSM-simulator root instead of AWS's."}),
     ca: Flags.file({description: "PEM certificate to trust for the proxy's TLS (e.g. a self-signed one)."}),
     'allow-debug': Flags.boolean({description: 'Accept a debug-mode enclave (all-zero PCRs). Its memory is readable by the host.', default: false}),
-    'attestation-ttl': Flags.integer({description: 'Re-verify the attestation after this many seconds.', default: 300, min: 1}),
-    timeout: Flags.integer({description: 'Seconds to wait for the enclave to start answering.', default: 120, min: 1}),
+    'attestation-ttl': durationFlag({description: 'Re-verify the attestation after this long', defaultMs: 300_000}),
+    timeout: durationFlag({description: 'How long to wait for the enclave to start answering', defaultMs: 120_000}),
   }
 
   async run(): Promise<GatewayResult | undefined> {
@@ -64,12 +65,12 @@ Inside a project where \`nle dev\` is running, the upstream, the dev root, the p
       throw gatewayError('GATEWAY_TOKEN_REQUIRED', '--no-token is allowed only with --socket: any local user can connect to a loopback port.', {hint: 'Drop --no-token, or add --socket PATH.'})
     }
     const access = f.token ? await gatewayToken(resolve(f['token-file'])) : undefined
-    const ttlMs = f['attestation-ttl'] * 1000
+    const ttlMs = f['attestation-ttl']
     // The measurements come from the project (or --lockfile), never from the dev stack's endpoints file.
     const connection = await openEnclaveClient({
       flags: {target: f.upstream, lockfile: f.lockfile, devRoot: f['dev-root'], ca: f.ca, allowDebug: f['allow-debug'], mode: f.mode as EnclaveMode, kmsKeyId: f['kms-key-id'], kmsRegion: f['kms-region'], profile: f.profile},
       warn: (m) => this.warn(m),
-      client: {attestationTtlMs: ttlMs, timeoutMs: f.timeout * 1000},
+      client: {attestationTtlMs: ttlMs, timeoutMs: f.timeout},
       noTarget: () =>
         gatewayError('GATEWAY_NO_UPSTREAM', 'No enclave to front: no --upstream, and no `nle dev` running in this folder.', {
           hint: 'Start `nle dev` in this project, or pass --upstream https://HOST:PORT.',

@@ -1,9 +1,7 @@
-import {Flags} from '@oclif/core'
-
 import {BaseCommand} from '../cli/base-command.js'
-import {DEFAULT_CONFIG_FILE} from '../lib/config/load.js'
+import {textFlags} from '../cli/flags.js'
 import {jsonLogger} from '../lib/server/log.js'
-import {credentialSource, resolveProxySettings, startParentProxy, upstreamPath, waitForSignals} from '../lib/proxy/index.js'
+import {PROXY_FLAGS, proxyOverrides, resolveProxySettings, startParentProxy, waitForSignals} from '../lib/proxy/index.js'
 
 export default class Proxy extends BaseCommand<typeof Proxy> {
   static override jsonLines = true
@@ -16,54 +14,14 @@ KMS mode: --credentials-socket (proxy.credentials.socket) also serves GET /v1/cr
   static override examples = [
     '<%= config.bin %> proxy --config /etc/nle/app/nle.yaml --upstream unix:/run/nle/app.sock',
     '<%= config.bin %> proxy --upstream unix:/tmp/nle/server.sock --self-signed .nle/tls --http-port 8080',
-    '<%= config.bin %> proxy --upstream unix:/run/nle/app.sock --max-connections 2048 --max-connections-per-client 8 --request-timeout-ms 15000',
+    '<%= config.bin %> proxy --upstream unix:/run/nle/app.sock --max-connections 2048 --max-connections-per-client 8 --request-timeout 15s',
     '<%= config.bin %> proxy --config /etc/nle/app/nle.yaml --upstream unix:/run/nle/app.sock --credentials-socket /run/nle/app-credentials.sock --credentials-source imds',
   ]
-  static override flags = {
-    config: Flags.file({char: 'c', description: `Path to nle.yaml (default ./${DEFAULT_CONFIG_FILE} when present).`}),
-    upstream: Flags.string({description: 'Enclave server socket, unix:/abs/path.sock (repeat for several enclaves).', multiple: true}),
-    host: Flags.string({description: 'HTTPS listen address (default proxy.host).'}),
-    port: Flags.integer({description: 'HTTPS port (default proxy.port; 0 = any free port).', min: 0, max: 65535}),
-    'http-port': Flags.integer({description: 'Also serve plain HTTP on 127.0.0.1 at this port.', min: 0, max: 65535}),
-    cert: Flags.file({description: 'PEM certificate (overrides proxy.tls.cert).', dependsOn: ['key']}),
-    key: Flags.file({description: 'PEM private key (overrides proxy.tls.key).', dependsOn: ['cert']}),
-    'self-signed': Flags.directory({description: 'Without proxy.tls: make a development certificate into this folder (cert.pem, key.pem).'}),
-    'body-limit': Flags.integer({description: 'Largest request body in bytes (proxy.bodyLimitBytes).', min: 1}),
-    concurrency: Flags.integer({description: 'Requests in flight to the enclave (proxy.concurrency).', min: 1}),
-    queue: Flags.integer({description: 'Requests that may wait for a slot (proxy.queue).', min: 0}),
-    'upstream-timeout-ms': Flags.integer({description: 'proxy.upstreamTimeoutMs.', min: 1}),
-    'drain-timeout-ms': Flags.integer({description: 'proxy.drainTimeoutMs.', min: 0}),
-    'max-connections': Flags.integer({description: 'Client connections open at once (proxy.maxConnections, default 512).', min: 1}),
-    'max-connections-per-client': Flags.integer({description: 'Client connections open at once from one address; IPv6 per /64 (proxy.maxConnectionsPerClient, default 128).', min: 1}),
-    'max-buffered-bytes': Flags.integer({description: 'Request-body bytes held at once; beyond, 429 without reading (proxy.maxBufferedBytes, default 32 MiB).', min: 1}),
-    'headers-timeout-ms': Flags.integer({description: 'Time for the TLS handshake and the request headers (proxy.headersTimeoutMs, default 10000).', min: 1}),
-    'request-timeout-ms': Flags.integer({description: 'Time to send the whole request, body included (proxy.requestTimeoutMs, default 30000).', min: 1}),
-    'credentials-socket': Flags.string({description: 'KMS mode: serve the enclave\'s AWS credentials on this Unix socket (proxy.credentials.socket).'}),
-    'credentials-source': Flags.string({description: 'Where those credentials come from (default env; proxy.credentials.source).', options: ['env', 'imds']}),
-  }
+  static override flags = textFlags(PROXY_FLAGS)
 
   async run(): Promise<void> {
-    const f = this.flags
-    const settings = await resolveProxySettings(f.config, {
-      ...(f.upstream ? {upstreams: f.upstream.map(upstreamPath)} : {}),
-      host: f.host,
-      port: f.port,
-      httpPort: f['http-port'],
-      ...(f.cert && f.key ? {tls: {cert: f.cert, key: f.key}} : {}),
-      selfSignedDir: f['self-signed'],
-      bodyLimitBytes: f['body-limit'],
-      concurrency: f.concurrency,
-      queue: f.queue,
-      upstreamTimeoutMs: f['upstream-timeout-ms'],
-      drainTimeoutMs: f['drain-timeout-ms'],
-      maxConnections: f['max-connections'],
-      maxConnectionsPerClient: f['max-connections-per-client'],
-      maxBufferedBytes: f['max-buffered-bytes'],
-      headersTimeoutMs: f['headers-timeout-ms'],
-      requestTimeoutMs: f['request-timeout-ms'],
-      credentialsSocket: f['credentials-socket'],
-      credentialsSource: credentialSource(f['credentials-source']),
-    })
+    const {configFile, overrides} = proxyOverrides(this.flags)
+    const settings = await resolveProxySettings(configFile, overrides)
     const logger = jsonLogger({component: 'parent-proxy'})
     const running = await startParentProxy(settings, logger)
     const address = (a?: {host: string; port: number}): string | undefined => (a ? `${a.host.includes(':') ? `[${a.host}]` : a.host}:${a.port}` : undefined)

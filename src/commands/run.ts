@@ -1,6 +1,7 @@
 import {Flags, ux} from '@oclif/core'
 
 import {BaseCommand} from '../cli/base-command.js'
+import {durationFlag} from '../cli/flags.js'
 import {table} from '../cli/render.js'
 import {DEFAULT_CONFIG_FILE, loadConfig} from '../lib/config/load.js'
 import {defaultHostContext} from '../lib/host/exec.js'
@@ -19,7 +20,7 @@ If anything fails after the enclave started, everything started is stopped again
     systemd: Flags.boolean({description: 'Start the bridge and proxy as systemd units (installed from parent/) instead of managed processes.', default: false}),
     'unit-dir': Flags.directory({description: 'Where --systemd installs the units.', default: '/etc/systemd/system', hidden: true}),
     wait: Flags.boolean({description: 'Wait for the runtime\'s /healthz.', default: true, allowNo: true}),
-    timeout: Flags.integer({description: 'Seconds to wait for health.', default: 120, min: 1}),
+    timeout: durationFlag({description: 'How long to wait for the runtime\'s health', defaultMs: 120_000}),
   }
 
   async run(): Promise<RunReport> {
@@ -32,7 +33,7 @@ If anything fails after the enclave started, everything started is stopped again
       systemd: this.flags.systemd,
       unitDir: this.flags['unit-dir'],
       wait: this.flags.wait,
-      timeoutMs: this.flags.timeout * 1000,
+      timeoutMs: this.flags.timeout,
       onProgress: (_phase, message) => (spin ? (ux.action.status = message) : undefined),
     }).finally(() => spin && ux.action.stop())
     if (!this.jsonEnabled()) {

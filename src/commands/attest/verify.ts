@@ -1,9 +1,10 @@
 import {Args, Flags} from '@oclif/core'
 
 import {BaseCommand} from '../../cli/base-command.js'
+import {durationFlag} from '../../cli/flags.js'
 import {table} from '../../cli/render.js'
 import {type AttestVerifyResult, type RefusedDocument, attestVerify, shownPcrs} from '../../lib/attest-verify.js'
-import {parseDuration, parseTime} from '../../lib/attestation/source.js'
+import {parseTime} from '../../lib/attestation/source.js'
 import type {PcrCheck} from '../../lib/attestation/verify.js'
 import {ExitCode} from '../../lib/errors.js'
 
@@ -40,11 +41,11 @@ Exits 0 only when the document is verified; every refusal exits ${ExitCode.VERIF
     pcr4: pcrFlag(4),
     pcr8: pcrFlag(8),
     at: Flags.string({description: 'Verify as of this time (ISO 8601 or epoch ms) instead of now.'}),
-    'max-age': Flags.string({description: 'Refuse documents older than this (e.g. 300s, 5m, 3h).', default: '5m'}),
+    'max-age': durationFlag({description: 'Refuse documents older than this', defaultMs: 300_000}),
     'allow-debug': Flags.boolean({description: 'INSECURE: accept debug-mode enclaves (PCR0..2 zero; their code is not measured). Development only.', default: false}),
     root: Flags.string({description: 'INSECURE: trust this PEM root instead of the AWS Nitro Enclaves root (e.g. the NSM simulator root).'}),
     ca: Flags.file({description: "URL mode: PEM certificate to trust for the proxy's TLS (e.g. nle dev's self-signed one)."}),
-    timeout: Flags.string({description: 'URL mode: how long to wait for the enclave.', default: '10s'}),
+    timeout: durationFlag({description: 'URL mode: how long to wait for the enclave', defaultMs: 10_000}),
   }
 
   async run(): Promise<AttestVerifyResult> {
@@ -58,11 +59,11 @@ Exits 0 only when the document is verified; every refusal exits ${ExitCode.VERIF
         lockfile: flags.lockfile,
         pcrs: flags,
         ...(flags.at === undefined ? {} : {at: parseTime(flags.at)}),
-        maxAgeMs: parseDuration(flags['max-age']),
+        maxAgeMs: flags['max-age'],
         allowDebug: flags['allow-debug'],
         rootFile: flags.root,
         caFile: flags.ca,
-        timeoutMs: parseDuration(flags.timeout),
+        timeoutMs: flags.timeout,
       },
       human ? (doc, code) => this.showRefused(doc, code) : undefined,
     )

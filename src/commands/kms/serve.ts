@@ -4,6 +4,7 @@ import {dirname, resolve} from 'node:path'
 import {Flags} from '@oclif/core'
 
 import {BaseCommand} from '../../cli/base-command.js'
+import {durationFlag} from '../../cli/flags.js'
 import {AWS_NITRO_ROOT_G1, type TrustedRoot, insecureDevRoot} from '../../lib/attestation/roots.js'
 import {isNleError} from '../../lib/errors.js'
 import {kmsError} from '../../lib/kms/errors.js'
@@ -29,7 +30,7 @@ Listens on 127.0.0.1 (or ::1) only. Stop with Ctrl-C. With --json, stdout is lin
     state: Flags.file({description: 'State file (keys, aliases, identities), written atomically.', default: '.nle/kms-state.json'}),
     identities: Flags.file({description: 'JSON list of {accessKeyId, secretAccessKey, arn} to accept instead of the state file\'s.'}),
     'dev-root': Flags.file({description: 'PEM root that attestation documents must chain to (the NSM simulator\'s). Default: the AWS Nitro Enclaves root.'}),
-    'max-attestation-age': Flags.integer({description: 'Oldest attestation document accepted, in seconds.', default: DEFAULT_MAX_ATTESTATION_AGE_MS / 1000, min: 1}),
+    'max-attestation-age': durationFlag({description: 'Oldest attestation document accepted', defaultMs: DEFAULT_MAX_ATTESTATION_AGE_MS}),
     account: Flags.string({description: 'Account id of a new state.', default: '000000000000'}),
     region: Flags.string({description: 'Region of a new state.', default: 'us-east-1'}),
   }
@@ -56,7 +57,7 @@ Listens on 127.0.0.1 (or ::1) only. Stop with Ctrl-C. With --json, stdout is lin
       state,
       statePath,
       root,
-      maxAttestationAgeMs: this.flags['max-attestation-age'] * 1000,
+      maxAttestationAgeMs: this.flags['max-attestation-age'],
       log: (line) => process.stderr.write(`${new Date().toISOString()} ${line}\n`),
     })
     const devRoot = root.name === 'insecure-dev-root'

@@ -82,14 +82,3 @@ export function parseTime(text: string): Date {
   }
   return date
 }
-
-const UNITS: Record<string, number> = {ms: 1, s: 1000, m: 60_000, h: 3_600_000, d: 86_400_000}
-
-/** `--max-age`: `300`, `300s`, `5m`, `3h`, `1d`, `1500ms` (a bare number is seconds). */
-export function parseDuration(text: string): number {
-  const match = /^(\d+(?:\.\d+)?)(ms|s|m|h|d)?$/.exec(text.trim())
-  if (!match) {
-    throw attestError('ATTEST_POLICY_INVALID', `Not a duration: ${JSON.stringify(text)}.`, {hint: 'Use e.g. 300s, 5m, 3h or 1d.'})
-  }
-  return Math.round(Number(match[1]) * UNITS[match[2] ?? 's']!)
-}

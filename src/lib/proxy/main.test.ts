@@ -97,7 +97,7 @@ describe('the self-signed development certificate', () => {
     ;(await import('node:fs')).mkdirSync(tls, {recursive: true})
     writeFileSync(join(tls, 'key.pem'), 'an old key, once world-readable\n', {mode: 0o644})
     expect(statSync(join(tls, 'key.pem')).mode & 0o777).toBe(0o644)
-    const settings = await settingsFromArgv(['--config', configFile(''), '--self-signed', tls, '--host', '127.0.0.1', '--port', '0', '--max-connections', '7', '--headers-timeout-ms', '900', '--request-timeout-ms', '1800'])
+    const settings = await settingsFromArgv(['--config', configFile(''), '--self-signed', tls, '--host', '127.0.0.1', '--port', '0', '--max-connections', '7', '--headers-timeout', '900ms', '--request-timeout', '1800ms'])
     expect(settings).toMatchObject({maxConnections: 7, maxConnectionsPerClient: 128, maxBufferedBytes: 32 * 1024 * 1024, headersTimeoutMs: 900, requestTimeoutMs: 1800})
     const running = await startParentProxy(settings, {log: () => undefined})
     try {

@@ -12,7 +12,8 @@ import {configSchema} from '../config/schema.js'
 import {ExitCode, NleError, isNleError} from '../errors.js'
 import {writeFileAtomic} from '../files.js'
 import {type Logger, jsonLogger} from '../server/log.js'
-import {CREDENTIAL_SOURCES, type CredentialSource, type CredentialsServer, startCredentialsServer} from './credentials.js'
+import {type CredentialSource, type CredentialsServer, startCredentialsServer} from './credentials.js'
+import {proxyOverrides, proxyParseArgsOptions, upstreamPath} from './flags.js'
 import {proxyError} from './errors.js'
 import {ParentProxy} from './proxy.js'
 import {selfSignedCertificate} from './tls.js'
@@ -41,13 +42,6 @@ export interface ProxySettings {
   credentialsSocket?: string
   /** Where those credentials come from (default env; proxy.credentials.source defaults to imds). */
   credentialsSource?: CredentialSource
-}
-
-/** `unix:/path` or `/path` → the socket path. */
-export function upstreamPath(spec: string): string {
-  const path = spec.startsWith('unix:') ? spec.slice(5) : spec
-  if (!path.startsWith('/')) throw new NleError('PROXY_USAGE', `An upstream is a Unix socket (unix:/abs/path.sock), not ${JSON.stringify(spec)}.`)
-  return path
 }
 
 /** Settings from a config file (when it exists or was named) and flag overrides. */
@@ -96,12 +90,6 @@ export async function resolveProxySettings(configFile: string | undefined, overr
     settings.credentialsSource ??= 'env'
   }
   return settings
-}
-
-/** `env` or `imds`, else a usage error. */
-export function credentialSource(value: string | undefined): CredentialSource | undefined {
-  if (value === undefined || (CREDENTIAL_SOURCES as readonly string[]).includes(value)) return value as CredentialSource | undefined
-  throw new NleError('PROXY_USAGE', `--credentials-source is env or imds, not ${JSON.stringify(value)}.`)
 }
 
 export interface RunningProxy {
@@ -186,58 +174,16 @@ export async function waitForSignals(running: RunningProxy, logger: Logger): Pro
   }
 }
 
-const FLAGS = {
-  config: {type: 'string'},
-  upstream: {type: 'string', multiple: true},
-  host: {type: 'string'},
-  port: {type: 'string'},
-  'http-port': {type: 'string'},
-  cert: {type: 'string'},
-  key: {type: 'string'},
-  'self-signed': {type: 'string'},
-  'body-limit': {type: 'string'},
-  concurrency: {type: 'string'},
-  queue: {type: 'string'},
-  'upstream-timeout-ms': {type: 'string'},
-  'drain-timeout-ms': {type: 'string'},
-  'max-connections': {type: 'string'},
-  'max-connections-per-client': {type: 'string'},
-  'max-buffered-bytes': {type: 'string'},
-  'headers-timeout-ms': {type: 'string'},
-  'request-timeout-ms': {type: 'string'},
-  'credentials-socket': {type: 'string'},
-  'credentials-source': {type: 'string'},
-} as const
-
-/** Flags → settings (shared by the runtime entry; `nle proxy` has oclif flags of the same names). */
+/** Flags → settings (the runtime entry; `nle proxy` has the same flags, from the same table). */
 export async function settingsFromArgv(argv: string[]): Promise<ProxySettings> {
-  let v
+  let values
   try {
-    v = parseArgs({args: argv, options: FLAGS, strict: true, allowPositionals: false}).values
+    values = parseArgs({args: argv, options: proxyParseArgsOptions(), strict: true, allowPositionals: false}).values
   } catch (cause) {
-    throw new NleError('PROXY_USAGE', (cause as Error).message)
+    throw new NleError('PROXY_USAGE', (cause as Error).message, {hint: 'Run `nle proxy --help` for the flags.'})
   }
-  const num = (s: string | undefined): number | undefined => (s === undefined ? undefined : Number(s))
-  return resolveProxySettings(v.config, {
-    ...(v.upstream ? {upstreams: v.upstream.map(upstreamPath)} : {}),
-    host: v.host,
-    port: num(v.port),
-    httpPort: num(v['http-port']),
-    ...(v.cert && v.key ? {tls: {cert: v.cert, key: v.key}} : {}),
-    selfSignedDir: v['self-signed'],
-    bodyLimitBytes: num(v['body-limit']),
-    concurrency: num(v.concurrency),
-    queue: num(v.queue),
-    upstreamTimeoutMs: num(v['upstream-timeout-ms']),
-    drainTimeoutMs: num(v['drain-timeout-ms']),
-    maxConnections: num(v['max-connections']),
-    maxConnectionsPerClient: num(v['max-connections-per-client']),
-    maxBufferedBytes: num(v['max-buffered-bytes']),
-    headersTimeoutMs: num(v['headers-timeout-ms']),
-    requestTimeoutMs: num(v['request-timeout-ms']),
-    credentialsSocket: v['credentials-socket'],
-    credentialsSource: credentialSource(v['credentials-source']),
-  })
+  const {configFile, overrides} = proxyOverrides(values)
+  return resolveProxySettings(configFile, overrides)
 }
 
 export async function runParentProxy(argv: string[]): Promise<number> {
