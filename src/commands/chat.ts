@@ -1,10 +1,10 @@
 import {Flags} from '@oclif/core'
 
 import {BaseCommand} from '../cli/base-command.js'
+import {enclaveClientFlags, enclaveModeFlags, enclaveTrustFlags} from '../cli/flags.js'
 import {channelBackend} from '../lib/chat/backend.js'
-import {type EnclaveMode, openEnclaveClient} from '../lib/client/open.js'
+import {openEnclaveClient} from '../lib/client/open.js'
 import {NleError} from '../lib/errors.js'
-import {DEFAULT_LOCKFILE} from '../lib/lockfile.js'
 
 export interface ChatOnceResult {
   answer: string
@@ -29,15 +29,9 @@ With --once "question" there is no TUI: the answer goes to stdout and the exit c
     '<%= config.bin %> chat --url https://enclave-host:8443 --lockfile nle.lock.json',
   ]
   static override flags = {
+    ...enclaveTrustFlags,
+    ...enclaveModeFlags,
     url: Flags.string({description: 'The parent proxy URL (https://…), or unix:/path.sock for the enclave socket. Default: the running `nle dev` stack.'}),
-    lockfile: Flags.file({description: `Measurements the enclave must attest to (default: build.lockfile of ./nle.yaml, else ${DEFAULT_LOCKFILE}).`}),
-    'dev-root': Flags.file({description: 'INSECURE, development only: trust this NSM-simulator root instead of AWS\'s.'}),
-    ca: Flags.file({description: 'PEM certificate to trust for the proxy\'s TLS (e.g. a self-signed one).'}),
-    'allow-debug': Flags.boolean({description: 'Accept a debug-mode enclave (all-zero PCRs). Its memory is readable by the host.', default: false}),
-    mode: Flags.string({description: 'How questions are protected: sealed to the attested key, or also gated by the KMS key policy.', options: ['attested', 'kms'], default: 'attested'}),
-    'kms-key-id': Flags.string({description: 'KMS mode: the key (ARN, id or alias). Default: kms.keyId of nle.yaml.'}),
-    'kms-region': Flags.string({description: 'KMS mode: the key\'s region. Default: kms.region of nle.yaml.'}),
-    profile: Flags.string({description: 'KMS mode: the AWS profile to sign KMS Encrypt with.'}),
     once: Flags.string({description: 'Ask one question without the TUI and print the answer.'}),
     'max-tokens': Flags.integer({description: 'Longest answer, in tokens.', min: 1}),
     temperature: Flags.string({description: 'Sampling temperature (0 = greedy).'}),
@@ -53,7 +47,7 @@ With --once "question" there is no TUI: the answer goes to stdout and the exit c
       throw new NleError('USAGE', '--temperature must be a number from 0 to 2.')
     }
     const connection = await openEnclaveClient({
-      flags: {target: f.url, lockfile: f.lockfile, devRoot: f['dev-root'], ca: f.ca, allowDebug: f['allow-debug'], mode: f.mode as EnclaveMode, kmsKeyId: f['kms-key-id'], kmsRegion: f['kms-region'], profile: f.profile},
+      flags: enclaveClientFlags(f.url, f),
       warn: (m) => this.warn(m),
       noTarget: () =>
         new NleError('CHAT_NO_TARGET', 'No enclave to talk to: no --url, and no `nle dev` running in this folder.', {

@@ -3,8 +3,8 @@ import {resolve} from 'node:path'
 import {Flags} from '@oclif/core'
 
 import {BaseCommand} from '../cli/base-command.js'
-import {durationFlag} from '../cli/flags.js'
-import {type EnclaveMode, openEnclaveClient} from '../lib/client/open.js'
+import {durationFlag, enclaveClientFlags, enclaveModeFlags, enclaveTrustFlags} from '../cli/flags.js'
+import {openEnclaveClient} from '../lib/client/open.js'
 import {DEFAULT_CONFIG_FILE, loadConfig} from '../lib/config/load.js'
 import {isNleError} from '../lib/errors.js'
 import {type AttestationState, DEFAULT_LISTEN, DEFAULT_TOKEN_FILE, type GatewayEvent, TOKEN_ENV, gatewayError, gatewayToken, modelIdFromLockfile, parseListen, startGateway} from '../lib/gateway/index.js'
@@ -40,20 +40,14 @@ Inside a project where \`nle dev\` is running, the upstream, the dev root, the p
     '<%= config.bin %> gateway --socket /run/user/1000/nle-gateway.sock --no-token',
   ]
   static override flags = {
+    ...enclaveTrustFlags,
+    ...enclaveModeFlags,
     upstream: Flags.string({description: 'The parent proxy URL (https://…), or unix:/path.sock for the enclave socket. Default: the running `nle dev` stack.'}),
     listen: Flags.string({description: 'Loopback address to serve on (host:port or port; port 0 = any free port).', default: DEFAULT_LISTEN}),
     socket: Flags.string({description: 'Serve on this Unix socket (mode 0600) instead of --listen.'}),
     'token-file': Flags.file({description: `Where the access token is kept (made, mode 0600, when absent; ${TOKEN_ENV} overrides).`, default: DEFAULT_TOKEN_FILE}),
     token: Flags.boolean({description: 'Require the access token (--no-token: only with --socket).', default: true, allowNo: true}),
     'allow-origin': Flags.string({description: 'A browser origin (scheme://host:port) allowed to call the gateway, with CORS (repeatable). None by default.', multiple: true}),
-    mode: Flags.string({description: 'How requests are protected: sealed to the attested key, or also gated by the KMS key policy.', options: ['attested', 'kms'], default: 'attested'}),
-    'kms-key-id': Flags.string({description: 'KMS mode: the key (ARN, id or alias). Default: kms.keyId of nle.yaml, or the dev stack\'s key.'}),
-    'kms-region': Flags.string({description: 'KMS mode: the key\'s region. Default: kms.region of nle.yaml.'}),
-    profile: Flags.string({description: 'KMS mode: the AWS profile to sign KMS Encrypt with.'}),
-    lockfile: Flags.file({description: `Measurements the enclave must attest to (default: build.lockfile of ./nle.yaml, else ${DEFAULT_LOCKFILE}).`}),
-    'dev-root': Flags.file({description: "INSECURE, development only: trust this NSM-simulator root instead of AWS's."}),
-    ca: Flags.file({description: "PEM certificate to trust for the proxy's TLS (e.g. a self-signed one)."}),
-    'allow-debug': Flags.boolean({description: 'Accept a debug-mode enclave (all-zero PCRs). Its memory is readable by the host.', default: false}),
     'attestation-ttl': durationFlag({description: 'Re-verify the attestation after this long', defaultMs: 300_000}),
     timeout: durationFlag({description: 'How long to wait for the enclave to start answering', defaultMs: 120_000}),
   }
@@ -68,7 +62,7 @@ Inside a project where \`nle dev\` is running, the upstream, the dev root, the p
     const ttlMs = f['attestation-ttl']
     // The measurements come from the project (or --lockfile), never from the dev stack's endpoints file.
     const connection = await openEnclaveClient({
-      flags: {target: f.upstream, lockfile: f.lockfile, devRoot: f['dev-root'], ca: f.ca, allowDebug: f['allow-debug'], mode: f.mode as EnclaveMode, kmsKeyId: f['kms-key-id'], kmsRegion: f['kms-region'], profile: f.profile},
+      flags: enclaveClientFlags(f.upstream, f),
       warn: (m) => this.warn(m),
       client: {attestationTtlMs: ttlMs, timeoutMs: f.timeout},
       noTarget: () =>

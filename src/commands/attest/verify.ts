@@ -1,7 +1,7 @@
 import {Args, Flags} from '@oclif/core'
 
 import {BaseCommand} from '../../cli/base-command.js'
-import {durationFlag} from '../../cli/flags.js'
+import {durationFlag, enclaveTrustFlags} from '../../cli/flags.js'
 import {table} from '../../cli/render.js'
 import {type AttestVerifyResult, type RefusedDocument, attestVerify, shownPcrs} from '../../lib/attest-verify.js'
 import {parseTime} from '../../lib/attestation/source.js'
@@ -23,9 +23,9 @@ Exits 0 only when the document is verified; every refusal exits ${ExitCode.VERIF
     '<%= config.bin %> <%= command.id %> attestation.cbor',
     '<%= config.bin %> <%= command.id %> http://127.0.0.1:5001 --lockfile build/nle.lock.json',
     '<%= config.bin %> <%= command.id %> doc.bin --pcr0 <hex> --pcr1 <hex> --pcr2 <hex> --at 2025-05-05T23:27:32Z --max-age 1h',
-    '<%= config.bin %> <%= command.id %> http://127.0.0.1:5001 --root simulator-root.pem --allow-debug --json',
-    '<%= config.bin %> <%= command.id %> https://127.0.0.1:8443 --ca .nle/dev/proxy-cert.pem --root .nle/dev/nsm-root.pem',
-    '<%= config.bin %> <%= command.id %> unix:.nle/dev/enclave.sock --root .nle/dev/nsm-root.pem',
+    '<%= config.bin %> <%= command.id %> http://127.0.0.1:5001 --dev-root simulator-root.pem --allow-debug --json',
+    '<%= config.bin %> <%= command.id %> https://127.0.0.1:8443 --ca .nle/dev/proxy-cert.pem --dev-root .nle/dev/nsm-root.pem',
+    '<%= config.bin %> <%= command.id %> unix:.nle/dev/enclave.sock --dev-root .nle/dev/nsm-root.pem',
   ]
 
   static override args = {
@@ -33,7 +33,7 @@ Exits 0 only when the document is verified; every refusal exits ${ExitCode.VERIF
   }
 
   static override flags = {
-    lockfile: Flags.string({description: 'Measurements lockfile to verify against (default: ./nle.lock.json when present).', helpGroup: 'EXPECTED MEASUREMENTS'}),
+    ...enclaveTrustFlags,
     pcr0: pcrFlag(0),
     pcr1: pcrFlag(1),
     pcr2: pcrFlag(2),
@@ -42,16 +42,13 @@ Exits 0 only when the document is verified; every refusal exits ${ExitCode.VERIF
     pcr8: pcrFlag(8),
     at: Flags.string({description: 'Verify as of this time (ISO 8601 or epoch ms) instead of now.'}),
     'max-age': durationFlag({description: 'Refuse documents older than this', defaultMs: 300_000}),
-    'allow-debug': Flags.boolean({description: 'INSECURE: accept debug-mode enclaves (PCR0..2 zero; their code is not measured). Development only.', default: false}),
-    root: Flags.string({description: 'INSECURE: trust this PEM root instead of the AWS Nitro Enclaves root (e.g. the NSM simulator root).'}),
-    ca: Flags.file({description: "URL mode: PEM certificate to trust for the proxy's TLS (e.g. nle dev's self-signed one)."}),
     timeout: durationFlag({description: 'URL mode: how long to wait for the enclave', defaultMs: 10_000}),
   }
 
   async run(): Promise<AttestVerifyResult> {
     const {flags, args} = this
     const human = !this.jsonEnabled()
-    if (human && flags.root !== undefined) this.warn(`Trusting a root that is not AWS's (${flags.root}): a document it accepts was not signed by AWS.`)
+    if (human && flags['dev-root'] !== undefined) this.warn(`Trusting a root that is not AWS's (${flags['dev-root']}): a document it accepts was not signed by AWS.`)
     if (human && flags['allow-debug']) this.warn('Debug-mode enclaves are accepted (--allow-debug): their code is not measured.')
     const data = await attestVerify(
       {
@@ -61,7 +58,7 @@ Exits 0 only when the document is verified; every refusal exits ${ExitCode.VERIF
         ...(flags.at === undefined ? {} : {at: parseTime(flags.at)}),
         maxAgeMs: flags['max-age'],
         allowDebug: flags['allow-debug'],
-        rootFile: flags.root,
+        rootFile: flags['dev-root'],
         caFile: flags.ca,
         timeoutMs: flags.timeout,
       },
