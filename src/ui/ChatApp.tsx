@@ -13,6 +13,7 @@ import {LineEditor} from '../lib/chat/editor.js'
 import type {Key} from '../lib/chat/keys.js'
 import {type ChatState, HELP_TEXT, conversation, initialState, isEnclaveLost, parseSlash, reduce} from '../lib/chat/state.js'
 import type {AttestationSummary, ChatBackend, ChatMessage, ChatMode} from '../lib/chat/types.js'
+import {tailRows} from '../lib/chat/view.js'
 import {contextInfo, droppedNotice, fitToContext, tooLongNotice} from '../lib/chat/window.js'
 import {isNleError} from '../lib/errors.js'
 import {useKeys} from './use-keys.js'
@@ -246,9 +247,9 @@ export function ChatApp({backend, flushMs = 40}: ChatAppProps): React.JSX.Elemen
       </Static>
       {state.current ? (
         <Box flexDirection="column" marginBottom={1}>
-          <Text color="cyan">› {tail(state.current.question, columns, 3)}</Text>
+          <Text color="cyan">› {tailRows(state.current.question, columns, 3)}</Text>
           {/* Only the end of a long answer while it streams (all of it goes to the transcript when done): the live part stays shorter than the screen. */}
-          <Text>{tail(state.current.answer, columns, Math.max(3, rows - 14))}▌</Text>
+          <Text>{tailRows(state.current.answer, columns, Math.max(3, rows - 14))}▌</Text>
         </Box>
       ) : null}
       <Header state={state} target={backend.target} />
@@ -263,22 +264,6 @@ export function ChatApp({backend, flushMs = 40}: ChatAppProps): React.JSX.Elemen
       )}
     </Box>
   )
-}
-
-/** The last `maxRows` screen rows of `text` at `columns` (approximately: one column a character). */
-function tail(text: string, columns: number, maxRows: number): string {
-  const width = Math.max(10, columns - 2)
-  const lines = text.split('\n')
-  let rows = 0
-  let i = lines.length
-  while (i > 0) {
-    const need = Math.max(1, Math.ceil(lines[i - 1]!.length / width))
-    if (rows + need > maxRows) break
-    rows += need
-    i--
-  }
-  if (i === lines.length) return '…' + text.slice(-(maxRows * width - 1)) // one line longer than the budget
-  return i === 0 ? text : '…\n' + lines.slice(i).join('\n')
 }
 
 function Header({state, target}: {state: ChatState; target: string}): React.JSX.Element {
