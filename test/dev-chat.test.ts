@@ -155,6 +155,7 @@ describe('KMS mode against nle dev', () => {
 })
 
 const hasTmux = spawnSync('tmux', ['-V']).status === 0
+if (!hasTmux) console.warn('SKIP the chat TUI tests in a real terminal: tmux is not installed (Debian: apt-get install tmux; .ci/run installs it).')
 describe.skipIf(!hasTmux)('nle chat TUI in a real terminal (tmux)', () => {
   it('shows the verified header, streams an answer to a typed question, and quits on /quit', async () => {
     // `env -u CI`: Ink draws only a final frame when CI is set, and this terminal is interactive.
