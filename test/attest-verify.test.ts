@@ -1,13 +1,15 @@
 // `nle attest verify` as a user runs it: real AWS documents from files, a lockfile in the working
 // directory, and an enclave endpoint served on loopback by the NSM simulator.
 import {mkdirSync, writeFileSync} from 'node:fs'
-import {type Server, createServer} from 'node:http'
+import {type IncomingMessage, type Server, type ServerResponse, createServer} from 'node:http'
+import {createServer as createHttpsServer} from 'node:https'
 import type {AddressInfo} from 'node:net'
 import {join} from 'node:path'
 
 import {afterAll, beforeAll, describe, expect, it} from 'vitest'
 
 import {NsmSimulator} from '../src/lib/attestation/simulator.js'
+import {selfSignedCertificate} from '../src/lib/proxy/tls.js'
 import {serializeLockfile} from '../src/lib/lockfile.js'
 import {ATTESTATION_TESTDATA, describeVectors, vector} from '../src/test-support/attestation.js'
 import {json, runCli} from '../src/test-support/cli.js'
@@ -86,14 +88,19 @@ describe('nle attest verify URL (simulated enclave on loopback)', () => {
   const measurements = {PCR0: h('1'), PCR1: h('2'), PCR2: h('3')}
   const sim = new NsmSimulator({measurements})
   let server: Server
+  let tlsServer: Server
+  let socketServer: Server
   let base: string
+  let tlsBase: string
   let stale: Uint8Array | undefined
   const rootFile = join(tmp.dir, 'simulator-root.pem')
+  const caFile = join(tmp.dir, 'proxy-cert.pem')
+  const socket = join(tmp.dir, 'enclave.sock')
 
   beforeAll(async () => {
     writeFileSync(rootFile, sim.rootPem)
     stale = await sim.attestation({nonce: new Uint8Array(32)})
-    server = createServer((req, res) => {
+    const handler = (req: IncomingMessage, res: ServerResponse): void => {
       void (async () => {
         const url = new URL(req.url ?? '/', 'http://127.0.0.1')
         const nonce = new Uint8Array(Buffer.from(url.searchParams.get('nonce') ?? '', 'hex'))
@@ -108,11 +115,22 @@ describe('nle attest verify URL (simulated enclave on loopback)', () => {
           res.writeHead(404).end()
         }
       })()
-    })
+    }
+    server = createServer(handler)
     await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve))
     base = `http://127.0.0.1:${(server.address() as AddressInfo).port}`
+    // The same enclave behind a self-signed certificate (what `nle dev`'s proxy has), and on a Unix socket.
+    const cert = await selfSignedCertificate(['127.0.0.1'])
+    writeFileSync(caFile, cert.certPem)
+    tlsServer = createHttpsServer({cert: cert.certPem, key: cert.keyPem}, handler)
+    await new Promise<void>((resolve) => tlsServer.listen(0, '127.0.0.1', resolve))
+    tlsBase = `https://127.0.0.1:${(tlsServer.address() as AddressInfo).port}`
+    socketServer = createServer(handler)
+    await new Promise<void>((resolve) => socketServer.listen(socket, resolve))
   })
-  afterAll(() => new Promise<void>((resolve) => server.close(() => resolve())))
+  afterAll(async () => {
+    for (const s of [server, tlsServer, socketServer]) await new Promise<void>((resolve) => (s ? s.close(() => resolve()) : resolve()))
+  })
 
   const verify = (url: string, extra: string[] = []): ReturnType<typeof runCli> =>
     runCli(['attest', 'verify', url, '--pcr0', measurements.PCR0, '--pcr1', measurements.PCR1, '--pcr2', measurements.PCR2, '--json', ...extra], {cwd: tmp.dir})
@@ -147,5 +165,39 @@ describe('nle attest verify URL (simulated enclave on loopback)', () => {
     const down = await verify(`http://127.0.0.1:${closed}`, ['--root', rootFile])
     expect(down.exitCode).toBe(7)
     expect(json<{error: {code: string}}>(down).error.code).toBe('CLIENT_UNREACHABLE')
+  })
+
+  it('https:// with a self-signed certificate: CLIENT_TLS_UNTRUSTED, exit 5, and the hint names --ca', async () => {
+    const r = await verify(tlsBase, ['--root', rootFile])
+    expect(r.exitCode, r.stdout + r.stderr).toBe(5)
+    const {error} = json<{error: {code: string; hint: string}}>(r)
+    expect(error.code).toBe('CLIENT_TLS_UNTRUSTED')
+    expect(error.hint).toContain('--ca')
+    // Said the same way to a person.
+    const human = await runCli(['attest', 'verify', tlsBase, '--pcr0', measurements.PCR0, '--pcr1', measurements.PCR1, '--pcr2', measurements.PCR2, '--root', rootFile], {cwd: tmp.dir})
+    expect(human.exitCode).toBe(5)
+    expect(human.stderr).toContain('CLIENT_TLS_UNTRUSTED')
+    expect(human.stderr).toContain('--ca')
+    expect(human.stderr).not.toMatch(/is the enclave running|fetch failed/i)
+  })
+
+  it('https:// with --ca of that certificate: verifies, nonce checked', async () => {
+    const r = await verify(tlsBase, ['--root', rootFile, '--ca', caFile])
+    expect(r.exitCode, r.stdout + r.stderr).toBe(0)
+    expect(json<{verified: boolean; nonceChecked: boolean}>(r)).toMatchObject({verified: true, nonceChecked: true})
+  })
+
+  it('--ca of a missing file: CLIENT_FILE_UNREADABLE, exit 6', async () => {
+    const r = await verify(tlsBase, ['--root', rootFile, '--ca', join(tmp.dir, 'no-such-ca.pem')])
+    expect(r.exitCode).toBe(6)
+    expect(json<{error: {code: string}}>(r).error.code).toBe('CLIENT_FILE_UNREADABLE')
+  })
+
+  it('unix:/path.sock of the enclave server: verifies, nonce checked', async () => {
+    const r = await verify(`unix:${socket}`, ['--root', rootFile])
+    expect(r.exitCode, r.stdout + r.stderr).toBe(0)
+    const out = json<{verified: boolean; nonceChecked: boolean; source: string}>(r)
+    expect(out).toMatchObject({verified: true, nonceChecked: true})
+    expect(out.source).toContain(socket)
   })
 })

@@ -99,6 +99,16 @@ describe('nle chat --once against nle dev', () => {
     expect(r.stderr).toContain('ATTEST_ROOT_MISMATCH')
   })
 
+  it('a question longer than the model\'s context: CLIENT_CONTEXT_TOO_LONG, exit 2, with what to do', async () => {
+    const r = await runCli(['chat', '--once', 'pear '.repeat(400), '--max-tokens', '4'], {cwd: project})
+    expect(r.exitCode, r.stderr).toBe(2)
+    expect(r.stderr).toContain('CLIENT_CONTEXT_TOO_LONG')
+    expect(r.stderr).toMatch(/shorter question/)
+    const j = await runCli(['chat', '--once', 'pear '.repeat(400), '--max-tokens', '4', '--json'], {cwd: project})
+    expect(j.exitCode).toBe(2)
+    expect(json<{error: {code: string; details: {context: number; promptTokens: number}}}>(j).error).toMatchObject({code: 'CLIENT_CONTEXT_TOO_LONG', details: {context: 256, promptTokens: expect.any(Number)}})
+  })
+
   it('with no target, says how to get one (exit 2)', async () => {
     const r = await runCli(['chat', '--once', 'hello'], {cwd: tmp.dir})
     expect(r.exitCode).toBe(2)
@@ -145,6 +155,7 @@ describe('KMS mode against nle dev', () => {
 })
 
 const hasTmux = spawnSync('tmux', ['-V']).status === 0
+if (!hasTmux) console.warn('SKIP the chat TUI tests in a real terminal: tmux is not installed (Debian: apt-get install tmux; .ci/run installs it).')
 describe.skipIf(!hasTmux)('nle chat TUI in a real terminal (tmux)', () => {
   it('shows the verified header, streams an answer to a typed question, and quits on /quit', async () => {
     // `env -u CI`: Ink draws only a final frame when CI is set, and this terminal is interactive.
@@ -179,6 +190,65 @@ describe.skipIf(!hasTmux)('nle chat TUI in a real terminal (tmux)', () => {
       spawnSync('tmux', ['kill-session', '-t', session])
     }
   }, 120_000)
+
+  it('takes input that arrives in one read: text+Enter, a bracketed paste, backspaces; keeps within the context; re-lays out when narrower', async () => {
+    const session = `nle-test-chunks-${process.pid}`
+    const tmux = (...args: string[]): string => spawnSync('tmux', args, {encoding: 'utf8'}).stdout
+    spawnSync('tmux', ['new-session', '-d', '-s', session, '-x', '120', '-y', '50', '-c', project, `env -u CI ${process.execPath} ${BIN} chat --max-tokens 4; echo CHAT-EXITED-$?; sleep 30`])
+    const screen = (): string => tmux('capture-pane', '-p', '-J', '-t', session)
+    const waitUntil = async (what: string, check: (s: string) => boolean): Promise<string> => {
+      const end = Date.now() + 45_000
+      for (;;) {
+        const s = screen()
+        if (check(s)) return s
+        if (Date.now() > end) throw new Error(`never ${what}:\n${s}`)
+        await new Promise((r) => setTimeout(r, 200))
+      }
+    }
+    const waitFor = async (text: string): Promise<string> => waitUntil(`"${text}" on screen`, (s) => s.includes(text))
+    /** Waits for an answer to `question`'s start to be filed: the prompt is back, below it. */
+    const answered = async (marker: string): Promise<string> =>
+      waitUntil(`the answer after "${marker}"`, (s) => s.includes(marker) && !s.includes('answering…') && /^› *$/m.test(s.slice(s.lastIndexOf('╰'))))
+    try {
+      await waitFor('attestation verified')
+      // Text and Enter in one send-keys: one write to the terminal.
+      tmux('send-keys', '-t', session, 'one read then Enter', 'Enter')
+      await answered('› one read then Enter')
+      // Backspaces arriving together each delete one character.
+      tmux('send-keys', '-t', session, 'helxx', 'BSpace', 'BSpace', 'lo there', 'Enter')
+      let s = await answered('› hello there')
+      expect(s).not.toMatch(/helxx|\^\?/)
+      // A paste through tmux's paste buffer, bracketed (-p) since the chat asked for it: one
+      // question with its line break, sent by the Enter after it.
+      tmux('set-buffer', '-b', 'nle-test', 'first pasted line\nsecond pasted line')
+      tmux('paste-buffer', '-p', '-d', '-b', 'nle-test', '-t', session)
+      await waitFor('second pasted line')
+      expect(screen()).not.toContain('answering…') // the line break in the paste did not send it
+      tmux('send-keys', '-t', session, 'Enter')
+      s = await answered('› first pasted line\nsecond pasted line')
+      expect(s).not.toMatch(/\[20[01]~|linee/)
+      expect(s).not.toContain('\u001B')
+      // Two questions of ~150 tokens each do not fit the tiny model's 256: the oldest turn goes.
+      const long = (tag: string): string => `${tag} ${'apple '.repeat(150).trim()}`
+      tmux('send-keys', '-t', session, '-l', long('LONG-A'))
+      tmux('send-keys', '-t', session, 'Enter')
+      await answered('› LONG-A')
+      tmux('send-keys', '-t', session, '-l', long('LONG-B'))
+      tmux('send-keys', '-t', session, 'Enter')
+      s = await waitFor("to fit the model's context of 256 tokens")
+      expect(s).toMatch(/dropped \d+ oldest turns? to fit/)
+      s = await answered('› LONG-B')
+      expect(s).not.toContain('CLIENT_CONTEXT_TOO_LONG')
+      // Narrower: one header, laid out for the new width.
+      tmux('resize-window', '-t', session, '-x', '70')
+      s = await waitUntil('the header redrawn at 70 columns', (x) => x.split('\n').some((l) => l.startsWith('╭') && [...l.trimEnd()].length <= 70))
+      expect(s.split('nle chat ·').length - 1).toBe(1)
+      tmux('send-keys', '-t', session, '/quit', 'Enter')
+      expect(await waitFor('CHAT-EXITED-')).toContain('CHAT-EXITED-0')
+    } finally {
+      spawnSync('tmux', ['kill-session', '-t', session])
+    }
+  }, 180_000)
 })
 
 describe('stopping nle dev', () => {

@@ -19,10 +19,10 @@ export default class Chat extends BaseCommand<typeof Chat> {
 
 Inside a project where \`nle dev\` is running, the target, the dev root and the proxy certificate are found automatically. Against a real host, give --url and keep the default (AWS) root.
 
-Keys in the chat: Enter sends, a trailing \\ continues on a new line, ↑/↓ walk the history, Esc cancels an answer, /attest /mode /clear /quit.
+Keys in the chat: Enter sends; Alt+Enter, or a trailing \\ then Enter, starts a new line; a pasted text keeps its line breaks (bracketed paste) and is sent by the Enter after it; ↑/↓ walk the history; Esc cancels an answer; /attest /mode /clear /help /quit. When the conversation grows longer than the model's context, the oldest turns are left out (the chat says so).
 With --mode kms, each question is also encrypted under a key wrapped by KMS Encrypt with your own AWS identity (kms.keyId of nle.yaml, or --kms-key-id; credentials from the standard AWS chain). Only an enclave whose measurements the key policy admits can unwrap it. Against \`nle dev\`, its local KMS and development client identity are used.
 
-With --once "question" there is no TUI: the answer goes to stdout and the exit code says whether it worked (5 attestation failed, 7 enclave unreachable).`
+With --once "question" there is no TUI: the answer goes to stdout and the exit code says whether it worked (2 a question longer than the model's context, CLIENT_CONTEXT_TOO_LONG; 5 attestation failed; 7 enclave unreachable).`
   static override examples = [
     '<%= config.bin %> chat',
     '<%= config.bin %> chat --once "What does my plan cover?"',

@@ -46,6 +46,21 @@ export class KeyStream {
     return this.pasting
   }
 
+  /** Whether an unfinished escape sequence waits for more input (call `flush()` if none comes). */
+  get hasPending(): boolean {
+    return this.pending !== ''
+  }
+
+  /**
+   * Nothing more came after an unfinished sequence: a lone ESC was the Escape key (outside a
+   * paste); anything longer was a broken sequence and is dropped.
+   */
+  flush(): Key[] {
+    const pending = this.pending
+    this.pending = ''
+    return pending === ESC && !this.pasting ? [{kind: 'escape'}] : []
+  }
+
   push(chunk: string): Key[] {
     const keys: Key[] = []
     const input = this.pending + chunk
@@ -68,14 +83,10 @@ export class KeyStream {
         const rest = chars.slice(i + 1)
         const seq = escapeSequence(rest)
         if (seq === 'pending') {
-          // A lone ESC at the end of a read is the Escape key (Ink hands it over only after waiting
-          // for the rest of a sequence); an unfinished CSI/SS3 sequence waits for the next read.
-          if (rest.length === 0) {
-            if (!this.pasting) emit({kind: 'escape'})
-          } else if (rest.length < MAX_SEQUENCE) {
-            flush()
-            this.pending = ESC + rest.join('')
-          }
+          // An unfinished sequence (a lone ESC included) waits for the next read: the rest of
+          // it may be on its way. `flush()` settles it when nothing follows.
+          flush()
+          this.pending = ESC + rest.join('')
           break
         }
         i += seq.length
@@ -120,6 +131,7 @@ export class KeyStream {
 function escapeSequence(rest: string[]): string[] | 'pending' {
   const first = rest[0]
   if (first === undefined) return 'pending'
+  if (first === ESC) return [] // ESC ESC: the first one is the Escape key on its own
   if (first === '[') {
     for (let j = 1; j < rest.length && j < MAX_SEQUENCE; j++) {
       const code = rest[j]!.codePointAt(0)!
@@ -133,6 +145,7 @@ function escapeSequence(rest: string[]): string[] | 'pending' {
 }
 
 function escapeKey(body: string): Key | undefined {
+  if (body === '') return {kind: 'escape'}
   if (body === '[A' || body === 'OA') return {kind: 'up'}
   if (body === '[B' || body === 'OB') return {kind: 'down'}
   if (body === '\r' || body === '\n') return {kind: 'newline'} // Alt+Enter

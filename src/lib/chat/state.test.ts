@@ -40,6 +40,27 @@ describe('reduce', () => {
     expect(s).toMatchObject({mode: 'kms', attest: {status: 'pending'}})
     expect(reduce(s, {type: 'clear'}).log).toEqual([])
   })
+
+  it('a lost enclave is not verified any more; the next attestation makes it verified again', () => {
+    let s = reduce(initialState('attested'), {type: 'attest-ok', summary, at: new Date()})
+    s = reduce(s, {type: 'lost', code: 'CLIENT_UNREACHABLE', message: 'gone'})
+    expect(s.attest).toEqual({status: 'lost', code: 'CLIENT_UNREACHABLE', message: 'gone'})
+    expect(reduce(s, {type: 'attest-ok', summary, at: new Date()}).attest.status).toBe('verified')
+  })
+
+  it('dropped turns leave the conversation but stay on screen; clear starts over', () => {
+    let s = initialState('attested')
+    for (const q of ['q1', 'q2', 'q3']) {
+      s = reduce(s, {type: 'ask', question: q})
+      s = reduce(s, {type: 'delta', text: `a${q}`})
+      s = reduce(s, {type: 'done'})
+    }
+    s = reduce(s, {type: 'drop', turns: 2})
+    expect(s.log).toHaveLength(3)
+    expect(conversation(s, 'q4').map((m) => m.content)).toEqual(['q3', 'aq3', 'q4'])
+    s = reduce(s, {type: 'clear'})
+    expect(s.dropped).toBe(0)
+  })
 })
 
 describe('parseSlash', () => {
@@ -49,7 +70,7 @@ describe('parseSlash', () => {
     ['/exit', {name: 'quit'}],
     ['/mode kms', {name: 'mode', mode: 'kms'}],
     ['/mode', {name: 'mode'}],
-    ['/mode gpu', {name: 'unknown', input: '/mode gpu'}],
+    ['/mode gpu', {name: 'bad-mode', mode: 'gpu'}],
     ['/nope', {name: 'unknown', input: '/nope'}],
     ['  /clear ', {name: 'clear'}],
   ])('%s', (line, expected) => expect(parseSlash(line)).toEqual(expected))

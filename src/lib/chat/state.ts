@@ -8,6 +8,8 @@ export type AttestState =
   | {status: 'pending'}
   | {status: 'verified'; summary: AttestationSummary; at: Date}
   | {status: 'failed'; code: string; message: string}
+  /** A request found the enclave gone (unreachable, unavailable): not verified until /attest succeeds. */
+  | {status: 'lost'; code: string; message: string}
 
 export interface Turn {
   id: number
@@ -27,6 +29,8 @@ export interface ChatState {
   /** The turn being answered, if any. */
   current?: Turn
   nextId: number
+  /** How many of the oldest successful turns are left out of the conversation sent (to fit the context). */
+  dropped: number
 }
 
 export type ChatEvent =
@@ -40,9 +44,13 @@ export type ChatEvent =
   | {type: 'notice'; kind: Notice['kind']; text: string}
   | {type: 'mode'; mode: ChatMode}
   | {type: 'clear'}
+  /** A request found the enclave gone. */
+  | {type: 'lost'; code: string; message: string}
+  /** The oldest `turns` turns still in the conversation leave it (they stay on screen). */
+  | {type: 'drop'; turns: number}
 
 export function initialState(mode: ChatMode): ChatState {
-  return {mode, attest: {status: 'pending'}, log: [], nextId: 1}
+  return {mode, attest: {status: 'pending'}, log: [], nextId: 1, dropped: 0}
 }
 
 export function reduce(state: ChatState, event: ChatEvent): ChatState {
@@ -68,19 +76,42 @@ export function reduce(state: ChatState, event: ChatEvent): ChatState {
     case 'mode':
       return {...state, mode: event.mode, attest: {status: 'pending'}}
     case 'clear':
-      return {...state, log: [], current: undefined}
+      return {...state, log: [], current: undefined, dropped: 0}
+    case 'lost':
+      return {...state, attest: {status: 'lost', code: event.code, message: event.message}}
+    case 'drop':
+      return {...state, dropped: state.dropped + event.turns}
   }
 }
 
-/** The conversation sent to the model: every finished, successful turn, then the new question. */
+/**
+ * The conversation sent to the model: every finished, successful turn (but the `dropped` oldest
+ * ones), then the new question.
+ */
 export function conversation(state: ChatState, question: string): ChatMessage[] {
   const messages: ChatMessage[] = []
+  let skip = state.dropped
   for (const entry of state.log) {
     if (entry.type !== 'turn' || entry.error) continue
+    if (skip > 0) {
+      skip--
+      continue
+    }
     messages.push({role: 'user', content: entry.question}, {role: 'assistant', content: entry.answer})
   }
   messages.push({role: 'user', content: question})
   return messages
+}
+
+/**
+ * Errors that mean the enclave is gone (not reachable, no enclave behind the proxy, the stream cut):
+ * after one, the chat treats the attestation as no longer standing and attests again before the
+ * next question is sent.
+ */
+const LOST_CODES: ReadonlySet<string> = new Set(['CLIENT_UNREACHABLE', 'CLIENT_ENCLAVE_UNAVAILABLE', 'CLIENT_STREAM_INTERRUPTED'])
+
+export function isEnclaveLost(code: string | undefined): boolean {
+  return code !== undefined && LOST_CODES.has(code)
 }
 
 export type SlashCommand =
@@ -88,10 +119,26 @@ export type SlashCommand =
   | {name: 'clear'}
   | {name: 'quit'}
   | {name: 'mode'; mode?: ChatMode}
+  /** `/mode` with a mode that does not exist. */
+  | {name: 'bad-mode'; mode: string}
   | {name: 'help'}
   | {name: 'unknown'; input: string}
 
-export const SLASH_HELP = '/attest re-verify the enclave · /mode attested|kms · /clear · /quit · /help'
+export const SLASH_HELP = '/attest · /mode attested|kms · /clear · /quit · /help'
+
+/** What /help prints: every command and key, one a line. */
+export const HELP_TEXT = [
+  'Commands:',
+  '  /attest          fetch and verify a fresh attestation of the enclave',
+  '  /mode            show the mode; /mode attested or /mode kms switches (and attests again)',
+  '  /clear           forget the conversation (the model gets no earlier turns)',
+  '  /quit            leave (also /exit, Ctrl-C or Ctrl-D at an empty prompt)',
+  'Keys:',
+  '  Enter            send the question',
+  '  Alt+Enter, \\ then Enter   new line in the question (a pasted text keeps its lines)',
+  '  ↑ ↓              walk the history',
+  '  Esc, Ctrl-C      cancel the answer being streamed',
+].join('\n')
 
 /** Parses a line starting with "/"; returns undefined for ordinary text. */
 export function parseSlash(line: string): SlashCommand | undefined {
@@ -111,7 +158,7 @@ export function parseSlash(line: string): SlashCommand | undefined {
     case '?':
       return {name: 'help'}
     case 'mode':
-      return arg === undefined ? {name: 'mode'} : arg === 'attested' || arg === 'kms' ? {name: 'mode', mode: arg} : {name: 'unknown', input: trimmed}
+      return arg === undefined ? {name: 'mode'} : arg === 'attested' || arg === 'kms' ? {name: 'mode', mode: arg} : {name: 'bad-mode', mode: arg}
     default:
       return {name: 'unknown', input: trimmed}
   }

@@ -18,7 +18,7 @@ export const GATEWAY_ERRORS = defineErrors({
   GATEWAY_NO_UPSTREAM: {exit: USAGE, summary: 'No --upstream and no `nle dev` stack running in this folder.', hint: 'Start `nle dev` in this folder, or pass --upstream https://host:port (or unix:/path.sock)'},
   GATEWAY_BAD_REQUEST: {exit: USAGE, summary: 'HTTP 400: the request is not one the gateway accepts (bad JSON, unsupported field).', hint: ANSWERED},
   GATEWAY_UNSUPPORTED_PARAMETER: {exit: USAGE, summary: 'HTTP 400 `unsupported_parameter`: a parameter the gateway cannot honour (response_format json_schema, tools, logprobs, an image part, an unknown parameter), refused rather than ignored.', hint: 'Drop the parameter named in `param`; docs/gateway.md lists what the gateway honours'},
-  GATEWAY_CONTEXT_LENGTH_EXCEEDED: {exit: USAGE, summary: 'HTTP 400 `context_length_exceeded`: the prompt is longer than the model\'s context.', hint: 'Shorten the conversation (drop the oldest messages) or lower max_tokens'},
+  GATEWAY_CONTEXT_LENGTH_EXCEEDED: {exit: USAGE, summary: 'HTTP 400 `context_length_exceeded`: the prompt is longer than the model\'s context.', hint: 'Shorten the conversation (drop the oldest messages); max_tokens does not help: the answer gets what the prompt leaves of the context'},
   GATEWAY_REQUEST_TOO_LARGE: {exit: USAGE, summary: 'HTTP 413: the request body is larger than the gateway accepts.', hint: ANSWERED},
   GATEWAY_NOT_FOUND: {exit: USAGE, summary: 'HTTP 404: no such endpoint.', hint: 'The gateway serves /v1/chat/completions, /v1/completions, /v1/responses and /v1/models'},
   GATEWAY_METHOD_NOT_ALLOWED: {exit: USAGE, summary: 'HTTP 405: the endpoint does not accept this method.', hint: ANSWERED},

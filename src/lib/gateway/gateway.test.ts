@@ -92,7 +92,11 @@ describe('gateway status mapping', () => {
     expect(toHttpFailure(new NleError('ATTEST_PCR_MISMATCH', 'x'))).toMatchObject({shouldRetry: false, body: {error: {type: 'attestation_error'}}})
     // A prompt longer than the context: 400 context_length_exceeded (never a 500 the SDKs retry),
     // matched on the enclave's code whichever client code carries it.
-    for (const e of [clientError('CLIENT_SERVER_ERROR', 'x', {details: {serverCode: 'ENGINE_PROMPT_TOO_LONG'}})]) {
+    for (const e of [
+      clientError('CLIENT_SERVER_ERROR', 'x', {details: {serverCode: 'ENGINE_PROMPT_TOO_LONG'}}),
+      clientError('CLIENT_CONTEXT_TOO_LONG', 'x', {details: {serverCode: 'ENGINE_PROMPT_TOO_LONG'}}),
+      clientError('CLIENT_CONTEXT_TOO_LONG', 'x', {details: {serverCode: 'ENGINE_PROMPT_TOO_LONG', context: 256, promptTokens: 300}}),
+    ]) {
       expect(toHttpFailure(e)).toMatchObject({status: 400, shouldRetry: false, body: {error: {type: 'invalid_request_error', code: 'context_length_exceeded', param: 'messages'}}})
     }
     expect(toHttpFailure(new NleError('GATEWAY_UNSUPPORTED_PARAMETER', 'x', {details: {param: 'response_format'}}))).toMatchObject({status: 400, body: {error: {code: 'unsupported_parameter', param: 'response_format'}}})
@@ -229,20 +233,29 @@ describe('gateway attestation policy', () => {
   })
 })
 
+/** The enclave's refusal as the client reports it: CLIENT_CONTEXT_TOO_LONG (what it throws now), or the older CLIENT_SERVER_ERROR form. */
+const tooLong = {
+  CLIENT_CONTEXT_TOO_LONG: () => clientError('CLIENT_CONTEXT_TOO_LONG', "The conversation exceeds the model's context of 256 tokens.", {details: {serverCode: 'ENGINE_PROMPT_TOO_LONG', context: 256, promptTokens: 300}}),
+  CLIENT_SERVER_ERROR: () => clientError('CLIENT_SERVER_ERROR', 'The enclave answered with an error: Generation failed.', {details: {serverCode: 'ENGINE_PROMPT_TOO_LONG'}}),
+}
+
 class TooLongUpstream extends FakeUpstream {
+  constructor(private readonly as: keyof typeof tooLong) {
+    super()
+  }
   override async chat(): Promise<ChatCompletion> {
-    throw clientError('CLIENT_SERVER_ERROR', 'The enclave answered with an error: Generation failed.', {details: {serverCode: 'ENGINE_PROMPT_TOO_LONG'}})
+    throw tooLong[this.as]()
   }
   override async *chatStream(): AsyncGenerator<ChatCompletionChunk, void, void> {
     // What the enclave does: the stream opens (role chunk), then the engine refuses the prompt.
     yield {id: 'chatcmpl-1', object: 'chat.completion.chunk', created: 1, model: 'fake', choices: [{index: 0, delta: {role: 'assistant', content: ''}, finish_reason: null}]}
-    throw clientError('CLIENT_SERVER_ERROR', 'The enclave answered with an error: Generation failed.', {details: {serverCode: 'ENGINE_PROMPT_TOO_LONG'}})
+    throw tooLong[this.as]()
   }
 }
 
 describe('gateway answers', () => {
-  it('a prompt longer than the context is a 400 context_length_exceeded before any stream starts', async () => {
-    const {gateway, url} = await startGateway({upstream: new TooLongUpstream(), upstreamDisplay: 'fake', listen: '127.0.0.1:0', token: TOKEN})
+  it.each(Object.keys(tooLong) as (keyof typeof tooLong)[])('a prompt longer than the context (%s) is a 400 context_length_exceeded before any stream starts', async (as) => {
+    const {gateway, url} = await startGateway({upstream: new TooLongUpstream(as), upstreamDisplay: 'fake', listen: '127.0.0.1:0', token: TOKEN})
     try {
       for (const [path, body, param] of [
         ['/v1/chat/completions', {messages: [{role: 'user', content: 'q'}]}, 'messages'],
