@@ -157,44 +157,11 @@ describe('KMS mode against nle dev', () => {
 const hasTmux = spawnSync('tmux', ['-V']).status === 0
 if (!hasTmux) console.warn('SKIP the chat TUI tests in a real terminal: tmux is not installed (Debian: apt-get install tmux; .ci/run installs it).')
 describe.skipIf(!hasTmux)('nle chat TUI in a real terminal (tmux)', () => {
-  it('shows the verified header, streams an answer to a typed question, and quits on /quit', async () => {
+  /** A chat in a tmux session of this size, and ways to wait on its screen (events, never a fixed sleep). */
+  const terminal = (session: string, cols: number, rows: number, maxTokens: number) => {
+    const tmux = (...args: string[]): string => spawnSync('tmux', args, {encoding: 'utf8'}).stdout
     // `env -u CI`: Ink draws only a final frame when CI is set, and this terminal is interactive.
-    const session = `nle-test-${process.pid}`
-    const tmux = (...args: string[]): string => spawnSync('tmux', args, {encoding: 'utf8'}).stdout
-    spawnSync('tmux', ['new-session', '-d', '-s', session, '-x', '120', '-y', '40', '-c', project, `env -u CI ${process.execPath} ${BIN} chat --max-tokens 8; echo CHAT-EXITED-$?; sleep 30`])
-    const screen = (): string => tmux('capture-pane', '-p', '-t', session)
-    const waitFor = async (text: string): Promise<string> => {
-      const end = Date.now() + 45_000
-      for (;;) {
-        const s = screen()
-        if (s.includes(text)) return s
-        if (Date.now() > end) throw new Error(`"${text}" not on screen:\n${s}`)
-        await new Promise((r) => setTimeout(r, 200))
-      }
-    }
-    try {
-      expect(await waitFor('attestation verified')).toContain('PCR0')
-      tmux('send-keys', '-t', session, '-l', 'hello from a terminal')
-      tmux('send-keys', '-t', session, 'Enter')
-      await waitFor('› hello from a terminal')
-      // The answer is finished when the "answering…" line has gone.
-      for (const end = Date.now() + 45_000; screen().includes('answering…'); ) {
-        if (Date.now() > end) throw new Error(`the answer never finished:\n${screen()}`)
-        await new Promise((r) => setTimeout(r, 200))
-      }
-      tmux('send-keys', '-t', session, '-l', '/quit')
-      await waitFor('› /quit') // typed into the prompt (not swallowed while busy)
-      tmux('send-keys', '-t', session, 'Enter')
-      expect(await waitFor('CHAT-EXITED-')).toContain('CHAT-EXITED-0')
-    } finally {
-      spawnSync('tmux', ['kill-session', '-t', session])
-    }
-  }, 120_000)
-
-  it('takes input that arrives in one read: text+Enter, a bracketed paste, backspaces; keeps within the context; re-lays out when narrower', async () => {
-    const session = `nle-test-chunks-${process.pid}`
-    const tmux = (...args: string[]): string => spawnSync('tmux', args, {encoding: 'utf8'}).stdout
-    spawnSync('tmux', ['new-session', '-d', '-s', session, '-x', '120', '-y', '50', '-c', project, `env -u CI ${process.execPath} ${BIN} chat --max-tokens 4; echo CHAT-EXITED-$?; sleep 30`])
+    spawnSync('tmux', ['new-session', '-d', '-s', session, '-x', String(cols), '-y', String(rows), '-c', project, `env -u CI ${process.execPath} ${BIN} chat --max-tokens ${maxTokens}; echo CHAT-EXITED-$?; sleep 30`])
     const screen = (): string => tmux('capture-pane', '-p', '-J', '-t', session)
     const waitUntil = async (what: string, check: (s: string) => boolean): Promise<string> => {
       const end = Date.now() + 45_000
@@ -206,9 +173,34 @@ describe.skipIf(!hasTmux)('nle chat TUI in a real terminal (tmux)', () => {
       }
     }
     const waitFor = async (text: string): Promise<string> => waitUntil(`"${text}" on screen`, (s) => s.includes(text))
-    /** Waits for an answer to `question`'s start to be filed: the prompt is back, below it. */
+    /** Waits for the answer to a question that starts with `marker`: the question is filed and the prompt is back, empty, below it. */
     const answered = async (marker: string): Promise<string> =>
       waitUntil(`the answer after "${marker}"`, (s) => s.includes(marker) && !s.includes('answering…') && /^› *$/m.test(s.slice(s.lastIndexOf('╰'))))
+    const close = (): void => void spawnSync('tmux', ['kill-session', '-t', session])
+    return {tmux, screen, waitUntil, waitFor, answered, close}
+  }
+
+  it('shows the verified header, streams an answer to a typed question, and quits on /quit', async () => {
+    const session = `nle-test-${process.pid}`
+    const {tmux, waitFor, answered, close} = terminal(session, 120, 40, 8)
+    try {
+      expect(await waitFor('attestation verified')).toContain('PCR0')
+      tmux('send-keys', '-t', session, '-l', 'hello from a terminal')
+      tmux('send-keys', '-t', session, 'Enter')
+      // Typed while the answer streams, /quit would be dropped: wait until it is filed.
+      await answered('› hello from a terminal')
+      tmux('send-keys', '-t', session, '-l', '/quit')
+      await waitFor('› /quit') // typed into the prompt (not swallowed while busy)
+      tmux('send-keys', '-t', session, 'Enter')
+      expect(await waitFor('CHAT-EXITED-')).toContain('CHAT-EXITED-0')
+    } finally {
+      close()
+    }
+  }, 120_000)
+
+  it('takes input that arrives in one read: text+Enter, a bracketed paste, backspaces; keeps within the context; re-lays out when narrower', async () => {
+    const session = `nle-test-chunks-${process.pid}`
+    const {tmux, screen, waitUntil, waitFor, answered, close} = terminal(session, 120, 50, 4)
     try {
       await waitFor('attestation verified')
       // Text and Enter in one send-keys: one write to the terminal.
@@ -246,7 +238,7 @@ describe.skipIf(!hasTmux)('nle chat TUI in a real terminal (tmux)', () => {
       tmux('send-keys', '-t', session, '/quit', 'Enter')
       expect(await waitFor('CHAT-EXITED-')).toContain('CHAT-EXITED-0')
     } finally {
-      spawnSync('tmux', ['kill-session', '-t', session])
+      close()
     }
   }, 180_000)
 })
