@@ -1,22 +1,14 @@
-import {resolve} from 'node:path'
-
 import {Flags} from '@oclif/core'
 
 import {BaseCommand} from '../cli/base-command.js'
 import {durationFlag, enclaveClientFlags, enclaveModeFlags, enclaveTrustFlags} from '../cli/flags.js'
-import {openEnclaveClient} from '../lib/client/open.js'
-import {DEFAULT_CONFIG_FILE, loadConfig} from '../lib/config/load.js'
-import {isNleError} from '../lib/errors.js'
-import {type AttestationState, DEFAULT_LISTEN, DEFAULT_TOKEN_FILE, type GatewayEvent, TOKEN_ENV, gatewayError, gatewayToken, modelIdFromLockfile, parseListen, startGateway} from '../lib/gateway/index.js'
-import {DEFAULT_LOCKFILE, readLockfile} from '../lib/lockfile.js'
+import {DEFAULT_LISTEN, DEFAULT_TOKEN_FILE, TOKEN_ENV, eventLine, listeningEvent, listeningLines, serveGateway} from '../lib/gateway/index.js'
 import {untilStopSignal} from '../lib/net/signals.js'
 
 export interface GatewayResult {
   url: string
   stopped: true
 }
-
-const URL_OF = (url: string): string => (url.startsWith('unix:') ? 'http://localhost' : url)
 
 export default class Gateway extends BaseCommand<typeof Gateway> {
   static override jsonLines = true
@@ -54,93 +46,29 @@ Inside a project where \`nle dev\` is running, the upstream, the dev root, the p
 
   async run(): Promise<GatewayResult | undefined> {
     const f = this.flags
-    parseListen(f.listen) // a non-loopback address is refused before anything is read or contacted
-    if (!f.token && f.socket === undefined) {
-      throw gatewayError('GATEWAY_TOKEN_REQUIRED', '--no-token is allowed only with --socket: any local user can connect to a loopback port.', {hint: 'Drop --no-token, or add --socket PATH.'})
-    }
-    const access = f.token ? await gatewayToken(resolve(f['token-file'])) : undefined
-    const ttlMs = f['attestation-ttl']
-    // The measurements come from the project (or --lockfile), never from the dev stack's endpoints file.
-    const connection = await openEnclaveClient({
-      flags: enclaveClientFlags(f.upstream, f),
-      warn: (m) => this.warn(m),
-      client: {attestationTtlMs: ttlMs, timeoutMs: f.timeout},
-      noTarget: () =>
-        gatewayError('GATEWAY_NO_UPSTREAM', 'No enclave to front: no --upstream, and no `nle dev` running in this folder.', {
-          hint: 'Start `nle dev` in this project, or pass --upstream https://HOST:PORT.',
-        }),
-    })
-    const {client, target} = connection
-    const modelId = modelIdFromLockfile(await readLockfile(connection.lockfile ?? DEFAULT_LOCKFILE))
-    const maxTokens = await projectMaxTokens()
     const json = this.jsonEnabled()
-    const log = (e: GatewayEvent): void => {
-      // Metadata only: never a body. JSON lines on stderr with --json, short lines otherwise.
-      if (json) process.stderr.write(JSON.stringify(e) + '\n')
-      else if (e.event === 'access') process.stderr.write(`${e.method} ${e.path} ${e.status} ${e.bytesIn}B→${e.bytesOut}B ${e.ms}ms${e.code ? ` ${e.code}` : ''}\n`)
-      else if (e.event === 'attested') process.stderr.write(`attestation verified (${e.reason}): PCR0 ${e.pcr0.slice(0, 16)}…\n`)
-      else process.stderr.write(`attestation FAILED (${e.reason}): ${e.code}; answering 503\n`)
-    }
-    let started
-    try {
-      started = await startGateway({
-        upstream: client,
-        upstreamDisplay: target,
-        listen: f.listen,
-        ...(f.socket === undefined ? {} : {socketPath: resolve(f.socket)}),
-        token: access?.token ?? null,
-        allowOrigins: f['allow-origin'] ?? [],
-        attestationTtlMs: ttlMs,
-        mode: client.mode,
-        modelId,
-        ...(maxTokens === undefined ? {} : {limits: {maxTokens}}),
-        log,
-      })
-    } catch (error) {
-      connection.close()
-      throw error
-    }
-    const {gateway, url, attestation} = started
-    if (json) {
-      // The token itself is never printed: where it is kept is.
-      process.stdout.write(JSON.stringify({event: 'listening', ready: true, url, openaiBaseUrl: `${URL_OF(url)}/v1`, mode: client.mode, token: access ? {required: true, ...(access.file ? {file: access.file} : {env: TOKEN_ENV})} : {required: false}, attestation: summary(attestation)}) + '\n')
-    } else {
-      this.log(`nle gateway listening on ${url} (OpenAI base URL: ${URL_OF(url)}/v1) → ${target} · mode ${client.mode}`)
-      if (access?.file) this.log(`access token ${access.created ? 'made in' : 'in'} ${access.file}: OPENAI_API_KEY=$(cat ${access.file})`)
-      else if (access) this.log(`access token: the value of ${TOKEN_ENV}`)
-      else this.log('no access token: only this user can connect to the socket')
-      if (attestation.status === 'verified') {
-        this.log(`enclave verified: PCR0 ${attestation.pcrs?.PCR0?.slice(0, 16) ?? '?'}… (${attestation.root === 'insecure-dev-root' ? 'nle dev root (not AWS)' : 'AWS Nitro root G1'})${attestation.debug ? ' DEBUG MODE' : ''}`)
-      } else {
-        this.log(`enclave NOT verified (${attestation.error?.code ?? 'unknown'}): requests are refused with 503 until it verifies.`)
-      }
-      this.log('Ctrl-C stops it.')
-    }
+    const served = await serveGateway({
+      enclave: enclaveClientFlags(f.upstream, f),
+      listen: f.listen,
+      socket: f.socket,
+      tokenFile: f['token-file'],
+      requireToken: f.token,
+      allowOrigins: f['allow-origin'] ?? [],
+      attestationTtlMs: f['attestation-ttl'],
+      timeoutMs: f.timeout,
+      warn: (m) => this.warn(m),
+      log: (e) => process.stderr.write(eventLine(e, json) + '\n'),
+    })
+    // --json: stdout is line-delimited JSON events (listening, stopped; errors too).
+    if (json) process.stdout.write(JSON.stringify(listeningEvent(served)) + '\n')
+    else for (const line of listeningLines(served)) this.log(line)
     await untilStopSignal()
-    await gateway.stop()
-    connection.close()
-    // --json: stdout is line-delimited JSON events (listening, stopped; errors too), never a pretty-printed object.
+    await served.stop()
     if (json) {
-      process.stdout.write(JSON.stringify({event: 'stopped', url, stopped: true}) + '\n')
+      process.stdout.write(JSON.stringify({event: 'stopped', url: served.url, stopped: true}) + '\n')
       return undefined
     }
     this.log('nle gateway stopped.')
-    return {url, stopped: true}
+    return {url: served.url, stopped: true}
   }
-}
-
-/** The project's runtime.maxTokens (nle.yaml here), so a larger max_tokens is refused rather than cut; none outside a project. */
-async function projectMaxTokens(): Promise<number | undefined> {
-  try {
-    return (await loadConfig(DEFAULT_CONFIG_FILE)).config.runtime.maxTokens
-  } catch (error) {
-    if (isNleError(error) && error.code === 'CONFIG_NOT_FOUND') return undefined
-    throw error
-  }
-}
-
-function summary(a: AttestationState): Record<string, unknown> {
-  return a.status === 'verified'
-    ? {status: a.status, pcr0: a.pcrs?.PCR0, moduleId: a.moduleId, root: a.root, debug: a.debug, verifiedAt: a.verifiedAt}
-    : {status: a.status, error: a.error}
 }

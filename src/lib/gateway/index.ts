@@ -2,3 +2,4 @@ export {type AccessLogEntry, type AttestationState, Gateway, type GatewayEvent, 
 export {type GatewayErrorCode, type HttpFailure, STATUS, gatewayError, toHttpFailure} from './errors.js'
 export {DEFAULT_LISTEN, isLoopbackHost, listenUrl, parseListen} from './listen.js'
 export {DEFAULT_TOKEN_FILE, type GatewayToken, TOKEN_ENV, gatewayToken} from './token.js'
+export {type ServeGatewayOptions, type ServedGateway, eventLine, listeningEvent, listeningLines, serveGateway} from './serve.js'
