@@ -178,8 +178,9 @@ export class EnclaveServer {
 
   private async sendMetrics(res: ServerResponse): Promise<void> {
     const ring = this.options.keyRing.stats()
-    // The engine's batch (counts only), asked of its worker between two steps; absent if it cannot answer.
-    const batch = await this.options.chat.stats?.().catch(() => undefined)
+    // The engine's batch (counts only), asked of its worker between two steps; absent if it cannot
+    // answer within STATS_WAIT_MS (a long prefill step, or a worker that died).
+    const batch = await withinMs(this.options.chat.stats?.(), STATS_WAIT_MS)
     const lines = [...this.metrics.counters].map(([k, v]) => `${k} ${v}`)
     lines.push(`nle_server_generation_inflight ${this.slots.inFlight}`, `nle_server_generation_queued ${this.slots.queued}`, `nle_server_generation_slots ${this.slots.limit}`)
     if (this.kv !== undefined) lines.push(`nle_server_kv_budget_bytes ${this.kv.budgetBytes}`, `nle_server_kv_reserved_bytes ${this.kv.reservedBytes}`)
@@ -353,6 +354,21 @@ export class EnclaveServer {
 }
 
 const round3 = (n: number): number => Math.round(n * 1000) / 1000
+
+/** Longest wait of /metrics for the engine's batch counts. */
+const STATS_WAIT_MS = 2000
+
+/** The promise's value, or undefined when it fails or takes longer than `ms`. */
+async function withinMs<T>(p: Promise<T> | undefined, ms: number): Promise<T | undefined> {
+  if (p === undefined) return undefined
+  let timer: NodeJS.Timeout | undefined
+  const late = new Promise<undefined>((resolve) => (timer = setTimeout(() => resolve(undefined), ms)))
+  try {
+    return await Promise.race([p.catch(() => undefined), late])
+  } finally {
+    clearTimeout(timer)
+  }
+}
 
 /** Whether the client asked for a stream (the Accept header the client library sends for one). */
 function wantsStream(req: IncomingMessage): boolean {
