@@ -5,6 +5,8 @@
 // aggregate decode tokens/s, TTFT p50/p95, inter-token latency p50/p95 (gaps between content
 // chunks at the client), and the server process's peak RSS (VmHWM, reset before each N). The peer
 // is the same server at N = 1, in the same run; the targets are the issue's (docs/serving.md).
+// The second peer: transformers.js's text-generation pipeline on the same model and prompts, N
+// generations at once, called directly in its own process (NLE_BENCH_NO_TJS skips it).
 // Also the secure-path row: the channel + proxy's added latency over a direct engine call (tiny
 // model, engine in its worker thread).
 //
@@ -32,7 +34,7 @@ import {PRESETS, type PresetName, type SynthArch, synthModel} from '../src/lib/m
 import {tempDir} from '../src/test-support/tmp.js'
 import {type Child, startRuntime} from '../test/e2e-support.js'
 import {quantized, synthesized} from './engine.js'
-import {writeBenchLockfile} from './_fixtures.js'
+import {servingPrompt, writeBenchLockfile} from './_fixtures.js'
 
 const env = (name: string, fallback: number): number => (process.env[name] === undefined ? fallback : Number(process.env[name]))
 
@@ -140,8 +142,7 @@ async function timedStream(client: NleClient, content: string, maxTokens: number
   return {text, tokens, ttft: firstAt - t0, gaps, firstAt, endAt: performance.now()}
 }
 
-const prompt = (i: number, words: number): string =>
-  `Client ${i} asks: ${Array.from({length: words}, (_, k) => ['what', 'does', 'my', 'plan', 'cover', 'for', 'dental', 'care'][(k + i) % 8]).join(' ')}?`
+const prompt = servingPrompt
 
 interface Level {
   n: number
@@ -262,6 +263,22 @@ async function runCase(c: ServingCase, preset: PresetName, o: {base: string; thr
       // What this run's sequences can actually hold: (prompt + max_tokens) each, the server's reservation.
       rows.push({name: `${label}: KV budget the server computed (${String(serving.kvBudgetSource)})`, value: Number(serving.kvBudgetMiB), unit: 'MiB'})
     }
+    // The peer: transformers.js serving the same requests with its pipeline (no channel), same threads.
+    if (process.env.NLE_BENCH_NO_TJS === undefined) {
+      process.stderr.write(`bench: serving ${label}: transformers.js peer…\n`)
+      const peer = transformersPeer(produced, c.dtype, o)
+      if ('skip' in peer) rows.push({name: `${label}: transformers.js peer`, value: 0, unit: '', skipped: peer.skip})
+      else {
+        for (const p of peer) {
+          const mine = levels.find((l) => l.n === p.n)
+          if (mine === undefined) continue
+          rows.push({name: `${label}: N=${p.n} aggregate decode vs transformers.js`, value: mine.aggregate, unit: 'tok/s', peer: {name: 'transformers.js', value: p.aggregate}})
+          rows.push({name: `${label}: N=${p.n} TTFT p95 vs transformers.js`, value: mine.ttft95, unit: 'ms', peer: {name: 'transformers.js', value: p.ttft95}})
+          rows.push({name: `${label}: N=${p.n} inter-token p95 vs transformers.js`, value: mine.itl95, unit: 'ms', peer: {name: 'transformers.js', value: p.itl95}})
+          rows.push({name: `${label}: N=${p.n} peak RSS vs transformers.js`, value: mine.peakRss / MIB, unit: 'MiB', peer: {name: 'transformers.js', value: p.peakRss / MIB}})
+        }
+      }
+    }
     // Batched greedy answers equal the N = 1 answer for the same prompt (client 0 in every level).
     const agree = levels.every((l) => l.texts[0] === one.texts[0])
     rows.push({name: `${label}: client 0's greedy answer identical at every N`, value: agree ? 1 : 0, unit: agree ? '(yes)' : '(NO)', target: 'identical', pass: agree})
@@ -269,6 +286,28 @@ async function runCase(c: ServingCase, preset: PresetName, o: {base: string; thr
     await stack.stop()
   }
   return rows
+}
+
+interface PeerLevel {
+  n: number
+  aggregate: number
+  ttft50: number
+  ttft95: number
+  itl50: number
+  itl95: number
+  peakRss: number
+}
+
+/** transformers.js's pipeline on the same model and prompts, N generations at once, in its own process (bench/_serving-tjs.ts). */
+function transformersPeer(dir: string, dtype: Dtype, o: {threads: number; newTokens: number; words: number; clients: number[]}): PeerLevel[] | {skip: string} {
+  const root = fileURLToPath(new URL('..', import.meta.url))
+  const r = spawnSync(
+    process.execPath,
+    ['--import', 'tsx', '--no-warnings', join(root, 'bench', '_serving-tjs.ts'), dir, dtype, String(o.threads), String(o.newTokens), String(o.words), o.clients.join(',')],
+    {cwd: root, encoding: 'utf8', maxBuffer: 1 << 20},
+  )
+  if (r.status !== 0) return {skip: `transformers.js failed: ${(r.stderr || r.stdout).trim().split('\n').at(-1) ?? r.status}`}
+  return JSON.parse(r.stdout.trim().split('\n').at(-1) as string) as PeerLevel[]
 }
 
 /** The secure path's added latency with the engine in its worker thread: tiny model, 8 tokens. */
