@@ -215,6 +215,12 @@ describe('the batching enclave server', () => {
     expect(together).toEqual(alone)
     const after = await metrics(socket('batch'))
     expect(after.nle_server_batch_decode_rows_total! - before.nle_server_batch_decode_rows_total!).toBeGreaterThan(0)
+    expect(after.nle_server_ttft_ms_count).toBeGreaterThanOrEqual(16)
+    // Each generation's log line carries its token count and timings, never its text.
+    const lines = server.output().split('\n').filter((l) => l.startsWith('{')).map((l) => JSON.parse(l) as Record<string, unknown>)
+    const generations = lines.filter((l) => l.event === 'request' && l.tokens !== undefined)
+    expect(generations.length).toBeGreaterThanOrEqual(16)
+    for (const g of generations) expect(g).toMatchObject({tokens: expect.any(Number), ttftMs: expect.any(Number)})
   }, 120_000)
 
   it('a request cancelled mid-batch frees its slot; the others answer as they would alone', async () => {

@@ -68,6 +68,15 @@ export interface EnclaveServerOptions {
 
 const json = (value: unknown): string => JSON.stringify(value)
 
+/** What a request's log line carries: sizes, codes, and for a generation its token count and timings (no content). */
+interface RequestLog {
+  requestId?: string
+  code?: string
+  bytesIn: number
+  bytesOut: number
+  generation?: {tokens: number; ttftMs?: number; interTokenMs?: number}
+}
+
 class Metrics {
   readonly counters = new Map<string, number>()
   inc(name: string, labels: Record<string, string | number> = {}, by = 1): void {
@@ -139,7 +148,7 @@ export class EnclaveServer {
     this.active++
     const url = new URL(req.url ?? '/', 'http://enclave')
     const route = url.pathname
-    const log: {requestId?: string; code?: string; bytesIn: number; bytesOut: number} = {bytesIn: 0, bytesOut: 0}
+    const log: RequestLog = {bytesIn: 0, bytesOut: 0}
     res.on('close', () => {
       this.active--
       this.metrics.inc('nle_server_requests_total', {route: knownRoute(route), status: res.statusCode})
@@ -152,6 +161,7 @@ export class EnclaveServer {
         bytesIn: log.bytesIn,
         bytesOut: log.bytesOut,
         ms: Math.round((performance.now() - t0) * 10) / 10,
+        ...(log.generation === undefined ? {} : log.generation),
         aborted: !res.writableFinished || undefined,
       })
       if (this.active === 0 && this.idle) this.idle()
@@ -221,7 +231,7 @@ export class EnclaveServer {
     res.writeHead(200, {'content-type': 'application/cbor', 'content-length': document.length, 'cache-control': 'no-store'}).end(document)
   }
 
-  private async chat(req: IncomingMessage, res: ServerResponse, log: {requestId?: string; code?: string; bytesIn: number; bytesOut: number}): Promise<void> {
+  private async chat(req: IncomingMessage, res: ServerResponse, log: RequestLog): Promise<void> {
     if (this.draining) {
       res.setHeader('connection', 'close')
       return plain(res, 503, 'SERVER_BUSY', 'The enclave server is shutting down.', log)
@@ -328,6 +338,11 @@ export class EnclaveServer {
       }
       if (abort.signal.aborted) return
       this.metrics.inc('nle_server_tokens_generated_total', {}, result.completionTokens)
+      log.generation = {
+        tokens: result.completionTokens,
+        ...(result.ttftMs === undefined ? {} : {ttftMs: Math.round(result.ttftMs)}),
+        ...(result.interTokenMs === undefined ? {} : {interTokenMs: Math.round(result.interTokenMs * 10) / 10}),
+      }
       if (result.ttftMs !== undefined) {
         this.metrics.inc('nle_server_ttft_ms_sum', {}, Math.round(result.ttftMs))
         this.metrics.inc('nle_server_ttft_ms_count')
