@@ -9,6 +9,7 @@ import type {LoadedConfig} from '../config/load.js'
 import {isNleError} from '../errors.js'
 import {readLockfile} from '../lockfile.js'
 import {kvBytesPerToken, kvShapeFromConfig} from '../model/kv-size.js'
+import {MAX_AUTO_BATCH} from '../server/kv-budget.js'
 import {DTYPES, type Dtype, readDecoderConfig} from '../model/layout.js'
 import {
   type AllocatorSettings,
@@ -46,8 +47,8 @@ export interface RuntimeEstimate extends RuntimeNeed {
 /**
  * The runtime's resident need: the model's bytes (nle-model.json totalBytes) and the KV cache of
  * batch × context × per-token KV bytes, the batch being proxy.concurrency (the proxy never forwards
- * more generations at once, so the enclave server's batch never holds more). Undefined when no
- * saved model is found.
+ * more generations at once) but at most the enclave server's largest automatic batch (it queues
+ * the rest, which hold no cache). Undefined when no saved model is found.
  */
 export async function runtimeNeedFor(loaded: LoadedConfig): Promise<RuntimeEstimate | undefined> {
   const dir = projectPaths(loaded).modelDir
@@ -64,7 +65,8 @@ export async function runtimeNeedFor(loaded: LoadedConfig): Promise<RuntimeEstim
   const cfg = await readDecoderConfig(dir).catch(() => undefined)
   const shape = cfg === undefined ? undefined : kvShapeFromConfig(cfg, dtype)
   if (shape === undefined || !cfg?.maxPositions) return {modelBytes, kvCacheBytes: 0}
-  const kvCache = {...shape, contextTokens: cfg.maxPositions, sequences: loaded.config.proxy.concurrency}
+  // The enclave server's automatic batch is at most MAX_AUTO_BATCH; the proxy forwards at most proxy.concurrency.
+  const kvCache = {...shape, contextTokens: cfg.maxPositions, sequences: Math.min(loaded.config.proxy.concurrency, MAX_AUTO_BATCH)}
   return {modelBytes, kvCacheBytes: kvCacheBytes(kvCache), kvCache: {...kvCache, bytesPerToken: kvBytesPerToken(shape)}}
 }
 
