@@ -17,3 +17,9 @@ export async function writeBenchLockfile(dir: string): Promise<string> {
   })
   return lock
 }
+
+/** Client i's question in the serving benchmark (different per client, `words` words). */
+export function servingPrompt(i: number, words: number): string {
+  const vocabulary = ['what', 'does', 'my', 'plan', 'cover', 'for', 'dental', 'care']
+  return `Client ${i} asks: ${Array.from({length: words}, (_, k) => vocabulary[(k + i) % vocabulary.length]).join(' ')}?`
+}

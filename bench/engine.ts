@@ -167,7 +167,7 @@ interface BenchCase {
 const fp32 = async (dir: string): Promise<string> => dir
 
 /** The folder `nle model quantize` writes from the fp32 one (next to it, kept between runs), with the quantizer's defaults. */
-const quantized =
+export const quantized =
   (to: QuantizeTarget) =>
   async (fp32Dir: string): Promise<string | {skip: string}> => {
     const out = `${fp32Dir}-${to}`
@@ -190,7 +190,7 @@ const CASES: BenchCase[] = [
 ]
 
 /** The generated fp32 model of a preset, made once under `base` (keyed by the generator's format). */
-async function synthesized(preset: PresetName, base: string): Promise<string> {
+export async function synthesized(preset: PresetName, base: string): Promise<string> {
   const arch = PRESETS[preset].arch
   const dir = join(base, `nle-bench-${preset}-seed1-f${SYNTH_FORMAT[arch]}`)
   if (!existsSync(join(dir, 'onnx', 'model.onnx'))) {

@@ -2,7 +2,7 @@
 // Messages stay inside the process (worker_threads' in-process channel); nothing here logs.
 import {parentPort, workerData} from 'node:worker_threads'
 
-import {Engine, type EngineOptions, type GenerateInput, type GenerateOptions} from './engine.js'
+import {Engine, type EngineOptions, type GenerateInput, type GenerateOptions, kvShapeOf} from './engine.js'
 import type {MainToWorker, WorkerToMain} from './worker-protocol.js'
 import {serializeError} from './worker-protocol.js'
 
@@ -42,7 +42,7 @@ try {
       threads: engine.threads,
       onnxFile: engine.onnxFile,
       batching: engine.batching,
-      decoder: {lastLogitsOnly: engine.decoder.lastLogitsOnly, fullHeadReason: engine.decoder.fullHeadReason, nbits: engine.decoder.nbits},
+      decoder: {lastLogitsOnly: engine.decoder.lastLogitsOnly, fullHeadReason: engine.decoder.fullHeadReason, nbits: engine.decoder.nbits, kv: kvShapeOf(engine.decoder.io)},
     },
   })
   port.on('message', (m: MainToWorker) => {

@@ -8,6 +8,7 @@ import {performance} from 'node:perf_hooks'
 
 import type {DecoderIo} from '../model/inspect.js'
 import {ModelError} from '../model/errors.js'
+import type {KvShape} from '../model/kv-size.js'
 import {type DecoderConfig, type Dtype, findOnnxFile, onnxCandidates, readDecoderConfig} from '../model/layout.js'
 import {EngineError} from './errors.js'
 import {Sampler, type SamplingOptions, validateSampling} from './sampling.js'
@@ -57,6 +58,11 @@ export function unbatchableReason(io: DecoderIo, modelType: string): string | un
 }
 
 /** How the engine batches this model. */
+/** The KV cache's shape as the session's graph declares it. */
+export function kvShapeOf(io: DecoderIo): KvShape {
+  return {numLayers: io.numLayers, kvHeads: io.kvHeads, headDim: io.headDim, bytesPerValue: io.cacheType === 'float16' ? 2 : 4}
+}
+
 export interface BatchingInfo {
   maxBatch: number
   prefillChunk: number

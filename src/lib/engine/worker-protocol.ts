@@ -3,12 +3,15 @@ import {NleError, isErrorCode} from '../errors.js'
 import type {BatchingInfo, GenerateInput, GenerateOptions} from './engine.js'
 import {EngineError, type EngineErrorCode} from './errors.js'
 import type {GenerateResult, SchedulerStats, StreamChunk} from './scheduler.js'
+import type {KvShape} from '../model/kv-size.js'
 import type {NBitsReport} from '../model/last-logits.js'
 
 export interface DecoderInfo {
   lastLogitsOnly: boolean
   fullHeadReason: string | undefined
   nbits: NBitsReport
+  /** The KV cache as the graph declares it (../model/kv-size.ts). */
+  kv: KvShape
 }
 
 export interface WorkerReadyInfo {

@@ -86,9 +86,13 @@ describe('planEnclaveMemory', () => {
     expect(hasCode(err, 'RUN_MEMORY_TOO_SMALL')).toBe(true)
   })
 
-  it('sizes an fp32 KV cache as 2 x layers x hidden x context x sequences x 4 bytes', () => {
-    // gpt2-medium, 1024 positions, 4 sequences: 768 MiB.
-    expect(kvCacheBytes({numLayers: 24, hiddenSize: 1024, contextTokens: 1024, sequences: 4})).toBe(768 * MIB)
+  it('sizes the KV cache as batch x context x (layers x 2 x KV heads x head size x bytes)', () => {
+    // gpt2-medium (16 heads of 64), 1024 positions, 4 sequences, fp32: 768 MiB.
+    expect(kvCacheBytes({numLayers: 24, kvHeads: 16, headDim: 64, contextTokens: 1024, sequences: 4})).toBe(768 * MIB)
+    // Qwen2.5-0.5B's shape: grouped-query attention keeps 2 of 14 heads, 24 KiB a token; 8 x 4096 tokens.
+    expect(kvCacheBytes({numLayers: 24, kvHeads: 2, headDim: 64, contextTokens: 4096, sequences: 8})).toBe(8 * 4096 * 24 * 1024)
+    // An fp16 cache is half that.
+    expect(kvCacheBytes({numLayers: 24, kvHeads: 2, headDim: 64, contextTokens: 4096, sequences: 8, bytesPerValue: 2})).toBe(8 * 4096 * 12 * 1024)
   })
 })
 

@@ -14,6 +14,7 @@ import {basename, dirname, join} from 'node:path'
 
 import {type Document, isMap, isPair, isScalar, parseDocument} from 'yaml'
 
+import {kvBytesPerToken} from '../model/kv-size.js'
 import {hostError} from './errors.js'
 import {writeAtomically} from '../files.js'
 
@@ -40,18 +41,21 @@ export function roundUpToHugepages(mib: number): number {
 
 export interface KvCacheShape {
   numLayers: number
-  hiddenSize: number
+  /** Heads of the KV cache (num_key_value_heads: fewer than the attention heads with grouped-query attention). */
+  kvHeads: number
+  headDim: number
   /** Tokens one sequence can hold (the model's context length). */
   contextTokens: number
-  /** Sequences in flight at once (the proxy's concurrency). */
+  /** Sequences in flight at once: the enclave server's batch (generationConcurrency). */
   sequences: number
-  /** 4 for fp32 (what the runtime keeps the cache in). */
+  /** 4 for fp32 (what the runtime keeps the cache in), 2 for an fp16 export's cache. */
   bytesPerValue?: number
 }
 
-/** Keys and values for every layer, position and sequence. */
+/** batch × context × per-token KV bytes (layers × 2 × KV heads × head size × bytes per value). */
 export function kvCacheBytes(s: KvCacheShape): number {
-  return 2 * s.numLayers * s.hiddenSize * s.contextTokens * s.sequences * (s.bytesPerValue ?? 4)
+  const perToken = kvBytesPerToken({numLayers: s.numLayers, kvHeads: s.kvHeads, headDim: s.headDim, bytesPerValue: s.bytesPerValue ?? 4})
+  return s.sequences * s.contextTokens * perToken
 }
 
 export interface RuntimeNeed {

@@ -8,14 +8,17 @@ import {basename, join} from 'node:path'
 import type {LoadedConfig} from '../config/load.js'
 import {isNleError} from '../errors.js'
 import {readLockfile} from '../lockfile.js'
-import {readDecoderConfig} from '../model/layout.js'
 import {unifiedDiff} from '../diff.js'
+import {kvBytesPerToken, kvShapeFromConfig} from '../model/kv-size.js'
+import {DTYPES, type Dtype, readDecoderConfig} from '../model/layout.js'
+import {MAX_AUTO_BATCH} from '../server/kv-budget.js'
 import {
   type AllocatorSettings,
   type CpuPlan,
   DEFAULT_ALLOCATOR_YAML,
   DEFAULT_HOST_PATHS,
   type HostPaths,
+  type KvCacheShape,
   type MemoryPlan,
   type RuntimeNeed,
   checkHostMemory,
@@ -38,28 +41,33 @@ import {ALLOCATOR_UNIT, restartUnit} from './systemctl.js'
 
 export interface RuntimeEstimate extends RuntimeNeed {
   /** How the KV cache was sized, when the model's config allowed it. */
-  kvCache?: {numLayers: number; hiddenSize: number; contextTokens: number; sequences: number}
+  kvCache?: KvCacheShape & {bytesPerToken: number}
 }
 
 /**
- * The runtime's resident need: the model's bytes (nle-model.json totalBytes, else the folder's
- * files) and an fp32 KV cache for the model's full context × proxy.concurrency sequences.
- * Undefined when no saved model is found.
+ * The runtime's resident need: the model's bytes (nle-model.json totalBytes) and the KV cache of
+ * batch × context × per-token KV bytes, the batch being proxy.concurrency (the proxy never forwards
+ * more generations at once) but at most the enclave server's largest automatic batch (it queues
+ * the rest, which hold no cache). Undefined when no saved model is found.
  */
 export async function runtimeNeedFor(loaded: LoadedConfig): Promise<RuntimeEstimate | undefined> {
   const dir = projectPaths(loaded).modelDir
   let modelBytes: number
+  let dtype: Dtype | undefined
   try {
-    const manifest = JSON.parse(await readFile(join(dir, 'nle-model.json'), 'utf8')) as {totalBytes?: unknown}
+    const manifest = JSON.parse(await readFile(join(dir, 'nle-model.json'), 'utf8')) as {totalBytes?: unknown; dtype?: unknown}
     if (typeof manifest.totalBytes !== 'number') return undefined
     modelBytes = manifest.totalBytes
+    dtype = typeof manifest.dtype === 'string' && (DTYPES as readonly string[]).includes(manifest.dtype) ? (manifest.dtype as Dtype) : undefined
   } catch {
     return undefined
   }
   const cfg = await readDecoderConfig(dir).catch(() => undefined)
-  if (!cfg?.numLayers || !cfg.hiddenSize || !cfg.maxPositions) return {modelBytes, kvCacheBytes: 0}
-  const kvCache = {numLayers: cfg.numLayers, hiddenSize: cfg.hiddenSize, contextTokens: cfg.maxPositions, sequences: loaded.config.proxy.concurrency}
-  return {modelBytes, kvCacheBytes: kvCacheBytes(kvCache), kvCache}
+  const shape = cfg === undefined ? undefined : kvShapeFromConfig(cfg, dtype)
+  if (shape === undefined || !cfg?.maxPositions) return {modelBytes, kvCacheBytes: 0}
+  // The enclave server's automatic batch is at most MAX_AUTO_BATCH; the proxy forwards at most proxy.concurrency.
+  const kvCache = {...shape, contextTokens: cfg.maxPositions, sequences: Math.min(loaded.config.proxy.concurrency, MAX_AUTO_BATCH)}
+  return {modelBytes, kvCacheBytes: kvCacheBytes(kvCache), kvCache: {...kvCache, bytesPerToken: kvBytesPerToken(shape)}}
 }
 
 export interface EnclaveMemory extends MemoryPlan {

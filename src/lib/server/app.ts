@@ -34,6 +34,7 @@ import {
   usage,
 } from './chat.js'
 import {type Logger, silentLogger} from './log.js'
+import {KvBudget} from './kv-budget.js'
 import {Semaphore} from './semaphore.js'
 import {readBody} from '../net/body.js'
 
@@ -52,8 +53,12 @@ export interface EnclaveServerOptions {
   kms?: {open(message: Uint8Array): Promise<OpenedRequest>; readonly replayCacheSize: number}
   defaults: RuntimeDefaults
   logger?: Logger
-  /** Generations run at once, and how many more may wait (default 1 and 64). */
-  generation?: {concurrency?: number; queue?: number}
+  /**
+   * Generations decoded at once (the engine's batch limit), how many more may wait (default 1 and
+   * 64; past that 429 + Retry-After), and the KV-cache budget in bytes (absent: unbudgeted) that a
+   * sequence's cache (prompt + max_tokens, ChatEngine.kvBytes) is reserved from before it starts.
+   */
+  generation?: {concurrency?: number; queue?: number; kvBudgetBytes?: number}
   /** Largest sealed request body (default 4 MiB). */
   maxBodyBytes?: number
   /** Smallest padding bucket of a stream's chunks (default 512). */
@@ -63,6 +68,15 @@ export interface EnclaveServerOptions {
 }
 
 const json = (value: unknown): string => JSON.stringify(value)
+
+/** What a request's log line carries: sizes, codes, and for a generation its token count and timings (no content). */
+interface RequestLog {
+  requestId?: string
+  code?: string
+  bytesIn: number
+  bytesOut: number
+  generation?: {tokens: number; ttftMs?: number; interTokenMs?: number}
+}
 
 class Metrics {
   readonly counters = new Map<string, number>()
@@ -76,6 +90,7 @@ export class EnclaveServer {
   readonly server: Server
   private readonly logger: Logger
   private readonly slots: Semaphore
+  private readonly kv: KvBudget | undefined
   private readonly metrics = new Metrics()
   private readonly maxBody: number
   private readonly padBlock: number
@@ -88,6 +103,8 @@ export class EnclaveServer {
   constructor(private readonly options: EnclaveServerOptions) {
     this.logger = options.logger ?? silentLogger
     this.slots = new Semaphore(options.generation?.concurrency ?? 1, options.generation?.queue ?? 64)
+    const budget = options.generation?.kvBudgetBytes
+    this.kv = budget === undefined || options.chat.kvBytes === undefined ? undefined : new KvBudget(budget)
     this.maxBody = options.maxBodyBytes ?? 4 * 1024 * 1024
     this.padBlock = options.padBlock ?? CHUNK_PAD_BLOCK
     this.wholePadBlock = options.wholePadBlock ?? WHOLE_PAD_BLOCK
@@ -132,7 +149,7 @@ export class EnclaveServer {
     this.active++
     const url = new URL(req.url ?? '/', 'http://enclave')
     const route = url.pathname
-    const log: {requestId?: string; code?: string; bytesIn: number; bytesOut: number} = {bytesIn: 0, bytesOut: 0}
+    const log: RequestLog = {bytesIn: 0, bytesOut: 0}
     res.on('close', () => {
       this.active--
       this.metrics.inc('nle_server_requests_total', {route: knownRoute(route), status: res.statusCode})
@@ -145,13 +162,14 @@ export class EnclaveServer {
         bytesIn: log.bytesIn,
         bytesOut: log.bytesOut,
         ms: Math.round((performance.now() - t0) * 10) / 10,
+        ...(log.generation === undefined ? {} : log.generation),
         aborted: !res.writableFinished || undefined,
       })
       if (this.active === 0 && this.idle) this.idle()
     })
     try {
       if (route === HEALTH_PATH && req.method === 'GET') return this.health(res)
-      if (route === METRICS_PATH && req.method === 'GET') return this.sendMetrics(res)
+      if (route === METRICS_PATH && req.method === 'GET') return await this.sendMetrics(res)
       if (route === ATTESTATION_PATH && req.method === 'GET') return await this.attestation(url, res, log)
       if (route === CHAT_PATH && req.method === 'POST') return await this.chat(req, res, log)
       return plain(res, route === CHAT_PATH || route === ATTESTATION_PATH ? 405 : 404, 'SERVER_NOT_FOUND', 'No such endpoint.', log)
@@ -169,10 +187,27 @@ export class EnclaveServer {
     res.writeHead(this.draining ? 503 : 200, {'content-type': 'application/json', 'cache-control': 'no-store'}).end(body)
   }
 
-  private sendMetrics(res: ServerResponse): void {
+  private async sendMetrics(res: ServerResponse): Promise<void> {
     const ring = this.options.keyRing.stats()
+    // The engine's batch (counts only), asked of its worker between two steps; absent if it cannot
+    // answer within STATS_WAIT_MS (a long prefill step, or a worker that died).
+    const batch = await withinMs(this.options.chat.stats?.(), STATS_WAIT_MS)
     const lines = [...this.metrics.counters].map(([k, v]) => `${k} ${v}`)
-    lines.push(`nle_server_generation_inflight ${this.slots.inFlight}`, `nle_server_generation_queued ${this.slots.queued}`)
+    lines.push(`nle_server_generation_inflight ${this.slots.inFlight}`, `nle_server_generation_queued ${this.slots.queued}`, `nle_server_generation_slots ${this.slots.limit}`)
+    if (this.kv !== undefined) lines.push(`nle_server_kv_budget_bytes ${this.kv.budgetBytes}`, `nle_server_kv_reserved_bytes ${this.kv.reservedBytes}`)
+    if (batch !== undefined) {
+      lines.push(
+        `nle_server_batch_active ${batch.active}`,
+        `nle_server_batch_prefilling ${batch.prefilling}`,
+        `nle_server_batch_waiting ${batch.waiting}`,
+        `nle_server_batch_limit ${batch.maxBatch}`,
+        // Occupancy now (rows in the decode batch ÷ its limit) and on average (rows ÷ decode steps).
+        `nle_server_batch_occupancy ${round3(batch.active / Math.max(1, batch.maxBatch))}`,
+        `nle_server_batch_decode_steps_total ${batch.decodeSteps}`,
+        `nle_server_batch_decode_rows_total ${batch.decodeRows}`,
+        `nle_server_batch_prefill_steps_total ${batch.prefillSteps}`,
+      )
+    }
     lines.push(`nle_server_channel_keys ${ring.keys}`, `nle_server_replay_cache_entries ${ring.replayCacheSize + (this.options.kms?.replayCacheSize ?? 0)}`)
     lines.push(`nle_server_uptime_seconds ${Math.round((Date.now() - this.started) / 1000)}`)
     res.writeHead(200, {'content-type': 'text/plain; version=0.0.4'}).end(lines.sort().join('\n') + '\n')
@@ -197,7 +232,7 @@ export class EnclaveServer {
     res.writeHead(200, {'content-type': 'application/cbor', 'content-length': document.length, 'cache-control': 'no-store'}).end(document)
   }
 
-  private async chat(req: IncomingMessage, res: ServerResponse, log: {requestId?: string; code?: string; bytesIn: number; bytesOut: number}): Promise<void> {
+  private async chat(req: IncomingMessage, res: ServerResponse, log: RequestLog): Promise<void> {
     if (this.draining) {
       res.setHeader('connection', 'close')
       return plain(res, 503, 'SERVER_BUSY', 'The enclave server is shutting down.', log)
@@ -213,7 +248,7 @@ export class EnclaveServer {
     const body = await readRequestBody(req, this.maxBody)
     if (body === null) return plain(res, 413, 'SERVER_BODY_TOO_LARGE', `A sealed request is at most ${this.maxBody} bytes.`, log)
     log.bytesIn = body.length
-    if (this.slots.queued >= this.slots.maxQueue) {
+    if (this.slots.inFlight >= this.slots.limit && this.slots.queued >= this.slots.maxQueue) {
       res.setHeader('retry-after', '1')
       return plain(res, 429, 'SERVER_BUSY', 'The generation queue is full.', log)
     }
@@ -259,7 +294,26 @@ export class EnclaveServer {
       if (abort.signal.aborted) return
       return out.fail('SERVER_BUSY', 'The generation queue is full.')
     }
+    let kvBytes = 0
     try {
+      if (this.kv !== undefined) {
+        // Reserve the sequence's cache before it starts: one that can never fit is refused, one
+        // that fits once others finish waits for them (holding its slot, which the engine does not use).
+        kvBytes = this.kvBytesFor(parsed.messages, parsed.options.maxTokens)
+        let reserved: boolean
+        try {
+          reserved = await this.kv.acquire(kvBytes, abort.signal)
+        } catch (error) {
+          kvBytes = 0
+          if (!isNleError(error)) throw error
+          this.metrics.inc('nle_server_kv_refused_total')
+          return out.fail(error.code, error.message)
+        }
+        if (!reserved) {
+          kvBytes = 0
+          return
+        }
+      }
       const it = this.options.chat.stream(parsed.messages, {...parsed.options, signal: abort.signal})
       out.start()
       let result: ChatResult
@@ -286,10 +340,50 @@ export class EnclaveServer {
       }
       if (abort.signal.aborted) return
       this.metrics.inc('nle_server_tokens_generated_total', {}, result.completionTokens)
+      log.generation = {
+        tokens: result.completionTokens,
+        ...(result.ttftMs === undefined ? {} : {ttftMs: Math.round(result.ttftMs)}),
+        ...(result.interTokenMs === undefined ? {} : {interTokenMs: Math.round(result.interTokenMs * 10) / 10}),
+      }
+      if (result.ttftMs !== undefined) {
+        this.metrics.inc('nle_server_ttft_ms_sum', {}, Math.round(result.ttftMs))
+        this.metrics.inc('nle_server_ttft_ms_count')
+      }
+      if (result.interTokenMs !== undefined) {
+        this.metrics.inc('nle_server_inter_token_ms_sum', {}, Math.round(result.interTokenMs * 10) / 10)
+        this.metrics.inc('nle_server_inter_token_ms_count')
+      }
       out.finish(result)
     } finally {
+      if (kvBytes > 0) this.kv?.release(kvBytes)
       this.slots.release()
     }
+  }
+
+  /** The cache a request may grow to; 0 when the prompt cannot even be tokenized (the engine then reports why). */
+  private kvBytesFor(messages: Parameters<NonNullable<ChatEngine['kvBytes']>>[0], maxTokens: number): number {
+    try {
+      return this.options.chat.kvBytes?.(messages, maxTokens) ?? 0
+    } catch {
+      return 0
+    }
+  }
+}
+
+const round3 = (n: number): number => Math.round(n * 1000) / 1000
+
+/** Longest wait of /metrics for the engine's batch counts. */
+const STATS_WAIT_MS = 2000
+
+/** The promise's value, or undefined when it fails or takes longer than `ms`. */
+async function withinMs<T>(p: Promise<T> | undefined, ms: number): Promise<T | undefined> {
+  if (p === undefined) return undefined
+  let timer: NodeJS.Timeout | undefined
+  const late = new Promise<undefined>((resolve) => (timer = setTimeout(() => resolve(undefined), ms)))
+  try {
+    return await Promise.race([p.catch(() => undefined), late])
+  } finally {
+    clearTimeout(timer)
   }
 }
 

@@ -7,7 +7,9 @@ import {setTimeout as sleep} from 'node:timers/promises'
 
 import {z} from 'zod'
 
-import type {Engine} from '../engine/index.js'
+import type {GenerateInput, GenerateOptions, GenerateResult, StreamChunk} from '../engine/index.js'
+import type {SchedulerStats} from '../engine/scheduler.js'
+import type {DecoderConfig} from '../model/layout.js'
 import {serverError} from './errors.js'
 
 export interface ChatMessage {
@@ -31,6 +33,9 @@ export interface ChatResult {
   finishReason: ChatFinishReason
   promptTokens: number
   completionTokens: number
+  /** Request start to the first token, and the mean time between the following ones (ms), when the engine measures them. */
+  ttftMs?: number
+  interTokenMs?: number
 }
 
 /** What the server needs of an inference engine. */
@@ -39,12 +44,38 @@ export interface ChatEngine {
   readonly model: string
   stream(messages: readonly ChatMessage[], options: ChatOptions): AsyncGenerator<{text: string}, ChatResult, void>
   close(): Promise<void>
+  /** KV-cache bytes this request's sequence can grow to (prompt + maxTokens, at most the context); absent: the engine keeps no cache. */
+  kvBytes?(messages: readonly ChatMessage[], maxTokens: number): number
+  /** What the engine's batch is doing (content-free counts). */
+  stats?(): Promise<SchedulerStats>
 }
 
-/** Adapts the onnxruntime engine (src/lib/engine) to the server. */
-export function engineChat(engine: Engine, model: string): ChatEngine {
+/** What engineChat needs of an engine: the in-process Engine or the WorkerEngine (engine in a worker thread). */
+export interface StreamingEngine {
+  readonly config: DecoderConfig
+  stream(input: GenerateInput, options?: GenerateOptions): AsyncGenerator<StreamChunk, GenerateResult, void>
+  promptIds(input: GenerateInput): number[]
+  close(): Promise<void>
+  schedulerStats?(): Promise<SchedulerStats>
+}
+
+/**
+ * Adapts the onnxruntime engine (src/lib/engine) to the server. With `kvBytesPerToken` the server
+ * can budget each request's cache (./kv-budget.ts).
+ */
+export function engineChat(engine: StreamingEngine, model: string, kv?: {bytesPerToken: number}): ChatEngine {
+  const context = engine.config.maxPositions
   return {
     model,
+    ...(kv === undefined
+      ? {}
+      : {
+          kvBytes: (messages: readonly ChatMessage[], maxTokens: number): number => {
+            const tokens = engine.promptIds({messages}).length + maxTokens
+            return Math.min(context ?? Infinity, tokens) * kv.bytesPerToken
+          },
+        }),
+    ...(engine.schedulerStats === undefined ? {} : {stats: () => (engine.schedulerStats as () => Promise<SchedulerStats>).call(engine)}),
     async *stream(messages, options) {
       const it = engine.stream(
         {messages},
@@ -54,7 +85,14 @@ export function engineChat(engine: Engine, model: string): ChatEngine {
         const r = await it.next()
         if (r.done) {
           const v = r.value
-          return {finishReason: v.finishReason === 'length' ? 'length' : 'stop', promptTokens: v.metrics.promptTokens, completionTokens: v.metrics.generatedTokens}
+          const m = v.metrics
+          return {
+            finishReason: v.finishReason === 'length' ? 'length' : 'stop',
+            promptTokens: m.promptTokens,
+            completionTokens: m.generatedTokens,
+            ...(m.generatedTokens > 0 ? {ttftMs: m.ttftMs} : {}),
+            ...(m.generatedTokens > 1 ? {interTokenMs: m.interTokenMs} : {}),
+          }
         }
         if (r.value.text.length > 0) yield {text: r.value.text}
       }

@@ -11,6 +11,7 @@ export const SERVER_ERRORS = defineErrors({
   SERVER_NSM_FAILED: {exit: IO, summary: 'The NSM (device or simulator) could not be opened or refused to attest.', hint: 'Outside an enclave, run with --nsm simulator (`nle dev` does)'},
   SERVER_BAD_REQUEST: {exit: USAGE, summary: 'The opened request is not an OpenAI chat completion request this server accepts.', hint: 'Check the request fields (messages, max_tokens, temperature) against docs/gateway.md'},
   SERVER_BUSY: {exit: NETWORK, summary: 'The server is draining or its generation queue is full.', hint: 'Retry after a moment'},
+  SERVER_KV_BUDGET: {exit: USAGE, summary: 'The request needs more KV-cache memory (prompt + max_tokens) than the enclave server\'s budget holds.', hint: 'Send a shorter prompt or a smaller max_tokens, or give the enclave more memory (enclave.memoryMiB; `nle allocator` sizes it)'},
   SERVER_GENERATION_FAILED: {exit: INTERNAL, summary: 'Generation failed inside the engine.', hint: 'See the enclave\'s log (details.serverCode names the engine\'s code); re-run with --verbose and report it'},
   SERVER_USAGE: {exit: USAGE, summary: 'A flag of the enclave server is invalid.', hint: 'See runtime/enclave-server/ for the flags; `nle build` writes the ones the image uses'},
   SERVER_INTERNAL: {exit: INTERNAL, summary: 'The enclave server failed to start for an unexpected reason.', hint: 'This is a bug in nle: report the enclave\'s log'},

@@ -23,7 +23,7 @@ import {type ChatEngine, type RuntimeDefaults, echoChat} from './chat.js'
 import {serverError} from './errors.js'
 import {type LogLevel, type Logger, jsonLogger} from './log.js'
 import {kmsRecipientDecrypt, limitUnwrap, recipientUnwrap} from './kms-mode.js'
-import {type ModelSpec, loadChatModel} from './model.js'
+import {type ModelSpec, loadServingModel} from './model.js'
 import {DTYPES} from '../model/layout.js'
 import {untilStopSignal} from '../net/signals.js'
 
@@ -46,8 +46,12 @@ export const runtimeConfigSchema = z.strictObject({
     .prefault({}),
   server: z
     .strictObject({
-      generationConcurrency: z.number().int().positive().default(1),
+      // The batch limit: sequences decoded together. auto: from the memory left once the model
+      // loaded, the vCPUs and the model's per-token KV size (./kv-budget.ts); 1 for the echo engine.
+      generationConcurrency: z.union([z.literal('auto'), z.number().int().positive()]).default('auto'),
       generationQueue: z.number().int().min(0).default(64),
+      // The KV-cache budget in MiB (auto: half of what is free once the model loaded, less 256 MiB).
+      kvCacheMiB: z.union([z.literal('auto'), z.number().positive()]).default('auto'),
       drainTimeoutMs: z.number().int().min(0).default(10_000),
       keyLifetimeMs: z.number().int().positive().default(3_600_000),
       // KMS mode: how often the enclave may ask KMS to unwrap a request key (./kms-mode.ts limitUnwrap).
@@ -224,13 +228,19 @@ export async function startEnclaveServer(argv: string[], logger: Logger): Promis
   }
 
   let chat: ChatEngine
+  let concurrency: number
+  let kvBudgetBytes: number | undefined
   if (values.engine === 'echo') {
     logger.log('warn', 'echo_engine', {note: 'test engine: answers echo the question'})
     chat = echoChat({tokenDelayMs: values['token-delay-ms'] ? Number(values['token-delay-ms']) : 0})
+    concurrency = config.server.generationConcurrency === 'auto' ? 1 : config.server.generationConcurrency
   } else if (values.engine === 'onnx') {
     const spec: ModelSpec = {path: config.model.path, ...(config.model.dtype ? {dtype: config.model.dtype} : {}), ...(config.model.digest ? {digest: config.model.digest} : {})}
     if (config.runtime.threads !== 'auto') spec.threads = config.runtime.threads
-    chat = await loadChatModel(spec, logger)
+    const served = await loadServingModel(spec, {concurrency: config.server.generationConcurrency, kvCacheMiB: config.server.kvCacheMiB, maxTokens: config.runtime.maxTokens}, logger)
+    chat = served.chat
+    concurrency = served.concurrency
+    kvBudgetBytes = served.kvBudgetBytes
     logger.log('info', 'model_loaded', {model: chat.model})
   } else {
     throw new NleError('SERVER_USAGE', '--engine is onnx or echo.')
@@ -267,7 +277,7 @@ export async function startEnclaveServer(argv: string[], logger: Logger): Promis
     ...(kmsOpener ? {kms: kmsOpener} : {}),
     defaults,
     logger,
-    generation: {concurrency: config.server.generationConcurrency, queue: config.server.generationQueue},
+    generation: {concurrency, queue: config.server.generationQueue, ...(kvBudgetBytes === undefined ? {} : {kvBudgetBytes})},
   })
   await rm(socket, {force: true})
   try {

@@ -1,16 +1,19 @@
 /** Loading the served model at start, with its files checked against the manifest. */
 import {createHash} from 'node:crypto'
 import {readFile} from 'node:fs/promises'
+import {availableParallelism, freemem} from 'node:os'
 import {join} from 'node:path'
 import {performance} from 'node:perf_hooks'
 
-import {Engine} from '../engine/index.js'
+import {WorkerEngine} from '../engine/worker-engine.js'
 import {isNleError} from '../errors.js'
 import {MANIFEST_FILE, type ModelManifest, readManifest} from '../model/index.js'
+import {kvBytesPerToken} from '../model/kv-size.js'
 import type {Dtype} from '../model/layout.js'
 import {checkManifestFiles} from '../model/manifest.js'
 import {type ChatEngine, engineChat} from './chat.js'
 import {serverError} from './errors.js'
+import {MAX_AUTO_BATCH, MIB, autoBatchLimit, autoKvBudgetBytes} from './kv-budget.js'
 import type {Logger} from './log.js'
 
 export interface ModelSpec {
@@ -56,8 +59,36 @@ export async function verifyModelFiles(spec: ModelSpec, logger: Logger): Promise
   return manifest
 }
 
+export interface ServingOptions {
+  /** The batch limit (server.generationConcurrency): a number, or 'auto' (from the memory, the vCPUs and the model). */
+  concurrency?: number | 'auto'
+  /** The KV-cache budget (server.kvCacheMiB): MiB, or 'auto' (from the memory left once the model loaded). */
+  kvCacheMiB?: number | 'auto'
+  /** runtime.maxTokens: the longest answer, for the automatic batch's typical sequence. */
+  maxTokens?: number
+  /** The memory free once the model loaded and the vCPUs (default os.freemem() then, os.availableParallelism()). */
+  freeBytes?: () => number
+  vcpus?: number
+}
+
+export interface ServingModel {
+  chat: ChatEngine
+  /** Generations decoded together (the server's generation slots). */
+  concurrency: number
+  kvBudgetBytes: number
+  kvBytesPerToken: number
+}
+
 /** Verify and load the model; throws SERVER_MODEL_* errors (exit codes IO / VERIFY). */
 export async function loadChatModel(spec: ModelSpec, logger: Logger): Promise<ChatEngine> {
+  return (await loadServingModel(spec, {}, logger)).chat
+}
+
+/**
+ * Verify and load the model into the engine's worker thread (the HTTP side stays responsive while
+ * it computes), and size the batch and the KV budget. Throws SERVER_MODEL_* errors.
+ */
+export async function loadServingModel(spec: ModelSpec, serving: ServingOptions, logger: Logger): Promise<ServingModel> {
   const manifest = await verifyModelFiles(spec, logger)
   // The manifest says which file was saved (and its digest was just checked): that is the one to run.
   if (manifest !== null && spec.dtype !== undefined && spec.dtype !== manifest.dtype) {
@@ -67,9 +98,15 @@ export async function loadChatModel(spec: ModelSpec, logger: Logger): Promise<Ch
     })
   }
   const which = manifest === null ? {dtype: spec.dtype ?? 'fp32'} : {dtype: manifest.dtype, onnxFile: manifest.onnx.file}
+  const configured = serving.concurrency ?? 'auto'
+  let engine: WorkerEngine
   try {
     const started = performance.now()
-    const engine = await Engine.load(spec.path, {...which, ...(spec.threads === undefined ? {} : {threads: spec.threads})})
+    engine = await WorkerEngine.load(spec.path, {
+      ...which,
+      ...(spec.threads === undefined ? {} : {threads: spec.threads}),
+      maxBatch: configured === 'auto' ? MAX_AUTO_BATCH : configured,
+    })
     // How the engine runs this model: operators can see whether the LM head got the last-position graph.
     logger.log('info', 'model_loaded', {
       ms: Math.round(performance.now() - started),
@@ -80,8 +117,6 @@ export async function loadChatModel(spec: ModelSpec, logger: Logger): Promise<Ch
         ? {}
         : {quantizedProducts: engine.decoder.nbits.nodes, accuracyLevelsInFile: engine.decoder.nbits.fileLevels.join(','), accuracyLevelsRun: engine.decoder.nbits.runLevels.join(',')}),
     })
-    const model = manifest === null ? engine.config.modelType : manifest.source.kind === 'hub' ? manifest.source.repo : manifest.modelType
-    return engineChat(engine, model)
   } catch (cause) {
     if (isNleError(cause) && cause.code.startsWith('SERVER_')) throw cause
     throw serverError('SERVER_MODEL_LOAD_FAILED', `The model in ${spec.path} could not be loaded${isNleError(cause) ? ` (${cause.code})` : ''}.`, {
@@ -89,4 +124,21 @@ export async function loadChatModel(spec: ModelSpec, logger: Logger): Promise<Ch
       hint: isNleError(cause) ? cause.hint : undefined,
     })
   }
+  const bytesPerToken = kvBytesPerToken(engine.decoder.kv)
+  const freeBytes = (serving.freeBytes ?? freemem)()
+  const budgetBytes = serving.kvCacheMiB === undefined || serving.kvCacheMiB === 'auto' ? autoKvBudgetBytes(freeBytes) : Math.floor(serving.kvCacheMiB * MIB)
+  const auto = autoBatchLimit(budgetBytes, {freeBytes, vcpus: serving.vcpus ?? availableParallelism(), bytesPerToken, contextTokens: engine.config.maxPositions, maxTokens: serving.maxTokens ?? 256})
+  // The engine batches at most what it loaded with (1 for a model whose layout cannot be batched exactly).
+  const concurrency = Math.min(engine.batching.maxBatch, configured === 'auto' ? auto : configured)
+  logger.log('info', 'serving', {
+    concurrency,
+    concurrencySource: configured === 'auto' ? 'auto' : 'config',
+    ...(engine.batching.unbatchable === undefined ? {} : {unbatchable: engine.batching.unbatchable}),
+    kvBytesPerToken: bytesPerToken,
+    kvBudgetMiB: Math.floor(budgetBytes / MIB),
+    kvBudgetSource: serving.kvCacheMiB === undefined || serving.kvCacheMiB === 'auto' ? 'auto' : 'config',
+    freeMiB: Math.floor(freeBytes / MIB),
+  })
+  const model = manifest === null ? engine.config.modelType : manifest.source.kind === 'hub' ? manifest.source.repo : manifest.modelType
+  return {chat: engineChat(engine, model, {bytesPerToken}), concurrency, kvBudgetBytes: budgetBytes, kvBytesPerToken: bytesPerToken}
 }

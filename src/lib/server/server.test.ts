@@ -164,6 +164,29 @@ describe('enclave server', () => {
     expect(metrics).not.toContain('CANARY')
   })
 
+  it('/metrics answers without the batch counts when the engine cannot give them; a queue of 0 still serves a free slot', async () => {
+    const path = join(dir, 'stuck.sock')
+    const stuck: ChatEngine = {...echoChat(), stats: () => new Promise(() => undefined)}
+    const other = new EnclaveServer({chat: stuck, nsm, keyRing, defaults: DEFAULTS, generation: {concurrency: 1, queue: 0}})
+    await other.listen(path)
+    const c = new NleClient({target: `unix:${path}`, expectedPcrs: PCRS, insecureDevRoot: nsm.root})
+    try {
+      expect((await c.chat({messages: [{role: 'user', content: 'hi'}]})).choices[0]!.message.content).toBe('Echo: hi')
+      const metrics = await new Promise<string>((resolve) =>
+        request({socketPath: path, path: '/metrics'}, (res) => {
+          let text = ''
+          res.on('data', (d: Buffer) => (text += d))
+          res.on('end', () => resolve(text))
+        }).end(),
+      )
+      expect(metrics).toContain('nle_server_generation_slots 1\n')
+      expect(metrics).not.toContain('nle_server_batch_active')
+    } finally {
+      c.close()
+      await other.drain(1000)
+    }
+  })
+
   it('bounds a request by the runtime defaults', () => {
     const body = new TextEncoder().encode(JSON.stringify({messages: [{role: 'user', content: 'q'}], max_tokens: 9999, stop: 'x'}))
     expect(parseChatRequest(body, DEFAULTS).options).toMatchObject({maxTokens: 64, stop: ['x'], temperature: 0})
