@@ -47,6 +47,10 @@ describe('nle build --builder docker', () => {
     for (const f of ['Dockerfile', 'start.sh', 'nle/runtime/enclave-server/index.js', 'nle/dist/lib/server/main.js', 'nle/package-lock.json', 'model/config.json', 'model/nle-model.json', 'nle.runtime.json']) {
       expect(sent, f).toContain(f)
     }
+    // nle/ is the enclave runtime package (its own package.json and lockfile), not the CLI: no
+    // commands, no simulator, no YAML loader, no hub or synth code.
+    expect(JSON.parse(readFileSync(join(ctx, 'nle', 'package.json'), 'utf8')).name).toBe('@nle/enclave-server')
+    expect(sent.filter((f) => /^nle\/dist\/(commands|cli|ui)\/|^nle\/dist\/lib\/(attestation\/simulator|config\/load|model\/(hub|synth))/.test(f))).toEqual([])
     // After the build the context keeps no copy of the model (the project's model/ is the one copy).
     expect(existsSync(join(ctx, 'model'))).toBe(false)
     expect(existsSync(join(ctx, 'nle.runtime.json'))).toBe(true)
