@@ -126,3 +126,36 @@ describe('the enclave server package, installed alone', () => {
     expect(await server.exited).toBe(0)
   }, 180_000)
 })
+
+describe('the parent proxy package, installed alone', () => {
+  it('installs from its own lockfile offline and serves: TLS (self-signed) and loopback HTTP, 502 with no enclave behind it', async () => {
+    const tmp = tempDir('nle-proxy-pkg-')
+    const pkg = join(tmp.dir, 'parent-proxy')
+    let proxy: Child | undefined
+    try {
+      await assembleRuntimePackage('parent-proxy', pkg)
+      execFileSync('npm', ['ci', '--omit=dev', '--offline', '--ignore-scripts', '--no-audit', '--no-fund'], {cwd: pkg, stdio: 'pipe'})
+      const figures = installedClosureFigures(join(pkg, 'node_modules'))
+      expect(figures.names.filter((n) => RUNTIMES['parent-proxy'].forbiddenPackages.includes(n.replace(/^.*node_modules\//, '')))).toEqual([])
+      console.log(`[figures] parent proxy closure, installed: ${figures.packages} packages, ${figures.files} files, ${(figures.bytes / 1e6).toFixed(1)} MB`)
+      proxy = startScript(join(pkg, 'runtime/parent-proxy/index.js'), ['--upstream', `unix:${join(tmp.dir, 'no-enclave.sock')}`, '--self-signed', join(tmp.dir, 'tls'), '--host', '127.0.0.1', '--port', '0', '--http-port', '0'], {}, pkg)
+      const listening = await proxy.waitFor('listening', 60_000)
+      expect(listening.https).toMatch(/^127\.0\.0\.1:\d+$/)
+      const status = await new Promise<number>((resolve, reject) => {
+        const [host, port] = String(listening.http).split(':')
+        request({host, port: Number(port), path: '/healthz'}, (res) => {
+          res.resume()
+          resolve(res.statusCode ?? 0)
+        })
+          .on('error', reject)
+          .end()
+      })
+      expect(status).toBe(502)
+      proxy.proc.kill('SIGTERM')
+      expect(await proxy.exited).toBe(0)
+    } finally {
+      if (proxy && proxy.proc.exitCode === null) proxy.proc.kill('SIGKILL')
+      tmp.cleanup()
+    }
+  }, 120_000)
+})
