@@ -3,7 +3,7 @@
 // ones derived from that graph and nle's lockfile, and the enclave server's package, copied to an
 // empty folder and installed from its own lockfile offline (npm's cache), starts and attests.
 import {execFileSync, spawnSync} from 'node:child_process'
-import {readFileSync, readdirSync, writeFileSync} from 'node:fs'
+import {existsSync, readFileSync, readdirSync, writeFileSync} from 'node:fs'
 import {request} from 'node:http'
 import {join} from 'node:path'
 
@@ -83,6 +83,9 @@ describe('the enclave server package, installed alone', () => {
     expect(figures.names.filter((n) => RUNTIMES['enclave-server'].forbiddenPackages.includes(n.replace(/^.*node_modules\//, '')))).toEqual([])
     console.log(`[figures] enclave runtime closure, installed and pruned: ${figures.packages} packages, ${figures.files} files, ${(figures.bytes / 1e6).toFixed(1)} MB`)
     expect(readdirSync(join(pkg, 'node_modules', 'onnxruntime-node', 'bin', 'napi-v6'))).toEqual([process.platform])
+    // protobufjs's command-line tools and their ~55 bundled packages went with the prune step.
+    expect(existsSync(join(pkg, 'node_modules', 'protobufjs', 'cli'))).toBe(false)
+    expect(figures.names.filter((n) => n.includes('/cli/'))).toEqual([])
   })
 
   it('the image\'s entry refuses the NSM simulator (exit 2: it has none)', () => {
