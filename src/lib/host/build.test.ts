@@ -1,6 +1,6 @@
 import {spawnSync} from 'node:child_process'
 import {createHash} from 'node:crypto'
-import {existsSync, mkdirSync, readFileSync, readdirSync, rmSync, symlinkSync, writeFileSync} from 'node:fs'
+import {existsSync, mkdirSync, readFileSync, readdirSync, realpathSync, rmSync, symlinkSync, writeFileSync} from 'node:fs'
 import {homedir} from 'node:os'
 import {join} from 'node:path'
 
@@ -204,17 +204,20 @@ describe('nle build --builder native', () => {
     const ra = await buildProject({...a.opts, builder: 'native'})
     const eifA = readFileSync(join(a.dir, 'build', 'enclave.eif'))
     expect(sha256(join(a.dir, '.nle', 'rootfs', ...ENCLAVE_NODE.imagePath.split('/')))).toBe(ENCLAVE_NODE.binarySha256)
-    expect(sha256(process.execPath)).not.toBe(ENCLAVE_NODE.binarySha256)
     expect((await readLockfile(join(a.dir, 'nle.lock.json'))).inputs.node).toBe(nodeInput())
 
     // The second machine: an empty nle cache (so npm fetches and nle checks the package again, from
-    // npm's cache), and first on PATH a node that is not this one (the pinned Node 24 itself, which
-    // then also runs that npm).
+    // npm's cache), and first on PATH a node that is not the one running this test (which then also
+    // runs that npm): the pinned Node 24 when the test runs on another, else the machine's own node.
+    const pinned = realpathSync(await pinnedNodeBinary({env: {...process.env, NLE_CACHE_DIR: TEST_CACHE_DIR}}))
+    const machines = spawnSync('which', ['-a', 'node'], {encoding: 'utf8'}).stdout.split('\n').filter(Boolean).map((p) => realpathSync(p))
+    const otherNode = [pinned, ...machines].find((p) => p !== realpathSync(process.execPath))
+    if (otherNode === undefined) throw new Error('this machine has no second node binary to put first on PATH')
     const other = tempDir('nle-other-node-')
     mkdirSync(join(other.dir, 'bin'))
-    symlinkSync(await pinnedNodeBinary({env: {...process.env, NLE_CACHE_DIR: TEST_CACHE_DIR}}), join(other.dir, 'bin', 'node'))
+    symlinkSync(otherNode, join(other.dir, 'bin', 'node'))
     const path = `${join(other.dir, 'bin')}:${process.env.PATH ?? ''}`
-    expect(spawnSync('node', ['--version'], {env: {PATH: path}, encoding: 'utf8'}).stdout.trim()).toBe(`v${ENCLAVE_NODE.version}`)
+    expect(realpathSync(spawnSync('sh', ['-c', 'command -v node'], {env: {PATH: path}, encoding: 'utf8'}).stdout.trim())).not.toBe(realpathSync(process.execPath))
     const hostA = host
     try {
       // (npm's own cache stays this machine's: the fake HOME has none, and the test must not need the network.)
