@@ -3,7 +3,7 @@
  * runtime/enclave-server/index.js (the enclave's entry) only calls `runEnclaveServer(argv)`.
  *
  * This module is part of the enclave runtime package (runtime/enclave-server, see
- * src/lib/runtime-package/): it must not import the NSM simulator, the YAML project config or
+ * src/lib/runtime/packages.ts): it must not import the NSM simulator, the YAML project config or
  * anything else of the CLI. Development runs add those through ServerExtensions
  * (src/lib/dev/enclave-server.ts, the entry `nle dev` and the tests start).
  *
