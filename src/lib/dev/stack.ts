@@ -27,7 +27,7 @@ import {type ApplyReport, applyPolicy} from '../kms/service.js'
 import {readLockfile} from '../lockfile.js'
 import {MANIFEST_FILE, readManifest, recordManifest, synthModel} from '../model/index.js'
 import {checkManifestFiles, sha256File} from '../model/manifest.js'
-import {RUNTIME_DIR} from '../paths.js'
+import {PACKAGE_ROOT, RUNTIME_DIR} from '../paths.js'
 import {removeEndpoints, writeEndpoints, type DevEndpoints} from './endpoints.js'
 import {devError} from './errors.js'
 import {acquireDevLock} from './lock.js'
@@ -234,7 +234,8 @@ export async function startDevStack(options: DevStackOptions): Promise<DevStack>
       name: 'enclave-server',
       command: process.execPath,
       args: [
-        join(RUNTIME_DIR, 'enclave-server', 'index.js'),
+        // The development entry: the enclave server with the NSM simulator and nle.yaml support.
+        join(PACKAGE_ROOT, 'dist', 'lib', 'dev', 'enclave-server.js'),
         '--socket', socket,
         '--config', loaded.file,
         '--nsm', 'simulator',

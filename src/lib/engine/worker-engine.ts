@@ -24,8 +24,8 @@ interface Pending {
  */
 function startWorker(workerData: unknown): Worker {
   if (!import.meta.url.endsWith('.ts')) return new Worker(new URL('./engine-worker.js', import.meta.url), {workerData})
-  const entry = new URL('./engine-worker.ts', import.meta.url).href
-  const code = `import('tsx/esm/api').then((api) => api.tsImport(${JSON.stringify(entry)}, ${JSON.stringify(entry)}))`
+  const entry = new URL('./engine-worker.ts', import.meta.url).href // runtime-graph: dev-only (tests and tsx run the .ts sources)
+  const code = `import('tsx/esm/api').then((api) => api.tsImport(${JSON.stringify(entry)}, ${JSON.stringify(entry)}))` // runtime-graph: dev-only
   return new Worker(code, {eval: true, workerData})
 }
 

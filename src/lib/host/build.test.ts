@@ -1,6 +1,7 @@
 import {spawnSync} from 'node:child_process'
 import {createHash} from 'node:crypto'
-import {existsSync, mkdirSync, readFileSync, readdirSync, rmSync, writeFileSync} from 'node:fs'
+import {existsSync, mkdirSync, readFileSync, readdirSync, realpathSync, rmSync, symlinkSync, writeFileSync} from 'node:fs'
+import {homedir} from 'node:os'
 import {join} from 'node:path'
 
 import {afterEach, describe, expect, it} from 'vitest'
@@ -12,6 +13,9 @@ import {readEif} from '../eif/reader.js'
 import {hasCode} from '../errors.js'
 import {readLockfile} from '../lockfile.js'
 import {type BuildOptions, buildProject} from './build.js'
+import {ENCLAVE_NODE, nodeInput, pinnedNodeBinary} from './node-runtime.js'
+import {TEST_CACHE_DIR} from '../../test-support/node-cache.js'
+import {tempDir} from '../../test-support/tmp.js'
 import {rejection} from '../../test-support/rejection.js'
 
 let host: FakeHost
@@ -47,6 +51,10 @@ describe('nle build --builder docker', () => {
     for (const f of ['Dockerfile', 'start.sh', 'nle/runtime/enclave-server/index.js', 'nle/dist/lib/server/main.js', 'nle/package-lock.json', 'model/config.json', 'model/nle-model.json', 'nle.runtime.json']) {
       expect(sent, f).toContain(f)
     }
+    // nle/ is the enclave runtime package (its own package.json and lockfile), not the CLI: no
+    // commands, no simulator, no YAML loader, no hub or synth code.
+    expect(JSON.parse(readFileSync(join(ctx, 'nle', 'package.json'), 'utf8')).name).toBe('@nle/enclave-server')
+    expect(sent.filter((f) => /^nle\/dist\/(commands|cli|ui)\/|^nle\/dist\/lib\/(attestation\/simulator|config\/load|model\/(hub|synth))/.test(f))).toEqual([])
     // After the build the context keeps no copy of the model (the project's model/ is the one copy).
     expect(existsSync(join(ctx, 'model'))).toBe(false)
     expect(existsSync(join(ctx, 'nle.runtime.json'))).toBe(true)
@@ -189,6 +197,42 @@ describe('nle build --builder native', () => {
     const left = readdirSync(join(dir, '.nle'), {recursive: true, encoding: 'utf8'}).filter((f) => f.startsWith('rootfs/app/model') || modelFiles.has(f.split('/').at(-1)!))
     expect(left).toEqual([])
   })
+
+  it('the image carries the pinned Node, not the one running nle: another machine (HOME, cache, a different node first on PATH) builds the same EIF bytes', async () => {
+    const sha256 = (p: string): string => createHash('sha256').update(readFileSync(p)).digest('hex')
+    const a = await setup({NITRO_CLI_BLOBS: undefined})
+    const ra = await buildProject({...a.opts, builder: 'native'})
+    const eifA = readFileSync(join(a.dir, 'build', 'enclave.eif'))
+    expect(sha256(join(a.dir, '.nle', 'rootfs', ...ENCLAVE_NODE.imagePath.split('/')))).toBe(ENCLAVE_NODE.binarySha256)
+    expect((await readLockfile(join(a.dir, 'nle.lock.json'))).inputs.node).toBe(nodeInput())
+
+    // The second machine: an empty nle cache (so npm fetches and nle checks the package again, from
+    // npm's cache), and first on PATH a node that is not the one running this test (which then also
+    // runs that npm): the pinned Node 24 when the test runs on another, else the machine's own node.
+    const pinned = realpathSync(await pinnedNodeBinary({env: {...process.env, NLE_CACHE_DIR: TEST_CACHE_DIR}}))
+    const machines = spawnSync('which', ['-a', 'node'], {encoding: 'utf8'}).stdout.split('\n').filter(Boolean).map((p) => realpathSync(p))
+    const otherNode = [pinned, ...machines].find((p) => p !== realpathSync(process.execPath))
+    if (otherNode === undefined) throw new Error('this machine has no second node binary to put first on PATH')
+    const other = tempDir('nle-other-node-')
+    mkdirSync(join(other.dir, 'bin'))
+    symlinkSync(otherNode, join(other.dir, 'bin', 'node'))
+    const path = `${join(other.dir, 'bin')}:${process.env.PATH ?? ''}`
+    expect(realpathSync(spawnSync('sh', ['-c', 'command -v node'], {env: {PATH: path}, encoding: 'utf8'}).stdout.trim())).not.toBe(realpathSync(process.execPath))
+    const hostA = host
+    try {
+      // (npm's own cache stays this machine's: the fake HOME has none, and the test must not need the network.)
+      const npmCache = process.env.npm_config_cache ?? join(homedir(), '.npm')
+      const b = await setup({NITRO_CLI_BLOBS: undefined, PATH: path, NLE_CACHE_DIR: join(other.dir, 'cache'), npm_config_cache: npmCache})
+      expect(b.dir).not.toBe(a.dir)
+      const rb = await buildProject({...b.opts, builder: 'native'})
+      expect(existsSync(join(other.dir, 'cache', 'node'))).toBe(true)
+      expect(rb.measurements).toEqual(ra.measurements)
+      expect(readFileSync(join(b.dir, 'build', 'enclave.eif')).equals(eifA)).toBe(true)
+    } finally {
+      hostA.cleanup()
+      other.cleanup()
+    }
+  }, 120_000)
 
   it('with blobs: PCR1 is the kernel, the trimmed cmdline and the bootstrap cpio of init and nsm.ko', async () => {
     const {dir, opts} = await setup()

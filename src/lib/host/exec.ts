@@ -8,7 +8,7 @@ import {execa} from 'execa'
 import {ToolError} from '../errors.js'
 import type {HostErrorCode} from './errors.js'
 
-export type ToolName = 'docker' | 'nitro-cli' | 'systemctl' | 'socat' | 'vsock-proxy'
+export type ToolName = 'docker' | 'nitro-cli' | 'systemctl' | 'socat' | 'vsock-proxy' | 'npm' | 'tar'
 
 /** What to install when a tool is missing. */
 export const TOOL_PACKAGES: Record<ToolName, string> = {
@@ -18,6 +18,8 @@ export const TOOL_PACKAGES: Record<ToolName, string> = {
   systemctl: 'systemctl comes with systemd; on a host without systemd use `nle run` without --systemd (managed processes).',
   socat: 'Install socat: `sudo dnf install -y socat` (Amazon Linux) or `sudo apt-get install -y socat` (Debian/Ubuntu).',
   'vsock-proxy': 'vsock-proxy comes with the Nitro Enclaves CLI: `sudo dnf install -y aws-nitro-enclaves-cli` (Amazon Linux).',
+  npm: 'npm comes with Node.js (nle runs on Node); put its folder on PATH.',
+  tar: 'Install tar: `sudo dnf install -y tar` (Amazon Linux) or `sudo apt-get install -y tar` (Debian/Ubuntu).',
 }
 
 /** Where host code finds its tools: the environment (PATH) they run with. Tests point PATH at fakes. */

@@ -1,10 +1,10 @@
-import {existsSync, mkdirSync, mkdtempSync, rmSync, writeFileSync} from 'node:fs'
+import {existsSync, lstatSync, mkdirSync, mkdtempSync, rmSync, symlinkSync, writeFileSync} from 'node:fs'
 import {tmpdir} from 'node:os'
 import {join} from 'node:path'
 
 import {afterEach, describe, expect, it} from 'vitest'
 
-import {isForeignBinary, pruneForeignBinaries, verifyLoads} from './prune.js'
+import {isForeignBinary, isRemovedByPrune, isUnusedPart, pruneForeignBinaries, verifyLoads} from './prune.js'
 
 const linuxX64 = {platform: 'linux', arch: 'x64'}
 let dir: string | undefined
@@ -84,7 +84,7 @@ describe('pruneForeignBinaries', () => {
 
   it('does nothing when the packages are not installed', () => {
     dir = mkdtempSync(join(tmpdir(), 'nle-prune-'))
-    expect(pruneForeignBinaries(join(dir, 'node_modules'), linuxX64)).toEqual({target: linuxX64, packages: [], removedBytes: 0})
+    expect(pruneForeignBinaries(join(dir, 'node_modules'), linuxX64)).toEqual({target: linuxX64, packages: [], parts: [], removedBytes: 0})
   })
 
   it('verifyLoads reports a package that no longer loads', () => {
@@ -92,5 +92,31 @@ describe('pruneForeignBinaries', () => {
     writeFileSync(join(nm, 'koffi', 'index.js'), 'throw new Error("no koffi.node for this platform")\n')
     const report = pruneForeignBinaries(nm, linuxX64)
     expect(() => verifyLoads(nm, report)).toThrow(/koffi does not load after pruning: no koffi.node/)
+  })
+})
+
+describe('unused parts (protobufjs\'s command-line tools)', () => {
+  it('removes protobufjs/cli and bin with their bundled packages and .bin links, keeps the library loadable', () => {
+    const nm = fakeNodeModules(['linux/x64'], ['linux_x64'])
+    const pb = join(nm, 'protobufjs')
+    file(join(pb, 'package.json'), JSON.stringify({name: 'protobufjs', main: 'index.js'}))
+    file(join(pb, 'index.js'), 'module.exports = {lib: true}\n')
+    file(join(pb, 'bin', 'pbjs'), '#!/usr/bin/env node\nrequire("../cli/pbjs")\n')
+    file(join(pb, 'cli', 'pbjs.js'), 'tool')
+    file(join(pb, 'cli', 'node_modules', 'jsdoc', 'package.json'), '{"name":"jsdoc"}')
+    mkdirSync(join(nm, '.bin'))
+    symlinkSync('../protobufjs/bin/pbjs', join(nm, '.bin', 'pbjs'))
+    expect(isUnusedPart('node_modules/protobufjs/cli/node_modules/jsdoc/package.json')).toBe(true)
+    expect(isUnusedPart('node_modules/protobufjs/index.js')).toBe(false)
+    expect(isUnusedPart('node_modules/not-protobufjs/cli/x.js')).toBe(false)
+    expect(isRemovedByPrune('node_modules/onnxruntime-node/bin/napi-v6/darwin/arm64/x.node', linuxX64)).toBe(true)
+
+    const report = pruneForeignBinaries(nm, linuxX64)
+    expect(report.parts.map((p) => `${p.name}/${p.path}`)).toEqual(['protobufjs/cli', 'protobufjs/bin'])
+    expect(existsSync(join(pb, 'cli'))).toBe(false)
+    expect(existsSync(join(pb, 'bin'))).toBe(false)
+    expect(existsSync(join(pb, 'index.js'))).toBe(true)
+    expect(() => lstatSync(join(nm, '.bin', 'pbjs'))).toThrow()
+    expect(() => verifyLoads(nm, report)).not.toThrow()
   })
 })

@@ -1,6 +1,6 @@
 // The runtime's native packages ship prebuilt binaries for every platform (onnxruntime-node: about
 // 290 MB, of which linux-x64 is 45 MB; koffi: one folder per OS/arch/libc). An enclave image runs on
-// one platform, so after `npm ci` the image removes the others:
+// one platform, so after `npm ci` the image removes the others (and UNUSED_PARTS, below):
 //
 //   node dist/lib/host/prune.js --verify node_modules
 //
@@ -9,7 +9,7 @@
 // --verify it then loads each pruned package, so a broken image fails at build time, not at boot.
 // Only node: builtins (and ../errors.ts, which has no imports) here: the script runs in the image
 // before anything else is known to work.
-import {existsSync, readdirSync, rmSync, statSync} from 'node:fs'
+import {existsSync, lstatSync, readdirSync, rmSync, statSync} from 'node:fs'
 import {createRequire} from 'node:module'
 import {dirname, join, resolve, sep} from 'node:path'
 import {pathToFileURL} from 'node:url'
@@ -81,9 +81,39 @@ export function isForeignBinary(path: string, target: Platform = {platform: proc
   return false
 }
 
+/**
+ * Parts of packages the runtime never loads, removed with the other platforms' binaries:
+ * protobufjs's command-line tools (bin/ and cli/: pbjs, pbts; onnx-proto needs only its library),
+ * whose cli/ ships its own bundled node_modules of ~55 packages (jsdoc, markdown-it, espree,
+ * lodash, …), ~12 MB.
+ */
+export const UNUSED_PARTS: readonly {name: string; path: string}[] = [
+  {name: 'protobufjs', path: 'cli'},
+  {name: 'protobufjs', path: 'bin'},
+]
+
+/** Whether `path` lies inside an UNUSED_PARTS folder of an installed package. */
+export function isUnusedPart(path: string): boolean {
+  const s = segments(path)
+  return UNUSED_PARTS.some(({name, path: part}) => {
+    const parts = segments(part)
+    for (let i = s.indexOf(name); i >= 0; i = s.indexOf(name, i + 1)) {
+      if (s[i - 1] === 'node_modules' && parts.every((p, j) => s[i + 1 + j] === p)) return true
+    }
+    return false
+  })
+}
+
+/** What the image's prune step removes: another platform's binaries, or an unused part. */
+export function isRemovedByPrune(path: string, target: Platform = {platform: process.platform, arch: process.arch}): boolean {
+  return isForeignBinary(path, target) || isUnusedPart(path)
+}
+
 export interface PruneReport {
   target: Platform
   packages: {name: string; kept: string[]; removed: string[]; removedBytes: number}[]
+  /** UNUSED_PARTS removed (package folder relative to node_modules, the part's path). */
+  parts: {name: string; path: string; removedBytes: number}[]
   removedBytes: number
 }
 
@@ -119,7 +149,7 @@ function packageDirs(nodeModules: string, name: string): string[] {
  * removing nothing of that package, when an installed package has no binary for `target`.
  */
 export function pruneForeignBinaries(nodeModules: string, target: Platform = {platform: process.platform, arch: process.arch}): PruneReport {
-  const report: PruneReport = {target, packages: [], removedBytes: 0}
+  const report: PruneReport = {target, packages: [], parts: [], removedBytes: 0}
   for (const pkg of NATIVE_PACKAGES) {
     for (const dir of packageDirs(nodeModules, pkg.name)) {
       const kept: string[] = []
@@ -148,13 +178,42 @@ export function pruneForeignBinaries(nodeModules: string, target: Platform = {pl
       report.removedBytes += removedBytes
     }
   }
+  for (const {name, path} of UNUSED_PARTS) {
+    for (const dir of packageDirs(nodeModules, name)) {
+      const abs = join(dir, path)
+      if (!existsSync(abs)) continue
+      const removedBytes = bytesOf(abs)
+      rmSync(abs, {recursive: true, force: true})
+      report.parts.push({name, path, removedBytes})
+      report.removedBytes += removedBytes
+    }
+  }
+  removeDanglingBinLinks(nodeModules)
   return report
+}
+
+/** node_modules/.bin links whose target went with a pruned part (protobufjs's pbjs, pbts). */
+function removeDanglingBinLinks(nodeModules: string): void {
+  const walk = (nm: string): void => {
+    const bin = join(nm, '.bin')
+    if (existsSync(bin)) {
+      for (const e of readdirSync(bin)) {
+        const p = join(bin, e)
+        if (lstatSync(p).isSymbolicLink() && !existsSync(p)) rmSync(p)
+      }
+    }
+    for (const entry of listDirs(nm)) {
+      const dirs = entry.startsWith('@') ? listDirs(join(nm, entry)).map((e) => join(nm, entry, e)) : [join(nm, entry)]
+      for (const d of dirs) if (existsSync(join(d, 'node_modules'))) walk(join(d, 'node_modules'))
+    }
+  }
+  walk(nodeModules)
 }
 
 /** Loads each pruned package from the folder holding `nodeModules`, as the runtime will. */
 export function verifyLoads(nodeModules: string, report: PruneReport): void {
   const req = createRequire(join(dirname(resolve(nodeModules)), 'package.json'))
-  for (const {name} of report.packages) {
+  for (const name of new Set([...report.packages.map((p) => p.name), ...report.parts.map((p) => p.name)])) {
     try {
       req(name)
     } catch (cause) {
@@ -172,7 +231,9 @@ function main(argv: string[]): number {
     for (const p of report.packages) {
       process.stdout.write(`prune: ${p.name}: kept ${p.kept.join(', ')}; removed ${p.removed.length} folders, ${(p.removedBytes / 1e6).toFixed(1)} MB\n`)
     }
-    if (verify) process.stdout.write(`prune: ${report.packages.map((p) => p.name).join(', ') || 'nothing'} loaded on ${report.target.platform}/${report.target.arch}\n`)
+    for (const p of report.parts) process.stdout.write(`prune: ${p.name}: removed ${p.path}/ (not loaded at run time), ${(p.removedBytes / 1e6).toFixed(1)} MB\n`)
+    const loaded = [...new Set([...report.packages.map((p) => p.name), ...report.parts.map((p) => p.name)])]
+    if (verify) process.stdout.write(`prune: ${loaded.join(', ') || 'nothing'} loaded on ${report.target.platform}/${report.target.arch}\n`)
     return 0
   } catch (error) {
     process.stderr.write(`prune: ${error instanceof Error ? error.message : String(error)}\n`)

@@ -9,8 +9,7 @@ import {type Server, type Socket, connect, createServer as createNetServer} from
 import {join} from 'node:path'
 import {type TLSSocket, createServer as createTlsServer} from 'node:tls'
 
-import {CreateKeyCommand, DecryptCommand, EncryptCommand, KMSClient} from '@aws-sdk/client-kms'
-import {NodeHttpHandler} from '@smithy/node-http-handler'
+import {CreateKeyCommand, KMSClient} from '@aws-sdk/client-kms'
 import {afterAll, afterEach, beforeAll, describe, expect, it} from 'vitest'
 
 import {NsmSimulator} from '../attestation/simulator.js'
@@ -18,7 +17,7 @@ import {hasCode} from '../errors.js'
 import {type CredentialsServer, startCredentialsServer} from '../proxy/credentials.js'
 import {selfSignedCertificate} from '../proxy/tls.js'
 import {tempDir} from '../../test-support/tmp.js'
-import {credentialsFromSocket, enclaveKmsClient, kmsEndpoint, viaAgents} from './enclave-aws.js'
+import {type EnclaveKmsClient, KmsServiceError, credentialsFromSocket, enclaveKmsClient, kmsEndpoint, viaAgents} from './enclave-aws.js'
 import {type RunningLocalKms, startLocalKms} from './local/server.js'
 import {type LocalIdentity, newState} from './local/state.js'
 
@@ -116,19 +115,23 @@ describe('enclaveKmsClient against the local KMS endpoint', () => {
     await kms?.close()
   })
 
-  async function roundTrip(client: KMSClient): Promise<void> {
+  async function roundTrip(client: EnclaveKmsClient): Promise<void> {
     const context = {'nle:purpose': 'chat-request', 'nle:request-id': 'ab12'}
     const plaintext = Buffer.from('a 32-byte data key, more or less')
-    const enc = await client.send(new EncryptCommand({KeyId: keyId, Plaintext: plaintext, EncryptionContext: context}))
-    const dec = await client.send(new DecryptCommand({CiphertextBlob: enc.CiphertextBlob, EncryptionContext: context}))
+    const enc = await client.encrypt({KeyId: keyId, Plaintext: plaintext, EncryptionContext: context})
+    const dec = await client.decrypt({CiphertextBlob: enc.CiphertextBlob, EncryptionContext: context})
     expect(Buffer.from(dec.Plaintext!)).toEqual(plaintext)
     expect(dec.KeyId).toContain(keyId)
+    // A context that differs is refused by KMS: the error carries KMS's exception name.
+    const refused = await failure(client.decrypt({CiphertextBlob: enc.CiphertextBlob, EncryptionContext: {...context, 'nle:request-id': 'other'}}))
+    expect(refused).toBeInstanceOf(KmsServiceError)
+    expect((refused as KmsServiceError).name).toBe('InvalidCiphertextException')
   }
 
   it('Encrypt/Decrypt round trip, signed with the credentials from the socket (direct connection)', async () => {
     const client = enclaveKmsClient({region: 'us-east-1', endpoint: kms.url, credentialsSocket: credentials.socketPath})
     cleanups.push(() => client.destroy())
-    expect(await client.config.maxAttempts()).toBe(2)
+    expect(client.maxAttempts).toBe(2)
     await roundTrip(client)
   })
 
@@ -174,14 +177,8 @@ describe('enclaveKmsClient against the local KMS endpoint', () => {
     })
     await listen(terminator, via)
     cleanups.push(() => open.forEach((s) => s.destroy()))
-    // enclaveKmsClient's handler, with the test certificate trusted (the enclave uses Node's CA store).
-    const client = new KMSClient({
-      region: 'us-east-1',
-      endpoint: 'https://localhost',
-      credentials: credentialsFromSocket(credentials.socketPath),
-      maxAttempts: 1,
-      requestHandler: new NodeHttpHandler({...viaAgents(via, 'localhost', {ca: cert.certPem}), connectionTimeout: 5000, requestTimeout: 30_000}),
-    })
+    // enclaveKmsClient's agents, with the test certificate trusted (the enclave uses Node's CA store).
+    const client = enclaveKmsClient({region: 'us-east-1', endpoint: 'https://localhost', via, credentialsSocket: credentials.socketPath}, {ca: cert.certPem})
     cleanups.push(() => client.destroy())
     await roundTrip(client)
   })
@@ -189,8 +186,60 @@ describe('enclaveKmsClient against the local KMS endpoint', () => {
   it('fails with KMS_CREDENTIALS_UNAVAILABLE when the credentials socket is missing', async () => {
     const client = enclaveKmsClient({region: 'us-east-1', endpoint: kms.url, credentialsSocket: join(tmp.dir, 'absent.sock')})
     cleanups.push(() => client.destroy())
-    const e = await failure(client.send(new EncryptCommand({KeyId: keyId, Plaintext: Buffer.from('x')})))
+    const e = await failure(client.encrypt({KeyId: keyId, Plaintext: Buffer.from('x')}))
     expect(hasCode(e, 'KMS_CREDENTIALS_UNAVAILABLE')).toBe(true)
+  })
+})
+
+describe('enclaveKmsClient against a KMS that misbehaves (through `via`)', () => {
+  async function fakeKms(answer: (res: ServerResponse) => void): Promise<{client: EnclaveKmsClient; calls: () => {target?: string; signed: boolean}[]}> {
+    const calls: {target?: string; signed: boolean}[] = []
+    const via = sock('fake-kms')
+    await listen(
+      createHttpServer((req, res) => {
+        req.resume()
+        req.on('end', () => {
+          calls.push({target: req.headers['x-amz-target'] as string | undefined, signed: /^AWS4-HMAC-SHA256 Credential=AKIAX\/\d{8}\/us-east-1\/kms\/aws4_request/.test(String(req.headers.authorization))})
+          answer(res)
+        })
+      }),
+      via,
+    )
+    const creds = await fakeEndpoint((_req, res) => res.end(JSON.stringify({AccessKeyId: 'AKIAX', SecretAccessKey: 's3cr3t'})))
+    const client = enclaveKmsClient({region: 'us-east-1', endpoint: 'http://kms.invalid', via, credentialsSocket: creds})
+    cleanups.push(() => client.destroy())
+    return {client, calls: () => calls}
+  }
+  const input = {CiphertextBlob: new Uint8Array([1, 2, 3])}
+
+  it('an AWS error body becomes a KmsServiceError named after the exception, not retried', async () => {
+    const {client, calls} = await fakeKms((res) => {
+      res.writeHead(400, {'content-type': 'application/x-amz-json-1.1'})
+      res.end(JSON.stringify({__type: 'com.amazonaws.kms#AccessDeniedException', message: 'no'}))
+    })
+    const e = await failure(client.decrypt(input))
+    expect(e).toBeInstanceOf(KmsServiceError)
+    expect((e as KmsServiceError).name).toBe('AccessDeniedException')
+    expect(calls()).toEqual([{target: 'TrentService.Decrypt', signed: true}])
+  })
+
+  it('a 5xx is retried once, then fails', async () => {
+    const {client, calls} = await fakeKms((res) => {
+      res.writeHead(503, {'x-amzn-errortype': 'ServiceUnavailableException:http://internal'})
+      res.end()
+    })
+    const e = await failure(client.decrypt(input))
+    expect((e as KmsServiceError).name).toBe('ServiceUnavailableException')
+    expect(calls()).toHaveLength(2)
+  })
+
+  it('refuses an answer larger than 256 KiB', async () => {
+    const {client} = await fakeKms((res) => {
+      res.writeHead(200, {'content-type': 'application/x-amz-json-1.1'})
+      res.end(JSON.stringify({CiphertextForRecipient: 'A'.repeat(300 * 1024)}))
+    })
+    const e = await failure(client.decrypt(input))
+    expect((e as KmsServiceError).name).toBe('InvalidResponse')
   })
 })
 
@@ -227,6 +276,6 @@ describe('viaAgents (https)', () => {
     expect(kmsEndpoint('eu-west-1')).toBe('https://kms.eu-west-1.amazonaws.com')
     const client = enclaveKmsClient({region: 'eu-west-1', credentialsSocket: '/run/nle/credentials.sock', via: '/run/nle/kms.sock'})
     cleanups.push(() => client.destroy())
-    expect(client.config.endpoint).toBeDefined()
+    expect(client.endpoint.href).toBe('https://kms.eu-west-1.amazonaws.com/')
   })
 })

@@ -9,12 +9,12 @@
  */
 import type {KeyObject} from 'node:crypto'
 
-import {DecryptCommand, type KMSClient} from '@aws-sdk/client-kms'
 
 import type {AttestationRequest} from '../attestation/nsm-client.js'
 import {channelError} from '../channel/errors.js'
 import type {UnwrapDataKey} from '../channel/kms-request.js'
 import {isNleError} from '../errors.js'
+import type {KmsDecryptInput, KmsDecryptOutput} from '../kms/enclave-aws.js'
 import {decryptEnvelope, generateRecipientKeyPair} from '../kms/recipient.js'
 
 export interface RecipientDecryptInput {
@@ -98,19 +98,17 @@ export function mapKmsError(error: unknown): Error {
   })
 }
 
-/** RecipientDecrypt over an AWS SDK KMS client (in the enclave: ../kms/enclave-aws.ts makes it). */
-export function kmsRecipientDecrypt(client: KMSClient): RecipientDecrypt {
+/** RecipientDecrypt over a KMS client (in the enclave: ../kms/enclave-aws.ts makes it). */
+export function kmsRecipientDecrypt(client: {decrypt(input: KmsDecryptInput): Promise<KmsDecryptOutput>}): RecipientDecrypt {
   return async (input) => {
     let out
     try {
-      out = await client.send(
-        new DecryptCommand({
-          CiphertextBlob: input.ciphertextBlob,
-          EncryptionContext: input.encryptionContext,
-          ...(input.keyId ? {KeyId: input.keyId} : {}),
-          Recipient: {AttestationDocument: input.attestationDocument, KeyEncryptionAlgorithm: 'RSAES_OAEP_SHA_256'},
-        }),
-      )
+      out = await client.decrypt({
+        CiphertextBlob: input.ciphertextBlob,
+        EncryptionContext: input.encryptionContext,
+        ...(input.keyId ? {KeyId: input.keyId} : {}),
+        Recipient: {AttestationDocument: input.attestationDocument, KeyEncryptionAlgorithm: 'RSAES_OAEP_SHA_256'},
+      })
     } catch (error) {
       throw mapKmsError(error)
     }

@@ -1,12 +1,17 @@
 /**
  * The enclave server process: flags, config, model load, NSM, the socket, signals and exit codes.
- * runtime/enclave-server/index.ts only calls `runEnclaveServer`.
+ * runtime/enclave-server/index.js (the enclave's entry) only calls `runEnclaveServer(argv)`.
+ *
+ * This module is part of the enclave runtime package (runtime/enclave-server, see
+ * src/lib/runtime/packages.ts): it must not import the NSM simulator, the YAML project config or
+ * anything else of the CLI. Development runs add those through ServerExtensions
+ * (src/lib/dev/enclave-server.ts, the entry `nle dev` and the tests start).
  *
  * PID-1 friendly: it installs its own SIGTERM/SIGINT handlers (PID 1 gets no default ones), drains
  * in-flight streams before exiting 0, and exits with the NleError's exit code when start-up fails
  * (model missing → 6, model digest mismatch → 5, bad config → 3, NSM unavailable → 6).
  */
-import {readFile, rm, writeFile} from 'node:fs/promises'
+import {readFile, rm} from 'node:fs/promises'
 import {dirname, isAbsolute, resolve} from 'node:path'
 import {parseArgs} from 'node:util'
 
@@ -16,7 +21,6 @@ import type {AttestationRequest} from '../attestation/nsm-client.js'
 import {ServerKeyRing} from '../channel/index.js'
 import {KmsRequestOpener} from '../channel/kms-request.js'
 import type {EnclaveKmsOptions} from '../kms/enclave-aws.js'
-import {loadConfig} from '../config/load.js'
 import {ExitCode, NleError, isNleError, listenError} from '../errors.js'
 import {EnclaveServer} from './app.js'
 import {type ChatEngine, type RuntimeDefaults, echoChat} from './chat.js'
@@ -79,14 +83,24 @@ export const runtimeConfigSchema = z.strictObject({
 })
 export type RuntimeConfig = z.output<typeof runtimeConfigSchema>
 
-/** Read nle.runtime.json (JSON) or an nle.yaml. Relative model paths resolve against the file. */
-export async function readRuntimeConfig(path: string): Promise<RuntimeConfig> {
+type Nsm = {attestation(request?: AttestationRequest): Promise<Uint8Array>; close(): Promise<void>}
+
+/**
+ * What a development entry adds to the server; the enclave's entry adds nothing, so inside the image
+ * `--nsm simulator` and an nle.yaml config are refused (SERVER_USAGE).
+ */
+export interface ServerExtensions {
+  /** `--nsm simulator`: a simulated NSM (--eif / --lockfile PCRs, --sim-debug, --sim-root-out). */
+  simulator?: (o: {eif?: string; lockfile?: string; debug: boolean; rootOut?: string}, logger: Logger) => Promise<Nsm>
+  /** `--config nle.yaml`: the runtime config's input (model, runtime) from a project config. */
+  readProjectConfig?: (path: string) => Promise<unknown>
+}
+
+/** Read nle.runtime.json (JSON), or an nle.yaml through `ext`. Relative model paths resolve against the file. */
+export async function readRuntimeConfig(path: string, ext: ServerExtensions = {}): Promise<RuntimeConfig> {
   if (/\.ya?ml$/i.test(path)) {
-    const {config, dir} = await loadConfig(path)
-    return runtimeConfigSchema.parse({
-      model: {path: resolve(dir, config.model.path), dtype: config.model.dtype, ...(config.model.digest ? {digest: config.model.digest} : {})},
-      runtime: config.runtime,
-    })
+    if (!ext.readProjectConfig) throw new NleError('SERVER_USAGE', `${path}: the enclave server reads nle.runtime.json; an nle.yaml is read only by the development entry (\`nle dev\`).`)
+    return runtimeConfigSchema.parse(await ext.readProjectConfig(path))
   }
   let raw: unknown
   try {
@@ -156,7 +170,7 @@ export interface ServerHandle {
 }
 
 /** Parse argv, start, and keep running until a signal. Resolves with the exit code. */
-export async function runEnclaveServer(argv: string[]): Promise<number> {
+export async function runEnclaveServer(argv: string[], ext: ServerExtensions = {}): Promise<number> {
   const logger = jsonLogger({component: 'enclave-server', level: 'info'})
   // Listening for signals first: as PID 1 the process has no default SIGTERM action, so a stop
   // requested while the model is still loading would otherwise be ignored.
@@ -172,7 +186,7 @@ export async function runEnclaveServer(argv: string[]): Promise<number> {
     )
   })
   try {
-    const started = await Promise.race([startEnclaveServer(argv, logger), done.then(() => null)])
+    const started = await Promise.race([startEnclaveServer(argv, logger, ext), done.then(() => null)])
     if (started === null) return await done
     handle = started
     if (stopping) {
@@ -187,7 +201,7 @@ export async function runEnclaveServer(argv: string[]): Promise<number> {
   }
 }
 
-export async function startEnclaveServer(argv: string[], logger: Logger): Promise<ServerHandle> {
+export async function startEnclaveServer(argv: string[], logger: Logger, ext: ServerExtensions = {}): Promise<ServerHandle> {
   let values
   try {
     values = parseArgs({args: argv, options: FLAGS, strict: true, allowPositionals: false}).values
@@ -200,22 +214,18 @@ export async function startEnclaveServer(argv: string[], logger: Logger): Promis
   if (!socket) throw new NleError('SERVER_USAGE', 'Give the Unix socket to listen on with --socket (or NLE_SOCKET).')
 
   const config: RuntimeConfig = values.config
-    ? await readRuntimeConfig(values.config)
+    ? await readRuntimeConfig(values.config, ext)
     : runtimeConfigSchema.parse({model: {path: values.model ?? 'model'}})
   if (values.model) config.model.path = resolve(values.model)
   if (values['max-tokens']) config.runtime.maxTokens = Number(values['max-tokens'])
 
   // The NSM: the device inside an enclave; the simulator (a dev root nobody else trusts) elsewhere.
-  let nsm: {attestation(request?: AttestationRequest): Promise<Uint8Array>; close(): Promise<void>}
+  let nsm: Nsm
   if (values.nsm === 'simulator') {
-    const {NsmSimulator} = await import('../attestation/simulator.js')
+    if (!ext.simulator) throw new NleError('SERVER_USAGE', 'This is the enclave\'s server entry: it has no NSM simulator. Outside an enclave, `nle dev` runs the development entry (dist/lib/dev/enclave-server.js).')
     if (values.eif && values.lockfile) throw new NleError('SERVER_USAGE', 'Give the simulator\'s PCRs with --eif (measured from the image) or --lockfile, not both.')
-    // --eif: the PCRs nle's reader measures in the image (what `nle dev` runs); --lockfile: recorded ones.
-    const options = {debug: values['sim-debug']}
-    const sim = values.eif ? await NsmSimulator.fromEif(values.eif, options) : values.lockfile ? await NsmSimulator.fromLockfile(values.lockfile, options) : new NsmSimulator(options)
-    if (values['sim-root-out']) await writeFile(values['sim-root-out'], sim.rootPem)
-    logger.log('warn', 'nsm_simulator', {note: 'attestation documents are signed by a simulator root, not by AWS'})
-    nsm = sim
+    const o = {debug: values['sim-debug'], ...(values.eif ? {eif: values.eif} : {}), ...(values.lockfile ? {lockfile: values.lockfile} : {}), ...(values['sim-root-out'] ? {rootOut: values['sim-root-out']} : {})}
+    nsm = await ext.simulator(o, logger)
   } else if (values.nsm === 'device') {
     try {
       const {NsmDevice} = await import('../attestation/nsm-device.js')

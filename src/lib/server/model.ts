@@ -7,10 +7,11 @@ import {performance} from 'node:perf_hooks'
 
 import {WorkerEngine} from '../engine/worker-engine.js'
 import {isNleError} from '../errors.js'
-import {MANIFEST_FILE, type ModelManifest, readManifest} from '../model/index.js'
 import {kvBytesPerToken} from '../model/kv-size.js'
 import type {Dtype} from '../model/layout.js'
-import {checkManifestFiles} from '../model/manifest.js'
+// model/manifest.js, not model/index.js: the index re-exports the hub downloader, synth and quantize,
+// which the enclave runtime package must not carry.
+import {MANIFEST_FILE, type ModelManifest, checkManifestFiles, readManifest} from '../model/manifest.js'
 import {type ChatEngine, engineChat} from './chat.js'
 import {serverError} from './errors.js'
 import {MAX_AUTO_BATCH, MIB, autoBatchLimit, autoKvBudgetBytes} from './kv-budget.js'
