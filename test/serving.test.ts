@@ -9,7 +9,7 @@ import {join} from 'node:path'
 import {afterAll, beforeAll, describe, expect, it} from 'vitest'
 
 import {insecureDevRoot} from '../src/lib/attestation/roots.js'
-import {SEALED_REQUEST_TYPE} from '../src/lib/channel/index.js'
+import {SEALED_REQUEST_TYPE} from '../src/lib/protocol/routes.js'
 import {NleClient} from '../src/lib/client/index.js'
 import type {ChatRequest} from '../src/lib/client/client.js'
 import {isNleError} from '../src/lib/errors.js'

@@ -10,8 +10,6 @@ import {attestError} from './errors.js'
 import type {ExpectedPcrs} from './verify.js'
 
 /** The path of the attestation endpoint an nle enclave server exposes. */
-export const ATTESTATION_PATH = '/v1/attestation'
-export const NONCE_BYTES = 32
 
 export async function readDocumentFile(path: string): Promise<Uint8Array> {
   try {

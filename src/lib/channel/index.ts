@@ -16,5 +16,3 @@ export {type KeyRingOptions, type KeyRingStats, ServerKeyRing} from './keyring.j
 export {pad, padToBucket, unpad} from './bytes.js'
 
 /** Media types of sealed bodies on the wire. */
-export const SEALED_REQUEST_TYPE = 'application/nle-sealed-request'
-export const SEALED_RESPONSE_TYPE = 'application/nle-sealed-response'

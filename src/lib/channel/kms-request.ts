@@ -37,7 +37,6 @@ import {RESPONSE_SECRET_BYTES} from './response.js'
 import {type KeyConfig, AEAD_TAG_BYTES, ENC_BYTES, checkSuite, cipherSuite, encodeKeyConfig} from './suite.js'
 
 /** Media type of a KMS-mode request body. */
-export const KMS_REQUEST_TYPE = 'application/nle-kms-request'
 /** 2: bound to the attested key (1 was KMS-only). */
 export const KMS_PROTOCOL_VERSION = 2
 const KIND_KMS = 0x4b // 'K'

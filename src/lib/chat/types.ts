@@ -2,12 +2,11 @@
  * What `nle chat` needs from a backend, whatever carries the words: the attested HPKE channel,
  * KMS mode, or a fake in tests. The UI never sends a word before `attest()` has succeeded.
  */
-export type ChatMode = 'attested' | 'kms'
+import type {ChatMessage} from '../protocol/chat.js'
 
-export interface ChatMessage {
-  role: 'system' | 'user' | 'assistant'
-  content: string
-}
+export type {ChatMessage}
+
+export type ChatMode = 'attested' | 'kms'
 
 export interface AttestationSummary {
   /** Module id of the enclave (e.g. "i-0abc…-enc0123…"). */

@@ -19,7 +19,6 @@
 import {randomBytes} from 'node:crypto'
 import type {IncomingMessage} from 'node:http'
 
-import {ATTESTATION_PATH, NONCE_BYTES} from '../attestation/source.js'
 import {type ExpectedPcrs, type VerifiedAttestation, verifyAttestation} from '../attestation/verify.js'
 import type {TrustedRoot} from '../attestation/roots.js'
 import {
@@ -27,22 +26,20 @@ import {
   type ResponseKeys,
   RESPONSE_NONCE_BYTES,
   ResponseOpener,
-  SEALED_REQUEST_TYPE,
-  SEALED_RESPONSE_TYPE,
   type PreparedSeal,
   decodeKeyConfig,
   openWholeResponse,
   prepareSeal,
 } from '../channel/index.js'
-import {KMS_REQUEST_TYPE, type WrapDataKey, sealKmsRequest} from '../channel/kms-request.js'
+import {type WrapDataKey, sealKmsRequest} from '../channel/kms-request.js'
 import {type NleError, isNleError} from '../errors.js'
 import {readLockfile} from '../lockfile.js'
-import type {ChatCompletion, ChatCompletionChunk, ChatCompletionRequest} from '../server/chat.js'
+import type {ChatCompletion, ChatCompletionChunk, ChatCompletionRequest} from '../protocol/chat.js'
 import {clientError} from './errors.js'
 import {DEFAULT_LIMITS, type ResponseLimits, RequestWatch} from './limits.js'
 import {type TlsOptions, Transport, readAll} from './transport.js'
+import {ATTESTATION_PATH, CHAT_PATH, EVENT_STREAM_TYPE, KMS_REQUEST_TYPE, NONCE_BYTES, SEALED_REQUEST_TYPE, SEALED_RESPONSE_TYPE} from '../protocol/routes.js'
 
-export const CHAT_PATH = '/v1/chat/completions'
 
 export interface NleClientOptions {
   /** unix:/path/to.sock, an absolute socket path, or the proxy's http(s) URL. */
@@ -230,7 +227,7 @@ export class NleClient {
     return this.transport.send({
       method: 'POST',
       path: CHAT_PATH,
-      headers: {'content-type': contentType, accept: stream ? 'text/event-stream' : SEALED_RESPONSE_TYPE},
+      headers: {'content-type': contentType, accept: stream ? EVENT_STREAM_TYPE : SEALED_RESPONSE_TYPE},
       body: message,
       timeoutMs: this.options.timeoutMs ?? 60_000,
       ...(signal ? {signal} : {}),
@@ -290,7 +287,7 @@ export class NleClient {
       const posted = await this.post({...request, stream: true}, watch.signal)
       res = posted.res
       watch.attach(res)
-      if (!(res.headers['content-type'] ?? '').startsWith('text/event-stream')) {
+      if (!(res.headers['content-type'] ?? '').startsWith(EVENT_STREAM_TYPE)) {
         throw clientError('CLIENT_PROTOCOL', `Expected text/event-stream, got ${res.headers['content-type'] ?? 'nothing'}.`)
       }
       let opener: ResponseOpener | null = null

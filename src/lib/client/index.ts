@@ -1,5 +1,5 @@
-export {CHAT_PATH, type ChatRequest, NleClient, type NleClientOptions} from './client.js'
+export {type ChatRequest, NleClient, type NleClientOptions} from './client.js'
 export {type ClientErrorCode, clientError} from './errors.js'
 export {type TlsOptions, parseTarget} from './transport.js'
-export type {ChatCompletion, ChatCompletionChunk} from '../server/chat.js'
+export type {ChatCompletion, ChatCompletionChunk} from '../protocol/chat.js'
 export {type EnclaveClientFlags, type EnclaveConnection, type EnclaveMode, type OpenEnclaveOptions, openEnclaveClient} from './open.js'

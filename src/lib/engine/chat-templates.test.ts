@@ -10,7 +10,7 @@ import {afterAll, beforeAll, describe, expect, it} from 'vitest'
 
 import {hasCode} from '../errors.js'
 import {GPT2_EOS, gpt2TokenizerJson} from '../model/gpt2-tokenizer.js'
-import {type ChatMessage, TextTokenizer} from './tokenizer.js'
+import {type TemplateMessage, TextTokenizer} from './tokenizer.js'
 
 const TEMPLATES = {
   llama3:
@@ -54,7 +54,7 @@ afterAll(async () => {
   await rm(dir, {recursive: true, force: true})
 })
 
-const conversation: ChatMessage[] = [
+const conversation: TemplateMessage[] = [
   {role: 'system', content: ' Answer briefly. '},
   {role: 'user', content: 'Is my MRI covered?'},
   {role: 'assistant', content: 'Yes, after the deductible.'},
@@ -62,7 +62,7 @@ const conversation: ChatMessage[] = [
 ]
 const noSystem = conversation.slice(1)
 
-const render = (name: keyof typeof TEMPLATES, messages: ChatMessage[], generation = true): string => tokenizers[name]!.applyChatTemplate(messages, generation)
+const render = (name: keyof typeof TEMPLATES, messages: TemplateMessage[], generation = true): string => tokenizers[name]!.applyChatTemplate(messages, generation)
 
 describe('chat templates of the mainstream families', () => {
   it('Llama 3: the system header with the date from strftime_now, trimmed turns, the assistant header', () => {

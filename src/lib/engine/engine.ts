@@ -15,7 +15,7 @@ import {Sampler, type SamplingOptions, validateSampling} from './sampling.js'
 import {type GenerateResult, Scheduler, type StreamChunk} from './scheduler.js'
 import {DecoderSession, type SessionOptions} from './session.js'
 import {IncrementalDecoder, StopMatcher} from './stream.js'
-import {type ChatMessage, TextTokenizer} from './tokenizer.js'
+import {type TemplateMessage, TextTokenizer} from './tokenizer.js'
 
 export interface EngineOptions extends SessionOptions {
   /** Most sequences generated together (continuous batching; default 8). */
@@ -29,7 +29,7 @@ export interface EngineOptions extends SessionOptions {
 }
 
 /** What to continue: a plain prompt, chat messages (through the chat template), or token ids. */
-export type GenerateInput = {prompt: string} | {messages: readonly ChatMessage[]} | {inputIds: readonly number[]}
+export type GenerateInput = {prompt: string} | {messages: readonly TemplateMessage[]} | {inputIds: readonly number[]}
 
 export interface GenerateOptions extends SamplingOptions {
   /** Most tokens to generate (default 256; also bounded by the model's context). */

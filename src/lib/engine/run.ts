@@ -7,7 +7,7 @@ import {type Dtype} from '../model/layout.js'
 import {MANIFEST_FILE, readManifest} from '../model/manifest.js'
 import {Engine, type GenerateInput, type GenerateResult} from './engine.js'
 import {EngineError} from './errors.js'
-import type {ChatMessage} from './tokenizer.js'
+import type {TemplateMessage} from './tokenizer.js'
 
 export interface RunModelOptions {
   dir: string
@@ -46,7 +46,7 @@ export function parseIds(text: string): number[] {
 }
 
 /** Reads chat messages from a JSON file: an array of {role, content}, or {"messages": [...]}. */
-export async function readMessages(path: string, stdin: () => Promise<string> = readStdin): Promise<ChatMessage[]> {
+export async function readMessages(path: string, stdin: () => Promise<string> = readStdin): Promise<TemplateMessage[]> {
   let text: string
   try {
     text = path === '-' ? await stdin() : await readFile(path, 'utf8')
@@ -63,7 +63,7 @@ export async function readMessages(path: string, stdin: () => Promise<string> = 
   if (!Array.isArray(list) || list.length === 0 || !list.every((m) => typeof m === 'object' && m !== null && typeof m.role === 'string' && typeof m.content === 'string')) {
     throw badInput(`The messages file ${path} is not a non-empty list of {role, content} strings.`, 'It holds [{"role": "system", "content": "…"}, {"role": "user", "content": "…"}].')
   }
-  return (list as ChatMessage[]).map((m) => ({role: m.role, content: m.content}))
+  return (list as TemplateMessage[]).map((m) => ({role: m.role, content: m.content}))
 }
 
 const MAX_STDIN_BYTES = 16 << 20

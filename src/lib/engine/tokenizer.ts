@@ -8,7 +8,8 @@ import {Tokenizer} from '@huggingface/tokenizers'
 
 import {EngineError} from './errors.js'
 
-export interface ChatMessage {
+/** A message as a chat template renders it (the wire's ChatMessage, or any role a template knows). */
+export interface TemplateMessage {
   role: 'system' | 'user' | 'assistant' | (string & {})
   content: string
 }
@@ -62,7 +63,7 @@ export class TextTokenizer {
   }
 
   /** Renders messages through the model's chat template (jinja). */
-  applyChatTemplate(messages: readonly ChatMessage[], addGenerationPrompt = true): string {
+  applyChatTemplate(messages: readonly TemplateMessage[], addGenerationPrompt = true): string {
     if (this.template === undefined) {
       throw new EngineError('ENGINE_CHAT_TEMPLATE_MISSING', 'The model has no chat template in tokenizer_config.json.', {
         hint: 'Send a plain prompt instead of messages, or add "chat_template" to tokenizer_config.json.',

@@ -6,7 +6,7 @@
 import {z} from 'zod'
 
 import type {ChatRequest} from '../client/index.js'
-import type {ChatCompletion, ChatCompletionChunk} from '../server/chat.js'
+import type {ChatCompletion, ChatCompletionChunk} from '../protocol/chat.js'
 import {gatewayError} from './errors.js'
 
 /** OpenAI's way of naming a field in `param`: `messages.[0].content`. */

@@ -10,7 +10,7 @@
 import {z} from 'zod'
 
 import type {ChatRequest} from '../client/index.js'
-import type {ChatCompletion, ChatCompletionChunk} from '../server/chat.js'
+import type {ChatCompletion, ChatCompletionChunk} from '../protocol/chat.js'
 import type {HttpFailure} from './errors.js'
 import {type AnswerStamp, type ParsedRequest, type RequestLimits, check, checkMaxTokens, parseJson, refuseUnhonoured, unsupported} from './openai.js'
 

@@ -26,6 +26,7 @@ import type {AwsCredentialIdentity, AwsCredentialIdentityProvider, Checksum, Sou
 
 import {isNleError} from '../errors.js'
 import {kmsError} from './errors.js'
+import {CREDENTIALS_PATH} from '../protocol/routes.js'
 
 export interface EnclaveKmsOptions {
   region: string
@@ -39,7 +40,6 @@ export interface EnclaveKmsOptions {
 
 /** KMS calls fail fast: a client is waiting for its answer (one retry on a network error, 5xx or throttling). */
 export const ENCLAVE_KMS_MAX_ATTEMPTS = 2
-const CREDENTIALS_PATH = '/v1/credentials'
 const CREDENTIALS_TIMEOUT_MS = 5000
 const MAX_CREDENTIALS_BYTES = 64 * 1024
 

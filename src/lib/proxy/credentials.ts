@@ -26,8 +26,8 @@ import type {AwsCredentialIdentity, AwsCredentialIdentityProvider} from '@smithy
 
 import type {Logger} from '../server/log.js'
 import {listenError} from '../errors.js'
+import {CREDENTIALS_PATH} from '../protocol/routes.js'
 
-export const CREDENTIALS_PATH = '/v1/credentials'
 export const CREDENTIAL_SOURCES = ['env', 'imds'] as const
 export type CredentialSource = (typeof CREDENTIAL_SOURCES)[number]
 /** Cached credentials are fetched again this long before they expire. */

@@ -1,6 +1,6 @@
 export {type ProxyErrorCode, proxyError} from './errors.js'
-export {type ListenOptions, ParentProxy, PROXIED_ROUTES, type ProxyOptions, type ProxyStats} from './proxy.js'
+export {type ListenOptions, ParentProxy, type ProxyOptions, type ProxyStats} from './proxy.js'
 export {type ProxySettings, type RunningProxy, resolveProxySettings, runParentProxy, settingsFromArgv, startParentProxy, waitForSignals} from './main.js'
 export {PROXY_FLAGS, type ProxyFlag, type ProxyFlagValues, credentialSource, proxyOverrides, upstreamPath} from './flags.js'
-export {CREDENTIALS_PATH, type CredentialSource, type CredentialsBody, type CredentialsServer, credentialProvider, startCredentialsServer} from './credentials.js'
+export {type CredentialSource, type CredentialsBody, type CredentialsServer, credentialProvider, startCredentialsServer} from './credentials.js'
 export {type DevCertificate, selfSignedCertificate} from './tls.js'

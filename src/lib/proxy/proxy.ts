@@ -28,12 +28,7 @@ import {Semaphore} from '../server/semaphore.js'
 import {listenError} from '../errors.js'
 import {type ProxyErrorCode, proxyError} from './errors.js'
 import {readBody} from '../net/body.js'
-
-export const PROXIED_ROUTES: Readonly<Record<string, 'GET' | 'POST'>> = {
-  '/v1/attestation': 'GET',
-  '/v1/chat/completions': 'POST',
-  '/healthz': 'GET',
-}
+import {PROXIED_ROUTES} from '../protocol/routes.js'
 
 const REQUEST_HEADERS = ['content-type', 'accept'] as const
 const RESPONSE_HEADERS = ['content-type', 'content-length', 'cache-control', 'retry-after', 'x-accel-buffering'] as const

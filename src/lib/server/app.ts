@@ -18,29 +18,17 @@ import {type IncomingMessage, type Server, type ServerResponse, createServer} fr
 import {performance} from 'node:perf_hooks'
 
 import type {AttestationRequest} from '../attestation/nsm-client.js'
-import {ATTESTATION_PATH} from '../attestation/source.js'
-import {CHUNK_PAD_BLOCK, type ResponseKeys, ResponseSealer, SEALED_REQUEST_TYPE, SEALED_RESPONSE_TYPE, type ServerKeyRing, WHOLE_PAD_BLOCK, sealWholeResponse} from '../channel/index.js'
-import {KMS_REQUEST_TYPE} from '../channel/kms-request.js'
+import {CHUNK_PAD_BLOCK, type ResponseKeys, ResponseSealer, type ServerKeyRing, WHOLE_PAD_BLOCK, sealWholeResponse} from '../channel/index.js'
 import type {OpenedRequest} from '../channel/request.js'
 import {isNleError} from '../errors.js'
-import {
-  type ChatCompletion,
-  type ChatCompletionChunk,
-  type ChatEngine,
-  type ChatResult,
-  type RuntimeDefaults,
-  type SealedErrorBody,
-  parseChatRequest,
-  usage,
-} from './chat.js'
+import {type ChatCompletion, type ChatCompletionChunk, type SealedErrorBody} from '../protocol/chat.js'
+import {ATTESTATION_PATH, CHAT_PATH, EVENT_STREAM_TYPE, HEALTH_PATH, KMS_REQUEST_TYPE, METRICS_PATH, SEALED_REQUEST_TYPE, SEALED_RESPONSE_TYPE} from '../protocol/routes.js'
+import {type ChatEngine, type ChatResult, type RuntimeDefaults, parseChatRequest, usage} from './chat.js'
 import {type Logger, silentLogger} from './log.js'
 import {KvBudget} from './kv-budget.js'
 import {Semaphore} from './semaphore.js'
 import {readBody} from '../net/body.js'
 
-export const CHAT_PATH = '/v1/chat/completions'
-export const HEALTH_PATH = '/healthz'
-export const METRICS_PATH = '/metrics'
 /** Largest nonce accepted on the attestation endpoint (bytes). */
 export const MAX_NONCE_BYTES = 512
 
@@ -389,7 +377,7 @@ async function withinMs<T>(p: Promise<T> | undefined, ms: number): Promise<T | u
 
 /** Whether the client asked for a stream (the Accept header the client library sends for one). */
 function wantsStream(req: IncomingMessage): boolean {
-  return (req.headers.accept ?? '').includes('text/event-stream')
+  return (req.headers.accept ?? '').includes(EVENT_STREAM_TYPE)
 }
 
 /**
@@ -425,7 +413,7 @@ class SealedAnswer {
   start(): void {
     if (!this.stream || this.sealer) return
     this.sealer = new ResponseSealer(this.keys, this.meta.chunkPad)
-    this.res.writeHead(200, {'content-type': 'text/event-stream', 'cache-control': 'no-store', 'x-accel-buffering': 'no'})
+    this.res.writeHead(200, {'content-type': EVENT_STREAM_TYPE, 'cache-control': 'no-store', 'x-accel-buffering': 'no'})
     const nonceLine = `event: nonce\ndata: ${Buffer.from(this.sealer.nonce).toString('base64')}\n\n`
     this.meta.log.bytesOut += nonceLine.length
     this.res.write(nonceLine)

@@ -5,17 +5,11 @@
  */
 import {setTimeout as sleep} from 'node:timers/promises'
 
-import {z} from 'zod'
-
 import type {GenerateInput, GenerateOptions, GenerateResult, StreamChunk} from '../engine/index.js'
 import type {SchedulerStats} from '../engine/scheduler.js'
 import type {DecoderConfig} from '../model/layout.js'
 import {serverError} from './errors.js'
-
-export interface ChatMessage {
-  role: 'system' | 'user' | 'assistant'
-  content: string
-}
+import {type ChatCompletion, type ChatCompletionRequest, type ChatFinishReason, type ChatMessage, chatRequestSchema} from '../protocol/chat.js'
 
 export interface ChatOptions {
   maxTokens: number
@@ -26,8 +20,6 @@ export interface ChatOptions {
   seed?: number
   signal?: AbortSignal
 }
-
-export type ChatFinishReason = 'stop' | 'length'
 
 export interface ChatResult {
   finishReason: ChatFinishReason
@@ -125,24 +117,6 @@ export function echoChat(options: {tokenDelayMs?: number} = {}): ChatEngine {
   }
 }
 
-const message = z.object({role: z.enum(['system', 'user', 'assistant']), content: z.string().max(1_000_000)})
-
-const chatRequest = z.object({
-  model: z.string().max(256).optional(),
-  messages: z.array(message).min(1).max(1024),
-  stream: z.boolean().optional(),
-  max_tokens: z.number().int().min(1).optional(),
-  max_completion_tokens: z.number().int().min(1).optional(),
-  temperature: z.number().min(0).max(2).optional(),
-  top_p: z.number().gt(0).max(1).optional(),
-  top_k: z.number().int().min(0).optional(),
-  stop: z.union([z.string().min(1), z.array(z.string().min(1)).max(4)]).optional(),
-  seed: z.number().int().optional(),
-  n: z.literal(1).optional(),
-})
-
-export type ChatCompletionRequest = z.infer<typeof chatRequest>
-
 export interface RuntimeDefaults {
   maxTokens: number
   sampling: {temperature: number; topP: number; topK: number}
@@ -156,7 +130,7 @@ export function parseChatRequest(body: Uint8Array, defaults: RuntimeDefaults): {
   } catch {
     throw serverError('SERVER_BAD_REQUEST', 'The request body is not JSON.')
   }
-  const parsed = chatRequest.safeParse(json)
+  const parsed = chatRequestSchema.safeParse(json)
   if (!parsed.success) {
     const issue = parsed.error.issues[0]
     throw serverError('SERVER_BAD_REQUEST', `Invalid chat completion request at ${issue?.path.join('.') || '(root)'}: ${issue?.message ?? 'invalid'}.`)
@@ -175,33 +149,6 @@ export function parseChatRequest(body: Uint8Array, defaults: RuntimeDefaults): {
       ...(r.seed === undefined ? {} : {seed: r.seed}),
     },
   }
-}
-
-export interface ChatCompletion {
-  id: string
-  object: 'chat.completion'
-  created: number
-  model: string
-  choices: {index: 0; message: {role: 'assistant'; content: string}; finish_reason: ChatFinishReason}[]
-  usage: {prompt_tokens: number; completion_tokens: number; total_tokens: number}
-}
-
-export interface ChatCompletionChunk {
-  id: string
-  object: 'chat.completion.chunk'
-  created: number
-  model: string
-  choices: {index: 0; delta: {role?: 'assistant'; content?: string}; finish_reason: ChatFinishReason | null}[]
-  usage?: {prompt_tokens: number; completion_tokens: number; total_tokens: number}
-}
-
-/** An error answered inside the sealed channel (only the client can read it). */
-export interface SealedErrorBody {
-  /**
-   * `context` and `promptTokens` (ENGINE_PROMPT_TOO_LONG only): the model's context and the
-   * prompt's size in tokens, so that the client can say so and keep a conversation within it.
-   */
-  error: {code: string; message: string; context?: number; promptTokens?: number}
 }
 
 export function usage(r: ChatResult): ChatCompletion['usage'] {

@@ -8,7 +8,7 @@ import {afterAll, beforeAll, describe, expect, it} from 'vitest'
 import {NsmSimulator} from '../attestation/simulator.js'
 import {ServerKeyRing, decodeKeyConfig, sealRequest} from '../channel/index.js'
 import {channelError} from '../channel/errors.js'
-import {KMS_REQUEST_TYPE, KmsRequestOpener, type UnwrapDataKey, type WrapDataKey, sealKmsRequest} from '../channel/kms-request.js'
+import {KmsRequestOpener, type UnwrapDataKey, type WrapDataKey, sealKmsRequest} from '../channel/kms-request.js'
 import {NleClient} from '../client/index.js'
 import {tempDir} from '../../test-support/tmp.js'
 import {EnclaveServer} from './app.js'
@@ -16,6 +16,7 @@ import {type ChatEngine, echoChat, parseChatRequest} from './chat.js'
 import {serverError} from './errors.js'
 import {limitUnwrap} from './kms-mode.js'
 import {rng as prng} from '../../test-support/rng.js'
+import {KMS_REQUEST_TYPE} from '../protocol/routes.js'
 
 const digest = (label: string): string => createHash('sha384').update(label).digest('hex')
 const PCRS = {PCR0: digest('a'), PCR1: digest('b'), PCR2: digest('c')}
