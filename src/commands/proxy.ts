@@ -1,6 +1,6 @@
 import {BaseCommand} from '../cli/base-command.js'
 import {textFlags} from '../cli/flags.js'
-import {jsonLogger} from '../lib/server/log.js'
+import {jsonLogger} from '../lib/net/log.js'
 import {PROXY_FLAGS, proxyOverrides, resolveProxySettings, startParentProxy, waitForSignals} from '../lib/proxy/index.js'
 
 export default class Proxy extends BaseCommand<typeof Proxy> {

@@ -24,7 +24,7 @@ import {fromEnv} from '@aws-sdk/credential-provider-env'
 import {fromInstanceMetadata} from '@smithy/credential-provider-imds'
 import type {AwsCredentialIdentity, AwsCredentialIdentityProvider} from '@smithy/types'
 
-import type {Logger} from '../server/log.js'
+import type {Logger} from '../net/log.js'
 import {listenError} from '../errors.js'
 import {CREDENTIALS_PATH} from '../protocol/routes.js'
 

@@ -24,9 +24,9 @@ import {isNleError} from '../errors.js'
 import {type ChatCompletion, type ChatCompletionChunk, type SealedErrorBody} from '../protocol/chat.js'
 import {ATTESTATION_PATH, CHAT_PATH, EVENT_STREAM_TYPE, HEALTH_PATH, KMS_REQUEST_TYPE, METRICS_PATH, SEALED_REQUEST_TYPE, SEALED_RESPONSE_TYPE} from '../protocol/routes.js'
 import {type ChatEngine, type ChatResult, type RuntimeDefaults, parseChatRequest, usage} from './chat.js'
-import {type Logger, silentLogger} from './log.js'
+import {type Logger, silentLogger} from '../net/log.js'
 import {KvBudget} from './kv-budget.js'
-import {Semaphore} from './semaphore.js'
+import {Semaphore} from '../net/semaphore.js'
 import {readBody} from '../net/body.js'
 
 /** Largest nonce accepted on the attestation endpoint (bytes). */

@@ -15,7 +15,7 @@ import {MANIFEST_FILE, type ModelManifest, checkManifestFiles, readManifest} fro
 import {type ChatEngine, engineChat} from './chat.js'
 import {serverError} from './errors.js'
 import {MAX_AUTO_BATCH, MIB, autoBatchLimit, autoKvBudgetBytes} from './kv-budget.js'
-import type {Logger} from './log.js'
+import type {Logger} from '../net/log.js'
 
 export interface ModelSpec {
   path: string
