@@ -2,7 +2,7 @@ import {PassThrough} from 'node:stream'
 
 import {describe, expect, it} from 'vitest'
 
-import {stageLines} from './progress.js'
+import {percentDetail, stageLines} from './progress.js'
 
 describe('stageLines', () => {
   it('draws each stage while it runs and closes it with ✓ and its time when the next starts; ✗ on failure', () => {
@@ -20,5 +20,15 @@ describe('stageLines', () => {
     expect(shown[0]).toMatch(/^… Assembling\r<CLEAR>… Assembling: 3 of 5 files\r<CLEAR>✓ Assembling \(\d+\.\d s\)$/)
     expect(shown[1]).toMatch(/^… Writing the EIF\r<CLEAR>✗ Writing the EIF \(\d+\.\d s\)$/)
     expect(shown[2]).toBe('')
+  })
+})
+
+describe('percentDetail', () => {
+  it('shows the whole percent of the total in MB, once per point, and nothing for an unknown total', () => {
+    const shown: string[] = []
+    const detail = percentDetail((t) => shown.push(t))
+    detail(0, 0)
+    for (const done of [0, 10_000, 20_000, 1_500_000, 1_510_000, 3_000_000]) detail(done, 3_000_000)
+    expect(shown).toEqual(['0% of 3.0 MB', '50% of 3.0 MB', '100% of 3.0 MB'])
   })
 })

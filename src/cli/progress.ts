@@ -38,3 +38,16 @@ export function stageLines(stream: NodeJS.WritableStream = process.stderr): Stag
 export function wantsStageLines(json: boolean): boolean {
   return Boolean(process.stderr.isTTY) && !json
 }
+
+/**
+ * A stage's detail as a percentage of a byte count (`42% of 1400.0 MB`), redrawn only when the
+ * whole percent changes.
+ */
+export function percentDetail(detail: (text: string) => void): (done: number, total: number) => void {
+  let shown = -1
+  return (done, total) => {
+    if (total <= 0) return
+    const pct = Math.floor((100 * done) / total)
+    if (pct !== shown) detail(`${(shown = pct)}% of ${(total / 1e6).toFixed(1)} MB`)
+  }
+}
