@@ -1,5 +1,5 @@
 // `nle pcr`, `nle eif build` and `nle eif describe` as a user runs them (compiled CLI).
-import {readFileSync, writeFileSync} from 'node:fs'
+import {existsSync, readFileSync, writeFileSync} from 'node:fs'
 import {join} from 'node:path'
 
 import {afterAll, beforeAll, describe, expect, it} from 'vitest'
@@ -77,5 +77,35 @@ describe('nle eif build / describe', () => {
     expect(r.exitCode).toBe(5)
     expect(r.stderr).toMatch(/^Error \[EIF_BAD_MAGIC\]: /)
     expect(r.stderr).not.toMatch(/\n\s+at /)
+  })
+
+  // Flag combinations are refused by oclif's flag relationships: a usage error (exit 2), nothing written.
+  it.each([
+    ['neither --cmdline nor --cmdline-file', ['--ramdisk', 'rd0']],
+    ['both --cmdline and --cmdline-file', ['--cmdline', 'x', '--cmdline-file', 'rd0', '--ramdisk', 'rd0']],
+    ['--init without --nsm-ko', ['--cmdline', 'x', '--init', 'rd0']],
+    ['--nsm-ko without --init', ['--cmdline', 'x', '--nsm-ko', 'rd0']],
+    ['--signing-certificate without --private-key', ['--cmdline', 'x', '--ramdisk', 'rd0', '--signing-certificate', 'cert.pem']],
+    ['--private-key without --signing-certificate', ['--cmdline', 'x', '--ramdisk', 'rd0', '--private-key', 'key.pem']],
+    ['--cmd without --rootfs', ['--cmdline', 'x', '--ramdisk', 'rd0', '--cmd', '/app']],
+    ['--env without --rootfs', ['--cmdline', 'x', '--ramdisk', 'rd0', '--env', 'A=1']],
+    ['--input-digest without --lockfile', ['--cmdline', 'x', '--ramdisk', 'rd0', '--input-digest', 'a=sha256:00']],
+    ['no ramdisk at all', ['--cmdline', 'x']],
+  ])('refuses %s with exit 2 [USAGE], writing nothing', async (_what, rest) => {
+    const out = d(`refused-${rest.length}-${rest.join('').length}.eif`)
+    const args = ['eif', 'build', '--kernel', d('kernel'), '--output', out, ...rest.map((a) => (/^(rd0|cert\.pem|key\.pem)$/.test(a) ? d(a) : a))]
+    const r = await runCli([...args, '--json'])
+    expect(r.exitCode).toBe(2)
+    expect(json<{error: {code: string}}>(r).error.code).toBe('USAGE')
+    const human = await runCli(args)
+    expect(human.exitCode).toBe(2)
+    expect(human.stderr).toMatch(/^Error \[USAGE\]: /)
+    expect(existsSync(out)).toBe(false)
+  })
+
+  it('a malformed --input-digest exits with EIF_BAD_INPUT', async () => {
+    const r = await runCli(['eif', 'build', '--kernel', d('kernel'), '--cmdline', 'x', '--ramdisk', d('rd0'), '--output', d('bad-digest.eif'), '--lockfile', d('bad.lock.json'), '--input-digest', 'nodigest', '--json'])
+    expect(json<{error: {code: string}}>(r).error.code).toBe('EIF_BAD_INPUT')
+    expect(existsSync(d('bad-digest.eif'))).toBe(false)
   })
 })

@@ -5,6 +5,8 @@
  * ends. Only for a person: callers create it when stderr is a TTY and `--json` is off; scripts get
  * the timed stages in the command's `--json` result instead.
  */
+import type {DownloadProgress} from '../lib/model/hub.js'
+
 export interface StageLines {
   start(label: string): void
   detail(text: string): void
@@ -38,3 +40,39 @@ export function stageLines(stream: NodeJS.WritableStream = process.stderr): Stag
 export function wantsStageLines(json: boolean): boolean {
   return Boolean(process.stderr.isTTY) && !json
 }
+
+/**
+ * A stage's detail as a percentage of a byte count (`42% of 1400.0 MB`), redrawn only when the
+ * whole percent changes.
+ */
+export function percentDetail(detail: (text: string) => void): (done: number, total: number) => void {
+  let shown = -1
+  return (done, total) => {
+    if (total <= 0) return
+    const pct = Math.floor((100 * done) / total)
+    if (pct !== shown) detail(`${(shown = pct)}% of ${(total / 1e6).toFixed(1)} MB`)
+  }
+}
+
+/** A download's progress as stage lines: a stage per file, its detail a bar redrawn at most every 100 ms (and at the end). */
+export function downloadDetail(lines: StageLines): (p: DownloadProgress) => void {
+  let file: string | undefined
+  let last = 0
+  return (p) => {
+    if (p.file !== file) {
+      file = p.file
+      last = 0
+      lines.start(`Downloading ${p.file}`)
+    }
+    const now = Date.now()
+    if (now - last < 100 && p.received !== p.total) return
+    last = now
+    const width = 28
+    const frac = p.total ? Math.min(1, p.received / p.total) : 0
+    const filled = Math.round(frac * width)
+    const bar = p.total ? `[${'#'.repeat(filled)}${'-'.repeat(width - filled)}] ${(frac * 100).toFixed(0).padStart(3)}% ` : ''
+    lines.detail(`${bar}${mb(p.received)}${p.total ? ` / ${mb(p.total)}` : ''}${p.resumedFrom > 0 ? ' (resumed)' : ''}`)
+  }
+}
+
+const mb = (bytes: number): string => `${(bytes / 1e6).toFixed(1)} MB`

@@ -2,10 +2,9 @@ import {Args, Flags} from '@oclif/core'
 
 import {BaseCommand} from '../../cli/base-command.js'
 import {durationFlag, enclaveTrustFlags} from '../../cli/flags.js'
-import {table} from '../../cli/render.js'
-import {type AttestVerifyResult, type RefusedDocument, attestVerify, shownPcrs} from '../../lib/attest-verify.js'
+import {attestRefusedLines, attestVerifiedLines} from '../../cli/attest-lines.js'
+import {type AttestVerifyResult, attestVerify} from '../../lib/attest-verify.js'
 import {parseTime} from '../../lib/attestation/source.js'
-import type {PcrCheck} from '../../lib/attestation/verify.js'
 import {ExitCode} from '../../lib/errors.js'
 
 const pcrFlag = (n: number) => Flags.string({description: `Expected PCR${n} (96 hex characters); overrides the lockfile's.`, helpGroup: 'EXPECTED MEASUREMENTS'})
@@ -62,35 +61,9 @@ Exits 0 only when the document is verified; every refusal exits ${ExitCode.VERIF
         caFile: flags.ca,
         timeoutMs: flags.timeout,
       },
-      human ? (doc, code) => this.showRefused(doc, code) : undefined,
+      human ? (doc, code) => attestRefusedLines(doc, code).forEach((line) => this.log(line)) : undefined,
     )
-    if (human) {
-      this.log(`Attestation document: ${data.source}`)
-      this.log(`  module id   ${data.moduleId}`)
-      this.log(`  timestamp   ${data.timestamp} (${Math.round(data.ageMs / 1000)} s before ${data.verifiedAt})`)
-      this.log(`  root        ${data.root}${data.debug ? '   DEBUG-MODE ENCLAVE' : ''}`)
-      this.log(`  nonce       ${data.nonceChecked ? 'matches the one sent' : 'not checked (no challenge sent)'}`)
-      if (data.publicKey) this.log(`  public key  ${data.publicKey.length / 2} bytes`)
-      if (data.userData) this.log(`  user data   ${data.userData.length / 2} bytes`)
-      this.log(`\n${pcrTable(shownPcrs(data.pcrs))}\n`)
-      this.log(`${table(data.chain.map((c) => [c.role, c.subject, `${c.notBefore} → ${c.notAfter}`]), ['chain', 'subject', 'validity']).trimEnd()}\n`)
-      this.log(`VERIFIED${data.lockfile ? ` against ${data.lockfile}` : ''}`)
-    }
+    if (human) for (const line of attestVerifiedLines(data)) this.log(line)
     return data
   }
-
-  /** On refusal, show what the document claims (unverified) so the PCR marks and times can be read. */
-  private showRefused(doc: RefusedDocument, code: string): void {
-    this.log(`Attestation document: ${doc.source}   (NOT VERIFIED: ${code}; the values below are what it claims)`)
-    this.log(`  module id   ${doc.moduleId}`)
-    this.log(`  timestamp   ${doc.timestamp}`)
-    this.log(`\n${pcrTable(doc.pcrs)}\n`)
-  }
-}
-
-function pcrTable(checks: PcrCheck[]): string {
-  return table(
-    checks.map((c) => [`PCR${c.index}`, c.value ?? '(absent)', c.status === 'unchecked' ? '-' : c.status]),
-    ['PCR', 'value', 'expected'],
-  ).trimEnd()
 }

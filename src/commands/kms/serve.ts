@@ -1,15 +1,9 @@
-import {mkdir, readFile} from 'node:fs/promises'
-import {dirname, resolve} from 'node:path'
-
 import {Flags} from '@oclif/core'
 
 import {BaseCommand} from '../../cli/base-command.js'
 import {durationFlag} from '../../cli/flags.js'
-import {AWS_NITRO_ROOT_G1, type TrustedRoot, insecureDevRoot} from '../../lib/attestation/roots.js'
-import {isNleError} from '../../lib/errors.js'
-import {kmsError} from '../../lib/kms/errors.js'
-import {DEFAULT_MAX_ATTESTATION_AGE_MS, startLocalKms} from '../../lib/kms/local/server.js'
-import {loadIdentities, loadState} from '../../lib/kms/local/state.js'
+import {kmsListeningEvent, kmsListeningLines, serveLocalKms} from '../../lib/kms/local/serve.js'
+import {DEFAULT_MAX_ATTESTATION_AGE_MS} from '../../lib/kms/local/server.js'
 import {untilStopSignal} from '../../lib/net/signals.js'
 
 export default class KmsServe extends BaseCommand<typeof KmsServe> {
@@ -36,46 +30,22 @@ Listens on 127.0.0.1 (or ::1) only. Stop with Ctrl-C. With --json, stdout is lin
   }
 
   async run(): Promise<void> {
-    const statePath = resolve(this.flags.state)
-    const {state, created} = await loadState(statePath, {accountId: this.flags.account, region: this.flags.region})
-    if (this.flags.identities) state.identities = await loadIdentities(this.flags.identities)
-    let root: TrustedRoot = AWS_NITRO_ROOT_G1
-    if (this.flags['dev-root']) {
-      try {
-        root = insecureDevRoot(await readFile(this.flags['dev-root'], 'utf8'))
-      } catch (error) {
-        throw kmsError('KMS_ROOT_INVALID', `Cannot load the dev root ${this.flags['dev-root']}: ${isNleError(error) ? error.message : (error as NodeJS.ErrnoException).code ?? String(error)}`, {
-          hint: 'Pass the PEM root certificate of the NSM simulator.',
-          cause: error,
-        })
-      }
-    }
-    await mkdir(dirname(statePath), {recursive: true})
-    const server = await startLocalKms({
-      host: this.flags.host,
-      port: this.flags.port,
-      state,
-      statePath,
-      root,
-      maxAttestationAgeMs: this.flags['max-attestation-age'],
+    const f = this.flags
+    const served = await serveLocalKms({
+      host: f.host,
+      port: f.port,
+      state: f.state,
+      identities: f.identities,
+      devRoot: f['dev-root'],
+      maxAttestationAgeMs: f['max-attestation-age'],
+      account: f.account,
+      region: f.region,
       log: (line) => process.stderr.write(`${new Date().toISOString()} ${line}\n`),
     })
-    const devRoot = root.name === 'insecure-dev-root'
-    if (this.jsonEnabled()) {
-      this.emitEvent('listening', {
-        url: server.url,
-        state: statePath,
-        created,
-        root: devRoot ? {name: root.name, sha256: root.sha256} : {name: root.name},
-        // Access key ids only: the secrets stay in the state or identities file.
-        identities: state.identities.map((i) => ({arn: i.arn, accessKeyId: i.accessKeyId})),
-      })
-    }
-    this.log(`nle kms serve: listening on ${server.url}`)
-    this.log(`state: ${statePath}${created ? ' (new)' : ''}; attestation root: ${root.name === 'insecure-dev-root' ? `dev root ${root.sha256.slice(0, 16)}… (INSECURE: not AWS)` : 'AWS Nitro Enclaves root G1'}`)
-    for (const identity of state.identities) this.log(`identity: ${identity.arn} (access key ${identity.accessKeyId}; secret in ${this.flags.identities ?? statePath})`)
+    if (this.jsonEnabled()) this.emitEvent('listening', kmsListeningEvent(served))
+    for (const line of kmsListeningLines(served)) this.log(line)
     await untilStopSignal()
-    await server.close()
-    if (this.jsonEnabled()) this.emitEvent('stopped', {url: server.url})
+    await served.server.close()
+    if (this.jsonEnabled()) this.emitEvent('stopped', {url: served.server.url})
   }
 }

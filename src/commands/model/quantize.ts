@@ -1,7 +1,9 @@
 import {Args, Flags} from '@oclif/core'
 
 import {BaseCommand} from '../../cli/base-command.js'
+import {stageLines, wantsStageLines} from '../../cli/progress.js'
 import {DEFAULT_BLOCK_SIZE, QUANTIZE_TARGETS, type QuantizeProgress, quantizeModel} from '../../lib/model/index.js'
+import {type QuantizeReport, quantizeLines, quantizeReport} from '../../lib/model/quantize-report.js'
 
 export default class ModelQuantize extends BaseCommand<typeof ModelQuantize> {
   static override summary = 'Quantize an fp32 ONNX decoder to 8-bit (q8) or 4-bit (q4) weights, in onnxruntime\'s MatMulNBits layout.'
@@ -35,9 +37,10 @@ The result is written to OUT under the name transformers.js gives the dtype (q8:
     }),
   }
 
-  async run(): Promise<Record<string, unknown>> {
+  async run(): Promise<QuantizeReport> {
     const {flags, args} = this
-    const bar = process.stderr.isTTY && !this.jsonEnabled() ? progress() : undefined
+    // On a terminal: a line per stage on stderr, the tensor being written redrawn in place.
+    const lines = wantsStageLines(this.jsonEnabled()) ? stageLines() : undefined
     const r = await quantizeModel({
       inDir: args.in,
       outDir: flags.out,
@@ -48,57 +51,13 @@ The result is written to OUT under the name transformers.js gives the dtype (q8:
       force: flags.force,
       measureQuality: flags.quality,
       ...(flags.symmetric === undefined ? {} : {symmetric: flags.symmetric}),
-      ...(bar === undefined ? {} : {onProgress: bar.update}),
+      ...(lines ? {onStage: (_stage: string, label: string) => lines.start(label), onProgress: (p: QuantizeProgress) => lines.detail(`[${p.done}/${p.total}] ${p.tensor}`)} : {}),
+    }).catch((error: unknown) => {
+      lines?.end(false)
+      throw error
     })
-    bar?.done()
-    const data = {
-      dir: r.dir,
-      dtype: r.dtype,
-      onnxFile: r.onnxFile,
-      dataFile: r.dataFile ?? null,
-      bits: r.bits,
-      blockSize: r.blockSize,
-      symmetric: r.symmetric,
-      accuracyLevel: r.accuracyLevel,
-      quantized: r.quantized,
-      kept: r.kept,
-      bytes: r.bytes,
-      quality: r.quality ?? null,
-      ms: Math.round(r.ms),
-      manifest: r.manifestPath,
-      manifestDigest: r.manifestDigest,
-    }
-    if (!this.jsonEnabled()) {
-      const ratio = (a: number, b: number): string => `${mb(a)} → ${mb(b)} (${(a / b).toFixed(2)}x)`
-      this.log(`Quantized ${r.quantized} weight products to ${r.bits}-bit (${r.symmetric ? 'symmetric' : 'asymmetric'}, block ${r.blockSize}, accuracy_level ${r.accuracyLevel}) in ${(r.ms / 1000).toFixed(1)} s: ${r.dir}/${r.onnxFile}`)
-      if (r.kept.length > 0) this.log(`Kept in fp32: ${r.kept.map((k) => `${k.node} (${k.reason})`).join(', ')}`)
-      this.log(`Weight matrices ${ratio(r.bytes.weightsBefore, r.bytes.weightsAfter)}; ONNX files ${ratio(r.bytes.fileBefore, r.bytes.fileAfter)}`)
-      if (r.quality !== undefined) {
-        const q = r.quality
-        this.log(
-          `Quality: last-position logits cosine vs fp32 ${q.cosine.map((c) => c.toFixed(5)).join(', ')} (min ${q.min.toFixed(5)}); same next token on ${q.sameArgmax} of ${q.cosine.length} prompts`,
-        )
-      }
-      this.log(`Manifest: ${r.manifestPath} (${r.manifestDigest})`)
-    }
-    return data
-  }
-}
-
-function mb(bytes: number): string {
-  return `${(bytes / 1e6).toFixed(1)} MB`
-}
-
-/** One progress line on stderr, redrawn in place (TTY only). */
-function progress(): {update: (p: QuantizeProgress) => void; done: () => void} {
-  let shown = false
-  return {
-    update(p) {
-      shown = true
-      process.stderr.write(`\r\u001B[2K[${p.done}/${p.total}] ${p.tensor}`)
-    },
-    done() {
-      if (shown) process.stderr.write('\r\u001B[2K')
-    },
+    lines?.end(true)
+    if (!this.jsonEnabled()) for (const line of quantizeLines(r)) this.log(line)
+    return quantizeReport(r)
   }
 }

@@ -1,7 +1,9 @@
 import {Args, Flags} from '@oclif/core'
 
 import {BaseCommand} from '../../cli/base-command.js'
-import {DTYPES, type DownloadProgress, saveModel} from '../../lib/model/index.js'
+import {downloadDetail, stageLines, wantsStageLines} from '../../cli/progress.js'
+import {DTYPES, saveModel} from '../../lib/model/index.js'
+import {type SaveReport, saveLines, saveReport} from '../../lib/model/save-report.js'
 
 export default class ModelSave extends BaseCommand<typeof ModelSave> {
   static override summary = 'Save a model in the Hugging Face ONNX layout, checked, with a manifest of its files.'
@@ -25,9 +27,10 @@ Writes OUT/nle-model.json: every file with its size and sha256. The EIF build co
     force: Flags.boolean({description: 'Replace a model already saved in --out.'}),
   }
 
-  async run(): Promise<{dir: string; manifest: string; manifestDigest: string; source: unknown; files: number; totalBytes: number}> {
+  async run(): Promise<SaveReport> {
     const {flags, args} = this
-    const bar = this.interactive ? progressBar() : undefined
+    // On a terminal: a line per downloaded file on stderr, with a bar redrawn in place.
+    const lines = wantsStageLines(this.jsonEnabled()) ? stageLines() : undefined
     const result = await saveModel({
       source: args.source,
       outDir: flags.out,
@@ -38,47 +41,14 @@ Writes OUT/nle-model.json: every file with its size and sha256. The EIF build co
         ...(flags.token === undefined ? {} : {token: flags.token}),
         ...(flags.endpoint === undefined ? {} : {endpoint: flags.endpoint}),
       },
-      ...(bar === undefined ? {} : {onProgress: bar.update}),
+      ...(lines === undefined ? {} : {onProgress: downloadDetail(lines)}),
+    }).catch((error: unknown) => {
+      lines?.end(false)
+      throw error
     })
-    bar?.done()
-    const data = {
-      dir: result.dir,
-      manifest: result.manifestPath,
-      manifestDigest: result.manifestDigest,
-      source: result.manifest.source,
-      files: result.manifest.files.length,
-      totalBytes: result.manifest.totalBytes,
-    }
-    if (!this.jsonEnabled()) {
-      this.log(`Saved ${data.files} files (${mb(data.totalBytes)}) to ${data.dir}`)
-      this.log(`Manifest: ${data.manifest} (${data.manifestDigest})`)
-    }
+    lines?.end(true)
+    const data = saveReport(result)
+    if (!this.jsonEnabled()) for (const line of saveLines(data)) this.log(line)
     return data
-  }
-}
-
-function mb(bytes: number): string {
-  return `${(bytes / 1e6).toFixed(1)} MB`
-}
-
-/** A one-line download bar on stderr (only when stdout is a TTY and not --json). */
-function progressBar(): {update: (p: DownloadProgress) => void; done: () => void} {
-  let last = 0
-  let shown = false
-  return {
-    update(p) {
-      const now = Date.now()
-      if (now - last < 100 && p.received !== p.total) return
-      last = now
-      shown = true
-      const width = 28
-      const frac = p.total ? Math.min(1, p.received / p.total) : 0
-      const filled = Math.round(frac * width)
-      const bar = p.total ? `[${'#'.repeat(filled)}${'-'.repeat(width - filled)}] ${(frac * 100).toFixed(0).padStart(3)}%` : ''
-      process.stderr.write(`\r\u001B[2K${p.file} ${bar} ${mb(p.received)}${p.total ? ` / ${mb(p.total)}` : ''}${p.resumedFrom > 0 ? ' (resumed)' : ''}`)
-    },
-    done() {
-      if (shown) process.stderr.write('\n')
-    },
   }
 }

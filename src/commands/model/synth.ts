@@ -1,11 +1,10 @@
 import {Flags} from '@oclif/core'
 
 import {BaseCommand} from '../../cli/base-command.js'
-import {stageLines, wantsStageLines} from '../../cli/progress.js'
-import {ARCHS, PRESET_CHOICES, type SynthProgress, recordManifest, synthModel} from '../../lib/model/index.js'
-import {StageClock, type StageTiming} from '../../lib/stages.js'
+import {percentDetail, stageLines, wantsStageLines} from '../../cli/progress.js'
 import {DEFAULT_CONFIG_FILE} from '../../lib/config/load.js'
-import {synthTarget} from '../../lib/model/synth-target.js'
+import {ARCHS, PRESET_CHOICES} from '../../lib/model/index.js'
+import {type SynthProjectResult, synthLines, synthProject} from '../../lib/model/synth-project.js'
 
 export default class ModelSynth extends BaseCommand<typeof ModelSynth> {
   static override summary = 'Generate a test model: a GPT-2- or Llama-architecture ONNX decoder with seeded random weights.'
@@ -35,75 +34,25 @@ Refuses to overwrite a model folder (any file it would write, or a manifest) unl
     }),
   }
 
-  async run(): Promise<{
-    dir: string
-    preset: string
-    arch: string
-    seed: number
-    parameters: number
-    onnxBytes: number
-    dataBytes: number
-    files: string[]
-    manifest: string
-    manifestDigest: string
-    stages: StageTiming[]
-  }> {
-    const {arch, seed} = this.flags
-    const {outDir, preset} = await synthTarget({out: this.flags.out, preset: this.flags.preset, arch, configFile: this.flags.config})
+  async run(): Promise<SynthProjectResult> {
+    const f = this.flags
     // A line per stage on a terminal (stderr), the weights with a percentage; --json: timed stages.
     const lines = wantsStageLines(this.jsonEnabled()) ? stageLines() : undefined
-    const clock = new StageClock(lines ? (_stage, label) => lines.start(label) : undefined)
-    const r = await synthModel({
-      preset,
-      outDir,
-      seed,
-      ifExists: this.flags.force ? 'replace' : 'refuse',
-      ...(this.flags['external-data'] === undefined ? {} : {externalData: this.flags['external-data']}),
-      onProgress: synthProgress(clock, lines?.detail),
+    const data = await synthProject({
+      out: f.out,
+      preset: f.preset,
+      arch: f.arch,
+      configFile: f.config,
+      seed: f.seed,
+      force: f.force,
+      externalData: f['external-data'],
+      ...(lines ? {onStage: (_stage: string, label: string) => lines.start(label), onWeights: percentDetail(lines.detail)} : {}),
     }).catch((error: unknown) => {
       lines?.end(false)
       throw error
     })
-    clock.start('manifest', 'Hashing the files into nle-model.json')
-    const m = await recordManifest(r.dir, 'fp32', {kind: 'synth', preset, seed})
-    const stages = clock.end()
     lines?.end(true)
-    const data = {
-      dir: r.dir,
-      preset,
-      arch: r.arch,
-      seed,
-      parameters: r.parameters,
-      onnxBytes: r.onnxBytes,
-      dataBytes: r.dataBytes,
-      files: r.files,
-      manifest: m.manifestPath,
-      manifestDigest: m.manifestDigest,
-      stages,
-    }
-    if (!this.jsonEnabled()) {
-      const size = r.dataBytes > 0 ? `ONNX ${mb(r.onnxBytes)} MB + external data ${mb(r.dataBytes)} MB` : `ONNX ${mb(r.onnxBytes)} MB`
-      this.log(`Wrote ${preset} (${r.arch}, ${(r.parameters / 1e6).toFixed(1)}M parameters, ${size}) to ${r.dir}`)
-      this.log(`Manifest: ${m.manifestPath} (${m.manifestDigest})`)
-    }
+    if (!this.jsonEnabled()) for (const line of synthLines(data)) this.log(line)
     return data
-  }
-}
-
-const mb = (bytes: number): string => (bytes / 1e6).toFixed(1)
-
-/** The generator's progress as stages (weights, write) and, on a terminal, a percentage redrawn at most once per point. */
-function synthProgress(clock: StageClock, detail: ((text: string) => void) | undefined): (p: SynthProgress) => void {
-  let stage = ''
-  let shown = -1
-  return (p) => {
-    if (p.stage !== stage) {
-      stage = p.stage
-      clock.start(p.stage, p.stage === 'weights' ? 'Generating the weights' : `Writing ${p.file}`)
-    }
-    if (p.stage === 'weights' && detail && p.totalBytes > 0) {
-      const pct = Math.floor((100 * p.bytes) / p.totalBytes)
-      if (pct !== shown) detail(`${(shown = pct)}% of ${mb(p.totalBytes)} MB`)
-    }
   }
 }

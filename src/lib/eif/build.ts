@@ -12,7 +12,7 @@ import {type CpioEntry, bootstrapRamdiskEntries, cpioChunks, customerRamdiskEntr
 import {eifError} from './errors.js'
 import {lockfileFromBuild} from './lock.js'
 import {MAX_CUSTOM_METADATA_SIZE} from './metadata.js'
-import type {Arch} from './reader.js'
+import type {Arch, Measurements} from './reader.js'
 import {type BlobInput, type EifBuildResult, trimCmdline, writeEif} from './writer.js'
 
 export interface BuildFromFilesOptions {
@@ -141,4 +141,31 @@ export async function buildEifFromFiles(o: BuildFromFilesOptions): Promise<Build
     out.lockfile = {path: o.lockfile, content}
   }
   return out
+}
+
+/** `--input-digest NAME=DIGEST` values as the lockfile's extra inputs. */
+export function parseInputDigests(values: readonly string[]): Record<string, string> {
+  const out: Record<string, string> = {}
+  for (const d of values) {
+    const i = d.indexOf('=')
+    if (i <= 0) throw eifError('EIF_BAD_INPUT', `--input-digest must be NAME=DIGEST, got ${JSON.stringify(d)}.`)
+    out[d.slice(0, i)] = d.slice(i + 1)
+  }
+  return out
+}
+
+/** What `nle eif build --json` prints (nitro-cli's key names). */
+export interface EifBuildOutput {
+  Measurements: Measurements
+  Eif: {path: string; size: number; sha384: string; version: number; signed: boolean}
+  Lockfile?: string
+}
+
+export function eifBuildOutput(built: BuildFromFilesResult): EifBuildOutput {
+  const r = built.result
+  return {
+    Measurements: r.measurements,
+    Eif: {path: built.output, size: r.size, sha384: r.sha384, version: r.version, signed: r.signed},
+    ...(built.lockfile ? {Lockfile: built.lockfile.path} : {}),
+  }
 }

@@ -22,6 +22,7 @@ import {onnx} from './onnx-graph.js'
 import {type AttributeProto, type GraphProto, initializersOf, type ModelProto, type NodeProto, type TensorData, type TensorProto, readModelLazily, tensorBytes, writeModelFiles} from './onnx-file.js'
 import {type LogitsSimilarity, quantizationQuality} from './quality.js'
 import {recordManifest} from './save.js'
+import type {StageListener} from '../stages.js'
 
 export const QUANTIZE_TARGETS = ['q8', 'q4'] as const
 export type QuantizeTarget = (typeof QUANTIZE_TARGETS)[number]
@@ -284,6 +285,8 @@ export interface QuantizeOptions {
   force?: boolean
   /** Then measure the quality drop (quantizationQuality: last-position logits against the fp32 file). */
   measureQuality?: boolean
+  /** A stage starts: `quantize` (then onProgress per tensor), `quality` (with measureQuality). */
+  onStage?: StageListener
   onProgress?: (p: QuantizeProgress) => void
 }
 
@@ -394,6 +397,7 @@ export async function quantizeModel(options: QuantizeOptions): Promise<QuantizeR
   const nb: NBitsOptions = {bits, blockSize, symmetric}
   const total = initializersOf(model.graph!).filter((t) => sources.has(t)).length + rewrite.weights.length
   let done = 0
+  options.onStage?.('quantize', 'Quantizing the weights')
   const byNew = new Map<TensorProto, QuantizedWeight>(rewrite.weights.map((w) => [w.data, w]))
   async function* tensors(): AsyncGenerator<TensorData> {
     for (const t of initializersOf(model.graph!)) {
@@ -422,6 +426,7 @@ export async function quantizeModel(options: QuantizeOptions): Promise<QuantizeR
   const source: ModelManifest['source'] = {kind: 'local', path: inDir}
   const m = await recordManifest(outDir, options.to, source)
   const ms = performance.now() - t0
+  if (options.measureQuality === true) options.onStage?.('quality', 'Measuring the quality drop against fp32')
   const quality = options.measureQuality === true ? await quantizationQuality({dir: inDir, dtype: 'fp32'}, {dir: outDir, dtype: options.to}) : undefined
   return {
     dir: outDir,
