@@ -2,7 +2,7 @@
 // that all rows share one past length (the padding is masked out by each row's attention mask).
 // Decode steps feed onnxruntime's present tensors straight back; this module only rebuilds the
 // batch when rows join or leave (one copy of the cache then, not one per step).
-import * as ort from 'onnxruntime-node'
+import {ort} from './ort.js'
 
 import type {CacheTensorLayout} from '../model/inspect.js'
 

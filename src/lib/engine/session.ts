@@ -3,7 +3,7 @@ import {createRequire} from 'node:module'
 import {stat} from 'node:fs/promises'
 import {availableParallelism} from 'node:os'
 
-import * as ort from 'onnxruntime-node'
+import {ort} from './ort.js'
 
 import {type DecoderIo, type DecoderExpectation, checkDecoderIo, firstLine} from '../model/inspect.js'
 import {type NBitsReport, planModel} from '../model/last-logits.js'
