@@ -161,7 +161,7 @@ describe('client limits against a hostile proxy', () => {
     console.log(`endless event: the fake wrote ${written} bytes into the socket before the client closed it`)
   })
 
-  it('endless events: a flood of garbage chunks ends at the first (CHANNEL_RESPONSE_AUTH_FAILED), of empty events at once (CLIENT_PROTOCOL)', async () => {
+  it('endless events: a flood of garbage chunks ends at the first (CHANNEL_RESPONSE_AUTH_FAILED), of empty events at once (CLIENT_PROTOCOL), of keep-alive comments at the idle limit', async () => {
     let events = 0
     behaviour = (_req, res) => {
       sse(res)
@@ -174,9 +174,16 @@ describe('client limits against a hostile proxy', () => {
     await expect(drain(client().chatStream(question))).rejects.toMatchObject({code: 'CHANNEL_RESPONSE_AUTH_FAILED'})
     behaviour = (_req, res) => {
       sse(res)
-      every(1, res, () => res.write(': keep-alive\n\n'))
+      every(1, res, () => res.write('data:\n\n'))
     }
     await expect(drain(client().chatStream(question))).rejects.toMatchObject({code: 'CLIENT_PROTOCOL'})
+    // Comments are SSE keep-alives: not progress, so a flood of them ends at the idle limit.
+    behaviour = (_req, res) => {
+      sse(res)
+      res.write(NONCE)
+      every(1, res, () => res.write(': keep-alive\r\n\r\n'))
+    }
+    await expect(drain(client().chatStream(question))).rejects.toMatchObject({code: 'CLIENT_UPSTREAM_TIMEOUT', details: {phase: 'idle'}})
   })
 
   it('a whole answer larger than maxResponseBytes: CLIENT_RESPONSE_TOO_LARGE', async () => {

@@ -39,6 +39,7 @@ import {clientError} from './errors.js'
 import {DEFAULT_LIMITS, type ResponseLimits, RequestWatch} from './limits.js'
 import {type TlsOptions, Transport, readAll} from './transport.js'
 import {ATTESTATION_PATH, CHAT_PATH, EVENT_STREAM_TYPE, KMS_REQUEST_TYPE, NONCE_BYTES, SEALED_REQUEST_TYPE, SEALED_RESPONSE_TYPE} from '../protocol/routes.js'
+import {SseReader, SseTooLarge} from '../protocol/sse-reader.js'
 
 
 export interface NleClientOptions {
@@ -288,21 +289,21 @@ export class NleClient {
       res = posted.res
       watch.attach(res)
       if (!(res.headers['content-type'] ?? '').startsWith(EVENT_STREAM_TYPE)) {
-        throw clientError('CLIENT_PROTOCOL', `Expected text/event-stream, got ${res.headers['content-type'] ?? 'nothing'}.`)
+        throw clientError('CLIENT_PROTOCOL', `Expected ${EVENT_STREAM_TYPE}, got ${res.headers['content-type'] ?? 'nothing'}.`)
       }
       let opener: ResponseOpener | null = null
-      let buffer = ''
+      const reader = new SseReader(this.limits.maxEventBytes)
       let held: ChatCompletionChunk | null = null
       let started = false
       for await (const part of res as AsyncIterable<Buffer>) {
-        buffer += part.toString('latin1')
-        let end: number
-        while ((end = buffer.indexOf('\n\n')) !== -1) {
-          if (end > this.limits.maxEventBytes) throw eventTooLarge(this.limits.maxEventBytes)
-          const event = buffer.slice(0, end)
-          buffer = buffer.slice(end + 2)
-          const {name, data} = parseEvent(event)
-          if (data === null) throw clientError('CLIENT_PROTOCOL', 'The stream carried an event without data.')
+        let events
+        try {
+          events = reader.push(part.toString('latin1'))
+        } catch (error) {
+          throw error instanceof SseTooLarge ? eventTooLarge(error.limit) : error
+        }
+        for (const {event: name = 'message', data} of events) {
+          if (data === '') throw clientError('CLIENT_PROTOCOL', 'The stream carried an event without data.')
           const bytes = new Uint8Array(Buffer.from(data, 'base64'))
           if (opener === null) {
             if (name !== 'nonce' || bytes.length !== RESPONSE_NONCE_BYTES) throw clientError('CLIENT_PROTOCOL', 'The stream did not start with the response nonce.')
@@ -329,7 +330,6 @@ export class NleClient {
           yield answer
           watch.progress()
         }
-        if (buffer.length > this.limits.maxEventBytes) throw eventTooLarge(this.limits.maxEventBytes)
       }
       if (opener === null) throw clientError('CLIENT_PROTOCOL', 'The stream ended before the response nonce.')
       opener.finish() // CHANNEL_TRUNCATED unless the final chunk arrived
@@ -356,16 +356,6 @@ function failure(error: unknown, watch: RequestWatch, caller?: AbortSignal): unk
   if (caller?.aborted) return isNleError(error) && error.code === 'CLIENT_ABORTED' ? error : clientError('CLIENT_ABORTED', 'The request was cancelled.', {cause: error})
   if (isNleError(error)) return error
   return interrupted(error)
-}
-
-function parseEvent(event: string): {name: string; data: string | null} {
-  let name = 'message'
-  let data: string | null = null
-  for (const line of event.split('\n')) {
-    if (line.startsWith('event:')) name = line.slice(6).trim()
-    else if (line.startsWith('data:')) data = (data ?? '') + line.slice(5).trim()
-  }
-  return {name, data}
 }
 
 /** The opened JSON; a sealed `{error}` becomes CLIENT_SERVER_ERROR. */

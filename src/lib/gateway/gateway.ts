@@ -31,6 +31,7 @@ import {type ListenAddress, isLoopbackHost, listenUrl, parseListen} from './list
 import {type AnswerStamp, type ParsedRequest, type RequestLimits, chatChunks, chatCompletion, isEmptyChunk, parseChatBody, parseCompletionBody, textChunks, textCompletion} from './openai.js'
 import {type ParsedResponsesRequest, ResponsesEventStream, parseResponsesBody, wholeResponse} from './responses.js'
 import {readBody} from '../net/body.js'
+import {sseEvent} from '../protocol/sse.js'
 
 /** What the gateway needs of the upstream (NleClient fits; tests may fake it). */
 export interface GatewayUpstream {
@@ -403,7 +404,7 @@ export class Gateway {
       }
       const send = (chunk: ChatCompletionChunk): void => {
         if (events) return write(events.chunk(chunk))
-        write((shape === 'chat' ? chatChunks(chunk, parsed.includeUsage, stamp) : textChunks(chunk, parsed.includeUsage, stamp)).map((event) => `data: ${JSON.stringify(event)}\n\n`))
+        write((shape === 'chat' ? chatChunks(chunk, parsed.includeUsage, stamp) : textChunks(chunk, parsed.includeUsage, stamp)).map((event) => sseEvent(JSON.stringify(event))))
       }
       try {
         for (const chunk of held) send(chunk)
@@ -423,12 +424,12 @@ export class Gateway {
         // response.completed — the client must see a failed answer, never a silently shorter one.
         const f = this.noteFailure(error, entry, shape === 'responses' ? 'input' : 'messages')
         if (!signal.aborted && !res.destroyed) {
-          write(events ? events.error(f) : [`data: ${JSON.stringify(f.body)}\n\n`])
+          write(events ? events.error(f) : [sseEvent(JSON.stringify(f.body))])
           res.end()
         }
         return
       }
-      write(events ? events.end() : ['data: [DONE]\n\n'])
+      write(events ? events.end() : [sseEvent('[DONE]')])
       res.end()
     } catch (error) {
       if (signal.aborted) {

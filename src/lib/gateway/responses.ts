@@ -13,6 +13,7 @@ import type {ChatRequest} from '../client/index.js'
 import type {ChatCompletion, ChatCompletionChunk} from '../protocol/chat.js'
 import type {HttpFailure} from './errors.js'
 import {type AnswerStamp, type ParsedRequest, type RequestLimits, check, checkMaxTokens, parseJson, refuseUnhonoured, unsupported} from './openai.js'
+import {sseEvent} from '../protocol/sse.js'
 
 const sampling = {
   model: z.string().max(256).optional(),
@@ -203,7 +204,7 @@ export class ResponsesEventStream {
   ) {}
 
   private frame(type: string, fields: object): string {
-    return `event: ${type}\ndata: ${JSON.stringify({type, sequence_number: this.seq++, ...fields})}\n\n`
+    return sseEvent(JSON.stringify({type, sequence_number: this.seq++, ...fields}), type)
   }
 
   private opened(c: ChatCompletionChunk): {shape: ResponseShape; frames: string[]} {

@@ -23,6 +23,7 @@ import type {OpenedRequest} from '../channel/request.js'
 import {isNleError} from '../errors.js'
 import {type ChatCompletion, type ChatCompletionChunk, type SealedErrorBody} from '../protocol/chat.js'
 import {ATTESTATION_PATH, CHAT_PATH, EVENT_STREAM_TYPE, HEALTH_PATH, KMS_REQUEST_TYPE, METRICS_PATH, SEALED_REQUEST_TYPE, SEALED_RESPONSE_TYPE} from '../protocol/routes.js'
+import {sseEvent} from '../protocol/sse.js'
 import {type ChatEngine, type ChatResult, type RuntimeDefaults, parseChatRequest, usage} from './chat.js'
 import {type Logger, silentLogger} from '../net/log.js'
 import {KvBudget} from './kv-budget.js'
@@ -404,7 +405,7 @@ class SealedAnswer {
   }
 
   private send(frame: Uint8Array): void {
-    const line = `data: ${Buffer.from(frame).toString('base64')}\n\n`
+    const line = sseEvent(Buffer.from(frame).toString('base64'))
     this.meta.log.bytesOut += line.length
     this.res.write(line)
   }
@@ -414,7 +415,7 @@ class SealedAnswer {
     if (!this.stream || this.sealer) return
     this.sealer = new ResponseSealer(this.keys, this.meta.chunkPad)
     this.res.writeHead(200, {'content-type': EVENT_STREAM_TYPE, 'cache-control': 'no-store', 'x-accel-buffering': 'no'})
-    const nonceLine = `event: nonce\ndata: ${Buffer.from(this.sealer.nonce).toString('base64')}\n\n`
+    const nonceLine = sseEvent(Buffer.from(this.sealer.nonce).toString('base64'), 'nonce')
     this.meta.log.bytesOut += nonceLine.length
     this.res.write(nonceLine)
     this.send(this.sealer.seal(this.chunk({role: 'assistant', content: ''}, null), false))
