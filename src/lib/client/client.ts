@@ -40,6 +40,7 @@ import {DEFAULT_LIMITS, type ResponseLimits, RequestWatch} from './limits.js'
 import {type TlsOptions, Transport, readAll} from './transport.js'
 import {ATTESTATION_PATH, CHAT_PATH, EVENT_STREAM_TYPE, KMS_REQUEST_TYPE, NONCE_BYTES, SEALED_REQUEST_TYPE, SEALED_RESPONSE_TYPE} from '../protocol/routes.js'
 import {SseReader, SseTooLarge} from '../protocol/sse-reader.js'
+import {wireMeaning} from '../protocol/status.js'
 
 
 export interface NleClientOptions {
@@ -433,38 +434,35 @@ async function httpFailure(res: IncomingMessage, what: string, limits: ResponseL
   const status = res.statusCode ?? 0
   const serverCode = typeof body.error?.code === 'string' ? body.error.code : undefined
   const details = {status, ...(serverCode ? {serverCode} : {}), what}
-  if (serverCode === 'CHANNEL_KMS_DENIED') {
-    return clientError('CLIENT_REQUEST_REFUSED', 'KMS refused to release the request key to the enclave: the key policy does not admit its measurements.', {
-      hint: 'Run `nle policy check` (and `nle policy apply` after a rebuild).',
-      details,
-    })
-  }
-  if (serverCode === 'CHANNEL_KMS_UNAVAILABLE' || serverCode === 'CHANNEL_KMS_DISABLED') {
-    return clientError('CLIENT_ENCLAVE_UNAVAILABLE', serverCode === 'CHANNEL_KMS_DISABLED' ? 'The enclave server does not have KMS mode enabled.' : 'The enclave could not reach KMS to unwrap the request.', {
-      hint: serverCode === 'CHANNEL_KMS_DISABLED' ? 'Use --mode attested, or enable kms in the enclave runtime config.' : "Check the parent's KMS vsock-proxy and credentials endpoint (`nle status`).",
-      details,
-    })
-  }
-  switch (status) {
-    case 429:
-      return clientError('CLIENT_RATE_LIMITED', 'The enclave is busy (HTTP 429).', {hint: `Retry after ${res.headers['retry-after'] ?? 'a moment'} s.`, details: {...details, retryAfter: Number(res.headers['retry-after'] ?? 1)}})
-    case 413:
-      return clientError('CLIENT_REQUEST_TOO_LARGE', 'The request is larger than the proxy accepts (HTTP 413).', {details})
-    case 504:
-      return clientError('CLIENT_UPSTREAM_TIMEOUT', 'The enclave did not answer in time (HTTP 504).', {details})
-    case 502:
-    case 503:
+  // One table says what each code means (src/lib/protocol/status.ts); the status decides only for a code it does not list.
+  switch (wireMeaning(status, serverCode)) {
+    case 'kms-denied':
+      return clientError('CLIENT_REQUEST_REFUSED', 'KMS refused to release the request key to the enclave: the key policy does not admit its measurements.', {
+        hint: 'Run `nle policy check` (and `nle policy apply` after a rebuild).',
+        details,
+      })
+    case 'kms-unavailable':
+      return clientError('CLIENT_ENCLAVE_UNAVAILABLE', serverCode === 'CHANNEL_KMS_DISABLED' ? 'The enclave server does not have KMS mode enabled.' : 'The enclave could not reach KMS to unwrap the request.', {
+        hint: serverCode === 'CHANNEL_KMS_DISABLED' ? 'Use --mode attested, or enable kms in the enclave runtime config.' : "Check the parent's KMS vsock-proxy and credentials endpoint (`nle status`).",
+        details,
+      })
+    case 'busy':
+      return clientError('CLIENT_RATE_LIMITED', `The enclave is busy (HTTP ${status}).`, {hint: `Retry after ${res.headers['retry-after'] ?? 'a moment'} s.`, details: {...details, retryAfter: Number(res.headers['retry-after'] ?? 1)}})
+    case 'too-large':
+      return clientError('CLIENT_REQUEST_TOO_LARGE', `The request is larger than the ${serverCode?.startsWith('SERVER_') ? 'enclave' : 'proxy'} accepts (HTTP ${status}).`, {details})
+    case 'timeout':
+      return clientError('CLIENT_UPSTREAM_TIMEOUT', `The enclave did not answer in time (HTTP ${status}).`, {details})
+    case 'unavailable':
       return clientError('CLIENT_ENCLAVE_UNAVAILABLE', `The enclave is not available (HTTP ${status}${serverCode ? `, ${serverCode}` : ''}).`, {
         hint: 'Is the enclave running? `nle status` shows it.',
         details,
       })
+    case 'refused':
+      return clientError('CLIENT_REQUEST_REFUSED', `The enclave refused the sealed request: ${serverCode ?? `HTTP ${status}`}.`, {
+        hint: serverCode === 'CHANNEL_REQUEST_AUTH_FAILED' ? 'The request was altered on the way (or sealed to another key).' : undefined,
+        details,
+      })
     default:
-      if (serverCode?.startsWith('CHANNEL_')) {
-        return clientError('CLIENT_REQUEST_REFUSED', `The enclave refused the sealed request: ${serverCode}.`, {
-          hint: serverCode === 'CHANNEL_REQUEST_AUTH_FAILED' ? 'The request was altered on the way (or sealed to another key).' : undefined,
-          details,
-        })
-      }
       return clientError('CLIENT_HTTP_ERROR', `Unexpected HTTP ${status} from the ${what} endpoint${serverCode ? ` (${serverCode})` : ''}.`, {details})
   }
 }

@@ -26,9 +26,10 @@ import {performance} from 'node:perf_hooks'
 import {type Logger, silentLogger} from '../net/log.js'
 import {Semaphore} from '../net/semaphore.js'
 import {listenError} from '../errors.js'
-import {type ProxyErrorCode, proxyError} from './errors.js'
+import {proxyError} from './errors.js'
 import {readBody} from '../net/body.js'
 import {PROXIED_ROUTES} from '../protocol/routes.js'
+import {type WireErrorCode, wireStatus} from '../protocol/status.js'
 
 const REQUEST_HEADERS = ['content-type', 'accept'] as const
 const RESPONSE_HEADERS = ['content-type', 'content-length', 'cache-control', 'retry-after', 'x-accel-buffering'] as const
@@ -104,8 +105,7 @@ interface ClientState {
 
 class UpstreamFailure extends Error {
   constructor(
-    readonly code: ProxyErrorCode,
-    readonly status: number,
+    readonly code: 'PROXY_UPSTREAM_UNAVAILABLE' | 'PROXY_UPSTREAM_TIMEOUT',
     message: string,
   ) {
     super(message)
@@ -267,11 +267,11 @@ export class ParentProxy {
       if (this.active === 0 && this.idle) this.idle()
     })
 
-    if (!known) return reply(res, 404, 'PROXY_NOT_FOUND', 'No such endpoint.', entry)
-    if (PROXIED_ROUTES[path] !== req.method) return reply(res, 405, 'PROXY_NOT_FOUND', `Use ${PROXIED_ROUTES[path]} for ${path}.`, entry)
+    if (!known) return reply(res, 'PROXY_NOT_FOUND', 'No such endpoint.', entry)
+    if (PROXIED_ROUTES[path] !== req.method) return reply(res, 'PROXY_METHOD_NOT_ALLOWED', `Use ${PROXIED_ROUTES[path]} for ${path}.`, entry)
     if (this.draining) {
       res.setHeader('connection', 'close')
-      return reply(res, 503, 'PROXY_DRAINING', 'The proxy is shutting down.', entry)
+      return reply(res, 'PROXY_DRAINING', 'The proxy is shutting down.', entry)
     }
     // Admission before the body is read: its bytes are reserved from maxBufferedBytes, or it is
     // refused unread. (An unread body stays in the client's and the kernel's buffers, not here.)
@@ -286,7 +286,7 @@ export class ParentProxy {
         res.setHeader('retry-after', '1')
         res.setHeader('connection', 'close')
         req.resume() // discarded as it arrives (bounded by requestTimeoutMs), never held
-        return reply(res, 429, 'PROXY_BUSY', 'The proxy holds as many request bodies as it may; retry shortly.', entry)
+        return reply(res, 'PROXY_BUSY', 'The proxy holds as many request bodies as it may; retry shortly.', entry)
       }
       reserved = want
       this.buffered += want
@@ -294,7 +294,7 @@ export class ParentProxy {
     const body = await readLimited(req, this.options.bodyLimitBytes)
     if (body === 'too-large') {
       res.setHeader('connection', 'close')
-      return reply(res, 413, 'PROXY_BODY_TOO_LARGE', `Request bodies are limited to ${this.options.bodyLimitBytes} bytes.`, entry)
+      return reply(res, 'PROXY_BODY_TOO_LARGE', `Request bodies are limited to ${this.options.bodyLimitBytes} bytes.`, entry)
     }
     if (body === 'aborted') return
     entry.bytesIn = body.length
@@ -303,20 +303,20 @@ export class ParentProxy {
     if (!slot) {
       if (client.gone) return
       res.setHeader('retry-after', '1')
-      return reply(res, 429, 'PROXY_BUSY', 'Too many requests in flight; retry shortly.', entry)
+      return reply(res, 'PROXY_BUSY', 'Too many requests in flight; retry shortly.', entry)
     }
     try {
       await this.forward(req, res, body, entry, client)
     } catch (error) {
       if (error instanceof UpstreamFailure) {
-        if (!res.headersSent) return reply(res, error.status, error.code, error.message, entry)
+        if (!res.headersSent) return reply(res, error.code, error.message, entry)
         entry.code = error.code
         res.destroy()
         return
       }
       entry.code = 'PROXY_INTERNAL'
       this.logger.log('error', 'proxy_failed', {message: (error as Error)?.name})
-      if (!res.headersSent) reply(res, 500, 'PROXY_UPSTREAM_UNAVAILABLE', 'The proxy failed.', entry)
+      if (!res.headersSent) reply(res, 'PROXY_INTERNAL', 'The proxy failed.', entry)
       else res.destroy()
     }
   }
@@ -347,7 +347,7 @@ export class ParentProxy {
       if (outcome === 'done') return
       lastError = outcome
     }
-    throw new UpstreamFailure('PROXY_UPSTREAM_UNAVAILABLE', 502, `No enclave accepted the connection (${lastError}).`)
+    throw new UpstreamFailure('PROXY_UPSTREAM_UNAVAILABLE', `No enclave accepted the connection (${lastError}).`)
   }
 
   /** One upstream: 'done' when it answered (or the client left), else why it could not connect. */
@@ -363,7 +363,7 @@ export class ParentProxy {
       const up = httpRequest({socketPath: this.options.upstreams[index], method: req.method, path: req.url, headers, agent: this.agents[index]})
       const headerTimer = setTimeout(() => {
         up.destroy()
-        reject(new UpstreamFailure('PROXY_UPSTREAM_TIMEOUT', 504, `The enclave did not answer within ${this.options.upstreamTimeoutMs} ms.`))
+        reject(new UpstreamFailure('PROXY_UPSTREAM_TIMEOUT', `The enclave did not answer within ${this.options.upstreamTimeoutMs} ms.`))
       }, this.options.upstreamTimeoutMs)
       client.onGone = () => {
         client.onGone = null
@@ -383,9 +383,9 @@ export class ParentProxy {
           }
           // Connection refused / socket missing: try the next upstream. Other failures are a 502.
           if (['ECONNREFUSED', 'ENOENT', 'EACCES'].includes(error.code ?? '')) return resolve(error.code ?? 'error')
-          return reject(new UpstreamFailure('PROXY_UPSTREAM_UNAVAILABLE', 502, `The enclave connection failed (${error.code ?? 'error'}).`))
+          return reject(new UpstreamFailure('PROXY_UPSTREAM_UNAVAILABLE', `The enclave connection failed (${error.code ?? 'error'}).`))
         }
-        reject(new UpstreamFailure('PROXY_UPSTREAM_UNAVAILABLE', 502, 'The enclave connection broke mid-response.'))
+        reject(new UpstreamFailure('PROXY_UPSTREAM_UNAVAILABLE', 'The enclave connection broke mid-response.'))
       })
       up.on('response', (upRes) => {
         answered = true
@@ -435,7 +435,9 @@ export class ParentProxy {
   }
 }
 
-function reply(res: ServerResponse, status: number, code: string, message: string, entry: {bytesOut: number; code?: string}): void {
+/** An error of the proxy's own, with the status the wire table gives its code. */
+function reply(res: ServerResponse, code: WireErrorCode, message: string, entry: {bytesOut: number; code?: string}): void {
+  const status = wireStatus(code)
   entry.code = code
   const body = JSON.stringify({error: {code, message}})
   entry.bytesOut = Buffer.byteLength(body)

@@ -24,6 +24,7 @@ import {isNleError} from '../errors.js'
 import {type ChatCompletion, type ChatCompletionChunk, type SealedErrorBody} from '../protocol/chat.js'
 import {ATTESTATION_PATH, CHAT_PATH, EVENT_STREAM_TYPE, HEALTH_PATH, KMS_REQUEST_TYPE, METRICS_PATH, SEALED_REQUEST_TYPE, SEALED_RESPONSE_TYPE} from '../protocol/routes.js'
 import {sseEvent} from '../protocol/sse.js'
+import {type WireErrorCode, wireStatus} from '../protocol/status.js'
 import {type ChatEngine, type ChatResult, type RuntimeDefaults, parseChatRequest, usage} from './chat.js'
 import {type Logger, silentLogger} from '../net/log.js'
 import {KvBudget} from './kv-budget.js'
@@ -161,12 +162,12 @@ export class EnclaveServer {
       if (route === METRICS_PATH && req.method === 'GET') return await this.sendMetrics(res)
       if (route === ATTESTATION_PATH && req.method === 'GET') return await this.attestation(url, res, log)
       if (route === CHAT_PATH && req.method === 'POST') return await this.chat(req, res, log)
-      return plain(res, route === CHAT_PATH || route === ATTESTATION_PATH ? 405 : 404, 'SERVER_NOT_FOUND', 'No such endpoint.', log)
+      return plain(res, route === CHAT_PATH || route === ATTESTATION_PATH ? 'SERVER_METHOD_NOT_ALLOWED' : 'SERVER_NOT_FOUND', 'No such endpoint.', log)
     } catch (error) {
       // Unexpected: report the code only. Never echo anything of the request.
       const code = isNleError(error) ? error.code : 'SERVER_INTERNAL'
       this.logger.log('error', 'handler_failed', {code, message: isNleError(error) ? error.message : (error as Error)?.name})
-      if (!res.headersSent) plain(res, 500, code, 'The enclave server failed to handle the request.', log)
+      if (!res.headersSent) plain(res, 'SERVER_INTERNAL', 'The enclave server failed to handle the request.', log)
       else res.destroy()
     }
   }
@@ -205,7 +206,7 @@ export class EnclaveServer {
   private async attestation(url: URL, res: ServerResponse, log: {bytesOut: number; code?: string}): Promise<void> {
     const hex = url.searchParams.get('nonce')
     if (hex !== null && (!/^([0-9a-fA-F]{2})*$/.test(hex) || hex.length / 2 > MAX_NONCE_BYTES)) {
-      return plain(res, 400, 'SERVER_BAD_NONCE', `The nonce must be hex, at most ${MAX_NONCE_BYTES} bytes.`, log)
+      return plain(res, 'SERVER_BAD_NONCE', `The nonce must be hex, at most ${MAX_NONCE_BYTES} bytes.`, log)
     }
     const nonce = hex === null || hex.length === 0 ? null : new Uint8Array(Buffer.from(hex, 'hex'))
     const publicKey = await this.options.keyRing.keyConfig()
@@ -214,7 +215,7 @@ export class EnclaveServer {
       document = await this.options.nsm.attestation({nonce, publicKey})
     } catch (error) {
       this.logger.log('error', 'nsm_failed', {code: isNleError(error) ? error.code : 'NSM_ERROR'})
-      return plain(res, 503, 'SERVER_NSM_FAILED', 'The NSM could not produce an attestation document.', log)
+      return plain(res, 'SERVER_NSM_FAILED', 'The NSM could not produce an attestation document.', log)
     }
     this.metrics.inc('nle_server_attestations_total')
     log.bytesOut = document.length
@@ -224,22 +225,22 @@ export class EnclaveServer {
   private async chat(req: IncomingMessage, res: ServerResponse, log: RequestLog): Promise<void> {
     if (this.draining) {
       res.setHeader('connection', 'close')
-      return plain(res, 503, 'SERVER_BUSY', 'The enclave server is shutting down.', log)
+      return plain(res, 'SERVER_DRAINING', 'The enclave server is shutting down.', log)
     }
     const type = req.headers['content-type'] ?? ''
     const kms = type.startsWith(KMS_REQUEST_TYPE)
     if (!kms && !type.startsWith(SEALED_REQUEST_TYPE)) {
-      return plain(res, 415, 'CHANNEL_MALFORMED', `The request body must be ${SEALED_REQUEST_TYPE} or ${KMS_REQUEST_TYPE}.`, log)
+      return plain(res, 'SERVER_UNSUPPORTED_MEDIA_TYPE', `The request body must be ${SEALED_REQUEST_TYPE} or ${KMS_REQUEST_TYPE}.`, log)
     }
     if (kms && !this.options.kms) {
-      return plain(res, 501, 'CHANNEL_KMS_DISABLED', 'KMS mode is not enabled on this enclave server.', log)
+      return plain(res, 'CHANNEL_KMS_DISABLED', 'KMS mode is not enabled on this enclave server.', log)
     }
     const body = await readRequestBody(req, this.maxBody)
-    if (body === null) return plain(res, 413, 'SERVER_BODY_TOO_LARGE', `A sealed request is at most ${this.maxBody} bytes.`, log)
+    if (body === null) return plain(res, 'SERVER_BODY_TOO_LARGE', `A sealed request is at most ${this.maxBody} bytes.`, log)
     log.bytesIn = body.length
     if (this.slots.inFlight >= this.slots.limit && this.slots.queued >= this.slots.maxQueue) {
       res.setHeader('retry-after', '1')
-      return plain(res, 429, 'SERVER_BUSY', 'The generation queue is full.', log)
+      return plain(res, 'SERVER_BUSY', 'The generation queue is full.', log)
     }
     let opened
     try {
@@ -249,7 +250,7 @@ export class EnclaveServer {
       this.metrics.inc('nle_server_channel_errors_total', {code: error.code})
       if (error.code === 'CHANNEL_KMS_UNAVAILABLE') this.logger.log('warn', 'kms_unavailable', {code: error.code, cause: (error.cause as Error | undefined)?.name})
       if (error.code === 'CHANNEL_LIMIT') res.setHeader('retry-after', '1')
-      return plain(res, OPEN_FAILURE_STATUS[error.code] ?? 400, error.code, error.message, log)
+      return plain(res, error.code, error.message, log)
     }
     log.requestId = opened.requestId
     // The framing follows the Accept header (which the host sees anyway), not the sealed body: an
@@ -471,9 +472,6 @@ function contextFacts(details: Record<string, unknown> | undefined): {context?: 
 /** A sealed error's message is cut here, so an error always fits the smallest padding bucket. */
 const MAX_SEALED_MESSAGE = 200
 
-/** HTTP status of a request that did not open (default 400). */
-const OPEN_FAILURE_STATUS: Record<string, number> = {CHANNEL_UNKNOWN_KEY: 421, CHANNEL_KMS_DENIED: 403, CHANNEL_KMS_UNAVAILABLE: 503, CHANNEL_LIMIT: 429}
-
 const ROUTES = new Set([HEALTH_PATH, METRICS_PATH, ATTESTATION_PATH, CHAT_PATH])
 /** The path as logged: known routes verbatim, anything else collapsed (a path could carry data). */
 function knownRoute(path: string): string {
@@ -482,7 +480,9 @@ function knownRoute(path: string): string {
 
 const utf8 = (s: string): Uint8Array => new TextEncoder().encode(s)
 
-function plain(res: ServerResponse, status: number, code: string, message: string, log: {code?: string; bytesOut: number}): void {
+/** An error in clear, with the status the wire table gives its code. */
+function plain(res: ServerResponse, code: WireErrorCode | (string & {}), message: string, log: {code?: string; bytesOut: number}): void {
+  const status = wireStatus(code)
   log.code = code
   const body = json({error: {code, message}})
   log.bytesOut = Buffer.byteLength(body)
