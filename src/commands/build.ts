@@ -56,6 +56,7 @@ Either way nle re-reads the EIF and recomputes PCR0/1/2 (and PCR8) itself; if th
       const m = result.memory
       this.log(`EIF size:        ${result.eif.size} bytes (${(result.eif.size / 1048576).toFixed(1)} MiB)`)
       this.log(`Enclave memory:  ${m.memoryMiB} MiB (${m.source}; 4x EIF = ${m.eifRuleMiB} MiB${m.runtimeMiB ? `, runtime = ${m.runtimeMiB} MiB` : ''})`)
+      if (result.runtime) this.log(`Enclave runtime: ${result.runtime.packages} packages, ${result.runtime.files} files, ${(result.runtime.bytes / 1e6).toFixed(1)} MB (docs/runtime.md)`)
       this.log(`PCRs checked:    nle's reader agrees with ${result.crossCheck.against}`)
       this.log(`Lockfile:        ${result.lockfile}`)
       this.log('\nNext steps:')

@@ -68,6 +68,11 @@ describe('nle build --builder docker', () => {
     expect(lock.inputs.modelManifest).toBe(`sha256:${createHash('sha256').update(readFileSync(join(dir, 'model', 'nle-model.json'))).digest('hex')}`)
     expect(lock.inputs.runtimeBundle).toMatch(/^sha256:[0-9a-f]{64}$/)
     expect(r).toMatchObject({builder: 'docker', crossCheck: {against: 'nitro-cli', match: true}, eif: {bootable: true}, image: {tag: 'demo-enclave:latest'}})
+    // The runtime closure the image installs, counted from the context's lockfile: what a reviewer reads.
+    const locked = Object.keys(JSON.parse(readFileSync(join(ctx, 'nle', 'package-lock.json'), 'utf8')).packages as object).filter((p) => p !== '')
+    expect(r.runtime?.packages).toBe(locked.length)
+    expect(r.runtime!.files).toBeGreaterThan(r.runtime!.packages)
+    expect(r.runtime!.bytes).toBeGreaterThan(10e6)
     expect(r.stages.map((t) => t.stage)).toEqual(['context', 'docker-build', 'nitro-cli', 'measure'])
     expect(r.stages.every((t) => Number.isInteger(t.ms) && t.ms >= 0 && t.label.length > 0)).toBe(true)
     expect(r.memory.memoryMiB).toBeGreaterThanOrEqual(r.memory.eifRuleMiB)

@@ -15,6 +15,9 @@ import {lockfileFromBuild, lockfileFromEif} from '../eif/lock.js'
 import type {Lockfile} from '../lockfile.js'
 import {writeLockfile} from '../lockfile.js'
 import {MANIFEST_FILE, type ModelManifest, checkManifestFiles, readManifest, sha256File} from '../model/manifest.js'
+import {PACKAGE_ROOT} from '../paths.js'
+import {type ClosureFigures, lockClosureFigures} from '../runtime/closure.js'
+import type {Lockfile as RuntimeLockfile} from '../runtime/lock.js'
 import {assembleRuntimePackage} from '../runtime/packages.js'
 import {StageClock, type StageTiming} from '../stages.js'
 import {dockerBuild, dockerImageInspect} from './docker.js'
@@ -68,6 +71,8 @@ export interface BuildReport {
   inputs: Record<string, string>
   context: string
   image?: {tag: string; id: string}
+  /** The enclave runtime package's production closure as the image ships it (other platforms' binaries pruned): docs/runtime.md. */
+  runtime?: ClosureFigures
   warnings: string[]
   /** Each stage with how long it took, in order. */
   stages: StageTiming[]
@@ -440,6 +445,7 @@ async function report(
   const warnings: string[] = []
   if (!boot.bootable) warnings.push(`NOT BOOTABLE: ${boot.reason}. Measurements are real, but \`nle run\` refuses this EIF; \`nle dev\` runs the stack with it here (simulated Nitro parts). For one that boots, build on a host with the blobs (aws-nitro-enclaves-cli-devel).`)
   const memory = await enclaveMemoryFor(o.loaded, info.layout.fileSize)
+  const runtime = await runtimeFigures(join(context.dir, 'nle', 'package-lock.json'))
   return {
     builder,
     eif: {path: paths.eifPath, size: info.layout.fileSize, sha384: lock.eif.sha384, signed: lock.eif.signed, version: lock.eif.version, ...boot},
@@ -450,6 +456,18 @@ async function report(
     inputs: lock.inputs,
     context: context.dir,
     ...(image ? {image} : {}),
+    ...(runtime ? {runtime} : {}),
     warnings,
   }
+}
+
+/** The closure figures of the runtime package a build context carries (none with a --rootfs of the user's). */
+async function runtimeFigures(lockPath: string): Promise<ClosureFigures | undefined> {
+  let lock: RuntimeLockfile
+  try {
+    lock = JSON.parse(await readFile(lockPath, 'utf8')) as RuntimeLockfile
+  } catch {
+    return undefined
+  }
+  return lockClosureFigures(lock, PACKAGE_ROOT)
 }
