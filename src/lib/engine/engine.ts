@@ -14,7 +14,7 @@ import {EngineError} from './errors.js'
 import {Sampler, type SamplingOptions, validateSampling} from './sampling.js'
 import {type GenerateResult, Scheduler, type StreamChunk} from './scheduler.js'
 import {DecoderSession, type SessionOptions} from './session.js'
-import {IncrementalDecoder, StopMatcher} from './stream.js'
+import {IncrementalDecoder, StopMatcher, toEnd} from './stream.js'
 import {type TemplateMessage, TextTokenizer} from './tokenizer.js'
 
 export interface EngineOptions extends SessionOptions {
@@ -251,11 +251,7 @@ export class Engine {
 
   /** Generates to the end and returns the result (the stream, consumed). */
   async generate(input: GenerateInput, options: GenerateOptions = {}): Promise<GenerateResult> {
-    const it = this.stream(input, options)
-    for (;;) {
-      const r = await it.next()
-      if (r.done) return r.value
-    }
+    return toEnd(this.stream(input, options))
   }
 
   async close(): Promise<void> {

@@ -224,25 +224,26 @@ export class DecoderSession {
     if (this.io.hasTokenTypeIds) feeds.token_type_ids = new ort.Tensor('int64', new BigInt64Array(n), [1, n])
     // The merged decoder's first step takes the branch without a cache (its past inputs are empty).
     if (this.io.hasCacheBranch) feeds.use_cache_branch = new ort.Tensor('bool', new Uint8Array([cache.length > 0 ? 1 : 0]), [1])
-    let out: ort.InferenceSession.ReturnType
-    try {
-      out = await this.session.run(feeds)
-    } catch (cause) {
-      throw new EngineError('ENGINE_INFERENCE_FAILED', 'onnxruntime failed to run the model.', {cause, details: {reason: firstLine(cause)}})
-    }
+    const out = await this.run(feeds)
     const logits = out.logits as ort.Tensor
     const vocab = logits.dims[logits.dims.length - 1] as number
     const data = logits.data as Float32Array | Uint16Array
     const last = data.subarray(data.length - vocab)
-    // float16 logits arrive as raw half bits (a Uint16Array, where Node has no Float16Array): widened
-    // here, never sampled as integers. A runtime that hands out a Float16Array gets a plain copy.
-    const lastLogits = last instanceof Float32Array ? last : last instanceof Uint16Array ? halfToFloat(last) : Float32Array.from(last as ArrayLike<number>)
+    const lastLogits = widen(last)
     const tensors: Record<string, ort.Tensor> = {}
     for (let i = 0; i < this.io.numLayers; i++) {
       tensors[`past_key_values.${i}.key`] = out[`present.${i}.key`] as ort.Tensor
       tensors[`past_key_values.${i}.value`] = out[`present.${i}.value`] as ort.Tensor
     }
     return {lastLogits, cache: {tensors, length: total}}
+  }
+
+  private async run(feeds: Record<string, ort.Tensor>): Promise<ort.InferenceSession.ReturnType> {
+    try {
+      return await this.session.run(feeds)
+    } catch (cause) {
+      throw new EngineError('ENGINE_INFERENCE_FAILED', 'onnxruntime failed to run the model.', {cause, details: {reason: firstLine(cause)}})
+    }
   }
 
   /**
@@ -272,12 +273,7 @@ export class DecoderSession {
     if (this.io.hasPositionIds) feeds.position_ids = new ort.Tensor('int64', pos, [b, n])
     if (this.io.hasTokenTypeIds) feeds.token_type_ids = new ort.Tensor('int64', new BigInt64Array(b * n), [b, n])
     if (this.io.hasCacheBranch) feeds.use_cache_branch = new ort.Tensor('bool', new Uint8Array([pastLength > 0 ? 1 : 0]), [1])
-    let out: ort.InferenceSession.ReturnType
-    try {
-      out = await this.session.run(feeds)
-    } catch (cause) {
-      throw new EngineError('ENGINE_INFERENCE_FAILED', 'onnxruntime failed to run the model.', {cause, details: {reason: firstLine(cause)}})
-    }
+    const out = await this.run(feeds)
     const logits = out.logits as ort.Tensor
     const vocab = logits.dims[logits.dims.length - 1] as number
     const perRow = logits.dims.length === 3 ? (logits.dims[1] as number) : 1
@@ -286,7 +282,7 @@ export class DecoderSession {
     for (let r = 0; r < b; r++) {
       const end = (r * perRow + perRow) * vocab
       const last = data.subarray(end - vocab, end)
-      rows.push(last instanceof Float32Array ? last : last instanceof Uint16Array ? halfToFloat(last) : Float32Array.from(last as ArrayLike<number>))
+      rows.push(widen(last))
     }
     const present: Record<string, ort.Tensor> = {}
     for (let i = 0; i < this.io.numLayers; i++) {
@@ -299,4 +295,9 @@ export class DecoderSession {
   async release(): Promise<void> {
     await this.session.release()
   }
+}
+
+/** Logits as float32: float16 ones arrive as raw half bits (src/lib/engine/ort.ts keeps them so) and are widened, never sampled as integers. */
+function widen(logits: Float32Array | Uint16Array): Float32Array {
+  return logits instanceof Float32Array ? logits : logits instanceof Uint16Array ? halfToFloat(logits) : Float32Array.from(logits as ArrayLike<number>)
 }

@@ -92,3 +92,11 @@ export class StopMatcher {
     return {text: out}
   }
 }
+
+/** Runs a generation stream to its end and returns its result (`generate` of both engines). */
+export async function toEnd<T>(it: AsyncGenerator<unknown, T, void>): Promise<T> {
+  for (;;) {
+    const r = await it.next()
+    if (r.done) return r.value
+  }
+}

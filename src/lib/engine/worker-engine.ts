@@ -10,6 +10,7 @@ import {EngineError} from './errors.js'
 import type {GenerateResult, SchedulerStats, StreamChunk} from './scheduler.js'
 import {TextTokenizer} from './tokenizer.js'
 import {type DecoderInfo, deserializeError, type MainToWorker, type WorkerReadyInfo, type WorkerToMain} from './worker-protocol.js'
+import {toEnd} from './stream.js'
 
 interface Pending {
   chunks: StreamChunk[]
@@ -141,11 +142,7 @@ export class WorkerEngine {
   }
 
   async generate(input: GenerateInput, options: GenerateOptions = {}): Promise<GenerateResult> {
-    const it = this.stream(input, options)
-    for (;;) {
-      const r = await it.next()
-      if (r.done) return r.value
-    }
+    return toEnd(this.stream(input, options))
   }
 
   async close(): Promise<void> {
