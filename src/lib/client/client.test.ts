@@ -12,6 +12,8 @@ import {ServerKeyRing} from '../channel/index.js'
 import {tempDir} from '../../test-support/tmp.js'
 import {EnclaveServer} from '../server/app.js'
 import {echoChat} from '../server/chat.js'
+import {expectCode} from '../../test-support/rejection.js'
+import type {AttestationEvent} from './client.js'
 import {NleClient, type NleClientOptions} from './index.js'
 
 const digest = (label: string): string => createHash('sha384').update(label).digest('hex')
@@ -209,5 +211,48 @@ describe('client limits against a hostile proxy', () => {
     } finally {
       await real.drain(1000)
     }
+  })
+})
+
+describe('client attestation events', () => {
+  it('fires on the first attestation and on each re-attestation (asked for, after a 421), before the call settles; a failure with its code; unsubscribe stops it', async () => {
+    const c = client()
+    const events: (AttestationEvent & {settled: boolean})[] = []
+    let settled = false
+    const unsubscribe = c.onAttestation((e) => events.push({...e, settled}))
+    c.onAttestation(() => {
+      throw new Error('a faulty listener') // changes nothing of the outcome
+    })
+    const first = await c.attest().finally(() => (settled = true))
+    expect(events).toEqual([{ok: true, cause: 'initial', attestation: first, settled: false}])
+    expect(await c.attest()).toBe(first) // the session is reused: no attestation, no event
+    expect(events).toHaveLength(1)
+
+    settled = false
+    const fresh = await c.attest({fresh: true}).finally(() => (settled = true))
+    expect(fresh).not.toBe(first)
+    expect(events[1]).toEqual({ok: true, cause: 'requested', attestation: fresh, settled: false})
+
+    // The enclave no longer holds the key (421): the client re-attests by itself and retries once.
+    let posts = 0
+    behaviour = (_req, res) => {
+      posts++
+      const body = JSON.stringify({error: {code: posts === 1 ? 'CHANNEL_UNKNOWN_KEY' : 'SERVER_UNAVAILABLE'}})
+      res.writeHead(posts === 1 ? 421 : 503, {'content-type': 'application/json', 'content-length': Buffer.byteLength(body)}).end(body)
+    }
+    await expectCode(c.chat(question), 'CLIENT_ENCLAVE_UNAVAILABLE')
+    expect(posts).toBe(2)
+    expect(events[2]).toMatchObject({ok: true, cause: 'rotated'})
+
+    unsubscribe()
+    await c.attest({fresh: true})
+    expect(events).toHaveLength(3)
+
+    // A document that does not verify: the failure comes with its code.
+    const wrong = client({expectedPcrs: {...PCRS, PCR0: digest('another image')}})
+    const failures: AttestationEvent[] = []
+    wrong.onAttestation((e) => failures.push(e))
+    await expectCode(wrong.attest(), 'ATTEST_PCR_MISMATCH')
+    expect(failures).toEqual([{ok: false, cause: 'initial', code: 'ATTEST_PCR_MISMATCH', error: expect.objectContaining({code: 'ATTEST_PCR_MISMATCH'})}])
   })
 })

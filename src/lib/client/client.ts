@@ -10,6 +10,8 @@
  *    and the answer — whole or an SSE stream of sealed chunks — is opened with keys exported from
  *    the request's context. A missing final chunk, an altered chunk or a broken connection is an error,
  *    never a silently shorter answer.
+ *    Each time it attests or re-attests, the outcome — the verified attestation, or the failure and
+ *    its code — goes to the `onAttestation` listeners (the gateway follows its state from them).
  * 4. KMS mode seals to the same attested key and, in addition, under a data key wrapped by KMS
  *    (../channel/kms-request.ts): there is no KMS-mode request without a verified attestation.
  *
@@ -85,6 +87,20 @@ export interface NleClientOptions {
 
 export type ChatRequest = Omit<ChatCompletionRequest, 'stream'>
 
+/**
+ * Why the client attested: `initial` (no session held: the first time, or after a failure),
+ * `requested` (`attest({fresh: true})`), `expired` (older than `attestationTtlMs`), `rotated`
+ * (the enclave answered 421: it no longer holds the key it attested to).
+ */
+export type AttestationCause = 'initial' | 'requested' | 'expired' | 'rotated'
+
+/** One attestation's outcome, as `onAttestation` listeners get it. */
+export type AttestationEvent =
+  | {ok: true; cause: AttestationCause; attestation: VerifiedAttestation}
+  | {ok: false; cause: AttestationCause; code: string; error: unknown}
+
+export type AttestationListener = (event: AttestationEvent) => void
+
 interface Session {
   config: KeyConfig
   attestation: VerifiedAttestation
@@ -102,6 +118,7 @@ export class NleClient {
   private session: Session | null = null
   private attesting: Promise<Session> | null = null
   private readonly limits: ResponseLimits
+  private readonly listeners = new Set<{listener: AttestationListener}>()
 
   constructor(private readonly options: NleClientOptions) {
     this.transport = new Transport(options.target, options.tls)
@@ -121,16 +138,51 @@ export class NleClient {
 
   /** The verified attestation of the current session (fetched when needed). */
   async attest(options: {fresh?: boolean; signal?: AbortSignal} = {}): Promise<VerifiedAttestation> {
-    return (await this.currentSession(options.fresh ?? false, options.signal)).attestation
+    return (await this.currentSession(options.fresh ? 'requested' : null, options.signal)).attestation
   }
 
-  private async currentSession(fresh: boolean, signal?: AbortSignal): Promise<Session> {
+  /**
+   * Call `listener` with the outcome each time the client attests or re-attests: the verified
+   * attestation, or the failure with its code (none when the caller cancelled). It is called before
+   * the call that caused the attestation settles. Returns the function that unsubscribes it. A
+   * listener that throws changes nothing of the outcome.
+   */
+  onAttestation(listener: AttestationListener): () => void {
+    const entry = {listener}
+    this.listeners.add(entry)
+    return () => {
+      this.listeners.delete(entry)
+    }
+  }
+
+  /** `refresh`: attest afresh now, for that cause; null: reuse the session while it is younger than the TTL. */
+  private async currentSession(refresh: 'requested' | 'rotated' | null, signal?: AbortSignal): Promise<Session> {
     const ttl = this.options.attestationTtlMs ?? 600_000
-    if (!fresh && this.session && Date.now() - this.session.at < ttl) return this.session
-    this.attesting ??= this.fetchSession(signal).finally(() => {
+    if (refresh === null && this.session && Date.now() - this.session.at < ttl) return this.session
+    const cause: AttestationCause = refresh ?? (this.session ? 'expired' : 'initial')
+    this.attesting ??= this.fetchSession(signal).then(
+      (session) => {
+        this.emit({ok: true, cause, attestation: session.attestation})
+        return session
+      },
+      (error: unknown) => {
+        if (!signal?.aborted) this.emit({ok: false, cause, code: isNleError(error) ? error.code : 'UNKNOWN', error})
+        throw error
+      },
+    ).finally(() => {
       this.attesting = null
     })
     return this.attesting
+  }
+
+  private emit(event: AttestationEvent): void {
+    for (const {listener} of [...this.listeners]) {
+      try {
+        listener(event)
+      } catch {
+        // The listener's own fault: the attestation's outcome stands.
+      }
+    }
   }
 
   /** 'kms' when requests are wrapped through KMS, else 'attested'. */
@@ -245,7 +297,7 @@ export class NleClient {
     const padding = this.options.padBlock ? {padBlock: this.options.padBlock} : {}
     const kms = this.options.kms
     for (let attempt = 0; ; attempt++) {
-      const session = await this.currentSession(attempt > 0, signal)
+      const session = await this.currentSession(attempt > 0 ? 'rotated' : null, signal)
       const sealed = kms ? await sealKmsRequest(session.config, plaintext, kms.wrap, padding) : await (await this.takeSeal(session)).seal(plaintext, padding)
       const sent = this.send(sealed.message, kms ? KMS_REQUEST_TYPE : SEALED_REQUEST_TYPE, body.stream, signal)
       const res = await (kms ? sent : sent.finally(() => this.refillSpare(session)))

@@ -7,6 +7,7 @@ import {join} from 'node:path'
 import {describe, expect, it} from 'vitest'
 
 import type {VerifiedAttestation} from '../attestation/verify.js'
+import type {AttestationCause, AttestationEvent, AttestationListener} from '../client/client.js'
 import type {ChatCompletion, ChatCompletionChunk, ChatRequest} from '../client/index.js'
 import {clientError} from '../client/index.js'
 import {NleError} from '../errors.js'
@@ -23,17 +24,42 @@ function attestation(pcr0: string): VerifiedAttestation {
   return {moduleId: 'i-0-enc0', digest: 'SHA384', timestamp: now, debug: false, pcrs: {0: pcr0, 1: 'b'.repeat(96), 2: 'c'.repeat(96)}, pcrChecks: [], publicKey: null, userData: null, nonce: null, chain: [], root: 'insecure-dev-root', verifiedAt: now, ageMs: 0}
 }
 
+/** Reports its attestations as NleClient does: to every listener, before the call settles. */
 class FakeUpstream implements GatewayUpstream {
   current = attestation('a'.repeat(96))
   fetches = 0
+  /** Every attest() call, fresh or not: the gateway must not poll. */
+  calls = 0
   sent: ChatRequest[] = []
   failAttest: NleError | null = null
+  private readonly listeners = new Set<AttestationListener>()
   async attest(options: {fresh?: boolean} = {}): Promise<VerifiedAttestation> {
+    this.calls++
     if (options.fresh) {
       this.fetches++
-      if (this.failAttest) throw this.failAttest
+      if (this.failAttest) {
+        this.emit({ok: false, cause: 'requested', code: this.failAttest.code, error: this.failAttest})
+        throw this.failAttest
+      }
+      this.emit({ok: true, cause: 'requested', attestation: this.current})
     }
     return this.current
+  }
+  onAttestation(listener: AttestationListener): () => void {
+    this.listeners.add(listener)
+    return () => this.listeners.delete(listener)
+  }
+  /** What the client does by itself after a 421 (or its own TTL): verify a new document, or fail to. */
+  reattest(outcome: VerifiedAttestation | NleError, cause: AttestationCause = 'rotated'): void {
+    if (outcome instanceof NleError) return this.emit({ok: false, cause, code: outcome.code, error: outcome})
+    this.current = outcome
+    this.emit({ok: true, cause, attestation: outcome})
+  }
+  get subscribed(): number {
+    return this.listeners.size
+  }
+  private emit(event: AttestationEvent): void {
+    for (const listener of this.listeners) listener(event)
   }
   async chat(request: ChatRequest): Promise<ChatCompletion> {
     this.sent.push(request)
@@ -186,12 +212,53 @@ describe('gateway attestation policy', () => {
       expect((await ask(url, {messages: [{role: 'user', content: 'q'}]})).status).toBe(200)
       expect(up.fetches).toBe(2) // TTL 0: every request verifies afresh
       expect(events).toContainEqual(expect.objectContaining({event: 'attested', reason: 'ttl'}))
-      up.current = attestation('d'.repeat(96)) // as after a 421: the client verified a new document
+      up.reattest(attestation('d'.repeat(96))) // as after a 421: the client verified a new document
       const state = (await (await fetch(`${url}/nle/attestation`, {headers: auth})).json()) as {pcrs: {PCR0: string}}
       expect(state.pcrs.PCR0).toBe('d'.repeat(96))
     } finally {
       await gateway.stop()
     }
+  })
+
+  it("follows the client's attestation events without polling it: a re-attestation, a refusal, unsubscribed on stop", async () => {
+    const up = new FakeUpstream()
+    const events: GatewayEvent[] = []
+    const {gateway, url} = await startGateway({upstream: up, upstreamDisplay: 'fake', listen: '127.0.0.1:0', token: TOKEN, failureRetryMs: 60_000, log: (e) => events.push(e)})
+    try {
+      expect(up.calls).toBe(1) // the verification at start
+      expect(up.subscribed).toBe(1)
+      // The client verified a new document by itself: the state changes on the event, with no call.
+      up.reattest(attestation('e'.repeat(96)))
+      expect(gateway.state()).toMatchObject({status: 'verified', reason: 'rotated', pcrs: {PCR0: 'e'.repeat(96)}})
+      expect(events.at(-1)).toEqual({event: 'attested', reason: 'rotated', pcr0: 'e'.repeat(96), moduleId: 'i-0-enc0'})
+      const answer = (await (await ask(url, {messages: [{role: 'user', content: 'q'}]})).json()) as {system_fingerprint: string}
+      expect(answer.system_fingerprint).toBe(`nle-${'e'.repeat(16)}`)
+      expect(up.calls).toBe(1) // answering asked nothing of the client's attestation
+      // The client's own TTL ran out and it re-verified: recorded as a TTL re-verification.
+      up.reattest(attestation('f'.repeat(96)), 'expired')
+      expect(gateway.state()).toMatchObject({status: 'verified', reason: 'ttl', pcrs: {PCR0: 'f'.repeat(96)}})
+      // A re-attestation that did not verify fails the state at once: 503, nothing sent.
+      up.reattest(new NleError('ATTEST_PCR_MISMATCH', 'PCR0 differs.'))
+      expect(gateway.state()).toMatchObject({status: 'failed', error: {code: 'ATTEST_PCR_MISMATCH'}})
+      expect(events.at(-1)).toEqual({event: 'attestation_failed', reason: 'rotated', code: 'ATTEST_PCR_MISMATCH'})
+      const sent = up.sent.length
+      const refused = await ask(url, {messages: [{role: 'user', content: 'q'}]})
+      expect(refused.status).toBe(503)
+      expect(await refused.json()).toMatchObject({error: {code: 'ATTEST_PCR_MISMATCH'}})
+      expect(up.sent).toHaveLength(sent)
+      expect(up.calls).toBe(1)
+      // A connection failure the client met on its own leaves the verified state to the request that
+      // met it, and marks it stale: the next request verifies afresh (reconnect).
+      up.reattest(attestation('a'.repeat(96)))
+      up.reattest(clientError('CLIENT_UNREACHABLE', 'The proxy is not listening.'))
+      expect(gateway.state().status).toBe('verified')
+      expect((await ask(url, {messages: [{role: 'user', content: 'q'}]})).status).toBe(200)
+      expect(up.fetches).toBe(2)
+      expect(gateway.state().reason).toBe('reconnect')
+    } finally {
+      await gateway.stop()
+    }
+    expect(up.subscribed).toBe(0)
   })
 
   it('refuses (503) without sending while verification fails, then serves once it verifies', async () => {

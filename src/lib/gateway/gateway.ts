@@ -1,41 +1,40 @@
 /**
- * The gateway: plain OpenAI HTTP on loopback in front of nle's attested, sealed channel.
+ * The gateway's HTTP server: plain OpenAI HTTP on loopback in front of nle's attested, sealed
+ * channel — who may ask, the routes, and each request answered through the client.
  *
  *   OpenAI client ──HTTP (loopback)──▶ gateway ──sealed (HPKE), attested──▶ proxy ──▶ enclave
  *
- * Attestation policy: verified at start and reused while it is younger than `attestationTtlMs`;
- * verified afresh after the upstream connection failed (unreachable, 502/503/504, a stream cut),
- * and — inside the client — after a 421 (the enclave no longer holds the key it attested to).
- * While verification fails, every request is answered 503 (OpenAI error shape) and nothing is sent.
+ * Attestation policy (./attestation.ts): verified at start and reused while it is younger than
+ * `attestationTtlMs`; verified afresh after the upstream connection failed (unreachable,
+ * 502/503/504, a stream cut), and — inside the client, followed through its attestation events —
+ * after a 421 (the enclave no longer holds the key it attested to). While verification fails, every
+ * request is answered 503 (OpenAI error shape) and nothing is sent. Streams: ./stream.ts.
  *
- * Who may ask: another local user can reach a loopback port, and a web page can make the browser
- * post to one. So every request needs `Authorization: Bearer <token>` (the OpenAI SDKs send the API
- * key so); only a Unix-socket listener (mode 0600) may go without. A request with an Origin is
- * refused unless that origin was allowed by name (`Origin: null` never is); a POST must be
- * application/json (forms and text/plain posts, which a page may send without a preflight, get 415).
+ * Who may ask (./access.ts): a bearer token on every request (none only on a Unix socket, mode
+ * 0600), no web page unless its origin was allowed by name, and a POST must be application/json.
  *
  * Nothing of a request or an answer is logged: the access log has method, route, status, sizes,
  * latency and an error code.
  */
-import {timingSafeEqual} from 'node:crypto'
 import {chmod} from 'node:fs/promises'
 import {type IncomingMessage, type Server, type ServerResponse, createServer} from 'node:http'
 import type {AddressInfo} from 'node:net'
 
 import type {VerifiedAttestation} from '../attestation/verify.js'
 import type {ChatCompletion, ChatCompletionChunk, ChatRequest} from '../client/index.js'
-import {type NleError, isNleError, listenError} from '../errors.js'
+import {type NleError, listenError} from '../errors.js'
 import type {Lockfile} from '../lockfile.js'
+import {AccessPolicy, checkJson} from './access.js'
+import {type AttestationLogEvent, type AttestationState, AttestationTracker, type AttestingUpstream} from './attestation.js'
 import {type HttpFailure, gatewayError, toHttpFailure} from './errors.js'
-import {type ListenAddress, isLoopbackHost, listenUrl, parseListen} from './listen.js'
-import {type AnswerStamp, type ParsedRequest, type RequestLimits, chatChunks, chatCompletion, isEmptyChunk, parseChatBody, parseCompletionBody, textChunks, textCompletion} from './openai.js'
-import {type ParsedResponsesRequest, ResponsesEventStream, parseResponsesBody, wholeResponse} from './responses.js'
+import {type ListenAddress, listenUrl, parseListen} from './listen.js'
+import {type AnswerStamp, type ParsedRequest, type RequestLimits, chatCompletion, parseChatBody, parseCompletionBody, textCompletion} from './openai.js'
+import {type ParsedResponsesRequest, parseResponsesBody, wholeResponse} from './responses.js'
+import {type AnswerShape, OpenAiEventEncoder, readOpening, relayStream} from './stream.js'
 import {readBody} from '../net/body.js'
-import {sseEvent} from '../protocol/sse.js'
 
 /** What the gateway needs of the upstream (NleClient fits; tests may fake it). */
-export interface GatewayUpstream {
-  attest(options?: {fresh?: boolean; signal?: AbortSignal}): Promise<VerifiedAttestation>
+export interface GatewayUpstream extends AttestingUpstream {
   chat(request: ChatRequest, options?: {signal?: AbortSignal}): Promise<ChatCompletion>
   chatStream(request: ChatRequest, options?: {signal?: AbortSignal}): AsyncGenerator<ChatCompletionChunk, void, void>
   close(): void
@@ -53,12 +52,7 @@ export interface AccessLogEntry {
   code?: string
 }
 
-export type GatewayEvent =
-  | AccessLogEntry
-  | {event: 'attested'; reason: AttestReason; pcr0: string; moduleId: string}
-  | {event: 'attestation_failed'; reason: AttestReason; code: string}
-
-export type AttestReason = 'start' | 'ttl' | 'reconnect' | 'rotated' | 'retry' | 'requested'
+export type GatewayEvent = AccessLogEntry | AttestationLogEvent
 
 export interface GatewayOptions {
   upstream: GatewayUpstream
@@ -96,24 +90,6 @@ export interface GatewayOptions {
   log?: (event: GatewayEvent) => void
 }
 
-export type AttestationStatus = 'pending' | 'verified' | 'failed'
-
-export interface AttestationState {
-  status: AttestationStatus
-  mode: 'attested' | 'kms'
-  upstream: string
-  moduleId?: string
-  pcrs?: Record<string, string>
-  debug?: boolean
-  root?: string
-  /** The document's own timestamp. */
-  documentTime?: string
-  verifiedAt?: string
-  reason?: AttestReason
-  error?: HttpFailure['body']['error']
-  failedAt?: string
-}
-
 export const ROUTES = {
   chat: '/v1/chat/completions',
   completions: '/v1/completions',
@@ -127,15 +103,9 @@ const KNOWN = new Set<string>(Object.values(ROUTES))
 export class Gateway {
   private readonly server: Server
   private readonly options: Required<Omit<GatewayOptions, 'log' | 'socketPath' | 'limits'>> & Pick<GatewayOptions, 'log' | 'socketPath'> & {limits: RequestLimits}
-  private readonly token: Buffer | null
-  private readonly origins: ReadonlySet<string>
+  private readonly access: AccessPolicy
   private readonly address: ListenAddress
-  private verified: VerifiedAttestation | null = null
-  private verifiedAt = 0
-  private reason: AttestReason = 'start'
-  private failure: {error: NleError | unknown; at: number} | null = null
-  private stale = false
-  private attesting: Promise<VerifiedAttestation> | null = null
+  private readonly attestation: AttestationTracker
   private readonly started = Math.floor(Date.now() / 1000)
   private readonly open = new Set<ServerResponse>()
 
@@ -154,18 +124,15 @@ export class Gateway {
       limits: options.limits ?? {},
     }
     this.address = parseListen(this.options.listen) // throws before anything listens
-    if (options.token === null && options.socketPath === undefined) {
-      throw gatewayError('GATEWAY_TOKEN_REQUIRED', 'A gateway on a TCP port needs an access token: any local user can connect to a loopback port.', {hint: 'Keep the token (the default), or listen on a Unix socket (--socket PATH) to go without one.'})
-    }
-    if (options.token !== null && options.token.length < 16) throw gatewayError('GATEWAY_TOKEN_REQUIRED', 'The access token is shorter than 16 characters.')
-    this.token = options.token === null ? null : Buffer.from(options.token)
-    this.origins = new Set(this.options.allowOrigins.map((o) => o.replace(/\/$/, '').toLowerCase()))
+    this.access = new AccessPolicy({token: options.token, unixSocket: options.socketPath !== undefined, allowOrigins: this.options.allowOrigins})
     // A local program that opens connections and sends nothing (or a body byte by byte) is cut.
     const requestTimeout = this.options.requestTimeoutMs
     const headersTimeout = Math.min(this.options.headersTimeoutMs, requestTimeout)
     this.server = createServer({headersTimeout, requestTimeout, maxHeaderSize: 16 * 1024, connectionsCheckingInterval: Math.max(250, Math.min(1000, Math.floor(headersTimeout / 2)))}, (req, res) => void this.handle(req, res))
     this.server.maxConnections = 256
     this.server.keepAliveTimeout = 5000
+    const o = this.options
+    this.attestation = new AttestationTracker(o.upstream, {mode: o.mode, upstreamDisplay: o.upstreamDisplay, ttlMs: o.attestationTtlMs, failureRetryMs: o.failureRetryMs, log: o.log})
   }
 
   /** Listen, then verify the attestation once (a failure is kept and answered as 503, not thrown). */
@@ -187,7 +154,7 @@ export class Gateway {
     })
     // Only this user may connect to the socket.
     if (this.options.socketPath !== undefined) await chmod(this.options.socketPath, 0o600)
-    await this.ensureAttested().catch(() => undefined)
+    await this.attestation.ensure().catch(() => undefined)
     return {url: this.url, attestation: this.state()}
   }
 
@@ -204,76 +171,13 @@ export class Gateway {
     for (const res of this.open) res.destroy()
     this.server.closeAllConnections()
     await closed
+    this.attestation.close()
     this.options.upstream.close()
   }
 
   /** The verified state (what GET /nle/attestation shows). */
   state(): AttestationState {
-    const base = {mode: this.options.mode, upstream: this.options.upstreamDisplay}
-    if (this.verified && !this.failure) {
-      const a = this.verified
-      const pcrs: Record<string, string> = {}
-      for (const [i, v] of Object.entries(a.pcrs)) pcrs[`PCR${i}`] = v
-      return {
-        status: 'verified',
-        ...base,
-        moduleId: a.moduleId,
-        pcrs,
-        debug: a.debug,
-        root: a.root,
-        documentTime: a.timestamp.toISOString(),
-        verifiedAt: new Date(this.verifiedAt).toISOString(),
-        reason: this.reason,
-      }
-    }
-    if (this.failure) return {status: 'failed', ...base, error: toHttpFailure(this.failure.error).body.error, failedAt: new Date(this.failure.at).toISOString()}
-    return {status: 'pending', ...base}
-  }
-
-  /** The current verified attestation, verifying afresh per the policy. Throws ATTEST_* / CLIENT_*. */
-  private async ensureAttested(force = false): Promise<VerifiedAttestation> {
-    const now = Date.now()
-    if (this.failure && !force && now - this.failure.at < this.options.failureRetryMs) throw this.failure.error
-    let reason: AttestReason | null = null
-    if (force) reason = 'requested'
-    else if (!this.verified) reason = this.failure ? 'retry' : 'start'
-    else if (this.stale) reason = 'reconnect'
-    else if (now - this.verifiedAt >= this.options.attestationTtlMs) reason = 'ttl'
-    if (reason === null) return this.syncRotation()
-    this.attesting ??= this.options.upstream
-      .attest({fresh: true})
-      .then(
-        (a) => {
-          this.record(a, reason)
-          return a
-        },
-        (error: unknown) => {
-          this.verified = null
-          this.failure = {error, at: Date.now()}
-          this.options.log?.({event: 'attestation_failed', reason, code: isNleError(error) ? error.code : 'UNKNOWN'})
-          throw error
-        },
-      )
-      .finally(() => {
-        this.attesting = null
-      })
-    return this.attesting
-  }
-
-  /** The client re-attests by itself after a 421 (the enclave rotated its key away): record that (no network). */
-  private async syncRotation(): Promise<VerifiedAttestation> {
-    const current = await this.options.upstream.attest()
-    if (current !== this.verified) this.record(current, 'rotated')
-    return current
-  }
-
-  private record(a: VerifiedAttestation, reason: AttestReason): void {
-    this.verified = a
-    this.verifiedAt = Date.now()
-    this.reason = reason
-    this.failure = null
-    this.stale = false
-    this.options.log?.({event: 'attested', reason, pcr0: a.pcrs[0] ?? '', moduleId: a.moduleId})
+    return this.attestation.state()
   }
 
   private async handle(req: IncomingMessage, res: ServerResponse): Promise<void> {
@@ -288,23 +192,23 @@ export class Gateway {
       this.options.log?.(entry)
     })
     try {
-      this.checkOrigin(req, res)
+      this.access.checkOrigin(req, res)
       if (req.method === 'OPTIONS') {
         // A CORS preflight from an allowed origin (browsers send no credentials with it).
         res.writeHead(204, {'access-control-allow-methods': 'GET, POST', 'access-control-allow-headers': 'authorization, content-type', 'access-control-max-age': '600'}).end()
         return
       }
-      this.checkToken(req)
+      this.access.checkToken(req)
       if (path === ROUTES.models || path.startsWith(`${ROUTES.models}/`)) {
         if (req.method !== 'GET') throw notAllowed()
         // What is listed is what is attested: while verification fails, 503 like every route.
-        const a = await this.ensureAttested()
+        const a = await this.attestation.ensure()
         const model = {
           id: this.options.modelId,
           object: 'model',
           created: this.started,
           owned_by: 'nle',
-          nle_attestation: {status: 'verified', mode: this.options.mode, pcr0: a.pcrs[0] ?? null, root: a.root, debug: a.debug, verified_at: new Date(this.verifiedAt).toISOString()},
+          nle_attestation: {status: 'verified', mode: this.options.mode, pcr0: a.pcrs[0] ?? null, root: a.root, debug: a.debug, verified_at: new Date(this.attestation.verifiedAt).toISOString()},
         }
         if (path === ROUTES.models) return sendJson(res, 200, {object: 'list', data: [model]}, entry)
         const id = decodeURIComponent(path.slice(ROUTES.models.length + 1))
@@ -314,7 +218,7 @@ export class Gateway {
       if (path === ROUTES.attestation) {
         if (req.method !== 'GET') throw notAllowed()
         const fresh = new URL(req.url ?? '/', 'http://x').searchParams.get('fresh')
-        await this.ensureAttested(fresh === '1' || fresh === 'true').catch(() => undefined)
+        await this.attestation.ensure(fresh === '1' || fresh === 'true').catch(() => undefined)
         const state = this.state()
         return sendJson(res, state.status === 'verified' ? 200 : 503, state, entry)
       }
@@ -333,104 +237,36 @@ export class Gateway {
     }
   }
 
-  /**
-   * Browsers: a rebound name (Host) must not reach the plaintext endpoint, nor a page (Origin) that
-   * was not allowed by name — loopback pages included (any local program can serve one), and
-   * `Origin: null` (sandboxed frames, file: pages) always. An allowed origin gets CORS headers.
-   */
-  private checkOrigin(req: IncomingMessage, res: ServerResponse): void {
-    const host = req.headers.host
-    const hostname = host ? host.replace(/:\d+$/, '') : ''
-    if (host !== undefined && !isLoopbackHost(hostname)) throw gatewayError('GATEWAY_FORBIDDEN_ORIGIN', 'The Host header is not a loopback address.')
-    const origin = req.headers.origin
-    if (origin === undefined) return
-    if (origin === 'null' || !this.origins.has(origin.toLowerCase())) {
-      throw gatewayError('GATEWAY_FORBIDDEN_ORIGIN', 'Requests from web pages are refused unless their origin is allowed (--allow-origin).')
-    }
-    res.setHeader('access-control-allow-origin', origin)
-    res.setHeader('vary', 'origin')
-  }
-
-  /** `Authorization: Bearer <token>`, compared in constant time. */
-  private checkToken(req: IncomingMessage): void {
-    if (this.token === null) return
-    const m = /^Bearer\s+(\S+)\s*$/i.exec(req.headers.authorization ?? '')
-    const given = m ? Buffer.from(m[1]!) : Buffer.alloc(0)
-    if (given.length !== this.token.length || !timingSafeEqual(given, this.token)) {
-      throw gatewayError('GATEWAY_UNAUTHORIZED', 'Missing or wrong access token: send Authorization: Bearer <token> (the OpenAI API key).')
-    }
-  }
-
   /** The model id and the verified image's fingerprint, stamped on every answer. */
   private stamp(a: VerifiedAttestation): AnswerStamp {
     return {model: this.options.modelId, systemFingerprint: `nle-${(a.pcrs[0] ?? '').slice(0, 16)}`}
   }
 
-  private async complete(res: ServerResponse, parsed: ParsedRequest, shape: 'chat' | 'text' | 'responses', entry: AccessLogEntry): Promise<void> {
+  private async complete(res: ServerResponse, parsed: ParsedRequest, shape: AnswerShape, entry: AccessLogEntry): Promise<void> {
     const abort = new AbortController()
     res.on('close', () => {
       if (!res.writableFinished) abort.abort()
     })
     const signal = abort.signal
     // Attested first: a failure here answers 503 and nothing is sealed or sent.
-    await this.ensureAttested()
+    await this.attestation.ensure()
     try {
       if (!parsed.stream) {
         const answer = await this.options.upstream.chat(parsed.request, {signal})
-        const stamp = this.stamp(await this.syncRotation())
+        // Stamped with what is verified now: the client may have re-attested for this request.
+        const stamp = this.stamp(this.attestation.current())
         const body = shape === 'chat' ? chatCompletion(answer, stamp) : shape === 'text' ? textCompletion(answer, stamp) : wholeResponse(answer, parsed as ParsedResponsesRequest, stamp)
         return sendJson(res, 200, body, entry)
       }
       const it = this.options.upstream.chatStream(parsed.request, {signal})
-      // Hold the stream's opening (the role-only chunk) until the first chunk that says something, so
-      // that whatever fails before the first token — a prompt longer than the context, a refused
-      // parameter — is answered as an HTTP error with its status, not as a 200 and an error event.
-      const held: ChatCompletionChunk[] = []
-      let next = await it.next()
-      while (!next.done && isEmptyChunk(next.value)) {
-        held.push(next.value)
-        next = await it.next()
-      }
-      if (!next.done) held.push(next.value)
-      const stamp = this.stamp(await this.syncRotation())
-      res.writeHead(200, {'content-type': 'text/event-stream; charset=utf-8', 'cache-control': 'no-cache', connection: 'keep-alive', 'x-accel-buffering': 'no'})
-      res.flushHeaders()
-      const events = shape === 'responses' ? new ResponsesEventStream(parsed as ParsedResponsesRequest, stamp) : null
-      const write = (frames: string[]): void => {
-        for (const frame of frames) {
-          entry.bytesOut += Buffer.byteLength(frame)
-          res.write(frame)
-        }
-      }
-      const send = (chunk: ChatCompletionChunk): void => {
-        if (events) return write(events.chunk(chunk))
-        write((shape === 'chat' ? chatChunks(chunk, parsed.includeUsage, stamp) : textChunks(chunk, parsed.includeUsage, stamp)).map((event) => sseEvent(JSON.stringify(event))))
-      }
-      try {
-        for (const chunk of held) send(chunk)
-        if (!next.done) {
-          for (;;) {
-            if (signal.aborted) {
-              await it.return(undefined).catch(() => undefined)
-              return
-            }
-            const r = await it.next()
-            if (r.done) break
-            send(r.value)
-          }
-        }
-      } catch (error) {
-        // Headers are out: the error goes in the stream (OpenAI SDKs raise it), and no [DONE] nor
-        // response.completed — the client must see a failed answer, never a silently shorter one.
-        const f = this.noteFailure(error, entry, shape === 'responses' ? 'input' : 'messages')
-        if (!signal.aborted && !res.destroyed) {
-          write(events ? events.error(f) : [sseEvent(JSON.stringify(f.body))])
-          res.end()
-        }
-        return
-      }
-      write(events ? events.end() : [sseEvent('[DONE]')])
-      res.end()
+      const opening = await readOpening(it) // a failure before the first token is still an HTTP error
+      const encoder = new OpenAiEventEncoder(shape, parsed, this.stamp(this.attestation.current()))
+      await relayStream(res, it, opening, {
+        encoder,
+        signal,
+        wrote: (bytes) => (entry.bytesOut += bytes),
+        failure: (error) => this.noteFailure(error, entry, shape === 'responses' ? 'input' : 'messages'),
+      })
     } catch (error) {
       if (signal.aborted) {
         entry.code = 'CLIENT_ABORTED'
@@ -445,13 +281,9 @@ export class Gateway {
     const f = toHttpFailure(error)
     if (f.body.error.code === 'context_length_exceeded') f.body.error.param = promptParam
     entry.code = f.body.error.code
-    if (f.reconnect) this.stale = true
-    // A refusal met mid-request (the client re-attested after a 421 and that failed). A cached
-    // failure answered again keeps its time, so the enclave is asked again once failureRetryMs passed.
-    if (isNleError(error) && error.code.startsWith('ATTEST_') && this.failure?.error !== error) {
-      this.verified = null
-      this.failure = {error, at: Date.now()}
-    }
+    // A refusal met mid-request (the client re-attested after a 421 and that failed) is in the
+    // attestation state already: the client reported it.
+    if (f.reconnect) this.attestation.markStale()
     return f
   }
 
@@ -466,12 +298,6 @@ export class Gateway {
     if (!f.shouldRetry) headers['x-should-retry'] = 'false'
     sendJson(res, f.status, f.body, entry, headers)
   }
-}
-
-/** application/json (any parameters) only: what a page can post without a CORS preflight is not. */
-function checkJson(req: IncomingMessage): void {
-  const type = (req.headers['content-type'] ?? '').split(';')[0]!.trim().toLowerCase()
-  if (type !== 'application/json') throw gatewayError('GATEWAY_UNSUPPORTED_MEDIA_TYPE', 'The request body must be application/json.')
 }
 
 function notAllowed(): NleError {
