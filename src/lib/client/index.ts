@@ -1,4 +1,4 @@
-export {type ChatRequest, NleClient, type NleClientOptions} from './client.js'
+export {type AttestationCause, type AttestationEvent, type AttestationListener, type ChatRequest, NleClient, type NleClientOptions} from './client.js'
 export {type ClientErrorCode, clientError} from './errors.js'
 export {type TlsOptions, parseTarget} from './transport.js'
 export type {ChatCompletion, ChatCompletionChunk} from '../protocol/chat.js'

@@ -11,7 +11,7 @@
  * Fails closed: while the last verification failed, `ensure` throws that failure (answered 503).
  */
 import type {VerifiedAttestation} from '../attestation/verify.js'
-import type {AttestationEvent, AttestationListener} from '../client/client.js'
+import type {AttestationEvent, AttestationListener} from '../client/index.js'
 import {isNleError} from '../errors.js'
 import {type HttpFailure, toHttpFailure} from './errors.js'
 

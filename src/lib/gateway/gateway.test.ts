@@ -7,7 +7,7 @@ import {join} from 'node:path'
 import {describe, expect, it} from 'vitest'
 
 import type {VerifiedAttestation} from '../attestation/verify.js'
-import type {AttestationCause, AttestationEvent, AttestationListener} from '../client/client.js'
+import type {AttestationCause, AttestationEvent, AttestationListener} from '../client/index.js'
 import type {ChatCompletion, ChatCompletionChunk, ChatRequest} from '../client/index.js'
 import {clientError} from '../client/index.js'
 import {NleError} from '../errors.js'
