@@ -288,15 +288,7 @@ async function runCase(c: ServingCase, preset: PresetName, o: {base: string; thr
   return rows
 }
 
-interface PeerLevel {
-  n: number
-  aggregate: number
-  ttft50: number
-  ttft95: number
-  itl50: number
-  itl95: number
-  peakRss: number
-}
+type PeerLevel = Omit<Level, 'tokens' | 'texts'>
 
 /** transformers.js's pipeline on the same model and prompts, N generations at once, in its own process (bench/_serving-tjs.ts). */
 function transformersPeer(dir: string, dtype: Dtype, o: {threads: number; newTokens: number; words: number; clients: number[]}): PeerLevel[] | {skip: string} {

@@ -67,13 +67,7 @@ export function encodeMetadata(meta: EifMetadata): Buffer {
   const ordered = {
     ImageName: meta.ImageName,
     ImageVersion: meta.ImageVersion,
-    BuildMetadata: {
-      BuildTime: meta.BuildMetadata.BuildTime,
-      BuildTool: meta.BuildMetadata.BuildTool,
-      BuildToolVersion: meta.BuildMetadata.BuildToolVersion,
-      OperatingSystem: meta.BuildMetadata.OperatingSystem,
-      KernelVersion: meta.BuildMetadata.KernelVersion,
-    },
+    BuildMetadata: buildFields(meta),
     DockerInfo: meta.DockerInfo,
     CustomMetadata: meta.CustomMetadata,
   }
@@ -118,15 +112,14 @@ export function parseMetadata(bytes: Buffer): EifMetadata {
 
 /** describe-eif's "Metadata": build fields, DockerInfo, and CustomMetadata's keys flattened in (omitted when null). */
 export function describeMetadata(meta: EifMetadata): Record<string, unknown> {
-  const out: Record<string, unknown> = {
-    BuildTime: meta.BuildMetadata.BuildTime,
-    BuildTool: meta.BuildMetadata.BuildTool,
-    BuildToolVersion: meta.BuildMetadata.BuildToolVersion,
-    OperatingSystem: meta.BuildMetadata.OperatingSystem,
-    KernelVersion: meta.BuildMetadata.KernelVersion,
-    DockerInfo: meta.DockerInfo,
-  }
+  const out: Record<string, unknown> = {...buildFields(meta), DockerInfo: meta.DockerInfo}
   if (isObj(meta.CustomMetadata)) Object.assign(out, meta.CustomMetadata)
   else if (meta.CustomMetadata !== null) out.CustomMetadata = meta.CustomMetadata
   return out
+}
+
+/** The build fields in nitro-cli's order (the serialized metadata and describe-eif print them so). */
+function buildFields(meta: EifMetadata): EifMetadata['BuildMetadata'] {
+  const b = meta.BuildMetadata
+  return {BuildTime: b.BuildTime, BuildTool: b.BuildTool, BuildToolVersion: b.BuildToolVersion, OperatingSystem: b.OperatingSystem, KernelVersion: b.KernelVersion}
 }

@@ -37,14 +37,8 @@ const runInfoSchema = z.object({
 /** `run-enclave` stdout (EnclaveRunInfo). MemoryMiB is what was really allocated (may exceed the request). */
 export type EnclaveRunInfo = z.infer<typeof runInfoSchema>
 
-const describeInfoSchema = z.object({
+const describeInfoSchema = runInfoSchema.extend({
   EnclaveName: z.string().optional(),
-  EnclaveID: z.string(),
-  ProcessID: z.number().int(),
-  EnclaveCID: z.number().int(),
-  NumberOfCPUs: z.number().int(),
-  CPUIDs: z.array(z.number().int()),
-  MemoryMiB: z.number().int(),
   State: z.string(),
   Flags: z.string(),
   Measurements: measurementsSchema.optional(),

@@ -16,6 +16,7 @@ import {
   type KeyPolicy,
   type KmsOperation,
   type MeasurementSet,
+  type PatchOptions,
   admits,
   isDebugSet,
   isOwned,
@@ -23,14 +24,8 @@ import {
   patchPolicy,
 } from './policy.js'
 
-export interface CheckInput {
+export interface CheckInput extends PatchOptions {
   policy: KeyPolicy
-  project: string
-  roleArn: string
-  measurements: MeasurementSet
-  keepPrevious: number
-  operations: readonly KmsOperation[]
-  allowDebug?: boolean
   /** Warnings become errors (exit 1). */
   strict?: boolean
   keyArn?: string
