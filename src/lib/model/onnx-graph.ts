@@ -135,6 +135,29 @@ export class GraphBuilder {
     this.outputs.push(valueInfo(name, elemType, dims))
   }
 
+  /**
+   * The inputs and outputs of a decoder with a KV cache, named and shaped as Optimum's
+   * `text-generation-with-past` exports them (float32): input_ids, attention_mask, position_ids,
+   * past_key_values.{i}.key|value in; logits and present.{i}.key|value out. `totalDim` names the
+   * past + new length as the family's real export does (GPT-2's `past_sequence_length +
+   * sequence_length`, Llama's `past_sequence_length + 1`). Returns the three id inputs.
+   */
+  decoderIo(shape: {layers: number; kvHeads: number; headDim: number; vocab: number; totalDim?: string}): {inputIds: string; attentionMask: string; positionIds: string} {
+    const {FLOAT, INT64} = onnx.TensorProto.DataType
+    const total = shape.totalDim ?? 'past_sequence_length + sequence_length'
+    const inputIds = this.input('input_ids', INT64, ['batch_size', 'sequence_length'])
+    const attentionMask = this.input('attention_mask', INT64, ['batch_size', total])
+    const positionIds = this.input('position_ids', INT64, ['batch_size', 'sequence_length'])
+    for (let i = 0; i < shape.layers; i++) {
+      for (const part of ['key', 'value']) this.input(`past_key_values.${i}.${part}`, FLOAT, ['batch_size', shape.kvHeads, 'past_sequence_length', shape.headDim])
+    }
+    this.output('logits', FLOAT, ['batch_size', 'sequence_length', shape.vocab])
+    for (let i = 0; i < shape.layers; i++) {
+      for (const part of ['key', 'value']) this.output(`present.${i}.${part}`, FLOAT, ['batch_size', shape.kvHeads, total, shape.headDim])
+    }
+    return {inputIds, attentionMask, positionIds}
+  }
+
   private writeExternal(bytes: Uint8Array): void {
     const x = this.external as NonNullable<typeof this.external>
     for (let done = 0; done < bytes.byteLength; ) done += writeSync(x.fd, bytes, done, bytes.byteLength - done, x.offset + done)

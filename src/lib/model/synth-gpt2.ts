@@ -35,19 +35,7 @@ export function buildGpt2Onnx(shape: Gpt2Shape, seed: number, g: GraphBuilder = 
   // GPT-2 scales the residual projections by 1/sqrt(2 * n_layer).
   const projStd = std / Math.sqrt(2 * nLayer)
 
-  const {FLOAT, INT64} = onnx.TensorProto.DataType
-  const inputIds = g.input('input_ids', INT64, ['batch_size', 'sequence_length'])
-  const attentionMask = g.input('attention_mask', INT64, ['batch_size', 'past_sequence_length + sequence_length'])
-  const positionIds = g.input('position_ids', INT64, ['batch_size', 'sequence_length'])
-  for (let i = 0; i < nLayer; i++) {
-    g.input(`past_key_values.${i}.key`, FLOAT, ['batch_size', H, 'past_sequence_length', D])
-    g.input(`past_key_values.${i}.value`, FLOAT, ['batch_size', H, 'past_sequence_length', D])
-  }
-  g.output('logits', FLOAT, ['batch_size', 'sequence_length', GPT2_VOCAB_SIZE])
-  for (let i = 0; i < nLayer; i++) {
-    g.output(`present.${i}.key`, FLOAT, ['batch_size', H, 'past_sequence_length + sequence_length', D])
-    g.output(`present.${i}.value`, FLOAT, ['batch_size', H, 'past_sequence_length + sequence_length', D])
-  }
+  const {inputIds, attentionMask, positionIds} = g.decoderIo({layers: nLayer, kvHeads: H, headDim: D, vocab: GPT2_VOCAB_SIZE})
 
   const wte = g.floatInit('transformer.wte.weight', [GPT2_VOCAB_SIZE, E], normal(GPT2_VOCAB_SIZE * E, std))
   const wpe = g.floatInit('transformer.wpe.weight', [nPositions, E], normal(nPositions * E, std / 2))

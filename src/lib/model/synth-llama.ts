@@ -70,21 +70,9 @@ export function buildLlamaOnnx(shape: LlamaShape, options: LlamaBuildOptions): U
     return g.floatInit(name, dims, a)
   }
 
-  const {FLOAT, INT64, BOOL} = onnx.TensorProto.DataType
+  const {FLOAT, BOOL} = onnx.TensorProto.DataType
   // Dimension names as Optimum's llama export writes them.
-  const total = 'past_sequence_length + 1'
-  const inputIds = g.input('input_ids', INT64, ['batch_size', 'sequence_length'])
-  const attentionMask = g.input('attention_mask', INT64, ['batch_size', total])
-  const positionIds = g.input('position_ids', INT64, ['batch_size', 'sequence_length'])
-  for (let i = 0; i < nLayer; i++) {
-    g.input(`past_key_values.${i}.key`, FLOAT, ['batch_size', KV, 'past_sequence_length', D])
-    g.input(`past_key_values.${i}.value`, FLOAT, ['batch_size', KV, 'past_sequence_length', D])
-  }
-  g.output('logits', FLOAT, ['batch_size', 'sequence_length', V])
-  for (let i = 0; i < nLayer; i++) {
-    g.output(`present.${i}.key`, FLOAT, ['batch_size', KV, total, D])
-    g.output(`present.${i}.value`, FLOAT, ['batch_size', KV, total, D])
-  }
+  const {inputIds, attentionMask, positionIds} = g.decoderIo({layers: nLayer, kvHeads: KV, headDim: D, vocab: V, totalDim: 'past_sequence_length + 1'})
 
   const minF = g.scalarFloat('const_min_f', -3.4028234663852886e38)
   const one = g.scalarInt64('const_one', 1)
