@@ -131,6 +131,11 @@ describe('a dev child that fails', () => {
 
 describe('nle dev killed with SIGKILL', () => {
   it('leaves none of its children running (they see their stdin pipe close), and the next nle dev starts', async () => {
+    // One per folder: the stack of beforeAll must be gone (a test above ends it; alone, this one does).
+    if (dev && dev.proc.exitCode === null) {
+      dev.proc.kill('SIGINT')
+      await dev.exited
+    }
     const killed = await startDev()
     const children = processesMentioning(project).filter((pid) => pid !== killed.proc.pid)
     // The enclave server and the parent proxy (the local KMS runs inside nle itself).
@@ -138,7 +143,14 @@ describe('nle dev killed with SIGKILL', () => {
     killed.proc.kill('SIGKILL')
     await killed.exited
     // No JavaScript ran in nle after the signal: only the children's own watch can end them.
-    for (let left = children; left.length > 0; left = left.filter(isAlive)) await sleep(20)
+    // Waits for them to go, failing (with their pids) if they are still there after a bound.
+    const bound = Date.now() + 30_000
+    let left = children.filter(isAlive)
+    while (left.length > 0 && Date.now() < bound) {
+      await sleep(20)
+      left = left.filter(isAlive)
+    }
+    expect(left, 'children of the killed nle dev still running').toEqual([])
     expect(processesMentioning(project).filter(isAlive)).toEqual([])
     const next = await startDev()
     next.proc.kill('SIGINT')
