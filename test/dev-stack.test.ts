@@ -6,9 +6,11 @@ import {type ChildProcess, spawn} from 'node:child_process'
 import {copyFileSync, existsSync, mkdirSync, readFileSync, readdirSync, truncateSync, writeFileSync} from 'node:fs'
 import {join} from 'node:path'
 import {createInterface} from 'node:readline'
+import {setTimeout as sleep} from 'node:timers/promises'
 
 import {afterAll, beforeAll, describe, expect, it} from 'vitest'
 
+import {isAlive} from '../src/lib/host/processes.js'
 import {BIN, json, runCli} from '../src/test-support/cli.js'
 import {tempDir} from '../src/test-support/tmp.js'
 
@@ -125,6 +127,35 @@ describe('a dev child that fails', () => {
     expect(existsSync(join(project, '.nle', 'dev', 'lock'))).toBe(false)
     expect(existsSync(join(project, '.nle', 'dev', 'endpoints.json'))).toBe(false)
   }, 60_000)
+})
+
+describe('nle dev killed with SIGKILL', () => {
+  it('leaves none of its children running (they see their stdin pipe close), and the next nle dev starts', async () => {
+    // One per folder: the stack of beforeAll must be gone (a test above ends it; alone, this one does).
+    if (dev && dev.proc.exitCode === null) {
+      dev.proc.kill('SIGINT')
+      await dev.exited
+    }
+    const killed = await startDev()
+    const children = processesMentioning(project).filter((pid) => pid !== killed.proc.pid)
+    // The enclave server and the parent proxy (the local KMS runs inside nle itself).
+    expect(children).toHaveLength(2)
+    killed.proc.kill('SIGKILL')
+    await killed.exited
+    // No JavaScript ran in nle after the signal: only the children's own watch can end them.
+    // Waits for them to go, failing (with their pids) if they are still there after a bound.
+    const bound = Date.now() + 30_000
+    let left = children.filter(isAlive)
+    while (left.length > 0 && Date.now() < bound) {
+      await sleep(20)
+      left = left.filter(isAlive)
+    }
+    expect(left, 'children of the killed nle dev still running').toEqual([])
+    expect(processesMentioning(project).filter(isAlive)).toEqual([])
+    const next = await startDev()
+    next.proc.kill('SIGINT')
+    expect(await next.exited).toBe(0)
+  }, 120_000)
 })
 
 describe('before it starts, nle dev checks the EIF and the model against the lockfile', () => {

@@ -31,7 +31,7 @@ import {PACKAGE_ROOT, RUNTIME_DIR} from '../paths.js'
 import {removeEndpoints, writeEndpoints, type DevEndpoints} from './endpoints.js'
 import {devError} from './errors.js'
 import {acquireDevLock} from './lock.js'
-import {Supervisor} from './supervisor.js'
+import {Supervisor, nodeChild} from './supervisor.js'
 
 export interface DevStackOptions {
   configFile: string
@@ -232,10 +232,8 @@ export async function startDevStack(options: DevStackOptions): Promise<DevStack>
     const credentialsSocket = join(devDir, 'credentials.sock')
     await sup.start({
       name: 'enclave-server',
-      command: process.execPath,
-      args: [
-        // The development entry: the enclave server with the NSM simulator and nle.yaml support.
-        join(PACKAGE_ROOT, 'dist', 'lib', 'dev', 'enclave-server.js'),
+      // The development entry: the enclave server with the NSM simulator and nle.yaml support.
+      ...nodeChild(join(PACKAGE_ROOT, 'dist', 'lib', 'dev', 'enclave-server.js'), [
         '--socket', socket,
         '--config', loaded.file,
         '--nsm', 'simulator',
@@ -247,7 +245,7 @@ export async function startDevStack(options: DevStackOptions): Promise<DevStack>
         '--kms-region', region,
         '--kms-key-id', keyArn,
         '--credentials-socket', credentialsSocket,
-      ],
+      ]),
       readyWhen: (m) => m.event === 'listening',
       readyTimeoutMs: 60_000,
       ...(options.onLog ? {onLog: options.onLog} : {}),
@@ -259,9 +257,7 @@ export async function startDevStack(options: DevStackOptions): Promise<DevStack>
     step('starting the parent proxy (self-signed TLS on 127.0.0.1)')
     const proxy = await sup.start({
       name: 'parent-proxy',
-      command: process.execPath,
-      args: [
-        join(RUNTIME_DIR, 'parent-proxy', 'index.js'),
+      ...nodeChild(join(RUNTIME_DIR, 'parent-proxy', 'index.js'), [
         '--config',
         loaded.file,
         '--upstream',
@@ -276,7 +272,7 @@ export async function startDevStack(options: DevStackOptions): Promise<DevStack>
         credentialsSocket,
         '--credentials-source',
         'env',
-      ],
+      ]),
       // The host role's credentials, served to the enclave on the credentials socket only (on a
       // real host they come from the instance role through IMDSv2).
       env: {AWS_ACCESS_KEY_ID: host.accessKeyId, AWS_SECRET_ACCESS_KEY: host.secretAccessKey, AWS_SESSION_TOKEN: undefined, AWS_PROFILE: undefined},

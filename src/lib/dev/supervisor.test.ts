@@ -15,7 +15,7 @@ const alive = (pid: number): boolean => {
 const child = (body: string): {command: string; args: string[]} => ({command: process.execPath, args: ['-e', body]})
 
 let sup: Supervisor | undefined
-afterEach(async () => sup?.stopAll(500))
+afterEach(async () => sup?.stopAll())
 
 describe('Supervisor', () => {
   it('waits for the ready line, returns its fields, and stops every child', async () => {
@@ -29,9 +29,9 @@ describe('Supervisor', () => {
   })
 
   it('kills a child that ignores SIGTERM after the grace period', async () => {
-    sup = new Supervisor()
+    sup = new Supervisor({graceMs: 200})
     const c = await sup.start({name: 'stubborn', ...child('process.on("SIGTERM", () => {}); console.log(JSON.stringify({ready: true})); setInterval(() => {}, 1000)')})
-    await sup.stopAll(200)
+    await sup.stopAll()
     expect(alive(c.pid)).toBe(false)
   })
 

@@ -3,12 +3,31 @@
  * waits until it says it is ready (a JSON line on stdout), and stops all of them — children
  * first in reverse start order, SIGTERM then SIGKILL — so nothing is left running. A child that
  * dies on its own makes `exited` reject, with the tail of its stderr.
+ *
+ * On execa: each child is cancelled through its own `cancelSignal` (SIGTERM), `forceKillAfterDelay`
+ * sends SIGKILL when the grace period is over, and `cleanup` kills what is left when nle exits.
+ * None of that runs when nle is killed with SIGKILL, so each child also gets a stdin pipe that
+ * nle never closes: the kernel closes it when nle dies, and a Node child started with
+ * `nodeChild()` (preloading ./exit-with-parent-preload.js) stops when it reads the end.
  */
-import {type ChildProcess, spawn} from 'node:child_process'
+import {join} from 'node:path'
 import {createInterface} from 'node:readline'
+import {pathToFileURL} from 'node:url'
+
+import {execa} from 'execa'
 
 import {tail} from '../errors.js'
+import {PACKAGE_ROOT} from '../paths.js'
 import {type DevErrorCode, devError} from './errors.js'
+import {EXIT_WITH_PARENT_ENV} from './exit-with-parent.js'
+
+/** The compiled preload that makes a Node child exit with its parent (see ./exit-with-parent.ts). */
+export const EXIT_WITH_PARENT_PRELOAD = join(PACKAGE_ROOT, 'dist', 'lib', 'dev', 'exit-with-parent-preload.js')
+
+/** The command and arguments that run the Node script `entry` as a child that dies with its parent. */
+export function nodeChild(entry: string, args: readonly string[] = []): {command: string; args: string[]} {
+  return {command: process.execPath, args: ['--import', pathToFileURL(EXIT_WITH_PARENT_PRELOAD).href, entry, ...args]}
+}
 
 export interface ChildSpec {
   name: string
@@ -57,14 +76,31 @@ export function stderrTail(text: string): string {
     .join('\n')
 }
 
+export interface SupervisorOptions {
+  /** How long a child may take to exit after SIGTERM before it gets SIGKILL (ms); default 5000. */
+  graceMs?: number
+}
+
+interface Child {
+  spec: ChildSpec
+  pid: number | undefined
+  cancel: AbortController
+  stderr: string
+  /** Settles (never rejects) once the child has exited and its output has been read to the end. */
+  done: Promise<void>
+  finished: boolean
+}
+
 export class Supervisor {
-  private readonly children: {spec: ChildSpec; proc: ChildProcess; stderr: string}[] = []
+  private readonly children: Child[] = []
+  private readonly graceMs: number
   private stopping = false
   private rejectExited: ((e: Error) => void) | undefined
   /** Rejects when any child exits while the supervisor is not stopping. */
   readonly exited: Promise<never>
 
-  constructor() {
+  constructor(options: SupervisorOptions = {}) {
+    this.graceMs = options.graceMs ?? 5000
     this.exited = new Promise<never>((_, reject) => {
       this.rejectExited = reject
     })
@@ -72,15 +108,26 @@ export class Supervisor {
   }
 
   async start(spec: ChildSpec): Promise<RunningChild> {
-    const proc = spawn(spec.command, [...spec.args], {
-      cwd: spec.cwd,
-      env: {...process.env, ...spec.env},
-      stdio: ['ignore', 'pipe', 'pipe'],
+    const cancel = new AbortController()
+    const proc = execa(spec.command, [...spec.args], {
+      ...(spec.cwd ? {cwd: spec.cwd} : {}),
+      env: {...process.env, ...spec.env, [EXIT_WITH_PARENT_ENV]: '1'},
+      extendEnv: false,
+      // stdin: a pipe nle never writes to or closes; its end tells the child that nle is gone.
+      stdin: 'pipe',
+      stdout: 'pipe',
+      stderr: 'pipe',
+      buffer: false,
+      reject: false,
+      cleanup: true,
+      cancelSignal: cancel.signal,
+      killSignal: 'SIGTERM',
+      forceKillAfterDelay: this.graceMs,
     })
-    const entry = {spec, proc, stderr: ''}
+    const entry: Child = {spec, pid: proc.pid, cancel, stderr: '', done: Promise.resolve(), finished: false}
     this.children.push(entry)
     // Keep only a bounded tail of stderr, for error messages. Children never log content.
-    proc.stderr!.setEncoding('utf8').on('data', (chunk: string) => {
+    proc.stderr.setEncoding('utf8').on('data', (chunk: string) => {
       entry.stderr = (entry.stderr + chunk).slice(-STDERR_KEEP_BYTES)
     })
     const readyWhen = spec.readyWhen ?? ((m: Record<string, unknown>) => m.ready === true)
@@ -109,22 +156,27 @@ export class Supervisor {
           resolve(msg as ReadyMessage)
         }
       }
-      createInterface({input: proc.stdout!}).on('line', onLine)
-      createInterface({input: proc.stderr!}).on('line', onLine)
-      // 'close', not 'exit': by then its stderr has been read to the end, so the tail is whole.
-      proc.once('close', (code, signal) => {
+      createInterface({input: proc.stdout}).on('line', onLine)
+      createInterface({input: proc.stderr}).on('line', onLine)
+      // execa settles once the child has exited and its output has been read to the end, so the
+      // stderr tail is whole.
+      entry.done = proc.then((result) => {
+        entry.finished = true
         clearTimeout(timer)
+        if (result.exitCode === undefined && result.signal === undefined) {
+          // It never ran (no such program, not executable, bad cwd).
+          const cause = result.cause instanceof Error ? result.cause : undefined
+          reject(devError('DEV_CHILD_FAILED', `${spec.name} could not start: ${cause?.message ?? result.shortMessage}`, {...(cause ? {cause} : {}), hint: `Check that ${spec.command} exists and can be run.`, details: {child: spec.name}}))
+          return
+        }
         const lines = stderrTail(entry.stderr)
-        const error = devError('DEV_CHILD_FAILED', `${spec.name} exited (${signal ?? `code ${code}`})${this.stopping ? '' : ' unexpectedly'}`, {
+        const how = result.signal ?? `code ${result.exitCode}`
+        const error = devError('DEV_CHILD_FAILED', `${spec.name} exited (${how})${this.stopping ? '' : ' unexpectedly'}`, {
           hint: lines ? 'The end of its stderr is shown above; fix the cause and start again.' : 'It wrote nothing on stderr; re-run with --logs to see its log, fix the cause and start again.',
-          details: {child: spec.name, exit: signal ?? code, stderrTail: lines},
+          details: {child: spec.name, exit: result.signal ?? result.exitCode, stderrTail: lines},
         })
         reject(error)
         if (!this.stopping) this.rejectExited?.(error)
-      })
-      proc.once('error', (err) => {
-        clearTimeout(timer)
-        reject(devError('DEV_CHILD_FAILED', `${spec.name} could not start: ${err.message}`, {cause: err, hint: `Check that ${spec.command} exists and can be run.`, details: {child: spec.name}}))
       })
     })
     try {
@@ -135,21 +187,17 @@ export class Supervisor {
     }
   }
 
-  /** Stop every child, newest first. Resolves when all have exited. */
-  async stopAll(graceMs = 5000): Promise<void> {
+  /** Stop every child, newest first: SIGTERM, then SIGKILL after the grace period. Resolves when all have exited. */
+  async stopAll(): Promise<void> {
     this.stopping = true
-    for (const {proc} of [...this.children].reverse()) {
-      if (proc.exitCode !== null || proc.signalCode !== null) continue
-      const gone = new Promise<void>((resolve) => proc.once('exit', () => resolve()))
-      proc.kill('SIGTERM')
-      const timer = setTimeout(() => proc.kill('SIGKILL'), graceMs)
-      await gone
-      clearTimeout(timer)
+    for (const child of [...this.children].reverse()) {
+      if (!child.finished) child.cancel.abort()
+      await child.done
     }
     this.children.length = 0
   }
 
   get pids(): number[] {
-    return this.children.map((c) => c.proc.pid ?? -1)
+    return this.children.map((c) => c.pid ?? -1)
   }
 }

@@ -2,6 +2,12 @@
  * Managed background processes for `nle run` (the socat bridge, the parent proxy): started
  * detached in their own process group with output to a log file, recorded by pid, and stopped by
  * signalling the whole group, so that nothing they forked survives `nle stop`.
+ *
+ * Plain `node:child_process` on purpose, unlike the dev supervisor (src/lib/dev/supervisor.ts, on
+ * execa): these processes must outlive the nle that started them, and are stopped by a later nle
+ * from the recorded pid. What execa adds — cleanup on exit, forceKillAfterDelay, cancelSignal —
+ * lives in the starting process and is off or useless for a detached child, and its output goes
+ * straight to a log file descriptor, not through pipes it would read.
  */
 import {spawn} from 'node:child_process'
 import {closeSync, openSync, readFileSync} from 'node:fs'
