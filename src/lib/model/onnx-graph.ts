@@ -135,6 +135,18 @@ export class GraphBuilder {
     this.outputs.push(valueInfo(name, elemType, dims))
   }
 
+  /** The constants both generators' mask and shape arithmetic use, in one order (the files' bytes depend on it). */
+  decoderConstants(): {minF: string; one: string; zero: string; axis0: string; axes01: string; axes12: string} {
+    return {
+      minF: this.scalarFloat('const_min_f', -3.4028234663852886e38),
+      one: this.scalarInt64('const_one', 1),
+      zero: this.scalarInt64('const_zero', 0),
+      axis0: this.int64Init('const_axes_0', [0]),
+      axes01: this.int64Init('const_axes_0_1', [0, 1]),
+      axes12: this.int64Init('const_axes_1_2', [1, 2]),
+    }
+  }
+
   /**
    * The inputs and outputs of a decoder with a KV cache, named and shaped as Optimum's
    * `text-generation-with-past` exports them (float32): input_ids, attention_mask, position_ids,

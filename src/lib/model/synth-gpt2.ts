@@ -39,12 +39,7 @@ export function buildGpt2Onnx(shape: Gpt2Shape, seed: number, g: GraphBuilder = 
 
   const wte = g.floatInit('transformer.wte.weight', [GPT2_VOCAB_SIZE, E], normal(GPT2_VOCAB_SIZE * E, std))
   const wpe = g.floatInit('transformer.wpe.weight', [nPositions, E], normal(nPositions * E, std / 2))
-  const minF = g.scalarFloat('const_min_f', -3.4028234663852886e38)
-  const one = g.scalarInt64('const_one', 1)
-  const zero = g.scalarInt64('const_zero', 0)
-  const axis0 = g.int64Init('const_axes_0', [0])
-  const axes01 = g.int64Init('const_axes_0_1', [0, 1])
-  const axes12 = g.int64Init('const_axes_1_2', [1, 2])
+  const {minF, one, zero, axis0, axes01, axes12} = g.decoderConstants()
   const idx1 = g.int64Init('const_idx_1', [1])
   const idx2 = g.int64Init('const_idx_2', [2])
   const splitQkv = g.int64Init('const_split_qkv', [E, E, E])

@@ -74,12 +74,7 @@ export function buildLlamaOnnx(shape: LlamaShape, options: LlamaBuildOptions): U
   // Dimension names as Optimum's llama export writes them.
   const {inputIds, attentionMask, positionIds} = g.decoderIo({layers: nLayer, kvHeads: KV, headDim: D, vocab: V, totalDim: 'past_sequence_length + 1'})
 
-  const minF = g.scalarFloat('const_min_f', -3.4028234663852886e38)
-  const one = g.scalarInt64('const_one', 1)
-  const zero = g.scalarInt64('const_zero', 0)
-  const axis0 = g.int64Init('const_axes_0', [0])
-  const axes01 = g.int64Init('const_axes_0_1', [0, 1])
-  const axes12 = g.int64Init('const_axes_1_2', [1, 2])
+  const {minF, one, zero, axis0, axes01, axes12} = g.decoderConstants()
   const axisLast = g.int64Init('const_axes_last', [-1])
   const idx1 = g.int64Init('const_idx_1', [1])
   const idx2 = g.int64Init('const_idx_2', [2])
