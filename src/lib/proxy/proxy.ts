@@ -182,7 +182,7 @@ export class ParentProxy {
     return server
   }
 
-  /** The request handler (usable with any http/https server). */
+  /** The request handler (usable with any http/https server; drain() waits only for the listeners listen() opened). */
   readonly handler = (req: IncomingMessage, res: ServerResponse): void => {
     void this.handle(req, res)
   }
