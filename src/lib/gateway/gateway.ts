@@ -18,11 +18,10 @@
  */
 import {chmod} from 'node:fs/promises'
 import {type IncomingMessage, type Server, type ServerResponse, createServer} from 'node:http'
-import type {AddressInfo} from 'node:net'
 
 import type {VerifiedAttestation} from '../attestation/verify.js'
 import type {ChatCompletion, ChatCompletionChunk, ChatRequest} from '../client/index.js'
-import {type NleError, listenError} from '../errors.js'
+import type {NleError} from '../errors.js'
 import type {Lockfile} from '../lockfile.js'
 import {AccessPolicy, checkJson} from './access.js'
 import {type AttestationLogEvent, type AttestationState, AttestationTracker, type AttestingUpstream} from './attestation.js'
@@ -32,6 +31,8 @@ import {type AnswerStamp, type ParsedRequest, type RequestLimits, chatCompletion
 import {type ParsedResponsesRequest, parseResponsesBody, wholeResponse} from './responses.js'
 import {type AnswerShape, OpenAiEventEncoder, readOpening, relayStream} from './stream.js'
 import {readBody} from '../net/body.js'
+import {sendJson} from '../net/json.js'
+import {HttpService} from '../net/service.js'
 
 /** What the gateway needs of the upstream (NleClient fits; tests may fake it). */
 export interface GatewayUpstream extends AttestingUpstream {
@@ -102,6 +103,7 @@ const KNOWN = new Set<string>(Object.values(ROUTES))
 
 export class Gateway {
   private readonly server: Server
+  private readonly service: HttpService
   private readonly options: Required<Omit<GatewayOptions, 'log' | 'socketPath' | 'limits'>> & Pick<GatewayOptions, 'log' | 'socketPath'> & {limits: RequestLimits}
   private readonly access: AccessPolicy
   private readonly address: ListenAddress
@@ -131,26 +133,18 @@ export class Gateway {
     this.server = createServer({headersTimeout, requestTimeout, maxHeaderSize: 16 * 1024, connectionsCheckingInterval: Math.max(250, Math.min(1000, Math.floor(headersTimeout / 2)))}, (req, res) => void this.handle(req, res))
     this.server.maxConnections = 256
     this.server.keepAliveTimeout = 5000
+    this.service = new HttpService(this.server)
     const o = this.options
     this.attestation = new AttestationTracker(o.upstream, {mode: o.mode, upstreamDisplay: o.upstreamDisplay, ttlMs: o.attestationTtlMs, failureRetryMs: o.failureRetryMs, log: o.log})
   }
 
   /** Listen, then verify the attestation once (a failure is kept and answered as 503, not thrown). */
   async start(): Promise<{url: string; attestation: AttestationState}> {
-    await new Promise<void>((resolve, reject) => {
-      const onError = (error: NodeJS.ErrnoException): void =>
-        reject(
-          listenError('GATEWAY_LISTEN_FAILED', this.options.socketPath ?? listenUrl(this.address), error, {
-            inUseHint: this.options.socketPath === undefined ? 'Another process uses that port: stop it, or pick another with --listen 127.0.0.1:PORT' : 'Another process serves that socket: stop it, or pick another --socket PATH',
-          }),
-        )
-      this.server.once('error', onError)
-      const listening = (): void => {
-        this.server.off('error', onError)
-        resolve()
-      }
-      if (this.options.socketPath !== undefined) this.server.listen(this.options.socketPath, listening)
-      else this.server.listen(this.address.port, this.address.host, listening)
+    const socketPath = this.options.socketPath
+    await this.service.listen(socketPath === undefined ? {host: this.address.host, port: this.address.port} : {socketPath}, {
+      code: 'GATEWAY_LISTEN_FAILED',
+      where: socketPath ?? listenUrl(this.address),
+      inUseHint: socketPath === undefined ? 'Another process uses that port: stop it, or pick another with --listen 127.0.0.1:PORT' : 'Another process serves that socket: stop it, or pick another --socket PATH',
     })
     // Only this user may connect to the socket.
     if (this.options.socketPath !== undefined) await chmod(this.options.socketPath, 0o600)
@@ -160,17 +154,13 @@ export class Gateway {
 
   get url(): string {
     if (this.options.socketPath !== undefined) return `unix:${this.options.socketPath}`
-    const a = this.server.address() as AddressInfo | null
-    return listenUrl({host: this.address.host, port: a?.port ?? this.address.port})
+    return listenUrl({host: this.address.host, port: this.service.address()?.port ?? this.address.port})
   }
 
   /** Stop accepting, end idle connections, cut streams still open, close the upstream. */
   async stop(): Promise<void> {
-    const closed = new Promise<void>((resolve) => this.server.close(() => resolve()))
-    this.server.closeIdleConnections()
     for (const res of this.open) res.destroy()
-    this.server.closeAllConnections()
-    await closed
+    await this.service.close()
     this.attestation.close()
     this.options.upstream.close()
   }
@@ -210,17 +200,17 @@ export class Gateway {
           owned_by: 'nle',
           nle_attestation: {status: 'verified', mode: this.options.mode, pcr0: a.pcrs[0] ?? null, root: a.root, debug: a.debug, verified_at: new Date(this.attestation.verifiedAt).toISOString()},
         }
-        if (path === ROUTES.models) return sendJson(res, 200, {object: 'list', data: [model]}, entry)
+        if (path === ROUTES.models) return replyJson(res, 200, {object: 'list', data: [model]}, entry)
         const id = decodeURIComponent(path.slice(ROUTES.models.length + 1))
         if (id !== this.options.modelId) throw gatewayError('GATEWAY_NOT_FOUND', `The model '${id.slice(0, 256)}' does not exist: this gateway serves ${this.options.modelId}.`, {details: {model: id.slice(0, 256)}})
-        return sendJson(res, 200, model, entry)
+        return replyJson(res, 200, model, entry)
       }
       if (path === ROUTES.attestation) {
         if (req.method !== 'GET') throw notAllowed()
         const fresh = new URL(req.url ?? '/', 'http://x').searchParams.get('fresh')
         await this.attestation.ensure(fresh === '1' || fresh === 'true').catch(() => undefined)
         const state = this.state()
-        return sendJson(res, state.status === 'verified' ? 200 : 503, state, entry)
+        return replyJson(res, state.status === 'verified' ? 200 : 503, state, entry)
       }
       if (path === ROUTES.chat || path === ROUTES.completions || path === ROUTES.responses) {
         if (req.method !== 'POST') throw notAllowed()
@@ -256,7 +246,7 @@ export class Gateway {
         // Stamped with what is verified now: the client may have re-attested for this request.
         const stamp = this.stamp(this.attestation.current())
         const body = shape === 'chat' ? chatCompletion(answer, stamp) : shape === 'text' ? textCompletion(answer, stamp) : wholeResponse(answer, parsed as ParsedResponsesRequest, stamp)
-        return sendJson(res, 200, body, entry)
+        return replyJson(res, 200, body, entry)
       }
       const it = this.options.upstream.chatStream(parsed.request, {signal})
       const opening = await readOpening(it) // a failure before the first token is still an HTTP error
@@ -296,7 +286,7 @@ export class Gateway {
     const headers: Record<string, string> = {}
     if (f.retryAfter !== undefined) headers['retry-after'] = f.retryAfter
     if (!f.shouldRetry) headers['x-should-retry'] = 'false'
-    sendJson(res, f.status, f.body, entry, headers)
+    replyJson(res, f.status, f.body, entry, headers)
   }
 }
 
@@ -304,10 +294,9 @@ function notAllowed(): NleError {
   return gatewayError('GATEWAY_METHOD_NOT_ALLOWED', 'Method not allowed on this endpoint.')
 }
 
-function sendJson(res: ServerResponse, status: number, value: unknown, entry: AccessLogEntry, headers: Record<string, string> = {}): void {
-  const body = JSON.stringify(value)
-  entry.bytesOut = Buffer.byteLength(body)
-  res.writeHead(status, {'content-type': 'application/json', 'content-length': entry.bytesOut, 'cache-control': 'no-store', ...headers}).end(body)
+/** A JSON answer, its size noted in the access log entry. */
+function replyJson(res: ServerResponse, status: number, value: unknown, entry: AccessLogEntry, headers: Record<string, string> = {}): void {
+  entry.bytesOut = sendJson(res, status, value, headers)
 }
 
 async function readRequestBody(req: IncomingMessage, limit: number): Promise<Buffer> {

@@ -6,21 +6,10 @@ import {afterEach, describe, expect, it} from 'vitest'
 
 import {hasCode} from '../errors.js'
 import {tempDir} from '../../test-support/tmp.js'
-import {
-  MIB,
-  checkHostMemory,
-  kvCacheBytes,
-  minMemoryForEifMiB,
-  parseCpuList,
-  parseMemInfo,
-  planCpus,
-  planEnclaveMemory,
-  readAllocatorSettings,
-  readCpuTopology,
-  readMemInfo,
-  updateAllocatorYaml,
-  writeFileAtomicWithBackup,
-} from './allocator.js'
+import {readAllocatorSettings, updateAllocatorYaml} from './allocator-yaml.js'
+import {parseCpuList, planCpus, readCpuTopology} from './cpus.js'
+import {MIB, checkHostMemory, kvCacheBytes, minMemoryForEifMiB, parseMemInfo, planEnclaveMemory, readMemInfo} from './memory.js'
+import {writeFileAtomicWithBackup} from './write-backup.js'
 
 // Same layout as aws-nitro-enclaves-cli's bootstrap/allocator.yaml (v1.5.0): `---`, comment lines
 // before each key, a trailing commented-out cpu_pool with no blank line before it. Wording is ours.

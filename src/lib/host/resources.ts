@@ -12,26 +12,11 @@ import {unifiedDiff} from '../diff.js'
 import {kvBytesPerToken, kvShapeFromConfig} from '../model/kv-size.js'
 import {DTYPES, type Dtype, readDecoderConfig} from '../model/layout.js'
 import {MAX_AUTO_BATCH} from '../server/kv-budget.js'
-import {
-  type AllocatorSettings,
-  type CpuPlan,
-  DEFAULT_ALLOCATOR_YAML,
-  DEFAULT_HOST_PATHS,
-  type HostPaths,
-  type KvCacheShape,
-  type MemoryPlan,
-  type RuntimeNeed,
-  checkHostMemory,
-  kvCacheBytes,
-  planCpus,
-  planEnclaveMemory,
-  readAllocatorFile,
-  readAllocatorSettings,
-  readCpuTopology,
-  readMemInfo,
-  updateAllocatorYaml,
-  writeFileAtomicWithBackup,
-} from './allocator.js'
+import {type AllocatorSettings, DEFAULT_ALLOCATOR_YAML, readAllocatorFile, readAllocatorSettings, updateAllocatorYaml} from './allocator-yaml.js'
+import {type CpuPlan, planCpus, readCpuTopology} from './cpus.js'
+import {type KvCacheShape, type MemoryPlan, type RuntimeNeed, checkHostMemory, kvCacheBytes, planEnclaveMemory, readMemInfo} from './memory.js'
+import {DEFAULT_HOST_PATHS, type HostPaths} from './procfs.js'
+import {writeFileAtomicWithBackup} from './write-backup.js'
 import {type Bootability, eifBootability} from './bootable.js'
 import {hostError} from './errors.js'
 import type {HostContext} from './exec.js'

@@ -1,6 +1,6 @@
 // The size of a decoder's KV cache: what one token of one sequence holds, keys and values for
 // every layer. The enclave server budgets its memory with it (src/lib/server/kv-budget.ts) and
-// `nle allocator` sizes the enclave with it (src/lib/host/allocator.ts).
+// `nle allocator` sizes the enclave with it (src/lib/host/memory.ts).
 import type {DecoderConfig, Dtype} from './layout.js'
 
 export interface KvShape {

@@ -25,13 +25,16 @@ import {fromInstanceMetadata} from '@smithy/credential-provider-imds'
 import type {AwsCredentialIdentity, AwsCredentialIdentityProvider} from '@smithy/types'
 
 import type {Logger} from '../net/log.js'
-import {listenError} from '../errors.js'
+import {jsonError, sendJson} from '../net/json.js'
+import {HttpService} from '../net/service.js'
 import {CREDENTIALS_PATH} from '../protocol/routes.js'
 
 export const CREDENTIAL_SOURCES = ['env', 'imds'] as const
 export type CredentialSource = (typeof CREDENTIAL_SOURCES)[number]
 /** Cached credentials are fetched again this long before they expire. */
 export const REFRESH_BEFORE_EXPIRY_MS = 5 * 60 * 1000
+/** How long close() lets a request in flight finish. */
+const CLOSE_WAIT_MS = 10_000
 
 /** The ECS container-credentials JSON shape (what credentialsFromSocket reads). */
 export interface CredentialsBody {
@@ -94,10 +97,6 @@ function toBody(c: AwsCredentialIdentity): CredentialsBody {
   }
 }
 
-function send(res: ServerResponse, status: number, body: unknown, extra: Record<string, string> = {}): void {
-  res.writeHead(status, {'content-type': 'application/json', 'cache-control': 'no-store', ...extra}).end(JSON.stringify(body))
-}
-
 /** Serve the credentials endpoint on a Unix socket (a stale socket file is replaced). */
 export async function startCredentialsServer(options: CredentialsServerOptions): Promise<CredentialsServer> {
   const {socketPath, source, logger} = options
@@ -118,42 +117,38 @@ export async function startCredentialsServer(options: CredentialsServerOptions):
       })
     })
     req.resume()
-    if (path !== CREDENTIALS_PATH) return send(res, 404, {error: {code: 'PROXY_NOT_FOUND', message: 'No such endpoint.'}})
-    if (req.method !== 'GET') return send(res, 405, {error: {code: 'PROXY_NOT_FOUND', message: `Use GET for ${CREDENTIALS_PATH}.`}}, {allow: 'GET'})
+    if (path !== CREDENTIALS_PATH) return void jsonError(res, 'PROXY_NOT_FOUND', 'No such endpoint.')
+    if (req.method !== 'GET') return void jsonError(res, 'PROXY_NOT_FOUND', `Use GET for ${CREDENTIALS_PATH}.`, {status: 405, headers: {allow: 'GET'}})
     try {
-      send(res, 200, toBody(await credentials()))
+      sendJson(res, 200, toBody(await credentials()))
     } catch (cause) {
       // The provider's error name only: its message could one day carry more than we want logged.
       error = (cause as Error)?.name ?? 'Error'
-      send(res, 503, {
-        error: {code: 'PROXY_CREDENTIALS_UNAVAILABLE', message: `No AWS credentials from the ${source} source (${error}).`},
-      })
+      jsonError(res, 'PROXY_CREDENTIALS_UNAVAILABLE', `No AWS credentials from the ${source} source (${error}).`)
     }
   }
 
   const server: Server = createServer({keepAliveTimeout: 5000}, (req, res) => void handle(req, res))
   await rm(socketPath, {force: true})
-  await new Promise<void>((resolve, reject) => {
-    server.once('error', (cause: NodeJS.ErrnoException) =>
-      reject(listenError('PROXY_LISTEN_FAILED', socketPath, cause, {details: {socketPath}})),
-    )
-    // Only this user (root on a host) may read the host role's credentials through the socket: the
-    // umask makes it 0600 from the start (bind is synchronous in listen), chmod makes sure.
-    const umask = process.umask(0o177)
-    try {
-      server.listen(socketPath, () => resolve())
-    } finally {
-      process.umask(umask)
-    }
-  })
+  const service = new HttpService(server)
+  // Only this user (root on a host) may read the host role's credentials through the socket: the
+  // umask makes it 0600 from the start (HttpService.listen binds before its first await), chmod makes sure.
+  const umask = process.umask(0o177)
+  let listening: Promise<void>
+  try {
+    listening = service.listen({socketPath}, {code: 'PROXY_LISTEN_FAILED', details: {socketPath}})
+  } finally {
+    process.umask(umask)
+  }
+  await listening
   await chmod(socketPath, 0o600)
   logger.log('info', 'credentials_listening', {socket: socketPath, source})
   return {
     socketPath,
     source,
     close: async () => {
-      server.closeIdleConnections()
-      await new Promise<void>((resolve) => server.close(() => resolve()))
+      // A request in flight finishes (a credentials fetch takes at most a few seconds); one still open after CLOSE_WAIT_MS is cut.
+      await service.drain(CLOSE_WAIT_MS)
       await rm(socketPath, {force: true})
     },
   }

@@ -25,11 +25,12 @@ import {performance} from 'node:perf_hooks'
 
 import {type Logger, silentLogger} from '../net/log.js'
 import {Semaphore} from '../net/semaphore.js'
-import {listenError} from '../errors.js'
 import {proxyError} from './errors.js'
 import {readBody} from '../net/body.js'
+import {jsonError} from '../net/json.js'
+import {HttpService} from '../net/service.js'
 import {PROXIED_ROUTES} from '../protocol/routes.js'
-import {type WireErrorCode, wireStatus} from '../protocol/status.js'
+import type {WireErrorCode} from '../protocol/status.js'
 
 const REQUEST_HEADERS = ['content-type', 'accept'] as const
 const RESPONSE_HEADERS = ['content-type', 'content-length', 'cache-control', 'retry-after', 'x-accel-buffering'] as const
@@ -115,14 +116,13 @@ class UpstreamFailure extends Error {
 export class ParentProxy {
   private readonly logger: Logger
   private readonly slots: Semaphore
-  private readonly servers: Server[] = []
+  /** The listeners (https, http), each with its own lifecycle; drained together. */
+  private readonly services: HttpService[] = []
   /** One keep-alive pool per upstream socket (idle sockets close before the server's 5 s keep-alive). */
   private readonly agents: Agent[]
   private next = 0
-  private active = 0
   private served = 0
   private draining = false
-  private idle: (() => void) | null = null
   private readonly limits: Required<Pick<ProxyOptions, keyof typeof PROXY_LIMIT_DEFAULTS>>
   private readonly perClient = new Map<string, number>()
   private connections = 0
@@ -182,7 +182,7 @@ export class ParentProxy {
     return server
   }
 
-  /** The request handler (usable with any http/https server). */
+  /** The request handler (usable with any http/https server; drain() waits only for the listeners listen() opened). */
   readonly handler = (req: IncomingMessage, res: ServerResponse): void => {
     void this.handle(req, res)
   }
@@ -191,15 +191,10 @@ export class ParentProxy {
   async listen(options: ListenOptions): Promise<{https?: {host: string; port: number}; http?: {host: string; port: number}}> {
     const out: {https?: {host: string; port: number}; http?: {host: string; port: number}} = {}
     const bind = async (server: Server, host: string, port: number): Promise<{host: string; port: number}> => {
-      await new Promise<void>((resolve, reject) => {
-        server.once('error', (cause: NodeJS.ErrnoException) =>
-          reject(listenError('PROXY_LISTEN_FAILED', `${host}:${port}`, cause, {details: {host, port}, inUseHint: 'Another process uses that port: stop it, or pick another with --port / --http-port (proxy.port, proxy.httpPort)'})),
-        )
-        server.listen(port, host, () => resolve())
-      })
-      this.servers.push(server)
-      const address = server.address()
-      return {host, port: typeof address === 'object' && address ? address.port : port}
+      const service = new HttpService(server)
+      await service.listen({host, port}, {code: 'PROXY_LISTEN_FAILED', details: {host, port}, inUseHint: 'Another process uses that port: stop it, or pick another with --port / --http-port (proxy.port, proxy.httpPort)'})
+      this.services.push(service)
+      return {host, port: service.address()?.port ?? port}
     }
     if (options.https) {
       let server: Server
@@ -217,25 +212,13 @@ export class ParentProxy {
   /** Stop accepting, let in-flight requests finish (up to timeoutMs), then cut the rest. */
   async drain(timeoutMs: number): Promise<{forced: boolean}> {
     this.draining = true
-    const closed = Promise.all(this.servers.map((s) => new Promise<void>((resolve) => s.close(() => resolve()))))
-    for (const s of this.servers) s.closeIdleConnections()
-    let forced = false
-    if (this.active > 0) {
-      let timer: NodeJS.Timeout | undefined
-      const idle = new Promise<'idle'>((resolve) => (this.idle = () => resolve('idle')))
-      const timeout = new Promise<'timeout'>((resolve) => (timer = setTimeout(() => resolve('timeout'), timeoutMs)))
-      forced = (await Promise.race([idle, timeout])) === 'timeout'
-      clearTimeout(timer)
-    }
-    for (const s of this.servers) s.closeAllConnections()
+    const drained = await Promise.all(this.services.map((s) => s.drain(timeoutMs)))
     for (const a of this.agents) a.destroy()
-    await closed
-    return {forced}
+    return {forced: drained.some((d) => d.forced)}
   }
 
   private async handle(req: IncomingMessage, res: ServerResponse): Promise<void> {
     const t0 = performance.now()
-    this.active++
     const path = (req.url ?? '/').split('?')[0] ?? '/'
     const known = Object.hasOwn(PROXIED_ROUTES, path)
     const entry: {bytesIn: number; bytesOut: number; upstream?: number; code?: string} = {bytesIn: 0, bytesOut: 0}
@@ -251,7 +234,6 @@ export class ParentProxy {
       }
       if (slot) this.slots.release()
       this.buffered -= reserved
-      this.active--
       this.served++
       this.logger.log('info', 'access', {
         method: req.method,
@@ -264,7 +246,6 @@ export class ParentProxy {
         code: entry.code,
         complete: res.writableFinished,
       })
-      if (this.active === 0 && this.idle) this.idle()
     })
 
     if (!known) return reply(res, 'PROXY_NOT_FOUND', 'No such endpoint.', entry)
@@ -437,11 +418,7 @@ export class ParentProxy {
 
 /** An error of the proxy's own, with the status the wire table gives its code. */
 function reply(res: ServerResponse, code: WireErrorCode, message: string, entry: {bytesOut: number; code?: string}): void {
-  const status = wireStatus(code)
-  entry.code = code
-  const body = JSON.stringify({error: {code, message}})
-  entry.bytesOut = Buffer.byteLength(body)
-  res.writeHead(status, {'content-type': 'application/json', 'cache-control': 'no-store'}).end(body)
+  jsonError(res, code, message, {log: entry})
 }
 
 /** The whole request body, or why not. */

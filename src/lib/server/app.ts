@@ -24,12 +24,14 @@ import {isNleError} from '../errors.js'
 import {type ChatCompletion, type ChatCompletionChunk, type SealedErrorBody} from '../protocol/chat.js'
 import {ATTESTATION_PATH, CHAT_PATH, EVENT_STREAM_TYPE, HEALTH_PATH, KMS_REQUEST_TYPE, METRICS_PATH, SEALED_REQUEST_TYPE, SEALED_RESPONSE_TYPE} from '../protocol/routes.js'
 import {sseEvent} from '../protocol/sse.js'
-import {type WireErrorCode, wireStatus} from '../protocol/status.js'
+import {type WireErrorCode} from '../protocol/status.js'
 import {type ChatEngine, type ChatResult, type RuntimeDefaults, parseChatRequest, usage} from './chat.js'
 import {type Logger, silentLogger} from '../net/log.js'
 import {KvBudget} from './kv-budget.js'
 import {Semaphore} from '../net/semaphore.js'
 import {readBody} from '../net/body.js'
+import {jsonError, sendJson} from '../net/json.js'
+import {HttpService} from '../net/service.js'
 
 /** Largest nonce accepted on the attestation endpoint (bytes). */
 export const MAX_NONCE_BYTES = 512
@@ -78,6 +80,7 @@ class Metrics {
 
 export class EnclaveServer {
   readonly server: Server
+  private readonly service: HttpService
   private readonly logger: Logger
   private readonly slots: Semaphore
   private readonly kv: KvBudget | undefined
@@ -86,9 +89,6 @@ export class EnclaveServer {
   private readonly padBlock: number
   private readonly wholePadBlock: number
   private readonly started = Date.now()
-  private active = 0
-  private draining = false
-  private idle: (() => void) | null = null
 
   constructor(private readonly options: EnclaveServerOptions) {
     this.logger = options.logger ?? silentLogger
@@ -99,49 +99,34 @@ export class EnclaveServer {
     this.padBlock = options.padBlock ?? CHUNK_PAD_BLOCK
     this.wholePadBlock = options.wholePadBlock ?? WHOLE_PAD_BLOCK
     this.server = createServer({keepAliveTimeout: 5000}, (req, res) => void this.handle(req, res))
+    this.service = new HttpService(this.server)
   }
 
   /** Requests being handled now. */
   get inFlight(): number {
-    return this.active
+    return this.service.inFlight
   }
 
+  /** Listen on the Unix socket (SERVER_LISTEN_FAILED, or ADDRESS_IN_USE). */
   async listen(socketPath: string): Promise<void> {
-    await new Promise<void>((resolve, reject) => {
-      this.server.once('error', reject)
-      this.server.listen(socketPath, () => {
-        this.server.off('error', reject)
-        resolve()
-      })
-    })
+    await this.service.listen({socketPath}, {code: 'SERVER_LISTEN_FAILED', details: {socket: socketPath}})
   }
 
   /** Stop accepting, let in-flight requests finish (up to timeoutMs), then cut the rest. */
   async drain(timeoutMs: number): Promise<{forced: boolean}> {
-    this.draining = true
-    const closed = new Promise<void>((resolve) => this.server.close(() => resolve()))
-    this.server.closeIdleConnections()
-    let forced = false
-    if (this.active > 0) {
-      const idle = new Promise<void>((resolve) => (this.idle = resolve))
-      let timer: NodeJS.Timeout | undefined
-      const timeout = new Promise<'timeout'>((resolve) => (timer = setTimeout(() => resolve('timeout'), timeoutMs)))
-      forced = (await Promise.race([idle, timeout])) === 'timeout'
-      clearTimeout(timer)
-    }
-    this.server.closeAllConnections()
-    await closed
-    return {forced}
+    return this.service.drain(timeoutMs)
+  }
+
+  private get draining(): boolean {
+    return this.service.draining
   }
 
   private async handle(req: IncomingMessage, res: ServerResponse): Promise<void> {
     const t0 = performance.now()
-    this.active++
     const url = new URL(req.url ?? '/', 'http://enclave')
     const route = url.pathname
     const log: RequestLog = {bytesIn: 0, bytesOut: 0}
     res.on('close', () => {
-      this.active--
       this.metrics.inc('nle_server_requests_total', {route: knownRoute(route), status: res.statusCode})
       this.logger.log('info', 'request', {
         method: req.method,
@@ -155,7 +140,6 @@ export class EnclaveServer {
         ...(log.generation === undefined ? {} : log.generation),
         aborted: !res.writableFinished || undefined,
       })
-      if (this.active === 0 && this.idle) this.idle()
     })
     try {
       if (route === HEALTH_PATH && req.method === 'GET') return this.health(res)
@@ -173,8 +157,8 @@ export class EnclaveServer {
   }
 
   private health(res: ServerResponse): void {
-    const body = json({status: this.draining ? 'draining' : 'ok', model: this.options.chat.model, uptimeS: Math.round((Date.now() - this.started) / 1000), inFlight: this.slots.inFlight, queued: this.slots.queued})
-    res.writeHead(this.draining ? 503 : 200, {'content-type': 'application/json', 'cache-control': 'no-store'}).end(body)
+    const body = {status: this.draining ? 'draining' : 'ok', model: this.options.chat.model, uptimeS: Math.round((Date.now() - this.started) / 1000), inFlight: this.slots.inFlight, queued: this.slots.queued}
+    sendJson(res, this.draining ? 503 : 200, body)
   }
 
   private async sendMetrics(res: ServerResponse): Promise<void> {
@@ -482,11 +466,7 @@ const utf8 = (s: string): Uint8Array => new TextEncoder().encode(s)
 
 /** An error in clear, with the status the wire table gives its code. */
 function plain(res: ServerResponse, code: WireErrorCode | (string & {}), message: string, log: {code?: string; bytesOut: number}): void {
-  const status = wireStatus(code)
-  log.code = code
-  const body = json({error: {code, message}})
-  log.bytesOut = Buffer.byteLength(body)
-  res.writeHead(status, {'content-type': 'application/json', 'cache-control': 'no-store'}).end(body)
+  jsonError(res, code, message, {log})
 }
 
 /** The whole body, or null past `limit` bytes (the rest is drained unread). */

@@ -21,7 +21,7 @@ import type {AttestationRequest} from '../attestation/nsm-client.js'
 import {ServerKeyRing} from '../channel/index.js'
 import {KmsRequestOpener} from '../channel/kms-request.js'
 import type {EnclaveKmsOptions} from '../kms/enclave-aws.js'
-import {ExitCode, NleError, isNleError, listenError} from '../errors.js'
+import {ExitCode, NleError, isNleError} from '../errors.js'
 import {EnclaveServer} from './app.js'
 import {type ChatEngine, type RuntimeDefaults, echoChat} from './chat.js'
 import {serverError} from './errors.js'
@@ -290,11 +290,7 @@ export async function startEnclaveServer(argv: string[], logger: Logger, ext: Se
     generation: {concurrency, queue: config.server.generationQueue, ...(kvBudgetBytes === undefined ? {} : {kvBudgetBytes})},
   })
   await rm(socket, {force: true})
-  try {
-    await server.listen(socket)
-  } catch (cause) {
-    throw listenError('SERVER_LISTEN_FAILED', socket, cause, {details: {socket}})
-  }
+  await server.listen(socket) // SERVER_LISTEN_FAILED, or ADDRESS_IN_USE
   logger.log('info', 'listening', {socket, model: chat.model})
   return {
     server,

@@ -13,15 +13,15 @@
  */
 import {randomUUID} from 'node:crypto'
 import {type IncomingMessage, type Server, type ServerResponse, createServer} from 'node:http'
-import type {AddressInfo} from 'node:net'
 
 import type {TrustedRoot} from '../../attestation/roots.js'
-import {listenError} from '../../errors.js'
 import {kmsError} from '../errors.js'
 import {KmsApiError, LocalKms} from './operations.js'
 import {verifySigV4} from './sigv4.js'
 import {type LocalIdentity, type LocalState, saveState} from './state.js'
 import {readBody} from '../../net/body.js'
+import {sendJson} from '../../net/json.js'
+import {HttpService} from '../../net/service.js'
 
 export const LOOPBACK_HOSTS = ['127.0.0.1', '::1', 'localhost'] as const
 export const MAX_BODY_BYTES = 1024 * 1024
@@ -127,7 +127,9 @@ export async function startLocalKms(options: LocalKmsOptions): Promise<RunningLo
     res.writeHead(status, {'content-type': contentType, 'content-length': Buffer.byteLength(body), 'x-amzn-requestid': randomUUID()})
     res.end(body)
   }
-  const jsonError = (res: ServerResponse, error: KmsApiError): void => respond(res, error.status, 'application/x-amz-json-1.1', JSON.stringify({__type: error.type, message: error.message}))
+  // The KMS JSON 1.1 protocol's content type and request id, without the no-store of nle's own answers.
+  const awsJson = (res: ServerResponse, status: number, body: unknown): void => void sendJson(res, status, body, {'content-type': 'application/x-amz-json-1.1', 'cache-control': undefined, 'x-amzn-requestid': randomUUID()})
+  const jsonError = (res: ServerResponse, error: KmsApiError): void => awsJson(res, error.status, {__type: error.type, message: error.message})
 
   async function handle(req: IncomingMessage, res: ServerResponse, body: Buffer): Promise<void> {
     const url = new URL(req.url ?? '/', 'http://localhost')
@@ -180,7 +182,7 @@ export async function startLocalKms(options: LocalKmsOptions): Promise<RunningLo
     try {
       const output = await kms.handle(operation, input as Record<string, unknown>, auth.identity)
       log(`kms:${operation} by ${auth.identity.arn} -> 200`)
-      respond(res, 200, 'application/x-amz-json-1.1', JSON.stringify(output))
+      awsJson(res, 200, output)
     } catch (error) {
       if (error instanceof KmsApiError) {
         log(`kms:${operation} by ${auth.identity.arn} -> ${error.status} ${error.type}`)
@@ -232,11 +234,9 @@ export async function startLocalKms(options: LocalKmsOptions): Promise<RunningLo
       if (!res.headersSent) jsonError(res, new KmsApiError('KMSInternalException', 'Internal error.', 500))
     })
   }
-  await new Promise<void>((resolve, reject) => {
-    server.once('error', (error) => reject(listenError('KMS_LISTEN_FAILED', `${host}:${options.port ?? 0}`, error, {inUseHint: 'Another process uses that port: stop it, or pick another with --port'})))
-    server.listen(options.port ?? 0, host, () => resolve())
-  })
-  const address = server.address() as AddressInfo
+  const service = new HttpService(server)
+  await service.listen({host, port: options.port ?? 0}, {code: 'KMS_LISTEN_FAILED', inUseHint: 'Another process uses that port: stop it, or pick another with --port'})
+  const address = service.address()!
   if (!isLoopbackAddress(address.address)) {
     server.close()
     throw kmsError('KMS_NOT_LOOPBACK', `The endpoint bound to ${address.address}, which is not loopback.`)
@@ -248,10 +248,6 @@ export async function startLocalKms(options: LocalKmsOptions): Promise<RunningLo
     port: address.port,
     host: address.address,
     state,
-    close: () =>
-      new Promise<void>((resolve) => {
-        server.closeAllConnections()
-        server.close(() => resolve())
-      }),
+    close: () => service.close(),
   }
 }
