@@ -164,7 +164,9 @@ const TLS_CERT_ERRORS = new Set([
   'UNABLE_TO_GET_ISSUER_CERT_LOCALLY',
   'CERT_HAS_EXPIRED',
   'CERT_NOT_YET_VALID',
+  'CERT_SIGNATURE_FAILURE',
   'CERT_UNTRUSTED',
+  'CERT_REJECTED',
   'ERR_TLS_CERT_ALTNAME_INVALID',
 ])
 
@@ -177,7 +179,3 @@ export function tlsCertificateError(error: unknown): string | undefined {
   return undefined
 }
 
-/** The hint for a connection refused for its TLS certificate: the cause is trust, not a stopped proxy. */
-export function tlsCertificateHint(code: string): string {
-  return `The server's TLS certificate was refused (${code}): it is self-signed or issued by a CA this machine does not trust. Pass that CA with --ca PEM where the command has it (the \`nle dev\` proxy's certificate is .nle/dev/tls/cert.pem), or connect through the proxy's unix: socket`
-}

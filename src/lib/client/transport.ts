@@ -5,7 +5,7 @@
 import {Agent as HttpAgent, type IncomingMessage, request as httpRequest} from 'node:http'
 import {Agent as HttpsAgent, request as httpsRequest} from 'node:https'
 
-import {tlsCertificateError, tlsCertificateHint} from '../errors.js'
+import {tlsCertificateError} from '../errors.js'
 import {clientError} from './errors.js'
 import {timeoutError} from './limits.js'
 import {readBody} from '../net/body.js'
@@ -38,21 +38,6 @@ export function parseTarget(target: string): Target {
   if (url.protocol !== 'http:' && url.protocol !== 'https:') throw clientError('CLIENT_BAD_TARGET', `Unsupported scheme ${url.protocol}.`, {hint: 'Use unix:, http: or https:.'})
   return {kind: url.protocol === 'https:' ? 'https' : 'http', url, display: url.origin}
 }
-
-/** Node's (OpenSSL's) codes for a certificate that did not verify: a trust failure, not an unreachable peer. */
-const TLS_TRUST_FAILURES = new Set([
-  'DEPTH_ZERO_SELF_SIGNED_CERT',
-  'SELF_SIGNED_CERT_IN_CHAIN',
-  'UNABLE_TO_VERIFY_LEAF_SIGNATURE',
-  'UNABLE_TO_GET_ISSUER_CERT',
-  'UNABLE_TO_GET_ISSUER_CERT_LOCALLY',
-  'CERT_HAS_EXPIRED',
-  'CERT_NOT_YET_VALID',
-  'CERT_SIGNATURE_FAILURE',
-  'CERT_UNTRUSTED',
-  'CERT_REJECTED',
-  'ERR_TLS_CERT_ALTNAME_INVALID',
-])
 
 export interface SendOptions {
   method: 'GET' | 'POST'
@@ -117,12 +102,14 @@ export class Transport {
           reject(timeoutError('headers', options.timeoutMs))
           return
         }
-        if (t.kind === 'https' && error.code !== undefined && TLS_TRUST_FAILURES.has(error.code)) {
+        // A refused certificate is a trust problem, not a stopped proxy: said so, with its own code.
+        const tlsCode = tlsCertificateError(error)
+        if (tlsCode !== undefined) {
           reject(
-            clientError('CLIENT_TLS_UNTRUSTED', `${t.display} presented a TLS certificate this client does not trust (${error.code}).`, {
+            clientError('CLIENT_TLS_UNTRUSTED', `${t.display} presented a TLS certificate this client does not trust (${tlsCode}).`, {
               cause: error,
-              hint: error.code === 'ERR_TLS_CERT_ALTNAME_INVALID' ? 'The certificate is for another host name: use the name it was issued for.' : "Pass the proxy's certificate (or its CA) with --ca PEM; `nle dev` publishes its own in .nle/dev/.",
-              details: {target: t.display, tlsCode: error.code},
+              hint: tlsCode === 'ERR_TLS_CERT_ALTNAME_INVALID' ? 'The certificate is for another host name: use the name it was issued for.' : "Pass the proxy's certificate (or its CA) with --ca PEM; `nle dev` publishes its own in .nle/dev/.",
+              details: {target: t.display, tlsCode},
             }),
           )
           return
@@ -130,8 +117,6 @@ export class Transport {
         reject(
           clientError('CLIENT_UNREACHABLE', `Cannot reach ${t.display}: ${error.code ?? error.message}.`, {
             cause: error,
-            // A refused certificate is a trust problem, not a stopped proxy: the default hint would mislead.
-            ...(tlsCertificateError(error) ? {hint: tlsCertificateHint(error.code ?? '')} : {}),
             details: {target: t.display, errno: error.code},
           }),
         )
