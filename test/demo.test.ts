@@ -1,9 +1,10 @@
 // The README's main job: `nle demo` end to end, as CI runs it, leaving nothing behind.
-import {readFileSync, readdirSync} from 'node:fs'
+import {readdirSync} from 'node:fs'
 
 import {describe, expect, it} from 'vitest'
 
 import {json, runCli} from '../src/test-support/cli.js'
+import {processesMentioning} from '../src/test-support/processes.js'
 
 describe('nle demo', () => {
   it('runs every step of the flow, exits 0, and leaves no process or folder behind', async () => {
@@ -25,14 +26,7 @@ describe('nle demo', () => {
     expect(out.steps.every((s) => s.ok)).toBe(true)
     expect(out.pcr0.first).toMatch(/^[0-9a-f]{96}$/)
     expect(out.pcr0.second).not.toBe(out.pcr0.first)
-    const left = readdirSync('/proc').filter((d) => {
-      try {
-        return /^\d+$/.test(d) && readFileSync(`/proc/${d}/cmdline`, 'utf8').includes(out.workdir)
-      } catch {
-        return false
-      }
-    })
-    expect(left).toEqual([])
+    expect(processesMentioning(out.workdir)).toEqual([])
     expect(() => readdirSync(out.workdir)).toThrow()
   }, 240_000)
 })

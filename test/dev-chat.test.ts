@@ -1,7 +1,7 @@
 // `nle dev` + `nle chat` as a user runs them: the dev stack in one process, the chat in another,
 // and the TUI driven through a real terminal (tmux). Loopback and Unix sockets only.
 import {type ChildProcess, spawn, spawnSync} from 'node:child_process'
-import {existsSync, readFileSync, readdirSync, writeFileSync} from 'node:fs'
+import {existsSync, readFileSync, writeFileSync} from 'node:fs'
 import {join} from 'node:path'
 import {createInterface} from 'node:readline'
 
@@ -10,6 +10,7 @@ import {afterAll, beforeAll, describe, expect, it} from 'vitest'
 
 import {BIN, json, runCli} from '../src/test-support/cli.js'
 import {tempDir} from '../src/test-support/tmp.js'
+import {processesMentioning} from '../src/test-support/processes.js'
 
 const tmp = tempDir('nle-devchat-')
 const project = join(tmp.dir, 'proj')
@@ -17,20 +18,6 @@ let dev: ChildProcess | undefined
 let ready: Record<string, unknown> = {}
 /** Everything `nle dev` and its children printed. */
 let devOutput = ''
-
-/** pids of live processes whose command line mentions `needle`. */
-function processesMentioning(needle: string): number[] {
-  return readdirSync('/proc')
-    .filter((d) => /^\d+$/.test(d) && Number(d) !== process.pid)
-    .filter((d) => {
-      try {
-        return readFileSync(`/proc/${d}/cmdline`, 'utf8').includes(needle)
-      } catch {
-        return false
-      }
-    })
-    .map(Number)
-}
 
 beforeAll(async () => {
   expect((await runCli(['init', project, '--name', 'devchat'])).exitCode).toBe(0)

@@ -3,7 +3,7 @@
 // stderr tail is printed (and holds no question), and the EIF and the model are checked against
 // the lockfile before anything starts. Real processes, loopback and Unix sockets only.
 import {type ChildProcess, spawn} from 'node:child_process'
-import {copyFileSync, existsSync, mkdirSync, readFileSync, readdirSync, truncateSync, writeFileSync} from 'node:fs'
+import {copyFileSync, existsSync, mkdirSync, readFileSync, truncateSync, writeFileSync} from 'node:fs'
 import {join} from 'node:path'
 import {createInterface} from 'node:readline'
 import {setTimeout as sleep} from 'node:timers/promises'
@@ -13,6 +13,7 @@ import {afterAll, beforeAll, describe, expect, it} from 'vitest'
 import {isAlive} from '../src/lib/host/processes.js'
 import {BIN, json, runCli} from '../src/test-support/cli.js'
 import {tempDir} from '../src/test-support/tmp.js'
+import {processesMentioning} from '../src/test-support/processes.js'
 
 const tmp = tempDir('nle-devstack-')
 const project = join(tmp.dir, 'proj')
@@ -28,21 +29,6 @@ interface Dev {
 }
 
 let dev: Dev | undefined
-
-/** pids of live processes whose command line mentions every needle. */
-function processesMentioning(...needles: string[]): number[] {
-  return readdirSync('/proc')
-    .filter((d) => /^\d+$/.test(d) && Number(d) !== process.pid)
-    .filter((d) => {
-      try {
-        const cmdline = readFileSync(`/proc/${d}/cmdline`, 'utf8')
-        return needles.every((n) => cmdline.includes(n))
-      } catch {
-        return false
-      }
-    })
-    .map(Number)
-}
 
 async function startDev(): Promise<Dev> {
   const proc = spawn(process.execPath, [BIN, 'dev', '--json'], {cwd: project, stdio: ['ignore', 'pipe', 'pipe'], env: {...process.env, NO_COLOR: '1'}})

@@ -4,7 +4,7 @@
 // counts as working once it prints its own next step (`nle chat`), which is then run with --once
 // (the chat's scripted form: the TUI needs a terminal), and it must stop cleanly on SIGINT.
 import {type ChildProcess, spawn} from 'node:child_process'
-import {existsSync, readFileSync, readdirSync} from 'node:fs'
+import {existsSync, readFileSync} from 'node:fs'
 import {join} from 'node:path'
 
 import {afterAll, describe, expect, it} from 'vitest'
@@ -12,6 +12,7 @@ import {afterAll, describe, expect, it} from 'vitest'
 import {NITRO_DEVICE, commandOf} from '../src/lib/next-steps.js'
 import {BIN, type CliResult, runCli} from '../src/test-support/cli.js'
 import {tempDir} from '../src/test-support/tmp.js'
+import {processesMentioning} from '../src/test-support/processes.js'
 
 const tmp = tempDir('nle-newcomer-')
 const running: ChildProcess[] = []
@@ -104,19 +105,6 @@ async function stopDev(proc: ChildProcess): Promise<number | null> {
   const exited = new Promise<number | null>((resolve) => proc.once('exit', (code) => resolve(code)))
   proc.kill('SIGINT')
   return exited
-}
-
-function processesMentioning(needle: string): number[] {
-  return readdirSync('/proc')
-    .filter((d) => /^\d+$/.test(d) && Number(d) !== process.pid)
-    .filter((d) => {
-      try {
-        return readFileSync(`/proc/${d}/cmdline`, 'utf8').includes(needle)
-      } catch {
-        return false
-      }
-    })
-    .map(Number)
 }
 
 describe.skipIf(onNitroHost)('a newcomer follows the printed next steps (no Nitro device here)', () => {

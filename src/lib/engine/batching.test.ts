@@ -9,6 +9,7 @@ import {afterAll, beforeAll, describe, expect, it} from 'vitest'
 import {synthModel} from '../model/synth.js'
 import {sharedTestdata} from '../../test-support/testdata.js'
 import {Engine, type GenerateOptions, type GenerateResult} from './index.js'
+import {abortAfter} from '../../test-support/abort.js'
 
 const TEXTS = [
   'Hi',
@@ -145,17 +146,7 @@ describe('cancellation inside a batch', () => {
       const want = await alone(dir, [a, b, c], () => ({maxTokens: 40}))
       const ra = engine.generate({inputIds: a}, {maxTokens: 40})
       const ac = new AbortController()
-      const itB = engine.stream({inputIds: b}, {maxTokens: 40, signal: ac.signal})
-      let seen = 0
-      let rb: GenerateResult
-      for (;;) {
-        const r = await itB.next()
-        if (r.done) {
-          rb = r.value
-          break
-        }
-        if (++seen === 3) ac.abort()
-      }
+      const rb = await abortAfter(engine.stream({inputIds: b}, {maxTokens: 40, signal: ac.signal}), ac, 3)
       expect(rb.finishReason).toBe('cancelled')
       expect(rb.tokenIds.length).toBeLessThan(40)
       expect(rb.tokenIds).toEqual(want[1]?.tokenIds.slice(0, rb.tokenIds.length))

@@ -8,6 +8,7 @@ import {synthModel} from '../model/synth.js'
 import {Engine, type StreamChunk} from './index.js'
 import {argmax} from './sampling.js'
 import {expectCode} from '../../test-support/rejection.js'
+import {abortAfter} from '../../test-support/abort.js'
 
 let root: string
 let modelDir: string
@@ -155,17 +156,7 @@ describe('engine on the generated tiny GPT-2', () => {
 
   it('is cancelled by an AbortSignal between steps', async () => {
     const ac = new AbortController()
-    const it = engine.stream({prompt: 'Cancel me'}, {maxTokens: 50, signal: ac.signal})
-    let n = 0
-    let result
-    for (;;) {
-      const r = await it.next()
-      if (r.done) {
-        result = r.value
-        break
-      }
-      if (++n === 3) ac.abort()
-    }
+    const result = await abortAfter(engine.stream({prompt: 'Cancel me'}, {maxTokens: 50, signal: ac.signal}), ac, 3)
     expect(result.finishReason).toBe('cancelled')
     // The scheduler runs ahead of the reader by the steps in flight; it stops at the next step after the abort.
     expect(result.tokenIds.length).toBeGreaterThanOrEqual(3)

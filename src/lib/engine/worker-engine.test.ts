@@ -10,6 +10,7 @@ import {synthModel} from '../model/synth.js'
 import {expectCode} from '../../test-support/rejection.js'
 import {Engine} from './engine.js'
 import {WorkerEngine} from './worker-engine.js'
+import {abortAfter} from '../../test-support/abort.js'
 
 let root: string
 let dir: string
@@ -47,17 +48,7 @@ describe('the engine in a worker thread', () => {
 
   it('cancels between steps in the worker, before start and when the reader stops', async () => {
     const ac = new AbortController()
-    const it = worker.stream({prompt: 'Cancel me'}, {maxTokens: 200, signal: ac.signal})
-    let n = 0
-    let result
-    for (;;) {
-      const r = await it.next()
-      if (r.done) {
-        result = r.value
-        break
-      }
-      if (++n === 2) ac.abort()
-    }
+    const result = await abortAfter(worker.stream({prompt: 'Cancel me'}, {maxTokens: 200, signal: ac.signal}), ac, 2)
     expect(result.finishReason).toBe('cancelled')
     expect(result.tokenIds.length).toBeLessThan(200)
     const pre = await worker.generate({prompt: 'Cancel me'}, {maxTokens: 50, signal: AbortSignal.abort()})
