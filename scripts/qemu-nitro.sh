@@ -34,11 +34,14 @@ mkdir -p "$CACHE"
 exec 9>"$CACHE/.lock"
 flock 9
 
+# shellcheck source=scripts/apt-wait.sh
+. "$(dirname "$0")/apt-wait.sh"
+
 APT_UPDATED=0
 apt_update() {
   if [ "$APT_UPDATED" = 0 ]; then
     log "apt-get update"
-    apt-get update -qq >/dev/null
+    apt_run apt-get update -qq || die "apt-get update failed"
     APT_UPDATED=1
   fi
 }
@@ -74,7 +77,7 @@ apt_install() {
   if [ "${#missing[@]}" -gt 0 ]; then
     apt_update
     log "apt-get install ${target[*]} ${missing[*]}"
-    apt-get install -y -qq --no-install-recommends "${target[@]}" "${missing[@]}" >/dev/null
+    apt_run apt-get install -y -qq --no-install-recommends "${target[@]}" "${missing[@]}" || die "apt-get install failed"
   fi
 }
 
