@@ -6,7 +6,9 @@
 #   2. Debian's cloud kernel (vmlinuz + the nsm / virtio_mmio modules), downloaded and unpacked,
 #      never installed;
 #   3. busybox from busybox-static, downloaded and unpacked.
-# Only what the machine needs is compiled (--without-default-devices/-features, TCG, one target).
+# Only what the machine needs is compiled (--without-default-devices/-features, TCG and KVM, one
+# target). Whether KVM can boot the machine depends on the host (docs/qemu-boot-check.md): the
+# runner tries it where /dev/kvm opens and falls back to TCG.
 # Everything is cached OUTSIDE the repo under $NLE_QEMU_CACHE (default /var/cache/nle/qemu-nitro)
 # and reused when present; a missing piece is rebuilt. The result is described in
 # $NLE_QEMU_CACHE/manifest.json, which the test reads. Idempotent; safe to run in CI.
@@ -119,7 +121,7 @@ MAK
   mkdir -p "$src/build"
   ( cd "$src/build" && ../configure --prefix="$CACHE/qemu" --python=/usr/bin/python3 --target-list=x86_64-softmmu \
       --with-devices-x86_64=nle-nitro --without-default-devices --without-default-features \
-      --enable-tcg --enable-fdt=system --enable-libcbor --enable-gnutls --enable-vhost-user \
+      --enable-tcg --enable-kvm --enable-fdt=system --enable-libcbor --enable-gnutls --enable-vhost-user \
       --disable-docs --disable-tools \
       --disable-werror --disable-download --disable-install-blobs >"$work/configure.log" 2>&1 ) || { tail -40 "$work/configure.log" >&2; die "configure failed (log: $work/configure.log)"; }
   log "configure: $(elapsed "$t1") s"
@@ -137,7 +139,9 @@ MAK
 
 qemu_ok() {
   [ -x "$QEMU_BIN" ] || return 1
-  "$QEMU_BIN" -machine help 2>/dev/null | grep -q '^nitro-enclave'
+  "$QEMU_BIN" -machine help 2>/dev/null | grep -q '^nitro-enclave' || return 1
+  # A cache from before KVM was compiled in is rebuilt once.
+  "$QEMU_BIN" -accel help 2>/dev/null | grep -qx 'kvm'
 }
 
 t=$(date +%s)
@@ -211,10 +215,12 @@ if [ ! -x "$BBDIR/bin/busybox" ]; then
 fi
 log "guest step: $(elapsed "$t") s"
 
+ACCELS="$("$QEMU_BIN" -accel help 2>/dev/null | awk 'NR>1 && NF==1 {printf "%s\"%s\"", (n++ ? "," : ""), $1}')"
 cat >"$CACHE/manifest.json.new" <<JSON
 {
   "qemu": "$QEMU_BIN",
   "qemuVersion": "$(cat "$CACHE/qemu/VERSION")",
+  "accelerators": [$ACCELS],
   "firmwareDirs": [$FIRMWARE_DIRS],
   "kernel": "$VMLINUZ",
   "kernelConfig": "$KCONFIG",
