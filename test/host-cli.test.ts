@@ -45,7 +45,11 @@ describe('nle build / allocator / run / status / stop', () => {
 
     const build = await runCli(['build', '--json'], opts)
     expect(build.exitCode, build.stderr).toBe(0)
-    const b = json<{measurements: Record<string, string>; eif: {size: number; bootable: boolean}; memory: {memoryMiB: number}}>(build)
+    const b = json<{measurements: Record<string, string>; eif: {size: number; bootable: boolean}; memory: {memoryMiB: number; layouts: {built: string; embedded: {eifBytes: number; memoryMiB: number}; sealed: {estimated: boolean; memoryMiB: number}}}}>(build)
+    // Both layouts: this EIF embeds the model (its figure is the memory proposed), the sealed one is derived.
+    expect(b.memory.layouts).toMatchObject({built: 'embedded', embedded: {eifBytes: b.eif.size, memoryMiB: b.memory.memoryMiB}, sealed: {estimated: true}})
+    // (The fake nitro-cli's EIF is smaller than the model it claims to hold, so the two nearly meet here.)
+    expect(b.memory.layouts.sealed.memoryMiB).toBeLessThanOrEqual(b.memory.memoryMiB)
     expect(b.measurements.PCR0).toMatch(/^[0-9a-f]{96}$/)
     expect(b.eif.bootable).toBe(true)
     // The stages, timed, and what to run next (this EIF boots: size the host, then run it).
@@ -58,6 +62,8 @@ describe('nle build / allocator / run / status / stop', () => {
     expect(show.exitCode, show.stderr).toBe(0)
     expect(show.stdout).toContain(`-memory_mib: 512\n+memory_mib: ${b.memory.memoryMiB}`)
     expect(show.stdout).toContain('Run with --apply')
+    expect(show.stdout).toMatch(/model embedded \(this EIF\) +EIF [\d.]+ MiB -> memory \d+ MiB/)
+    expect(show.stdout).toMatch(/model sealed +EIF [\d.]+ MiB \(estimated\) -> memory \d+ MiB/)
     const applied = json<{applied: {written: boolean; backup: string; restarted: boolean}; proposed: {cpu_count: number}}>(await runCli(['allocator', '--apply', '--json', ...alloc], opts))
     expect(applied.applied).toMatchObject({written: true, restarted: true})
     expect(applied.proposed.cpu_count).toBe(2)

@@ -112,6 +112,37 @@ describe('nle policy (file mode)', () => {
   }, 60_000)
 })
 
+describe('nle policy with a sealed model on a separate key (kms.modelKeyId)', () => {
+  it('apply --apply writes both files; check passes, then fails (exit 1) on a model-key statement that admits the host without attestation', async () => {
+    const {dir, policyFile} = await project({measurements: set('sealed')})
+    writeFileSync(join(dir, 'nle.yaml'), readFileSync(join(dir, 'nle.yaml'), 'utf8').replace('kms:\n', 'model:\n  sealed: true\nkms:\n  modelKeyId: alias/demo-model\n'))
+    const modelFile = join(dir, 'model-key-policy.json')
+    writeFileSync(modelFile, JSON.stringify(basePolicy(), null, 2))
+    const missing = await runCli(['policy', 'check', '--policy-file', policyFile, '--json'], {cwd: dir})
+    expect(missing.exitCode).toBe(3)
+    expect(json<{error: {code: string}}>(missing).error.code).toBe('POLICY_CONFIG_MISSING')
+    const applied = await runCli(['policy', 'apply', '--policy-file', policyFile, '--model-policy-file', modelFile, '--apply'], {cwd: dir})
+    expect(applied.exitCode, applied.stderr).toBe(0)
+    expect(applied.stdout).toContain(`Wrote ${policyFile}.`)
+    expect(applied.stdout).toContain(`Wrote ${modelFile}.`)
+    expect(parsePolicy(readFileSync(modelFile, 'utf8')).Statement.find((s) => s.Sid === 'nle-demo-enclave-current')!.Action).toEqual(['kms:Decrypt'])
+    const ok = await runCli(['policy', 'check', '--policy-file', policyFile, '--model-policy-file', modelFile], {cwd: dir})
+    expect(ok.exitCode, ok.stdout + ok.stderr).toBe(0)
+    expect(ok.stdout).toContain(`model key ${modelFile}:`)
+    const shown = await runCli(['policy', 'show', '--policy-file', policyFile, '--model-policy-file', modelFile], {cwd: dir})
+    expect(shown.stdout).toContain(`Model key policy of ${modelFile}`)
+
+    const policy = parsePolicy(readFileSync(modelFile, 'utf8'))
+    policy.Statement.push({Sid: 'host decrypts', Effect: 'Allow', Principal: {AWS: ROLE}, Action: 'kms:Decrypt', Resource: '*'})
+    writeFileSync(modelFile, JSON.stringify(policy))
+    const unsafe = await runCli(['policy', 'check', '--policy-file', policyFile, '--model-policy-file', modelFile, '--json'], {cwd: dir})
+    expect(unsafe.exitCode).toBe(1)
+    const report = json<{verdict: string; findings: {kind: string; sid: string; key: {purpose: string; source: string}}[]}>(unsafe)
+    expect(report.verdict).toBe('unsafe')
+    expect(report.findings).toEqual([expect.objectContaining({kind: 'unconditioned-access', sid: 'host decrypts', key: {purpose: 'model', source: modelFile}})])
+  }, 60_000)
+})
+
 describe('nle policy check: what it must not call ok', () => {
   it('a malformed policy file is an input error (exit 3, POLICY_INVALID), with a GitHub ::error annotation — not drift', async () => {
     const {dir, policyFile} = await project({measurements: set('m')})

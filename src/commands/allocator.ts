@@ -4,6 +4,7 @@ import {BaseCommand} from '../cli/base-command.js'
 import {table} from '../cli/render.js'
 import {DEFAULT_CONFIG_FILE, loadConfig} from '../lib/config/load.js'
 import {DEFAULT_ALLOCATOR_YAML} from '../lib/host/allocator-yaml.js'
+import {layoutRows} from '../lib/host/memory.js'
 import {DEFAULT_HOST_PATHS} from '../lib/host/procfs.js'
 import {defaultHostContext} from '../lib/host/exec.js'
 import {type AllocatorPlan, type ApplyResult, applyAllocator, planAllocator} from '../lib/host/resources.js'
@@ -12,7 +13,7 @@ export type AllocatorOutput = Omit<AllocatorPlan, 'text'> & {applied?: ApplyResu
 
 export default class Allocator extends BaseCommand<typeof Allocator> {
   static override summary = 'Size the Nitro Enclaves allocator for this project and show (or --apply) the allocator.yaml change.'
-  static override description = `Computes memory_mib (at least 4x the EIF size, nitro-cli's E26 rule, plus the runtime's resident need: the model and its KV cache, plus runtime overhead; at least 64 MiB; rounded up to 2 MiB hugepages) and cpu_count (enclave.cpuCount rounded up to full cores; CPU 0's core is never used), checks that this host has that much memory and CPU (/proc/meminfo, /sys/devices/system/cpu), and shows the diff of /etc/nitro_enclaves/allocator.yaml. Comments and key order in the file are kept.
+  static override description = `Computes memory_mib (at least 4x the EIF size, nitro-cli's E26 rule, plus the runtime's resident need: the model and its KV cache, plus runtime overhead; at least 64 MiB; rounded up to 2 MiB hugepages) and cpu_count (enclave.cpuCount rounded up to full cores; CPU 0's core is never used), shows the same figures for the model embedded in the EIF and sealed (model.sealed: the EIF carries the runtime and the sealed manifest, the enclave holds the decrypted model once) — the built EIF's layout read, the other's EIF derived from it by swapping the model's ramdisk entries for the sealed manifest's (\`memory.layouts\` in --json) —, checks that this host has that much memory and CPU (/proc/meminfo, /sys/devices/system/cpu), and shows the diff of /etc/nitro_enclaves/allocator.yaml. Comments and key order in the file are kept.
 
 --apply writes the file atomically (the old one is kept as allocator.yaml.<time>.bak) and restarts nitro-enclaves-allocator.service. It refuses while any enclave runs.`
   static override examples = ['<%= config.bin %> allocator', 'sudo <%= config.bin %> allocator --apply', '<%= config.bin %> allocator --file ./allocator.yaml --json']
@@ -44,6 +45,7 @@ export default class Allocator extends BaseCommand<typeof Allocator> {
             ['runtime (model + KV cache + overhead)', m.runtime ? `${m.runtimeMiB} MiB` : 'unknown (no saved model found)'],
             ['memory_mib', `${plan.proposed.memory_mib} MiB (${m.source}; host can reserve ${plan.host.capacityMiB} of ${plan.host.memTotalMiB} MiB)`],
             ['cpu_count', `${plan.proposed.cpu_count} (${plan.cpus.threadsPerCore} threads/core; ${plan.cpus.available} CPUs outside CPU 0's core)`],
+            ...(m.layouts ? layoutRows(m.layouts) : []),
           ],
           ['', 'value'],
         ),

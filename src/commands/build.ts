@@ -6,6 +6,7 @@ import {table} from '../cli/render.js'
 import {DEFAULT_CONFIG_FILE, loadConfig} from '../lib/config/load.js'
 import {type BuildReport, buildProject} from '../lib/host/build.js'
 import {defaultHostContext} from '../lib/host/exec.js'
+import {layoutRows} from '../lib/host/memory.js'
 
 export default class Build extends BaseCommand<typeof Build> {
   static override summary = 'Build the enclave image (EIF), check its measurements and write the lockfile.'
@@ -16,7 +17,7 @@ export default class Build extends BaseCommand<typeof Build> {
 
 Each stage is shown as it runs on a terminal (stderr); --json reports them timed in \`stages\`, and the commands to run next in \`nextSteps\` (\`nle dev\` for an EIF that cannot boot, \`nle allocator\` and \`nle run\` for one that can). The model is staged only while the builder reads it: .nle/ keeps no copy of it afterwards.
 
-Either way nle re-reads the EIF and recomputes PCR0/1/2 (and PCR8) itself; if they differ from what the builder reported, the build fails and no lockfile is written. Prints the PCRs, the EIF size and the enclave memory it needs (at least 4x the EIF plus the model and its KV cache).`
+Either way nle re-reads the EIF and recomputes PCR0/1/2 (and PCR8) itself; if they differ from what the builder reported, the build fails and no lockfile is written. Prints the PCRs, the EIF size and the enclave memory it needs (at least 4x the EIF plus the model and its KV cache), for this EIF and for the other model layout (embedded or sealed, model.sealed; \`memory.layouts\` in --json).`
   static override examples = [
     '<%= config.bin %> build',
     '<%= config.bin %> build --builder native --json',
@@ -56,6 +57,7 @@ Either way nle re-reads the EIF and recomputes PCR0/1/2 (and PCR8) itself; if th
       const m = result.memory
       this.log(`EIF size:        ${result.eif.size} bytes (${(result.eif.size / 1048576).toFixed(1)} MiB)`)
       this.log(`Enclave memory:  ${m.memoryMiB} MiB (${m.source}; 4x EIF = ${m.eifRuleMiB} MiB${m.runtimeMiB ? `, runtime = ${m.runtimeMiB} MiB` : ''})`)
+      if (m.layouts) for (const [label, value] of layoutRows(m.layouts)) this.log(`  ${`${label}:`.padEnd(30)} ${value}`)
       if (result.runtime) this.log(`Enclave runtime: ${result.runtime.packages} packages, ${result.runtime.files} files, ${(result.runtime.bytes / 1e6).toFixed(1)} MB (docs/runtime.md)`)
       this.log(`PCRs checked:    nle's reader agrees with ${result.crossCheck.against}`)
       this.log(`Lockfile:        ${result.lockfile}`)

@@ -21,6 +21,8 @@ Exit codes:
   3  the policy (or nle.yaml, the lockfile) is not valid input: no verdict.
 (Exit 2 is also what a usage error exits with; a usage error prints "Error [USAGE]" and no report.)
 
+With a sealed model and a separate model key (kms.modelKeyId), the model key's policy (live, or --model-policy-file) is judged the same way for kms:Decrypt, and the worst finding of either key decides: each finding names its key ("key" in --json; model-key messages start with "Model key <arn or file>:").
+
 --format github prints GitHub Actions annotations (::error:: / ::warning::). Works on a live key or on --policy-file.`
   static override examples = ['<%= config.bin %> policy check', '<%= config.bin %> policy check --policy-file infra/key-policy.json --format github', '<%= config.bin %> policy check --strict --json']
   static override flags = {
@@ -41,7 +43,7 @@ Exit codes:
   async run(): Promise<Awaited<ReturnType<typeof runPolicyCheck>>> {
     const report = await runPolicyCheck({...inputOptions(this.flags), source: sourceOf(this.flags), strict: this.flags.strict, allowDebug: this.flags['allow-debug']})
     if (!this.jsonEnabled()) {
-      process.stdout.write(formatCheck(report, this.flags.format as 'text' | 'json' | 'github', {file: this.flags['policy-file']}))
+      process.stdout.write(formatCheck(report, this.flags.format as 'text' | 'json' | 'github', {file: this.flags['policy-file'], modelFile: this.flags['model-policy-file']}))
     }
     if (report.exitCode !== 0) process.exitCode = report.exitCode
     return report

@@ -32,6 +32,10 @@ const modelSchema = z
       .regex(/^sha256:[0-9a-f]{64}$/)
       .optional()
       .describe('Expected sha256 of the model manifest ("sha256:<hex>"); the build fails when it differs.'),
+    sealed: z
+      .boolean()
+      .default(false)
+      .describe('Seal the weights with a KMS data key: the EIF carries only the sealed manifest; the enclave streams and decrypts the weights at start.'),
   })
   .describe('The model the enclave serves.')
 
@@ -51,6 +55,11 @@ const enclaveSchema = z
 const kmsSchema = z
   .strictObject({
     keyId: z.string().min(1).optional().describe('KMS key id, alias ("alias/…") or ARN.'),
+    modelKeyId: z
+      .string()
+      .min(1)
+      .optional()
+      .describe('KMS key id, alias or ARN of a separate key that seals the model (model.sealed); when absent the project key kms.keyId seals it. `nle policy apply|check` treat its policy like the project key\'s (only the attested enclave may Decrypt).'),
     region: z.string().regex(/^[a-z]{2}(-[a-z]+)+-\d+$/).optional().describe('AWS region of the key, e.g. "eu-west-1".'),
     hostRoleArn: z
       .string()

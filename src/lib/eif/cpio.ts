@@ -53,6 +53,17 @@ function header(fields: {ino: number; mode: number; nlink: number; mtime: number
   return Buffer.concat([Buffer.from(text, 'latin1'), name, Buffer.alloc(pad4(110 + name.length))])
 }
 
+/**
+ * The bytes one entry takes in the archive this writer produces: the 110-byte header and the
+ * NUL-terminated name padded to 4, then the data padded to 4 (none for a directory). Without the
+ * archive's final 512-byte padding, which moves by less than a block. For size estimates
+ * (src/lib/host/memory.ts: an EIF with and without the model's files).
+ */
+export function cpioEntryBytes(name: string, dataBytes = 0): number {
+  const nameBytes = Buffer.byteLength(name, 'utf8') + 1
+  return 110 + nameBytes + pad4(110 + nameBytes) + dataBytes + pad4(dataBytes)
+}
+
 /** Stream the archive for `entries` (sorted by name here, so input order does not matter). */
 export async function* cpioChunks(entries: readonly CpioEntry[], options: CpioOptions = {}): AsyncGenerator<Buffer> {
   const mtime = options.mtime ?? CPIO_DEFAULT_MTIME

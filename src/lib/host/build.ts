@@ -26,10 +26,9 @@ import type {HostContext} from './exec.js'
 import {kmsMode, runtimeKmsBlock} from './kms-bridges.js'
 import {buildEnclave, nitroCliVersion} from './nitro-cli.js'
 import {type ProjectPaths, nleVersion, projectPaths} from './project.js'
-import {type MemoryPlan} from './memory.js'
 import {type Bootability, bootability} from './bootable.js'
 import {ENCLAVE_NODE, nodeInput, pinnedNodeBinary} from './node-runtime.js'
-import {enclaveMemoryFor} from './resources.js'
+import {type EnclaveMemory, enclaveMemoryFor} from './resources.js'
 
 export type Builder = 'docker' | 'native'
 
@@ -66,7 +65,8 @@ export interface BuildReport {
   measurements: Lockfile['measurements']
   /** Who produced the measurements nle's reader agreed with. */
   crossCheck: {against: 'nitro-cli' | 'nle-writer'; match: true}
-  memory: MemoryPlan
+  /** The memory this EIF needs, and the embedded-vs-sealed comparison (`layouts`). */
+  memory: EnclaveMemory
   lockfile: string
   inputs: Record<string, string>
   context: string

@@ -14,7 +14,7 @@ import {DTYPES, type Dtype, readDecoderConfig} from '../model/layout.js'
 import {MAX_AUTO_BATCH} from '../server/kv-budget.js'
 import {type AllocatorSettings, DEFAULT_ALLOCATOR_YAML, readAllocatorFile, readAllocatorSettings, updateAllocatorYaml} from './allocator-yaml.js'
 import {type CpuPlan, planCpus, readCpuTopology} from './cpus.js'
-import {type KvCacheShape, type MemoryPlan, type RuntimeNeed, checkHostMemory, kvCacheBytes, planEnclaveMemory, readMemInfo} from './memory.js'
+import {type KvCacheShape, type LayoutComparison, type MemoryPlan, type ModelFile, type RuntimeNeed, checkHostMemory, compareLayouts, kvCacheBytes, planEnclaveMemory, readMemInfo} from './memory.js'
 import {DEFAULT_HOST_PATHS, type HostPaths} from './procfs.js'
 import {writeFileAtomicWithBackup} from './write-backup.js'
 import {type Bootability, eifBootability} from './bootable.js'
@@ -36,17 +36,35 @@ export interface RuntimeEstimate extends RuntimeNeed {
  * the rest, which hold no cache). Undefined when no saved model is found.
  */
 export async function runtimeNeedFor(loaded: LoadedConfig): Promise<RuntimeEstimate | undefined> {
+  return (await savedModelNeed(loaded))?.runtime
+}
+
+/** The saved model's files as its manifest lists them (path and size only), when they are all well-formed. */
+function manifestFiles(value: unknown): ModelFile[] | undefined {
+  if (!Array.isArray(value)) return undefined
+  const files = value.map((f: unknown) => (typeof f === 'object' && f !== null ? (f as Record<string, unknown>) : {}))
+  if (!files.every((f) => typeof f.path === 'string' && typeof f.size === 'number' && Number.isSafeInteger(f.size) && f.size >= 0)) return undefined
+  return files.map((f) => ({path: f.path as string, size: f.size as number}))
+}
+
+async function savedModelNeed(loaded: LoadedConfig): Promise<{runtime: RuntimeEstimate; files: ModelFile[] | undefined} | undefined> {
   const dir = projectPaths(loaded).modelDir
   let modelBytes: number
   let dtype: Dtype | undefined
+  let files: ModelFile[] | undefined
   try {
-    const manifest = JSON.parse(await readFile(join(dir, 'nle-model.json'), 'utf8')) as {totalBytes?: unknown; dtype?: unknown}
+    const manifest = JSON.parse(await readFile(join(dir, 'nle-model.json'), 'utf8')) as {totalBytes?: unknown; dtype?: unknown; files?: unknown}
     if (typeof manifest.totalBytes !== 'number') return undefined
     modelBytes = manifest.totalBytes
     dtype = typeof manifest.dtype === 'string' && (DTYPES as readonly string[]).includes(manifest.dtype) ? (manifest.dtype as Dtype) : undefined
+    files = manifestFiles(manifest.files)
   } catch {
     return undefined
   }
+  return {runtime: await runtimeNeedOf(loaded, dir, modelBytes, dtype), files}
+}
+
+async function runtimeNeedOf(loaded: LoadedConfig, dir: string, modelBytes: number, dtype: Dtype | undefined): Promise<RuntimeEstimate> {
   const cfg = await readDecoderConfig(dir).catch(() => undefined)
   const shape = cfg === undefined ? undefined : kvShapeFromConfig(cfg, dtype)
   if (shape === undefined || !cfg?.maxPositions) return {modelBytes, kvCacheBytes: 0}
@@ -57,11 +75,20 @@ export async function runtimeNeedFor(loaded: LoadedConfig): Promise<RuntimeEstim
 
 export interface EnclaveMemory extends MemoryPlan {
   runtime?: RuntimeEstimate
+  /**
+   * The EIF and the memory (automatic sizing) with the model embedded and with it sealed
+   * (model.sealed): the built EIF's layout read, the other derived (./memory.ts compareLayouts).
+   * Absent when no saved model manifest lists the files.
+   */
+  layouts?: LayoutComparison
 }
 
 export async function enclaveMemoryFor(loaded: LoadedConfig, eifBytes: number): Promise<EnclaveMemory> {
-  const runtime = await runtimeNeedFor(loaded)
-  return {...planEnclaveMemory(eifBytes, runtime, loaded.config.enclave.memoryMiB), ...(runtime ? {runtime} : {})}
+  const saved = await savedModelNeed(loaded)
+  const runtime = saved?.runtime
+  const plan = planEnclaveMemory(eifBytes, runtime, loaded.config.enclave.memoryMiB)
+  const layouts = saved?.files === undefined ? undefined : compareLayouts({eifBytes, built: loaded.config.model.sealed ? 'sealed' : 'embedded', files: saved.files, runtime})
+  return {...plan, ...(runtime ? {runtime} : {}), ...(layouts ? {layouts} : {})}
 }
 
 /** The built EIF's size: the file when present, else what the lockfile recorded. */

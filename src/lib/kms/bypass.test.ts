@@ -5,13 +5,17 @@
  * and leave failing exactly those whose bypass is foreign; the fixes `check` proposes for foreign
  * statements must close them. The local KMS's evaluator must never allow the host more than the
  * checker sees. Counts are printed per class.
+ *
+ * The same classes run again against a separate model key (kms.modelKeyId, docs/kms.md): its
+ * policy is checked for Decrypt only and combined with a clean project key's report, so every
+ * bypass must fail the combined check with a finding that names the model key.
  */
 import {describe, expect, it} from 'vitest'
 
-import {checkPolicy} from './check.js'
+import {type CheckReport, type KeyRef, checkPolicy, combineChecks} from './check.js'
 import {JUDGED_OPERATIONS, analyzeExposure, applyProposals} from './exposure.js'
 import {evaluatePolicy, recipientContextKeys} from './evaluate.js'
-import {type KeyPolicy, type MeasurementSet, type PolicyStatement, isOwned, ownedStatement, patchPolicy, serializePolicy, validatePolicy} from './policy.js'
+import {type KeyPolicy, type KmsOperation, type MeasurementSet, type PolicyStatement, isOwned, ownedStatement, patchPolicy, serializePolicy, validatePolicy} from './policy.js'
 import {rng} from '../../test-support/rng.js'
 
 
@@ -38,7 +42,7 @@ interface Case {
 }
 
 /** Statements that give the host nothing judged (the baseline must pass). */
-function benign(r: R, current: MeasurementSet, kept: MeasurementSet): PolicyStatement[] {
+function benign(r: R, current: MeasurementSet, kept: MeasurementSet, operations: readonly KmsOperation[] = PROJECT.operations): PolicyStatement[] {
   const pool: PolicyStatement[] = [
     {Sid: 'Key administrators', Effect: 'Allow', Principal: {AWS: ROOT}, Action: 'kms:*', Resource: '*', Condition: {ArnNotEquals: {'aws:PrincipalArn': ROLE}}},
     {Sid: 'Admins except attested', Effect: 'Allow', Principal: {AWS: ROOT}, NotAction: ['kms:Decrypt', 'kms:GenerateDataKey*', 'kms:ReEncrypt*', 'kms:CreateGrant', 'kms:PutKeyPolicy', 'kms:DeriveSharedSecret'], Resource: '*'},
@@ -52,7 +56,7 @@ function benign(r: R, current: MeasurementSet, kept: MeasurementSet): PolicyStat
     {Sid: 'Pinned by hand', Effect: 'Allow', Principal: {AWS: ROLE}, Action: 'kms:Decrypt', Resource: '*', Condition: {StringEqualsIgnoreCase: pins(current, r() < 0.5)}},
   ]
   const chosen = pool.filter(() => r() < 0.5)
-  const owned = [ownedStatement({sid: 'nle-demo-enclave-current', set: current, roleArn: ROLE, operations: ['Decrypt', 'GenerateDataKey']}), ownedStatement({sid: 'nle-demo-enclave-previous-1', set: kept, roleArn: ROLE, operations: ['Decrypt', 'GenerateDataKey']})]
+  const owned = [ownedStatement({sid: 'nle-demo-enclave-current', set: current, roleArn: ROLE, operations}), ownedStatement({sid: 'nle-demo-enclave-previous-1', set: kept, roleArn: ROLE, operations})]
   const all = [...chosen]
   all.splice(Math.floor(r() * (all.length + 1)), 0, ...owned)
   return all
@@ -178,14 +182,14 @@ const CLASSES: Record<string, {expect: string; make: Generator}> = {
   },
 }
 
-function build(r: R, gen: Generator): Case & {keepPrevious: number} {
+function build(r: R, gen: Generator, target: Target): Case & {keepPrevious: number} {
   // The generator may ask for a signed lockfile: draw sets after asking.
   const probeSeed = Math.floor(r() * 2 ** 31)
   const signedProbe = gen(rng(probeSeed), newSet(rng(1)), newSet(rng(2))).signed === true
   const current = newSet(r, signedProbe)
   const kept = newSet(r, signedProbe)
   const made = gen(rng(probeSeed), current, kept)
-  const statements = benign(r, current, kept)
+  const statements = benign(r, current, kept, target.operations)
   const who = hostPrincipal(r)
   const owned = r() < 0.3
   const sid = owned ? made.ownedSid ?? 'nle-demo-enclave-current' : pick(r, ['Allow enclave host', 'legacy', `stmt-${Math.floor(r() * 1000)}`])
@@ -203,7 +207,26 @@ function must(ok: boolean, message: () => string): void {
   if (!ok) expect.fail(message())
 }
 
-const check = (policy: KeyPolicy, current: MeasurementSet) => checkPolicy({policy, project: 'demo', roleArn: ROLE, measurements: current, keepPrevious: 1, operations: ['Decrypt', 'GenerateDataKey']})
+/** Which key's policy the bypass is planted in: the project key (kms.operations), or a separate model key (Decrypt only), judged together with a clean project key. */
+interface Target {
+  label: string
+  operations: readonly KmsOperation[]
+  key?: KeyRef
+  cases: number
+}
+const PROJECT: Target = {label: '', operations: ['Decrypt', 'GenerateDataKey'], cases: 1000}
+const MODEL_KEY: Target = {label: 'model key: ', operations: ['Decrypt'], key: {purpose: 'model', source: 'model-key-policy.json'}, cases: 300}
+const PROJECT_KEY: KeyRef = {purpose: 'project', source: 'key-policy.json'}
+
+const checkOne = (policy: KeyPolicy, current: MeasurementSet, target: Target, key?: KeyRef): CheckReport =>
+  checkPolicy({policy, project: 'demo', roleArn: ROLE, measurements: current, keepPrevious: 1, operations: target.operations, ...(key ? {key} : {})})
+
+function check(policy: KeyPolicy, current: MeasurementSet, target: Target = PROJECT): CheckReport {
+  if (target.key === undefined) return checkOne(policy, current, target)
+  // The project key as `apply` writes it, beside the model key under test.
+  const project = validatePolicy({Statement: [ownedStatement({sid: 'nle-demo-enclave-current', set: current, roleArn: ROLE, operations: PROJECT.operations})]})
+  return combineChecks(checkOne(project, current, PROJECT, PROJECT_KEY), checkOne(policy, current, target, target.key))
+}
 
 /** States the local KMS can be asked in: no Recipient, a debug enclave, an unknown enclave. */
 function evaluatorAllowsMore(policy: KeyPolicy, r: R): boolean {
@@ -227,22 +250,36 @@ describe('bypass classes (property tests)', () => {
     console.log('benign baseline (some with the account keeping kms:* behind Deny guards): 1000/1000 pass check; the local evaluator allows the host nothing unattested in 1000/1000')
   })
 
-  for (const [name, spec] of Object.entries(CLASSES)) {
+  it('model key: benign policies pass, combined with a clean project key', () => {
+    const r = rng(0x5ea1)
+    for (let i = 0; i < 300; i++) {
+      const current = newSet(r)
+      const statements = benign(r, current, newSet(r), MODEL_KEY.operations)
+      if (r() < 0.3) statements.push(...guarded(current))
+      const report = check(validatePolicy({Statement: statements}), current, MODEL_KEY)
+      must(report.findings.length === 0 && report.keys?.length === 2, () => `case ${i}: ${JSON.stringify(report.findings)}`)
+    }
+  })
+
+  for (const [name, spec] of Object.entries(CLASSES).flatMap(([n, c]) => [PROJECT, MODEL_KEY].map((t) => [`${t.label}${n}`, {...c, target: t}] as const))) {
+    const target = spec.target
     it(`${name}: check fails every case; apply fixes owned ones, proposals fix foreign ones`, () => {
       const r = rng([...name].reduce((h, c) => (h * 31 + c.charCodeAt(0)) >>> 0, 7))
-      const n = 1000
+      const n = target.cases
       const counts = {caught: 0, owned: 0, foreign: 0, applyFixed: 0, applyLeftFailing: 0, proposalFixed: 0, evaluatorWithin: 0}
       for (let i = 0; i < n; i++) {
-        const c = build(r, spec.make)
-        const before = check(c.policy, c.current)
+        const c = build(r, spec.make, target)
+        const before = check(c.policy, c.current, target)
         const where = (): string => `case ${i}: bypass ${JSON.stringify(c.policy.Statement.find((s) => s.Sid === c.bypassSid))} lockfile ${Object.keys(c.current).join(',')} findings ${JSON.stringify(before.findings.map((f) => [f.sid, f.kind]))}\n${serializePolicy(c.policy)}`
-        must(before.exitCode !== 0 && before.findings.some((f) => f.sid === c.bypassSid && f.kind === spec.expect), where)
+        must(before.exitCode !== 0 && before.findings.some((f) => f.sid === c.bypassSid && f.kind === spec.expect && f.key?.purpose === target.key?.purpose), where)
+        // A bypass in the model key's policy is reported against the model key, and only there.
+        if (target.key) must(before.findings.every((f) => f.key?.purpose === 'model' && f.message.startsWith(`Model key ${target.key!.source}: `)), where)
         counts.caught++
         // The evaluator of the local KMS may only allow what the checker flags.
         if (evaluatorAllowsMore(c.policy, r)) must(before.findings.some((f) => f.kind === 'unconditioned-access' || f.kind === 'debug-pin'), where)
         counts.evaluatorWithin++
-        const patched = patchPolicy(c.policy, {project: 'demo', roleArn: ROLE, measurements: c.current, keepPrevious: 1, operations: ['Decrypt', 'GenerateDataKey']}).policy
-        const after = check(patched, c.current)
+        const patched = patchPolicy(c.policy, {project: 'demo', roleArn: ROLE, measurements: c.current, keepPrevious: 1, operations: target.operations}).policy
+        const after = check(patched, c.current, target)
         if (c.owned) {
           counts.owned++
           must(after.findings.length === 0, () => `${where()}\nafter apply: ${JSON.stringify(after.findings)}`)
@@ -254,7 +291,7 @@ describe('bypass classes (property tests)', () => {
           counts.applyLeftFailing++
           const kept = after.sets.filter((s) => s.status === 'previous').map((s) => s.set)
           const fixed = applyProposals(patched, analyzeExposure(patched, {project: 'demo', roleArn: ROLE, current: c.current, kept}))
-          const final = check(fixed, c.current)
+          const final = check(fixed, c.current, target)
           must(final.findings.length === 0, () => `${where()}\nfixed: ${serializePolicy(fixed)}\n${JSON.stringify(final.findings)}`)
           expect(fixed.Statement.filter((s) => !isOwned(s, 'demo') && s.Sid !== c.bypassSid)).toEqual(patched.Statement.filter((s) => !isOwned(s, 'demo') && s.Sid !== c.bypassSid))
           counts.proposalFixed++

@@ -24,8 +24,16 @@ import {
   patchPolicy,
 } from './policy.js'
 
+/** Which key a finding is about: the project key (kms.keyId) or a separate model key (kms.modelKeyId), and where its policy came from (ARN or file). */
+export interface KeyRef {
+  purpose: 'project' | 'model'
+  source: string
+}
+
 export interface CheckInput extends PatchOptions {
   policy: KeyPolicy
+  /** The key judged (tags every finding, operation, set and exposure; a model key's messages name it). Default: the project key, source unnamed. */
+  key?: KeyRef
   /** Warnings become errors (exit 1). */
   strict?: boolean
   keyArn?: string
@@ -46,9 +54,11 @@ export interface Finding {
   fix?: string
   /** For a foreign statement: the replacement that closes the finding (null: remove it). */
   proposed?: Exposure['proposed']
+  /** The key whose policy (or grants) this is about. */
+  key?: KeyRef
 }
 
-export type CheckedSet = PinnedSet
+export type CheckedSet = PinnedSet & {key?: KeyRef}
 
 export interface CheckReport {
   /** unsafe: the host can reach plaintext without the attested enclave; drift: the current set is not admitted; partial / stale: see the warnings. */
@@ -57,11 +67,13 @@ export interface CheckReport {
   headline: string
   exitCode: 0 | 1 | 2
   current: MeasurementSet
-  operations: {operation: KmsOperation; admitted: boolean}[]
+  operations: {operation: KmsOperation; admitted: boolean; key?: KeyRef}[]
   sets: CheckedSet[]
   findings: Finding[]
   /** Every way the policy gives the host plaintext (the findings of kinds unconditioned-access, debug-pin, partial-pin, stale-set come from here). */
-  exposures: Exposure[]
+  exposures: (Exposure & {key?: KeyRef})[]
+  /** The keys checked, project key first (one entry, or two with a separate model key). */
+  keys?: KeyRef[]
 }
 
 const short = (set: MeasurementSet): string => `PCR0 ${set.PCR0.slice(0, 12)}…`
@@ -88,25 +100,33 @@ const HEADLINE: Record<FindingKind, string> = {
   'outdated-statements': 'outdated',
 }
 
-function headline(top: Finding | undefined, current: MeasurementSet): string {
-  if (top === undefined) return `ok: the current measurements (${short(current)}) are admitted; nothing else gives the host plaintext.`
-  if (top.kind === 'not-admitted' || top.kind === 'debug-measurements') return 'drift: the current measurements are not admitted.'
+function headline(top: Finding | undefined, current: MeasurementSet, keys: readonly KeyRef[]): string {
+  const model = keys.find((k) => k.purpose === 'model')
+  if (top === undefined) return `ok: the current measurements (${short(current)}) are admitted${model ? ' on the project key and the model key' : ''}; nothing else gives the host plaintext.`
+  if (top.kind === 'not-admitted' || top.kind === 'debug-measurements') return `drift: the current measurements are not admitted${top.key?.purpose === 'model' ? ` by the model key ${top.key.source}` : ''}.`
   return `${HEADLINE[top.kind]}: ${top.message}`
 }
+
+/** "Model key <source>: " before a model key's messages, so that every output names the key; nothing for the project key (its messages are as they always were). */
+const keyPrefix = (key: KeyRef | undefined): string => (key?.purpose === 'model' ? `Model key ${key.source}: ` : '')
 
 export function checkPolicy(input: CheckInput): CheckReport {
   const current = normalizeMeasurements(input.measurements)
   const findings: Finding[] = []
   const debug = isDebugSet(current) && input.allowDebug !== true
+  const key = input.key
+  const tag = key ? {key} : {}
+  const pre = keyPrefix(key)
   if (debug) {
-    findings.push({severity: 'error', kind: 'debug-measurements', message: 'The lockfile measurements are all zero (a debug-mode build); a key policy must not admit them.', fix: 'Build without debug mode, or pass --allow-debug on a development key.'})
+    findings.push({severity: 'error', kind: 'debug-measurements', ...tag, message: pre + 'The lockfile measurements are all zero (a debug-mode build); a key policy must not admit them.', fix: 'Build without debug mode, or pass --allow-debug on a development key.'})
   }
-  const operations = [...new Set(input.operations)].map((operation) => ({operation, admitted: admits(input.policy, {roleArn: input.roleArn, keyArn: input.keyArn, set: current, operation})}))
+  const operations = [...new Set(input.operations)].map((operation) => ({operation, admitted: admits(input.policy, {roleArn: input.roleArn, keyArn: input.keyArn, set: current, operation}), ...tag}))
   for (const op of operations.filter((o) => !o.admitted)) {
     findings.push({
       severity: 'error',
       kind: 'not-admitted',
-      message: `Drift: the key policy does not let ${input.roleArn} call kms:${op.operation} from an enclave measuring ${short(current)} (the lockfile's measurements).`,
+      ...tag,
+      message: `${pre}Drift: the key policy does not let ${input.roleArn} call kms:${op.operation} from an enclave measuring ${short(current)} (the lockfile's measurements).`,
       fix: 'Run `nle policy apply --apply` (or `--policy-file` for a policy kept in Terraform/CloudFormation).',
     })
   }
@@ -117,33 +137,58 @@ export function checkPolicy(input: CheckInput): CheckReport {
   const warning = input.strict ? 'error' : 'warning'
   for (const e of report.exposures) {
     const severity = e.kind === 'unconditioned-access' || e.kind === 'debug-pin' ? 'error' : warning
-    findings.push({severity, kind: e.kind, sid: e.sid, message: e.message, fix: e.fix, ...(e.owned ? {} : {proposed: e.proposed})})
+    findings.push({severity, kind: e.kind, sid: e.sid, ...tag, message: pre + e.message, fix: e.fix, ...(e.owned ? {} : {proposed: e.proposed})})
   }
   const grants = input.grants === undefined ? [] : grantExposures(input.grants.grants, {roleArn: input.roleArn, keyArn: input.keyArn})
-  for (const e of grants) findings.push({severity: 'error', kind: e.kind, sid: null, message: e.message, fix: e.fix})
+  for (const e of grants) findings.push({severity: 'error', kind: e.kind, sid: null, ...tag, message: pre + e.message, fix: e.fix})
   if (input.grants !== undefined && !input.grants.complete) {
-    findings.push({severity: warning, kind: 'grants-unread', message: `The key has more grants than the check reads (${input.grants.grants.length}): a grant to the host role may be among the rest.`, fix: 'Retire or revoke grants that are no longer used.'})
+    findings.push({severity: warning, kind: 'grants-unread', ...tag, message: `${pre}The key has more grants than the check reads (${input.grants.grants.length}): a grant to the host role may be among the rest.`, fix: 'Retire or revoke grants that are no longer used.'})
   }
   if (patch && input.policy.Statement.some((s) => isOwned(s, input.project))) {
     const ownedNow = JSON.stringify(input.policy.Statement.filter((s) => isOwned(s, input.project)))
     const ownedThen = JSON.stringify(patch.policy.Statement.filter((s) => isOwned(s, input.project)))
     if (ownedNow !== ownedThen && findings.length === 0) {
-      findings.push({severity: warning, kind: 'outdated-statements', message: "nle's statements differ from what `nle policy apply` writes for this config (role, operations or rollout window changed).", fix: 'Run `nle policy apply` to see the diff.'})
+      findings.push({severity: warning, kind: 'outdated-statements', ...tag, message: pre + "nle's statements differ from what `nle policy apply` writes for this config (role, operations or rollout window changed).", fix: 'Run `nle policy apply` to see the diff.'})
     }
   }
-  findings.sort((a, b) => PRIORITY.indexOf(a.kind) - PRIORITY.indexOf(b.kind))
+  return verdictOf({current, operations, sets: report.sets.map((s) => ({...s, ...tag})), findings, exposures: [...report.exposures, ...grants].map((e) => ({...e, ...tag}))}, key ? [key] : [])
+}
+
+type Parts = Pick<CheckReport, 'current' | 'operations' | 'sets' | 'findings' | 'exposures'>
+
+/** Verdict, headline and exit code from the findings (most severe first). */
+function verdictOf(parts: Parts, keys: KeyRef[]): CheckReport {
+  const findings = [...parts.findings].sort((a, b) => PRIORITY.indexOf(a.kind) - PRIORITY.indexOf(b.kind))
   const errors = findings.some((f) => f.severity === 'error')
   const top = findings[0]
   return {
     verdict: top === undefined ? 'ok' : VERDICT[top.kind],
-    headline: headline(top, current),
+    headline: headline(top, parts.current, keys),
     exitCode: errors ? 1 : findings.length > 0 ? 2 : 0,
-    current,
-    operations,
-    sets: report.sets,
+    ...parts,
     findings,
-    exposures: [...report.exposures, ...grants],
+    ...(keys.length > 0 ? {keys} : {}),
   }
+}
+
+/**
+ * One verdict over the checks of several keys (the project key and a separate model key): the
+ * same report shape as one key's, every operation, set, finding and exposure tagged with its key;
+ * the worst finding of either key decides the verdict and the exit code.
+ */
+export function combineChecks(first: CheckReport, ...rest: CheckReport[]): CheckReport & {keys: KeyRef[]} {
+  const reports = [first, ...rest]
+  const keys = reports.flatMap((r) => r.keys ?? [])
+  return verdictOf(
+    {
+      current: first.current,
+      operations: reports.flatMap((r) => r.operations),
+      sets: reports.flatMap((r) => r.sets),
+      findings: reports.flatMap((r) => r.findings),
+      exposures: reports.flatMap((r) => r.exposures),
+    },
+    keys,
+  ) as CheckReport & {keys: KeyRef[]}
 }
 
 /** Escape a GitHub Actions workflow-command message. */
@@ -163,19 +208,26 @@ export function formatInputError(error: {code: string; message: string; hint?: s
   return `::error title=${escapeProperty(`nle policy check: ${error.code}`)}${file}::${escapeAnnotation(error.hint ? `${error.message} ${error.hint}` : error.message)}\n`
 }
 
-/** Render a report. `file` (a policy file path) is attached to GitHub annotations. */
-export function formatCheck(report: CheckReport, format: CheckFormat, options: {file?: string} = {}): string {
+/** Render a report. `file` (a policy file path; `modelFile`, the model key's) is attached to GitHub annotations. */
+export function formatCheck(report: CheckReport, format: CheckFormat, options: {file?: string; modelFile?: string} = {}): string {
   if (format === 'json') return JSON.stringify(report, null, 2) + '\n'
   const summary = report.headline
   if (format === 'github') {
-    const file = options.file ? `,file=${escapeProperty(options.file)}` : ''
-    const lines = report.findings.map((f) => `::${f.severity} title=${escapeProperty(`nle policy check: ${f.kind}`)}${file}::${escapeAnnotation(f.fix ? `${f.message} Fix: ${f.fix}` : f.message)}`)
+    const fileOf = (f: Finding): string => {
+      const path = f.key?.purpose === 'model' ? options.modelFile : options.file
+      return path ? `,file=${escapeProperty(path)}` : ''
+    }
+    const lines = report.findings.map((f) => `::${f.severity} title=${escapeProperty(`nle policy check: ${f.kind}`)}${fileOf(f)}::${escapeAnnotation(f.fix ? `${f.message} Fix: ${f.fix}` : f.message)}`)
     if (report.verdict === 'ok') lines.push(`::notice title=nle policy check::${escapeAnnotation(summary)}`)
     else lines.push(summary)
     return lines.join('\n') + '\n'
   }
   const lines = [summary]
-  for (const s of report.sets) lines.push(`  ${s.status.padEnd(8)} ${s.sid ?? `#${s.index}`}  ${short(s.set)}${s.set.PCR8 ? ' (signed)' : ''}  ${s.actions.join(', ')}`)
+  const several = (report.keys?.length ?? 0) > 1
+  for (const k of several ? report.keys! : [undefined]) {
+    if (k) lines.push(`${k.purpose} key ${k.source}:`)
+    for (const s of report.sets.filter((x) => k === undefined || x.key?.purpose === k.purpose)) lines.push(`  ${s.status.padEnd(8)} ${s.sid ?? `#${s.index}`}  ${short(s.set)}${s.set.PCR8 ? ' (signed)' : ''}  ${s.actions.join(', ')}`)
+  }
   for (const f of report.findings) {
     lines.push(`${f.severity === 'error' ? 'error' : 'warning'}: ${f.message}`)
     if (f.fix) lines.push(`  fix: ${f.fix}`)
