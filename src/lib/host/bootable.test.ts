@@ -1,8 +1,9 @@
 import {describe, expect, it} from 'vitest'
 
+import type {EifInfo} from '../eif/reader.js'
 import {bootability, nitroBootability} from './bootable.js'
 
-const withNle = (nle: unknown): {metadata: {CustomMetadata: unknown}} => ({metadata: {CustomMetadata: {nle}}}) as never
+const withNle = (nle: unknown): Pick<EifInfo, 'metadata'> => ({metadata: {CustomMetadata: {nle}}}) as never
 
 describe('bootability from the EIF metadata', () => {
   it('a placeholder kernel boots nowhere; the QEMU kernel boots (in QEMU) but not on a Nitro host; nitro-cli blobs boot on Nitro', () => {
