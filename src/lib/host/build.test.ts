@@ -123,7 +123,11 @@ describe('nle build --builder docker', () => {
     expect(r).toMatchObject({builder: 'docker', crossCheck: {against: 'nitro-cli', match: true}, eif: {bootable: true}, image: {tag: 'demo-enclave:latest'}})
     // The runtime closure the image installs, counted from the context's lockfile: what a reviewer reads.
     const locked = Object.keys(JSON.parse(readFileSync(join(ctx, 'nle', 'package-lock.json'), 'utf8')).packages as object).filter((p) => p !== '')
-    expect(r.runtime?.packages).toBe(locked.length)
+    // Less what the image never has: other platforms' optional packages, and those nothing loads
+    // (onnxruntime-node's install-script dependencies, type-only packages: src/lib/host/prune.ts).
+    expect(r.runtime!.names.every((n) => locked.includes(`node_modules/${n}`))).toBe(true)
+    expect(r.runtime!.packages).toBeLessThan(locked.length)
+    expect(r.runtime!.names.filter((n) => ['adm-zip', 'global-agent', '@types/node', 'undici-types', '@cbor-extract/cbor-extract-darwin-arm64'].includes(n))).toEqual([])
     expect(r.runtime!.files).toBeGreaterThan(r.runtime!.packages)
     expect(r.runtime!.bytes).toBeGreaterThan(10e6)
     expect(r.stages.map((t) => t.stage)).toEqual(['context', 'docker-build', 'nitro-cli', 'measure'])
@@ -335,12 +339,14 @@ describe('nle build --builder native', () => {
     const app = files.filter((f) => f.startsWith('app/') && !f.startsWith('app/nle/node_modules/')).map((f) => f.slice('app/'.length))
     expect(app).toEqual(sent.filter((f) => f !== 'Dockerfile').sort())
     // node_modules: what `npm ci` installs from the runtime's own lockfile on linux/x64 (the
-    // other platforms' optional packages skipped), pruned; .bin links aside.
+    // other platforms' optional packages skipped), then pruned; .bin links aside.
     const lock = JSON.parse(readFileSync(join(dir, '.nle', 'rootfs', 'app', 'nle', 'package-lock.json'), 'utf8')) as {packages: Record<string, {os?: string[]; cpu?: string[]}>}
     const forHere = (e: {os?: string[]; cpu?: string[]}): boolean => (e.os ?? ['linux']).includes('linux') && (e.cpu ?? ['x64']).includes('x64')
     const locked = Object.entries(lock.packages).filter(([k, e]) => k !== '' && forHere(e)).map(([k]) => k).sort()
-    const installed = [...new Set(files.filter((f) => /^app\/nle\/node_modules\/.*package\.json$/.test(f)).map((f) => f.slice('app/nle/'.length).replace(/\/package\.json$/, '')))].filter((p) => locked.includes(p)).sort()
-    expect(installed).toEqual(locked)
+    const installed = [...new Set(files.filter((f) => /^app\/nle\/node_modules\/.*package\.json$/.test(f)).map((f) => f.slice('app/nle/'.length).replace(/\/package\.json$/, '')))].filter((p) => /^node_modules\/(@[^/]+\/)?[^/]+(\/node_modules\/(@[^/]+\/)?[^/]+)*$/.test(p)).sort()
+    // Of those, the prune step removed exactly the ones nothing loads (the build's runtime figures leave them out too).
+    expect(installed).toEqual(r.runtime!.names.map((n) => `node_modules/${n}`).sort())
+    expect(locked.filter((p) => !installed.includes(p))).toEqual(expect.arrayContaining(['node_modules/adm-zip', 'node_modules/global-agent', 'node_modules/@types/node']))
     expect(files.some((f) => f.startsWith('app/nle/node_modules/onnxruntime-node/bin/napi-v6/darwin'))).toBe(false)
     // Outside /app: the pinned Node and the system files, each named in the lockfile with its digest.
     const lockfile = await readLockfile(join(dir, 'nle.lock.json'))
