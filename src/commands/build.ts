@@ -58,6 +58,7 @@ Either way nle re-reads the EIF and recomputes PCR0/1/2 (and PCR8) itself; if th
       this.log(table(Object.entries(result.measurements).map(([k, v]) => [k, v])))
       const m = result.memory
       this.log(`EIF size:        ${result.eif.size} bytes (${(result.eif.size / 1048576).toFixed(1)} MiB)`)
+      if (result.blobs) this.log(`Kernel:          ${result.blobs.kind}${result.blobs.kind === 'placeholder' ? '' : ` (${result.blobs.source})`}`)
       this.log(`Enclave memory:  ${m.memoryMiB} MiB (${m.source}; 4x EIF = ${m.eifRuleMiB} MiB${m.runtimeMiB ? `, runtime = ${m.runtimeMiB} MiB` : ''})`)
       if (result.runtime) this.log(`Enclave runtime: ${result.runtime.packages} packages, ${result.runtime.files} files, ${(result.runtime.bytes / 1e6).toFixed(1)} MB (docs/runtime.md)`)
       this.log(`PCRs checked:    nle's reader agrees with ${result.crossCheck.against}`)
