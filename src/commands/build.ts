@@ -13,7 +13,7 @@ export default class Build extends BaseCommand<typeof Build> {
   static override description = `Assembles the build context in .nle/build-context from the project's enclave/ folder, nle's runtime bundle and the saved model (model.path), then:
 
   docker (default): docker build (tag build.imageTag, SOURCE_DATE_EPOCH passed), then nitro-cli build-enclave (signed when build.signing is set);
-  native: no docker; packs the same files (or --rootfs, e.g. unpacked \`docker export\` output) with nle's deterministic cpio and EIF writers and the kernel, init and nsm.ko from --blobs, NITRO_CLI_BLOBS or /usr/share/nitro_enclaves/blobs. Without blobs it uses a placeholder kernel: the EIF is measurable but NOT BOOTABLE, and says so in its metadata.
+  native: no docker; assembles the root filesystem the Dockerfile describes (the runtime package installed from its lockfile and pruned, the pinned Node 24, the model, nle.runtime.json, start.sh, and sh, socat and the shared libraries from this host, each file's SHA-256 in the lockfile) and packs it (or --rootfs, e.g. unpacked \`docker export\` output) with nle's deterministic cpio and EIF writers, with the kernel, init and nsm.ko of --blobs: nitro-cli's blobs (nitro, a folder, NITRO_CLI_BLOBS) for a Nitro host, qemu for the local QEMU kernel. Without blobs (or --blobs placeholder) it uses a placeholder kernel and packs only /app and Node: the EIF is measurable but NOT BOOTABLE, and says so in its metadata (what \`nle dev\` builds).
 
 Each stage is shown as it runs on a terminal (stderr); --json reports them timed in \`stages\`, and the commands to run next in \`nextSteps\` (\`nle dev\` for an EIF that cannot boot, \`nle allocator\` and \`nle run\` for one that can). The model is staged only while the builder reads it: .nle/ keeps no copy of it afterwards.
 
@@ -21,12 +21,15 @@ Either way nle re-reads the EIF and recomputes PCR0/1/2 (and PCR8) itself; if th
   static override examples = [
     '<%= config.bin %> build',
     '<%= config.bin %> build --builder native --json',
+    '<%= config.bin %> build --builder native --blobs qemu',
     'NITRO_CLI_BLOBS=/usr/share/nitro_enclaves/blobs <%= config.bin %> build --builder native --rootfs ./rootfs',
   ]
   static override flags = {
     config: Flags.file({char: 'c', description: 'Path to nle.yaml.', default: DEFAULT_CONFIG_FILE}),
     builder: Flags.string({description: 'Override build.builder.', options: ['docker', 'native']}),
-    blobs: Flags.directory({description: 'native: folder with bzImage (or Image), cmdline, init, nsm.ko.'}),
+    blobs: Flags.string({
+      description: 'native: the kernel, init and nsm.ko: nitro (/usr/share/nitro_enclaves/blobs), qemu (the local QEMU kernel, scripts/qemu-nitro.sh), placeholder (not bootable), or a folder with bzImage (or Image), cmdline, init, nsm.ko. Default: build.blobs, else NITRO_CLI_BLOBS, else nitro if present, else placeholder.',
+    }),
     rootfs: Flags.directory({description: 'native: root filesystem folder to pack instead of the runtime bundle and model.'}),
     'source-date-epoch': Flags.integer({description: 'SOURCE_DATE_EPOCH for docker build (default: the environment variable, else 0).', min: 0}),
   }
@@ -39,7 +42,7 @@ Either way nle re-reads the EIF and recomputes PCR0/1/2 (and PCR8) itself; if th
       loaded,
       ctx: defaultHostContext(),
       builder: this.flags.builder as 'docker' | 'native' | undefined,
-      blobsDir: this.flags.blobs,
+      blobs: this.flags.blobs,
       rootfs: this.flags.rootfs,
       sourceDateEpoch: this.flags['source-date-epoch'],
       ...(lines ? {onStep: (m: string) => lines.start(m)} : {}),
@@ -56,6 +59,7 @@ Either way nle re-reads the EIF and recomputes PCR0/1/2 (and PCR8) itself; if th
       this.log(table(Object.entries(result.measurements).map(([k, v]) => [k, v])))
       const m = result.memory
       this.log(`EIF size:        ${result.eif.size} bytes (${(result.eif.size / 1048576).toFixed(1)} MiB)`)
+      if (result.blobs) this.log(`Kernel:          ${result.blobs.kind}${result.blobs.kind === 'placeholder' ? '' : ` (${result.blobs.source})`}`)
       this.log(`Enclave memory:  ${m.memoryMiB} MiB (${m.source}; 4x EIF = ${m.eifRuleMiB} MiB${m.runtimeMiB ? `, runtime = ${m.runtimeMiB} MiB` : ''})`)
       if (m.layouts) for (const [label, value] of layoutRows(m.layouts)) this.log(`  ${`${label}:`.padEnd(30)} ${value}`)
       if (result.runtime) this.log(`Enclave runtime: ${result.runtime.packages} packages, ${result.runtime.files} files, ${(result.runtime.bytes / 1e6).toFixed(1)} MB (docs/runtime.md)`)

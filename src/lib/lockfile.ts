@@ -70,7 +70,7 @@ const hex384 = z.string().regex(/^[0-9a-f]{96}$/, 'must be 96 lowercase hex char
 const digest = z
   .string()
   .regex(/^(sha256:[0-9a-f]{64}|sha384:[0-9a-f]{96})$/, 'must be "sha256:<64 hex>" or "sha384:<96 hex>"')
-const inputName = z.string().regex(/^[A-Za-z][A-Za-z0-9._-]{0,63}$/, 'input names are 1-64 of [A-Za-z0-9._-], starting with a letter')
+const inputName = z.string().regex(/^[A-Za-z][A-Za-z0-9._+/-]{0,127}$/, 'input names are 1-128 of [A-Za-z0-9._+/-], starting with a letter')
 
 const schema = z.strictObject({
   version: z.literal(1),

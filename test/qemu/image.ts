@@ -1,8 +1,8 @@
 // Builds the EIF of the QEMU boot check with nle's own EIF and cpio writers (src/lib/eif):
 //   kernel   Debian's cloud kernel (vmlinuz, from scripts/qemu-nitro.sh's cache);
-//   cmdline  CMDLINE below;
+//   cmdline  QEMU_CMDLINE (src/lib/host/blobs.ts: the native builder's `--blobs qemu` uses the same);
 //   ramdisk0 (bootstrap, PCR1) nle's bootstrap layout — dev/, init, nsm.ko — plus bin/busybox and
-//            virtio_mmio.ko; init is test/fixtures/qemu-enclave-init.sh;
+//            virtio_mmio.ko; init is templates/qemu/init.sh (also the native builder's);
 //   ramdisk1 (application, PCR2) nle's customer layout — rootfs/…, cmd, env — with Node (the
 //            enclave's pinned Node 24 that the native builder uses, src/lib/host/node-runtime.ts,
 //            as the test passes it), the shared libraries it and koffi link, and the probe
@@ -11,42 +11,26 @@
 //            linux_x64 native module).
 // Everything is sorted, timestamps and owners are fixed (nle's cpio writer), the metadata's
 // BuildTime is nle's fixed epoch: the same inputs give the same bytes and PCRs.
-import {execFileSync} from 'node:child_process'
 import {existsSync, readFileSync, readdirSync, realpathSync, statSync} from 'node:fs'
 import {dirname, join, relative, resolve} from 'node:path'
 import {fileURLToPath} from 'node:url'
 
 import ts from 'typescript'
 
+import {withParents} from '../../src/lib/eif/build.js'
 import {type CpioEntry, bootstrapRamdiskEntries, cpioChunks, customerRamdiskEntries} from '../../src/lib/eif/cpio.js'
 import {type EifBuildResult, writeEif} from '../../src/lib/eif/writer.js'
+import {QEMU_CMDLINE, QEMU_INIT, type QemuManifest, qemuCacheDir} from '../../src/lib/host/blobs.js'
+import {sharedLibraries} from '../../src/lib/host/rootfs.js'
+
+export type {QemuManifest}
 
 export const REPO = fileURLToPath(new URL('../../', import.meta.url))
 export const PROBE_ENTRY = 'runtime/enclave-server/attest-probe.ts'
-export const INIT_SCRIPT = 'test/fixtures/qemu-enclave-init.sh'
 export const STUB = 'test/fixtures/vhost-user-vsock-stub.py'
-/**
- * The kernel command line. No virtio_mmio.device= (the cloud kernel lacks
- * CONFIG_VIRTIO_MMIO_CMDLINE_DEVICES; devices come from ACPI). tsc_early_khz avoids a rare TSC
- * calibration hang under TCG; panic=-1 turns a panic into a reboot, which -no-reboot turns
- * into a QEMU exit.
- */
-export const CMDLINE = 'console=ttyS0 reboot=k panic=-1 pci=off random.trust_cpu=on tsc_early_khz=2000000'
+export const CMDLINE = QEMU_CMDLINE
 
-export interface QemuManifest {
-  qemu: string
-  qemuVersion: string
-  /** -L directories: linuxboot_dma.bin (qemu-system-data), bios-microvm.bin (seabios). */
-  firmwareDirs: string[]
-  kernel: string
-  kernelConfig: string
-  kernelVersion: string
-  virtioMmioKo: string
-  nsmKo: string
-  busybox: string
-}
-
-export const QEMU_CACHE = process.env.NLE_QEMU_CACHE ?? '/var/cache/nle/qemu-nitro'
+export const QEMU_CACHE = qemuCacheDir(process.env)
 
 /** The manifest scripts/qemu-nitro.sh wrote, or why the boot check cannot run here. */
 export function loadQemuManifest(): {manifest: QemuManifest; reason?: undefined} | {manifest?: undefined; reason: string} {
@@ -133,35 +117,6 @@ function packageEntries(name: string, prefix: string): CpioEntry[] {
   return files
 }
 
-/** The ELF interpreter and shared libraries of these binaries, as `ldd` resolves them here. */
-export function sharedLibraries(binaries: readonly string[]): string[] {
-  const libs = new Set<string>()
-  for (const bin of binaries) {
-    for (const line of execFileSync('ldd', [bin], {encoding: 'utf8'}).split('\n')) {
-      const m = /=>\s*(\/\S+)/.exec(line) ?? /^\s*(\/\S+)\s+\(/.exec(line)
-      if (m) libs.add(m[1]!)
-    }
-  }
-  return [...libs].sort()
-}
-
-/** Directory entries for every parent of `names` (cpio needs them; the writer sorts). */
-function withParents(entries: CpioEntry[]): CpioEntry[] {
-  const have = new Set(entries.map((e) => e.name))
-  const dirs: CpioEntry[] = []
-  for (const e of entries) {
-    const parts = e.name.split('/')
-    for (let i = 1; i < parts.length; i++) {
-      const d = parts.slice(0, i).join('/')
-      if (!have.has(d)) {
-        have.add(d)
-        dirs.push({name: d, type: 'dir'})
-      }
-    }
-  }
-  return [...entries, ...dirs]
-}
-
 const fileRef = (name: string, path: string, mode: number): CpioEntry => {
   const real = realpathSync(path)
   return {name, type: 'file', path: real, size: statSync(real).size, mode}
@@ -174,16 +129,16 @@ export interface ProbeImage {
   libraries: string[]
 }
 
-export function probeImageEntries(m: QemuManifest, nodeBinary: string): ProbeImage {
+export async function probeImageEntries(m: QemuManifest, nodeBinary: string): Promise<ProbeImage> {
   const bootstrap = withParents([
-    ...bootstrapRamdiskEntries(readFileSync(join(REPO, INIT_SCRIPT)), {path: m.nsmKo, size: statSync(m.nsmKo).size}),
+    ...bootstrapRamdiskEntries(readFileSync(QEMU_INIT), {path: m.nsmKo, size: statSync(m.nsmKo).size}),
     fileRef('bin/busybox', m.busybox, 0o755),
     fileRef('virtio_mmio.ko', m.virtioMmioKo, 0o644),
   ])
 
   const node = realpathSync(nodeBinary)
   const koffiNative = join(REPO, 'node_modules/koffi/build/koffi/linux_x64/koffi.node')
-  const libraries = sharedLibraries([node, koffiNative])
+  const libraries = await sharedLibraries({env: process.env}, [node, koffiNative])
   const rootfs: CpioEntry[] = [fileRef('rootfs/usr/bin/node', node, 0o755)]
   for (const lib of libraries) rootfs.push(fileRef(`rootfs${lib}`, lib, 0o755))
   rootfs.push({name: 'rootfs/app/package.json', type: 'file', mode: 0o644, data: Buffer.from('{"type":"module","private":true}\n')})
@@ -204,7 +159,7 @@ export interface BuiltProbeEif extends EifBuildResult {
 
 /** Write the boot-check EIF to `output` with nle's EIF writer. */
 export async function buildProbeEif(m: QemuManifest, output: string, nodeBinary: string, cmdline: string = CMDLINE): Promise<BuiltProbeEif> {
-  const image = probeImageEntries(m, nodeBinary)
+  const image = await probeImageEntries(m, nodeBinary)
   const result = await writeEif(output, {
     kernel: {path: m.kernel},
     cmdline,

@@ -194,3 +194,73 @@ export async function bootProbe(o: {manifest: QemuManifest; eif: string; workDir
     rmSync(socket, {force: true})
   }
 }
+
+export interface ConsoleBoot {
+  /** Every serial line until the wanted one (carriage returns removed). */
+  lines: string[]
+  /** Milliseconds from spawning QEMU to each line `marks` asked for, by its name. */
+  marks: Record<string, number>
+}
+
+/**
+ * Boot `eif` and read its serial console until `done(line)` holds; `marks` name lines whose time
+ * (from spawning QEMU) to record. QEMU and the stub are killed afterwards, whatever happens.
+ * Rejects (with the serial log's tail) when `fail(line)` holds, QEMU exits first, or `timeoutMs`.
+ */
+export async function bootUntil(o: {
+  manifest: QemuManifest
+  eif: string
+  workDir: string
+  timeoutMs: number
+  done: (line: string) => boolean
+  fail?: (line: string) => boolean
+  marks?: Record<string, (line: string) => boolean>
+}): Promise<ConsoleBoot> {
+  const socket = join(o.workDir, 'vhost-user-vsock.sock')
+  let stub: ChildProcess | undefined
+  let qemu: ChildProcess | undefined
+  let serial = ''
+  let stderr = ''
+  try {
+    stub = await startStub(socket, Math.ceil(o.timeoutMs / 1000) + 60)
+    const t0 = performance.now()
+    qemu = spawn(o.manifest.qemu, qemuArgs(o.manifest, o.eif, socket), {stdio: ['ignore', 'pipe', 'pipe']})
+    track(qemu)
+    const q = qemu
+    q.stderr!.on('data', (b: Buffer) => (stderr += b.toString()))
+    const tail = (): string => `\n--- serial (last 4000 chars):\n${serial.slice(-4000)}\n--- qemu stderr:\n${stderr.slice(-2000)}`
+    return await new Promise<ConsoleBoot>((resolve, reject) => {
+      const lines: string[] = []
+      const marks: Record<string, number> = {}
+      let pending = ''
+      let settled = false
+      const timer = setTimeout(() => finish(() => reject(new Error(`the wanted console line did not come within ${o.timeoutMs} ms${tail()}`))), o.timeoutMs)
+      const finish = (fn: () => void): void => {
+        if (settled) return
+        settled = true
+        clearTimeout(timer)
+        fn()
+      }
+      q.stdout!.on('data', (b: Buffer) => {
+        const text = b.toString('latin1')
+        serial += text
+        pending += text
+        const parts = pending.split('\n')
+        pending = parts.pop()!
+        for (const raw of parts) {
+          const line = raw.replace(/\r/g, '')
+          lines.push(line)
+          for (const [name, test] of Object.entries(o.marks ?? {})) if (marks[name] === undefined && test(line)) marks[name] = performance.now() - t0
+          if (o.fail?.(line)) finish(() => reject(new Error(`the guest failed: ${line}${tail()}`)))
+          else if (o.done(line)) finish(() => resolve({lines, marks}))
+        }
+      })
+      q.once('exit', (code, signal) => finish(() => reject(new Error(`QEMU exited (${code ?? signal}) before the wanted console line${tail()}`))))
+      q.once('error', (error) => finish(() => reject(error)))
+    })
+  } finally {
+    await stop(qemu)
+    await stop(stub)
+    rmSync(socket, {force: true})
+  }
+}

@@ -147,6 +147,11 @@ const runtimeSchema = z
 const buildSchema = z
   .strictObject({
     builder: z.enum(['docker', 'native']).default('docker').describe('docker + nitro-cli, or nle\'s docker-free native builder.'),
+    blobs: z
+      .string()
+      .min(1)
+      .optional()
+      .describe('native builder: the kernel, init and nsm.ko: nitro (/usr/share/nitro_enclaves/blobs), qemu (the local QEMU kernel of scripts/qemu-nitro.sh), placeholder (not bootable) or a folder like nitro-cli\'s. Unset: NITRO_CLI_BLOBS, else nitro-cli\'s folder if present, else placeholder.'),
     imageTag: z.string().min(1).default('nle-enclave:latest').describe('Docker image tag of the enclave image.'),
     eifPath: path.default('build/enclave.eif').describe('Where the EIF is written.'),
     lockfile: path.default('nle.lock.json').describe('The measurements lockfile.'),

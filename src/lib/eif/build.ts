@@ -26,6 +26,8 @@ export interface BuildFromFilesOptions {
   /** Build a bootstrap ramdisk (dev/, init, nsm.ko) first from these. */
   init?: string
   nsmKo?: string
+  /** More files for that bootstrap ramdisk (the QEMU kernel's busybox and virtio_mmio.ko); parent folders are added. */
+  bootstrapExtra?: readonly {name: string; path: string; mode: number}[]
   /** Build a customer ramdisk (rootfs/…, cmd, env) last from these. */
   rootfs?: string
   cmd?: string[]
@@ -69,6 +71,23 @@ async function fileRef(path: string, what: string): Promise<{path: string; size:
   return {path, size: st.size}
 }
 
+/** The entries plus a directory entry for each parent folder none of them names (cpio needs them). */
+export function withParents(entries: readonly CpioEntry[]): CpioEntry[] {
+  const have = new Set(entries.map((e) => e.name))
+  const out = [...entries]
+  for (const e of entries) {
+    const parts = e.name.split('/')
+    for (let i = 1; i < parts.length; i++) {
+      const d = parts.slice(0, i).join('/')
+      if (!have.has(d)) {
+        have.add(d)
+        out.push({name: d, type: 'dir'})
+      }
+    }
+  }
+  return out
+}
+
 const cpioBlob = (entries: CpioEntry[]): BlobInput => ({chunks: () => cpioChunks(entries)})
 
 export async function buildEifFromFiles(o: BuildFromFilesOptions): Promise<BuildFromFilesResult> {
@@ -79,7 +98,9 @@ export async function buildEifFromFiles(o: BuildFromFilesOptions): Promise<Build
   const ramdisks: BlobInput[] = []
   if (o.init !== undefined || o.nsmKo !== undefined) {
     if (o.init === undefined || o.nsmKo === undefined) throw eifError('EIF_BAD_INPUT', 'A bootstrap ramdisk needs both init and nsm.ko.')
-    ramdisks.push(cpioBlob(bootstrapRamdiskEntries(await fileRef(o.init, 'init'), await fileRef(o.nsmKo, 'nsm.ko'))))
+    const entries = bootstrapRamdiskEntries(await fileRef(o.init, 'init'), await fileRef(o.nsmKo, 'nsm.ko'))
+    for (const x of o.bootstrapExtra ?? []) entries.push({name: x.name, type: 'file', mode: x.mode, ...(await fileRef(x.path, x.name))})
+    ramdisks.push(cpioBlob(withParents(entries)))
   }
   for (const r of o.ramdisks ?? []) {
     const st = await stat(r).catch((error: unknown) => {

@@ -24,6 +24,21 @@ export function bootability(info: Pick<EifInfo, 'metadata'>): Bootability {
   return {bootable: true}
 }
 
+/**
+ * Whether `nle run` may start it on a Nitro host: not a placeholder, and not built with the local
+ * QEMU kernel (`--blobs qemu`, `{"nle": {"kernel": "qemu"}}`), which boots in QEMU only.
+ */
+export function nitroBootability(info: Pick<EifInfo, 'metadata'>): Bootability {
+  const boot = bootability(info)
+  if (!boot.bootable) return boot
+  const custom = info.metadata?.CustomMetadata
+  const nle = custom !== null && typeof custom === 'object' ? (custom as {nle?: unknown}).nle : undefined
+  if (nle !== null && typeof nle === 'object' && (nle as {kernel?: unknown}).kernel === 'qemu') {
+    return {bootable: false, reason: 'built with the local QEMU kernel (--blobs qemu): it boots in QEMU\'s nitro-enclave machine, not on a Nitro host'}
+  }
+  return boot
+}
+
 /** Bootability from the metadata section alone (no pass over the whole, possibly large, EIF). */
 export async function eifBootability(path: string): Promise<Bootability> {
   return withFileSource(path, async (src) => {

@@ -1,6 +1,7 @@
 import {spawnSync} from 'node:child_process'
 import {createHash} from 'node:crypto'
 import {existsSync, mkdirSync, readFileSync, readdirSync, realpathSync, rmSync, symlinkSync, writeFileSync} from 'node:fs'
+import {open} from 'node:fs/promises'
 import {homedir} from 'node:os'
 import {join} from 'node:path'
 
@@ -9,14 +10,16 @@ import {afterEach, describe, expect, it} from 'vitest'
 import {type FakeHost, fakeHost, fakeProject} from '../../../test/fakes/host.js'
 import {loadConfig} from '../config/load.js'
 import {bootstrapRamdiskEntries, cpioBuffer} from '../eif/cpio.js'
-import {readEif} from '../eif/reader.js'
+import {SectionType} from '../eif/format.js'
+import {readEif, readLayout} from '../eif/reader.js'
+import {withFileSource} from '../eif/source.js'
 import {hasCode} from '../errors.js'
 import {readLockfile} from '../lockfile.js'
 import {type BuildOptions, buildProject} from './build.js'
 import {ENCLAVE_NODE, nodeInput, pinnedNodeBinary} from './node-runtime.js'
 import {TEST_CACHE_DIR} from '../../test-support/node-cache.js'
 import {tempDir} from '../../test-support/tmp.js'
-import {rejection} from '../../test-support/rejection.js'
+import {expectCode, rejection} from '../../test-support/rejection.js'
 
 let host: FakeHost
 afterEach(() => host?.cleanup())
@@ -31,6 +34,56 @@ const pcr = (...parts: Buffer[]): string => {
   const inner = createHash('sha384')
   for (const p of parts) inner.update(p)
   return createHash('sha384').update(Buffer.alloc(48)).update(inner.digest()).digest('hex')
+}
+
+/** The real npm and ldd after the fakes on PATH, and this machine's npm cache (the fake HOME has none). */
+function realTools(first?: string): NodeJS.ProcessEnv {
+  return {PATH: `${first ? `${first}:` : ''}${process.env.PATH ?? ''}`, npm_config_cache: process.env.npm_config_cache ?? join(homedir(), '.npm')}
+}
+
+/** A blobs folder laid out like nitro-cli's (the bytes are not a kernel: nothing boots it here). */
+function writeBlobs(dir: string): {dir: string; kernel: Buffer; init: Buffer; nsm: Buffer} {
+  mkdirSync(dir, {recursive: true})
+  const kernel = Buffer.from('a real kernel would be here\n'.repeat(100))
+  const init = Buffer.from('init binary')
+  const nsm = Buffer.from('nsm module')
+  writeFileSync(join(dir, 'bzImage'), kernel)
+  writeFileSync(join(dir, 'bzImage.config'), '#\n# Automatically generated file; DO NOT EDIT.\n# Linux/x86_64 4.14.256-209.484.amzn2.x86_64 Kernel Configuration\n')
+  writeFileSync(join(dir, 'cmdline'), 'console=ttyS0 random.trust_cpu=on\n')
+  writeFileSync(join(dir, 'init'), init)
+  writeFileSync(join(dir, 'nsm.ko'), nsm)
+  return {dir, kernel, init, nsm}
+}
+
+/** The files and symlinks of the EIF's customer ramdisk (its last), relative to rootfs/, read header by header. */
+async function customerFiles(eif: string): Promise<string[]> {
+  const layout = await withFileSource(eif, (src) => readLayout(src))
+  const ramdisk = layout.sections.filter((x) => x.type === SectionType.Ramdisk).at(-1)!
+  const fh = await open(eif, 'r')
+  const out: string[] = []
+  try {
+    let pos = 0
+    const header = Buffer.alloc(110)
+    for (;;) {
+      await fh.read(header, 0, 110, ramdisk.dataOffset + pos)
+      const h = header.toString('latin1')
+      expect(h.slice(0, 6)).toBe('070701')
+      const field = (i: number): number => parseInt(h.slice(6 + 8 * i, 14 + 8 * i), 16)
+      const name = Buffer.alloc(field(11) - 1)
+      await fh.read(name, 0, name.length, ramdisk.dataOffset + pos + 110)
+      const n = name.toString('utf8')
+      if (n === 'TRAILER!!!') break
+      const type = field(1) & 0o170000
+      if (n.startsWith('rootfs/') && (type === 0o100000 || type === 0o120000)) out.push(n.slice('rootfs/'.length))
+      pos += 110 + field(11)
+      pos += (4 - (pos % 4)) % 4
+      pos += field(6)
+      pos += (4 - (pos % 4)) % 4
+    }
+  } finally {
+    await fh.close()
+  }
+  return out.sort()
 }
 
 describe('nle build --builder docker', () => {
@@ -70,7 +123,11 @@ describe('nle build --builder docker', () => {
     expect(r).toMatchObject({builder: 'docker', crossCheck: {against: 'nitro-cli', match: true}, eif: {bootable: true}, image: {tag: 'demo-enclave:latest'}})
     // The runtime closure the image installs, counted from the context's lockfile: what a reviewer reads.
     const locked = Object.keys(JSON.parse(readFileSync(join(ctx, 'nle', 'package-lock.json'), 'utf8')).packages as object).filter((p) => p !== '')
-    expect(r.runtime?.packages).toBe(locked.length)
+    // Less what the image never has: other platforms' optional packages, and those nothing loads
+    // (onnxruntime-node's install-script dependencies, type-only packages: src/lib/host/prune.ts).
+    expect(r.runtime!.names.every((n) => locked.includes(`node_modules/${n}`))).toBe(true)
+    expect(r.runtime!.packages).toBeLessThan(locked.length)
+    expect(r.runtime!.names.filter((n) => ['adm-zip', 'global-agent', '@types/node', 'undici-types', '@cbor-extract/cbor-extract-darwin-arm64'].includes(n))).toEqual([])
     expect(r.runtime!.files).toBeGreaterThan(r.runtime!.packages)
     expect(r.runtime!.bytes).toBeGreaterThan(10e6)
     expect(r.stages.map((t) => t.stage)).toEqual(['context', 'docker-build', 'nitro-cli', 'measure'])
@@ -203,10 +260,13 @@ describe('nle build --builder native', () => {
     expect(left).toEqual([])
   })
 
-  it('the image carries the pinned Node, not the one running nle: another machine (HOME, cache, a different node first on PATH) builds the same EIF bytes', async () => {
+  it('the bootable image carries the pinned Node, not the one running nle: another machine (HOME, cache, a different node first on PATH, npm run by it) builds the same EIF bytes', async () => {
     const sha256 = (p: string): string => createHash('sha256').update(readFileSync(p)).digest('hex')
-    const a = await setup({NITRO_CLI_BLOBS: undefined})
-    const ra = await buildProject({...a.opts, builder: 'native'})
+    const a = await setup(realTools())
+    const blobsTmp = tempDir('nle-blobs-')
+    const blobs = writeBlobs(join(blobsTmp.dir, 'blobs')).dir
+    const ra = await buildProject({...a.opts, builder: 'native', blobs})
+    expect(ra.eif.bootable).toBe(true)
     const eifA = readFileSync(join(a.dir, 'build', 'enclave.eif'))
     expect(sha256(join(a.dir, '.nle', 'rootfs', ...ENCLAVE_NODE.imagePath.split('/')))).toBe(ENCLAVE_NODE.binarySha256)
     expect((await readLockfile(join(a.dir, 'nle.lock.json'))).inputs.node).toBe(nodeInput())
@@ -227,41 +287,72 @@ describe('nle build --builder native', () => {
     try {
       // (npm's own cache stays this machine's: the fake HOME has none, and the test must not need the network.)
       const npmCache = process.env.npm_config_cache ?? join(homedir(), '.npm')
-      const b = await setup({NITRO_CLI_BLOBS: undefined, PATH: path, NLE_CACHE_DIR: join(other.dir, 'cache'), npm_config_cache: npmCache})
+      const b = await setup({PATH: path, NLE_CACHE_DIR: join(other.dir, 'cache'), npm_config_cache: npmCache})
       expect(b.dir).not.toBe(a.dir)
-      const rb = await buildProject({...b.opts, builder: 'native'})
+      const rb = await buildProject({...b.opts, builder: 'native', blobs})
       expect(existsSync(join(other.dir, 'cache', 'node'))).toBe(true)
       expect(rb.measurements).toEqual(ra.measurements)
       expect(readFileSync(join(b.dir, 'build', 'enclave.eif')).equals(eifA)).toBe(true)
     } finally {
       hostA.cleanup()
       other.cleanup()
+      blobsTmp.cleanup()
     }
-  }, 120_000)
+  }, 240_000)
 
-  it('with blobs: PCR1 is the kernel, the trimmed cmdline and the bootstrap cpio of init and nsm.ko', async () => {
-    const {dir, opts} = await setup()
-    const blobs = join(host.dir, 'blobs')
-    mkdirSync(blobs)
-    const kernel = Buffer.from('a real kernel would be here\n'.repeat(100))
-    const init = Buffer.from('init binary')
-    const nsm = Buffer.from('nsm module')
-    writeFileSync(join(blobs, 'bzImage'), kernel)
-    writeFileSync(join(blobs, 'bzImage.config'), '#\n# Automatically generated file; DO NOT EDIT.\n# Linux/x86_64 4.14.256-209.484.amzn2.x86_64 Kernel Configuration\n')
-    writeFileSync(join(blobs, 'cmdline'), 'console=ttyS0 random.trust_cpu=on\n')
-    writeFileSync(join(blobs, 'init'), init)
-    writeFileSync(join(blobs, 'nsm.ko'), nsm)
-    const r = await buildProject({...opts, builder: 'native', blobsDir: blobs})
-    expect(r.eif.bootable).toBe(true)
-    const bootstrap = await cpioBuffer(bootstrapRamdiskEntries(init, nsm))
-    expect(r.measurements.PCR1).toBe(pcr(kernel, Buffer.from('console=ttyS0 random.trust_cpu=on'), bootstrap))
-    const info = await readEif(join(dir, 'build', 'enclave.eif'))
-    expect(info.metadata).toMatchObject({ImageName: 'demo', ImageVersion: 'kernel-4.14.256', CustomMetadata: {nle: {bootable: true}}})
-
-    writeFileSync(join(blobs, 'nsm.ko'), '')
-    await import('node:fs').then((fs) => fs.rmSync(join(blobs, 'init')))
-    const e = await rejection(buildProject({...opts, builder: 'native', blobsDir: blobs}))
+  it('a blobs folder without init (or any of bzImage, cmdline, nsm.ko) fails with BUILD_BLOBS_INCOMPLETE, naming what is absent', async () => {
+    const {opts} = await setup()
+    const blobs = writeBlobs(join(host.dir, 'blobs')).dir
+    rmSync(join(blobs, 'init'))
+    const e = await rejection(buildProject({...opts, builder: 'native', blobs}))
     expect(hasCode(e, 'BUILD_BLOBS_INCOMPLETE')).toBe(true)
     expect((e as {details: {absent: string[]}}).details.absent).toEqual(['init'])
   })
+
+  it('a blobs choice that cannot be met fails (BUILD_BLOBS_MISSING): a missing folder, no QEMU kernel; `placeholder` is the explicit not-bootable build', async () => {
+    const {opts} = await setup({NLE_QEMU_CACHE: '/nonexistent/nle-qemu-cache'})
+    await expectCode(buildProject({...opts, builder: 'native', blobs: join(host.dir, 'no-such-blobs')}), 'BUILD_BLOBS_MISSING')
+    await expectCode(buildProject({...opts, builder: 'native', blobs: 'qemu'}), 'BUILD_BLOBS_MISSING')
+    const withConfig = {...opts, loaded: {...opts.loaded, config: {...opts.loaded.config, build: {...opts.loaded.config.build, blobs: 'qemu'}}}}
+    await expectCode(buildProject({...withConfig, builder: 'native'}), 'BUILD_BLOBS_MISSING')
+    // The flag wins over build.blobs.
+    const r = await buildProject({...withConfig, builder: 'native', blobs: 'placeholder'})
+    expect(r.eif.bootable).toBe(false)
+    expect(host.calls()).toEqual([])
+  })
+
+  it('the bootable image holds exactly the files the docker build context sends (Dockerfile aside), the packages its lockfile locks for this platform, the pinned Node, and the host files the lockfile names; PCR1 is the blobs', async () => {
+    const {dir, opts} = await setup()
+    await buildProject(opts)
+    const sent = host.state<string[]>('last-context.json', [])
+    expect(sent.length).toBeGreaterThan(10)
+    const blobs = writeBlobs(join(host.dir, 'blobs'))
+    const r = await buildProject({...opts, ctx: {env: {...host.env, ...realTools(host.env.PATH)}}, builder: 'native', blobs: blobs.dir})
+    expect(r.eif.bootable).toBe(true)
+    expect(r.blobs).toEqual({kind: 'folder', source: blobs.dir})
+    // PCR1: the kernel, the trimmed cmdline and the bootstrap cpio of init and nsm.ko.
+    expect(r.measurements.PCR1).toBe(pcr(blobs.kernel, Buffer.from('console=ttyS0 random.trust_cpu=on'), await cpioBuffer(bootstrapRamdiskEntries(blobs.init, blobs.nsm))))
+    const info = await readEif(join(dir, 'build', 'enclave.eif'))
+    expect(info.metadata).toMatchObject({ImageName: 'demo', ImageVersion: 'kernel-4.14.256', CustomMetadata: {nle: {bootable: true, kernel: 'blobs'}}})
+    expect(r.stages.map((t) => t.stage)).toEqual(['rootfs', 'install', 'system', 'eif', 'measure'])
+    const files = await customerFiles(join(dir, 'build', 'enclave.eif'))
+    const app = files.filter((f) => f.startsWith('app/') && !f.startsWith('app/nle/node_modules/')).map((f) => f.slice('app/'.length))
+    expect(app).toEqual(sent.filter((f) => f !== 'Dockerfile').sort())
+    // node_modules: what `npm ci` installs from the runtime's own lockfile on linux/x64 (the
+    // other platforms' optional packages skipped), then pruned; .bin links aside.
+    const lock = JSON.parse(readFileSync(join(dir, '.nle', 'rootfs', 'app', 'nle', 'package-lock.json'), 'utf8')) as {packages: Record<string, {os?: string[]; cpu?: string[]}>}
+    const forHere = (e: {os?: string[]; cpu?: string[]}): boolean => (e.os ?? ['linux']).includes('linux') && (e.cpu ?? ['x64']).includes('x64')
+    const locked = Object.entries(lock.packages).filter(([k, e]) => k !== '' && forHere(e)).map(([k]) => k).sort()
+    const installed = [...new Set(files.filter((f) => /^app\/nle\/node_modules\/.*package\.json$/.test(f)).map((f) => f.slice('app/nle/'.length).replace(/\/package\.json$/, '')))].filter((p) => /^node_modules\/(@[^/]+\/)?[^/]+(\/node_modules\/(@[^/]+\/)?[^/]+)*$/.test(p)).sort()
+    // Of those, the prune step removed exactly the ones nothing loads (the build's runtime figures leave them out too).
+    expect(installed).toEqual(r.runtime!.names.map((n) => `node_modules/${n}`).sort())
+    expect(locked.filter((p) => !installed.includes(p))).toEqual(expect.arrayContaining(['node_modules/adm-zip', 'node_modules/global-agent', 'node_modules/@types/node']))
+    expect(files.some((f) => f.startsWith('app/nle/node_modules/onnxruntime-node/bin/napi-v6/darwin'))).toBe(false)
+    // Outside /app: the pinned Node and the system files, each named in the lockfile with its digest.
+    const lockfile = await readLockfile(join(dir, 'nle.lock.json'))
+    const system = Object.keys(lockfile.inputs).filter((k) => k.startsWith('system/')).map((k) => k.slice('system/'.length))
+    expect(files.filter((f) => !f.startsWith('app/')).sort()).toEqual([ENCLAVE_NODE.imagePath, ...system].sort())
+    expect(system).toEqual(expect.arrayContaining(['bin/sh', 'usr/bin/socat', 'bin/mkdir', 'usr/bin/dirname', 'lib64/ld-linux-x86-64.so.2']))
+    for (const f of system) expect(lockfile.inputs[`system/${f}`]).toBe(`sha256:${createHash('sha256').update(readFileSync(join(dir, '.nle', 'rootfs', ...f.split('/')))).digest('hex')}`)
+  }, 180_000)
 })

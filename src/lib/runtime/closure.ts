@@ -7,7 +7,7 @@
 import {existsSync, lstatSync, readdirSync} from 'node:fs'
 import {join, relative, sep} from 'node:path'
 
-import {isRemovedByPrune} from '../host/prune.js'
+import {holdsNoCode, isRemovedByPrune, unloadedEntries} from '../host/prune.js'
 import type {Lockfile} from './lock.js'
 
 export interface ClosureFigures {
@@ -47,13 +47,15 @@ function tally(dir: string, base: string, skip: ReadonlySet<string>): {files: nu
 export function lockClosureFigures(lock: Lockfile, root: string): ClosureFigures {
   let files = 0
   let bytes = 0
-  const entries = Object.keys(lock.packages).filter((p) => p !== '').sort()
+  // Less the packages the prune step removes as never loaded (install-script-only, type-only).
+  const unloaded = new Set(unloadedEntries(lock.packages, lock.packages[''] ?? {}, (at) => existsSync(join(root, at)) && holdsNoCode(join(root, at))))
+  // And the optional packages of other platforms (cbor-extract's), which npm does not install here.
+  const entries = Object.keys(lock.packages).filter((p) => p !== '' && !unloaded.has(p) && existsSync(join(root, p))).sort()
   const dirs = new Set(entries.map((at) => join(root, at)))
   // Nested entries of nle's tree that this lockfile does not list must not count either.
   for (const at of Object.keys(lock.packages)) if (at !== '') dirs.add(join(root, at))
   for (const at of entries) {
     const dir = join(root, at)
-    if (!existsSync(dir)) continue // an optional package for another platform
     const nested = new Set([...dirs].filter((d) => d !== dir && d.startsWith(`${dir}${sep}`)))
     // Other packages nle's tree nests here (not in this lockfile): skip them too.
     const nm = join(dir, 'node_modules')

@@ -201,6 +201,21 @@ export async function runEnclaveServer(argv: string[], ext: ServerExtensions = {
   }
 }
 
+/**
+ * The enclave's own PCR0/1/2 as its NSM reports them, on its console (`nle console` in debug
+ * mode; the QEMU boot test compares them with the lockfile). Not secret; a failure to read them
+ * is logged and the server goes on (attestation documents carry them anyway).
+ */
+async function logMeasurements(nsm: {describePcr(index: number): Promise<{lock: boolean; data: Uint8Array}>}, logger: Logger): Promise<void> {
+  try {
+    const pcrs: Record<string, string> = {}
+    for (const i of [0, 1, 2]) pcrs[`PCR${i}`] = Buffer.from((await nsm.describePcr(i)).data).toString('hex')
+    logger.log('info', 'measurements', pcrs)
+  } catch (error) {
+    logger.log('warn', 'measurements_unavailable', {error: error instanceof Error ? error.message : String(error)})
+  }
+}
+
 export async function startEnclaveServer(argv: string[], logger: Logger, ext: ServerExtensions = {}): Promise<ServerHandle> {
   let values
   try {
@@ -229,7 +244,9 @@ export async function startEnclaveServer(argv: string[], logger: Logger, ext: Se
   } else if (values.nsm === 'device') {
     try {
       const {NsmDevice} = await import('../attestation/nsm-device.js')
-      nsm = NsmDevice.open()
+      const device = NsmDevice.open()
+      nsm = device
+      await logMeasurements(device, logger)
     } catch (cause) {
       throw serverError('SERVER_NSM_FAILED', 'The NSM device could not be opened.', {cause, hint: 'Outside an enclave, run with --nsm simulator.'})
     }
