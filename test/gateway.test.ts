@@ -156,7 +156,7 @@ describe('nle gateway', () => {
       expect(visible).not.toContain(CANARY)
       expect(visible).not.toContain('covered?')
     }
-    expect(events.filter((e) => e.event === 'access').map((e) => e.event === 'access' && e.path)).toContain('/v1/chat/completions')
+    expect(events.filter((e) => e.event === 'access').map((e) => e.event === 'access' && e.route)).toContain('/v1/chat/completions')
   })
 
   it('raw HTTP (curl-style) works: JSON, SSE in OpenAI format ending with [DONE], text completions stream', async () => {

@@ -128,7 +128,7 @@ export function listeningLines(g: ServedGateway): string[] {
 /** One stderr line per event: JSON with --json, short text otherwise. Metadata only, never a body. */
 export function eventLine(e: GatewayEvent, json: boolean): string {
   if (json) return JSON.stringify(e)
-  if (e.event === 'access') return `${e.method} ${e.path} ${e.status} ${e.bytesIn}B→${e.bytesOut}B ${e.ms}ms${e.code ? ` ${e.code}` : ''}`
+  if (e.event === 'access') return `${e.method} ${e.route} ${e.status} ${e.bytesIn}B→${e.bytesOut}B ${e.ms}ms${e.code ? ` ${e.code}` : ''}`
   if (e.event === 'attested') return `attestation verified (${e.reason}): PCR0 ${e.pcr0.slice(0, 16)}…`
   return `attestation FAILED (${e.reason}): ${e.code}; answering 503`
 }
