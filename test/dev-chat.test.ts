@@ -122,8 +122,9 @@ describe('KMS mode against nle dev', () => {
         createInterface({input: proc.stdout!}).once('line', resolve)
         void exited.then((code) => reject(new Error(`gateway exited ${code}: ${out}`)))
       })
-      const gw = JSON.parse(line) as {url: string; mode: string; token: {file: string}; attestation: {status: string}}
-      expect(gw).toMatchObject({mode: 'kms', attestation: {status: 'verified'}})
+      const listening = JSON.parse(line) as {event: string; result: {url: string; mode: string; token: {file: string}; attestation: {status: string}}}
+      expect(listening).toMatchObject({event: 'listening', result: {mode: 'kms', attestation: {status: 'verified'}}})
+      const gw = listening.result
       // The gateway's access token (made in the project's .nle/gateway.token) is the API key.
       const apiKey = readFileSync(gw.token.file, 'utf8').trim()
       const client = new OpenAI({baseURL: `${gw.url}/v1`, apiKey, maxRetries: 0})

@@ -77,7 +77,10 @@ describe('--json success envelopes fit their schemas', () => {
     const dir = join(tmp.dir, 'fresh')
     const init = await envelopeOf('init', ['init', dir, '--name', 'fresh'], {cwd: tmp.dir})
     expect(init.envelope.ok).toBe(true)
-    expect(normalise(init.envelope, {...dirs(), fresh: dir})).toMatchSnapshot()
+    // The next steps are for this machine (a Nitro host or not): their shape is checked, not their text.
+    const {place, nextSteps, note, ...files} = init.envelope.result as {place: string; nextSteps: unknown[]; note: string}
+    expect([['dev', 'nitro-host'].includes(place), nextSteps.length > 0, note.length > 0]).toEqual([true, true, true])
+    expect(normalise({...init.envelope, result: files}, {...dirs(), fresh: dir})).toMatchSnapshot()
 
     // doctor's checks depend on what this machine has installed: its snapshot is the envelope without them.
     const doctor = await envelopeOf('doctor', ['doctor', '--for', 'dev'], {cwd: dir})
