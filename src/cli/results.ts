@@ -5,7 +5,7 @@
  *
  * `RESULTS` holds the `result` of each command that prints one envelope; `EVENTS` the `result` of
  * each event line of the long-running ones. The compiler holds each schema to its command: the
- * type the command returns (or emits) must fit the schema (src/cli/results-types.ts). Objects are
+ * type the command returns (or emits) must fit the schema (checked by `npm run typecheck` in src/cli/results.test.ts). Objects are
  * closed (`additionalProperties: false`): a new field is added here, in the same change.
  *
  * Not imported by the commands at run time (zod stays out of their start-up): only by the build
@@ -429,6 +429,8 @@ export const EVENTS = {
 
 export type ResultCommand = keyof typeof RESULTS
 export type EventCommand = keyof typeof EVENTS
+/** The `result` of one event line, as its schema types it (a command checks its payload with `satisfies`). */
+export type EventResult<C extends EventCommand, E extends keyof (typeof EVENTS)[C]> = (typeof EVENTS)[C][E] extends z.ZodType ? z.output<(typeof EVENTS)[C][E]> : never
 
 // ---------------------------------------------------------------------------------------------
 // The envelope around them (src/cli/json.ts).

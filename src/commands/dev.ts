@@ -1,6 +1,7 @@
 import {Flags} from '@oclif/core'
 
 import {BaseCommand} from '../cli/base-command.js'
+import type {EventResult} from '../cli/results.js'
 import {DEFAULT_CONFIG_FILE} from '../lib/config/load.js'
 import {type DevStack, startDevStack} from '../lib/dev/stack.js'
 import {untilStopSignal} from '../lib/net/signals.js'
@@ -37,7 +38,7 @@ Then \`nle chat\` in the same folder finds it. Ctrl-C stops everything. Nothing 
     const e = stack.endpoints
     if (json) {
       // One line, so a script can read it while the stack keeps running.
-      this.emitEvent('ready', {...e, lockfile: stack.lockfile, kmsKeyArn: stack.kms.keyArn, policyChanged: stack.policy.changed})
+      this.emitEvent('ready', {...e, lockfile: stack.lockfile, kmsKeyArn: stack.kms.keyArn, policyChanged: stack.policy.changed} satisfies EventResult<'dev', 'ready'>)
     } else {
       this.log(`\nnle dev is running (Ctrl-C to stop)`)
       this.log(`  proxy (HTTPS)   ${e.proxyUrl}   certificate ${e.caFile}`)

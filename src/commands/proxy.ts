@@ -1,4 +1,5 @@
 import {BaseCommand} from '../cli/base-command.js'
+import type {EventResult} from '../cli/results.js'
 import {textFlags} from '../cli/flags.js'
 import {jsonLogger} from '../lib/net/log.js'
 import {PROXY_FLAGS, proxyOverrides, resolveProxySettings, startParentProxy, waitForSignals} from '../lib/proxy/index.js'
@@ -33,7 +34,7 @@ KMS mode: --credentials-socket (proxy.credentials.socket) also serves GET /v1/cr
         ...(running.http ? {http: address(running.http)} : {}),
         upstreams: settings.upstreams.length,
         ...(running.credentials ? {credentials: running.credentials} : {}),
-      })
+      } satisfies EventResult<'proxy', 'listening'>)
     }
     const exitCode = await stopped
     if (this.jsonEnabled()) this.emitEvent('stopped', {}, {exitCode})
