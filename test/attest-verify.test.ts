@@ -12,7 +12,7 @@ import {NsmSimulator} from '../src/lib/attestation/simulator.js'
 import {selfSignedCertificate} from '../src/lib/proxy/tls.js'
 import {serializeLockfile} from '../src/lib/lockfile.js'
 import {ATTESTATION_TESTDATA, describeVectors, vector} from '../src/test-support/attestation.js'
-import {json, runCli} from '../src/test-support/cli.js'
+import {jsonFailure, jsonResult, runCli} from '../src/test-support/cli.js'
 import {tempDir} from '../src/test-support/tmp.js'
 
 const turnkey = vector('turnkey_prod_attestation.bin')
@@ -32,7 +32,7 @@ describeVectors('nle attest verify FILE', () => {
   it('verifies a real AWS document at its own time: exit 0 and a JSON report', async () => {
     const r = await runCli(['attest', 'verify', turnkeyFile, ...pcrFlags(turnkey.pcrs), '--at', atTurnkey, '--json'], {cwd: tmp.dir})
     expect(r.exitCode, r.stderr).toBe(0)
-    const out = json<{verified: boolean; moduleId: string; timestamp: string; root: string; pcrs: {index: number; status: string}[]; chain: {role: string; subject: string}[]}>(r)
+    const out = jsonResult<{verified: boolean; moduleId: string; timestamp: string; root: string; pcrs: {index: number; status: string}[]; chain: {role: string; subject: string}[]}>(r)
     expect(out.verified).toBe(true)
     expect(out.moduleId).toBe(turnkey.moduleId)
     expect(out.timestamp).toBe(new Date(turnkey.timestampMs).toISOString())
@@ -44,7 +44,7 @@ describeVectors('nle attest verify FILE', () => {
   it('the same document now: exit 5, ATTEST_CERT_EXPIRED', async () => {
     const r = await runCli(['attest', 'verify', turnkeyFile, ...pcrFlags(turnkey.pcrs), '--json'], {cwd: tmp.dir})
     expect(r.exitCode).toBe(5)
-    expect(json<{error: {code: string}}>(r).error.code).toBe('ATTEST_CERT_EXPIRED')
+    expect(jsonFailure(r).code).toBe('ATTEST_CERT_EXPIRED')
   })
 
   it('reads ./nle.lock.json by default and marks each PCR; a different image exits 5 with the mismatch shown', async () => {
@@ -69,7 +69,7 @@ describeVectors('nle attest verify FILE', () => {
   it('without any expected measurements: exit 2, ATTEST_NO_EXPECTED_PCRS', async () => {
     const r = await runCli(['attest', 'verify', turnkeyFile, '--json'], {cwd: tmp.dir})
     expect(r.exitCode).toBe(2)
-    expect(json<{error: {code: string}}>(r).error.code).toBe('ATTEST_NO_EXPECTED_PCRS')
+    expect(jsonFailure(r).code).toBe('ATTEST_NO_EXPECTED_PCRS')
   })
 
   it('a debug-mode document passes only with --allow-debug', async () => {
@@ -77,10 +77,10 @@ describeVectors('nle attest verify FILE', () => {
     const args = ['attest', 'verify', `${ATTESTATION_TESTDATA}${v.file}`, ...pcrFlags(v.pcrs), '--at', new Date(v.timestampMs).toISOString(), '--json']
     const refused = await runCli(args, {cwd: tmp.dir})
     expect(refused.exitCode).toBe(5)
-    expect(json<{error: {code: string}}>(refused).error.code).toBe('ATTEST_DEBUG_ENCLAVE')
+    expect(jsonFailure(refused).code).toBe('ATTEST_DEBUG_ENCLAVE')
     const allowed = await runCli([...args, '--allow-debug'], {cwd: tmp.dir})
     expect(allowed.exitCode, allowed.stderr).toBe(0)
-    expect(json<{debug: boolean}>(allowed).debug).toBe(true)
+    expect(jsonResult<{debug: boolean}>(allowed).debug).toBe(true)
   })
 })
 
@@ -139,7 +139,7 @@ describe('nle attest verify URL (simulated enclave on loopback)', () => {
     for (const url of [base, `${base}/json`]) {
       const r = await verify(url, ['--root', rootFile])
       expect(r.exitCode, r.stdout + r.stderr).toBe(0)
-      const out = json<{verified: boolean; nonceChecked: boolean; nonce: string; root: string; source: string}>(r)
+      const out = jsonResult<{verified: boolean; nonceChecked: boolean; nonce: string; root: string; source: string}>(r)
       expect(out).toMatchObject({verified: true, nonceChecked: true, root: 'insecure-dev-root'})
       expect(out.nonce).toMatch(/^[0-9a-f]{64}$/)
       expect(out.source).toContain(`/v1/attestation?nonce=${out.nonce}`)
@@ -149,13 +149,13 @@ describe('nle attest verify URL (simulated enclave on loopback)', () => {
   it('refuses a replayed document (ATTEST_NONCE_MISMATCH), the AWS root (ATTEST_ROOT_MISMATCH), a server that is not nle (CLIENT_HTTP_ERROR) and an unreachable enclave (CLIENT_UNREACHABLE), both exit 7', async () => {
     const replay = await verify(`${base}/replay`, ['--root', rootFile])
     expect(replay.exitCode).toBe(5)
-    expect(json<{error: {code: string}}>(replay).error.code).toBe('ATTEST_NONCE_MISMATCH')
+    expect(jsonFailure(replay).code).toBe('ATTEST_NONCE_MISMATCH')
     const awsRoot = await verify(base)
     expect(awsRoot.exitCode).toBe(5)
-    expect(json<{error: {code: string}}>(awsRoot).error.code).toBe('ATTEST_ROOT_MISMATCH')
+    expect(jsonFailure(awsRoot).code).toBe('ATTEST_ROOT_MISMATCH')
     const notNle = await verify(`${base}/missing`, ['--root', rootFile])
     expect(notNle.exitCode).toBe(7)
-    expect(json<{error: {code: string}}>(notNle).error.code).toBe('CLIENT_HTTP_ERROR')
+    expect(jsonFailure(notNle).code).toBe('CLIENT_HTTP_ERROR')
     const closed = await new Promise<number>((resolve) => {
       const probe = createServer().listen(0, '127.0.0.1', () => {
         const {port} = probe.address() as AddressInfo
@@ -164,13 +164,13 @@ describe('nle attest verify URL (simulated enclave on loopback)', () => {
     })
     const down = await verify(`http://127.0.0.1:${closed}`, ['--root', rootFile])
     expect(down.exitCode).toBe(7)
-    expect(json<{error: {code: string}}>(down).error.code).toBe('CLIENT_UNREACHABLE')
+    expect(jsonFailure(down).code).toBe('CLIENT_UNREACHABLE')
   })
 
   it('https:// with a self-signed certificate: CLIENT_TLS_UNTRUSTED, exit 5, and the hint names --ca', async () => {
     const r = await verify(tlsBase, ['--root', rootFile])
     expect(r.exitCode, r.stdout + r.stderr).toBe(5)
-    const {error} = json<{error: {code: string; hint: string}}>(r)
+    const error = jsonFailure(r)
     expect(error.code).toBe('CLIENT_TLS_UNTRUSTED')
     expect(error.hint).toContain('--ca')
     // Said the same way to a person.
@@ -184,19 +184,19 @@ describe('nle attest verify URL (simulated enclave on loopback)', () => {
   it('https:// with --ca of that certificate: verifies, nonce checked', async () => {
     const r = await verify(tlsBase, ['--root', rootFile, '--ca', caFile])
     expect(r.exitCode, r.stdout + r.stderr).toBe(0)
-    expect(json<{verified: boolean; nonceChecked: boolean}>(r)).toMatchObject({verified: true, nonceChecked: true})
+    expect(jsonResult<{verified: boolean; nonceChecked: boolean}>(r)).toMatchObject({verified: true, nonceChecked: true})
   })
 
   it('--ca of a missing file: CLIENT_FILE_UNREADABLE, exit 6', async () => {
     const r = await verify(tlsBase, ['--root', rootFile, '--ca', join(tmp.dir, 'no-such-ca.pem')])
     expect(r.exitCode).toBe(6)
-    expect(json<{error: {code: string}}>(r).error.code).toBe('CLIENT_FILE_UNREADABLE')
+    expect(jsonFailure(r).code).toBe('CLIENT_FILE_UNREADABLE')
   })
 
   it('unix:/path.sock of the enclave server: verifies, nonce checked', async () => {
     const r = await verify(`unix:${socket}`, ['--root', rootFile])
     expect(r.exitCode, r.stdout + r.stderr).toBe(0)
-    const out = json<{verified: boolean; nonceChecked: boolean; source: string}>(r)
+    const out = jsonResult<{verified: boolean; nonceChecked: boolean; source: string}>(r)
     expect(out).toMatchObject({verified: true, nonceChecked: true})
     expect(out.source).toContain(socket)
   })

@@ -5,7 +5,7 @@ import {join} from 'node:path'
 import {execa} from 'execa'
 import {afterAll, describe, expect, it} from 'vitest'
 
-import {BIN, REPO_ROOT, json, runCli} from '../src/test-support/cli.js'
+import {BIN, REPO_ROOT, json, jsonFailure, jsonResult, runCli} from '../src/test-support/cli.js'
 import {tempDir} from '../src/test-support/tmp.js'
 
 const manifest = JSON.parse(readFileSync(join(REPO_ROOT, 'oclif.manifest.json'), 'utf8')) as {
@@ -42,18 +42,22 @@ describe('errors', () => {
     expect(r.stderr).not.toMatch(/\n\s+at /)
   })
 
-  it('--json errors are a stable object on stdout', async () => {
+  it('--json errors are the stable failure envelope on stdout, and nothing else is', async () => {
     const dir = join(tmp.dir, 'dup')
     expect((await runCli(['init', dir, '--json'])).exitCode).toBe(0)
     writeFileSync(join(dir, 'nle.yaml'), 'version: 1\nname: edited\n')
     const r = await runCli(['init', dir, '--json'])
     expect(r.exitCode).toBe(6)
     expect(json(r)).toEqual({
-      status: 'error',
+      ok: false,
+      command: 'init',
+      schemaVersion: 1,
+      exitCode: 6,
       error: {
         code: 'INIT_FILES_EXIST',
         message: expect.stringContaining('nothing was written'),
-        hint: expect.any(String),
+        hint: expect.stringMatching(/\(docs\/errors\.md#init_files_exist\)$/),
+        docs: 'docs/errors.md#init_files_exist',
         exitCode: 6,
         details: expect.objectContaining({existing: ['nle.yaml']}),
       },
@@ -66,7 +70,7 @@ describe('errors', () => {
     expect(r.stderr).toMatch(/^Error \[CLI_UNKNOWN_COMMAND\]: "polcy check" is not an nle command\.\nHint: Did you mean `nle policy check`\?.*\(docs\/errors\.md#cli_unknown_command\)$/)
     const j = await runCli(['stauts', '--json'])
     expect(j.exitCode).toBe(2)
-    expect(json(j)).toMatchObject({status: 'error', error: {code: 'CLI_UNKNOWN_COMMAND', exitCode: 2, details: {suggestions: ['status']}}})
+    expect(jsonFailure(j)).toMatchObject({code: 'CLI_UNKNOWN_COMMAND', exitCode: 2, details: {suggestions: ['status']}})
     const far = await runCli(['frobnicate'])
     expect([far.exitCode, far.stderr.includes('Did you mean')]).toEqual([2, false])
   })
@@ -84,7 +88,7 @@ describe('nle init', () => {
     const dir = join(tmp.dir, 'proj')
     const r = await runCli(['init', dir, '--json'])
     expect(r.exitCode).toBe(0)
-    const out = json<{dir: string; name: string; files: {path: string; bytes: number; action: string}[]; nextSteps: {command: string; why: string}[]}>(r)
+    const out = jsonResult<{dir: string; name: string; files: {path: string; bytes: number; action: string}[]; nextSteps: {command: string; why: string}[]}>(r)
     expect(out.name).toBe('proj')
     expect(out.files).toHaveLength(8)
     for (const f of out.files) expect(f).toEqual({path: expect.any(String), bytes: expect.any(Number), action: 'created'})
@@ -104,7 +108,7 @@ describe('nle doctor', () => {
   it('with an empty PATH reports every tool missing and exits 1', async () => {
     const r = await runCli(['doctor', '--for', 'host', '--json', '--config', join(tmp.dir, 'none.yaml')], {env: {PATH: ''}})
     expect(r.exitCode).toBe(1)
-    const out = json<{ok: boolean; missing: string[]; checks: {id: string; status: string}[]}>(r)
+    const out = jsonResult<{ok: boolean; missing: string[]; checks: {id: string; status: string}[]}>(r)
     expect(out.ok).toBe(false)
     for (const tool of ['docker', 'nitro-cli', 'socat', 'allocator', 'nitro-device']) expect(out.missing).toContain(tool)
     expect(out.checks.find((c) => c.id === 'node')?.status).toBe('ok')
@@ -124,7 +128,7 @@ describe('nle doctor', () => {
     writeFileSync(file, 'version: 1\nname: demo\nenclave: {cpuCont: 2}\n')
     const r = await runCli(['doctor', '--for', 'dev', '--json', '--config', file])
     expect(r.exitCode).toBe(3)
-    expect(json<{exitCode: number}>(r).exitCode).toBe(3)
+    expect(jsonResult<{exitCode: number}>(r).exitCode).toBe(3)
   })
 
   it('rejects an unknown workflow with a usage error', async () => {
@@ -141,18 +145,18 @@ describe('nle proxy --json', () => {
     const args = ['proxy', '--upstream', `unix:${join(dir, 'none.sock')}`, '--json']
     const child = execa(process.execPath, [BIN, ...args, '--http-port', '0'], {cwd: dir, reject: false, env: {NO_COLOR: '1'}})
     let out = ''
-    const listening = await new Promise<{event: string; http: string}>((resolve, reject) => {
+    const listening = await new Promise<{event: string; result: {http: string}}>((resolve, reject) => {
       child.stdout!.on('data', (chunk: Buffer) => {
         out += chunk.toString()
         if (out.includes('\n')) resolve(JSON.parse(out.split('\n')[0]!) as never)
       })
       void child.then((r) => reject(new Error(`proxy exited ${r.exitCode}: ${r.stderr}`)))
     })
-    expect(listening).toMatchObject({event: 'listening', http: expect.stringMatching(/^127\.0\.0\.1:\d+$/), upstreams: 1})
-    const second = await runCli([...args, '--http-port', listening.http.split(':')[1]!], {cwd: dir})
+    expect(listening).toMatchObject({ok: true, command: 'proxy', event: 'listening', result: {http: expect.stringMatching(/^127\.0\.0\.1:\d+$/), upstreams: 1}})
+    const second = await runCli([...args, '--http-port', listening.result.http.split(':')[1]!], {cwd: dir})
     expect(second.exitCode).toBe(6)
     expect(second.stdout.trim().split('\n').map((l) => JSON.parse(l) as unknown)).toEqual([
-      {event: 'error', status: 'error', error: expect.objectContaining({code: 'ADDRESS_IN_USE', exitCode: 6, hint: expect.stringMatching(/--http-port.*\(docs\/errors\.md#address_in_use\)$/)})},
+      {ok: false, command: 'proxy', schemaVersion: 1, exitCode: 6, event: 'error', error: expect.objectContaining({code: 'ADDRESS_IN_USE', exitCode: 6, hint: expect.stringMatching(/--http-port.*\(docs\/errors\.md#address_in_use\)$/)})},
     ])
     child.kill('SIGTERM')
     const result = await child

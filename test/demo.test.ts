@@ -3,14 +3,14 @@ import {readdirSync} from 'node:fs'
 
 import {describe, expect, it} from 'vitest'
 
-import {json, runCli} from '../src/test-support/cli.js'
+import {jsonResult, runCli} from '../src/test-support/cli.js'
 import {processesMentioning} from '../src/test-support/processes.js'
 
 describe('nle demo', () => {
   it('runs every step of the flow, exits 0, and leaves no process or folder behind', async () => {
     const r = await runCli(['demo', '--json'], {timeout: 180_000})
     expect(r.exitCode, r.stderr).toBe(0)
-    const out = json<{ok: boolean; workdir: string; steps: {name: string; ok: boolean}[]; pcr0: {first: string; second: string}}>(r)
+    const out = jsonResult<{ok: boolean; workdir: string; steps: {name: string; ok: boolean}[]; pcr0: {first: string; second: string}}>(r)
     expect(out.steps.map((s) => s.name)).toEqual([
       'init',
       'doctor --for dev',

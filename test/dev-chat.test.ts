@@ -8,7 +8,7 @@ import {createInterface} from 'node:readline'
 import OpenAI from 'openai'
 import {afterAll, beforeAll, describe, expect, it} from 'vitest'
 
-import {BIN, json, runCli} from '../src/test-support/cli.js'
+import {BIN, jsonFailure, jsonResult, runCli} from '../src/test-support/cli.js'
 import {tempDir} from '../src/test-support/tmp.js'
 import {processesMentioning} from '../src/test-support/processes.js'
 
@@ -32,7 +32,9 @@ beforeAll(async () => {
     const timer = setTimeout(() => reject(new Error(`nle dev not ready:\n${stderr}`)), 120_000)
     createInterface({input: dev!.stdout!}).once('line', (line) => {
       clearTimeout(timer)
-      resolve(JSON.parse(line) as Record<string, unknown>)
+      // The first line of --json: the `ready` event's envelope.
+      const e = JSON.parse(line) as {event: string; result: Record<string, unknown>}
+      resolve({event: e.event, ...e.result})
     })
     dev!.once('exit', (code) => reject(new Error(`nle dev exited ${code}:\n${stderr}`)))
   })
@@ -53,7 +55,7 @@ afterAll(async () => {
 
 describe('nle dev', () => {
   it('prints its endpoints as one JSON line and publishes them for nle chat', () => {
-    expect(ready).toMatchObject({ready: true, proxyUrl: expect.stringMatching(/^https:\/\/127\.0\.0\.1:\d+$/), kmsUrl: expect.stringMatching(/^http:\/\/127\.0\.0\.1:\d+$/)})
+    expect(ready).toMatchObject({event: 'ready', proxyUrl: expect.stringMatching(/^https:\/\/127\.0\.0\.1:\d+$/), kmsUrl: expect.stringMatching(/^http:\/\/127\.0\.0\.1:\d+$/)})
     expect(ready.enclaveSocket).toBe(join(project, '.nle/dev/enclave.sock'))
     expect(existsSync(join(project, '.nle/dev/endpoints.json'))).toBe(true)
     expect(existsSync(join(project, 'nle.lock.json'))).toBe(true)
@@ -64,7 +66,7 @@ describe('nle chat --once against nle dev', () => {
   it('verifies, sends, streams the answer back; exit 0', async () => {
     const r = await runCli(['chat', '--once', 'Is a canary-7f3a question private?', '--max-tokens', '8', '--json'], {cwd: project})
     expect(r.exitCode, r.stderr).toBe(0)
-    const out = json<{answer: string; attestation: {pcr0: string; root: string; debug: boolean}}>(r)
+    const out = jsonResult<{answer: string; attestation: {pcr0: string; root: string; debug: boolean}}>(r)
     expect(out.answer.length).toBeGreaterThan(0)
     const lock = JSON.parse(readFileSync(join(project, 'nle.lock.json'), 'utf8')) as {measurements: {PCR0: string}}
     expect(out.attestation).toMatchObject({pcr0: lock.measurements.PCR0, debug: false, root: expect.stringContaining('dev root')})
@@ -93,7 +95,7 @@ describe('nle chat --once against nle dev', () => {
     expect(r.stderr).toMatch(/shorter question/)
     const j = await runCli(['chat', '--once', 'pear '.repeat(400), '--max-tokens', '4', '--json'], {cwd: project})
     expect(j.exitCode).toBe(2)
-    expect(json<{error: {code: string; details: {context: number; promptTokens: number}}}>(j).error).toMatchObject({code: 'CLIENT_CONTEXT_TOO_LONG', details: {context: 256, promptTokens: expect.any(Number)}})
+    expect(jsonFailure<{context: number; promptTokens: number}>(j)).toMatchObject({code: 'CLIENT_CONTEXT_TOO_LONG', details: {context: 256, promptTokens: expect.any(Number)}})
   })
 
   it('with no target, says how to get one (exit 2)', async () => {
@@ -107,7 +109,7 @@ describe('KMS mode against nle dev', () => {
   it('nle chat --once --mode kms: the question key is wrapped by the dev client identity and unwrapped in the enclave; exit 0', async () => {
     const r = await runCli(['chat', '--once', 'Is a canary-kms-51c2 question private?', '--mode', 'kms', '--max-tokens', '8', '--json'], {cwd: project})
     expect(r.exitCode, r.stderr).toBe(0)
-    expect(json<{answer: string; mode: string}>(r)).toMatchObject({mode: 'kms', answer: expect.stringMatching(/.+/)})
+    expect(jsonResult<{answer: string; mode: string}>(r)).toMatchObject({mode: 'kms', answer: expect.stringMatching(/.+/)})
   })
 
   it('nle gateway --mode kms serves the unmodified openai client, whole and streamed', async () => {
@@ -120,8 +122,9 @@ describe('KMS mode against nle dev', () => {
         createInterface({input: proc.stdout!}).once('line', resolve)
         void exited.then((code) => reject(new Error(`gateway exited ${code}: ${out}`)))
       })
-      const gw = JSON.parse(line) as {url: string; mode: string; token: {file: string}; attestation: {status: string}}
-      expect(gw).toMatchObject({mode: 'kms', attestation: {status: 'verified'}})
+      const listening = JSON.parse(line) as {event: string; result: {url: string; mode: string; token: {file: string}; attestation: {status: string}}}
+      expect(listening).toMatchObject({event: 'listening', result: {mode: 'kms', attestation: {status: 'verified'}}})
+      const gw = listening.result
       // The gateway's access token (made in the project's .nle/gateway.token) is the API key.
       const apiKey = readFileSync(gw.token.file, 'utf8').trim()
       const client = new OpenAI({baseURL: `${gw.url}/v1`, apiKey, maxRetries: 0})

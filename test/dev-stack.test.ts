@@ -11,7 +11,7 @@ import {setTimeout as sleep} from 'node:timers/promises'
 import {afterAll, beforeAll, describe, expect, it} from 'vitest'
 
 import {isAlive} from '../src/lib/host/processes.js'
-import {BIN, json, runCli} from '../src/test-support/cli.js'
+import {BIN, jsonFailure, jsonResult, runCli} from '../src/test-support/cli.js'
 import {tempDir} from '../src/test-support/tmp.js'
 import {processesMentioning} from '../src/test-support/processes.js'
 
@@ -41,7 +41,11 @@ async function startDev(): Promise<Dev> {
   })
   const exited = new Promise<number | null>((resolve) => proc.once('exit', (code) => resolve(code)))
   const ready = await new Promise<Record<string, unknown>>((resolve, reject) => {
-    createInterface({input: proc.stdout!}).once('line', (line) => resolve(JSON.parse(line) as Record<string, unknown>))
+    // The first line of --json: the `ready` event's envelope.
+    createInterface({input: proc.stdout!}).once('line', (line) => {
+      const e = JSON.parse(line) as {event: string; result: Record<string, unknown>}
+      resolve({event: e.event, ...e.result})
+    })
     void exited.then((code) => reject(new Error(`nle dev exited ${code}:\n${out}`)))
   })
   return {proc, ready, output: () => out, stdout: () => stdout, exited}
@@ -68,14 +72,14 @@ afterAll(async () => {
 
 describe('one nle dev per folder', () => {
   it('started over a stale lock, it holds the lock itself', () => {
-    expect(dev!.ready).toMatchObject({ready: true, pid: dev!.proc.pid})
+    expect(dev!.ready).toMatchObject({event: 'ready', pid: dev!.proc.pid})
     expect(JSON.parse(readFileSync(join(project, '.nle', 'dev', 'lock'), 'utf8'))).toMatchObject({pid: dev!.proc.pid})
   })
 
   it('a second nle dev refuses with the first one\'s pid; the first keeps its sockets and still answers', async () => {
     const second = await runCli(['dev', '--json'], {cwd: project})
     expect(second.exitCode).toBe(1)
-    const error = json<{error: {code: string; details: {pid: number}}}>(second).error
+    const error = jsonFailure<{pid: number}>(second)
     expect(error).toMatchObject({code: 'DEV_ALREADY_RUNNING', details: {pid: dev!.proc.pid}})
     const human = await runCli(['dev'], {cwd: project})
     expect(human.stderr).toContain('DEV_ALREADY_RUNNING')
@@ -91,8 +95,8 @@ describe('nle dev attests what it runs', () => {
     const chat = await runCli(['chat', '--once', 'hello', '--max-tokens', '2', '--json'], {cwd: project})
     expect(chat.exitCode, chat.stderr).toBe(0)
     const described = await runCli(['eif', 'describe', join(project, 'build', 'enclave.eif'), '--json'], {cwd: project})
-    const pcr0 = json<{Measurements: {PCR0: string}}>(described).Measurements.PCR0
-    expect(json<{attestation: {pcr0: string}}>(chat).attestation.pcr0).toBe(pcr0)
+    const pcr0 = jsonResult<{Measurements: {PCR0: string}}>(described).Measurements.PCR0
+    expect(jsonResult<{attestation: {pcr0: string}}>(chat).attestation.pcr0).toBe(pcr0)
   })
 })
 
@@ -102,9 +106,10 @@ describe('a dev child that fails', () => {
     expect(server).toBeDefined()
     process.kill(server!, 'SIGKILL')
     expect(await dev!.exited).toBe(1)
-    // stdout: the ready line, then the error as --json prints it.
-    const stdout = dev!.stdout()
-    const error = (JSON.parse(stdout.slice(stdout.indexOf('\n') + 1)) as {error: {code: string; details: {stderrTail: string}}}).error
+    // stdout: the ready line, then the error line, as --json prints them.
+    const lines = dev!.stdout().trim().split('\n').map((l) => JSON.parse(l) as {ok: boolean; event: string; exitCode: number; error: {code: string; details: {stderrTail: string}}})
+    expect(lines.map((l) => [l.event, l.ok, l.exitCode])).toEqual([['ready', true, 0], ['error', false, 1]])
+    const error = lines[1]!.error
     expect(error.code).toBe('DEV_CHILD_FAILED')
     // The server's own (content-free) log lines: its start and the requests it served.
     expect(error.details.stderrTail).toContain('"event":"listening"')
@@ -149,7 +154,7 @@ describe('before it starts, nle dev checks the EIF and the model against the loc
     const r = await runCli(['dev', '--json'], {cwd: project})
     expect(processesMentioning('enclave-server', project)).toEqual([])
     expect(existsSync(join(project, '.nle', 'dev', 'lock'))).toBe(false)
-    return {exitCode: r.exitCode, code: json<{error: {code: string}}>(r).error.code}
+    return {exitCode: r.exitCode, code: jsonFailure(r).code}
   }
   const keep = (file: string): (() => void) => {
     const saved = `${file}.saved`

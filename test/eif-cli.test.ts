@@ -4,7 +4,7 @@ import {join} from 'node:path'
 
 import {afterAll, beforeAll, describe, expect, it} from 'vitest'
 
-import {json, runCli} from '../src/test-support/cli.js'
+import {jsonFailure, jsonResult, runCli} from '../src/test-support/cli.js'
 import {makeSigner} from '../src/test-support/eif.js'
 import {tempDir} from '../src/test-support/tmp.js'
 
@@ -31,10 +31,10 @@ describe('nle pcr', () => {
   })
 
   it('--signing-certificate prints {"PCR8": …}; a missing file exits 6', async () => {
-    expect(Object.keys(json(await runCli(['pcr', '--signing-certificate', d('cert.pem'), '--json'])))).toEqual(['PCR8'])
+    expect(Object.keys(jsonResult(await runCli(['pcr', '--signing-certificate', d('cert.pem'), '--json'])))).toEqual(['PCR8'])
     const r = await runCli(['pcr', '--input', d('missing'), '--json'])
     expect(r.exitCode).toBe(6)
-    expect(json<{error: {code: string}}>(r).error.code).toBe('EIF_NOT_FOUND')
+    expect(jsonFailure(r).code).toBe('EIF_NOT_FOUND')
   })
 })
 
@@ -42,7 +42,7 @@ describe('nle eif build / describe', () => {
   it('builds a signed image with a lockfile, and describe reports what build printed', async () => {
     const args = ['eif', 'build', '--kernel', d('kernel'), '--cmdline', 'console=ttyS0', '--ramdisk', d('rd0'), '--ramdisk', d('rd1'),
       '--signing-certificate', d('cert.pem'), '--private-key', d('key.pem'), '--lockfile', d('nle.lock.json'), '--input-digest', `runtimeBundle=sha256:${'0'.repeat(64)}`, '--json']
-    const built = json<{Measurements: Record<string, string>; Eif: {size: number; sha384: string}; Lockfile: string}>(await runCli([...args, '--output', d('a.eif')]))
+    const built = jsonResult<{Measurements: Record<string, string>; Eif: {size: number; sha384: string}; Lockfile: string}>(await runCli([...args, '--output', d('a.eif')]))
     expect(Object.keys(built.Measurements)).toEqual(['HashAlgorithm', 'PCR0', 'PCR1', 'PCR2', 'PCR8'])
     // A rebuild is byte-identical (--name pins ImageName, which defaults to the output file name).
     await runCli([...args, '--output', d('c.eif'), '--name', 'a'])
@@ -50,7 +50,7 @@ describe('nle eif build / describe', () => {
 
     const r = await runCli(['eif', 'describe', d('a.eif'), '--json'])
     expect(r.exitCode).toBe(0)
-    const desc = json<Record<string, unknown>>(r)
+    const desc = jsonResult<Record<string, unknown>>(r)
     expect(Object.keys(desc)).toEqual(['EifVersion', 'Measurements', 'IsSigned', 'SigningCertificate', 'CheckCRC', 'SignatureCheck', 'ImageName', 'ImageVersion', 'Metadata'])
     expect(desc).toMatchObject({EifVersion: 4, IsSigned: true, CheckCRC: true, SignatureCheck: true, ImageName: 'a', Measurements: built.Measurements})
     const lock = JSON.parse(readFileSync(d('nle.lock.json'), 'utf8')) as {measurements: Record<string, string>; inputs: Record<string, string>}
@@ -68,7 +68,7 @@ describe('nle eif build / describe', () => {
     expect(r.stdout).toMatch(/PCR0 +[0-9a-f]{96}/)
     const v = await runCli(['eif', 'describe', d('crc.eif'), '--verify', '--json'])
     expect(v.exitCode).toBe(5)
-    expect(json<{error: {code: string}}>(v).error.code).toBe('EIF_BAD_CRC')
+    expect(jsonFailure(v).code).toBe('EIF_BAD_CRC')
   })
 
   it('a file that is not an EIF exits 5 with EIF_BAD_MAGIC and no stack trace', async () => {
@@ -96,7 +96,7 @@ describe('nle eif build / describe', () => {
     const args = ['eif', 'build', '--kernel', d('kernel'), '--output', out, ...rest.map((a) => (/^(rd0|cert\.pem|key\.pem)$/.test(a) ? d(a) : a))]
     const r = await runCli([...args, '--json'])
     expect(r.exitCode).toBe(2)
-    expect(json<{error: {code: string}}>(r).error.code).toBe('USAGE')
+    expect(jsonFailure(r).code).toBe('USAGE')
     const human = await runCli(args)
     expect(human.exitCode).toBe(2)
     expect(human.stderr).toMatch(/^Error \[USAGE\]: /)
@@ -105,7 +105,7 @@ describe('nle eif build / describe', () => {
 
   it('a malformed --input-digest exits with EIF_BAD_INPUT', async () => {
     const r = await runCli(['eif', 'build', '--kernel', d('kernel'), '--cmdline', 'x', '--ramdisk', d('rd0'), '--output', d('bad-digest.eif'), '--lockfile', d('bad.lock.json'), '--input-digest', 'nodigest', '--json'])
-    expect(json<{error: {code: string}}>(r).error.code).toBe('EIF_BAD_INPUT')
+    expect(jsonFailure(r).code).toBe('EIF_BAD_INPUT')
     expect(existsSync(d('bad-digest.eif'))).toBe(false)
   })
 })

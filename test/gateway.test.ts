@@ -19,7 +19,7 @@ import {writeEndpoints} from '../src/lib/dev/endpoints.js'
 import {type Lockfile, writeLockfile} from '../src/lib/lockfile.js'
 import {fakeNleDev} from '../src/test-support/fake-dev.js'
 import {tempDir} from '../src/test-support/tmp.js'
-import {BIN, REPO_ROOT, json, runCli} from '../src/test-support/cli.js'
+import {BIN, REPO_ROOT, jsonFailure, runCli} from '../src/test-support/cli.js'
 import {type Child, Tap, startRuntime} from './e2e-support.js'
 
 const digest = (label: string): string => createHash('sha384').update(label).digest('hex')
@@ -156,7 +156,7 @@ describe('nle gateway', () => {
       expect(visible).not.toContain(CANARY)
       expect(visible).not.toContain('covered?')
     }
-    expect(events.filter((e) => e.event === 'access').map((e) => e.event === 'access' && e.path)).toContain('/v1/chat/completions')
+    expect(events.filter((e) => e.event === 'access').map((e) => e.event === 'access' && e.route)).toContain('/v1/chat/completions')
   })
 
   it('raw HTTP (curl-style) works: JSON, SSE in OpenAI format ending with [DONE], text completions stream', async () => {
@@ -281,14 +281,15 @@ describe('nle gateway', () => {
     let stderr = ''
     proc.stderr.on('data', (d: Buffer) => (stderr += d.toString()))
     const exited = new Promise<number | null>((resolve) => proc.on('exit', resolve))
-    const ready = await new Promise<{ready: boolean; url: string; token: {required: boolean; file: string}; attestation: {status: string; pcr0: string}}>((resolve, reject) => {
+    const listening = await new Promise<{ok: boolean; event: string; result: {url: string; token: {required: boolean; file: string}; attestation: {status: string; pcr0: string}}}>((resolve, reject) => {
       proc.stdout.on('data', (d: Buffer) => {
         stdout += d.toString()
         if (stdout.includes('\n')) resolve(JSON.parse(stdout.split('\n')[0]!) as never)
       })
       void exited.then((code) => reject(new Error(`gateway exited ${code}: ${stdout}${stderr}`)))
     })
-    expect(ready).toMatchObject({ready: true, url: expect.stringMatching(/^http:\/\/127\.0\.0\.1:\d+$/), attestation: {status: 'verified', pcr0: lockfile('image good').measurements.PCR0}})
+    expect(listening).toMatchObject({ok: true, command: 'gateway', event: 'listening', result: {url: expect.stringMatching(/^http:\/\/127\.0\.0\.1:\d+$/), attestation: {status: 'verified', pcr0: lockfile('image good').measurements.PCR0}}})
+    const ready = listening.result
     // The token was made on first use in a 0600 file; the ready line names the file, never the token.
     expect(ready.token).toEqual({required: true, file: expect.any(String)})
     expect(statSync(ready.token.file).mode & 0o777).toBe(0o600)
@@ -334,10 +335,10 @@ describe('nle gateway', () => {
   it('`nle gateway` refuses a non-loopback --listen (exit 2), and --mode kms without a KMS key (exit 3)', async () => {
     const open = await runCli(['gateway', '--json', '--upstream', httpsUrl, '--lockfile', lock.good, '--listen', '0.0.0.0:8787'])
     expect(open.exitCode).toBe(2)
-    expect(json(open)).toMatchObject({status: 'error', error: {code: 'GATEWAY_LISTEN_NOT_LOOPBACK'}})
+    expect(jsonFailure(open)).toMatchObject({code: 'GATEWAY_LISTEN_NOT_LOOPBACK'})
     const kms = await runCli(['gateway', '--json', '--upstream', httpsUrl, '--lockfile', lock.good, '--mode', 'kms'], {cwd: dir})
     expect(kms.exitCode).toBe(3)
-    expect(json(kms)).toMatchObject({error: {code: 'CLIENT_KMS_UNCONFIGURED', hint: expect.stringContaining('--kms-key-id')}})
+    expect(jsonFailure(kms)).toMatchObject({code: 'CLIENT_KMS_UNCONFIGURED', hint: expect.stringContaining('--kms-key-id')})
   })
 
   it('upstream unreachable → 502; enclave down behind the proxy → 503 (and re-attestation is attempted)', async () => {

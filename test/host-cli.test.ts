@@ -7,7 +7,7 @@ import {afterEach, describe, expect, it} from 'vitest'
 
 import {createServer} from 'node:net'
 
-import {REPO_ROOT, json, runCli} from '../src/test-support/cli.js'
+import {REPO_ROOT, jsonResult, runCli} from '../src/test-support/cli.js'
 import {FAKES_DIR, type FakeHost, fakeHost, fakeProject} from './fakes/host.js'
 
 let host: FakeHost
@@ -45,7 +45,7 @@ describe('nle build / allocator / run / status / stop', () => {
 
     const build = await runCli(['build', '--json'], opts)
     expect(build.exitCode, build.stderr).toBe(0)
-    const b = json<{measurements: Record<string, string>; eif: {size: number; bootable: boolean}; memory: {memoryMiB: number; layouts: {built: string; embedded: {eifBytes: number; memoryMiB: number}; sealed: {estimated: boolean; memoryMiB: number}}}}>(build)
+    const b = jsonResult<{measurements: Record<string, string>; eif: {size: number; bootable: boolean}; memory: {memoryMiB: number; layouts: {built: string; embedded: {eifBytes: number; memoryMiB: number}; sealed: {estimated: boolean; memoryMiB: number}}}}>(build)
     // Both layouts: this EIF embeds the model (its figure is the memory proposed), the sealed one is derived.
     expect(b.memory.layouts).toMatchObject({built: 'embedded', embedded: {eifBytes: b.eif.size, memoryMiB: b.memory.memoryMiB}, sealed: {estimated: true}})
     // (The fake nitro-cli's EIF is smaller than the model it claims to hold, so the two nearly meet here.)
@@ -53,7 +53,7 @@ describe('nle build / allocator / run / status / stop', () => {
     expect(b.measurements.PCR0).toMatch(/^[0-9a-f]{96}$/)
     expect(b.eif.bootable).toBe(true)
     // The stages, timed, and what to run next (this EIF boots: size the host, then run it).
-    expect(json<{stages: {stage: string}[]; nextSteps: string[]}>(build)).toMatchObject({stages: [{stage: 'context'}, {stage: 'docker-build'}, {stage: 'nitro-cli'}, {stage: 'measure'}], nextSteps: ['nle allocator', 'nle run']})
+    expect(jsonResult<{stages: {stage: string}[]; nextSteps: string[]}>(build)).toMatchObject({stages: [{stage: 'context'}, {stage: 'docker-build'}, {stage: 'nitro-cli'}, {stage: 'measure'}], nextSteps: ['nle allocator', 'nle run']})
     // Stage lines are for a terminal only: none on a piped stderr.
     expect(build.stderr).not.toContain('Measuring the EIF')
 
@@ -64,7 +64,7 @@ describe('nle build / allocator / run / status / stop', () => {
     expect(show.stdout).toContain('Run with --apply')
     expect(show.stdout).toMatch(/model embedded \(this EIF\) +EIF [\d.]+ MiB -> memory \d+ MiB/)
     expect(show.stdout).toMatch(/model sealed +EIF [\d.]+ MiB \(estimated\) -> memory \d+ MiB/)
-    const applied = json<{applied: {written: boolean; backup: string; restarted: boolean}; proposed: {cpu_count: number}}>(await runCli(['allocator', '--apply', '--json', ...alloc], opts))
+    const applied = jsonResult<{applied: {written: boolean; backup: string; restarted: boolean}; proposed: {cpu_count: number}}>(await runCli(['allocator', '--apply', '--json', ...alloc], opts))
     expect(applied.applied).toMatchObject({written: true, restarted: true})
     expect(applied.proposed.cpu_count).toBe(2)
     expect(readFileSync(alloc[1]!, 'utf8')).toContain(`memory_mib: ${b.memory.memoryMiB}\n`)
@@ -73,16 +73,16 @@ describe('nle build / allocator / run / status / stop', () => {
 
     const run = await runCli(['run', '--json', '--timeout', '20'], opts)
     expect(run.exitCode, run.stdout).toBe(0)
-    const r = json<{enclave: {id: string; memoryMiB: number}; bridge: {pid: number}; proxy: {pid: number}; health: string}>(run)
+    const r = jsonResult<{enclave: {id: string; memoryMiB: number}; bridge: {pid: number}; proxy: {pid: number}; health: string}>(run)
     expect(r).toMatchObject({health: 'ok', enclave: {memoryMiB: b.memory.memoryMiB}, proxy: {started: true}})
     expect(host.leftovers().map((p) => p.pid).sort()).toEqual([r.bridge.pid, r.proxy.pid].sort())
 
-    const status = json<{running: boolean; health: string; enclave: {EnclaveID: string}}>(await runCli(['status', '--json'], opts))
+    const status = jsonResult<{running: boolean; health: string; enclave: {EnclaveID: string}}>(await runCli(['status', '--json'], opts))
     expect(status).toMatchObject({running: true, health: 'ok', enclave: {EnclaveID: r.enclave.id}})
 
     const stop = await runCli(['stop', '--json'], opts)
     expect(stop.exitCode, stop.stderr).toBe(0)
-    expect(json<{terminated: string[]; stopped: {pids: number[]}}>(stop)).toMatchObject({terminated: [r.enclave.id], stopped: {pids: [r.proxy.pid, r.bridge.pid]}})
+    expect(jsonResult<{terminated: string[]; stopped: {pids: number[]}}>(stop)).toMatchObject({terminated: [r.enclave.id], stopped: {pids: [r.proxy.pid, r.bridge.pid]}})
     expect(host.leftovers()).toEqual([])
     expect(host.state('enclaves.json', [1])).toEqual([])
   }, 90_000)

@@ -50,14 +50,18 @@ describe('nle kms serve', () => {
     expect(result.stderr).toContain('kms:Decrypt by')
   }, 60_000)
 
-  it('--json: stdout is line-delimited JSON events (listening without secrets, stopped; a port in use is one error line)', async () => {
+  it('--json: stdout is one envelope per line (listening without secrets, stopped; a port in use is one error line)', async () => {
     const statePath = join(tmp.dir, 'json', 'kms.json')
     const child = execa(process.execPath, [BIN, 'kms', 'serve', '--port', '0', '--state', statePath, '--json'], {reject: false, env: {NO_COLOR: '1'}})
     let out = ''
     const listening = await new Promise<{event: string; url: string; identities: {arn: string; accessKeyId: string}[]}>((resolve, reject) => {
       child.stdout!.on('data', (chunk: Buffer) => {
         out += chunk.toString()
-        if (out.includes('\n')) resolve(JSON.parse(out.split('\n')[0]!) as never)
+        if (out.includes('\n')) {
+          const line = JSON.parse(out.split('\n')[0]!) as {ok: boolean; command: string; event: string; result: Record<string, unknown>}
+          expect(line).toMatchObject({ok: true, command: 'kms serve', schemaVersion: 1, exitCode: 0, event: 'listening'})
+          resolve({event: line.event, ...line.result} as never)
+        }
       })
       void child.then((r) => reject(new Error(`kms serve exited ${r.exitCode}: ${r.stderr}`)))
     })
@@ -68,7 +72,7 @@ describe('nle kms serve', () => {
     const second = await execa(process.execPath, [BIN, 'kms', 'serve', '--port', port, '--state', join(tmp.dir, 'json2', 'kms.json'), '--json'], {reject: false, env: {NO_COLOR: '1'}})
     expect(second.exitCode).toBe(6)
     const lines = second.stdout.trim().split('\n').map((l) => JSON.parse(l) as {event: string; error?: {code: string}})
-    expect(lines.at(-1)).toMatchObject({event: 'error', status: 'error', error: {code: 'ADDRESS_IN_USE', exitCode: 6}})
+    expect(lines.at(-1)).toMatchObject({ok: false, command: 'kms serve', exitCode: 6, event: 'error', error: {code: 'ADDRESS_IN_USE', exitCode: 6}})
     child.kill('SIGTERM')
     const result = await child
     expect(result.exitCode).toBe(0)

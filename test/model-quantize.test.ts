@@ -3,7 +3,7 @@ import {join} from 'node:path'
 
 import {afterAll, describe, expect, it} from 'vitest'
 
-import {json, runCli} from '../src/test-support/cli.js'
+import {jsonFailure, jsonResult, runCli} from '../src/test-support/cli.js'
 import {tempDir} from '../src/test-support/tmp.js'
 
 const tmp = tempDir('nle-quantize-cli-')
@@ -16,7 +16,7 @@ describe('nle model quantize', () => {
     expect((await runCli(['model', 'synth', '--out', src, '--json'])).exitCode).toBe(0)
     const r = await runCli(['model', 'quantize', src, '--to', 'q4', '--out', out, '--json'])
     expect(r.exitCode).toBe(0)
-    const data = json(r)
+    const data = jsonResult(r)
     expect(data).toMatchObject({
       dtype: 'q4',
       onnxFile: 'onnx/model_q4.onnx',
@@ -41,19 +41,19 @@ describe('nle model quantize', () => {
 
     const again = await runCli(['model', 'quantize', src, '--to', 'q4', '--out', out, '--json'])
     expect(again.exitCode).toBe(6)
-    expect(json(again)).toMatchObject({status: 'error', error: {code: 'MODEL_OUTPUT_EXISTS'}})
+    expect(jsonFailure(again)).toMatchObject({code: 'MODEL_OUTPUT_EXISTS'})
     expect((await runCli(['model', 'quantize', src, '--to', 'q4', '--out', out, '--force', '--json'])).exitCode).toBe(0)
 
     const saved = await runCli(['model', 'save', out, '--dtype', 'q4', '--out', join(tmp.dir, 'saved'), '--json'])
     expect(saved.exitCode).toBe(0)
-    expect(json(saved)).toMatchObject({files: 7})
+    expect(jsonResult(saved)).toMatchObject({files: 7})
   }, 120_000)
 
   it('q8 is symmetric by default and --no-symmetric gives it zero points; q4 takes --symmetric', async () => {
     const src = join(tmp.dir, 'tiny')
-    const q8 = json(await runCli(['model', 'quantize', src, '--to', 'q8', '--out', join(tmp.dir, 'q8-sym'), '--json']))
-    const q8z = json(await runCli(['model', 'quantize', src, '--to', 'q8', '--out', join(tmp.dir, 'q8-zp'), '--no-symmetric', '--json']))
-    const q4s = json(await runCli(['model', 'quantize', src, '--to', 'q4', '--out', join(tmp.dir, 'q4-sym'), '--symmetric', '--no-quality', '--json']))
+    const q8 = jsonResult(await runCli(['model', 'quantize', src, '--to', 'q8', '--out', join(tmp.dir, 'q8-sym'), '--json']))
+    const q8z = jsonResult(await runCli(['model', 'quantize', src, '--to', 'q8', '--out', join(tmp.dir, 'q8-zp'), '--no-symmetric', '--json']))
+    const q4s = jsonResult(await runCli(['model', 'quantize', src, '--to', 'q4', '--out', join(tmp.dir, 'q4-sym'), '--symmetric', '--no-quality', '--json']))
     expect([q8.symmetric, q8z.symmetric, q4s.symmetric]).toEqual([true, false, true])
     expect(q4s.quality).toBeNull()
     // Zero points cost bytes: one per block at 8 bits.
@@ -63,6 +63,6 @@ describe('nle model quantize', () => {
 
   it('a block size that is not a power of two is refused with its code', async () => {
     const r = await runCli(['model', 'quantize', join(tmp.dir, 'tiny'), '--to', 'q8', '--out', join(tmp.dir, 'x'), '--block-size', '24', '--json'])
-    expect(json(r)).toMatchObject({status: 'error', error: {code: 'MODEL_UNSUPPORTED'}})
+    expect(jsonFailure(r)).toMatchObject({code: 'MODEL_UNSUPPORTED'})
   })
 })

@@ -7,7 +7,7 @@ import {join} from 'node:path'
 import {afterAll, beforeAll, describe, expect, it} from 'vitest'
 
 import {synthModel} from '../src/lib/model/index.js'
-import {json, runCli} from '../src/test-support/cli.js'
+import {jsonFailure, jsonResult, runCli} from '../src/test-support/cli.js'
 import {sharedTestdata} from '../src/test-support/testdata.js'
 import {tempDir} from '../src/test-support/tmp.js'
 
@@ -33,22 +33,22 @@ describe('nle model run', () => {
     const text = await runCli(['model', 'run', tiny, '--prompt', 'The enclave answers', '--max-tokens', '6'])
     expect(text.exitCode).toBe(0)
     expect(text.stderr).toMatch(/\d+ prompt \+ 6 generated tokens \(length\); TTFT \d+ ms/)
-    const r = json<RunJson>(await runCli(['model', 'run', tiny, '--prompt', 'The enclave answers', '--max-tokens', '6', '--json']))
+    const r = jsonResult<RunJson>(await runCli(['model', 'run', tiny, '--prompt', 'The enclave answers', '--max-tokens', '6', '--json']))
     expect(r.tokenIds).toHaveLength(6)
     expect(r.finishReason).toBe('length')
     expect(r.model).toMatchObject({dtype: 'fp32', onnxFile: 'onnx/model.onnx', lastLogitsOnly: true})
     expect(r.metrics).toMatchObject({promptTokens: r.promptIds.length, generatedTokens: 6})
     // Greedy: the streamed text is the JSON text, and a second run is the same.
     expect(text.stdout).toBe(r.text) // execa strips the final newline
-    expect(json<RunJson>(await runCli(['model', 'run', tiny, '--ids', r.promptIds.join(','), '--max-tokens', '6', '--json'])).tokenIds).toEqual(r.tokenIds)
+    expect(jsonResult<RunJson>(await runCli(['model', 'run', tiny, '--ids', r.promptIds.join(','), '--max-tokens', '6', '--json'])).tokenIds).toEqual(r.tokenIds)
   })
 
   it('renders chat messages from a file or standard input through the chat template; a seed makes sampling reproducible', async () => {
     const messages = [{role: 'user', content: 'Is my visit covered?'}]
     const file = join(tmp.dir, 'messages.json')
     await writeFile(file, JSON.stringify(messages))
-    const a = json<RunJson>(await runCli(['model', 'run', tiny, '--messages', file, '--temperature', '0.9', '--seed', '11', '--max-tokens', '8', '--json']))
-    const b = json<RunJson>(await runCli(['model', 'run', tiny, '--messages', '-', '--temperature', '0.9', '--seed', '11', '--max-tokens', '8', '--json'], {input: JSON.stringify({messages})}))
+    const a = jsonResult<RunJson>(await runCli(['model', 'run', tiny, '--messages', file, '--temperature', '0.9', '--seed', '11', '--max-tokens', '8', '--json']))
+    const b = jsonResult<RunJson>(await runCli(['model', 'run', tiny, '--messages', '-', '--temperature', '0.9', '--seed', '11', '--max-tokens', '8', '--json'], {input: JSON.stringify({messages})}))
     expect(a.seed).toBe(11)
     expect(b.tokenIds).toEqual(a.tokenIds)
     expect(b.promptIds).toEqual(a.promptIds)
@@ -65,11 +65,11 @@ describe('nle model run', () => {
     for (const [flags, code] of cases) {
       const r = await runCli(['model', 'run', tiny, ...flags, '--json'])
       expect(r.exitCode, flags.join(' ')).toBe(2)
-      expect(json<{error: {code: string; hint?: string}}>(r).error, flags.join(' ')).toMatchObject({code, hint: expect.any(String)})
+      expect(jsonFailure(r), flags.join(' ')).toMatchObject({code, hint: expect.any(String)})
     }
     const notJson = join(tmp.dir, 'bad.json')
     await writeFile(notJson, '[{"role": "user"}]')
-    expect(json<{error: {code: string}}>(await runCli(['model', 'run', tiny, '--messages', notJson, '--json'])).error.code).toBe('ENGINE_BAD_OPTIONS')
+    expect(jsonFailure(await runCli(['model', 'run', tiny, '--messages', notJson, '--json'])).code).toBe('ENGINE_BAD_OPTIONS')
   })
 
   const models = sharedTestdata('models/')
@@ -77,7 +77,7 @@ describe('nle model run', () => {
     const dir = join(models ?? '', 'llama')
     const reference = JSON.parse(readFileSync(join(dir, 'reference.json'), 'utf8')) as {prompts: {ids: number[]; greedy_cache: number[]}[]}
     for (const p of reference.prompts) {
-      const r = json<RunJson>(await runCli(['model', 'run', dir, '--ids', p.ids.join(','), '--max-tokens', String(p.greedy_cache.length), '--json']))
+      const r = jsonResult<RunJson>(await runCli(['model', 'run', dir, '--ids', p.ids.join(','), '--max-tokens', String(p.greedy_cache.length), '--json']))
       expect(r.tokenIds).toEqual(p.greedy_cache)
     }
   })

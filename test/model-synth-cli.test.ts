@@ -4,7 +4,7 @@ import {join} from 'node:path'
 
 import {afterAll, describe, expect, it} from 'vitest'
 
-import {json, runCli} from '../src/test-support/cli.js'
+import {jsonFailure, jsonResult, runCli} from '../src/test-support/cli.js'
 import {tempDir} from '../src/test-support/tmp.js'
 
 const tmp = tempDir()
@@ -14,7 +14,7 @@ describe('nle model synth', () => {
   it('--arch llama --preset tiny writes a Llama folder with its manifest; --preset tiny alone is still GPT-2', async () => {
     const r = await runCli(['model', 'synth', '--arch', 'llama', '--preset', 'tiny', '--out', join(tmp.dir, 'llama'), '--json'])
     expect(r.exitCode).toBe(0)
-    const out = json<{preset: string; arch: string; files: string[]; dataBytes: number; manifestDigest: string}>(r)
+    const out = jsonResult<{preset: string; arch: string; files: string[]; dataBytes: number; manifestDigest: string}>(r)
     expect(out).toMatchObject({preset: 'llama-tiny', arch: 'llama', dataBytes: 0})
     expect(out.files).toContain('onnx/model.onnx')
     const manifest = JSON.parse(readFileSync(join(tmp.dir, 'llama', 'nle-model.json'), 'utf8')) as {source: unknown; modelType: string; onnx: {numKvHeads: number}}
@@ -22,16 +22,16 @@ describe('nle model synth', () => {
 
     const g = await runCli(['model', 'synth', '--preset', 'tiny', '--out', join(tmp.dir, 'gpt2'), '--external-data', '--json'])
     expect(g.exitCode).toBe(0)
-    expect(json<{preset: string; arch: string; files: string[]}>(g)).toMatchObject({preset: 'tiny', arch: 'gpt2', files: expect.arrayContaining(['onnx/model.onnx_data'])})
+    expect(jsonResult<{preset: string; arch: string; files: string[]}>(g)).toMatchObject({preset: 'tiny', arch: 'gpt2', files: expect.arrayContaining(['onnx/model.onnx_data'])})
     // --json: the stages, timed; the terminal's stage lines are not written to a piped stderr.
-    expect(json<{stages: {stage: string; ms: number}[]}>(g).stages.map((t) => t.stage)).toEqual(['weights', 'write', 'manifest'])
+    expect(jsonResult<{stages: {stage: string; ms: number}[]}>(g).stages.map((t) => t.stage)).toEqual(['weights', 'write', 'manifest'])
     expect(g.stderr).not.toContain('Generating the weights')
   })
 
   it('a preset the architecture has not is MODEL_PRESET_UNKNOWN, a usage error', async () => {
     const r = await runCli(['model', 'synth', '--arch', 'gpt2', '--preset', '0.5b', '--out', join(tmp.dir, 'nope'), '--json'])
     expect(r.exitCode).toBe(2)
-    expect(json<{error: {code: string}}>(r).error.code).toBe('MODEL_PRESET_UNKNOWN')
+    expect(jsonFailure(r).code).toBe('MODEL_PRESET_UNKNOWN')
   })
 
   it('refuses to overwrite a model folder without --force (nothing written), and replaces it with --force', async () => {
@@ -40,7 +40,7 @@ describe('nle model synth', () => {
     const before = readFileSync(join(dir, 'onnx', 'model.onnx'))
     const r = await runCli(['model', 'synth', '--out', dir, '--seed', '2', '--json'])
     expect(r.exitCode).toBe(6)
-    expect(json<{error: {code: string; hint: string}}>(r).error).toMatchObject({code: 'MODEL_OUTPUT_EXISTS', hint: expect.stringContaining('--force')})
+    expect(jsonFailure(r)).toMatchObject({code: 'MODEL_OUTPUT_EXISTS', hint: expect.stringContaining('--force')})
     expect(readFileSync(join(dir, 'onnx', 'model.onnx')).equals(before)).toBe(true)
     const f = await runCli(['model', 'synth', '--out', dir, '--seed', '2', '--force', '--json'])
     expect(f.exitCode).toBe(0)
@@ -56,7 +56,7 @@ describe('nle model synth', () => {
     mkdirSync(other)
     writeFileSync(join(other, 'config.json'), '{}\n')
     const r = await runCli(['model', 'synth', '--out', other, '--json'])
-    expect(json<{error: {code: string}}>(r).error.code).toBe('MODEL_OUTPUT_EXISTS')
+    expect(jsonFailure(r).code).toBe('MODEL_OUTPUT_EXISTS')
     expect(readdirSync(other)).toEqual(['config.json'])
   })
 
@@ -66,13 +66,13 @@ describe('nle model synth', () => {
     writeFileSync(join(project, 'nle.yaml'), 'version: 1\nname: demo\nmodel:\n  path: weights\n  preset: llama-tiny\n')
     const r = await runCli(['model', 'synth', '--json'], {cwd: project})
     expect(r.exitCode).toBe(0)
-    expect(json<{dir: string; preset: string}>(r)).toMatchObject({dir: join(project, 'weights'), preset: 'llama-tiny'})
+    expect(jsonResult<{dir: string; preset: string}>(r)).toMatchObject({dir: join(project, 'weights'), preset: 'llama-tiny'})
 
     const nowhere = join(tmp.dir, 'nowhere')
     mkdirSync(nowhere)
     const n = await runCli(['model', 'synth', '--json'], {cwd: nowhere})
     expect(n.exitCode).toBe(2)
-    expect(json<{error: {code: string}}>(n).error.code).toBe('MODEL_SYNTH_NO_TARGET')
+    expect(jsonFailure(n).code).toBe('MODEL_SYNTH_NO_TARGET')
     expect(readdirSync(nowhere)).toEqual([])
   })
 })

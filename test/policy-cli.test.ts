@@ -16,7 +16,7 @@ import {type RunningLocalKms, startLocalKms} from '../src/lib/kms/local/server.j
 import {type LocalIdentity, newState} from '../src/lib/kms/local/state.js'
 import {type MeasurementSet, parsePolicy} from '../src/lib/kms/policy.js'
 import {applyPolicy} from '../src/lib/kms/service.js'
-import {json, runCli} from '../src/test-support/cli.js'
+import {jsonFailure, jsonResult, runCli} from '../src/test-support/cli.js'
 import {tempDir} from '../src/test-support/tmp.js'
 
 const digest = (label: string): string => createHash('sha384').update(label).digest('hex')
@@ -100,7 +100,7 @@ describe('nle policy (file mode)', () => {
     expect(stale.stdout).toMatch(/^::warning title=nle policy check%3A stale-set,file=.*::Statement "nle-demo-enclave-previous-2" still admits/m)
     const strict = await runCli(['policy', 'check', '--policy-file', policyFile, '--strict', '--json'], {cwd: dir})
     expect(strict.exitCode).toBe(1)
-    expect(json<{verdict: string; exitCode: number}>(strict)).toMatchObject({verdict: 'stale', exitCode: 1})
+    expect(jsonResult<{verdict: string; exitCode: number}>(strict)).toMatchObject({verdict: 'stale', exitCode: 1})
   }, 60_000)
 
   it('apply refuses all-zero PCRs without --allow-debug (exit 5, POLICY_DEBUG_PCRS)', async () => {
@@ -108,7 +108,7 @@ describe('nle policy (file mode)', () => {
     const {dir, policyFile} = await project({measurements: zero})
     const refused = await runCli(['policy', 'apply', '--policy-file', policyFile, '--json'], {cwd: dir})
     expect(refused.exitCode).toBe(5)
-    expect(json<{error: {code: string}}>(refused).error.code).toBe('POLICY_DEBUG_PCRS')
+    expect(jsonFailure(refused).code).toBe('POLICY_DEBUG_PCRS')
   }, 60_000)
 })
 
@@ -120,7 +120,7 @@ describe('nle policy with a sealed model on a separate key (kms.modelKeyId)', ()
     writeFileSync(modelFile, JSON.stringify(basePolicy(), null, 2))
     const missing = await runCli(['policy', 'check', '--policy-file', policyFile, '--json'], {cwd: dir})
     expect(missing.exitCode).toBe(3)
-    expect(json<{error: {code: string}}>(missing).error.code).toBe('POLICY_CONFIG_MISSING')
+    expect(jsonFailure(missing).code).toBe('POLICY_CONFIG_MISSING')
     const applied = await runCli(['policy', 'apply', '--policy-file', policyFile, '--model-policy-file', modelFile, '--apply'], {cwd: dir})
     expect(applied.exitCode, applied.stderr).toBe(0)
     expect(applied.stdout).toContain(`Wrote ${policyFile}.`)
@@ -137,7 +137,7 @@ describe('nle policy with a sealed model on a separate key (kms.modelKeyId)', ()
     writeFileSync(modelFile, JSON.stringify(policy))
     const unsafe = await runCli(['policy', 'check', '--policy-file', policyFile, '--model-policy-file', modelFile, '--json'], {cwd: dir})
     expect(unsafe.exitCode).toBe(1)
-    const report = json<{verdict: string; findings: {kind: string; sid: string; key: {purpose: string; source: string}}[]}>(unsafe)
+    const report = jsonResult<{verdict: string; findings: {kind: string; sid: string; key: {purpose: string; source: string}}[]}>(unsafe)
     expect(report.verdict).toBe('unsafe')
     expect(report.findings).toEqual([expect.objectContaining({kind: 'unconditioned-access', sid: 'host decrypts', key: {purpose: 'model', source: modelFile}})])
   }, 60_000)
@@ -153,7 +153,7 @@ describe('nle policy check: what it must not call ok', () => {
     writeFileSync(policyFile, '{"Statement": [')
     const js = await runCli(['policy', 'check', '--policy-file', policyFile, '--json'], {cwd: dir})
     expect(js.exitCode).toBe(3)
-    expect(json<{error: {code: string}}>(js).error.code).toBe('POLICY_BAD_JSON')
+    expect(jsonFailure(js).code).toBe('POLICY_BAD_JSON')
   }, 60_000)
 
   it('the default "account may do kms:*" statement is unconditioned access (exit 1 even without --strict), named in the headline', async () => {
@@ -165,7 +165,7 @@ describe('nle policy check: what it must not call ok', () => {
     expect(text.stdout.split('\n')[0]).toMatch(/^unconditioned access: Statement "Enable IAM User Permissions" grants the account/)
     expect(text.stdout).toContain('"ArnNotEquals":{"aws:PrincipalArn":"arn:aws:iam::111122223333:role/demo-host"}')
     const js = await runCli(['policy', 'check', '--policy-file', policyFile, '--json'], {cwd: dir})
-    expect(json<{verdict: string; findings: {kind: string}[]}>(js)).toMatchObject({verdict: 'unsafe', findings: [{kind: 'unconditioned-access'}]})
+    expect(jsonResult<{verdict: string; findings: {kind: string}[]}>(js)).toMatchObject({verdict: 'unsafe', findings: [{kind: 'unconditioned-access'}]})
   }, 60_000)
 })
 
@@ -206,7 +206,7 @@ describe('nle policy (live key through --endpoint-url)', () => {
     const url = server.url
     const applied = await runCli(['policy', 'apply', '--endpoint-url', url, '--apply', '--json'], {cwd: dir, env: env()})
     expect(applied.exitCode, applied.stdout + applied.stderr).toBe(0)
-    expect(json<{written: string; lockout: {caller: string; lost: boolean}}>(applied)).toMatchObject({written: expect.stringMatching(/^arn:aws:kms:us-east-1:000000000000:key\//), lockout: {caller: admin.arn, lost: false}})
+    expect(jsonResult<{written: string; lockout: {caller: string; lost: boolean}}>(applied)).toMatchObject({written: expect.stringMatching(/^arn:aws:kms:us-east-1:000000000000:key\//), lockout: {caller: admin.arn, lost: false}})
     const kms = new KMSClient({endpoint: url, region: 'us-east-1', credentials: {accessKeyId: admin.accessKeyId, secretAccessKey: admin.secretAccessKey}})
     const stored = parsePolicy((await kms.send(new GetKeyPolicyCommand({KeyId: keyId}))).Policy!)
     expect(stored.Statement.map((s) => s.Sid)).toEqual(['Key administrators', 'nle-demo-enclave-current'])

@@ -19,7 +19,7 @@ import {encodeAttestationPayload} from '../src/lib/attestation/document.js'
 import {QEMU_INSECURE_ACKNOWLEDGEMENT, insecurelyAcceptUnsignedQemuAttestation} from '../src/lib/attestation/qemu-insecure.js'
 import {type ExpectedPcrs, verifyAttestation} from '../src/lib/attestation/verify.js'
 import {readEif} from '../src/lib/eif/reader.js'
-import {json, runCli} from '../src/test-support/cli.js'
+import {jsonResult, runCli} from '../src/test-support/cli.js'
 import {signCoseSign1} from '../src/lib/attestation/cose.js'
 import {tempDir} from '../src/test-support/tmp.js'
 import {pinnedNodeBinary} from '../src/lib/host/node-runtime.js'
@@ -148,7 +148,7 @@ describe.skipIf(skipReason !== undefined)('[qemu] nle native EIF in QEMU nitro-e
     expect(info.cmdline.toString('utf8')).toBe(CMDLINE)
     const r = await runCli(['eif', 'describe', a.path, '--json'], {timeout: 120_000})
     expect(r.exitCode, r.stderr).toBe(0)
-    expect(json<{Measurements: unknown}>(r).Measurements).toEqual(a.measurements)
+    expect(jsonResult<{Measurements: unknown}>(r).Measurements).toEqual(a.measurements)
   }, 180_000)
 
   it('[qemu] boots under TCG with acpi=on (deviation from real enclaves); the production NSM client attests, and QEMU\'s PCR0/1/2 equal nle\'s', async () => {

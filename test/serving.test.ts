@@ -218,7 +218,7 @@ describe('the batching enclave server', () => {
     expect(after.nle_server_ttft_ms_count).toBeGreaterThanOrEqual(16)
     // Each generation's log line carries its token count and timings, never its text.
     const lines = server.output().split('\n').filter((l) => l.startsWith('{')).map((l) => JSON.parse(l) as Record<string, unknown>)
-    const generations = lines.filter((l) => l.event === 'request' && l.tokens !== undefined)
+    const generations = lines.filter((l) => l.event === 'access' && l.tokens !== undefined)
     expect(generations.length).toBeGreaterThanOrEqual(16)
     for (const g of generations) expect(g).toMatchObject({tokens: expect.any(Number), ttftMs: expect.any(Number)})
   }, 120_000)

@@ -1,5 +1,6 @@
 // The committed generated files must match their sources: oclif.manifest.json (every command and
-// flag) and schema/nle.schema.json (the config schema). `npm run build` regenerates both.
+// flag), schema/nle.schema.json (the config schema) and schema/json/ (each command's --json
+// output, src/cli/results.ts). `npm run build` regenerates them.
 import {readFileSync, readdirSync} from 'node:fs'
 import {join, relative} from 'node:path'
 import {pathToFileURL} from 'node:url'
@@ -7,6 +8,7 @@ import {pathToFileURL} from 'node:url'
 import type {Command} from '@oclif/core'
 import {describe, expect, it} from 'vitest'
 
+import {jsonSchemaFiles} from '../src/cli/results.js'
 import {configJsonSchema} from '../src/lib/config/schema.js'
 import {REPO_ROOT} from '../src/test-support/cli.js'
 
@@ -47,5 +49,17 @@ describe('schema/nle.schema.json', () => {
   it('is generated from the current config schema', () => {
     const committed = JSON.parse(readFileSync(join(REPO_ROOT, 'schema/nle.schema.json'), 'utf8')) as unknown
     expect(committed, 'run `npm run build` and commit schema/nle.schema.json').toEqual(configJsonSchema())
+  })
+})
+
+describe('schema/json/', () => {
+  const files = jsonSchemaFiles()
+  it('holds exactly one file per command and error.schema.json', () => {
+    expect(readdirSync(join(REPO_ROOT, 'schema/json')).sort(), 'run `npm run build` and commit schema/json/').toEqual(Object.keys(files).sort())
+  })
+
+  it.each(Object.keys(files))('%s is generated from src/cli/results.ts', (name) => {
+    const committed = JSON.parse(readFileSync(join(REPO_ROOT, 'schema/json', name), 'utf8')) as unknown
+    expect(committed, 'run `npm run build` and commit schema/json/').toEqual(files[name])
   })
 })

@@ -1,23 +1,25 @@
 import {Command, Flags, Interfaces} from '@oclif/core'
 
 import {ExitCode, NleError, isNleError} from '../lib/errors.js'
+import {commandName, failureEnvelope, renderEnvelope, successEnvelope} from './json.js'
 import {renderError} from './render.js'
 
 export type BaseFlags<T extends typeof Command> = Interfaces.InferredFlags<(typeof BaseCommand)['baseFlags'] & T['flags']>
 export type BaseArgs<T extends typeof Command> = Interfaces.InferredArgs<T['args']>
 
 /**
- * Every nle command extends this. It adds `--json` (oclif's JSON flag: the value `run()` returns
- * is printed as JSON on stdout) and `--verbose`, and renders every failure the same way:
- * `Error [CODE]: message` + `Hint: …`, no stack trace unless `--verbose` or `DEBUG` is set, and
- * the process exits with the error's exit code.
+ * Every nle command extends this. It adds `--json` and `--verbose`, and renders every outcome the
+ * same way. With --json, stdout carries only the envelope of src/cli/json.ts: the value `run()`
+ * returns as `result`, or the failure as `error` (docs/json.md). Without it, a failure is
+ * `Error [CODE]: message` + `Hint: …` on stderr, no stack trace unless `--verbose` or `DEBUG` is
+ * set. Either way the process exits with the error's exit code.
  */
 export abstract class BaseCommand<T extends typeof Command> extends Command {
   static override enableJsonFlag = true
   /**
-   * Long-running commands (proxy, kms serve, gateway): with --json, stdout is line-delimited JSON
-   * events (`{"event": "listening", …}`, `{"event": "stopped", …}`), and a failure is one more line,
-   * `{"event": "error", "status": "error", "error": {…}}`.
+   * Long-running commands (proxy, kms serve, gateway, dev): with --json, stdout is one envelope per
+   * line, each with its `event` (`listening`/`ready`, `stopped`), and a failure is one more line,
+   * the failure envelope with `"event": "error"`.
    */
   static jsonLines = false
   static override baseFlags = {
@@ -40,9 +42,24 @@ export abstract class BaseCommand<T extends typeof Command> extends Command {
     this.args = args as BaseArgs<T>
   }
 
-  /** With --json on a jsonLines command: write one event line on stdout. Never a secret in `fields`. */
-  protected emitEvent(event: string, fields: Record<string, unknown> = {}): void {
-    process.stdout.write(JSON.stringify({event, ...fields}) + '\n')
+  /** The command as a user types it (`policy check`), as the envelope names it. */
+  protected get commandName(): string | null {
+    return commandName(this.id)
+  }
+
+  /** With --json on a jsonLines command: write one event envelope line on stdout. Never a secret in `result`. */
+  protected emitEvent(event: string, result: Record<string, unknown> = {}, options: {exitCode?: number} = {}): void {
+    process.stdout.write(renderEnvelope(successEnvelope(this.commandName, result, {event, ...options}), {line: true}))
+  }
+
+  /** oclif prints this for the value `run()` returned (with --json, when there is one). */
+  protected override toSuccessJson(result: unknown): unknown {
+    return successEnvelope(this.commandName, result, {exitCode: typeof process.exitCode === 'number' ? process.exitCode : 0})
+  }
+
+  /** One renderer for every envelope: no colours, whatever the terminal. */
+  protected override logJson(json: unknown): void {
+    process.stdout.write(renderEnvelope(json as Parameters<typeof renderEnvelope>[0]))
   }
 
   /** True when output goes to a person: a TTY and not `--json`. Spinners and colours only then. */
@@ -66,7 +83,7 @@ export abstract class BaseCommand<T extends typeof Command> extends Command {
           })
     if (this.jsonEnabled()) {
       const lines = (this.ctor as unknown as typeof BaseCommand).jsonLines
-      process.stdout.write((lines ? JSON.stringify({event: 'error', status: 'error', error: nle.toJSON()}) : JSON.stringify({status: 'error', error: nle.toJSON()}, null, 2)) + '\n')
+      process.stdout.write(renderEnvelope(failureEnvelope(this.commandName, nle, lines ? {event: 'error'} : {}), {line: lines}))
     } else {
       process.stderr.write(renderError(nle, {verbose, color: Boolean(process.stderr.isTTY)}))
     }

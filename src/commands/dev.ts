@@ -1,11 +1,13 @@
 import {Flags} from '@oclif/core'
 
 import {BaseCommand} from '../cli/base-command.js'
+import type {EventResult} from '../cli/results.js'
 import {DEFAULT_CONFIG_FILE} from '../lib/config/load.js'
 import {type DevStack, startDevStack} from '../lib/dev/stack.js'
 import {untilStopSignal} from '../lib/net/signals.js'
 
 export default class Dev extends BaseCommand<typeof Dev> {
+  static override jsonLines = true
   static override summary = 'Run the whole enclave stack on this machine with simulated Nitro parts, until Ctrl-C.'
   static override description = `Generates the test model and a dev EIF + lockfile when they are missing, then starts: the enclave server (a child process, with the NSM simulator signing attestation documents under a throwaway dev root and the PCRs nle measures in the EIF), a local KMS endpoint (a key and alias for the project, the key policy applied from the lockfile), and the parent proxy with a self-signed certificate on 127.0.0.1.
 
@@ -31,10 +33,12 @@ Then \`nle chat\` in the same folder finds it. Ctrl-C stops everything. Nothing 
       },
       ...(this.flags.logs ? {onLog: (name, m) => process.stderr.write(`${name}: ${JSON.stringify(m)}\n`)} : {}),
     })
+    // Listen for SIGINT/SIGTERM before saying it is ready: a script may send one as soon as it reads that.
+    const signalled = untilStopSignal()
     const e = stack.endpoints
     if (json) {
       // One line, so a script can read it while the stack keeps running.
-      process.stdout.write(JSON.stringify({ready: true, ...e, lockfile: stack.lockfile, kmsKeyArn: stack.kms.keyArn, policyChanged: stack.policy.changed}) + '\n')
+      this.emitEvent('ready', {...e, lockfile: stack.lockfile, kmsKeyArn: stack.kms.keyArn, policyChanged: stack.policy.changed} satisfies EventResult<'dev', 'ready'>)
     } else {
       this.log(`\nnle dev is running (Ctrl-C to stop)`)
       this.log(`  proxy (HTTPS)   ${e.proxyUrl}   certificate ${e.caFile}`)
@@ -44,12 +48,12 @@ Then \`nle chat\` in the same folder finds it. Ctrl-C stops everything. Nothing 
       this.log(`  lockfile        ${stack.lockfile}`)
       this.log(`\nIn another terminal, in this folder: nle chat`)
     }
-    const signalled = untilStopSignal()
     try {
       await Promise.race([signalled, stack.exited])
     } finally {
       if (!json) process.stderr.write('stopping…\n')
       await stack.stop()
     }
+    if (json) this.emitEvent('stopped')
   }
 }

@@ -59,13 +59,15 @@ Inside a project where \`nle dev\` is running, the upstream, the dev root, the p
       warn: (m) => this.warn(m),
       log: (e) => process.stderr.write(eventLine(e, json) + '\n'),
     })
-    // --json: stdout is line-delimited JSON events (listening, stopped; errors too).
-    if (json) process.stdout.write(JSON.stringify(listeningEvent(served)) + '\n')
+    // Listen for SIGINT/SIGTERM before saying it listens: a script may send one as soon as it reads that.
+    const signalled = untilStopSignal()
+    // --json: stdout is one envelope per line (listening, stopped; an error too).
+    if (json) this.emitEvent('listening', listeningEvent(served))
     else for (const line of listeningLines(served)) this.log(line)
-    await untilStopSignal()
+    await signalled
     await served.stop()
     if (json) {
-      process.stdout.write(JSON.stringify({event: 'stopped', url: served.url, stopped: true}) + '\n')
+      this.emitEvent('stopped', {url: served.url})
       return undefined
     }
     this.log('nle gateway stopped.')

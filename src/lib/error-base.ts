@@ -105,12 +105,18 @@ export class NleError<Code extends ErrorCode = ErrorCode> extends Error {
     this.details = options.details
   }
 
-  /** The stable JSON shape printed by `--json` on failure. */
-  toJSON(): {code: string; message: string; hint: string; exitCode: number; details?: Record<string, unknown>} {
+  /** The code's section of docs/errors.md (`docs/errors.md#eif_not_found`). */
+  get docs(): string {
+    return docsAnchor(this.code)
+  }
+
+  /** The stable JSON shape of a failure: the `error` of the `--json` envelope (src/cli/json.ts). */
+  toJSON(): {code: string; message: string; hint: string; docs: string; exitCode: number; details?: Record<string, unknown>} {
     return {
       code: this.code,
       message: this.message,
       hint: this.hint,
+      docs: this.docs,
       exitCode: this.exitCode,
       ...(this.details === undefined ? {} : {details: this.details}),
     }

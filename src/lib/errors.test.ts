@@ -15,7 +15,9 @@ describe('NleError', () => {
     expect(e).toBeInstanceOf(Error)
     expect(hasCode(e, 'CONFIG_TYPE')).toBe(true)
     expect(hasCode(e, 'CONFIG_SYNTAX')).toBe(false)
-    expect(e.toJSON()).toEqual({code: 'CONFIG_TYPE', message: 'bad', hint: 'fix it. (docs/errors.md#config_type)', exitCode: 3, details: {path: 'a.b'}})
+    expect(e.toJSON()).toEqual({code: 'CONFIG_TYPE', message: 'bad', hint: 'fix it. (docs/errors.md#config_type)', docs: 'docs/errors.md#config_type', exitCode: 3, details: {path: 'a.b'}})
+    // The order of the --json error's fields (docs/json.md).
+    expect(Object.keys(e.toJSON())).toEqual(['code', 'message', 'hint', 'docs', 'exitCode', 'details'])
     const d = eifError('EIF_NOT_FOUND', 'No such file: x.eif')
     expect(d.exitCode).toBe(ExitCode.IO)
     expect(d.hint.startsWith(errorCatalogue().find((c) => c.code === 'EIF_NOT_FOUND')!.hint)).toBe(true)

@@ -2,6 +2,7 @@ import {type Hook} from '@oclif/core'
 import {distance} from 'fastest-levenshtein'
 
 import {NleError} from '../../lib/errors.js'
+import {failureEnvelope, renderEnvelope} from '../json.js'
 import {renderError} from '../render.js'
 
 /** The command names closest to what was typed (at most three), for "did you mean". */
@@ -27,7 +28,8 @@ const hook: Hook<'command_not_found'> = async function (options) {
     hint: suggestions.length > 0 ? `Did you mean ${suggestions.map((s) => `\`nle ${s}\``).join(' or ')}? \`nle --help\` lists every command` : '`nle --help` lists every command',
     details: {command: typed, suggestions},
   })
-  if ((options.argv ?? []).includes('--json')) process.stdout.write(JSON.stringify({status: 'error', error: error.toJSON()}, null, 2) + '\n')
+  // No command matched, so the envelope names none (the typed words are in details.command).
+  if ((options.argv ?? []).includes('--json')) process.stdout.write(renderEnvelope(failureEnvelope(null, error)))
   else process.stderr.write(renderError(error, {verbose: false, color: Boolean(process.stderr.isTTY)}))
   process.exitCode = error.exitCode
 }

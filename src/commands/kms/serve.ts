@@ -13,7 +13,7 @@ export default class KmsServe extends BaseCommand<typeof KmsServe> {
 
 Every request must be SigV4-signed by a configured identity, for the endpoint's region (--region; a signature for another region is refused, as AWS does) (--identities FILE, or the development identities nle-dev-admin, nle-dev-host and nle-dev-client created in the state file, mode 0600). Each request is checked against the key policy: principal, action, explicit Deny over Allow, and kms:RecipientAttestation:* conditions from the Recipient's attestation document, which is verified against --dev-root (the NSM simulator's root) or else the AWS Nitro root. With a Recipient, the answer is only inside CiphertextForRecipient (CMS EnvelopedData to the document's public key).
 
-Listens on 127.0.0.1 (or ::1) only. Stop with Ctrl-C. With --json, stdout is line-delimited JSON events: listening (url, state file, root, identities without their secrets), stopped, error.`
+Listens on 127.0.0.1 (or ::1) only. Stop with Ctrl-C. With --json, stdout is one JSON envelope per line (docs/json.md), the events: listening (url, state file, root, identities without their secrets), stopped, error.`
   static override examples = [
     '<%= config.bin %> kms serve --dev-root .nle/sim-root.pem',
     '<%= config.bin %> kms serve --port 4599 --state .nle/kms-state.json --identities identities.json',
@@ -42,9 +42,11 @@ Listens on 127.0.0.1 (or ::1) only. Stop with Ctrl-C. With --json, stdout is lin
       region: f.region,
       log: (line) => process.stderr.write(`${new Date().toISOString()} ${line}\n`),
     })
+    // Listen for SIGINT/SIGTERM before saying it listens: a script may send one as soon as it reads that.
+    const signalled = untilStopSignal()
     if (this.jsonEnabled()) this.emitEvent('listening', kmsListeningEvent(served))
     for (const line of kmsListeningLines(served)) this.log(line)
-    await untilStopSignal()
+    await signalled
     await served.server.close()
     if (this.jsonEnabled()) this.emitEvent('stopped', {url: served.server.url})
   }

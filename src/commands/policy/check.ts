@@ -27,9 +27,14 @@ With a sealed model and a separate model key (kms.modelKeyId), the model key's p
   static override examples = ['<%= config.bin %> policy check', '<%= config.bin %> policy check --policy-file infra/key-policy.json --format github', '<%= config.bin %> policy check --strict --json']
   static override flags = {
     ...policySourceFlags,
-    format: Flags.string({description: 'Report format.', options: ['text', 'json', 'github'], default: 'text'}),
+    format: Flags.string({description: 'Report format (json: the same envelope as --json).', options: ['text', 'json', 'github'], default: 'text'}),
     strict: Flags.boolean({description: 'Treat stale sets, partial pins and outdated statements as errors (exit 1).', default: false}),
     'allow-debug': Flags.boolean({description: 'Accept all-zero (debug-mode) measurements. Development keys only.', default: false}),
+  }
+
+  /** --format json is --json: the one envelope (docs/json.md), whichever flag a pipeline uses. */
+  override jsonEnabled(): boolean {
+    return super.jsonEnabled() || this.argv.includes('--format=json') || formatIsJson(this.argv)
   }
 
   /** In --format github an input error (a malformed policy, a missing config) is also an ::error annotation, so CI shows it on the file. */
@@ -48,4 +53,9 @@ With a sealed model and a separate model key (kms.modelKeyId), the model key's p
     if (report.exitCode !== 0) process.exitCode = report.exitCode
     return report
   }
+}
+
+function formatIsJson(argv: readonly string[]): boolean {
+  const i = argv.indexOf('--format')
+  return i !== -1 && argv[i + 1] === 'json'
 }

@@ -30,6 +30,7 @@ import {type ListenAddress, listenUrl, parseListen} from './listen.js'
 import {type AnswerStamp, type ParsedRequest, type RequestLimits, chatCompletion, parseChatBody, parseCompletionBody, textCompletion} from './openai.js'
 import {type ParsedResponsesRequest, parseResponsesBody, wholeResponse} from './responses.js'
 import {type AnswerShape, OpenAiEventEncoder, readOpening, relayStream} from './stream.js'
+import {type AccessLine, type AccessRecord, accessRecord, knownRoutes} from '../net/access.js'
 import {readBody} from '../net/body.js'
 import {sendJson} from '../net/json.js'
 import {HttpService} from '../net/service.js'
@@ -41,17 +42,8 @@ export interface GatewayUpstream extends AttestingUpstream {
   close(): void
 }
 
-export interface AccessLogEntry {
-  event: 'access'
-  method: string
-  /** Known routes verbatim; anything else is "(other)" (a path could carry data). */
-  path: string
-  status: number
-  bytesIn: number
-  bytesOut: number
-  ms: number
-  code?: string
-}
+/** The access line of every nle server (net/access.ts): known routes verbatim, anything else "(other)". */
+export type AccessLogEntry = AccessLine
 
 export type GatewayEvent = AccessLogEntry | AttestationLogEvent
 
@@ -133,7 +125,7 @@ export class Gateway {
     this.server = createServer({headersTimeout, requestTimeout, maxHeaderSize: 16 * 1024, connectionsCheckingInterval: Math.max(250, Math.min(1000, Math.floor(headersTimeout / 2)))}, (req, res) => void this.handle(req, res))
     this.server.maxConnections = 256
     this.server.keepAliveTimeout = 5000
-    this.service = new HttpService(this.server)
+    this.service = new HttpService(this.server, {access: {route: knownRoutes(KNOWN), write: (line) => this.options.log?.(line)}})
     const o = this.options
     this.attestation = new AttestationTracker(o.upstream, {mode: o.mode, upstreamDisplay: o.upstreamDisplay, ttlMs: o.attestationTtlMs, failureRetryMs: o.failureRetryMs, log: o.log})
   }
@@ -171,16 +163,11 @@ export class Gateway {
   }
 
   private async handle(req: IncomingMessage, res: ServerResponse): Promise<void> {
-    const t0 = performance.now()
     const path = (req.url ?? '/').split('?')[0]!
-    const entry: AccessLogEntry = {event: 'access', method: req.method ?? '?', path: KNOWN.has(path) ? path : '(other)', status: 0, bytesIn: 0, bytesOut: 0, ms: 0}
+    // The access line (HttpService writes it) takes its sizes and code from here.
+    const entry = accessRecord(res)
     this.open.add(res)
-    res.on('close', () => {
-      this.open.delete(res)
-      entry.status = res.statusCode
-      entry.ms = Math.round(performance.now() - t0)
-      this.options.log?.(entry)
-    })
+    res.on('close', () => this.open.delete(res))
     try {
       this.access.checkOrigin(req, res)
       if (req.method === 'OPTIONS') {
@@ -232,7 +219,7 @@ export class Gateway {
     return {model: this.options.modelId, systemFingerprint: `nle-${(a.pcrs[0] ?? '').slice(0, 16)}`}
   }
 
-  private async complete(res: ServerResponse, parsed: ParsedRequest, shape: AnswerShape, entry: AccessLogEntry): Promise<void> {
+  private async complete(res: ServerResponse, parsed: ParsedRequest, shape: AnswerShape, entry: AccessRecord): Promise<void> {
     const abort = new AbortController()
     res.on('close', () => {
       if (!res.writableFinished) abort.abort()
@@ -267,7 +254,7 @@ export class Gateway {
   }
 
   /** `promptParam`: the field a context overflow is blamed on (messages; input in the Responses API). */
-  private noteFailure(error: unknown, entry: AccessLogEntry, promptParam = 'messages'): HttpFailure {
+  private noteFailure(error: unknown, entry: AccessRecord, promptParam = 'messages'): HttpFailure {
     const f = toHttpFailure(error)
     if (f.body.error.code === 'context_length_exceeded') f.body.error.param = promptParam
     entry.code = f.body.error.code
@@ -277,7 +264,7 @@ export class Gateway {
     return f
   }
 
-  private fail(res: ServerResponse, error: unknown, entry: AccessLogEntry, promptParam?: string): void {
+  private fail(res: ServerResponse, error: unknown, entry: AccessRecord, promptParam?: string): void {
     const f = this.noteFailure(error, entry, promptParam)
     if (res.headersSent) {
       res.destroy()
@@ -295,7 +282,7 @@ function notAllowed(): NleError {
 }
 
 /** A JSON answer, its size noted in the access log entry. */
-function replyJson(res: ServerResponse, status: number, value: unknown, entry: AccessLogEntry, headers: Record<string, string> = {}): void {
+function replyJson(res: ServerResponse, status: number, value: unknown, entry: AccessRecord, headers: Record<string, string> = {}): void {
   entry.bytesOut = sendJson(res, status, value, headers)
 }
 

@@ -101,15 +101,13 @@ async function projectMaxTokens(): Promise<number | undefined> {
 }
 
 /** The `listening` event of `--json`: where, how, the attestation — where the token is kept, never the token. */
-export function listeningEvent(g: ServedGateway): Record<string, unknown> {
+export function listeningEvent(g: ServedGateway) {
   const a = g.attestation
   return {
-    event: 'listening',
-    ready: true,
     url: g.url,
     openaiBaseUrl: g.openaiBaseUrl,
     mode: g.mode,
-    token: g.access ? {required: true, ...(g.access.file ? {file: g.access.file} : {env: TOKEN_ENV})} : {required: false},
+    token: g.access ? {required: true as const, ...(g.access.file ? {file: g.access.file} : {env: TOKEN_ENV})} : {required: false as const},
     attestation: a.status === 'verified' ? {status: a.status, pcr0: a.pcrs?.PCR0, moduleId: a.moduleId, root: a.root, debug: a.debug, verifiedAt: a.verifiedAt} : {status: a.status, error: a.error},
   }
 }
@@ -130,7 +128,7 @@ export function listeningLines(g: ServedGateway): string[] {
 /** One stderr line per event: JSON with --json, short text otherwise. Metadata only, never a body. */
 export function eventLine(e: GatewayEvent, json: boolean): string {
   if (json) return JSON.stringify(e)
-  if (e.event === 'access') return `${e.method} ${e.path} ${e.status} ${e.bytesIn}B→${e.bytesOut}B ${e.ms}ms${e.code ? ` ${e.code}` : ''}`
+  if (e.event === 'access') return `${e.method} ${e.route} ${e.status} ${e.bytesIn}B→${e.bytesOut}B ${e.ms}ms${e.code ? ` ${e.code}` : ''}`
   if (e.event === 'attested') return `attestation verified (${e.reason}): PCR0 ${e.pcr0.slice(0, 16)}…`
   return `attestation FAILED (${e.reason}): ${e.code}; answering 503`
 }

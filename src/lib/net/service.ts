@@ -2,13 +2,14 @@
  * The one lifecycle of an HTTP listener: listen on a Unix socket or a host and port (a port or
  * socket in use is ADDRESS_IN_USE, any other failure the listener's own code), count the requests
  * in flight, drain (stop accepting, let those finish up to a timeout, then cut what is left) and
- * close (stop now). It wraps a node http or https `Server` built by its owner, whose options,
- * limits and handler stay the owner's.
+ * close (stop now), and write the one access line per request (./access.ts). It wraps a node
+ * http or https `Server` built by its owner, whose options, limits and handler stay the owner's.
  */
 import type {Server} from 'node:http'
 import type {AddressInfo} from 'node:net'
 
 import {type ErrorCode, type NleError, type NleErrorOptions, listenError} from '../errors.js'
+import {type AccessLogOptions, requestIds, watchAccess} from './access.js'
 
 export type ListenTarget = {socketPath: string} | {host: string; port: number}
 
@@ -32,8 +33,19 @@ export class HttpService {
   private idle: (() => void) | null = null
   private stopping = false
 
-  constructor(readonly server: Server) {
-    server.on('request', (_req, res) => {
+  /**
+   * `access`: write the access line of every request (the owner notes bytes, code and extras in
+   * `accessRecord(res)` while handling it).
+   */
+  constructor(
+    readonly server: Server,
+    options: {access?: AccessLogOptions} = {},
+  ) {
+    const access = options.access
+    const nextId = requestIds()
+    // Before the owner's handler: its request's record exists when the handler starts.
+    server.prependListener('request', (req, res) => {
+      if (access) watchAccess(req, res, access, nextId)
       this.active++
       res.once('close', () => {
         this.active--

@@ -86,7 +86,7 @@ describe('credentials endpoint, env source', () => {
     const post = await get(server.socketPath, '/v1/credentials', 'POST')
     expect(post.status).toBe(405)
     expect(post.headers.allow).toBe('GET')
-    expect(lines.map((l) => JSON.parse(l) as Record<string, unknown>).filter((l) => l.event === 'credentials').map((l) => [l.method, l.path, l.status])).toEqual([
+    expect(lines.map((l) => JSON.parse(l) as Record<string, unknown>).filter((l) => l.event === 'access').map((l) => [l.method, l.route, l.status])).toEqual([
       ['GET', '(other)', 404],
       ['POST', '/v1/credentials', 405],
     ])
@@ -103,9 +103,9 @@ describe('credentials endpoint, env source', () => {
     Object.assign(process.env, {AWS_ACCESS_KEY_ID: 'AKIAENVEXAMPLE', AWS_SECRET_ACCESS_KEY: SECRET, AWS_SESSION_TOKEN: TOKEN})
     const {server, lines} = await serve('env')
     for (let i = 0; i < 3; i++) expect((await get(server.socketPath)).status).toBe(200)
-    const access = lines.map((l) => JSON.parse(l) as Record<string, unknown>).filter((l) => l.event === 'credentials')
+    const access = lines.map((l) => JSON.parse(l) as Record<string, unknown>).filter((l) => l.event === 'access')
     expect(access).toHaveLength(3)
-    expect(access[0]).toMatchObject({level: 'info', method: 'GET', path: '/v1/credentials', status: 200, source: 'env'})
+    expect(access[0]).toMatchObject({level: 'info', method: 'GET', route: '/v1/credentials', status: 200, bytesOut: expect.any(Number), complete: true})
     const all = lines.join('\n')
     for (const secret of [SECRET, TOKEN, 'AKIAENVEXAMPLE']) expect(all).not.toContain(secret)
   })
@@ -183,7 +183,9 @@ describe('credentials endpoint, imds source (IMDSv2)', () => {
     const r = await get(server.socketPath)
     expect(r).toMatchObject({status: 503, json: {error: {code: 'PROXY_CREDENTIALS_UNAVAILABLE'}}})
     expect(imds.hits.unauthorized).toBe(0)
-    expect(lines.map((l) => JSON.parse(l) as Record<string, unknown>).find((l) => l.event === 'credentials')).toMatchObject({status: 503, source: 'imds', error: expect.any(String)})
+    const logged = lines.map((l) => JSON.parse(l) as Record<string, unknown>)
+    expect(logged.find((l) => l.event === 'access')).toMatchObject({status: 503, code: 'PROXY_CREDENTIALS_UNAVAILABLE'})
+    expect(logged.find((l) => l.event === 'credentials_unavailable')).toMatchObject({level: 'warn', source: 'imds', error: expect.any(String)})
   })
 
   it('503 when there is no metadata service at all', async () => {

@@ -15,7 +15,6 @@
  */
 import {chmod, rm} from 'node:fs/promises'
 import {type IncomingMessage, type Server, type ServerResponse, createServer} from 'node:http'
-import {performance} from 'node:perf_hooks'
 
 import {fromEnv} from '@aws-sdk/credential-provider-env'
 // The IMDS provider of the AWS SDK itself: @aws-sdk/credential-providers' fromInstanceMetadata is a
@@ -25,6 +24,7 @@ import {fromInstanceMetadata} from '@smithy/credential-provider-imds'
 import type {AwsCredentialIdentity, AwsCredentialIdentityProvider} from '@smithy/types'
 
 import type {Logger} from '../net/log.js'
+import {accessRecord, knownRoutes, toLogger} from '../net/access.js'
 import {jsonError, sendJson} from '../net/json.js'
 import {HttpService} from '../net/service.js'
 import {CREDENTIALS_PATH} from '../protocol/routes.js'
@@ -103,34 +103,25 @@ export async function startCredentialsServer(options: CredentialsServerOptions):
   const credentials = cachingProvider(options.provider ?? credentialProvider(source), options.now)
 
   const handle = async (req: IncomingMessage, res: ServerResponse): Promise<void> => {
-    const t0 = performance.now()
     const path = (req.url ?? '/').split('?')[0] ?? '/'
-    let error: string | undefined
-    res.on('close', () => {
-      logger.log('info', 'credentials', {
-        method: req.method,
-        path: path === CREDENTIALS_PATH ? path : '(other)',
-        status: res.statusCode,
-        ms: Math.round((performance.now() - t0) * 10) / 10,
-        source,
-        error,
-      })
-    })
+    // The access line (HttpService writes it): sizes and code; never a credential.
+    const log = accessRecord(res)
     req.resume()
-    if (path !== CREDENTIALS_PATH) return void jsonError(res, 'PROXY_NOT_FOUND', 'No such endpoint.')
-    if (req.method !== 'GET') return void jsonError(res, 'PROXY_NOT_FOUND', `Use GET for ${CREDENTIALS_PATH}.`, {status: 405, headers: {allow: 'GET'}})
+    if (path !== CREDENTIALS_PATH) return void jsonError(res, 'PROXY_NOT_FOUND', 'No such endpoint.', {log})
+    if (req.method !== 'GET') return void jsonError(res, 'PROXY_NOT_FOUND', `Use GET for ${CREDENTIALS_PATH}.`, {status: 405, headers: {allow: 'GET'}, log})
     try {
-      sendJson(res, 200, toBody(await credentials()))
+      log.bytesOut = sendJson(res, 200, toBody(await credentials()))
     } catch (cause) {
       // The provider's error name only: its message could one day carry more than we want logged.
-      error = (cause as Error)?.name ?? 'Error'
-      jsonError(res, 'PROXY_CREDENTIALS_UNAVAILABLE', `No AWS credentials from the ${source} source (${error}).`)
+      const error = (cause as Error)?.name ?? 'Error'
+      logger.log('warn', 'credentials_unavailable', {source, error})
+      jsonError(res, 'PROXY_CREDENTIALS_UNAVAILABLE', `No AWS credentials from the ${source} source (${error}).`, {log})
     }
   }
 
   const server: Server = createServer({keepAliveTimeout: 5000}, (req, res) => void handle(req, res))
   await rm(socketPath, {force: true})
-  const service = new HttpService(server)
+  const service = new HttpService(server, {access: {route: knownRoutes([CREDENTIALS_PATH]), write: toLogger(logger)}})
   // Only this user (root on a host) may read the host role's credentials through the socket: the
   // umask makes it 0600 from the start (HttpService.listen binds before its first await), chmod makes sure.
   const umask = process.umask(0o177)

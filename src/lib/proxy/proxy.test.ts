@@ -80,7 +80,7 @@ describe('ParentProxy', () => {
     expect((await call(port, 'GET', '/v1/chat/completions')).status).toBe(405)
     expect(lines.join('\n')).not.toContain('SECRET')
     const access = lines.map((l) => JSON.parse(l)).filter((l) => l.event === 'access' && l.status === 200)
-    expect(access[0]).toMatchObject({method: 'POST', path: '/v1/chat/completions', bytesIn: 11, bytesOut: 11})
+    expect(access[0]).toMatchObject({method: 'POST', route: '/v1/chat/completions', bytesIn: 11, bytesOut: 11})
     expect(typeof access[0].ms).toBe('number')
   })
 

@@ -21,11 +21,11 @@
 import {Agent, type IncomingMessage, type Server, type ServerOptions, type ServerResponse, createServer as createHttpServer, request as httpRequest} from 'node:http'
 import {createServer as createHttpsServer} from 'node:https'
 import {type Socket, isIPv6} from 'node:net'
-import {performance} from 'node:perf_hooks'
 
 import {type Logger, silentLogger} from '../net/log.js'
 import {Semaphore} from '../net/semaphore.js'
 import {proxyError} from './errors.js'
+import {type AccessRecord, OTHER, accessRecord, toLogger} from '../net/access.js'
 import {readBody} from '../net/body.js'
 import {jsonError} from '../net/json.js'
 import {HttpService} from '../net/service.js'
@@ -191,7 +191,7 @@ export class ParentProxy {
   async listen(options: ListenOptions): Promise<{https?: {host: string; port: number}; http?: {host: string; port: number}}> {
     const out: {https?: {host: string; port: number}; http?: {host: string; port: number}} = {}
     const bind = async (server: Server, host: string, port: number): Promise<{host: string; port: number}> => {
-      const service = new HttpService(server)
+      const service = new HttpService(server, {access: {route: proxiedRoute, write: toLogger(this.logger)}})
       await service.listen({host, port}, {code: 'PROXY_LISTEN_FAILED', details: {host, port}, inUseHint: 'Another process uses that port: stop it, or pick another with --port / --http-port (proxy.port, proxy.httpPort)'})
       this.services.push(service)
       return {host, port: service.address()?.port ?? port}
@@ -218,10 +218,10 @@ export class ParentProxy {
   }
 
   private async handle(req: IncomingMessage, res: ServerResponse): Promise<void> {
-    const t0 = performance.now()
     const path = (req.url ?? '/').split('?')[0] ?? '/'
     const known = Object.hasOwn(PROXIED_ROUTES, path)
-    const entry: {bytesIn: number; bytesOut: number; upstream?: number; code?: string} = {bytesIn: 0, bytesOut: 0}
+    // The access line (HttpService writes it) takes its sizes, code and upstream from here.
+    const entry = accessRecord(res)
     // The client leaving before its answer is complete: stops the wait for a slot or the upstream
     // request. (A plain callback, not an AbortController: one per request costs more than the relay.)
     const client: ClientState = {gone: false, onGone: null}
@@ -235,17 +235,6 @@ export class ParentProxy {
       if (slot) this.slots.release()
       this.buffered -= reserved
       this.served++
-      this.logger.log('info', 'access', {
-        method: req.method,
-        path: known ? path : '(other)',
-        status: res.statusCode,
-        bytesIn: entry.bytesIn,
-        bytesOut: entry.bytesOut,
-        ms: Math.round((performance.now() - t0) * 10) / 10,
-        upstream: entry.upstream,
-        code: entry.code,
-        complete: res.writableFinished,
-      })
     })
 
     if (!known) return reply(res, 'PROXY_NOT_FOUND', 'No such endpoint.', entry)
@@ -316,14 +305,14 @@ export class ParentProxy {
     }
   }
 
-  private async forward(req: IncomingMessage, res: ServerResponse, body: Buffer, entry: {bytesOut: number; upstream?: number}, client: ClientState): Promise<void> {
+  private async forward(req: IncomingMessage, res: ServerResponse, body: Buffer, entry: AccessRecord, client: ClientState): Promise<void> {
     const n = this.options.upstreams.length
     const first = this.next
     this.next = (this.next + 1) % n
     let lastError = ''
     for (let i = 0; i < n; i++) {
       const index = (first + i) % n
-      entry.upstream = index
+      entry.extra.upstream = index
       const outcome = await this.attempt(index, req, res, body, entry, client)
       if (outcome === 'done') return
       lastError = outcome
@@ -425,4 +414,9 @@ function reply(res: ServerResponse, code: WireErrorCode, message: string, entry:
 async function readLimited(req: IncomingMessage, limit: number): Promise<Buffer | 'too-large' | 'aborted'> {
   const outcome = await readBody(req, {limit})
   return outcome.ok ? outcome.body : outcome.reason === 'too-large' ? 'too-large' : 'aborted'
+}
+
+/** The path as logged: a proxied route verbatim, anything else collapsed (a path could carry data). */
+function proxiedRoute(path: string): string {
+  return Object.hasOwn(PROXIED_ROUTES, path) ? path : OTHER
 }

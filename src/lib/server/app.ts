@@ -15,7 +15,6 @@
  * learns neither the answer nor whether, or why, a request failed.
  */
 import {type IncomingMessage, type Server, type ServerResponse, createServer} from 'node:http'
-import {performance} from 'node:perf_hooks'
 
 import type {AttestationRequest} from '../attestation/nsm-client.js'
 import {CHUNK_PAD_BLOCK, type ResponseKeys, ResponseSealer, type ServerKeyRing, WHOLE_PAD_BLOCK, sealWholeResponse} from '../channel/index.js'
@@ -30,6 +29,7 @@ import {type Logger, silentLogger} from '../net/log.js'
 import {KvBudget} from './kv-budget.js'
 import {Semaphore} from '../net/semaphore.js'
 import {readBody} from '../net/body.js'
+import {accessRecord, type AccessRecord, toLogger} from '../net/access.js'
 import {jsonError, sendJson} from '../net/json.js'
 import {HttpService} from '../net/service.js'
 
@@ -61,14 +61,8 @@ export interface EnclaveServerOptions {
 
 const json = (value: unknown): string => JSON.stringify(value)
 
-/** What a request's log line carries: sizes, codes, and for a generation its token count and timings (no content). */
-interface RequestLog {
-  requestId?: string
-  code?: string
-  bytesIn: number
-  bytesOut: number
-  generation?: {tokens: number; ttftMs?: number; interTokenMs?: number}
-}
+/** What a request's access line carries (net/access.ts): sizes, codes, and for a generation its token count and timings (no content). */
+type RequestLog = AccessRecord
 
 class Metrics {
   readonly counters = new Map<string, number>()
@@ -99,7 +93,7 @@ export class EnclaveServer {
     this.padBlock = options.padBlock ?? CHUNK_PAD_BLOCK
     this.wholePadBlock = options.wholePadBlock ?? WHOLE_PAD_BLOCK
     this.server = createServer({keepAliveTimeout: 5000}, (req, res) => void this.handle(req, res))
-    this.service = new HttpService(this.server)
+    this.service = new HttpService(this.server, {access: {route: knownRoute, write: toLogger(this.logger)}})
   }
 
   /** Requests being handled now. */
@@ -122,25 +116,11 @@ export class EnclaveServer {
   }
 
   private async handle(req: IncomingMessage, res: ServerResponse): Promise<void> {
-    const t0 = performance.now()
     const url = new URL(req.url ?? '/', 'http://enclave')
     const route = url.pathname
-    const log: RequestLog = {bytesIn: 0, bytesOut: 0}
-    res.on('close', () => {
-      this.metrics.inc('nle_server_requests_total', {route: knownRoute(route), status: res.statusCode})
-      this.logger.log('info', 'request', {
-        method: req.method,
-        path: knownRoute(route),
-        status: res.statusCode,
-        requestId: log.requestId,
-        code: log.code,
-        bytesIn: log.bytesIn,
-        bytesOut: log.bytesOut,
-        ms: Math.round((performance.now() - t0) * 10) / 10,
-        ...(log.generation === undefined ? {} : log.generation),
-        aborted: !res.writableFinished || undefined,
-      })
-    })
+    // The access line (HttpService writes it) takes its sizes, code, request id and generation figures from here.
+    const log = accessRecord(res)
+    res.on('close', () => this.metrics.inc('nle_server_requests_total', {route: knownRoute(route), status: res.statusCode}))
     try {
       if (route === HEALTH_PATH && req.method === 'GET') return this.health(res)
       if (route === METRICS_PATH && req.method === 'GET') return await this.sendMetrics(res)
@@ -314,11 +294,11 @@ export class EnclaveServer {
       }
       if (abort.signal.aborted) return
       this.metrics.inc('nle_server_tokens_generated_total', {}, result.completionTokens)
-      log.generation = {
+      Object.assign(log.extra, {
         tokens: result.completionTokens,
         ...(result.ttftMs === undefined ? {} : {ttftMs: Math.round(result.ttftMs)}),
         ...(result.interTokenMs === undefined ? {} : {interTokenMs: Math.round(result.interTokenMs * 10) / 10}),
-      }
+      })
       if (result.ttftMs !== undefined) {
         this.metrics.inc('nle_server_ttft_ms_sum', {}, Math.round(result.ttftMs))
         this.metrics.inc('nle_server_ttft_ms_count')

@@ -61,7 +61,7 @@ async function loadDevRoot(path: string): Promise<TrustedRoot> {
 }
 
 /** The `listening` event of `--json`: access key ids only, the secrets stay in their file. */
-export function kmsListeningEvent(s: ServedLocalKms): Record<string, unknown> {
+export function kmsListeningEvent(s: ServedLocalKms) {
   const devRoot = s.root.name === 'insecure-dev-root'
   return {
     url: s.server.url,

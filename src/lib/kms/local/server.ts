@@ -19,6 +19,7 @@ import {kmsError} from '../errors.js'
 import {KmsApiError, LocalKms} from './operations.js'
 import {verifySigV4} from './sigv4.js'
 import {type LocalIdentity, type LocalState, saveState} from './state.js'
+import {accessRecord, knownRoutes} from '../../net/access.js'
 import {readBody} from '../../net/body.js'
 import {sendJson} from '../../net/json.js'
 import {HttpService} from '../../net/service.js'
@@ -48,7 +49,7 @@ export interface LocalKmsOptions {
   /** Time a client has to send its whole body (default DEFAULT_BODY_TIMEOUT_MS); 408 after it. */
   bodyTimeoutMs?: number
   now?: () => number
-  /** One line per request (no bodies, no secrets). */
+  /** One line per request (no bodies, no secrets): the operation and the caller, and the access line (net/access.ts) as JSON. */
   log?: (line: string) => void
 }
 
@@ -124,12 +125,18 @@ export async function startLocalKms(options: LocalKmsOptions): Promise<RunningLo
   let queue: Promise<unknown> = Promise.resolve()
 
   const respond = (res: ServerResponse, status: number, contentType: string, body: string): void => {
+    accessRecord(res).bytesOut = Buffer.byteLength(body)
     res.writeHead(status, {'content-type': contentType, 'content-length': Buffer.byteLength(body), 'x-amzn-requestid': randomUUID()})
     res.end(body)
   }
   // The KMS JSON 1.1 protocol's content type and request id, without the no-store of nle's own answers.
-  const awsJson = (res: ServerResponse, status: number, body: unknown): void => void sendJson(res, status, body, {'content-type': 'application/x-amz-json-1.1', 'cache-control': undefined, 'x-amzn-requestid': randomUUID()})
-  const jsonError = (res: ServerResponse, error: KmsApiError): void => awsJson(res, error.status, {__type: error.type, message: error.message})
+  const awsJson = (res: ServerResponse, status: number, body: unknown): void => {
+    accessRecord(res).bytesOut = sendJson(res, status, body, {'content-type': 'application/x-amz-json-1.1', 'cache-control': undefined, 'x-amzn-requestid': randomUUID()})
+  }
+  const jsonError = (res: ServerResponse, error: KmsApiError): void => {
+    accessRecord(res).code = error.type
+    awsJson(res, error.status, {__type: error.type, message: error.message})
+  }
 
   async function handle(req: IncomingMessage, res: ServerResponse, body: Buffer): Promise<void> {
     const url = new URL(req.url ?? '/', 'http://localhost')
@@ -214,6 +221,7 @@ export async function startLocalKms(options: LocalKmsOptions): Promise<RunningLo
     let body: Buffer
     try {
       body = await readRequestBody(req, bodyTimeoutMs)
+      accessRecord(res).bytesIn = body.length
     } catch (error) {
       const e = error instanceof KmsApiError ? error : new KmsApiError('ValidationException', 'The request body could not be read.', 400)
       log(`refused a request body: ${e.type}`)
@@ -234,7 +242,8 @@ export async function startLocalKms(options: LocalKmsOptions): Promise<RunningLo
       if (!res.headersSent) jsonError(res, new KmsApiError('KMSInternalException', 'Internal error.', 500))
     })
   }
-  const service = new HttpService(server)
+  // Every request is POST / (the operation is a header): the route is "/" or "(other)".
+  const service = new HttpService(server, {access: {route: knownRoutes(['/']), write: (line) => log(JSON.stringify(line))}})
   await service.listen({host, port: options.port ?? 0}, {code: 'KMS_LISTEN_FAILED', inUseHint: 'Another process uses that port: stop it, or pick another with --port'})
   const address = service.address()!
   if (!isLoopbackAddress(address.address)) {
