@@ -36,7 +36,10 @@ const policyStatement = z.strictObject({
   NotResource: stringOrList.optional(),
   Condition: z.record(z.string(), z.record(z.string(), z.unknown())).optional(),
 })
+/** Which key an entry is about (a sealed model's separate key, kms.modelKeyId, next to the project key), and where its policy came from. */
+const keyRef = z.strictObject({purpose: z.enum(['project', 'model']), source: z.string()})
 const exposure = z.strictObject({
+  key: keyRef.optional(),
   kind: z.enum(['unconditioned-access', 'debug-pin', 'partial-pin', 'stale-set']),
   index: z.number(),
   sid: z.string().nullable(),
@@ -68,6 +71,7 @@ const memoryPlan = {
   memoryMiB: z.number(),
   source: z.enum(['auto', 'config']),
 }
+const layoutFigure = z.strictObject({eifBytes: z.number(), estimated: z.boolean(), eifRuleMiB: z.number(), runtimeMiB: z.number(), memoryMiB: z.number()})
 /** The enclave memory nle plans: 4x the EIF or the runtime's need (the model, its KV cache, overhead), whichever is more. */
 const enclaveMemory = z.strictObject({
   runtime: z
@@ -80,9 +84,54 @@ const enclaveMemory = z.strictObject({
     })
     .optional(),
   ...memoryPlan,
+  /** The model embedded in the EIF against sealed (model.sealed): the built EIF's figure and the other layout's, derived from it. */
+  layouts: z
+    .strictObject({
+      built: z.enum(['embedded', 'sealed']),
+      embedded: layoutFigure,
+      sealed: layoutFigure,
+      ratio: z.strictObject({eif: z.number(), memory: z.number()}),
+      swap: z.strictObject({modelEntryBytes: z.number(), sealedManifestBytes: z.number(), sealedManifestEstimated: z.boolean()}),
+    })
+    .optional(),
 })
 const managed = {pid: z.number().optional(), unit: z.string().optional()}
 const doctorCheckId = z.enum(['node', 'config', 'docker', 'docker-daemon', 'nitro-cli', 'nitro-device', 'allocator', 'vsock-proxy', 'socat', 'aws-credentials', 'aws-region'])
+
+/** One key's patch (`policy apply`): the project key's, and a separate model key's in `model`. */
+const applyReport = z.strictObject({
+  key: z.enum(['project', 'model']),
+  source: z.string(),
+  changed: z.boolean(),
+  written: z.string().nullable(),
+  diff: z.string(),
+  sets: z.array(z.strictObject({sid: z.string(), set: measurementSet, current: z.boolean()})),
+  removed: z.array(measurementSet),
+  exposures: z.array(exposure),
+  lockout: z.strictObject({caller: z.string(), before: z.boolean(), after: z.boolean(), lost: z.boolean()}).nullable(),
+})
+/** One key's policy as `policy show` reads it. */
+const showReport = z.strictObject({
+  key: z.enum(['project', 'model']),
+  source: z.string(),
+  project: z.string(),
+  roleArn: z.string().nullable(),
+  current: measurementSet.nullable(),
+  statements: z.array(
+    z.strictObject({
+      index: z.number(),
+      sid: z.string().nullable(),
+      effect: z.enum(['Allow', 'Deny']),
+      owned: z.boolean(),
+      principals: z.array(z.string()),
+      actions: z.array(z.string()),
+      notAction: z.boolean(),
+      measurements: measurementSet.nullable(),
+      status: z.enum(['current', 'other']).nullable(),
+    }),
+  ),
+  exposures: z.array(exposure),
+})
 
 // ---------------------------------------------------------------------------------------------
 // The result of each command that prints one envelope.
@@ -124,6 +173,8 @@ export const RESULTS = {
     builder: z.enum(['docker', 'native']),
     eif: z.strictObject({path: z.string(), size: z.number(), sha384: hex, signed: z.boolean(), version: z.number(), bootable: z.boolean(), reason: z.string().optional()}),
     measurements: measurementSet,
+    /** native builder: where the kernel, init and nsm.ko came from. */
+    blobs: z.strictObject({kind: z.enum(['nitro', 'qemu', 'placeholder', 'folder']), source: z.string()}).optional(),
     crossCheck: z.strictObject({against: z.enum(['nitro-cli', 'nle-writer']), match: z.literal(true)}),
     memory: enclaveMemory,
     lockfile: z.string(),
@@ -273,16 +324,7 @@ export const RESULTS = {
 
   pcr: z.union([z.strictObject({PCR: hex}), z.strictObject({PCR8: hex})]),
 
-  'policy apply': z.strictObject({
-    source: z.string(),
-    changed: z.boolean(),
-    written: z.string().nullable(),
-    diff: z.string(),
-    sets: z.array(z.strictObject({sid: z.string(), set: measurementSet, current: z.boolean()})),
-    removed: z.array(measurementSet),
-    exposures: z.array(exposure),
-    lockout: z.strictObject({caller: z.string(), before: z.boolean(), after: z.boolean(), lost: z.boolean()}).nullable(),
-  }),
+  'policy apply': applyReport.extend({model: applyReport.nullable()}),
 
   'policy check': z.strictObject({
     source: z.string(),
@@ -290,10 +332,11 @@ export const RESULTS = {
     headline: z.string(),
     exitCode: z.union([z.literal(0), z.literal(1), z.literal(2)]),
     current: measurementSet,
-    operations: z.array(z.strictObject({operation: z.enum(['Decrypt', 'GenerateDataKey', 'GenerateRandom']), admitted: z.boolean()})),
-    sets: z.array(z.strictObject({index: z.number(), sid: z.string().nullable(), owned: z.boolean(), set: measurementSet, actions: z.array(z.string()), status: z.enum(['current', 'stale', 'previous', 'debug'])})),
+    operations: z.array(z.strictObject({key: keyRef.optional(), operation: z.enum(['Decrypt', 'GenerateDataKey', 'GenerateRandom']), admitted: z.boolean()})),
+    sets: z.array(z.strictObject({key: keyRef.optional(), index: z.number(), sid: z.string().nullable(), owned: z.boolean(), set: measurementSet, actions: z.array(z.string()), status: z.enum(['current', 'stale', 'previous', 'debug'])})),
     findings: z.array(
       z.strictObject({
+        key: keyRef.optional(),
         severity: z.enum(['error', 'warning']),
         kind: z.enum(['unconditioned-access', 'debug-pin', 'partial-pin', 'stale-set', 'not-admitted', 'debug-measurements', 'grants-unread', 'outdated-statements']),
         message: z.string(),
@@ -303,28 +346,11 @@ export const RESULTS = {
       }),
     ),
     exposures: z.array(exposure),
+    /** The keys checked, when a sealed model's separate key is checked with the project key. */
+    keys: z.array(keyRef).optional(),
   }),
 
-  'policy show': z.strictObject({
-    source: z.string(),
-    project: z.string(),
-    roleArn: z.string().nullable(),
-    current: measurementSet.nullable(),
-    statements: z.array(
-      z.strictObject({
-        index: z.number(),
-        sid: z.string().nullable(),
-        effect: z.enum(['Allow', 'Deny']),
-        owned: z.boolean(),
-        principals: z.array(z.string()),
-        actions: z.array(z.string()),
-        notAction: z.boolean(),
-        measurements: measurementSet.nullable(),
-        status: z.enum(['current', 'other']).nullable(),
-      }),
-    ),
-    exposures: z.array(exposure),
-  }),
+  'policy show': showReport.extend({model: showReport.nullable()}),
 
   run: z.strictObject({
     enclave: z.strictObject({id: z.string(), name: z.string(), cid: z.number(), processId: z.number(), cpuIds: z.array(z.number()), requestedMemoryMiB: z.number(), memoryMiB: z.number(), debug: z.boolean()}),
