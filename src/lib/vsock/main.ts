@@ -101,7 +101,7 @@ export async function runVsockBackend(argv: readonly string[]): Promise<number> 
   try {
     const result = await backend.run()
     log('info', 'stopped', {reason: result.reason, ...result.stats})
-    return 0
+    return result.reason === 'front-end protocol error' ? vsockError('VSOCK_FRONTEND_PROTOCOL', result.reason).exitCode : 0
   } catch (error) {
     const e = isNleError(error) ? error : vsockError('VSOCK_FRONTEND_PROTOCOL', (error as Error).message)
     log('error', 'failed', {code: e.code, message: e.message, hint: e.hint})
