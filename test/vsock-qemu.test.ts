@@ -7,7 +7,8 @@
 // Needs what `bash scripts/qemu-nitro.sh` caches (skipped with the reason printed otherwise;
 // NLE_QEMU=0 skips on purpose).   npx vitest run test/vsock-qemu.test.ts
 import {createHash, randomBytes} from 'node:crypto'
-import {existsSync} from 'node:fs'
+import {once} from 'node:events'
+import {existsSync, readFileSync} from 'node:fs'
 import {join} from 'node:path'
 import net from 'node:net'
 
@@ -30,6 +31,11 @@ const found = loadQemuManifest()
 const skipReason = process.env.NLE_QEMU === '0' ? 'NLE_QEMU=0' : found.reason
 if (skipReason) process.stdout.write(`[vsock-qemu] SKIPPED the vsock tests against QEMU: ${skipReason}\n`)
 
+/** CPU seconds (user + system) a process has used, from /proc (Linux). */
+function cpuSeconds(pid: number | undefined): number {
+  const fields = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1]!.split(' ')
+  return (Number(fields[11]) + Number(fields[12])) / 100
+}
 const sha256 = (b: Uint8Array): string => createHash('sha256').update(b).digest('hex')
 const mbps = (bytes: number, ms: number): string => (bytes / 1024 / 1024 / (ms / 1000)).toFixed(1)
 
@@ -122,17 +128,38 @@ describe.skipIf(skipReason !== undefined)('[qemu] nle vhost-user-vsock back-end 
   }, 600_000)
 
   it(`[qemu] ${BIG} bytes guest → host arrive intact (SHA-256; credit flow), throughput printed`, async () => {
+    const cpu0 = cpuSeconds(backend.child.pid)
     const [kind, status, sha, reply, ms] = await guest(`SEND ${HOST_SINK_PORT} ${BIG}`)
+    const cpu = cpuSeconds(backend.child.pid) - cpu0
     expect([kind, status]).toEqual(['SEND', 'ok'])
     expect(reply).toBe(sha)
-    figures.push(`guest → host ${BIG} bytes in ${ms} ms: ${mbps(BIG, Number(ms))} MB/s (measured in the guest, connect to end)`)
+    figures.push(`guest → host ${BIG} bytes in ${ms} ms: ${mbps(BIG, Number(ms))} MB/s (measured in the guest, connect to end; back-end CPU ${cpu.toFixed(2)} s)`)
   }, 600_000)
 
   it(`[qemu] ${BIG} bytes host → guest arrive intact (SHA-256; credit flow), throughput printed`, async () => {
     const data = randomBytes(BIG)
+    const cpu0 = cpuSeconds(backend.child.pid)
     const {back, ms} = await exchange(path('guest-sink.sock'), data)
+    const cpu = cpuSeconds(backend.child.pid) - cpu0
     expect(back.toString().trim()).toBe(`${sha256(data)} ${BIG}`)
-    figures.push(`host → guest ${BIG} bytes in ${ms.toFixed(1)} ms: ${mbps(BIG, ms)} MB/s (measured on the host, connect to answer)`)
+    figures.push(`host → guest ${BIG} bytes in ${ms.toFixed(1)} ms: ${mbps(BIG, ms)} MB/s (measured on the host, connect to answer; back-end CPU ${cpu.toFixed(2)} s)`)
+  }, 600_000)
+
+  it('[qemu] one-byte round trips guest → host echo → guest, against the same over a Unix-socket pair', async () => {
+    const count = 200
+    const [kind, status, n, ms] = await guest(`RTT ${HOST_ECHO_PORT} ${count}`)
+    expect([kind, status, n]).toEqual(['RTT', 'ok', String(count)])
+    const s = net.createConnection(path('host-echo.sock'))
+    await once(s, 'connect')
+    const t0 = performance.now()
+    for (let i = 0; i < count; i++) {
+      const back = once(s, 'data')
+      s.write(Buffer.from([i & 0xff]))
+      await back
+    }
+    const refMs = performance.now() - t0
+    s.destroy()
+    figures.push(`round trip (1 byte, guest → host echo → guest): ${((1000 * Number(ms)) / count).toFixed(0)} µs, Unix-socket pair on the host ${((1000 * refMs) / count).toFixed(0)} µs (${count} each)`)
   }, 600_000)
 
   it('[qemu] the same transfer over a Unix-socket pair on the host (the reference figure)', async () => {

@@ -24,7 +24,6 @@ import {type EifBuildResult, writeEif} from '../../src/lib/eif/writer.js'
 export const REPO = fileURLToPath(new URL('../../', import.meta.url))
 export const PROBE_ENTRY = 'runtime/enclave-server/attest-probe.ts'
 export const INIT_SCRIPT = 'test/fixtures/qemu-enclave-init.sh'
-export const STUB = 'test/fixtures/vhost-user-vsock-stub.py'
 /**
  * The kernel command line. No virtio_mmio.device= (the cloud kernel lacks
  * CONFIG_VIRTIO_MMIO_CMDLINE_DEVICES; devices come from ACPI). tsc_early_khz avoids a rare TSC

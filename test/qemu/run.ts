@@ -1,13 +1,14 @@
-// Boots an EIF in QEMU's nitro-enclave machine (TCG, acpi=on) next to the vhost-user-vsock stub,
+// Boots an EIF in QEMU's nitro-enclave machine (TCG, acpi=on) next to nle's vhost-user-vsock back-end,
 // answers the probe's READY with a challenge on the serial console, and collects the attestation
 // document it prints. Both processes are killed whatever happens (and on worker exit).
 import {type ChildProcess, spawn} from 'node:child_process'
 import {createHash} from 'node:crypto'
-import {existsSync, rmSync} from 'node:fs'
+import {rmSync} from 'node:fs'
 import {join} from 'node:path'
 
 import {PROBE_MARKERS as MARKERS} from '../../runtime/enclave-server/attest-probe-protocol.js'
-import {type QemuManifest, REPO, STUB} from './image.js'
+import {startBackend} from './backend.js'
+import type {QemuManifest} from './image.js'
 
 export interface Challenge {
   nonce: Uint8Array
@@ -74,33 +75,6 @@ export async function stop(child: ChildProcess | undefined, graceMs = 5000): Pro
   clearTimeout(timer)
 }
 
-function python(): string {
-  return existsSync('/usr/bin/python3') ? '/usr/bin/python3' : 'python3'
-}
-
-async function startStub(socket: string, maxSeconds: number): Promise<ChildProcess> {
-  const stub = spawn(python(), [join(REPO, STUB), socket, '--cid', String(ENCLAVE_CID), '--max-seconds', String(maxSeconds)], {stdio: ['ignore', 'pipe', 'pipe']})
-  track(stub)
-  let err = ''
-  stub.stderr!.on('data', (b: Buffer) => (err += b.toString()))
-  await new Promise<void>((resolve, reject) => {
-    let out = ''
-    const timer = setTimeout(() => reject(new Error(`vhost-user-vsock stub did not start in 15 s: ${err}`)), 15_000)
-    stub.stdout!.on('data', (b: Buffer) => {
-      out += b.toString()
-      if (out.includes('listening')) {
-        clearTimeout(timer)
-        resolve()
-      }
-    })
-    stub.once('exit', (code) => {
-      clearTimeout(timer)
-      reject(new Error(`vhost-user-vsock stub exited (${code}) before listening: ${err}`))
-    })
-  })
-  return stub
-}
-
 function parseProbeOutput(lines: string[]): {document: Uint8Array; describe: Record<string, unknown>} {
   const begin = lines.findIndex((l) => l === MARKERS.begin)
   const end = lines.findIndex((l, i) => i > begin && l === MARKERS.end)
@@ -125,14 +99,14 @@ function parseProbeOutput(lines: string[]): {document: Uint8Array; describe: Rec
  */
 export async function bootProbe(o: {manifest: QemuManifest; eif: string; workDir: string; challenge: Challenge; timeoutMs: number; onLine?: (line: string) => void}): Promise<BootResult> {
   const socket = join(o.workDir, 'vhost-user-vsock.sock')
-  let stub: ChildProcess | undefined
+  let backend: ChildProcess | undefined
   let qemu: ChildProcess | undefined
   let serial = ''
   let stderr = ''
   let finished = false
   const args = qemuArgs(o.manifest, o.eif, socket)
   try {
-    stub = await startStub(socket, Math.ceil(o.timeoutMs / 1000) + 60)
+    backend = (await startBackend(['--socket', socket, '--cid', String(ENCLAVE_CID)])).child
     const t0 = performance.now()
     qemu = spawn(o.manifest.qemu, args, {stdio: ['pipe', 'pipe', 'pipe']})
     track(qemu)
@@ -190,7 +164,7 @@ export async function bootProbe(o: {manifest: QemuManifest; eif: string; workDir
       await Promise.race([new Promise((r) => q.once('exit', r)), new Promise((r) => setTimeout(r, 20_000))])
     }
     await stop(qemu)
-    await stop(stub)
+    await stop(backend)
     rmSync(socket, {force: true})
   }
 }

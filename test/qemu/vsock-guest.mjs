@@ -6,6 +6,7 @@
 //   ECHO <port> <bytes>   connect to CID 3:<port>, send random bytes, read them back, compare.
 //   SEND <port> <bytes>   connect to CID 3:<port>, send random bytes, end, read the host's
 //                         "<sha256 hex>" line, compare with our own.
+//   RTT <port> <count>    connect to CID 3:<port> (an echo), <count> one-byte round trips, one at a time.
 //   QUIT                  exit (init then powers the machine off).
 import {createHash, randomBytes} from 'node:crypto'
 import {createRequire} from 'node:module'
@@ -163,11 +164,45 @@ function exchange(fd, data) {
   return Buffer.concat(back)
 }
 
+/** One byte out, the same byte back, `count` times; milliseconds in all. */
+function roundTrips(fd, count) {
+  const one = Buffer.alloc(1)
+  const t0 = performance.now()
+  for (let i = 0; i < count; i++) {
+    one[0] = i & 0xff
+    while (writeSome(fd, one) === 0) pollFds([[fd, POLLOUT]], 120_000)
+    for (;;) {
+      const [rev] = pollFds([[fd, POLLIN]], 120_000)
+      if (rev === 0) throw new Error('no echo for 120 s')
+      const got = readSome(fd)
+      if (got === null) throw new Error('echo ended early')
+      if (got) {
+        if (got.length !== 1 || got[0] !== (i & 0xff)) throw new Error(`round trip ${i}: wrong echo`)
+        break
+      }
+    }
+  }
+  const ms = performance.now() - t0
+  c.shutdown(fd, SHUT_WR)
+  c.close(fd)
+  return ms
+}
+
 function command(line) {
   const [cmd, portText, bytesText] = line.trim().split(/\s+/)
   if (cmd === 'QUIT') {
     say('RESULT QUIT')
     process.exit(0)
+  }
+  if (cmd === 'RTT') {
+    try {
+      const count = Number(bytesText)
+      const ms = roundTrips(connectParent(Number(portText)), count)
+      say(`RESULT RTT ok ${count} ${ms.toFixed(1)}`)
+    } catch (error) {
+      say(`RESULT ERROR ${error.message}`)
+    }
+    return
   }
   const port = Number(portText)
   const bytes = Number(bytesText)

@@ -9,8 +9,8 @@ import type {CpioEntry} from '../../src/lib/eif/cpio.js'
 import {type ImageVariant, type QemuManifest, REPO} from './image.js'
 import {qemuArgs} from './run.js'
 
-/** The compiled back-end (test/global-setup.ts compiles dist/ before the tests). */
-export const BACKEND_ENTRY = join(REPO, 'dist/lib/vsock/main.js')
+export {type Backend, startBackend} from './backend.js'
+
 const MODULES = ['vsock', 'vmw_vsock_virtio_transport_common', 'vmw_vsock_virtio_transport']
 
 /** The vsock test's image variant: the guest program, and the guest kernel's vsock modules (unpacked from .ko.xz). */
@@ -29,35 +29,6 @@ const live = new Set<ChildProcess>()
 process.once('exit', () => {
   for (const c of live) c.kill('SIGKILL')
 })
-
-export interface Backend {
-  child: ChildProcess
-  stderr: () => string
-  exited: Promise<{code: number | null; signal: NodeJS.Signals | null}>
-}
-
-/** Start nle's back-end; resolves once it prints `listening <socket>`. */
-export async function startBackend(args: string[], env: NodeJS.ProcessEnv = {}): Promise<Backend> {
-  const child = spawn(process.execPath, [BACKEND_ENTRY, ...args], {stdio: ['pipe', 'pipe', 'pipe'], env: {...process.env, ...env}})
-  live.add(child)
-  let err = ''
-  child.stderr!.on('data', (b: Buffer) => (err += b.toString()))
-  const exited = new Promise<{code: number | null; signal: NodeJS.Signals | null}>((resolve) =>
-    child.once('exit', (code, signal) => {
-      live.delete(child)
-      resolve({code, signal})
-    }),
-  )
-  await new Promise<void>((resolve, reject) => {
-    let out = ''
-    child.stdout!.on('data', (b: Buffer) => {
-      out += b.toString()
-      if (out.includes('listening ')) resolve()
-    })
-    void exited.then(({code}) => reject(new Error(`the vsock back-end exited (${code}) before listening: ${err}`)))
-  })
-  return {child, stderr: () => err, exited}
-}
 
 export interface Vm {
   qemu: ChildProcess
