@@ -84,6 +84,15 @@ async function echoServer(dir: string, name: string): Promise<net.Server> {
   return server
 }
 
+/** Wait, on the event loop, until `done` holds (the device answers after a host connect). */
+async function until(done: () => boolean): Promise<void> {
+  const deadline = Date.now() + DEADLINE_MS
+  while (!done()) {
+    if (Date.now() > deadline) throw new Error('not there in time')
+    await new Promise((r) => setImmediate(r))
+  }
+}
+
 const ops = (all: ReceivedPacket[]): number[] => all.map((p) => p.header.op)
 
 describe('virtio-vsock device', () => {
@@ -191,5 +200,14 @@ describe('virtio-vsock device', () => {
     h.device.kick('tx')
     h.device.kick('rx')
     expect(h.d.received()).toEqual([])
+    // The front-end stops both rings (the guest reset its device) and starts new ones: it runs again.
+    h.device.setQueues(undefined, undefined)
+    expect(h.device.broken).toBeUndefined()
+    const fresh = new FakeDriver(GUEST)
+    h.device.setQueues(fresh.rx.queue(), fresh.tx.queue())
+    fresh.postRx(4)
+    fresh.send({op: Op.REQUEST, dstPort: 6000, srcPort: 3})
+    h.device.kick('tx')
+    await until(() => fresh.received().some((p) => p.header.op === Op.RESPONSE))
   })
 })

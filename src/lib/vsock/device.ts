@@ -135,9 +135,17 @@ export class VsockDevice {
     return this.conns.size
   }
 
-  /** The rings to use (undefined: stopped). Stopping either ends every connection (the driver was reset). */
+  /**
+   * The rings to use (undefined: stopped). Stopping either ends every connection (the driver was
+   * reset); once both are stopped a device that was cut off may run again on the rings that come next.
+   */
   setQueues(rx: VirtQueue | undefined, tx: VirtQueue | undefined): void {
     const stopping = (this.rx && !rx) || (this.tx && !tx)
+    if (!rx && !tx && this.broken) {
+      this.o.log('info', 'vsock_restart', {after: this.broken})
+      this.broken = undefined
+    }
+    if (this.broken) return
     this.rx = rx
     this.tx = tx
     if (stopping) this.reset('queues stopped')
@@ -225,8 +233,7 @@ export class VsockDevice {
         if (payload !== null) this.onPacket(header, payload)
       }
     } catch (error) {
-      if (error instanceof GuestFault) return this.fault(error)
-      throw error
+      return this.fault(asFault(error))
     }
     if (used > 0 && tx.wantsInterrupt()) this.o.notify('tx')
     this.pumpRx()
@@ -322,8 +329,14 @@ export class VsockDevice {
       // Both directions done: answer RST (what Linux waits for) and let the host socket flush and close.
       this.queueControl(conn, Op.RST)
       this.forget(conn)
-      conn.socket.end()
-      conn.socket.once('finish', () => conn.socket.destroy())
+      const socket = conn.socket
+      if (socket.writableFinished || socket.destroyed) socket.destroy()
+      else {
+        socket.end()
+        const timer = setTimeout(() => socket.destroy(), this.closeTimeoutMs).unref()
+        socket.once('finish', () => (clearTimeout(timer), socket.destroy()))
+        socket.once('close', () => clearTimeout(timer))
+      }
       this.schedule()
     }
   }
@@ -383,8 +396,7 @@ export class VsockDevice {
         used++
       }
     } catch (error) {
-      if (error instanceof GuestFault) return this.fault(error)
-      throw error
+      return this.fault(asFault(error))
     }
     if (used > 0 && rx.wantsInterrupt()) this.o.notify('rx')
     if (this.txThrottled && this.control.length <= CONTROL_LOW) {
@@ -581,6 +593,11 @@ export class VsockDevice {
 }
 
 const EMPTY = new Uint8Array(0)
+
+/** A ring fault as such; any other error while serving the rings is a bug, and cuts the guest off all the same (never the process). */
+function asFault(error: unknown): GuestFault {
+  return error instanceof GuestFault ? error : new GuestFault(`internal error while serving the rings: ${(error as Error)?.stack ?? String(error)}`)
+}
 
 function connKey(localCid: number, localPort: number, guestPort: number): string {
   return `${localCid}:${localPort}:${guestPort}`

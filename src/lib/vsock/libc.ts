@@ -260,16 +260,18 @@ export interface Mapping {
   unmap(): void
 }
 
-/** mmap `offset + size` bytes of `fd` (shared, read-write) and view the `size` bytes from `offset`. */
-export function mapShared(fd: number, size: number, offset: number): Mapping {
+/** mmap `length` bytes of `fd` from file offset `offset` (shared, read-write) and view them. */
+export function mapShared(fd: number, length: number, offset: number): Mapping {
+  if (length > 2 ** 32) throw new RangeError(`a view of ${length} bytes (at most 4 GiB)`)
   const c = libc()
-  const total = offset + size
-  const p = c.mmap(null, total, PROT_READ_WRITE, MAP_SHARED, fd, 0)
+  const aligned = offset - (offset % 4096)
+  const total = length + (offset - aligned)
+  const p = c.mmap(null, total, PROT_READ_WRITE, MAP_SHARED, fd, aligned)
   const addr = c.koffi.address(p)
   if (addr === 0xffffffffffffffffn || addr === 0n) throw new Error(`mmap of ${total} bytes failed (errno ${errno()})`)
   let live = true
   return {
-    bytes: new Uint8Array(c.koffi.view(p, total), offset, size),
+    bytes: new Uint8Array(c.koffi.view(p, total), offset - aligned, length),
     unmap() {
       if (!live) return
       live = false

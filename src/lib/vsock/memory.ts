@@ -14,8 +14,26 @@ export interface MemoryRegion {
   size: number
   /** The front-end's (QEMU's) virtual address of the region's first byte. */
   userAddr: number
-  /** The region's bytes (an mmap of the front-end's fd, or a plain buffer in tests). */
+  /**
+   * The region's bytes (an mmap of the front-end's fd, or a plain buffer in tests). May run past
+   * `size` into the next region of the same mapping (a large region is cut into views of at most
+   * VIEW_CHUNK bytes that overlap by VIEW_OVERLAP, so a ring near a cut still lies in one view).
+   */
   bytes: Uint8Array
+}
+
+/** Node aborts the process on an external ArrayBuffer above 4 GiB: guest memory is viewed in pieces. */
+export const VIEW_CHUNK = 2 ** 30
+export const VIEW_OVERLAP = 2 ** 20
+
+/** The pieces [offset, offset+length) a region of `size` bytes is viewed in: nominal `chunk` bytes each, plus `overlap` where the region goes on. */
+export function viewChunks(size: number, chunk = VIEW_CHUNK, overlap = VIEW_OVERLAP): {offset: number; size: number; length: number}[] {
+  const out: {offset: number; size: number; length: number}[] = []
+  for (let offset = 0; offset < size; offset += chunk) {
+    const nominal = Math.min(chunk, size - offset)
+    out.push({offset, size: nominal, length: Math.min(nominal + overlap, size - offset)})
+  }
+  return out
 }
 
 /** The guest broke the contract (a bad address, index or chain): its device is cut off. */
@@ -106,7 +124,7 @@ export class GuestMemory {
     this.check(gpa, len, what)
     const r = this.regionAt(gpa)!
     const start = gpa - r.guestAddr
-    if (start + len > r.size) throw new GuestFault(`${what} at 0x${gpa.toString(16)} (+${len}) spans two memory regions`)
+    if (start + len > r.bytes.length) throw new GuestFault(`${what} at 0x${gpa.toString(16)} (+${len}) spans two memory regions`)
     return r.bytes.subarray(start, start + len)
   }
 
@@ -114,7 +132,7 @@ export class GuestMemory {
   userToGuest(ua: number, len: number, what: string): number {
     for (const r of this.regions) {
       if (ua >= r.userAddr && ua < r.userAddr + r.size) {
-        if (ua + len > r.userAddr + r.size) throw new GuestFault(`${what} at user address 0x${ua.toString(16)} (+${len}) runs past its memory region`)
+        if (ua - r.userAddr + len > r.bytes.length) throw new GuestFault(`${what} at user address 0x${ua.toString(16)} (+${len}) runs past its memory region`)
         return r.guestAddr + (ua - r.userAddr)
       }
     }

@@ -1,7 +1,7 @@
 import {describe, expect, it} from 'vitest'
 
 import {rng} from '../../test-support/rng.js'
-import {GuestFault, GuestMemory} from './memory.js'
+import {GuestFault, GuestMemory, viewChunks} from './memory.js'
 import {HEADER_SIZE, type PacketHeader, decodeHeader, encodeHeader, peerCredit, u32Diff} from './packet.js'
 
 describe('vsock packet header', () => {
@@ -60,5 +60,20 @@ describe('guest memory', () => {
   it('refuses a table with overlapping regions or a region larger than its mapping', () => {
     expect(() => new GuestMemory([{guestAddr: 0, size: 8192, userAddr: 0, bytes: new Uint8Array(4096)}])).toThrow(RangeError)
     expect(() => new GuestMemory([{guestAddr: 0, size: 4096, userAddr: 0, bytes: a}, {guestAddr: 4095, size: 4096, userAddr: 0x10000, bytes: b}])).toThrow(/overlap/)
+  })
+
+  it('views a large region in overlapping pieces, so a ring just before a cut still lies in one view', () => {
+    expect(viewChunks(10, 4, 1)).toEqual([
+      {offset: 0, size: 4, length: 5},
+      {offset: 4, size: 4, length: 5},
+      {offset: 8, size: 2, length: 2},
+    ])
+    const whole = new Uint8Array(8192)
+    const cut = new GuestMemory(viewChunks(8192, 4096, 64).map((p) => ({guestAddr: 0x10000 + p.offset, size: p.size, userAddr: 0x5000_0000 + p.offset, bytes: whole.subarray(p.offset, p.offset + p.length)})))
+    const v = cut.view(0x10000 + 4096 - 16, 48, 'ring')
+    v[20] = 7
+    expect(whole[4096 + 4]).toBe(7)
+    expect(cut.userToGuest(0x5000_0000 + 4090, 32, 'ring')).toBe(0x10000 + 4090)
+    expect(() => cut.view(0x10000 + 4096 - 16, 100, 'ring')).toThrow(/spans two/)
   })
 })

@@ -31,9 +31,9 @@ function setup() {
   const calls = new Map<number, number | undefined>()
   const mapped: number[] = []
   const io: SessionIo = {
-    map: (fd, size, offset) => {
+    map: (fd, length, offset) => {
       mapped.push(fd)
-      return {bytes: d.bytes.subarray(offset, offset + size), unmap: () => undefined}
+      return {bytes: d.bytes.subarray(offset, offset + length), unmap: () => undefined}
     },
     close: (fd) => void closed.push(fd),
     watchKick: (q, fd) => void kicks.set(q, fd),
@@ -128,5 +128,29 @@ describe('vhost-user session', () => {
     session.handle(msg(Req.SET_VRING_KICK, le64(0n), [70]))
     expect(session.queue(0)).toBeUndefined()
     expect(logs).toContain('guest_fault')
+  })
+
+  it('maps a region larger than 4 GiB in overlapping views of at most 1 GiB + 1 MiB (Node aborts on a larger external buffer)', () => {
+    const calls: [number, number][] = []
+    const io: SessionIo = {
+      map: (_fd, length, offset) => {
+        calls.push([length, offset])
+        return {bytes: {length} as unknown as Uint8Array, unmap: () => undefined}
+      },
+      close: () => undefined,
+      watchKick: () => undefined,
+      setCall: () => undefined,
+    }
+    const device = new VsockDevice({guestCid: 16, connectHost: () => undefined, notify: () => undefined, log: () => undefined})
+    const session = new VhostUserSession(device, io, 16, () => undefined)
+    const GiB = 2 ** 30
+    session.handle(msg(Req.SET_MEM_TABLE, words([1, 4], [0, 4], [0x1_0000_0000, 8], [5 * GiB, 8], [USER_BASE, 8], [4096, 8]), [9]))
+    expect(calls).toEqual([
+      [GiB + 2 ** 20, 4096],
+      [GiB + 2 ** 20, 4096 + GiB],
+      [GiB + 2 ** 20, 4096 + 2 * GiB],
+      [GiB + 2 ** 20, 4096 + 3 * GiB],
+      [GiB, 4096 + 4 * GiB],
+    ])
   })
 })

@@ -14,7 +14,7 @@
  * SET_VRING_ENABLE(1); GET_VRING_BASE stops it and returns where to resume. A message the back-end
  * cannot accept (FrontendError) ends the session.
  */
-import {GuestFault, GuestMemory, type MemoryRegion} from './memory.js'
+import {GuestFault, GuestMemory, type MemoryRegion, viewChunks} from './memory.js'
 import type {Logger, VsockDevice} from './device.js'
 import {MAX_QUEUE_SIZE, VirtQueue} from './virtqueue.js'
 import {MAX_RX_CHAIN, MAX_TX_CHAIN} from './device.js'
@@ -94,8 +94,8 @@ export interface MappedRegion {
 
 /** What the session needs from the operating system. */
 export interface SessionIo {
-  /** mmap `size + offset` bytes of `fd` shared and writable; return the `size` bytes from `offset`. */
-  map(fd: number, size: number, offset: number): MappedRegion
+  /** mmap `length` bytes of `fd` from file offset `offset`, shared and writable (length ≤ 4 GiB). */
+  map(fd: number, length: number, offset: number): MappedRegion
   close(fd: number): void
   /** The kick eventfd of a queue (undefined: none any more); the transport owns it from here (closes the one it replaces) and polls it. */
   watchKick(queue: number, fd: number | undefined): void
@@ -333,9 +333,11 @@ export class VhostUserSession {
         const userAddr = safe(view.getBigUint64(at + 16, true), m.request, 'user address')
         const offset = safe(view.getBigUint64(at + 24, true), m.request, 'mmap offset')
         if (size === 0 || size > 2 ** 40) throw new FrontendError(m.request, `region size ${size}`)
-        const region = this.io.map(m.fds[i]!, size, offset)
-        mapped.push(region)
-        regions.push({guestAddr, size, userAddr, bytes: region.bytes})
+        for (const piece of viewChunks(size)) {
+          const region = this.io.map(m.fds[i]!, piece.length, offset + piece.offset)
+          mapped.push(region)
+          regions.push({guestAddr: guestAddr + piece.offset, size: piece.size, userAddr: userAddr + piece.offset, bytes: region.bytes})
+        }
       }
       memory = new GuestMemory(regions)
     } catch (error) {
