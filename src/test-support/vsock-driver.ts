@@ -6,6 +6,8 @@ import {HEADER_SIZE, type PacketHeader, VSOCK_TYPE_STREAM, decodeHeader, encodeH
 import {VIRTQ_DESC_F_NEXT, VIRTQ_DESC_F_WRITE, VirtQueue, ringSizes} from '../lib/vsock/virtqueue.js'
 
 export const GUEST_BASE = 0x10000
+/** The front-end's (QEMU's) virtual address of GUEST_BASE, as a fake memory table gives it. */
+export const USER_BASE = 0x7f0000000000
 
 export class FakeRing {
   readonly desc: number
@@ -102,10 +104,12 @@ export class FakeDriver {
     readonly guestCid: number,
     size = 4 * 1024 * 1024,
     num = 64,
+    /** The memory to lay the rings in (a shared mapping, for a front-end test), instead of a fresh buffer. */
+    bytes?: Uint8Array,
   ) {
-    this.bytes = new Uint8Array(size)
-    this.view = new DataView(this.bytes.buffer)
-    this.memory = new GuestMemory([{guestAddr: GUEST_BASE, size, userAddr: 0x7f0000000000, bytes: this.bytes}])
+    this.bytes = bytes ?? new Uint8Array(size)
+    this.view = new DataView(this.bytes.buffer, this.bytes.byteOffset, this.bytes.byteLength)
+    this.memory = new GuestMemory([{guestAddr: GUEST_BASE, size: this.bytes.length, userAddr: USER_BASE, bytes: this.bytes}])
     this.rx = new FakeRing(this, num)
     this.tx = new FakeRing(this, num)
   }

@@ -149,7 +149,8 @@ export class VsockDevice {
     this.rx = rx
     this.tx = tx
     if (stopping) this.reset('queues stopped')
-    if (rx && tx) this.schedule()
+    // A kick that came before the ring ran is gone: look at both rings once now.
+    if (rx && tx) setImmediate(() => this.pumpTx())
   }
 
   /** The driver kicked a queue: new buffers (rx) or packets (tx). */
