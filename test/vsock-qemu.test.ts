@@ -205,6 +205,7 @@ describe.skipIf(skipReason !== undefined)('[qemu] nle vhost-user-vsock back-end 
     const b = await backend.exited
     expect(b.code, backend.stderr()).toBe(0)
     expect(backend.stderr()).toContain('"reason":"front-end disconnected"')
+    figures.push(`back-end at exit: ${backend.stderr().split('\n').find((l) => l.includes('"event":"stopped"'))}`)
     expect(backend.stderr()).not.toContain('"level":"error"')
     expect(existsSync(path('vhost.sock'))).toBe(false)
     expect(existsSync(path('guest-echo.sock'))).toBe(false)

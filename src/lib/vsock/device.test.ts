@@ -183,6 +183,25 @@ describe('virtio-vsock device', () => {
     expect(Buffer.concat(got).equals(data)).toBe(true)
   })
 
+  it('host → guest: when the guest\'s credit stays 0 the device asks for more (CREDIT_REQUEST), and the answer lets the rest through', async () => {
+    const h = await harness()
+    const server = net.createServer({allowHalfOpen: true, pauseOnConnect: true}, (s) => h.device.acceptHost(s, 5000))
+    await new Promise<void>((r) => server.listen(join(h.dir, 'in.sock'), r))
+    cleanups.push(() => void server.close())
+    const client = net.createConnection({path: join(h.dir, 'in.sock'), allowHalfOpen: true})
+    cleanups.push(() => void client.destroy())
+    const [req] = (await h.until((all) => ops(all).includes(Op.REQUEST))).filter((p) => p.header.op === Op.REQUEST)
+    const port = req!.header.srcPort
+    client.write(Buffer.alloc(500, 9))
+    h.d.send({op: Op.RESPONSE, dstPort: port, srcPort: 5000, bufAlloc: 100, fwdCnt: 0})
+    await h.until((all) => ops(all).includes(Op.CREDIT_REQUEST))
+    const rw = (): number => h.all.filter((p) => p.header.op === Op.RW).reduce((n, p) => n + p.payload.length, 0)
+    expect(rw()).toBe(100)
+    h.d.send({op: Op.CREDIT_UPDATE, dstPort: port, srcPort: 5000, bufAlloc: 1000, fwdCnt: 100})
+    await h.until(() => rw() === 500)
+    expect(h.device.stats.creditRequests).toBe(1)
+  })
+
   it('a descriptor outside guest memory cuts the guest off (VSOCK_GUEST_FAULT): connections closed, rings ignored, nothing thrown', async () => {
     const h = await harness({ports: {6000: 'echo.sock'}})
     await echoServer(h.dir, 'echo.sock')

@@ -83,6 +83,8 @@ interface Conn {
   peerBufAlloc: number
   peerFwdCnt: number
   creditRequested: boolean
+  /** Armed while the guest's credit is 0: if no credit comes by itself, ask for it (CREDIT_REQUEST). */
+  creditTimer?: NodeJS.Timeout
   hostEof: boolean
   hostGone: boolean
   sentShutdown: number
@@ -95,6 +97,8 @@ interface Control {
   header: PacketHeader
 }
 
+/** How long the guest's credit may stay 0 with bytes waiting before the device asks for credit. */
+const CREDIT_REQUEST_DELAY_MS = 50
 /** Replies waiting for rx buffers; at the high mark the device stops reading the tx queue. */
 const CONTROL_HIGH = 512
 const CONTROL_LOW = 128
@@ -121,7 +125,8 @@ export class VsockDevice {
   private txThrottled = false
   /** Why the device was cut off, once it was. */
   broken?: string
-  readonly stats = {droppedWrongCid: 0, resets: 0, guestToHostBytes: 0, hostToGuestBytes: 0}
+  /** Counters, logged when the back-end stops: what limited the flow towards the guest, among others. */
+  readonly stats = {droppedWrongCid: 0, resets: 0, guestToHostBytes: 0, hostToGuestBytes: 0, packetsToGuest: 0, creditRequests: 0, rxRingEmpty: 0}
 
   constructor(private readonly o: VsockDeviceOptions) {
     this.hostCids = o.hostCids ?? [CID_HOST, CID_NITRO_PARENT]
@@ -271,6 +276,12 @@ export class VsockDevice {
     if (!conn) return this.replyRst(h)
     conn.peerBufAlloc = h.bufAlloc
     conn.peerFwdCnt = h.fwdCnt
+    // Every packet carries the guest's credit: more may be sendable now.
+    if (conn.toGuestBytes > 0 && peerCredit(conn.peerBufAlloc, conn.txCnt, conn.peerFwdCnt) > 0) {
+      conn.creditRequested = false
+      this.ready.add(conn)
+      this.schedule()
+    }
     switch (h.op) {
       case Op.RESPONSE:
         if (conn.state !== 'connecting-guest') return this.resetConn(conn)
@@ -286,8 +297,6 @@ export class VsockDevice {
       case Op.RW:
         return this.onData(conn, h, payload)
       case Op.CREDIT_UPDATE:
-        conn.creditRequested = false
-        if (conn.toGuestBytes > 0) this.ready.add(conn)
         return
       case Op.CREDIT_REQUEST:
         this.creditDue.add(conn)
@@ -394,8 +403,10 @@ export class VsockDevice {
         if (chain.writeLen < HEADER_SIZE) throw new GuestFault(`rx chain ${chain.head} holds ${chain.writeLen} bytes, less than a header`)
         const written = this.fill(rx, chain, packet)
         rx.push(chain.head, written)
+        this.stats.packetsToGuest++
         used++
       }
+      if (this.rx === rx && rx.pending() === 0 && (this.control.length > 0 || this.ready.size > 0 || this.creditDue.size > 0)) this.stats.rxRingEmpty++
     } catch (error) {
       return this.fault(asFault(error))
     }
@@ -418,9 +429,17 @@ export class VsockDevice {
       this.ready.delete(conn)
       if (this.conns.get(conn.key) !== conn || conn.state !== 'open' || conn.toGuestBytes === 0) continue
       if (peerCredit(conn.peerBufAlloc, conn.txCnt, conn.peerFwdCnt) === 0) {
-        if (!conn.creditRequested) {
-          conn.creditRequested = true
-          return {conn, header: this.header(conn, Op.CREDIT_REQUEST)}
+        // A reader announces credit as it consumes (Linux does when a quarter of its buffer is
+        // left): ask only when none came for a while, not on every stall.
+        if (!conn.creditRequested && !conn.creditTimer) {
+          conn.creditTimer = setTimeout(() => {
+            conn.creditTimer = undefined
+            if (this.conns.get(conn.key) !== conn || conn.toGuestBytes === 0 || peerCredit(conn.peerBufAlloc, conn.txCnt, conn.peerFwdCnt) > 0) return
+            conn.creditRequested = true
+            this.stats.creditRequests++
+            this.queueControl(conn, Op.CREDIT_REQUEST)
+            this.schedule()
+          }, CREDIT_REQUEST_DELAY_MS).unref()
         }
         continue
       }
@@ -580,6 +599,7 @@ export class VsockDevice {
   /** Forget the connection without closing its socket. */
   private forget(conn: Conn): void {
     clearTimeout(conn.timer)
+    clearTimeout(conn.creditTimer)
     if (this.conns.get(conn.key) === conn) this.conns.delete(conn.key)
     this.ready.delete(conn)
     this.creditDue.delete(conn)
