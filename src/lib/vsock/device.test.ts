@@ -130,6 +130,14 @@ describe('virtio-vsock device', () => {
     expect(h.device.stats.droppedWrongCid).toBe(1)
   })
 
+  it('a request for a mapped port whose host socket is not there gets RST once the connect fails', async () => {
+    const h = await harness({ports: {6000: 'missing.sock'}})
+    h.d.send({op: Op.REQUEST, dstPort: 6000, srcPort: 77})
+    const all = await h.until((a) => a.length >= 1)
+    expect(all.map((p) => [p.header.op, p.header.dstPort])).toEqual([[Op.RST, 77]])
+    expect(h.device.connectionCount).toBe(0)
+  })
+
   it('a guest that sends beyond the credit it was given is reset (VSOCK_GUEST_PROTOCOL), and the next connection works', async () => {
     const h = await harness({bufAlloc: 4096, ports: {6000: 'echo.sock', 6001: 'stall.sock'}})
     await echoServer(h.dir, 'echo.sock')
