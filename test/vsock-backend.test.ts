@@ -42,6 +42,15 @@ describe('vhost-user-vsock back-end process', () => {
     const d = dir()
     const b = await startBackend(['--socket', join(d, 'vhost.sock'), '--cid', '16', '--listen', `5000=${join(d, 'in.sock')}`])
     expect(existsSync(join(d, 'in.sock'))).toBe(true)
+    const readyLine = await new Promise<Record<string, unknown>>((resolve) => {
+      const check = (): void => {
+        const line = b.stderr().split('\n').find((l) => l.includes('"event":"listening"'))
+        if (line) resolve(JSON.parse(line) as Record<string, unknown>)
+      }
+      b.child.stderr!.on('data', check)
+      check()
+    })
+    expect(readyLine).toMatchObject({ready: true, socket: join(d, 'vhost.sock')})
     const s = net.createConnection(join(d, 'vhost.sock'))
     s.write(message(1))
     const [reply] = (await new Promise<Buffer[]>((resolve) => s.once('data', (b: Buffer) => resolve([b])))) as [Buffer]

@@ -6,8 +6,8 @@
  *     [--listen PORT=PATH]…    a connection to PATH (created here) goes to the guest's port PORT
  *     [--buf-alloc BYTES] [--max-connections N] [--verbose]
  *
- * Prints `listening <socket>` on stdout once QEMU may connect (-chardev socket,path=<socket>);
- * logs JSON lines on stderr. Exits 0 when QEMU disconnects, on SIGTERM/SIGINT, and when its parent
+ * Prints `listening <socket>` on stdout once QEMU may connect (-chardev socket,path=<socket>), and
+ * logs JSON lines on stderr, the first of them {"event":"listening","ready":true,…} at that moment. Exits 0 when QEMU disconnects, on SIGTERM/SIGINT, and when its parent
  * dies (NLE_EXIT_WITH_PARENT=1 with stdin a pipe: ../dev/exit-with-parent.ts).
  */
 import {resolve} from 'node:path'
@@ -89,7 +89,14 @@ export async function runVsockBackend(argv: readonly string[]): Promise<number> 
   let backend: VsockBackend
   try {
     const options = parseBackendArgs(argv, log)
-    backend = new VsockBackend({...options, onListening: (path) => process.stdout.write(`listening ${path}\n`)})
+    backend = new VsockBackend({
+      ...options,
+      onListening: (path) => {
+        process.stdout.write(`listening ${path}\n`)
+        // The dev supervisor's ready line (a JSON line with ready: true: src/lib/dev/supervisor.ts).
+        log('info', 'listening', {ready: true, socket: path})
+      },
+    })
   } catch (error) {
     const e = isNleError(error) ? error : vsockError('VSOCK_UNAVAILABLE', (error as Error).message)
     log('error', 'start_failed', {code: e.code, message: e.message, hint: e.hint})
