@@ -45,7 +45,7 @@ interface BuildJson {
   stages: {stage: string; ms: number}[]
 }
 
-describe.skipIf(skipReason !== undefined)('[qemu] a native EIF of a real project boots the enclave server (TCG, acpi=on deviation)', () => {
+describe.skipIf(skipReason !== undefined)('[qemu] a native EIF of a real project boots the enclave server (TCG or KVM as probed, acpi=on deviation)', () => {
   const manifest = found.manifest!
   let tmp: ReturnType<typeof tempDir>
   let project: string

@@ -110,7 +110,7 @@ const found = loadQemuManifest()
 const skipReason = process.env.NLE_QEMU === '0' ? 'NLE_QEMU=0' : found.reason
 if (skipReason) process.stdout.write(`[qemu-boot] SKIPPED the QEMU boot tests: ${skipReason}\n`)
 
-describe.skipIf(skipReason !== undefined)('[qemu] nle native EIF in QEMU nitro-enclave (TCG, acpi=on deviation)', () => {
+describe.skipIf(skipReason !== undefined)('[qemu] nle native EIF in QEMU nitro-enclave (TCG or KVM as probed, acpi=on deviation)', () => {
   const manifest = found.manifest!
   let tmp: ReturnType<typeof tempDir>
   let a: BuiltProbeEif
@@ -151,7 +151,7 @@ describe.skipIf(skipReason !== undefined)('[qemu] nle native EIF in QEMU nitro-e
     expect(jsonResult<{Measurements: unknown}>(r).Measurements).toEqual(a.measurements)
   }, 180_000)
 
-  it('[qemu] boots under TCG with acpi=on (deviation from real enclaves); the production NSM client attests, and QEMU\'s PCR0/1/2 equal nle\'s', async () => {
+  it('[qemu] boots (TCG, or KVM where it boots the kernel) with acpi=on (deviation from real enclaves); the production NSM client attests, and QEMU\'s PCR0/1/2 equal nle\'s', async () => {
     const once = (): ReturnType<typeof bootProbe> => bootProbe({manifest, eif: a.path, workDir: tmp.dir, challenge, timeoutMs: 400_000})
     try {
       boot = await once()

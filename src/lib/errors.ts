@@ -30,6 +30,7 @@ import {KMS_ERRORS, type KmsDomainErrorCode} from './kms/errors.js'
 import {MODEL_ERRORS, type ModelErrorCode} from './model/errors.js'
 import {PROXY_ERRORS, type ProxyErrorCode} from './proxy/errors.js'
 import {SERVER_ERRORS, type ServerErrorCode} from './server/errors.js'
+import {VSOCK_ERRORS, type VsockErrorCode} from './vsock/errors.js'
 
 /** Codes of the CLI itself and of the project-level flows in src/lib (init, demo, templates). */
 export const CORE_ERRORS = defineErrors({
@@ -68,6 +69,7 @@ export type ErrorCode =
   | ModelErrorCode
   | ProxyErrorCode
   | ServerErrorCode
+  | VsockErrorCode
 
 export interface ErrorDomain {
   /** Where the domain's table is declared. */
@@ -94,6 +96,7 @@ function domains(): ErrorDomain[] {
     {file: 'src/lib/gateway/errors.ts', title: 'The OpenAI-compatible gateway', codes: GATEWAY_ERRORS},
     {file: 'src/lib/kms/errors.ts', title: 'KMS, key policies and CMS envelopes', codes: KMS_ERRORS},
     {file: 'src/lib/dev/errors.ts', title: '`nle dev`', codes: DEV_ERRORS},
+    {file: 'src/lib/vsock/errors.ts', title: 'The vhost-user-vsock back-end (QEMU)', codes: VSOCK_ERRORS},
   ]
 }
 

@@ -27,7 +27,6 @@ export type {QemuManifest}
 
 export const REPO = fileURLToPath(new URL('../../', import.meta.url))
 export const PROBE_ENTRY = 'runtime/enclave-server/attest-probe.ts'
-export const STUB = 'test/fixtures/vhost-user-vsock-stub.py'
 export const CMDLINE = QEMU_CMDLINE
 
 export const QEMU_CACHE = qemuCacheDir(process.env)
@@ -129,11 +128,19 @@ export interface ProbeImage {
   libraries: string[]
 }
 
-export async function probeImageEntries(m: QemuManifest, nodeBinary: string): Promise<ProbeImage> {
+/** Another program to run instead of the probe (the vsock test's guest), with extra bootstrap files (init insmods any vsock modules). */
+export interface ImageVariant {
+  /** In the image at /app/<name>, run as `node /app/<name>`. */
+  program: {name: string; data: Buffer}
+  bootstrapFiles?: CpioEntry[]
+}
+
+export async function probeImageEntries(m: QemuManifest, nodeBinary: string, variant?: ImageVariant): Promise<ProbeImage> {
   const bootstrap = withParents([
     ...bootstrapRamdiskEntries(readFileSync(QEMU_INIT), {path: m.nsmKo, size: statSync(m.nsmKo).size}),
     fileRef('bin/busybox', m.busybox, 0o755),
     fileRef('virtio_mmio.ko', m.virtioMmioKo, 0o644),
+    ...(variant?.bootstrapFiles ?? []),
   ])
 
   const node = realpathSync(nodeBinary)
@@ -144,8 +151,9 @@ export async function probeImageEntries(m: QemuManifest, nodeBinary: string): Pr
   rootfs.push({name: 'rootfs/app/package.json', type: 'file', mode: 0o644, data: Buffer.from('{"type":"module","private":true}\n')})
   for (const [rel, js] of transpileProbe()) rootfs.push({name: `rootfs/app/${rel}`, type: 'file', mode: 0o644, data: js})
   for (const name of Object.keys(RUNTIME_PACKAGES)) rootfs.push(...packageEntries(name, `rootfs/app/node_modules/${name}`))
+  if (variant) rootfs.push({name: `rootfs/app/${variant.program.name}`, type: 'file', mode: 0o644, data: variant.program.data})
 
-  const cmd = ['/usr/bin/node', `/app/${PROBE_ENTRY.replace(/\.ts$/, '.js')}`]
+  const cmd = ['/usr/bin/node', variant ? `/app/${variant.program.name}` : `/app/${PROBE_ENTRY.replace(/\.ts$/, '.js')}`]
   const env = ['PATH=/usr/bin:/bin', 'HOME=/tmp', 'CBOR_NATIVE_ACCELERATION_DISABLED=true', 'NODE_NO_WARNINGS=1']
   const customer = customerRamdiskEntries(withParents(rootfs), cmd, env)
   return {bootstrap, customer, nodeBinary: node, libraries}
@@ -158,8 +166,8 @@ export interface BuiltProbeEif extends EifBuildResult {
 }
 
 /** Write the boot-check EIF to `output` with nle's EIF writer. */
-export async function buildProbeEif(m: QemuManifest, output: string, nodeBinary: string, cmdline: string = CMDLINE): Promise<BuiltProbeEif> {
-  const image = await probeImageEntries(m, nodeBinary)
+export async function buildProbeEif(m: QemuManifest, output: string, nodeBinary: string, cmdline: string = CMDLINE, variant?: ImageVariant): Promise<BuiltProbeEif> {
+  const image = await probeImageEntries(m, nodeBinary, variant)
   const result = await writeEif(output, {
     kernel: {path: m.kernel},
     cmdline,

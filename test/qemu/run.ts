@@ -1,13 +1,15 @@
-// Boots an EIF in QEMU's nitro-enclave machine (TCG, acpi=on) next to the vhost-user-vsock stub,
+// Boots an EIF in QEMU's nitro-enclave machine (TCG, acpi=on) next to nle's vhost-user-vsock back-end,
 // answers the probe's READY with a challenge on the serial console, and collects the attestation
 // document it prints. Both processes are killed whatever happens (and on worker exit).
 import {type ChildProcess, spawn} from 'node:child_process'
 import {createHash} from 'node:crypto'
-import {existsSync, rmSync} from 'node:fs'
+import {rmSync} from 'node:fs'
 import {join} from 'node:path'
 
 import {PROBE_MARKERS as MARKERS} from '../../runtime/enclave-server/attest-probe-protocol.js'
-import {type QemuManifest, REPO, STUB} from './image.js'
+import {type Accelerator, type AcceleratorVerdict, probeAccelerator} from '../../src/lib/vm/accel.js'
+import {startBackend} from './backend.js'
+import type {QemuManifest} from './image.js'
 
 export interface Challenge {
   nonce: Uint8Array
@@ -27,12 +29,22 @@ export interface BootResult {
 
 export const ENCLAVE_CID = 16
 
-export function qemuArgs(m: QemuManifest, eif: string, socket: string): string[] {
+let verdict: Promise<AcceleratorVerdict> | undefined
+/** KVM where it boots the kernel, else TCG (src/lib/vm/accel.ts); decided once per test worker and printed. */
+export async function accelerator(m: QemuManifest): Promise<AcceleratorVerdict> {
+  verdict ??= probeAccelerator(m).then((v) => {
+    process.stdout.write(`[qemu] accelerator: ${v.accelerator} (${v.reason})\n`)
+    return v
+  })
+  return verdict
+}
+
+export function qemuArgs(m: QemuManifest, eif: string, socket: string, accelerator: Accelerator = 'tcg'): string[] {
   return [
     // acpi=on deviates from real enclaves (and QEMU's default for this machine): the cloud
     // kernel finds virtio-mmio devices only through ACPI.
     '-M', 'nitro-enclave,vsock=vsock0,acpi=on,id=nle-qemu-probe',
-    '-accel', 'tcg',
+    '-accel', accelerator,
     '-smp', '2',
     // 2048 MiB hangs the guest kernel right after "ACPI: Core revision" (microvm's memory
     // layout + ACPI); 1024 MiB boots and holds the ~120 MB image and Node comfortably.
@@ -74,33 +86,6 @@ export async function stop(child: ChildProcess | undefined, graceMs = 5000): Pro
   clearTimeout(timer)
 }
 
-function python(): string {
-  return existsSync('/usr/bin/python3') ? '/usr/bin/python3' : 'python3'
-}
-
-async function startStub(socket: string, maxSeconds: number): Promise<ChildProcess> {
-  const stub = spawn(python(), [join(REPO, STUB), socket, '--cid', String(ENCLAVE_CID), '--max-seconds', String(maxSeconds)], {stdio: ['ignore', 'pipe', 'pipe']})
-  track(stub)
-  let err = ''
-  stub.stderr!.on('data', (b: Buffer) => (err += b.toString()))
-  await new Promise<void>((resolve, reject) => {
-    let out = ''
-    const timer = setTimeout(() => reject(new Error(`vhost-user-vsock stub did not start in 15 s: ${err}`)), 15_000)
-    stub.stdout!.on('data', (b: Buffer) => {
-      out += b.toString()
-      if (out.includes('listening')) {
-        clearTimeout(timer)
-        resolve()
-      }
-    })
-    stub.once('exit', (code) => {
-      clearTimeout(timer)
-      reject(new Error(`vhost-user-vsock stub exited (${code}) before listening: ${err}`))
-    })
-  })
-  return stub
-}
-
 function parseProbeOutput(lines: string[]): {document: Uint8Array; describe: Record<string, unknown>} {
   const begin = lines.findIndex((l) => l === MARKERS.begin)
   const end = lines.findIndex((l, i) => i > begin && l === MARKERS.end)
@@ -125,14 +110,14 @@ function parseProbeOutput(lines: string[]): {document: Uint8Array; describe: Rec
  */
 export async function bootProbe(o: {manifest: QemuManifest; eif: string; workDir: string; challenge: Challenge; timeoutMs: number; onLine?: (line: string) => void}): Promise<BootResult> {
   const socket = join(o.workDir, 'vhost-user-vsock.sock')
-  let stub: ChildProcess | undefined
+  let backend: ChildProcess | undefined
   let qemu: ChildProcess | undefined
   let serial = ''
   let stderr = ''
   let finished = false
-  const args = qemuArgs(o.manifest, o.eif, socket)
+  const args = qemuArgs(o.manifest, o.eif, socket, (await accelerator(o.manifest)).accelerator)
   try {
-    stub = await startStub(socket, Math.ceil(o.timeoutMs / 1000) + 60)
+    backend = (await startBackend(['--socket', socket, '--cid', String(ENCLAVE_CID)])).child
     const t0 = performance.now()
     qemu = spawn(o.manifest.qemu, args, {stdio: ['pipe', 'pipe', 'pipe']})
     track(qemu)
@@ -190,7 +175,7 @@ export async function bootProbe(o: {manifest: QemuManifest; eif: string; workDir
       await Promise.race([new Promise((r) => q.once('exit', r)), new Promise((r) => setTimeout(r, 20_000))])
     }
     await stop(qemu)
-    await stop(stub)
+    await stop(backend)
     rmSync(socket, {force: true})
   }
 }
@@ -204,7 +189,7 @@ export interface ConsoleBoot {
 
 /**
  * Boot `eif` and read its serial console until `done(line)` holds; `marks` name lines whose time
- * (from spawning QEMU) to record. QEMU and the stub are killed afterwards, whatever happens.
+ * (from spawning QEMU) to record. QEMU and the vsock back-end are killed afterwards, whatever happens.
  * Rejects (with the serial log's tail) when `fail(line)` holds, QEMU exits first, or `timeoutMs`.
  */
 export async function bootUntil(o: {
@@ -217,14 +202,15 @@ export async function bootUntil(o: {
   marks?: Record<string, (line: string) => boolean>
 }): Promise<ConsoleBoot> {
   const socket = join(o.workDir, 'vhost-user-vsock.sock')
-  let stub: ChildProcess | undefined
+  let backend: ChildProcess | undefined
   let qemu: ChildProcess | undefined
   let serial = ''
   let stderr = ''
   try {
-    stub = await startStub(socket, Math.ceil(o.timeoutMs / 1000) + 60)
+    const accel = (await accelerator(o.manifest)).accelerator
+    backend = (await startBackend(['--socket', socket, '--cid', String(ENCLAVE_CID)])).child
     const t0 = performance.now()
-    qemu = spawn(o.manifest.qemu, qemuArgs(o.manifest, o.eif, socket), {stdio: ['ignore', 'pipe', 'pipe']})
+    qemu = spawn(o.manifest.qemu, qemuArgs(o.manifest, o.eif, socket, accel), {stdio: ['ignore', 'pipe', 'pipe']})
     track(qemu)
     const q = qemu
     q.stderr!.on('data', (b: Buffer) => (stderr += b.toString()))
@@ -260,7 +246,7 @@ export async function bootUntil(o: {
     })
   } finally {
     await stop(qemu)
-    await stop(stub)
+    await stop(backend)
     rmSync(socket, {force: true})
   }
 }

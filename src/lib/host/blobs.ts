@@ -65,6 +65,8 @@ export interface Blobs {
 export interface QemuManifest {
   qemu: string
   qemuVersion: string
+  /** What the binary's `-accel help` lists ("tcg", "kvm"); absent in caches from before KVM was built in. */
+  accelerators?: string[]
   /** -L directories: linuxboot_dma.bin (qemu-system-data), bios-microvm.bin (seabios). */
   firmwareDirs: string[]
   kernel: string

@@ -4,7 +4,7 @@ import {join} from 'node:path'
 
 import {afterAll, describe, expect, it} from 'vitest'
 
-import {acceleratorChoice, acceleratorPlan, kvmDeviceUsable, kvmFailure} from './accel.js'
+import {acceleratorChoice, acceleratorPlan, kvmDeviceUsable, kvmFailure, probeAccelerator} from './accel.js'
 
 describe('accelerator plan', () => {
   it('tries KVM then TCG only when the binary has KVM and the device opens', () => {
@@ -54,5 +54,34 @@ describe('KVM device', () => {
     const writable = join(dir, 'rw')
     writeFileSync(writable, '')
     expect(kvmDeviceUsable(writable)).toBe(true)
+  })
+})
+
+describe('probeAccelerator (fake QEMU executables)', () => {
+  const dir = mkdtempSync(join(tmpdir(), 'nle-accel-probe-'))
+  afterAll(() => rmSync(dir, {recursive: true, force: true}))
+  const device = join(dir, 'kvm')
+  writeFileSync(device, '')
+  const fake = (name: string, body: string): string => {
+    const path = join(dir, name)
+    writeFileSync(path, `#!/bin/sh\n${body}\n`)
+    chmodSync(path, 0o755)
+    return path
+  }
+  const probe = (qemu: string, accelerators = ['tcg', 'kvm']) => probeAccelerator({qemu, kernel: '/nonexistent', firmwareDirs: [], accelerators}, {env: {}, kvmDevice: device, timeoutMs: 20_000})
+
+  it('picks TCG when KVM stops with an emulation failure (QEMU keeps running: it is killed)', async () => {
+    const v = await probe(fake('pvm', 'echo "KVM internal error. Suberror: 1" >&2; echo "emulation failure" >&2; exec sleep 60'))
+    expect(v).toMatchObject({accelerator: 'tcg'})
+    expect(v.reason).toContain('KVM internal error')
+  })
+
+  it('picks KVM when the kernel prints its banner', async () => {
+    expect(await probe(fake('good', 'echo "[    0.000000] Linux version 6.12.118 (debian)"; exec sleep 60'))).toMatchObject({accelerator: 'kvm'})
+  })
+
+  it('picks TCG when QEMU exits first, and does not try KVM the binary lacks', async () => {
+    expect(await probe(fake('dies', 'echo "qemu: could not load kernel" >&2; exit 1'))).toMatchObject({accelerator: 'tcg', reason: expect.stringContaining('could not load kernel')})
+    expect(await probe(fake('never', 'echo "Linux version" ; exec sleep 60'), ['tcg'])).toMatchObject({accelerator: 'tcg'})
   })
 })
