@@ -13,7 +13,7 @@ import {join} from 'node:path'
 import {afterAll, beforeAll, describe, expect, it} from 'vitest'
 
 import {readLockfile} from '../src/lib/lockfile.js'
-import {json, runCli} from '../src/test-support/cli.js'
+import {jsonResult, runCli} from '../src/test-support/cli.js'
 import {TEST_CACHE_DIR} from '../src/test-support/node-cache.js'
 import {tempDir} from '../src/test-support/tmp.js'
 import {loadQemuManifest} from './qemu/image.js'
@@ -61,7 +61,7 @@ describe.skipIf(skipReason !== undefined)('[qemu] a native EIF of a real project
     expect(synth.exitCode, synth.stderr).toBe(0)
     const r = await runCli(['build', '--builder', 'native', '--blobs', 'qemu', '--json'], {cwd: project, env, timeout: 600_000})
     expect(r.exitCode, r.stderr + r.stdout).toBe(0)
-    built = json<BuildJson>(r)
+    built = jsonResult<BuildJson>(r)
     const system = Object.keys(built.inputs).filter((k) => k.startsWith('system/'))
     process.stdout.write(
       `[native-boot] EIF ${built.eif.size} bytes; ${system.length} system files from this host; runtime ${built.runtime?.packages} packages, ${built.runtime?.files} files, ${((built.runtime?.bytes ?? 0) / 1e6).toFixed(1)} MB; ` +
