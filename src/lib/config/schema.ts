@@ -32,6 +32,18 @@ const modelSchema = z
       .regex(/^sha256:[0-9a-f]{64}$/)
       .optional()
       .describe('Expected sha256 of the model manifest ("sha256:<hex>"); the build fails when it differs.'),
+    sealed: z
+      .boolean()
+      .default(false)
+      .describe('Keep the weights out of the image: the enclave streams them, sealed (`nle model seal`), from the parent at start and only it can open them (KMS Decrypt with its attestation).'),
+    sealedPath: path.default('model.sealed').describe('Folder of the sealed model files (`nle model seal` writes it; relative to nle.yaml).'),
+    weightsVsockPort: z
+      .number()
+      .int()
+      .min(1)
+      .max(4294967295)
+      .default(8003)
+      .describe('Sealed model: vsock port of the parent\'s weights server, which serves the sealed files to the enclave.'),
   })
   .describe('The model the enclave serves.')
 
