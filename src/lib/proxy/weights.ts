@@ -8,7 +8,7 @@
  * - `GET /v1/sealed/<name>` where <name> is one of the sealed files nle-sealed.json lists (read at
  *   start; a name is looked up, never joined to a path, so nothing else in the folder or outside it
  *   can be asked for); other paths 404, other methods 405;
- * - at most `maxStreams` files streamed at once (429 beyond: the enclave reads them one by one);
+ * - at most `maxStreams` files streamed at once (default 2; 429 beyond: the enclave reads them one by one);
  * - one content-free access line per request (the sealed file's name, status, bytes, ms).
  */
 import {createReadStream} from 'node:fs'
@@ -65,7 +65,15 @@ export async function startWeightsServer(options: WeightsServerOptions): Promise
     if (req.method !== 'GET') return fail(res, 405, 'SEAL_LIMIT', 'Use GET.')
     if (streams >= maxStreams) return fail(res, 429, 'SEAL_LIMIT', `At most ${maxStreams} sealed files are streamed at once.`)
     streams++
-    res.once('close', () => streams--)
+    // Freed once the last byte is handed to the socket (or the response is cut): a reader that asks
+    // for the next file as soon as it has this one must find the slot free.
+    let freed = false
+    const free = (): void => {
+      if (!freed) streams--
+      freed = true
+    }
+    res.once('finish', free)
+    res.once('close', free)
     let size: number
     try {
       size = (await stat(path)).size
