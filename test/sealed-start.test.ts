@@ -181,6 +181,26 @@ describe('a sealed model at start-up', () => {
     expect(leaked).toEqual([])
   }, 120_000)
 
+  it('waits for a weights server that is not up yet (nle run starts the parent side after the enclave)', async () => {
+    const weightsSocket = join(dir, 'late.weights.sock')
+    currentRoot = join(dir, 'late.pem')
+    const child = startRuntime('enclave-server', [
+      '--socket', join(dir, 'late.sock'), '--nsm', 'simulator', '--lockfile', lock.good, '--sim-root-out', currentRoot,
+      '--kms-endpoint', kms.url, '--kms-region', 'us-east-1', '--credentials-socket', credentials.socketPath,
+      '--sealed-manifest', join(sealed.outDir, SEALED_MANIFEST_FILE), '--weights-socket', weightsSocket, '--model-digest', sealed.modelDigest,
+    ])
+    children.push(child)
+    expect(await child.waitFor('model_waiting')).toMatchObject({code: 'SEAL_WEIGHTS_UNAVAILABLE'})
+    const weights = await startWeightsServer({dir: sealed.outDir, socketPath: weightsSocket, logger: jsonLogger({component: 'weights', write: (l) => logs.push(l)})})
+    try {
+      await child.waitFor('listening', 90_000)
+    } finally {
+      child.proc.kill('SIGTERM')
+      await child.exited
+      await weights.close()
+    }
+  }, 120_000)
+
   it('a key policy that does not admit the PCRs: SEAL_KEY_REFUSED (exit 5)', async () => {
     expect(await failedStart('bad-pcrs', sealed.outDir, {lockfile: lock.bad})).toEqual({code: 'SEAL_KEY_REFUSED', exit: 5})
   }, 60_000)

@@ -155,6 +155,8 @@ const FLAGS = {
   'sealed-manifest': {type: 'string'},
   'weights-socket': {type: 'string'},
   'model-digest': {type: 'string'},
+  // How long start-up waits for the parent's weights server and KMS path (ms, default 120000).
+  'sealed-wait-ms': {type: 'string'},
 } as const
 
 /** KMS mode's settings: the runtime config's kms block, flags on top. Undefined: KMS mode off. */
@@ -282,7 +284,7 @@ export async function startEnclaveServer(argv: string[], logger: Logger, ext: Se
     if (!config.model.digest) throw new NleError('SERVER_USAGE', 'A sealed model needs the pinned model digest (model.digest, or --model-digest).')
     const decrypt = kmsRecipientDecrypt(await kmsClientFor(kms))
     const served = await loadSealedServingModel(
-      {sealed: config.model.sealed, digest: config.model.digest, ...(config.model.dtype ? {dtype: config.model.dtype} : {}), ...(config.runtime.threads === 'auto' ? {} : {threads: config.runtime.threads})},
+      {sealed: config.model.sealed, digest: config.model.digest, ...(values['sealed-wait-ms'] ? {waitMs: Number(values['sealed-wait-ms'])} : {}), ...(config.model.dtype ? {dtype: config.model.dtype} : {}), ...(config.runtime.threads === 'auto' ? {} : {threads: config.runtime.threads})},
       (keyId) => recipientUnwrap({nsm, decrypt, keyId}),
       {concurrency: config.server.generationConcurrency, kvCacheMiB: config.server.kvCacheMiB, maxTokens: config.runtime.maxTokens},
       logger,

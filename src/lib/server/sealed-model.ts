@@ -8,6 +8,7 @@
 import {readFile} from 'node:fs/promises'
 import {performance} from 'node:perf_hooks'
 
+import {type NleError, isNleError} from '../errors.js'
 import {MANIFEST_FILE} from '../model/manifest.js'
 import {MEMORY_ROOT, registerMemoryModel, unregisterMemoryModel} from '../model/memory.js'
 import {sealError} from '../model/seal/errors.js'
@@ -24,6 +25,18 @@ export interface SealedModelSpec {
   digest: string
   dtype?: Dtype
   threads?: number
+  /**
+   * How long start-up waits for the parent's side to come up (default 120 s): `nle run` starts the
+   * weights server, the credentials endpoint and KMS's vsock-proxy after the enclave. Only "nothing
+   * listening" and "KMS not reachable" are waited out; a wrong byte or a refusal stops at once.
+   */
+  waitMs?: number
+}
+
+function transient(error: unknown): boolean {
+  if (!isNleError(error)) return false
+  if (error.code === 'SEAL_KEY_UNAVAILABLE') return true
+  return error.code === 'SEAL_WEIGHTS_UNAVAILABLE' && (error.details as {notListening?: boolean} | undefined)?.notListening === true
 }
 
 /** Read and parse nle-sealed.json (SEAL_MANIFEST_INVALID when missing or not the format). */
@@ -43,7 +56,8 @@ export async function loadSealedServingModel(spec: SealedModelSpec, unwrapFor: (
   const sealed = await readSealedManifest(spec.sealed.manifest)
   const t0 = performance.now()
   let lastPct = -1
-  const opened = await openSealedModel({
+  const waitMs = spec.waitMs ?? 120_000
+  const open = (): ReturnType<typeof openSealedModel> => openSealedModel({
     sealed,
     expectedModelDigest: spec.digest,
     // The key the sealed manifest names (PCR2 pins the manifest): KMS refuses a blob of any other.
@@ -57,6 +71,17 @@ export async function loadSealedServingModel(spec: SealedModelSpec, unwrapFor: (
       }
     },
   })
+  let opened: Awaited<ReturnType<typeof openSealedModel>>
+  for (let attempt = 1, delay = 500; ; attempt++, delay = Math.min(5000, delay * 2)) {
+    try {
+      opened = await open()
+      break
+    } catch (error) {
+      if (!transient(error) || performance.now() - t0 + delay > waitMs) throw error
+      logger.log('warn', 'model_waiting', {attempt, code: (error as NleError).code, retryMs: delay})
+      await new Promise((resolve) => setTimeout(resolve, delay))
+    }
+  }
   logger.log('info', 'model_unsealed', {files: opened.files.size, bytes: opened.plainBytes, chunks: sealed.files.reduce((s, f) => s + f.chunks.length, 0), ms: Math.round(performance.now() - t0)})
   const dir = `${MEMORY_ROOT}/${spec.digest.slice('sha256:'.length, 'sha256:'.length + 16)}`
   const files = new Map(opened.files)

@@ -17,7 +17,8 @@ export function weightsFromSocket(socketPath: string, o: {timeoutMs?: number} = 
   const timeoutMs = o.timeoutMs ?? 30_000
   return (file) =>
     new Promise((resolve, reject) => {
-      const unavailable = (message: string, cause?: unknown): Error => sealError('SEAL_WEIGHTS_UNAVAILABLE', message, {...(cause === undefined ? {} : {cause}), details: {socket: socketPath, file: file.sealed}})
+      const unavailable = (message: string, cause?: unknown, extra: Record<string, unknown> = {}): Error =>
+        sealError('SEAL_WEIGHTS_UNAVAILABLE', message, {...(cause === undefined ? {} : {cause}), details: {socket: socketPath, file: file.sealed, ...extra}})
       const req = request({socketPath, path: `${ROUTE}${file.sealed}`, method: 'GET', timeout: timeoutMs}, (res) => {
         if (res.statusCode !== 200) {
           res.resume()
@@ -37,7 +38,11 @@ export function weightsFromSocket(socketPath: string, o: {timeoutMs?: number} = 
         )
       })
       req.on('timeout', () => req.destroy(new Error('timed out')))
-      req.on('error', (cause) => reject(unavailable(`The weights server at ${socketPath} cannot be reached.`, cause)))
+      req.on('error', (cause) => {
+        // Nothing listening yet (the parent starts its side after the enclave): worth waiting for.
+        const errno = (cause as NodeJS.ErrnoException).code
+        reject(unavailable(`The weights server at ${socketPath} cannot be reached.`, cause, errno === 'ECONNREFUSED' || errno === 'ENOENT' ? {notListening: true} : {}))
+      })
       req.end()
     })
 }
