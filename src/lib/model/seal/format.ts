@@ -12,8 +12,9 @@
  *
  * so a chunk decrypts only at its own place in its own file of its own model, and a file cut after
  * any chunk but its last one fails (no chunk there says final). The sealed manifest also lists each
- * sealed chunk's sha256: the opener checks it first, which tells a reordered, swapped or changed
- * chunk apart (the tag is what protects; the digests name what went wrong). The data key travels
+ * sealed chunk's sha256: when a chunk does not authenticate, the opener looks its digest up to tell
+ * a reordered, swapped or changed chunk apart (the tag is what protects; the digests name what went
+ * wrong). The data key travels
  * only wrapped by KMS (GenerateDataKey's CiphertextBlob), under an encryption context that names the
  * model manifest's digest, so KMS releases it only for that model.
  *
