@@ -35,7 +35,7 @@ export interface WeightsServerOptions {
 
 export interface WeightsServer {
   socketPath: string
-  /** Bytes served so far (all files). */
+  /** Bytes read out to the enclave so far (all files; counted as they are handed to the response). */
   bytesServed(): number
   close(): Promise<void>
 }
@@ -57,7 +57,6 @@ export async function startWeightsServer(options: WeightsServerOptions): Promise
     const path = name === undefined ? undefined : files.get(name)
     let bytes = 0
     res.on('close', () => {
-      served += bytes
       logger.log('info', 'weights', {method: req.method, file: path === undefined ? '(other)' : name, status: res.statusCode, bytes, ms: Math.round(performance.now() - t0)})
     })
     req.resume()
@@ -82,7 +81,10 @@ export async function startWeightsServer(options: WeightsServerOptions): Promise
     }
     res.writeHead(200, {'content-type': 'application/octet-stream', 'content-length': size, 'cache-control': 'no-store'})
     const stream = createReadStream(path, {highWaterMark: 1 << 20})
-    stream.on('data', (chunk) => (bytes += chunk.length))
+    stream.on('data', (chunk) => {
+      bytes += chunk.length
+      served += chunk.length
+    })
     stream.on('error', () => res.destroy())
     stream.pipe(res)
   }
