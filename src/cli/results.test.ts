@@ -21,6 +21,7 @@ import type Init from '../commands/init.js'
 import type ModelQuantize from '../commands/model/quantize.js'
 import type ModelRun from '../commands/model/run.js'
 import type ModelSave from '../commands/model/save.js'
+import type ModelSeal from '../commands/model/seal.js'
 import type ModelSynth from '../commands/model/synth.js'
 import type Pcr from '../commands/pcr.js'
 import type PolicyApply from '../commands/policy/apply.js'
@@ -52,6 +53,7 @@ interface Commands {
   'model quantize': typeof ModelQuantize
   'model run': typeof ModelRun
   'model save': typeof ModelSave
+  'model seal': typeof ModelSeal
   'model synth': typeof ModelSynth
   pcr: typeof Pcr
   'policy apply': typeof PolicyApply

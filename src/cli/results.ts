@@ -308,6 +308,20 @@ export const RESULTS = {
     totalBytes: z.number(),
   }),
 
+  'model seal': z.strictObject({
+    status: z.literal('ok'),
+    modelDir: z.string(),
+    outDir: z.string(),
+    manifest: z.string(),
+    modelDigest: z.string(),
+    sealedManifestDigest: z.string(),
+    keyId: z.string(),
+    files: z.number(),
+    chunks: z.number(),
+    plainBytes: z.number(),
+    sealedBytes: z.number(),
+  }),
+
   'model synth': z.strictObject({
     dir: z.string(),
     preset: z.string(),

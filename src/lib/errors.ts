@@ -28,6 +28,7 @@ import {GATEWAY_ERRORS, type GatewayErrorCode} from './gateway/errors.js'
 import {HOST_ERRORS, type HostErrorCode} from './host/errors.js'
 import {KMS_ERRORS, type KmsDomainErrorCode} from './kms/errors.js'
 import {MODEL_ERRORS, type ModelErrorCode} from './model/errors.js'
+import {SEAL_ERRORS, type SealErrorCode} from './model/seal/errors.js'
 import {PROXY_ERRORS, type ProxyErrorCode} from './proxy/errors.js'
 import {SERVER_ERRORS, type ServerErrorCode} from './server/errors.js'
 import {VSOCK_ERRORS, type VsockErrorCode} from './vsock/errors.js'
@@ -67,6 +68,7 @@ export type ErrorCode =
   | HostErrorCode
   | KmsDomainErrorCode
   | ModelErrorCode
+  | SealErrorCode
   | ProxyErrorCode
   | ServerErrorCode
   | VsockErrorCode
@@ -84,6 +86,7 @@ function domains(): ErrorDomain[] {
     {file: 'src/lib/errors.ts', title: 'The CLI and project set-up', codes: CORE_ERRORS},
     {file: 'src/lib/config/errors.ts', title: 'nle.yaml and nle.lock.json', codes: CONFIG_ERRORS},
     {file: 'src/lib/model/errors.ts', title: 'Models (save, synth, hub)', codes: MODEL_ERRORS},
+    {file: 'src/lib/model/seal/errors.ts', title: 'Sealed models (`nle model seal`, the weights server, start-up)', codes: SEAL_ERRORS},
     {file: 'src/lib/engine/errors.ts', title: 'The inference engine', codes: ENGINE_ERRORS},
     {file: 'src/lib/eif/errors.ts', title: 'Enclave images (EIF)', codes: EIF_ERRORS},
     {file: 'src/lib/host/errors.ts', title: 'The Nitro host: build, allocator, run and the tools', codes: HOST_ERRORS},

@@ -18,4 +18,16 @@ if [ -n "$kms" ]; then
   socat "UNIX-LISTEN:$1,fork,unlink-early" "VSOCK-CONNECT:3:$2" &
   socat "UNIX-LISTEN:$3,fork,unlink-early" "VSOCK-CONNECT:3:$4" &
 fi
+# A sealed model (nle.runtime.json has model.sealed.vsockPort): the parent's weights server, the
+# same way. What comes through it is ciphertext the server checks chunk by chunk.
+weights=$(node -e '
+const s = JSON.parse(require("fs").readFileSync(process.argv[1], "utf8")).model.sealed
+if (s && s.vsockPort) console.log([s.weightsSocket, s.vsockPort].join(" "))
+' "$NLE_APP/nle.runtime.json")
+if [ -n "$weights" ]; then
+  # shellcheck disable=SC2086 # two words, as above
+  set -- $weights
+  mkdir -p "$(dirname "$1")"
+  socat "UNIX-LISTEN:$1,fork,unlink-early" "VSOCK-CONNECT:3:$2" &
+fi
 exec node "$NLE_APP/nle/runtime/enclave-server/index.js" --config "$NLE_APP/nle.runtime.json" --socket "$NLE_SOCKET"

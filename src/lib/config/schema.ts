@@ -35,7 +35,15 @@ const modelSchema = z
     sealed: z
       .boolean()
       .default(false)
-      .describe('Seal the weights with a KMS data key: the EIF carries only the sealed manifest; the enclave streams and decrypts the weights at start.'),
+      .describe('Keep the weights out of the image: the enclave streams them, sealed (`nle model seal`), from the parent at start and only it can open them (KMS Decrypt with its attestation).'),
+    sealedPath: path.default('model.sealed').describe('Folder of the sealed model files (`nle model seal` writes it; relative to nle.yaml).'),
+    weightsVsockPort: z
+      .number()
+      .int()
+      .min(1)
+      .max(4294967295)
+      .default(8003)
+      .describe('Sealed model: vsock port of the parent\'s weights server, which serves the sealed files to the enclave.'),
   })
   .describe('The model the enclave serves.')
 

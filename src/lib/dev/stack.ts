@@ -10,7 +10,8 @@
  * Everything listens on loopback or Unix sockets. `stop()` ends it all; the endpoints are
  * published in .nle/dev/endpoints.json for `nle chat` while the stack runs.
  */
-import {access, mkdir, readFile, realpath} from 'node:fs/promises'
+import {existsSync, readFileSync} from 'node:fs'
+import {access, mkdir, readFile, realpath, rm} from 'node:fs/promises'
 import {join, resolve} from 'node:path'
 
 import {CreateAliasCommand, CreateKeyCommand, DescribeKeyCommand, GetKeyPolicyCommand, KMSClient, ListAliasesCommand, PutKeyPolicyCommand} from '@aws-sdk/client-kms'
@@ -27,7 +28,12 @@ import {type ApplyReport, applyPolicy} from '../kms/service.js'
 import {readLockfile} from '../lockfile.js'
 import {MANIFEST_FILE, readManifest, recordManifest, synthModel} from '../model/index.js'
 import {checkManifestFiles, sha256File} from '../model/manifest.js'
+import {SEALED_MANIFEST_FILE, parseSealedManifest} from '../model/seal/format.js'
+import {kmsGenerateDataKey} from '../model/seal/project.js'
+import {sealModel} from '../model/seal/seal.js'
 import {PACKAGE_ROOT, RUNTIME_DIR} from '../paths.js'
+import {type CredentialsServer, startCredentialsServer} from '../proxy/credentials.js'
+import {type WeightsServer, startWeightsServer} from '../proxy/weights.js'
 import {removeEndpoints, writeEndpoints, type DevEndpoints} from './endpoints.js'
 import {devError} from './errors.js'
 import {acquireDevLock} from './lock.js'
@@ -64,9 +70,14 @@ async function exists(path: string): Promise<boolean> {
 
 /** Make sure the model and the lockfile exist (generated model, native dev EIF). */
 export async function prepareArtifacts(loaded: LoadedConfig, options: {rebuild?: boolean; seed?: number; onStep?: (m: string) => void}): Promise<{lockfile: string; built: boolean}> {
+  await prepareModel(loaded, options)
+  return prepareImage(loaded, options)
+}
+
+/** Make sure the saved model exists (generated when the config says synth). */
+export async function prepareModel(loaded: LoadedConfig, options: {rebuild?: boolean; seed?: number; onStep?: (m: string) => void}): Promise<void> {
   const {config, dir} = loaded
   const modelDir = resolve(dir, config.model.path)
-  const lockfile = resolve(dir, config.build.lockfile)
   if (options.rebuild || !(await exists(join(modelDir, MANIFEST_FILE)))) {
     if (config.model.source !== 'synth') {
       throw devError('DEV_MODEL_MISSING', `No saved model in ${modelDir}.`, {hint: 'Run `nle model save` first.', details: {modelDir}})
@@ -75,6 +86,11 @@ export async function prepareArtifacts(loaded: LoadedConfig, options: {rebuild?:
     const synth = await synthModel({preset: config.model.preset, outDir: modelDir, ...(options.seed === undefined ? {} : {seed: options.seed})})
     await recordManifest(modelDir, 'fp32', {kind: 'synth', preset: config.model.preset, seed: synth.seed})
   }
+}
+
+/** Make sure the EIF and its lockfile exist (the native dev builder). */
+export async function prepareImage(loaded: LoadedConfig, options: {rebuild?: boolean; onStep?: (m: string) => void}): Promise<{lockfile: string; built: boolean}> {
+  const lockfile = resolve(loaded.dir, loaded.config.build.lockfile)
   if (options.rebuild || !(await exists(lockfile))) {
     options.onStep?.('building the dev EIF (native builder) and the lockfile')
     await buildProject({loaded, ctx: defaultHostContext(), builder: 'native', ...(options.onStep ? {onStep: (m: string) => options.onStep!(`  build: ${m}`)} : {})})
@@ -126,6 +142,14 @@ export async function verifyDevArtifacts(loaded: LoadedConfig, lockfile: string)
       details: {modelDir: paths.modelDir, ...mismatch},
     })
   }
+  if (loaded.config.model.sealed) {
+    // The image carries nle-sealed.json (PCR2 pins it); the dev server reads the host's copy, which must be that one.
+    const sealedPath = join(resolve(loaded.dir, loaded.config.model.sealedPath), SEALED_MANIFEST_FILE)
+    const sealed = `sha256:${await sha256File(sealedPath).catch(() => 'missing')}`
+    if (lock.inputs.sealedManifest === undefined || sealed !== lock.inputs.sealedManifest) {
+      throw devError('DEV_MODEL_CHANGED', `The sealed model in ${sealedPath} is not the one ${lockfile} pins.`, {hint: rebuild, details: {sealedPath, lockfile, pinned: lock.inputs.sealedManifest ?? null, actual: sealed}})
+    }
+  }
   const {PCR0, PCR1, PCR2, PCR8} = info.measurements
   return {eifPath: paths.eifPath, measurements: {PCR0, PCR1, PCR2, ...(PCR8 ? {PCR8} : {})}}
 }
@@ -162,6 +186,30 @@ async function ensureDevKey(o: {url: string; region: string; credentials: {acces
   }
 }
 
+/**
+ * Seal the dev model under the dev key unless model.sealedPath already holds this model sealed under
+ * it. Returns whether it sealed (the image must then be rebuilt: it carries the sealed manifest).
+ */
+async function ensureSealed(loaded: LoadedConfig, o: {url: string; region: string; credentials: {accessKeyId: string; secretAccessKey: string}; keyArn: string; rebuild: boolean; onStep: (m: string) => void}): Promise<boolean> {
+  const {config, dir} = loaded
+  const modelDir = resolve(dir, config.model.path)
+  const sealedDir = resolve(dir, config.model.sealedPath)
+  const current = `sha256:${await sha256File(join(modelDir, MANIFEST_FILE))}`
+  const existing = await readFile(join(sealedDir, SEALED_MANIFEST_FILE)).then(
+    (b) => parseSealedManifest(b),
+    () => undefined,
+  )
+  if (!o.rebuild && existing?.model.manifestDigest === current && existing.key.keyId === o.keyArn) return false
+  o.onStep('sealing the model under the dev key')
+  const client = new KMSClient({endpoint: o.url, region: o.region, credentials: o.credentials, maxAttempts: 1})
+  try {
+    await sealModel({modelDir, outDir: sealedDir, generateDataKey: kmsGenerateDataKey(client, o.keyArn), force: true})
+  } finally {
+    client.destroy()
+  }
+  return true
+}
+
 export async function startDevStack(options: DevStackOptions): Promise<DevStack> {
   const step = options.onStep ?? (() => undefined)
   const loaded = await loadConfig(options.configFile)
@@ -175,9 +223,13 @@ export async function startDevStack(options: DevStackOptions): Promise<DevStack>
 
   const sup = new Supervisor()
   let kms: RunningLocalKms | undefined
+  let weights: WeightsServer | undefined
+  let credentialsServer: CredentialsServer | undefined
   const stop = async (): Promise<void> => {
     try {
       await sup.stopAll()
+      await weights?.close()
+      await credentialsServer?.close()
       await kms?.close()
       await removeEndpoints(dir)
     } finally {
@@ -185,13 +237,12 @@ export async function startDevStack(options: DevStackOptions): Promise<DevStack>
     }
   }
   try {
-    const {lockfile} = await prepareArtifacts(loaded, {rebuild: options.rebuild, onStep: step})
-    step('checking the EIF and the model against the lockfile')
-    const verified = await verifyDevArtifacts(loaded, lockfile)
+    await prepareModel(loaded, {rebuild: options.rebuild, onStep: step})
     await mkdir(devDir, {recursive: true, mode: 0o700})
-    // The local KMS first: the enclave server needs its URL. It asks for the simulator's root only
+    // The local KMS first: the enclave server needs its URL, and a sealed model its key before the
+    // image (which carries the sealed manifest) is built. It asks for the simulator's root only
     // when a Recipient arrives, by which time the server has written it.
-    step('starting the local KMS endpoint and applying the key policy')
+    step('starting the local KMS endpoint')
     const simulator: {root?: TrustedRoot} = {}
     const statePath = join(devDir, 'kms-state.json')
     const {state} = await loadState(statePath, {region: config.kms.region ?? 'us-east-1'})
@@ -205,6 +256,8 @@ export async function startDevStack(options: DevStackOptions): Promise<DevStack>
       state,
       statePath,
       root: () => {
+        // A sealed model asks during the server's start-up: the root file is written by then.
+        if (!simulator.root && config.model.sealed && existsSync(devRootFile)) simulator.root = insecureDevRoot(readFileSync(devRootFile, 'utf8'))
         if (!simulator.root) throw new Error('the NSM simulator has not published its root yet')
         return simulator.root
       },
@@ -216,6 +269,15 @@ export async function startDevStack(options: DevStackOptions): Promise<DevStack>
     const credentials = {accessKeyId: admin.accessKeyId, secretAccessKey: admin.secretAccessKey}
     const region = state.region
     const keyArn = await ensureDevKey({url: kms.url, region, credentials, alias: `alias/${config.name}`, description: `nle dev key of ${config.name}`, adminArn: admin.arn, clientArn: asker.arn, gated: config.kms.operations})
+    // A sealed model: sealed under the dev key (by the admin identity, as an operator would) when the
+    // sealed folder is missing or of another model or key; the image is then rebuilt around it.
+    const resealed = config.model.sealed ? await ensureSealed(loaded, {url: kms.url, region, credentials, keyArn, rebuild: options.rebuild === true, onStep: step}) : false
+    // The image of a sealed model names the key that opens it (its runtime config's kms block): the dev key.
+    const forImage = config.model.sealed ? {...loaded, config: {...config, kms: {...config.kms, keyId: keyArn, region}}} : loaded
+    const {lockfile} = await prepareImage(forImage, {rebuild: options.rebuild || resealed, onStep: step})
+    step('checking the EIF and the model against the lockfile')
+    const verified = await verifyDevArtifacts(loaded, lockfile)
+    step('applying the key policy')
     const policy = await applyPolicy({
       configFile: loaded.file,
       lockfile,
@@ -228,8 +290,30 @@ export async function startDevStack(options: DevStackOptions): Promise<DevStack>
       force: false,
     })
 
-    step('starting the enclave server (NSM simulator, Unix socket)')
+    let sealedArgs: string[] = []
+    if (config.model.sealed) {
+      // The parent's weights server: ciphertext only, on a Unix socket (in the enclave: over vsock).
+      step('starting the weights server (sealed model)')
+      const sealedDir = resolve(dir, config.model.sealedPath)
+      const weightsSocket = join(devDir, 'weights.sock')
+      const lock = await readLockfile(lockfile)
+      weights = await startWeightsServer({dir: sealedDir, socketPath: weightsSocket, logger: {log: (level, event, fields) => options.onLog?.('weights-server', {level, event, ...fields})}})
+      sealedArgs = ['--sealed-manifest', join(sealedDir, SEALED_MANIFEST_FILE), '--weights-socket', weightsSocket, '--model-digest', lock.inputs.modelManifest!]
+    }
     const credentialsSocket = join(devDir, 'credentials.sock')
+    if (config.model.sealed) {
+      // A sealed model is opened at start, before the proxy runs: the host role's credentials are
+      // served from here then (the same endpoint as the proxy's, on the same socket).
+      credentialsServer = await startCredentialsServer({
+        socketPath: credentialsSocket,
+        source: 'env',
+        provider: async () => ({accessKeyId: host.accessKeyId, secretAccessKey: host.secretAccessKey}),
+        logger: {log: (level, event, fields) => options.onLog?.('credentials', {level, event, ...fields})},
+      })
+      // The simulator's root is needed by the first Recipient, which now comes during start-up.
+      await rm(devRootFile, {force: true})
+    }
+    step('starting the enclave server (NSM simulator, Unix socket)')
     await sup.start({
       name: 'enclave-server',
       // The development entry: the enclave server with the NSM simulator and nle.yaml support.
@@ -245,6 +329,7 @@ export async function startDevStack(options: DevStackOptions): Promise<DevStack>
         '--kms-region', region,
         '--kms-key-id', keyArn,
         '--credentials-socket', credentialsSocket,
+        ...sealedArgs,
       ]),
       readyWhen: (m) => m.event === 'listening',
       readyTimeoutMs: 60_000,
@@ -268,10 +353,7 @@ export async function startDevStack(options: DevStackOptions): Promise<DevStack>
         '127.0.0.1',
         '--port',
         String(options.port ?? 0),
-        '--credentials-socket',
-        credentialsSocket,
-        '--credentials-source',
-        'env',
+        ...(credentialsServer ? [] : ['--credentials-socket', credentialsSocket, '--credentials-source', 'env']),
       ]),
       // The host role's credentials, served to the enclave on the credentials socket only (on a
       // real host they come from the instance role through IMDSv2).

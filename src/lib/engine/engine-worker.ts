@@ -3,13 +3,16 @@
 import {parentPort, workerData} from 'node:worker_threads'
 
 import {Engine, type EngineOptions, type GenerateInput, type GenerateOptions, kvShapeOf} from './engine.js'
+import {registerMemoryModel} from '../model/memory.js'
 import type {MainToWorker, WorkerToMain} from './worker-protocol.js'
 import {serializeError} from './worker-protocol.js'
 
 const port = parentPort
 if (port === null) throw new Error('engine-worker.ts runs as a worker thread')
 const post = (m: WorkerToMain): void => port.postMessage(m)
-const {dir, options} = workerData as {dir: string; options: EngineOptions}
+const {dir, options, memory} = workerData as {dir: string; options: EngineOptions; memory?: Record<string, Uint8Array>}
+// A model opened in memory (a sealed one): its files stay in this thread, registered for the readers.
+if (memory !== undefined) registerMemoryModel(dir, memory)
 
 const inFlight = new Map<number, AbortController>()
 

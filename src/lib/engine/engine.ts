@@ -2,12 +2,12 @@
 // token at a time through the KV cache, choosing each with the sampler, until a stop token, a stop
 // string, max tokens, the context size or cancellation. Text is streamed as an async iterator.
 import {randomInt} from 'node:crypto'
-import {stat} from 'node:fs/promises'
 import {join} from 'node:path'
 import {performance} from 'node:perf_hooks'
 
 import type {DecoderIo} from '../model/inspect.js'
 import {ModelError} from '../model/errors.js'
+import {isModelFile, isModelFolder} from '../model/memory.js'
 import type {KvShape} from '../model/kv-size.js'
 import {type DecoderConfig, type Dtype, findOnnxFile, onnxCandidates, readDecoderConfig} from '../model/layout.js'
 import {EngineError} from './errors.js'
@@ -130,7 +130,7 @@ export class Engine {
       })
     }
     const onnxPath = join(dir, onnxFile)
-    if (options.onnxFile !== undefined && !(await stat(onnxPath).then((st) => st.isFile(), () => false))) {
+    if (options.onnxFile !== undefined && !(await isModelFile(onnxPath))) {
       throw new EngineError('ENGINE_MODEL_NOT_FOUND', `${onnxPath} does not exist.`, {details: {path: onnxPath}})
     }
     for (const [name, v] of [['maxBatch', options.maxBatch], ['prefillChunk', options.prefillChunk]] as const) {
@@ -265,7 +265,7 @@ export class Engine {
 /** The model folder's decoder config, or the engine's error saying why there is none (in-process and worker engines alike). */
 export async function readModelFolder(dir: string): Promise<DecoderConfig> {
   try {
-    if (!(await stat(dir)).isDirectory()) throw new Error('not a folder')
+    if (!(await isModelFolder(dir))) throw new Error('not a folder')
   } catch (cause) {
     throw new EngineError('ENGINE_MODEL_NOT_FOUND', `Model folder ${dir} does not exist.`, {cause, details: {dir}})
   }

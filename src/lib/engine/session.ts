@@ -1,12 +1,14 @@
 // One onnxruntime-node session over a KV-cache decoder, and one forward step of it.
 import {createRequire} from 'node:module'
-import {stat} from 'node:fs/promises'
 import {availableParallelism} from 'node:os'
+import {posix} from 'node:path'
 
 import {ort} from './ort.js'
 
 import {type DecoderIo, type DecoderExpectation, checkDecoderIo, firstLine} from '../model/inspect.js'
 import {type NBitsReport, planModel} from '../model/last-logits.js'
+import {isExternalDataOf} from '../model/layout.js'
+import {inMemory, modelFileSize} from '../model/memory.js'
 import {EngineError} from './errors.js'
 import {halfToFloat} from './half.js'
 
@@ -65,8 +67,26 @@ export const PREPACK_MIN_BYTES = 100 * 1024 * 1024
 /** Bytes of the ONNX file and of its external data file (`<file>_data`, as Optimum writes it), if any. */
 async function weightBytes(path: string): Promise<number> {
   let total = 0
-  for (const p of [path, `${path}_data`]) total += await stat(p).then((s) => s.size, () => 0)
+  for (const p of [path, `${path}_data`]) total += (await modelFileSize(p)) ?? 0
   return total
+}
+
+/**
+ * For an ONNX file of an in-memory model folder (../model/memory.ts): its bytes, and every file an
+ * initializer may name as external data — the file itself (the rewritten graph points its large
+ * initializers back into the original) and its `_data` companions — for onnxruntime's `externalData`.
+ */
+function memoryModel(path: string): {bytes: Uint8Array; externalData: {path: string; data: Uint8Array}[]} | undefined {
+  const m = inMemory(path)
+  if (m === undefined) return undefined
+  const bytes = m.files.get(m.rel)
+  if (bytes === undefined) throw new EngineError('ENGINE_MODEL_NOT_FOUND', `${path} is not in the in-memory model.`, {details: {path}})
+  const folder = posix.dirname(m.rel)
+  const externalData = [{path: posix.basename(m.rel), data: bytes}]
+  for (const [rel, data] of m.files) {
+    if (posix.dirname(rel) === folder && isExternalDataOf(posix.basename(m.rel), posix.basename(rel))) externalData.push({path: posix.basename(rel), data})
+  }
+  return {bytes, externalData}
 }
 
 const M_TRIM_THRESHOLD = -1
@@ -167,17 +187,20 @@ export class DecoderSession {
     let session: ort.InferenceSession | undefined
     let fullHead = plan.fullHeadReason
     let nbits = plan.nbits
+    // An in-memory model: onnxruntime gets the bytes and its external data as buffers, never a path.
+    const memory = memoryModel(path)
     try {
       if (plan.model !== undefined) {
         const extra = {session: {...config, model_external_initializers_file_folder_path: plan.model.folder}}
+        const options = memory === undefined ? {...sessionOptions, extra} : {...sessionOptions, externalData: memory.externalData}
         // Not loadable this way (an ORT without external data for in-memory models, say): the original is.
-        session = await ort.InferenceSession.create(plan.model.bytes, {...sessionOptions, extra}).catch((error: unknown) => {
+        session = await ort.InferenceSession.create(plan.model.bytes, options).catch((error: unknown) => {
           fullHead = `onnxruntime refused the rewritten graph: ${firstLine(error)}`
           nbits = {...nbits, runLevels: nbits.fileLevels}
           return undefined
         })
       }
-      session ??= await ort.InferenceSession.create(path, sessionOptions)
+      session ??= memory === undefined ? await ort.InferenceSession.create(path, sessionOptions) : await ort.InferenceSession.create(memory.bytes, {...sessionOptions, externalData: memory.externalData})
     } catch (cause) {
       restore()
       throw new EngineError('ENGINE_SESSION_FAILED', `onnxruntime could not load ${path}.`, {

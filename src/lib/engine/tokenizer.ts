@@ -1,11 +1,11 @@
 // Tokenization through @huggingface/tokenizers (tokenizer.json) and chat templates through
 // @huggingface/jinja (tokenizer_config.json's chat_template): the same libraries transformers.js uses.
-import {readFile} from 'node:fs/promises'
 import {join} from 'node:path'
 
 import {Template} from '@huggingface/jinja'
 import {Tokenizer} from '@huggingface/tokenizers'
 
+import {readModelText} from '../model/memory.js'
 import {EngineError} from './errors.js'
 
 /** A message as a chat template renders it (the wire's ChatMessage, or any role a template knows). */
@@ -116,7 +116,7 @@ function defaultTemplate(list: unknown[]): string | undefined {
 async function readJson(path: string): Promise<Record<string, unknown>> {
   let text: string
   try {
-    text = await readFile(path, 'utf8')
+    text = await readModelText(path)
   } catch (cause) {
     throw new EngineError('ENGINE_TOKENIZER_MISSING', `${path} is missing.`, {
       cause,

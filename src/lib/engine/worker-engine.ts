@@ -8,6 +8,7 @@ import type {DecoderConfig} from '../model/layout.js'
 import {type BatchingInfo, type EngineOptions, type GenerateInput, type GenerateOptions, promptIdsFor, readModelFolder} from './engine.js'
 import {EngineError} from './errors.js'
 import type {GenerateResult, SchedulerStats, StreamChunk} from './scheduler.js'
+import {memoryModelFiles, unregisterMemoryModel} from '../model/memory.js'
 import {TextTokenizer} from './tokenizer.js'
 import {type DecoderInfo, deserializeError, type MainToWorker, type WorkerReadyInfo, type WorkerToMain} from './worker-protocol.js'
 import {toEnd} from './stream.js'
@@ -23,11 +24,11 @@ interface Pending {
  * Starts the worker beside this module: the compiled engine-worker.js, or under tsx/vitest (this
  * module is .ts) the .ts source, imported through tsx's API (a worker does not inherit loaders).
  */
-function startWorker(workerData: unknown): Worker {
-  if (!import.meta.url.endsWith('.ts')) return new Worker(new URL('./engine-worker.js', import.meta.url), {workerData})
+function startWorker(workerData: unknown, transferList: ArrayBuffer[] = []): Worker {
+  if (!import.meta.url.endsWith('.ts')) return new Worker(new URL('./engine-worker.js', import.meta.url), {workerData, transferList})
   const entry = new URL('./engine-worker.ts', import.meta.url).href // runtime-graph: dev-only (tests and tsx run the .ts sources)
   const code = `import('tsx/esm/api').then((api) => api.tsImport(${JSON.stringify(entry)}, ${JSON.stringify(entry)}))` // runtime-graph: dev-only
-  return new Worker(code, {eval: true, workerData})
+  return new Worker(code, {eval: true, workerData, transferList})
 }
 
 export class WorkerEngine {
@@ -49,12 +50,24 @@ export class WorkerEngine {
     worker.on('exit', () => this.failAll(new EngineError('ENGINE_CLOSED', 'The engine worker stopped.')))
   }
 
-  /** Loads the model in a new worker thread (the same options as Engine.load). */
+  /**
+   * Loads the model in a new worker thread (the same options as Engine.load). A folder registered
+   * in memory (../model/memory.ts) moves to the worker: its buffers are transferred, not copied,
+   * and the folder is unregistered here, so the plaintext lives once, in the worker.
+   */
   static async load(dir: string, options: EngineOptions = {}): Promise<WorkerEngine> {
     // The worker checks everything again as it loads; these two are for promptIds on this side.
     const config = await readModelFolder(dir)
     const tokenizer = await TextTokenizer.load(dir)
-    const worker = startWorker({dir, options})
+    const files = memoryModelFiles(dir)
+    let worker: Worker
+    if (files === undefined) worker = startWorker({dir, options})
+    else {
+      const memory = Object.fromEntries(files)
+      const transfer = [...new Set([...files.values()].map((b) => b.buffer))].filter((b): b is ArrayBuffer => b instanceof ArrayBuffer)
+      worker = startWorker({dir, options, memory}, transfer)
+      unregisterMemoryModel(dir)
+    }
     let cleanup = (): void => undefined
     const info = await new Promise<WorkerReadyInfo>((resolve, reject) => {
       const onMessage = (m: WorkerToMain): void => {

@@ -356,3 +356,33 @@ describe('nle build --builder native', () => {
     for (const f of system) expect(lockfile.inputs[`system/${f}`]).toBe(`sha256:${createHash('sha256').update(readFileSync(join(dir, '.nle', 'rootfs', ...f.split('/')))).digest('hex')}`)
   }, 180_000)
 })
+
+describe('nle build with model.sealed', () => {
+  const sealedYaml = (t: string): string =>
+    t.replace(/^ {2}# sealed: true.*$/m, '  sealed: true').replace(/^ {2}# keyId: .*$/m, '  keyId: alias/demo').replace(/^ {2}# region: .*$/m, '  region: eu-west-1')
+
+  it('puts nle-sealed.json in the image and no model file; the runtime config and the lockfile pin it', async () => {
+    const {dir, opts} = await setup({}, sealedYaml)
+    const {sealModel} = await import('../model/seal/seal.js')
+    const {fakeKms} = await import('../../test-support/sealed.js')
+    const sealed = await sealModel({modelDir: join(dir, 'model'), outDir: join(dir, 'model.sealed'), generateDataKey: fakeKms().generate})
+    // The builder needs no plaintext model at all.
+    rmSync(join(dir, 'model'), {recursive: true})
+    await buildProject(opts)
+    const sent = host.state<string[]>('last-context.json', [])
+    expect(sent.filter((f) => f.startsWith('model/'))).toEqual(['model/nle-sealed.json'])
+    const runtime = JSON.parse(readFileSync(join(dir, '.nle', 'build-context', 'nle.runtime.json'), 'utf8')) as {model: Record<string, unknown>; kms?: unknown}
+    expect(runtime.model).toMatchObject({digest: sealed.modelDigest, sealed: {manifest: '/app/model/nle-sealed.json', weightsSocket: '/run/nle/weights.sock', vsockPort: 8003}})
+    expect(runtime.kms).toMatchObject({keyId: 'alias/demo', region: 'eu-west-1'})
+    const lock = await readLockfile(join(dir, 'nle.lock.json'))
+    expect(lock.inputs).toMatchObject({modelManifest: sealed.modelDigest, sealedManifest: sealed.sealedManifestDigest})
+  })
+
+  it('refuses without a sealed folder (SEAL_MANIFEST_INVALID) and without a KMS key (SEAL_NO_KEY)', async () => {
+    const {opts} = await setup({}, sealedYaml)
+    expect(hasCode(await rejection(buildProject(opts)), 'SEAL_MANIFEST_INVALID')).toBe(true)
+    host.cleanup()
+    const noKey = await setup({}, (t) => t.replace(/^ {2}# sealed: true.*$/m, '  sealed: true'))
+    expect(hasCode(await rejection(buildProject(noKey.opts)), 'SEAL_NO_KEY')).toBe(true)
+  })
+})

@@ -6,7 +6,7 @@
  */
 import {createHash} from 'node:crypto'
 import {copyFile, link, mkdir, readFile, readdir, rm, stat, writeFile} from 'node:fs/promises'
-import {dirname, join, relative, sep} from 'node:path'
+import {dirname, join, relative, resolve, sep} from 'node:path'
 
 import type {LoadedConfig} from '../config/load.js'
 import {buildEifFromFiles} from '../eif/build.js'
@@ -23,7 +23,10 @@ import {StageClock, type StageTiming} from '../stages.js'
 import {dockerBuild, dockerImageInspect} from './docker.js'
 import {hostError} from './errors.js'
 import type {HostContext} from './exec.js'
-import {kmsMode, runtimeKmsBlock} from './kms-bridges.js'
+import {ENCLAVE_WEIGHTS_SOCKET, kmsMode, runtimeKmsBlock} from './kms-bridges.js'
+import {sealError} from '../model/seal/errors.js'
+import {SEALED_MANIFEST_FILE, parseSealedManifest} from '../model/seal/format.js'
+import {sealedModelManifest} from '../model/seal/open.js'
 import {buildEnclave, nitroCliVersion} from './nitro-cli.js'
 import {type ProjectPaths, nleVersion, projectPaths} from './project.js'
 import {type Bootability, bootability} from './bootable.js'
@@ -157,6 +160,7 @@ async function assembleContext(loaded: LoadedConfig, paths: ProjectPaths, dir: s
       details: {enclaveDir: paths.enclaveDir},
     })
   }
+  if (config.model.sealed) return assembleSealedContext(loaded, paths, dir, withDockerfile)
   if (!(await isDir(paths.modelDir))) {
     throw hostError('BUILD_MODEL_MISSING', `No saved model at ${paths.modelDir} (model.path).`, {
       hint: 'Save the model first: `nle model save`.',
@@ -225,6 +229,64 @@ async function assembleContext(loaded: LoadedConfig, paths: ProjectPaths, dir: s
     model: {path: '/app/model', dtype: manifest.dtype, ...(config.model.digest ? {digest: config.model.digest} : {})},
     runtime: config.runtime,
     ...(kms ? {kms: runtimeKmsBlock(kms)} : {}),
+  }
+  await writeFile(join(dir, 'nle.runtime.json'), JSON.stringify(runtimeConfig, null, 2) + '\n')
+  inputs.runtimeBundle = await treeDigest(bundle)
+  return {dir, inputs}
+}
+
+/**
+ * The image of a sealed model (model.sealed): the same as assembleContext's, but model/ holds only
+ * nle-sealed.json — the file list, sizes, chunk digests and the wrapped data key, so PCR2 pins
+ * exactly which model the enclave will open — and never a weight. The plain model folder is not
+ * needed (the builder may hold only the sealed files); the lockfile pins the model manifest's digest
+ * the sealed manifest names, and the sealed manifest's own digest (inputs.sealedManifest).
+ */
+async function assembleSealedContext(loaded: LoadedConfig, paths: ProjectPaths, dir: string, withDockerfile: boolean): Promise<Context> {
+  const {config} = loaded
+  const kms = kmsMode(config)
+  if (!kms) throw sealError('SEAL_NO_KEY', 'A sealed model (model.sealed) is opened with KMS: set kms.keyId and kms.region in nle.yaml.')
+  const sealedDir = resolve(loaded.dir, config.model.sealedPath)
+  const sealedPath = join(sealedDir, SEALED_MANIFEST_FILE)
+  const sealedBytes = await readFile(sealedPath).catch((cause: unknown) => {
+    throw sealError('SEAL_MANIFEST_INVALID', `${sealedPath} is missing: the model is not sealed yet.`, {cause, hint: 'Run `nle model seal` first.', details: {path: sealedPath}})
+  })
+  const sealed = parseSealedManifest(sealedBytes, sealedPath)
+  const {manifest} = sealedModelManifest(sealed)
+  const inputs: Record<string, string> = {modelManifest: sealed.model.manifestDigest, sealedManifest: `sha256:${createHash('sha256').update(sealedBytes).digest('hex')}`}
+  if (config.model.digest !== undefined && inputs.modelManifest !== config.model.digest) {
+    throw hostError('BUILD_MODEL_DIGEST_MISMATCH', `The sealed model's manifest digest is ${inputs.modelManifest}, but model.digest pins ${config.model.digest}.`, {
+      hint: 'Seal the pinned model (`nle model seal`), or update model.digest if the change is intended.',
+      details: {expected: config.model.digest, actual: inputs.modelManifest},
+    })
+  }
+  if (manifest.dtype !== config.model.dtype) {
+    throw hostError('BUILD_MODEL_DTYPE_MISMATCH', `nle.yaml says model.dtype ${config.model.dtype}, but the sealed model is ${manifest.dtype}.`, {
+      hint: `Set model.dtype: ${manifest.dtype} in nle.yaml, or save and seal the model again with --dtype ${config.model.dtype}.`,
+      details: {configured: config.model.dtype, saved: manifest.dtype},
+    })
+  }
+  if (!(await isFile(join(paths.enclaveDir, 'start.sh'))) || (withDockerfile && !(await isFile(join(paths.enclaveDir, 'Dockerfile'))))) {
+    throw hostError('BUILD_NO_DOCKERFILE', `${paths.enclaveDir} has no ${withDockerfile ? 'Dockerfile or ' : ''}start.sh.`, {
+      hint: 'Run `nle init` in the project (it writes enclave/Dockerfile and enclave/start.sh), or restore them.',
+      details: {enclaveDir: paths.enclaveDir},
+    })
+  }
+  await rm(dir, {recursive: true, force: true})
+  await copyTree(paths.enclaveDir, dir, (rel) => !withDockerfile && rel === 'Dockerfile')
+  const bundle = join(dir, 'nle')
+  await assembleRuntimePackage('enclave-server', bundle)
+  await mkdir(join(dir, 'model'), {recursive: true})
+  await writeFile(join(dir, 'model', SEALED_MANIFEST_FILE), sealedBytes)
+  const runtimeConfig = {
+    model: {
+      path: '/app/model',
+      dtype: manifest.dtype,
+      digest: inputs.modelManifest,
+      sealed: {manifest: `/app/model/${SEALED_MANIFEST_FILE}`, weightsSocket: ENCLAVE_WEIGHTS_SOCKET, vsockPort: config.model.weightsVsockPort},
+    },
+    runtime: config.runtime,
+    kms: runtimeKmsBlock(kms),
   }
   await writeFile(join(dir, 'nle.runtime.json'), JSON.stringify(runtimeConfig, null, 2) + '\n')
   inputs.runtimeBundle = await treeDigest(bundle)

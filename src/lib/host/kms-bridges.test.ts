@@ -80,7 +80,8 @@ describe('templates/enclave/start.sh', () => {
     chmodSync(join(bin, 'node'), 0o755)
     await run('sh', [join(TEMPLATES_DIR, 'enclave', 'start.sh')], {env: {PATH: `${bin}:/usr/bin:/bin`, NLE_APP: dir, NLE_SOCKET: join(dir, 'run', 'server.sock'), NLE_VSOCK_PORT: '5000'}})
     // start.sh starts them in the background: wait until each has written its line.
-    const expected = runtime.kms ? 4 : 2
+    const sealed = (runtime.model as {sealed?: {vsockPort?: number}} | undefined)?.sealed?.vsockPort !== undefined
+    const expected = (runtime.kms ? 4 : 2) + (sealed ? 1 : 0)
     const lines = await untilFile(
       log,
       (text) => text.split('\n').slice(0, -1).filter(Boolean),
@@ -109,5 +110,14 @@ describe('templates/enclave/start.sh', () => {
     ])
     expect(existsSync(sockets)).toBe(true)
     expect(calls.find((c) => c[0] === 'node')).toEqual(['node', expect.any(String), '--config', expect.stringMatching(/nle\.runtime\.json$/), '--socket', expect.any(String)])
+  })
+
+  it('with model.sealed.vsockPort also bridges the weights socket to the parent (CID 3)', async () => {
+    const sockets = join(tmp.dir, 'run-nle-sealed')
+    const kms = {region: 'eu-west-1', keyId: 'alias/demo', via: join(sockets, 'kms.sock'), credentialsSocket: join(sockets, 'credentials.sock'), vsock: {kmsPort: 8001, credentialsPort: 8002}}
+    const weightsSocket = join(sockets, 'weights.sock')
+    const calls = await startSh({model: {path: '/app/model', sealed: {manifest: '/app/model/nle-sealed.json', weightsSocket, vsockPort: 8003}}, kms})
+    expect(calls.filter((c) => c[0] === 'socat')).toContainEqual(['socat', `UNIX-LISTEN:${weightsSocket},fork,unlink-early`, 'VSOCK-CONNECT:3:8003'])
+    expect(calls.filter((c) => c[0] === 'socat')).toHaveLength(4)
   })
 })

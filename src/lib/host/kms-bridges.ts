@@ -26,6 +26,8 @@ export const PARENT_CID = 3
 /** The enclave ends of the two paths (nle.runtime.json kms.via / kms.credentialsSocket). */
 export const ENCLAVE_KMS_SOCKET = '/run/nle/kms.sock'
 export const ENCLAVE_CREDENTIALS_SOCKET = '/run/nle/credentials.sock'
+/** A sealed model's path in: the enclave end of the weights server's vsock bridge (model.weightsVsockPort). */
+export const ENCLAVE_WEIGHTS_SOCKET = '/run/nle/weights.sock'
 export const KMS_PROXY_UNIT = 'nle-kms-vsock-proxy.service' as const
 export const CREDENTIALS_BRIDGE_UNIT = 'nle-credentials-bridge.service' as const
 /** vsock-proxy connects only to endpoints allowed here (the package's default lists KMS in every region). */

@@ -26,6 +26,8 @@ export interface ProjectPaths {
   bridgeSocket: string
   /** KMS mode, managed processes: the parent proxy's credentials endpoint (unless proxy.credentials.socket). */
   credentialsSocket: string
+  /** A sealed model: the parent proxy's weights server socket (the vsock bridge connects to it). */
+  weightsSocket: string
 }
 
 export function projectPaths(loaded: LoadedConfig): ProjectPaths {
@@ -45,6 +47,7 @@ export function projectPaths(loaded: LoadedConfig): ProjectPaths {
     runState: join(stateDir, 'run.json'),
     bridgeSocket: socketPath(stateDir, 'bridge'),
     credentialsSocket: socketPath(stateDir, 'credentials'),
+    weightsSocket: socketPath(stateDir, 'weights'),
   }
 }
 
@@ -56,7 +59,7 @@ export function nleVersion(): string {
 }
 
 /** Unix socket paths are limited to 107 bytes; deep project folders get a socket in the temp folder. */
-function socketPath(stateDir: string, name: 'bridge' | 'credentials'): string {
+function socketPath(stateDir: string, name: 'bridge' | 'credentials' | 'weights'): string {
   const inProject = join(stateDir, `${name}.sock`)
   if (Buffer.byteLength(inProject) <= 100) return inProject
   const hash = createHash('sha256').update(stateDir).digest('hex').slice(0, 16)

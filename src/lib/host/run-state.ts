@@ -42,6 +42,8 @@ export interface RunState {
     vsockProxy: {process?: ManagedProcess; unit?: string}
     credentialsBridge?: {process?: ManagedProcess; unit?: string; socket: string}
   }
+  /** A sealed model: the parent end of the enclave's path to the weights server (the proxy serves the sealed files). */
+  weightsBridge?: {process?: ManagedProcess; socket: string}
 }
 
 export async function readRunState(paths: ProjectPaths): Promise<RunState | undefined> {

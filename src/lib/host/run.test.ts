@@ -292,3 +292,35 @@ describe('KMS mode (nle.yaml names kms.keyId and kms.region)', () => {
     await stopProject({loaded, ctx})
   })
 })
+
+describe('a sealed model (model.sealed)', () => {
+  it('managed: the proxy serves the sealed folder and socat bridges vsock model.weightsVsockPort to it; stop stops it', async () => {
+    const port = await freePort()
+    host = fakeHost({NLE_PARENT_PROXY: join(FAKES_DIR, 'parent-proxy.mjs'), FAKE_PROXY_PORT: String(port)})
+    const dir = await fakeProject(host, 'demo', (t) =>
+      t
+        .replace('# keyId: alias/demo ', 'keyId: alias/demo ')
+        .replace('# region: eu-west-1', 'region: eu-west-1')
+        .replace(/^ {2}# sealed: true.*$/m, '  sealed: true')
+        .replace('host: 0.0.0.0\n  port: 8443', `host: 127.0.0.1\n  port: ${port}`),
+    )
+    const {sealModel} = await import('../model/seal/seal.js')
+    const {fakeKms} = await import('../../test-support/sealed.js')
+    await sealModel({modelDir: join(dir, 'model'), outDir: join(dir, 'model.sealed'), generateDataKey: fakeKms().generate})
+    const loaded = await loadConfig(join(dir, 'nle.yaml'))
+    const ctx = {env: host.env}
+    await buildProject({loaded, ctx})
+    const r = await runProject({loaded, ctx, timeoutMs: 20_000})
+    const weights = join(dir, '.nle', 'weights.sock')
+    const argv = (await host.callsWhen('parent-proxy', 1))[0]!.argv
+    expect(argv.slice(argv.indexOf('--weights-dir'))).toEqual(['--weights-dir', join(dir, 'model.sealed'), '--weights-socket', weights])
+    expect((await host.callsWhen('socat', 3)).map((c) => c.argv)).toContainEqual(['VSOCK-LISTEN:8003,fork,reuseaddr', `UNIX-CONNECT:${weights}`])
+    const bridge = state(dir).weightsBridge!
+    expect(bridge.socket).toBe(weights)
+    expect(isAlive(bridge.process!.pid)).toBe(true)
+    await stopProject({loaded, ctx})
+    expect(isAlive(bridge.process!.pid)).toBe(false)
+    expect(r.bridge.socket).toBeTruthy()
+    expect(host.leftovers()).toEqual([])
+  })
+})

@@ -5,7 +5,7 @@
  */
 import {existsSync} from 'node:fs'
 import {copyFile, mkdir, readFile, rm, writeFile} from 'node:fs/promises'
-import {join} from 'node:path'
+import {join, resolve} from 'node:path'
 import {setTimeout as sleep} from 'node:timers/promises'
 
 import type {LoadedConfig} from '../config/load.js'
@@ -42,7 +42,7 @@ export function parentProxyCommand(ctx: HostContext): {command: string; args: st
   return undefined
 }
 
-export type RunPhase = 'enclave' | 'bridge' | 'proxy' | 'kms' | 'health'
+export type RunPhase = 'enclave' | 'bridge' | 'proxy' | 'kms' | 'weights' | 'health'
 
 export interface RunOptions {
   loaded: LoadedConfig
@@ -182,10 +182,27 @@ export async function runProject(o: RunOptions): Promise<RunReport> {
               ...(config.proxy.tls ? [] : ['--self-signed', join(paths.stateDir, 'tls')]),
               // KMS mode: the host role's credentials for the enclave, from IMDSv2 unless nle.yaml says env.
               ...(kms ? ['--credentials-socket', credentialsSocket, '--credentials-source', config.proxy.credentials?.source ?? 'imds'] : []),
+              // A sealed model: the sealed files for the enclave, which opens them at start.
+              ...(config.model.sealed ? ['--weights-dir', resolve(loaded.dir, config.model.sealedPath), '--weights-socket', paths.weightsSocket] : []),
             ],
             env: ctx.env,
             log: join(paths.stateDir, 'proxy.log'),
             marker: `unix:${paths.bridgeSocket}`,
+          }),
+        }
+        await writeRunState(paths, state)
+      }
+      if (config.model.sealed && proxyEntry) {
+        progress('weights', `socat: vsock ${config.model.weightsVsockPort} -> ${paths.weightsSocket}`)
+        state.weightsBridge = {
+          socket: paths.weightsSocket,
+          process: await spawnManaged({
+            command: 'socat',
+            args: credentialsBridgeArgs(config.model.weightsVsockPort, paths.weightsSocket),
+            env: ctx.env,
+            log: join(paths.stateDir, 'weights-bridge.log'),
+            marker: `UNIX-CONNECT:${paths.weightsSocket}`,
+            tool: 'socat',
           }),
         }
         await writeRunState(paths, state)
@@ -242,6 +259,9 @@ export async function runProject(o: RunOptions): Promise<RunReport> {
         if (proxyEntry && !config.proxy.credentials) {
           warnings.push(`KMS mode: nle.yaml has no proxy.credentials, so ${PROXY_UNIT} serves no credentials endpoint and the enclave cannot sign KMS calls. Set proxy.credentials.socket: ${systemdCredentialsSocket(config)} (source: imds).`)
         }
+      }
+      if (config.model.sealed) {
+        warnings.push(`A sealed model under --systemd: nle renders no weights-server unit yet, so the enclave waits for one at start. Run the parent proxy with --weights-dir ${config.model.sealedPath} --weights-socket PATH and \`socat VSOCK-LISTEN:${config.model.weightsVsockPort},fork,reuseaddr UNIX-CONNECT:PATH\`, or use managed mode (\`nle run\`).`)
       }
       await writeRunState(paths, state)
       progress('bridge', `systemctl start ${units.join(' ')}`)
@@ -300,6 +320,7 @@ async function waitHealthy(state: RunState, ctx: HostContext, timeoutMs: number,
       ['parent proxy', state.proxy?.process],
       ['KMS vsock-proxy', state.kms?.vsockProxy.process],
       ['credentials bridge (socat)', state.kms?.credentialsBridge?.process],
+      ['weights bridge (socat)', state.weightsBridge?.process],
     ] as const) {
       if (p && !isOurs(p)) {
         throw hostError('RUN_PROCESS_EXITED', `The ${what} exited right after it started.`, {

@@ -33,7 +33,7 @@ export async function stopRecorded(ctx: HostContext, state: RunState, paths: Pro
     const listed = await listedEnclaves(ctx, report.warnings).then((l) => l.some((e) => e.EnclaveID === state.enclave.id), () => true)
     if (listed) problems.push(`terminate ${state.enclave.id}: ${(error as Error).message}`)
   }
-  for (const p of [state.kms?.credentialsBridge?.process, state.kms?.vsockProxy.process, state.proxy?.process, state.bridge.process]) {
+  for (const p of [state.weightsBridge?.process, state.kms?.credentialsBridge?.process, state.kms?.vsockProxy.process, state.proxy?.process, state.bridge.process]) {
     if (!p) continue
     if (await stopManaged(p)) report.stopped.pids.push(p.pid)
     else problems.push(`process ${p.pid} did not stop`)
@@ -50,6 +50,7 @@ export async function stopRecorded(ctx: HostContext, state: RunState, paths: Pro
   if (state.mode === 'managed') await rm(state.bridge.socket, {force: true})
   // The proxy removes its credentials socket when it stops; a killed one may leave it behind.
   if (state.mode === 'managed' && state.kms?.credentialsBridge) await rm(state.kms.credentialsBridge.socket, {force: true})
+  if (state.mode === 'managed' && state.weightsBridge) await rm(state.weightsBridge.socket, {force: true})
   if (problems.length > 0) {
     // The record stays: `nle stop` again retries all of it (each step is idempotent).
     throw hostError('RUN_STOP_INCOMPLETE', `Not everything stopped: ${problems.join('; ')}`, {

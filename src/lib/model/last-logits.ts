@@ -14,6 +14,7 @@
 import {open, realpath} from 'node:fs/promises'
 import {basename, dirname} from 'node:path'
 
+import {inMemory, memoryHandle} from './memory.js'
 import {type Field, Framing} from './onnx-file.js'
 import {decodeExact} from './onnx-fields.js'
 import {onnx} from './onnx-graph.js'
@@ -80,8 +81,12 @@ export interface PlanOptions {
 export async function planModel(path: string, options: PlanOptions = {}): Promise<ModelPlan> {
   const nbits: NBitsReport = {nodes: 0, fileLevels: [], runLevels: []}
   try {
-    const real = await realpath(path)
-    const file = await open(real, 'r')
+    // A model opened in memory (a sealed one): its bytes, never a file of that name on disk.
+    const memory = inMemory(path)
+    const bytes = memory?.files.get(memory.rel)
+    if (memory !== undefined && bytes === undefined) throw new NotApplicable(`${path} is not in the in-memory model`)
+    const real = memory === undefined ? await realpath(path) : path
+    const file = bytes === undefined ? await open(real, 'r') : memoryHandle(bytes)
     try {
       const size = (await file.stat()).size
       const cursor = new Framing(file, MAX_STRUCTURE_BYTES)

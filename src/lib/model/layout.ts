@@ -1,10 +1,11 @@
 // The Hugging Face ONNX folder layout (as written by Optimum and read by transformers.js):
 //   config.json, tokenizer.json, tokenizer_config.json, [generation_config.json, special_tokens_map.json]
 //   onnx/model.onnx (fp32) | onnx/model_quantized.onnx (q8) [+ its external data onnx/<file>_data*]
-import {readFile, stat} from 'node:fs/promises'
+import {stat} from 'node:fs/promises'
 import {join} from 'node:path'
 
 import {ModelError} from './errors.js'
+import {isModelFile, readModelText} from './memory.js'
 
 /**
  * The dtypes a Hugging Face ONNX repository ships, named as transformers.js names them, each with the
@@ -130,7 +131,7 @@ async function readJsonObject(path: string, required: false): Promise<Record<str
 async function readJsonObject(path: string, required: boolean): Promise<Record<string, unknown> | undefined> {
   let text: string
   try {
-    text = await readFile(path, 'utf8')
+    text = await readModelText(path)
   } catch (cause) {
     if (!required) return undefined
     throw new ModelError('MODEL_FILE_MISSING', `${path} is missing.`, {cause, details: {path}})
@@ -148,11 +149,7 @@ async function readJsonObject(path: string, required: boolean): Promise<Record<s
 }
 
 async function isFile(path: string): Promise<boolean> {
-  try {
-    return (await stat(path)).isFile()
-  } catch {
-    return false
-  }
+  return isModelFile(path)
 }
 
 /** MODEL_DTYPE_UNAVAILABLE for a dtype that is not among `listing`'s files, naming those that are. */

@@ -10,7 +10,7 @@
 // `<file>.onnx_data` as ONNX external data (location, offset, length), the name onnxruntime, Optimum
 // and transformers.js use, so a model of any size is written the same way (a single protobuf file
 // stops at 2 GB).
-import {type FileHandle, open, realpath, rename, rm} from 'node:fs/promises'
+import {open, realpath, rename, rm} from 'node:fs/promises'
 import {basename, dirname, isAbsolute, join, normalize, sep} from 'node:path'
 
 import type onnxProto from 'onnx-proto'
@@ -59,11 +59,16 @@ export interface Field {
  * Positional reads over an ONNX (protobuf) file: the fields of a message, and the bytes of those
  * that are kept (decoded), at most `maxKept` in all.
  */
+/** What Framing reads through: a FileHandle, or bytes in memory (./memory.ts memoryHandle). */
+export interface PositionalReader {
+  read(buffer: Buffer, offset: number, length: number, position: number): Promise<{bytesRead: number}>
+}
+
 export class Framing {
   private readonly header = Buffer.alloc(24)
   private kept = 0
   constructor(
-    private readonly file: FileHandle,
+    private readonly file: PositionalReader,
     private readonly maxKept = MAX_STRUCTURE_BYTES,
   ) {}
 

@@ -43,6 +43,8 @@ export const PROXY_FLAGS = {
   'request-timeout': {kind: 'duration', description: 'Time to send the whole request, body included (proxy.requestTimeoutMs, default 30s).'},
   'credentials-socket': {kind: 'string', description: 'KMS mode: serve the enclave\'s AWS credentials on this Unix socket (proxy.credentials.socket).'},
   'credentials-source': {kind: 'string', options: ['env', 'imds'], description: 'Where those credentials come from (default env; proxy.credentials.source).'},
+  'weights-dir': {kind: 'directory', description: 'Sealed model: serve the sealed files of this folder (model.sealedPath) to the enclave.', dependsOn: ['weights-socket']},
+  'weights-socket': {kind: 'string', description: 'Sealed model: the weights server\'s Unix socket (bridged to vsock model.weightsVsockPort).', dependsOn: ['weights-dir']},
 } as const satisfies Record<string, ProxyFlag>
 
 /** `unix:/path` or `/path` → the socket path. */
@@ -122,5 +124,9 @@ export function proxyOverrides(values: ProxyFlagValues): {configFile: string | u
   set('requestTimeoutMs', n('request-timeout'))
   set('credentialsSocket', one('credentials-socket'))
   set('credentialsSource', source === undefined ? undefined : credentialSource(source))
+  const weightsDir = one('weights-dir')
+  const weightsSocket = one('weights-socket')
+  if ((weightsDir === undefined) !== (weightsSocket === undefined)) throw usage('--weights-dir and --weights-socket go together.')
+  if (weightsDir !== undefined && weightsSocket !== undefined) overrides.weights = {dir: weightsDir, socket: weightsSocket}
   return {configFile: one('config'), overrides}
 }

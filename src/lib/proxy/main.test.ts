@@ -108,3 +108,50 @@ describe('the self-signed development certificate', () => {
     }
   })
 })
+
+describe('startParentProxy with a sealed model (--weights-dir, --weights-socket)', () => {
+  it('serves the sealed files on their own 0600 socket, never on TCP; no canary in its log; the flags go together', async () => {
+    const {CANARY, fakeKms, writeFakeModel} = await import('../../test-support/sealed.js')
+    const {sealModel} = await import('../model/seal/seal.js')
+    await writeFakeModel(join(tmp.dir, 'wmodel'))
+    const sealedDir = join(tmp.dir, 'wsealed')
+    await sealModel({modelDir: join(tmp.dir, 'wmodel'), outDir: sealedDir, generateDataKey: fakeKms().generate, chunkBytes: 4096})
+    const socket = join(tmp.dir, 'proxy-weights.sock')
+    const settings = await settingsFromArgv(['--config', configFile(''), '--http-port', '0', '--weights-dir', sealedDir, '--weights-socket', socket])
+    expect(settings.weights).toEqual({dir: sealedDir, socket})
+    const lines: string[] = []
+    const running = await startParentProxy(settings, {log: (level, event, fields) => lines.push(JSON.stringify({level, event, ...fields}))})
+    let body = ''
+    try {
+      expect(statSync(socket).mode & 0o777).toBe(0o600)
+      const r = await new Promise<{status: number; bytes: Buffer}>((resolve, reject) => {
+        const req = request({socketPath: socket, path: '/v1/sealed/0002.sealed', agent: false}, (res) => {
+          const parts: Buffer[] = []
+          res.on('data', (d: Buffer) => parts.push(d))
+          res.on('end', () => resolve({status: res.statusCode ?? 0, bytes: Buffer.concat(parts)}))
+        })
+        req.on('error', reject)
+        req.end()
+      })
+      expect(r.status).toBe(200)
+      expect(r.bytes.equals((await import('node:fs')).readFileSync(join(sealedDir, '0002.sealed')))).toBe(true)
+      expect(r.bytes.includes(CANARY)).toBe(false)
+      const tcp = await new Promise<number>((resolve, reject) => {
+        const req = request({host: '127.0.0.1', port: running.http!.port, path: '/v1/sealed/0002.sealed', agent: false}, (res) => {
+          res.resume()
+          resolve(res.statusCode ?? 0)
+        })
+        req.on('error', reject)
+        req.end()
+      })
+      expect(tcp).not.toBe(200)
+    } finally {
+      await running.stop()
+      body = lines.join('\n')
+    }
+    expect(existsSync(socket)).toBe(false)
+    expect(body).toContain('"event":"weights"')
+    expect(body.includes(CANARY.toString())).toBe(false)
+    expect(hasCode(await rejection(settingsFromArgv(['--config', configFile(''), '--weights-dir', sealedDir])), 'PROXY_USAGE')).toBe(true)
+  })
+})

@@ -13,6 +13,7 @@ import {ExitCode, NleError, isNleError} from '../errors.js'
 import {writeFileAtomic} from '../files.js'
 import {type Logger, jsonLogger} from '../net/log.js'
 import {type CredentialSource, type CredentialsServer, startCredentialsServer} from './credentials.js'
+import {type WeightsServer, startWeightsServer} from './weights.js'
 import {proxyOverrides, proxyParseArgsOptions, upstreamPath} from './flags.js'
 import {proxyError} from './errors.js'
 import {ParentProxy} from './proxy.js'
@@ -42,6 +43,8 @@ export interface ProxySettings {
   credentialsSocket?: string
   /** Where those credentials come from (default env; proxy.credentials.source defaults to imds). */
   credentialsSource?: CredentialSource
+  /** A sealed model: serve its sealed files (../proxy/weights.ts) on this Unix socket. */
+  weights?: {dir: string; socket: string}
 }
 
 /** Settings from a config file (when it exists or was named) and flag overrides. */
@@ -130,6 +133,16 @@ export async function startParentProxy(settings: ProxySettings, logger: Logger):
   if (settings.credentialsSocket !== undefined) {
     credentials = await startCredentialsServer({socketPath: settings.credentialsSocket, source: settings.credentialsSource ?? 'env', logger})
   }
+  // The weights server (a sealed model): ciphertext for the enclave, on its own Unix socket too.
+  let weights: WeightsServer | undefined
+  if (settings.weights !== undefined) {
+    try {
+      weights = await startWeightsServer({dir: settings.weights.dir, socketPath: settings.weights.socket, logger})
+    } catch (error) {
+      await credentials?.close()
+      throw error
+    }
+  }
   let bound: Awaited<ReturnType<ParentProxy['listen']>>
   try {
     bound = await proxy.listen({
@@ -139,6 +152,7 @@ export async function startParentProxy(settings: ProxySettings, logger: Logger):
   } catch (error) {
     await proxy.drain(0)
     await credentials?.close()
+    await weights?.close()
     throw error
   }
   logger.log('info', 'listening', {
@@ -146,6 +160,7 @@ export async function startParentProxy(settings: ProxySettings, logger: Logger):
     http: bound.http ? `${bound.http.host}:${bound.http.port}` : undefined,
     upstreams: settings.upstreams.length,
     credentials: credentials?.socketPath,
+    weights: weights?.socketPath,
   })
   return {
     proxy,
@@ -154,6 +169,7 @@ export async function startParentProxy(settings: ProxySettings, logger: Logger):
     stop: async () => {
       const drained = await proxy.drain(settings.drainTimeoutMs)
       await credentials?.close()
+      await weights?.close()
       return drained
     },
   }

@@ -20,7 +20,7 @@ import {z} from 'zod'
 import type {AttestationRequest} from '../attestation/nsm-client.js'
 import {ServerKeyRing} from '../channel/index.js'
 import {KmsRequestOpener} from '../channel/kms-request.js'
-import type {EnclaveKmsOptions} from '../kms/enclave-aws.js'
+import type {EnclaveKmsOptions, KmsDecryptInput, KmsDecryptOutput} from '../kms/enclave-aws.js'
 import {ExitCode, NleError, isNleError} from '../errors.js'
 import {EnclaveServer} from './app.js'
 import {type ChatEngine, type RuntimeDefaults, echoChat} from './chat.js'
@@ -28,6 +28,7 @@ import {serverError} from './errors.js'
 import {type LogLevel, type Logger, jsonLogger} from '../net/log.js'
 import {kmsRecipientDecrypt, limitUnwrap, recipientUnwrap} from './kms-mode.js'
 import {type ModelSpec, loadServingModel} from './model.js'
+import {loadSealedServingModel} from './sealed-model.js'
 import {DTYPES} from '../model/layout.js'
 import {untilStopSignal} from '../net/signals.js'
 
@@ -38,6 +39,16 @@ export const runtimeConfigSchema = z.strictObject({
     /** Absent: the saved model's manifest says (fp32 without one). */
     dtype: z.enum(DTYPES).optional(),
     digest: z.string().regex(/^sha256:[0-9a-f]{64}$/).optional(),
+    // A sealed model (src/lib/model/seal/): the weights are not in the image; `manifest` (nle-sealed.json,
+    // in the image) lists them and `weightsSocket` reaches the parent's weights server (in the enclave a
+    // socat to vsock 3:<vsockPort>, which start.sh starts when vsockPort is set). Needs model.digest and KMS.
+    sealed: z
+      .strictObject({
+        manifest: z.string().min(1),
+        weightsSocket: z.string().min(1),
+        vsockPort: z.number().int().min(1).max(4294967295).optional(),
+      })
+      .optional(),
   }),
   runtime: z
     .strictObject({
@@ -83,6 +94,8 @@ export const runtimeConfigSchema = z.strictObject({
 })
 export type RuntimeConfig = z.output<typeof runtimeConfigSchema>
 
+type KMSClientLike = {decrypt(input: KmsDecryptInput): Promise<KmsDecryptOutput>}
+
 type Nsm = {attestation(request?: AttestationRequest): Promise<Uint8Array>; close(): Promise<void>}
 
 /**
@@ -115,6 +128,7 @@ export async function readRuntimeConfig(path: string, ext: ServerExtensions = {}
   }
   const cfg = parsed.data
   if (!isAbsolute(cfg.model.path)) cfg.model.path = resolve(dirname(path), cfg.model.path)
+  if (cfg.model.sealed && !isAbsolute(cfg.model.sealed.manifest)) cfg.model.sealed.manifest = resolve(dirname(path), cfg.model.sealed.manifest)
   return cfg
 }
 
@@ -137,6 +151,12 @@ const FLAGS = {
   'kms-endpoint': {type: 'string'},
   'kms-via': {type: 'string'},
   'credentials-socket': {type: 'string'},
+  // A sealed model (override the runtime config's model.sealed / model.digest).
+  'sealed-manifest': {type: 'string'},
+  'weights-socket': {type: 'string'},
+  'model-digest': {type: 'string'},
+  // How long start-up waits for the parent's weights server and KMS path (ms, default 120000).
+  'sealed-wait-ms': {type: 'string'},
 } as const
 
 /** KMS mode's settings: the runtime config's kms block, flags on top. Undefined: KMS mode off. */
@@ -233,6 +253,16 @@ export async function startEnclaveServer(argv: string[], logger: Logger, ext: Se
     : runtimeConfigSchema.parse({model: {path: values.model ?? 'model'}})
   if (values.model) config.model.path = resolve(values.model)
   if (values['max-tokens']) config.runtime.maxTokens = Number(values['max-tokens'])
+  if (values['model-digest']) {
+    if (!/^sha256:[0-9a-f]{64}$/.test(values['model-digest'])) throw new NleError('SERVER_USAGE', '--model-digest is "sha256:<64 hex>".')
+    config.model.digest = values['model-digest']
+  }
+  if (values['sealed-manifest'] || values['weights-socket']) {
+    const manifest = values['sealed-manifest'] ?? config.model.sealed?.manifest
+    const weightsSocket = values['weights-socket'] ?? config.model.sealed?.weightsSocket
+    if (!manifest || !weightsSocket) throw new NleError('SERVER_USAGE', 'A sealed model needs both --sealed-manifest and --weights-socket (or the runtime config\'s model.sealed).')
+    config.model.sealed = {manifest: resolve(manifest), weightsSocket}
+  }
 
   // The NSM: the device inside an enclave; the simulator (a dev root nobody else trusts) elsewhere.
   let nsm: Nsm
@@ -254,10 +284,33 @@ export async function startEnclaveServer(argv: string[], logger: Logger, ext: Se
     throw new NleError('SERVER_USAGE', '--nsm is device or simulator.')
   }
 
+  const kms = kmsModeSettings(values, config)
+  let kmsClient: (KMSClientLike & {destroy(): void}) | undefined
+  const kmsClientFor = async (settings: EnclaveKmsOptions): Promise<KMSClientLike & {destroy(): void}> => {
+    if (kmsClient) return kmsClient
+    const {enclaveKmsClient} = await import('../kms/enclave-aws.js')
+    kmsClient = enclaveKmsClient(settings)
+    return kmsClient
+  }
+
   let chat: ChatEngine
   let concurrency: number
   let kvBudgetBytes: number | undefined
-  if (values.engine === 'echo') {
+  if (config.model.sealed && values.engine === 'onnx') {
+    if (!kms) throw new NleError('SERVER_USAGE', 'A sealed model is opened with KMS: give the kms block (region, credentials socket) in the runtime config or --kms-region and --credentials-socket.')
+    if (!config.model.digest) throw new NleError('SERVER_USAGE', 'A sealed model needs the pinned model digest (model.digest, or --model-digest).')
+    const decrypt = kmsRecipientDecrypt(await kmsClientFor(kms))
+    const served = await loadSealedServingModel(
+      {sealed: config.model.sealed, digest: config.model.digest, ...(values['sealed-wait-ms'] ? {waitMs: Number(values['sealed-wait-ms'])} : {}), ...(config.model.dtype ? {dtype: config.model.dtype} : {}), ...(config.runtime.threads === 'auto' ? {} : {threads: config.runtime.threads})},
+      (keyId) => recipientUnwrap({nsm, decrypt, keyId}),
+      {concurrency: config.server.generationConcurrency, kvCacheMiB: config.server.kvCacheMiB, maxTokens: config.runtime.maxTokens},
+      logger,
+    )
+    chat = served.chat
+    concurrency = served.concurrency
+    kvBudgetBytes = served.kvBudgetBytes
+    logger.log('info', 'model_loaded', {model: chat.model, sealed: true})
+  } else if (values.engine === 'echo') {
     logger.log('warn', 'echo_engine', {note: 'test engine: answers echo the question'})
     chat = echoChat({tokenDelayMs: values['token-delay-ms'] ? Number(values['token-delay-ms']) : 0})
     concurrency = config.server.generationConcurrency === 'auto' ? 1 : config.server.generationConcurrency
@@ -275,13 +328,9 @@ export async function startEnclaveServer(argv: string[], logger: Logger, ext: Se
 
   const keyRing = await ServerKeyRing.create({lifetimeMs: config.server.keyLifetimeMs})
   const defaults: RuntimeDefaults = {maxTokens: config.runtime.maxTokens, sampling: config.runtime.sampling}
-  const kms = kmsModeSettings(values, config)
   let kmsOpener: KmsRequestOpener | undefined
-  let kmsClient: {destroy(): void} | undefined
   if (kms) {
-    const {enclaveKmsClient} = await import('../kms/enclave-aws.js')
-    const client = enclaveKmsClient(kms)
-    kmsClient = client
+    const client = await kmsClientFor(kms)
     const unwrap = recipientUnwrap({nsm, decrypt: kmsRecipientDecrypt(client), ...(kms.keyId ? {keyId: kms.keyId} : {})})
     kmsOpener = new KmsRequestOpener({
       keys: keyRing,

@@ -23,6 +23,8 @@ export interface ModelSpec {
   /** Pinned "sha256:<hex>" of the manifest file; when set the manifest must exist and match. */
   digest?: string
   threads?: number
+  /** The manifest of a model already verified file by file (a sealed model opened in memory). */
+  verified?: ModelManifest
 }
 
 /**
@@ -90,7 +92,7 @@ export async function loadChatModel(spec: ModelSpec, logger: Logger): Promise<Ch
  * it computes), and size the batch and the KV budget. Throws SERVER_MODEL_* errors.
  */
 export async function loadServingModel(spec: ModelSpec, serving: ServingOptions, logger: Logger): Promise<ServingModel> {
-  const manifest = await verifyModelFiles(spec, logger)
+  const manifest = spec.verified ?? (await verifyModelFiles(spec, logger))
   // The manifest says which file was saved (and its digest was just checked): that is the one to run.
   if (manifest !== null && spec.dtype !== undefined && spec.dtype !== manifest.dtype) {
     throw serverError('SERVER_MODEL_LOAD_FAILED', `The runtime config asks for dtype ${spec.dtype}, but the saved model is ${manifest.dtype}.`, {
