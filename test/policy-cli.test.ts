@@ -11,7 +11,7 @@ import {CreateKeyCommand, GetKeyPolicyCommand, KMSClient} from '@aws-sdk/client-
 import {afterAll, beforeAll, describe, expect, it} from 'vitest'
 
 import {NsmSimulator} from '../src/lib/attestation/simulator.js'
-import {writeLockfile} from '../src/lib/lockfile.js'
+import {writeBuildLockfile} from '../src/lib/lockfile.js'
 import {type RunningLocalKms, startLocalKms} from '../src/lib/kms/local/server.js'
 import {type LocalIdentity, newState} from '../src/lib/kms/local/state.js'
 import {type MeasurementSet, parsePolicy} from '../src/lib/kms/policy.js'
@@ -42,7 +42,8 @@ async function project(options: {measurements: MeasurementSet; role?: string; ke
 }
 
 async function lock(dir: string, measurements: MeasurementSet): Promise<void> {
-  await writeLockfile(join(dir, 'nle.lock.json'), {version: 1, measurements, eif: {sha384: digest('eif'), size: 1, version: 4, signed: false}, builder: {name: 'test', version: '1'}, inputs: {}})
+  // As a build writes it: the set it replaces moves into `previous`.
+  await writeBuildLockfile(join(dir, 'nle.lock.json'), {version: 1, measurements, eif: {sha384: digest(`eif ${measurements.PCR0}`), size: 1, version: 4, signed: false}, builder: {name: 'test', version: '1'}, inputs: {}})
 }
 
 function basePolicy(role = ROLE): unknown {

@@ -51,7 +51,7 @@ Refuses all-zero (debug-mode) PCRs unless --allow-debug, and any result that tak
     const what = report.key === 'model' ? `the model key's policy (${report.source})` : `the key policy of ${report.source}`
     if (report.diff) process.stdout.write(report.diff)
     else this.log(`No change: ${what} already admits the current measurements as nle would write them.`)
-    for (const r of report.removed) this.log(`no longer admitted${report.key === 'model' ? ' by the model key' : ''}: PCR0 ${r.PCR0.slice(0, 12)}…`)
+    for (const d of report.dropped) this.log(`no longer admitted${report.key === 'model' ? ' by the model key' : ''}: PCR0 ${d.set.PCR0.slice(0, 12)}… (${d.sid}: ${d.message})`)
     for (const e of report.exposures) this.log(`warning: ${report.key === 'model' ? `model key ${report.source}: ` : ''}${e.message}\n  fix: ${e.fix}${e.proposed ? `\n  proposed statement: ${JSON.stringify(e.proposed)}` : ''}`)
     if (report.lockout?.lost) this.log(`warning: ${report.lockout.caller} loses kms:PutKeyPolicy on ${report.source} (--force given).`)
     if (report.written) this.log(`Wrote ${report.written}.`)

@@ -13,7 +13,7 @@ import {buildEifFromFiles} from '../eif/build.js'
 import {type EifInfo, assertTrusted, readEif} from '../eif/reader.js'
 import {lockfileFromBuild, lockfileFromEif} from '../eif/lock.js'
 import type {Lockfile} from '../lockfile.js'
-import {writeLockfile} from '../lockfile.js'
+import {writeBuildLockfile} from '../lockfile.js'
 import {MANIFEST_FILE, type ModelManifest, checkManifestFiles, readManifest, sha256File} from '../model/manifest.js'
 import {PACKAGE_ROOT} from '../paths.js'
 import {type ClosureFigures, lockClosureFigures} from '../runtime/closure.js'
@@ -304,7 +304,7 @@ async function buildWithDocker(o: BuildOptions, paths: ProjectPaths, step: Step)
   assertTrusted(info)
   comparePcrs(info, built.measurements, 'nitro-cli', paths.eifPath)
   const lock = lockfileFromEif({...info, fileSha384: info.fileSha384 ?? ''}, {lockfilePath: paths.lockfile, eifPath: paths.eifPath, builder: {name: 'nitro-cli', version}, inputs: context.inputs})
-  await writeLockfile(paths.lockfile, lock)
+  await writeBuildLockfile(paths.lockfile, lock)
   return report(o, 'docker', info, lock, paths, context, {tag, id: image.id}, 'nitro-cli')
 }
 
@@ -427,7 +427,7 @@ async function buildNative(o: BuildOptions, paths: ProjectPaths, step: Step): Pr
   assertTrusted(info)
   comparePcrs(info, built.result.measurements, 'nle-writer', paths.eifPath)
   const lock = lockfileFromBuild(built.result, {lockfilePath: paths.lockfile, eifPath: paths.eifPath, builder: {name: 'nle', version: nleVersion()}, inputs: context.inputs})
-  await writeLockfile(paths.lockfile, lock)
+  await writeBuildLockfile(paths.lockfile, lock)
   return report(o, 'native', info, lock, paths, context, undefined, 'nle-writer')
 }
 

@@ -14,7 +14,7 @@ import {CreateAliasCommand, CreateKeyCommand, GetKeyPolicyCommand, KMSClient, Pu
 import {afterAll, beforeAll, describe, expect, it} from 'vitest'
 
 import {NsmSimulator} from '../attestation/simulator.js'
-import {writeLockfile} from '../lockfile.js'
+import {writeBuildLockfile} from '../lockfile.js'
 import {expectCode} from '../../test-support/rejection.js'
 import {tempDir} from '../../test-support/tmp.js'
 import {formatCheck} from './check.js'
@@ -59,7 +59,8 @@ async function project(options: {measurements: MeasurementSet; kms?: string; mod
 }
 
 async function lock(dir: string, measurements: MeasurementSet): Promise<void> {
-  await writeLockfile(join(dir, 'nle.lock.json'), {version: 1, measurements, eif: {sha384: digest('eif'), size: 1, version: 4, signed: false}, builder: {name: 'test', version: '1'}, inputs: {}})
+  // As a build writes it: the set it replaces moves into `previous`.
+  await writeBuildLockfile(join(dir, 'nle.lock.json'), {version: 1, measurements, eif: {sha384: digest(`eif ${measurements.PCR0}`), size: 1, version: 4, signed: false}, builder: {name: 'test', version: '1'}, inputs: {}})
 }
 
 const files = (p: Project, model = true) => ({kind: 'file' as const, path: p.policyFile, ...(model ? {modelPath: p.modelPolicyFile} : {})})
