@@ -167,6 +167,26 @@ describe('a separate model key, policy files', () => {
     expect((await check(p)).exitCode).toBe(1)
   })
 
+  it("a forged previous statement on the model key (nle's Sid, an image no build recorded) fails check against the model key, and apply drops it there", async () => {
+    const p = await project({measurements: set('v1'), ...sealed})
+    await apply(p)
+    await lock(p.dir, set('v2'))
+    await apply(p)
+    expect(await check(p)).toMatchObject({verdict: 'ok', exitCode: 0})
+    const evil = set('attacker')
+    addStatement(p.modelPolicyFile, ownedStatement({sid: 'nle-demo-enclave-previous-2', set: evil, roleArn: ROLE, operations: ['Decrypt']}))
+    const caught = await check(p)
+    expect(caught).toMatchObject({verdict: 'unsafe', exitCode: 1})
+    expect(caught.findings).toEqual([expect.objectContaining({severity: 'error', kind: 'unrecorded-measurements', sid: 'nle-demo-enclave-previous-2', key: {purpose: 'model', source: p.modelPolicyFile}})])
+    expect(caught.findings[0]!.message.startsWith(`Model key ${p.modelPolicyFile}: `)).toBe(true)
+    expect(caught.findings[0]!.message).toContain(`PCR0 ${evil.PCR0.slice(0, 12)}…`)
+    const applied = await apply(p)
+    expect(applied.dropped).toEqual([])
+    expect(applied.model!.dropped).toEqual([expect.objectContaining({sid: 'nle-demo-enclave-previous-2', set: evil, reason: 'unrecorded'})])
+    expect(readFileSync(p.modelPolicyFile, 'utf8')).not.toContain(evil.PCR0)
+    expect(await check(p)).toMatchObject({verdict: 'ok', exitCode: 0})
+  })
+
   it('a model key that does not admit the current measurements is drift of the model key', async () => {
     const p = await project({measurements: set('v1'), ...sealed})
     await apply(p)
