@@ -137,8 +137,7 @@ export async function buildEifFromFiles(o: BuildFromFilesOptions): Promise<Build
       builder: {name: 'nle', version: o.toolVersion},
       ...(o.inputDigests ? {inputs: o.inputDigests} : {}),
     })
-    await writeBuildLockfile(o.lockfile, content)
-    out.lockfile = {path: o.lockfile, content}
+    out.lockfile = {path: o.lockfile, content: await writeBuildLockfile(o.lockfile, content)}
   }
   return out
 }

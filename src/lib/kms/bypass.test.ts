@@ -152,8 +152,8 @@ const CLASSES: Record<string, {expect: string; make: Generator}> = {
       return {
         actions: recipientAction(r),
         condition: {[pick(r, ['StringEqualsIgnoreCase', 'StringEquals'])]: pins(forged, r() < 0.3)},
-        // In place of the real previous statement, after it, or far down the numbering.
-        ownedSid: pick(r, ['nle-demo-enclave-previous-1', 'nle-demo-enclave-previous-2', 'nle-demo-enclave-previous-9']),
+        // In place of the real previous statement, after it, far down the numbering, or in place of the current one.
+        ownedSid: pick(r, ['nle-demo-enclave-previous-1', 'nle-demo-enclave-previous-2', 'nle-demo-enclave-previous-9', 'nle-demo-enclave-current']),
         owned: true,
         signed,
       }
