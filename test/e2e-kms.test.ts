@@ -51,7 +51,8 @@ let kmsTrusts: 'good' | 'prev' = 'good'
 async function putPolicy(image: string, previous?: string): Promise<void> {
   const admin = new KMSClient({endpoint: kms.url, region: 'us-east-1', credentials: {accessKeyId: asker.accessKeyId, secretAccessKey: asker.secretAccessKey}, maxAttempts: 1})
   const options = {project: 'e2e', roleArn: host.arn, measurements: measurements(image), keepPrevious: previous ? 1 : 0, operations: ['Decrypt' as const]}
-  const policy = previous ? patchPolicy(starterPolicy(accountId, {...options, measurements: measurements(previous)}), options).policy : starterPolicy(accountId, options)
+  // The lockfile records the previous image as the last build (as `nle build` does), so the rollout keeps it.
+  const policy = previous ? patchPolicy(starterPolicy(accountId, {...options, measurements: measurements(previous)}), {...options, recordedPrevious: [measurements(previous)]}).policy : starterPolicy(accountId, options)
   await admin.send(new PutKeyPolicyCommand({KeyId: keyArn, PolicyName: 'default', Policy: serializePolicy(policy)}))
   admin.destroy()
 }

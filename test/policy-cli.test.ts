@@ -11,7 +11,7 @@ import {CreateKeyCommand, GetKeyPolicyCommand, KMSClient} from '@aws-sdk/client-
 import {afterAll, beforeAll, describe, expect, it} from 'vitest'
 
 import {NsmSimulator} from '../src/lib/attestation/simulator.js'
-import {writeLockfile} from '../src/lib/lockfile.js'
+import {writeBuildLockfile} from '../src/lib/lockfile.js'
 import {type RunningLocalKms, startLocalKms} from '../src/lib/kms/local/server.js'
 import {type LocalIdentity, newState} from '../src/lib/kms/local/state.js'
 import {type MeasurementSet, parsePolicy} from '../src/lib/kms/policy.js'
@@ -42,7 +42,8 @@ async function project(options: {measurements: MeasurementSet; role?: string; ke
 }
 
 async function lock(dir: string, measurements: MeasurementSet): Promise<void> {
-  await writeLockfile(join(dir, 'nle.lock.json'), {version: 1, measurements, eif: {sha384: digest('eif'), size: 1, version: 4, signed: false}, builder: {name: 'test', version: '1'}, inputs: {}})
+  // As a build writes it: the set it replaces moves into `previous`.
+  await writeBuildLockfile(join(dir, 'nle.lock.json'), {version: 1, measurements, eif: {sha384: digest(`eif ${measurements.PCR0}`), size: 1, version: 4, signed: false}, builder: {name: 'test', version: '1'}, inputs: {}})
 }
 
 function basePolicy(role = ROLE): unknown {
@@ -89,7 +90,7 @@ describe('nle policy (file mode)', () => {
       await lock(dir, set(v))
       await patchFile(dir, policyFile)
     }
-    // Someone adds an old set by hand under nle's Sid scheme, beyond kms.keepPrevious: stale.
+    // Someone adds an old set by hand under nle's Sid scheme: an earlier build the lockfile records (v1), beyond kms.keepPrevious — stale, a warning.
     const policy = parsePolicy(readFileSync(policyFile, 'utf8'))
     const current = policy.Statement.find((s) => s.Sid === 'nle-demo-enclave-current')!
     const v1 = set('v1')
@@ -101,6 +102,36 @@ describe('nle policy (file mode)', () => {
     const strict = await runCli(['policy', 'check', '--policy-file', policyFile, '--strict', '--json'], {cwd: dir})
     expect(strict.exitCode).toBe(1)
     expect(jsonResult<{verdict: string; exitCode: number}>(strict)).toMatchObject({verdict: 'stale', exitCode: 1})
+  }, 60_000)
+
+  it('a forged previous statement (nle\'s Sid, an image no build recorded): check exits 1 with unrecorded-measurements; apply shows it removed with the reason and drops it', async () => {
+    const {dir, policyFile} = await project({measurements: set('A')})
+    await patchFile(dir, policyFile)
+    await lock(dir, set('B'))
+    const rollout = await runCli(['policy', 'apply', '--policy-file', policyFile, '--apply'], {cwd: dir})
+    expect(rollout.exitCode, rollout.stderr).toBe(0)
+    expect(rollout.stdout).toContain('+      "Sid": "nle-demo-enclave-previous-1"')
+    expect((await runCli(['policy', 'check', '--policy-file', policyFile], {cwd: dir})).exitCode).toBe(0)
+    const evil = set('attacker')
+    const policy = parsePolicy(readFileSync(policyFile, 'utf8'))
+    const current = policy.Statement.find((s) => s.Sid === 'nle-demo-enclave-current')!
+    policy.Statement.push({...structuredClone(current), Sid: 'nle-demo-enclave-previous-2', Condition: {StringEqualsIgnoreCase: {'kms:RecipientAttestation:PCR0': evil.PCR0, 'kms:RecipientAttestation:PCR1': evil.PCR1, 'kms:RecipientAttestation:PCR2': evil.PCR2}}})
+    writeFileSync(policyFile, JSON.stringify(policy, null, 2))
+    const caught = await runCli(['policy', 'check', '--policy-file', policyFile, '--json'], {cwd: dir})
+    expect(caught.exitCode, caught.stdout + caught.stderr).toBe(1)
+    const report = jsonResult<{verdict: string; findings: {kind: string; sid: string; severity: string; message: string}[]}>(caught)
+    expect(report.verdict).toBe('unsafe')
+    expect(report.findings.map((f) => [f.kind, f.sid, f.severity])).toEqual([['unrecorded-measurements', 'nle-demo-enclave-previous-2', 'error']])
+    expect(report.findings[0]!.message).toContain(`PCR0 ${evil.PCR0.slice(0, 12)}…`)
+    const dry = await runCli(['policy', 'apply', '--policy-file', policyFile], {cwd: dir})
+    expect(dry.exitCode, dry.stderr).toBe(0)
+    expect(dry.stdout).toContain('-      "Sid": "nle-demo-enclave-previous-2"')
+    expect(dry.stdout).toMatch(new RegExp(`^no longer admitted: PCR0 ${evil.PCR0.slice(0, 12)}… \\(nle-demo-enclave-previous-2: not the current build nor an earlier build the lockfile records`, 'm'))
+    const applied = await runCli(['policy', 'apply', '--policy-file', policyFile, '--apply'], {cwd: dir})
+    expect(applied.exitCode, applied.stderr).toBe(0)
+    expect(readFileSync(policyFile, 'utf8')).not.toContain(evil.PCR0)
+    expect(readFileSync(policyFile, 'utf8')).toContain(set('A').PCR0)
+    expect((await runCli(['policy', 'check', '--policy-file', policyFile], {cwd: dir})).exitCode).toBe(0)
   }, 60_000)
 
   it('apply refuses all-zero PCRs without --allow-debug (exit 5, POLICY_DEBUG_PCRS)', async () => {

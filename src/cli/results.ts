@@ -40,7 +40,7 @@ const policyStatement = z.strictObject({
 const keyRef = z.strictObject({purpose: z.enum(['project', 'model']), source: z.string()})
 const exposure = z.strictObject({
   key: keyRef.optional(),
-  kind: z.enum(['unconditioned-access', 'debug-pin', 'partial-pin', 'stale-set']),
+  kind: z.enum(['unconditioned-access', 'debug-pin', 'unrecorded-measurements', 'partial-pin', 'stale-set']),
   index: z.number(),
   sid: z.string().nullable(),
   owned: z.boolean(),
@@ -107,6 +107,8 @@ const applyReport = z.strictObject({
   diff: z.string(),
   sets: z.array(z.strictObject({sid: z.string(), set: measurementSet, current: z.boolean()})),
   removed: z.array(measurementSet),
+  /** The same sets, per statement, with why apply drops each (an nle statement pinning a set the lockfile does not record: `unrecorded`). */
+  dropped: z.array(z.strictObject({sid: z.string(), set: measurementSet, reason: z.enum(['unrecorded', 'outside-window', 'debug', 'same-image']), message: z.string()})),
   exposures: z.array(exposure),
   lockout: z.strictObject({caller: z.string(), before: z.boolean(), after: z.boolean(), lost: z.boolean()}).nullable(),
 })
@@ -347,12 +349,12 @@ export const RESULTS = {
     exitCode: z.union([z.literal(0), z.literal(1), z.literal(2)]),
     current: measurementSet,
     operations: z.array(z.strictObject({key: keyRef.optional(), operation: z.enum(['Decrypt', 'GenerateDataKey', 'GenerateRandom']), admitted: z.boolean()})),
-    sets: z.array(z.strictObject({key: keyRef.optional(), index: z.number(), sid: z.string().nullable(), owned: z.boolean(), set: measurementSet, actions: z.array(z.string()), status: z.enum(['current', 'stale', 'previous', 'debug'])})),
+    sets: z.array(z.strictObject({key: keyRef.optional(), index: z.number(), sid: z.string().nullable(), owned: z.boolean(), set: measurementSet, actions: z.array(z.string()), status: z.enum(['current', 'stale', 'previous', 'debug', 'unrecorded'])})),
     findings: z.array(
       z.strictObject({
         key: keyRef.optional(),
         severity: z.enum(['error', 'warning']),
-        kind: z.enum(['unconditioned-access', 'debug-pin', 'partial-pin', 'stale-set', 'not-admitted', 'debug-measurements', 'grants-unread', 'outdated-statements']),
+        kind: z.enum(['unconditioned-access', 'debug-pin', 'unrecorded-measurements', 'partial-pin', 'stale-set', 'not-admitted', 'debug-measurements', 'grants-unread', 'outdated-statements']),
         message: z.string(),
         sid: z.string().nullable().optional(),
         fix: z.string().optional(),

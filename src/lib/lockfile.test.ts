@@ -5,9 +5,12 @@ import {join} from 'node:path'
 import {afterAll, beforeAll, describe, expect, it} from 'vitest'
 
 import {codeOf} from '../test-support/rejection.js'
-import {DEFAULT_LOCKFILE, type Lockfile, parseLockfile, readLockfile, serializeLockfile, writeLockfile} from './lockfile.js'
+import {DEFAULT_LOCKFILE, type Lockfile, MAX_PREVIOUS, parseLockfile, readLockfile, serializeLockfile, withBuildHistory, writeBuildLockfile, writeLockfile} from './lockfile.js'
 
 const h = (c: string): string => c.repeat(96)
+
+/** An earlier build's set, distinct per character. */
+const earlier = (c: string): NonNullable<Lockfile['previous']>[number] => ({PCR0: h(c), PCR1: h(c), PCR2: h('9'), eifSha384: h(c)})
 
 function sample(): Lockfile {
   return {
@@ -80,6 +83,12 @@ describe('lockfile', () => {
     ['bad digest', (l) => (l.inputs.modelManifest = 'md5:00'), 'LOCKFILE_INVALID'],
     ['bad input name', (l) => (l.inputs['../x'] = 'sha256:' + '0'.repeat(64)), 'LOCKFILE_INVALID'],
     ['version 2', (l) => ((l as {version: number}).version = 2), 'LOCKFILE_UNSUPPORTED_VERSION'],
+    ['the current set in previous', (l) => (l.previous = [{...l.measurements}]), 'LOCKFILE_INVALID'],
+    ['a set twice in previous', (l) => (l.previous = [earlier('1'), earlier('1')]), 'LOCKFILE_INVALID'],
+    ['more than MAX_PREVIOUS earlier sets', (l) => (l.previous = Array.from({length: MAX_PREVIOUS + 1}, (_, i) => earlier(i.toString(16)))), 'LOCKFILE_INVALID'],
+    ['an unknown key in a previous set', (l) => (l.previous = [{...earlier('1'), builtAt: 'yesterday'} as never]), 'LOCKFILE_INVALID'],
+    ['upper-case hex in previous', (l) => (l.previous = [{...earlier('1'), PCR0: h('F')}]), 'LOCKFILE_INVALID'],
+    ['previous not an array', (l) => ((l as Record<string, unknown>).previous = earlier('1')), 'LOCKFILE_INVALID'],
   ])('rejects %s', (_name, mutate, code) => {
     const l = sample() as Record<string, unknown> & Lockfile
     mutate(l)
@@ -97,6 +106,57 @@ describe('lockfile', () => {
     await expect(readLockfile(dir)).rejects.toMatchObject({code: 'LOCKFILE_UNREADABLE'})
     await writeFile(join(dir, 'file'), 'x')
     await expect(writeLockfile(join(dir, 'file', 'sub', 'l.json'), sample())).rejects.toMatchObject({code: 'LOCKFILE_WRITE_FAILED'})
+  })
+
+  it('previous: round-trips in order (newest first); absent or empty writes no field, so older lockfiles read and write as before', async () => {
+    const withHistory = {...sample(), previous: [earlier('1'), {PCR0: h('2'), PCR1: h('2'), PCR2: h('2'), PCR8: h('3')}]}
+    await writeLockfile(join(dir, 'h.json'), withHistory)
+    expect(await readLockfile(join(dir, 'h.json'))).toEqual(withHistory)
+    const text = serializeLockfile(withHistory)
+    expect(JSON.parse(text).previous.map((p: {PCR0: string}) => p.PCR0)).toEqual([h('1'), h('2')])
+    // A lockfile from before the field: reads, and its bytes do not change.
+    const legacy = serializeLockfile(sample())
+    expect(legacy).not.toContain('previous')
+    expect(parseLockfile(JSON.parse(legacy)).previous).toBeUndefined()
+    expect(serializeLockfile({...sample(), previous: []})).toBe(legacy)
+  })
+
+  it('withBuildHistory: the replaced set moves to the front, once, never the current one, at most MAX_PREVIOUS', () => {
+    const build = (c: string): Lockfile => ({...sample(), measurements: {PCR0: h(c), PCR1: h(c), PCR2: h(c), PCR8: h('d')}, eif: {...sample().eif, sha384: h(c)}})
+    const entry = (c: string) => ({PCR0: h(c), PCR1: h(c), PCR2: h(c), PCR8: h('d'), eifSha384: h(c)})
+    expect(withBuildHistory(build('1'), undefined).previous).toBeUndefined()
+    const two = withBuildHistory(build('2'), build('1'))
+    expect(two.previous).toEqual([entry('1')])
+    const three = withBuildHistory(build('3'), two)
+    expect(three.previous).toEqual([entry('2'), entry('1')])
+    // The same measurements again (a rebuild): the history is kept as it is.
+    expect(withBuildHistory(build('3'), three).previous).toEqual(three.previous)
+    // A rollback to 1: it leaves the history (it is current), 3 moves in front.
+    expect(withBuildHistory(build('1'), three).previous).toEqual([entry('3'), entry('2')])
+    // Whatever `next` says about the past is ignored: the history comes from the lockfile it replaces.
+    expect(withBuildHistory({...build('4'), previous: [entry('9')]}, three).previous).toEqual([entry('3'), entry('2'), entry('1')])
+    let lock = build('0')
+    for (const c of 'abcdef0123456789') lock = withBuildHistory(build(c), lock)
+    expect(lock.previous).toHaveLength(MAX_PREVIOUS)
+    expect(lock.previous![0]!.PCR0).toBe(h('8'))
+    expect(() => serializeLockfile(lock)).not.toThrow()
+  })
+
+  it('writeBuildLockfile carries the history of the lockfile it replaces; an unreadable or invalid one is refused, not overwritten', async () => {
+    const path = join(dir, 'build', DEFAULT_LOCKFILE)
+    const first = sample()
+    expect(await writeBuildLockfile(path, first)).toEqual(first)
+    const second = {...sample(), measurements: {...sample().measurements, PCR2: h('7')}}
+    const written = await writeBuildLockfile(path, second)
+    expect(written.previous).toEqual([{...first.measurements, eifSha384: first.eif.sha384}])
+    expect(await readLockfile(path)).toEqual(written)
+    const bad = join(dir, 'bad-build.json')
+    await writeFile(bad, '{"version": 1, "measurements": {}}')
+    const refused = await writeBuildLockfile(bad, sample()).catch((error: unknown) => error)
+    expect(refused).toMatchObject({code: 'LOCKFILE_INVALID'})
+    expect(await readFile(bad, 'utf8')).toBe('{"version": 1, "measurements": {}}')
+    await writeFile(bad, '{')
+    await expect(writeBuildLockfile(bad, sample())).rejects.toMatchObject({code: 'LOCKFILE_BAD_JSON'})
   })
 
   it('refuses to write an invalid lockfile', async () => {

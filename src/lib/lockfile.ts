@@ -6,6 +6,11 @@
  * Reading is strict (unknown keys, wrong casing, wrong lengths are all errors): a lockfile is a
  * security input, so anything unexpected fails closed. Writing is deterministic: keys sorted at
  * every level, 2-space indentation, one trailing newline, so the same content gives the same bytes.
+ *
+ * `previous` is the repository's record of earlier builds (newest first): the only measurement
+ * sets other than the current one that `nle policy apply` keeps admitted during a rollout and
+ * `nle policy check` accepts from nle's statements. `nle build` maintains it (writeBuildLockfile):
+ * when the measurements change, the set being replaced moves to the front.
  */
 import {mkdir, readFile} from 'node:fs/promises'
 import {dirname} from 'node:path'
@@ -58,13 +63,24 @@ export interface LockfileBuilder {
  */
 export type LockfileInputs = Record<string, string>
 
+/** An earlier build's measurement set (the EIF's digest when nle recorded it). */
+export interface LockfilePrevious extends LockfileMeasurements {
+  /** SHA-384 of that build's EIF file (its lockfile's eif.sha384). */
+  eifSha384?: Hex384
+}
+
 export interface Lockfile {
   version: 1
   measurements: LockfileMeasurements
   eif: LockfileEif
   builder: LockfileBuilder
   inputs: LockfileInputs
+  /** Earlier builds, newest first (at most MAX_PREVIOUS, no duplicates, never the current set). Absent: none recorded. */
+  previous?: LockfilePrevious[]
 }
+
+/** How many earlier builds the lockfile keeps (kms.keepPrevious is at most this). */
+export const MAX_PREVIOUS = 10
 
 const hex384 = z.string().regex(/^[0-9a-f]{96}$/, 'must be 96 lowercase hex characters (SHA-384)')
 const digest = z
@@ -89,7 +105,10 @@ const schema = z.strictObject({
   }),
   builder: z.strictObject({name: z.string().min(1).max(256), version: z.string().min(1).max(256)}),
   inputs: z.record(inputName, digest),
+  previous: z.array(z.strictObject({PCR0: hex384, PCR1: hex384, PCR2: hex384, PCR8: hex384.optional(), eifSha384: hex384.optional()})).max(MAX_PREVIOUS).optional(),
 })
+
+const setKey = (m: LockfileMeasurements): string => [m.PCR0, m.PCR1, m.PCR2, m.PCR8 ?? ''].join(':')
 
 /** Validate a parsed value as a Lockfile; throws LOCKFILE_* NleErrors. `source` names it in messages. */
 export function parseLockfile(value: unknown, source = DEFAULT_LOCKFILE): Lockfile {
@@ -122,7 +141,66 @@ export function parseLockfile(value: unknown, source = DEFAULT_LOCKFILE): Lockfi
       details: {path: source},
     })
   }
+  const seen = new Set([setKey(data.measurements)])
+  for (const [i, p] of (data.previous ?? []).entries()) {
+    const key = setKey(p)
+    if (seen.has(key)) {
+      throw new NleError('LOCKFILE_INVALID', `${source}: previous.${i} ${key === setKey(data.measurements) ? 'is the current measurement set' : 'appears twice'}.`, {
+        hint: 'previous lists earlier builds once each, newest first, never the current one (docs/lockfile.md).',
+        details: {path: source, index: i},
+      })
+    }
+    seen.add(key)
+  }
   return data as Lockfile
+}
+
+/**
+ * The lockfile a build writes: `next` (the new build, whose own `previous` is ignored) with the
+ * history of `prior` (the lockfile it replaces, if any). When the measurements changed, prior's
+ * set moves to the front of `previous`; the result holds at most MAX_PREVIOUS sets, each once,
+ * never the current one.
+ */
+export function withBuildHistory(next: Lockfile, prior: Lockfile | undefined): Lockfile {
+  const {previous: _ignored, ...rest} = next
+  const earlier: LockfilePrevious[] = []
+  if (prior !== undefined) {
+    if (setKey(prior.measurements) !== setKey(next.measurements)) earlier.push({...prior.measurements, eifSha384: prior.eif.sha384})
+    earlier.push(...(prior.previous ?? []))
+  }
+  const seen = new Set([setKey(next.measurements)])
+  const previous = earlier.filter((p) => {
+    const key = setKey(p)
+    if (seen.has(key)) return false
+    seen.add(key)
+    return true
+  }).slice(0, MAX_PREVIOUS)
+  return previous.length > 0 ? {...rest, previous} : rest
+}
+
+/**
+ * Write the lockfile of a new build (what `nle build` and `nle eif build --lockfile` do): the
+ * lockfile already at `path` is read first, and its measurements and history carried over
+ * (withBuildHistory). None there: no history. One that cannot be read or is not valid: nothing
+ * is written (its history would be lost silently) — the error says to fix or remove it.
+ */
+export async function writeBuildLockfile(path: string, next: Lockfile): Promise<Lockfile> {
+  let prior: Lockfile | undefined
+  try {
+    prior = await readLockfile(path)
+  } catch (error) {
+    if (!(error instanceof NleError)) throw error
+    if (error.code !== 'LOCKFILE_NOT_FOUND') {
+      throw new NleError(error.code, `${error.message} (a build carries the earlier builds' measurements over from it, so it was not overwritten)`, {
+        hint: `Fix ${path}, or remove it to start a new history (then no earlier build stays admitted in a rollout), and build again.`,
+        details: error.details,
+        cause: error,
+      })
+    }
+  }
+  const lockfile = withBuildHistory(next, prior)
+  await writeLockfile(path, lockfile)
+  return lockfile
 }
 
 /** Read and strictly validate a lockfile. */
@@ -173,7 +251,9 @@ function sortKeys(value: unknown): unknown {
 /** The exact bytes nle writes for a lockfile: validated, keys sorted, 2-space indent, trailing newline. */
 export function serializeLockfile(lockfile: Lockfile): string {
   const valid = parseLockfile(lockfile, '(lockfile being written)')
-  return JSON.stringify(sortKeys(valid), null, 2) + '\n'
+  // No history is written as no field: a first build's lockfile is what it was before `previous` existed.
+  const {previous, ...rest} = valid
+  return JSON.stringify(sortKeys(previous === undefined || previous.length === 0 ? rest : valid), null, 2) + '\n'
 }
 
 /** Validate and write a lockfile deterministically and atomically. */

@@ -6,7 +6,7 @@ import {inputOptions, policySourceFlags, sourceOf} from './show.js'
 
 export default class PolicyApply extends BaseCommand<typeof PolicyApply> {
   static override summary = 'Patch the key policy so that only the attested enclave (the lockfile\'s PCRs) may decrypt.'
-  static override description = `Adds or updates the statements nle owns (Sid nle-<name>-enclave-current and -previous-<n>): each allows kms.operations to kms.hostRoleArn only when the request's attestation document has the lockfile's PCR0, PCR1, PCR2 (and PCR8 for a signed EIF), compared with StringEqualsIgnoreCase. During a rollout the previous kms.keepPrevious measurement sets stay admitted, one statement per set. Every other statement is kept exactly.
+  static override description = `Adds or updates the statements nle owns (Sid nle-<name>-enclave-current and -previous-<n>): each allows kms.operations to kms.hostRoleArn only when the request's attestation document has the lockfile's PCR0, PCR1, PCR2 (and PCR8 for a signed EIF), compared with StringEqualsIgnoreCase. During a rollout up to kms.keepPrevious earlier measurement sets stay admitted, one statement per set — only sets the lockfile records as earlier builds ("previous", which nle build keeps); any other set an nle statement pins is dropped, and the reason printed under the diff. Every other statement is kept exactly.
 
 By default prints a unified diff and changes nothing. --apply writes: on a live key it re-reads the policy first and refuses if it changed meanwhile; with --policy-file it rewrites the file (or writes --out).
 
@@ -51,7 +51,7 @@ Refuses all-zero (debug-mode) PCRs unless --allow-debug, and any result that tak
     const what = report.key === 'model' ? `the model key's policy (${report.source})` : `the key policy of ${report.source}`
     if (report.diff) process.stdout.write(report.diff)
     else this.log(`No change: ${what} already admits the current measurements as nle would write them.`)
-    for (const r of report.removed) this.log(`no longer admitted${report.key === 'model' ? ' by the model key' : ''}: PCR0 ${r.PCR0.slice(0, 12)}…`)
+    for (const d of report.dropped) this.log(`no longer admitted${report.key === 'model' ? ' by the model key' : ''}: PCR0 ${d.set.PCR0.slice(0, 12)}… (${d.sid}: ${d.message})`)
     for (const e of report.exposures) this.log(`warning: ${report.key === 'model' ? `model key ${report.source}: ` : ''}${e.message}\n  fix: ${e.fix}${e.proposed ? `\n  proposed statement: ${JSON.stringify(e.proposed)}` : ''}`)
     if (report.lockout?.lost) this.log(`warning: ${report.lockout.caller} loses kms:PutKeyPolicy on ${report.source} (--force given).`)
     if (report.written) this.log(`Wrote ${report.written}.`)

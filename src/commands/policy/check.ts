@@ -14,7 +14,8 @@ Exit codes:
   0  the current measurements (nle.lock.json) are admitted for every kms.operations, and nothing else
      gives the host plaintext or admits another enclave;
   1  unsafe: the host reaches plaintext without the attested enclave (unconditioned access, a debug-mode
-     pin), or drift: the current measurements are not admitted (or are all-zero without --allow-debug);
+     pin, or one of nle's statements pinning a set that is neither the current build nor an earlier
+     one the lockfile records in "previous": unrecorded-measurements), or drift: the current measurements are not admitted (or are all-zero without --allow-debug);
      with --strict, also everything that otherwise exits 2;
   2  a statement admits a stale measurement set, pins fewer measurements than nle does, or nle's
      statements differ from what \`nle policy apply\` writes.

@@ -7,7 +7,7 @@
 import {readFile, stat} from 'node:fs/promises'
 import {basename} from 'node:path'
 
-import {type Lockfile, writeLockfile} from '../lockfile.js'
+import {type Lockfile, writeBuildLockfile} from '../lockfile.js'
 import {type CpioEntry, bootstrapRamdiskEntries, cpioChunks, customerRamdiskEntries, directoryEntries} from './cpio.js'
 import {eifError} from './errors.js'
 import {lockfileFromBuild} from './lock.js'
@@ -158,8 +158,7 @@ export async function buildEifFromFiles(o: BuildFromFilesOptions): Promise<Build
       builder: {name: 'nle', version: o.toolVersion},
       ...(o.inputDigests ? {inputs: o.inputDigests} : {}),
     })
-    await writeLockfile(o.lockfile, content)
-    out.lockfile = {path: o.lockfile, content}
+    out.lockfile = {path: o.lockfile, content: await writeBuildLockfile(o.lockfile, content)}
   }
   return out
 }

@@ -13,7 +13,7 @@ import {buildEifFromFiles} from '../eif/build.js'
 import {type EifInfo, assertTrusted, readEif} from '../eif/reader.js'
 import {lockfileFromBuild, lockfileFromEif} from '../eif/lock.js'
 import type {Lockfile} from '../lockfile.js'
-import {writeLockfile} from '../lockfile.js'
+import {writeBuildLockfile} from '../lockfile.js'
 import {MANIFEST_FILE, type ModelManifest, checkManifestFiles, readManifest, sha256File} from '../model/manifest.js'
 import {PACKAGE_ROOT} from '../paths.js'
 import {type ClosureFigures, lockClosureFigures} from '../runtime/closure.js'
@@ -371,7 +371,7 @@ async function buildWithDocker(o: BuildOptions, paths: ProjectPaths, step: Step)
   assertTrusted(info)
   comparePcrs(info, built.measurements, 'nitro-cli', paths.eifPath)
   const lock = lockfileFromEif({...info, fileSha384: info.fileSha384 ?? ''}, {lockfilePath: paths.lockfile, eifPath: paths.eifPath, builder: {name: 'nitro-cli', version}, inputs: context.inputs})
-  await writeLockfile(paths.lockfile, lock)
+  await writeBuildLockfile(paths.lockfile, lock)
   return report(o, 'docker', info, lock, paths, context, {tag, id: image.id}, 'nitro-cli')
 }
 
@@ -461,7 +461,7 @@ async function buildNative(o: BuildOptions, paths: ProjectPaths, step: Step): Pr
   assertTrusted(info)
   comparePcrs(info, built.result.measurements, 'nle-writer', paths.eifPath)
   const lock = lockfileFromBuild(built.result, {lockfilePath: paths.lockfile, eifPath: paths.eifPath, builder: {name: 'nle', version: nleVersion()}, inputs: context.inputs})
-  await writeLockfile(paths.lockfile, lock)
+  await writeBuildLockfile(paths.lockfile, lock)
   const r = await report(o, 'native', info, lock, paths, context, undefined, 'nle-writer')
   if (blobs.kind === 'qemu') r.warnings.push(`Built with the local QEMU kernel (${blobs.source}): this EIF boots in QEMU's nitro-enclave machine, not on a Nitro host; build with nitro-cli's blobs for that.`)
   return {...r, blobs: {kind: blobs.kind, source: blobs.source}}

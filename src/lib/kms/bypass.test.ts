@@ -9,6 +9,9 @@
  * The same classes run again against a separate model key (kms.modelKeyId, docs/kms.md): its
  * policy is checked for Decrypt only and combined with a clean project key's report, so every
  * bypass must fail the combined check with a finding that names the model key.
+ *
+ * The lockfile of every case records the kept set as the last earlier build (`previous`), as
+ * `nle build` does; a class may record more.
  */
 import {describe, expect, it} from 'vitest'
 
@@ -39,6 +42,10 @@ interface Case {
   current: MeasurementSet
   bypassSid: string
   owned: boolean
+  /** The lockfile's `previous` (newest first). */
+  recorded: MeasurementSet[]
+  /** The finding expected, when it differs for an owned bypass. */
+  expectOwned?: string
 }
 
 /** Statements that give the host nothing judged (the baseline must pass). */
@@ -95,7 +102,22 @@ function hostPrincipal(r: R): {principal: Partial<PolicyStatement>; condition?: 
   ])()
 }
 
-type Generator = (r: R, current: MeasurementSet, kept: MeasurementSet) => {actions: Partial<PolicyStatement>; condition?: Record<string, Record<string, unknown>>; ownedSid?: string; signed?: boolean}
+type Generator = (
+  r: R,
+  current: MeasurementSet,
+  kept: MeasurementSet,
+) => {
+  actions: Partial<PolicyStatement>
+  condition?: Record<string, Record<string, unknown>>
+  ownedSid?: string
+  signed?: boolean
+  /** Always one of nle's statements (by Sid). */
+  owned?: boolean
+  /** Earlier builds the lockfile records besides the kept set. */
+  recorded?: MeasurementSet[]
+  /** The finding expected when the bypass is one of nle's statements, if not the class's. */
+  expectOwned?: string
+}
 
 const recipientAction = (r: R): Partial<PolicyStatement> => ({Action: pick(r, [...RECIPIENT_OPS, ['kms:Decrypt', 'kms:Encrypt'], 'kms:GenerateDataKeyPair'])})
 type Cond = Record<string, Record<string, unknown>>
@@ -112,13 +134,29 @@ const CLASSES: Record<string, {expect: string; make: Generator}> = {
       return {actions: recipientAction(r), condition: {[op]: {[r() < 0.5 ? `${P}PCR0` : `${P}ImageSha384`]: zero, ...pins(rest as Partial<MeasurementSet>)}}, ownedSid: pick(r, ['nle-demo-enclave-current', 'nle-demo-enclave-previous-1', 'nle-demo-enclave-previous-2'])}
     },
   },
-  'stale pin (not the current or a kept set; mixed values)': {
+  'stale pin (an earlier build beyond kms.keepPrevious; mixed values)': {
     expect: 'stale-set',
     make: (r, current, kept) => {
       const old = newSet(r)
       const mixed = r() < 0.4
       const value = mixed ? {[`${P}PCR0`]: [current.PCR0, old.PCR0], [`${P}PCR1`]: [kept.PCR1, old.PCR1], [`${P}PCR2`]: current.PCR2} : pins(old, r() < 0.3)
-      return {actions: recipientAction(r), condition: {[pick(r, ['StringEqualsIgnoreCase', 'StringEquals'])]: value}, ownedSid: mixed ? 'nle-demo-enclave-previous-1' : 'nle-demo-enclave-previous-2'}
+      // The lockfile records `old` (an earlier build, outside the window); the mixed combinations no build has — in an nle statement they are unrecorded.
+      return {actions: recipientAction(r), condition: {[pick(r, ['StringEqualsIgnoreCase', 'StringEquals'])]: value}, ownedSid: mixed ? 'nle-demo-enclave-previous-1' : 'nle-demo-enclave-previous-2', recorded: [old], ...(mixed ? {expectOwned: 'unrecorded-measurements'} : {})}
+    },
+  },
+  'forged previous (an nle Sid pinning a set no build recorded)': {
+    expect: 'unrecorded-measurements',
+    make: (r, current, kept) => {
+      const signed = r() < 0.3
+      const forged = pick(r, [() => newSet(r, signed), () => ({...current, PCR1: hex(r)}), () => ({...kept, PCR2: hex(r)}), () => ({PCR0: kept.PCR0, PCR1: current.PCR1, PCR2: kept.PCR2})])()
+      return {
+        actions: recipientAction(r),
+        condition: {[pick(r, ['StringEqualsIgnoreCase', 'StringEquals'])]: pins(forged, r() < 0.3)},
+        // In place of the real previous statement, after it, far down the numbering, or in place of the current one.
+        ownedSid: pick(r, ['nle-demo-enclave-previous-1', 'nle-demo-enclave-previous-2', 'nle-demo-enclave-previous-9', 'nle-demo-enclave-current']),
+        owned: true,
+        signed,
+      }
     },
   },
   'partial pin (fewer measurements than nle pins)': {
@@ -182,7 +220,7 @@ const CLASSES: Record<string, {expect: string; make: Generator}> = {
   },
 }
 
-function build(r: R, gen: Generator, target: Target): Case & {keepPrevious: number} {
+function build(r: R, gen: Generator, target: Target): Case {
   // The generator may ask for a signed lockfile: draw sets after asking.
   const probeSeed = Math.floor(r() * 2 ** 31)
   const signedProbe = gen(rng(probeSeed), newSet(rng(1)), newSet(rng(2))).signed === true
@@ -191,7 +229,7 @@ function build(r: R, gen: Generator, target: Target): Case & {keepPrevious: numb
   const made = gen(rng(probeSeed), current, kept)
   const statements = benign(r, current, kept, target.operations)
   const who = hostPrincipal(r)
-  const owned = r() < 0.3
+  const owned = made.owned === true || r() < 0.3
   const sid = owned ? made.ownedSid ?? 'nle-demo-enclave-current' : pick(r, ['Allow enclave host', 'legacy', `stmt-${Math.floor(r() * 1000)}`])
   const condition = {...who.condition, ...made.condition}
   const bypass: PolicyStatement = {Sid: sid, Effect: 'Allow', ...(owned && r() < 0.7 ? {Principal: {AWS: ROLE}} : who.principal), ...made.actions, Resource: '*', ...(Object.keys(condition).length > 0 ? {Condition: condition} : {})} as PolicyStatement
@@ -199,7 +237,7 @@ function build(r: R, gen: Generator, target: Target): Case & {keepPrevious: numb
   if (at >= 0) statements[at] = bypass
   else if (sid === 'nle-demo-enclave-previous-2') statements.splice(statements.findIndex((s) => s.Sid === 'nle-demo-enclave-previous-1') + 1, 0, bypass)
   else statements.splice(Math.floor(r() * (statements.length + 1)), 0, bypass)
-  return {policy: validatePolicy({Version: '2012-10-17', Statement: statements}), current, bypassSid: sid, owned, keepPrevious: 1}
+  return {policy: validatePolicy({Version: '2012-10-17', Statement: statements}), current, bypassSid: sid, owned, recorded: [kept, ...(made.recorded ?? [])], ...(made.expectOwned ? {expectOwned: made.expectOwned} : {})}
 }
 
 /** Fail with a message built only on failure (serializing every passing case would dominate the run). */
@@ -218,14 +256,14 @@ const PROJECT: Target = {label: '', operations: ['Decrypt', 'GenerateDataKey'], 
 const MODEL_KEY: Target = {label: 'model key: ', operations: ['Decrypt'], key: {purpose: 'model', source: 'model-key-policy.json'}, cases: 300}
 const PROJECT_KEY: KeyRef = {purpose: 'project', source: 'key-policy.json'}
 
-const checkOne = (policy: KeyPolicy, current: MeasurementSet, target: Target, key?: KeyRef): CheckReport =>
-  checkPolicy({policy, project: 'demo', roleArn: ROLE, measurements: current, keepPrevious: 1, operations: target.operations, ...(key ? {key} : {})})
+const checkOne = (policy: KeyPolicy, current: MeasurementSet, recorded: readonly MeasurementSet[], target: Target, key?: KeyRef): CheckReport =>
+  checkPolicy({policy, project: 'demo', roleArn: ROLE, measurements: current, keepPrevious: 1, recordedPrevious: recorded, operations: target.operations, ...(key ? {key} : {})})
 
-function check(policy: KeyPolicy, current: MeasurementSet, target: Target = PROJECT): CheckReport {
-  if (target.key === undefined) return checkOne(policy, current, target)
+function check(policy: KeyPolicy, current: MeasurementSet, recorded: readonly MeasurementSet[], target: Target = PROJECT): CheckReport {
+  if (target.key === undefined) return checkOne(policy, current, recorded, target)
   // The project key as `apply` writes it, beside the model key under test.
   const project = validatePolicy({Statement: [ownedStatement({sid: 'nle-demo-enclave-current', set: current, roleArn: ROLE, operations: PROJECT.operations})]})
-  return combineChecks(checkOne(project, current, PROJECT, PROJECT_KEY), checkOne(policy, current, target, target.key))
+  return combineChecks(checkOne(project, current, recorded, PROJECT, PROJECT_KEY), checkOne(policy, current, recorded, target, target.key))
 }
 
 /** States the local KMS can be asked in: no Recipient, a debug enclave, an unknown enclave. */
@@ -239,11 +277,12 @@ describe('bypass classes (property tests)', () => {
     const r = rng(0xbe9)
     for (let i = 0; i < 1000; i++) {
       const current = newSet(r)
-      const statements = benign(r, current, newSet(r))
+      const kept = newSet(r)
+      const statements = benign(r, current, kept)
       // Sometimes the account keeps kms:* and Denies close the host's paths instead (every measurement guarded).
       if (r() < 0.3) statements.push(...guarded(current))
       const policy = validatePolicy({Statement: statements})
-      const report = check(policy, current)
+      const report = check(policy, current, [kept])
       must(report.findings.length === 0, () => `case ${i}: ${JSON.stringify(report.findings)}\n${serializePolicy(policy)}`)
       must(!evaluatorAllowsMore(policy, r), () => `case ${i}: ${serializePolicy(policy)}`)
     }
@@ -254,9 +293,10 @@ describe('bypass classes (property tests)', () => {
     const r = rng(0x5ea1)
     for (let i = 0; i < 300; i++) {
       const current = newSet(r)
-      const statements = benign(r, current, newSet(r), MODEL_KEY.operations)
+      const kept = newSet(r)
+      const statements = benign(r, current, kept, MODEL_KEY.operations)
       if (r() < 0.3) statements.push(...guarded(current))
-      const report = check(validatePolicy({Statement: statements}), current, MODEL_KEY)
+      const report = check(validatePolicy({Statement: statements}), current, [kept], MODEL_KEY)
       must(report.findings.length === 0 && report.keys?.length === 2, () => `case ${i}: ${JSON.stringify(report.findings)}`)
     }
   })
@@ -269,17 +309,18 @@ describe('bypass classes (property tests)', () => {
       const counts = {caught: 0, owned: 0, foreign: 0, applyFixed: 0, applyLeftFailing: 0, proposalFixed: 0, evaluatorWithin: 0}
       for (let i = 0; i < n; i++) {
         const c = build(r, spec.make, target)
-        const before = check(c.policy, c.current, target)
+        const before = check(c.policy, c.current, c.recorded, target)
+        const expected = c.owned ? c.expectOwned ?? spec.expect : spec.expect
         const where = (): string => `case ${i}: bypass ${JSON.stringify(c.policy.Statement.find((s) => s.Sid === c.bypassSid))} lockfile ${Object.keys(c.current).join(',')} findings ${JSON.stringify(before.findings.map((f) => [f.sid, f.kind]))}\n${serializePolicy(c.policy)}`
-        must(before.exitCode !== 0 && before.findings.some((f) => f.sid === c.bypassSid && f.kind === spec.expect && f.key?.purpose === target.key?.purpose), where)
+        must(before.exitCode !== 0 && before.findings.some((f) => f.sid === c.bypassSid && f.kind === expected && f.key?.purpose === target.key?.purpose), where)
         // A bypass in the model key's policy is reported against the model key, and only there.
         if (target.key) must(before.findings.every((f) => f.key?.purpose === 'model' && f.message.startsWith(`Model key ${target.key!.source}: `)), where)
         counts.caught++
         // The evaluator of the local KMS may only allow what the checker flags.
         if (evaluatorAllowsMore(c.policy, r)) must(before.findings.some((f) => f.kind === 'unconditioned-access' || f.kind === 'debug-pin'), where)
         counts.evaluatorWithin++
-        const patched = patchPolicy(c.policy, {project: 'demo', roleArn: ROLE, measurements: c.current, keepPrevious: 1, operations: target.operations}).policy
-        const after = check(patched, c.current, target)
+        const patched = patchPolicy(c.policy, {project: 'demo', roleArn: ROLE, measurements: c.current, keepPrevious: 1, recordedPrevious: c.recorded, operations: target.operations}).policy
+        const after = check(patched, c.current, c.recorded, target)
         if (c.owned) {
           counts.owned++
           must(after.findings.length === 0, () => `${where()}\nafter apply: ${JSON.stringify(after.findings)}`)
@@ -290,8 +331,8 @@ describe('bypass classes (property tests)', () => {
           expect(patched.Statement.find((s) => s.Sid === c.bypassSid)).toEqual(c.policy.Statement.find((s) => s.Sid === c.bypassSid))
           counts.applyLeftFailing++
           const kept = after.sets.filter((s) => s.status === 'previous').map((s) => s.set)
-          const fixed = applyProposals(patched, analyzeExposure(patched, {project: 'demo', roleArn: ROLE, current: c.current, kept}))
-          const final = check(fixed, c.current, target)
+          const fixed = applyProposals(patched, analyzeExposure(patched, {project: 'demo', roleArn: ROLE, current: c.current, kept, recorded: c.recorded}))
+          const final = check(fixed, c.current, c.recorded, target)
           must(final.findings.length === 0, () => `${where()}\nfixed: ${serializePolicy(fixed)}\n${JSON.stringify(final.findings)}`)
           expect(fixed.Statement.filter((s) => !isOwned(s, 'demo') && s.Sid !== c.bypassSid)).toEqual(patched.Statement.filter((s) => !isOwned(s, 'demo') && s.Sid !== c.bypassSid))
           counts.proposalFixed++

@@ -3,7 +3,8 @@
  *   0  the current measurements are admitted for every configured operation, and nothing else
  *      gives the host plaintext or admits another enclave;
  *   1  the host can reach plaintext without the attested enclave (unconditioned access to a
- *      decrypting operation, ReEncryptFrom, CreateGrant or PutKeyPolicy; a debug-mode pin), or
+ *      decrypting operation, ReEncryptFrom, CreateGrant or PutKeyPolicy; a debug-mode pin; one
+ *      of nle's statements pinning a set the lockfile does not record, unrecorded-measurements), or
  *      drift (the current measurements are not admitted, or are all-zero without --allow-debug);
  *      also every warning below when `strict` is set;
  *   2  admitted, but a statement admits a stale set, pins fewer measurements than nle does, or
@@ -41,10 +42,10 @@ export interface CheckInput extends PatchOptions {
   grants?: {grants: readonly GrantInfo[]; complete: boolean}
 }
 
-export type FindingKind = 'unconditioned-access' | 'debug-pin' | 'not-admitted' | 'debug-measurements' | 'partial-pin' | 'stale-set' | 'grants-unread' | 'outdated-statements'
+export type FindingKind = 'unconditioned-access' | 'debug-pin' | 'unrecorded-measurements' | 'not-admitted' | 'debug-measurements' | 'partial-pin' | 'stale-set' | 'grants-unread' | 'outdated-statements'
 
 /** Most severe first: the report's headline names the first finding in this order. */
-const PRIORITY: readonly FindingKind[] = ['unconditioned-access', 'debug-pin', 'debug-measurements', 'not-admitted', 'partial-pin', 'stale-set', 'grants-unread', 'outdated-statements']
+const PRIORITY: readonly FindingKind[] = ['unconditioned-access', 'debug-pin', 'unrecorded-measurements', 'debug-measurements', 'not-admitted', 'partial-pin', 'stale-set', 'grants-unread', 'outdated-statements']
 
 export interface Finding {
   severity: 'error' | 'warning'
@@ -70,7 +71,7 @@ export interface CheckReport {
   operations: {operation: KmsOperation; admitted: boolean; key?: KeyRef}[]
   sets: CheckedSet[]
   findings: Finding[]
-  /** Every way the policy gives the host plaintext (the findings of kinds unconditioned-access, debug-pin, partial-pin, stale-set come from here). */
+  /** Every way the policy gives the host plaintext (the findings of kinds unconditioned-access, debug-pin, unrecorded-measurements, partial-pin, stale-set come from here). */
   exposures: (Exposure & {key?: KeyRef})[]
   /** The keys checked, project key first (one entry, or two with a separate model key). */
   keys?: KeyRef[]
@@ -81,6 +82,7 @@ const short = (set: MeasurementSet): string => `PCR0 ${set.PCR0.slice(0, 12)}…
 const VERDICT: Record<FindingKind, CheckReport['verdict']> = {
   'unconditioned-access': 'unsafe',
   'debug-pin': 'unsafe',
+  'unrecorded-measurements': 'unsafe',
   'debug-measurements': 'drift',
   'not-admitted': 'drift',
   'partial-pin': 'partial',
@@ -92,6 +94,7 @@ const VERDICT: Record<FindingKind, CheckReport['verdict']> = {
 const HEADLINE: Record<FindingKind, string> = {
   'unconditioned-access': 'unconditioned access',
   'debug-pin': 'debug-mode enclave admitted',
+  'unrecorded-measurements': 'unrecorded measurements admitted',
   'debug-measurements': 'drift',
   'not-admitted': 'drift',
   'partial-pin': 'partial pin',
@@ -131,12 +134,15 @@ export function checkPolicy(input: CheckInput): CheckReport {
     })
   }
   // What apply would keep; without --allow-debug a debug lockfile cannot be patched, so nothing is "kept" but it.
-  const patch = debug ? undefined : patchPolicy(input.policy, {project: input.project, roleArn: input.roleArn, measurements: current, keepPrevious: input.keepPrevious, operations: input.operations, allowDebug: input.allowDebug})
+  const recorded = input.recordedPrevious.map(normalizeMeasurements)
+  const patch = debug
+    ? undefined
+    : patchPolicy(input.policy, {project: input.project, roleArn: input.roleArn, measurements: current, keepPrevious: input.keepPrevious, recordedPrevious: recorded, operations: input.operations, allowDebug: input.allowDebug})
   const kept = patch?.sets.filter((s) => !s.current).map((s) => s.set) ?? []
-  const report = analyzeExposure(input.policy, {project: input.project, roleArn: input.roleArn, current, kept, keyArn: input.keyArn, allowDebug: input.allowDebug})
+  const report = analyzeExposure(input.policy, {project: input.project, roleArn: input.roleArn, current, kept, recorded, keyArn: input.keyArn, allowDebug: input.allowDebug})
   const warning = input.strict ? 'error' : 'warning'
   for (const e of report.exposures) {
-    const severity = e.kind === 'unconditioned-access' || e.kind === 'debug-pin' ? 'error' : warning
+    const severity = e.kind === 'unconditioned-access' || e.kind === 'debug-pin' || e.kind === 'unrecorded-measurements' ? 'error' : warning
     findings.push({severity, kind: e.kind, sid: e.sid, ...tag, message: pre + e.message, fix: e.fix, ...(e.owned ? {} : {proposed: e.proposed})})
   }
   const grants = input.grants === undefined ? [] : grantExposures(input.grants.grants, {roleArn: input.roleArn, keyArn: input.keyArn})

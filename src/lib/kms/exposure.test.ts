@@ -28,8 +28,8 @@ function policyWith(...extra: PolicyStatement[]): KeyPolicy {
   )
 }
 
-const check = (policy: KeyPolicy, extra: {strict?: boolean; allowDebug?: boolean; measurements?: MeasurementSet} = {}) =>
-  checkPolicy({policy, project: 'demo', roleArn: ROLE, measurements: extra.measurements ?? CURRENT, keepPrevious: 1, operations: ['Decrypt'], strict: extra.strict, allowDebug: extra.allowDebug})
+const check = (policy: KeyPolicy, extra: {strict?: boolean; allowDebug?: boolean; measurements?: MeasurementSet; recorded?: MeasurementSet[]} = {}) =>
+  checkPolicy({policy, project: 'demo', roleArn: ROLE, measurements: extra.measurements ?? CURRENT, keepPrevious: 1, recordedPrevious: extra.recorded ?? [], operations: ['Decrypt'], strict: extra.strict, allowDebug: extra.allowDebug})
 const kinds = (policy: KeyPolicy, extra = {}): string[] => check(policy, extra).findings.map((f) => f.kind)
 const allow = (s: Partial<PolicyStatement>): PolicyStatement => ({Sid: 'x', Effect: 'Allow', Principal: {AWS: ROLE}, Action: 'kms:Decrypt', Resource: '*', ...s})
 
@@ -56,6 +56,35 @@ describe('regressions, one per class', () => {
     expect(mixed.findings.filter((f) => f.kind === 'stale-set')).toHaveLength(3)
   })
 
+  it("unrecorded measurements: a set one of nle's statements pins is trusted only if the lockfile records it, whatever the Sid", () => {
+    const owned = (sid: string, set: Partial<MeasurementSet>): PolicyStatement => ({...ownedStatement({sid, set: CURRENT, roleArn: ROLE, operations: ['Decrypt']}), Condition: {StringEqualsIgnoreCase: Object.fromEntries(Object.entries(set).map(([k, v]) => [`${P}${k}`, v]))}})
+    // A statement named like a rollout's, pinning an image nobody built here.
+    const forged = check(policyWith(owned('nle-demo-enclave-previous-1', OLD)))
+    expect(forged).toMatchObject({verdict: 'unsafe', exitCode: 1})
+    expect(forged.findings).toEqual([expect.objectContaining({kind: 'unrecorded-measurements', severity: 'error', sid: 'nle-demo-enclave-previous-1'})])
+    expect(forged.findings[0]!.message).toContain('"nle-demo-enclave-previous-1"')
+    expect(forged.findings[0]!.message).toContain(`PCR0 ${OLD.PCR0.slice(0, 12)}…`)
+    expect(forged.findings[0]!.fix).toMatch(/nle policy apply/)
+    expect(forged.headline).toMatch(/^unrecorded measurements admitted: /)
+    expect(forged.sets.find((s) => s.sid === 'nle-demo-enclave-previous-1')!.status).toBe('unrecorded')
+    // The same statement when the lockfile records OLD as the last build: a rollout, ok.
+    expect(check(policyWith(owned('nle-demo-enclave-previous-1', OLD)), {recorded: [OLD]})).toMatchObject({verdict: 'ok', exitCode: 0})
+    // Recorded, but beyond kms.keepPrevious: stale, as before (a warning).
+    const older = {PCR0: h('1'), PCR1: h('2'), PCR2: h('3')}
+    const beyond = check(policyWith(owned('nle-demo-enclave-previous-1', OLD), owned('nle-demo-enclave-previous-2', older)), {recorded: [OLD, older]})
+    expect(beyond).toMatchObject({verdict: 'stale', exitCode: 2, findings: [{kind: 'stale-set', sid: 'nle-demo-enclave-previous-2'}]})
+    // Any nle Sid, with any pin of an unknown image: the current statement's name, a partial pin, a mixed one.
+    expect(kinds(policyWith(owned('nle-demo-enclave-previous-7', OLD)))).toEqual(['unrecorded-measurements'])
+    expect(kinds(policyWith(owned('nle-demo-enclave-previous-1', {PCR0: OLD.PCR0})))).toEqual(['unrecorded-measurements', 'partial-pin'])
+    expect(kinds(policyWith(owned('nle-demo-enclave-previous-1', {PCR0: CURRENT.PCR0, PCR1: OLD.PCR1, PCR2: CURRENT.PCR2})))).toEqual(['unrecorded-measurements'])
+    // A foreign statement for an old set is judged as before (stale, a warning): its Sid never claimed anything.
+    expect(kinds(policyWith(allow({Condition: {StringEqualsIgnoreCase: {[`${P}PCR0`]: OLD.PCR0, [`${P}PCR1`]: OLD.PCR1, [`${P}PCR2`]: OLD.PCR2}}})))).toEqual(['stale-set'])
+    // apply drops the forged statement, and check passes again.
+    const patched = patchPolicy(policyWith(owned('nle-demo-enclave-previous-1', OLD)), {project: 'demo', roleArn: ROLE, measurements: CURRENT, keepPrevious: 1, recordedPrevious: [], operations: ['Decrypt']})
+    expect(patched.dropped).toEqual([expect.objectContaining({sid: 'nle-demo-enclave-previous-1', reason: 'unrecorded'})])
+    expect(check(patched.policy)).toMatchObject({verdict: 'ok', exitCode: 0})
+  })
+
   it('partial pin: PCR0 only, a pattern in place of a value, PCR8 missing for a signed image', () => {
     expect(kinds(policyWith(allow({Condition: {StringEqualsIgnoreCase: {[`${P}PCR0`]: CURRENT.PCR0}}})))).toEqual(['partial-pin'])
     expect(kinds(policyWith(allow({Condition: {StringEqualsIgnoreCase: {[`${P}PCR0`]: CURRENT.PCR0, [`${P}PCR1`]: CURRENT.PCR1}, StringLike: {[`${P}PCR2`]: 'cc*'}}})))).toEqual(['partial-pin'])
@@ -63,7 +92,7 @@ describe('regressions, one per class', () => {
     // A policy variable is substituted by AWS: it pins nothing nle can judge.
     expect(kinds(policyWith(allow({Condition: {StringEqualsIgnoreCase: {[`${P}PCR0`]: '${aws:PrincipalTag/pcr0}', [`${P}PCR1`]: CURRENT.PCR1, [`${P}PCR2`]: CURRENT.PCR2}}})))).toEqual(['partial-pin'])
     const signed = {...CURRENT, PCR8: h('9')}
-    const p = patchPolicy(policyWith(), {project: 'demo', roleArn: ROLE, measurements: signed, keepPrevious: 1, operations: ['Decrypt']}).policy
+    const p = patchPolicy(policyWith(), {project: 'demo', roleArn: ROLE, measurements: signed, keepPrevious: 1, recordedPrevious: [], operations: ['Decrypt']}).policy
     expect(kinds({...p, Statement: [...p.Statement, allow({Condition: {StringEqualsIgnoreCase: {[`${P}PCR0`]: CURRENT.PCR0, [`${P}PCR1`]: CURRENT.PCR1, [`${P}PCR2`]: CURRENT.PCR2}}})]}, {measurements: signed})).toEqual(['partial-pin'])
   })
 
@@ -164,9 +193,9 @@ describe('grants (not in the policy, not bound by its conditions)', () => {
       ['g2', ['kms:ReEncryptFrom']],
       ['g3', ['kms:CreateGrant']],
     ])
-    const report = checkPolicy({policy: policyWith(), project: 'demo', roleArn: ROLE, measurements: CURRENT, keepPrevious: 1, operations: ['Decrypt'], grants: {grants, complete: true}})
+    const report = checkPolicy({policy: policyWith(), project: 'demo', roleArn: ROLE, measurements: CURRENT, keepPrevious: 1, recordedPrevious: [], operations: ['Decrypt'], grants: {grants, complete: true}})
     expect(report).toMatchObject({verdict: 'unsafe', exitCode: 1})
-    expect(checkPolicy({policy: policyWith(), project: 'demo', roleArn: ROLE, measurements: CURRENT, keepPrevious: 1, operations: ['Decrypt'], grants: {grants: [], complete: false}})).toMatchObject({exitCode: 2, findings: [{kind: 'grants-unread'}]})
+    expect(checkPolicy({policy: policyWith(), project: 'demo', roleArn: ROLE, measurements: CURRENT, keepPrevious: 1, recordedPrevious: [], operations: ['Decrypt'], grants: {grants: [], complete: false}})).toMatchObject({exitCode: 2, findings: [{kind: 'grants-unread'}]})
   })
 })
 
@@ -177,7 +206,7 @@ describe('proposed fixes', () => {
       {Sid: 'host-extra', Effect: 'Allow', Principal: {AWS: ROLE}, Action: ['kms:DescribeKey', 'kms:ReEncrypt*', 'kms:CreateGrant'], Resource: '*'},
       {Sid: 'anyone', Effect: 'Allow', Principal: '*', Action: 'kms:Decrypt', Resource: '*', Condition: {ArnNotEquals: {'aws:PrincipalArn': 'arn:aws:iam::1:role/x'}}},
     )
-    const ctx = {project: 'demo', roleArn: ROLE, current: CURRENT, kept: []}
+    const ctx = {project: 'demo', roleArn: ROLE, current: CURRENT, kept: [], recorded: []}
     const report = analyzeExposure(policy, ctx)
     const bySid = Object.fromEntries(report.exposures.map((e) => [e.sid, e.proposed]))
     expect(bySid.default).toEqual({Sid: 'default', Effect: 'Allow', Principal: {AWS: ROOT}, Action: 'kms:*', Resource: '*', Condition: {ArnNotEquals: {'aws:PrincipalArn': ROLE}}})
@@ -192,7 +221,7 @@ describe('proposed fixes', () => {
     const tampered = {...unpinned, Principal: '*', Action: 'kms:*'}
     const policy = parsePolicy(JSON.stringify({Statement: [{Sid: 'Key administrators', Effect: 'Allow', Principal: {AWS: ROOT}, Action: 'kms:*', Resource: '*', Condition: {ArnNotEquals: {'aws:PrincipalArn': ROLE}}}, tampered]}))
     expect(kinds(policy)).toContain('unconditioned-access')
-    const patched = patchPolicy(policy, {project: 'demo', roleArn: ROLE, measurements: CURRENT, keepPrevious: 1, operations: ['Decrypt']}).policy
+    const patched = patchPolicy(policy, {project: 'demo', roleArn: ROLE, measurements: CURRENT, keepPrevious: 1, recordedPrevious: [], operations: ['Decrypt']}).policy
     expect(check(patched).findings).toEqual([])
   })
 })

@@ -10,7 +10,9 @@
  *   the request carries a `Recipient`; the `kms:RecipientAttestation:*` keys exist only then. A
  *   statement is safe for them only if every attestation it admits pins PCR0, PCR1, PCR2 (and
  *   PCR8 when nle pins it) to the lockfile's current set or a set `apply` keeps. A debug-mode
- *   enclave reports all-zero PCRs whatever it runs, and the host can read its memory.
+ *   enclave reports all-zero PCRs whatever it runs, and the host can read its memory. A set that
+ *   one of nle's own statements (by Sid) pins is trusted only if the lockfile records it (the
+ *   current build or one in `previous`): anyone who can write the policy can choose a Sid.
  * - ReEncryptFrom decrypts under this key inside KMS and re-encrypts under a key the caller
  *   picks; CreateGrant hands out operations that key-policy conditions do not govern (a grant
  *   has only encryption-context constraints); PutKeyPolicy rewrites this policy. None of them
@@ -27,7 +29,7 @@ import {type KeyPolicy, type MeasurementSet, type PolicyStatement, JUDGED_OPERAT
 
 export {JUDGED_OPERATIONS, RECIPIENT_OPERATIONS, UNATTESTABLE_OPERATIONS}
 
-export type ExposureKind = 'unconditioned-access' | 'debug-pin' | 'partial-pin' | 'stale-set'
+export type ExposureKind = 'unconditioned-access' | 'debug-pin' | 'unrecorded-measurements' | 'partial-pin' | 'stale-set'
 /** How a statement reaches the host: naming the role (or a session), the account (through IAM), or everyone. */
 export type HostPath = 'role' | 'account' | 'everyone'
 
@@ -39,7 +41,7 @@ export interface Exposure {
   via: HostPath
   /** The judged operations concerned. */
   actions: string[]
-  /** For stale-set and debug-pin: the measurement set concerned (missing keys = not pinned). */
+  /** For stale-set, unrecorded-measurements and debug-pin: the measurement set concerned (missing keys = not pinned). */
   set?: Partial<MeasurementSet>
   message: string
   /** For a foreign statement: the replacement that closes this (null: remove the statement). Owned statements are fixed by `apply`. */
@@ -53,7 +55,8 @@ export interface PinnedSet {
   owned: boolean
   set: MeasurementSet
   actions: string[]
-  status: 'current' | 'previous' | 'stale' | 'debug'
+  /** unrecorded: pinned by an nle statement, but neither the current build nor one the lockfile records. */
+  status: 'current' | 'previous' | 'stale' | 'debug' | 'unrecorded'
 }
 
 export interface ExposureContext {
@@ -63,6 +66,8 @@ export interface ExposureContext {
   current: MeasurementSet | null
   /** The earlier sets `apply` keeps (kms.keepPrevious). */
   kept: readonly MeasurementSet[]
+  /** Every earlier build the lockfile records (its `previous`): what else nle's statements may pin without being forged. */
+  recorded: readonly MeasurementSet[]
   /** The key's ARN when known (a statement for another resource then does not count). */
   keyArn?: string
   allowDebug?: boolean
@@ -311,12 +316,16 @@ function judgeStatement(j: Judge, statement: PolicyStatement): StatementFindings
   return out
 }
 
-function statusOf(set: MeasurementSet, ctx: ExposureContext): PinnedSet['status'] {
+function statusOf(set: MeasurementSet, ctx: ExposureContext, owned: boolean): PinnedSet['status'] {
   if (ctx.current !== null && sameSet(set, ctx.current)) return 'current'
   if (isDebugSet(set) && ctx.allowDebug !== true) return 'debug'
   if (ctx.kept.some((k) => sameSet(k, set))) return 'previous'
+  if (owned && ctx.current !== null && !ctx.recorded.some((k) => sameSet(k, set))) return 'unrecorded'
   return 'stale'
 }
+
+const unrecordedMessage = (where: string, set: Partial<MeasurementSet>): string =>
+  `Statement ${where} admits a measurement set that is neither the current build nor an earlier build the lockfile records (${short(set)}): the Sid is nle's, but nothing in the repository says this image was built here.`
 
 const REASON_ORDER = ['kms:ReEncryptFrom', 'kms:CreateGrant', 'kms:PutKeyPolicy']
 const REASONS: Record<string, string> = {
@@ -354,15 +363,18 @@ function exposuresOf(j: Judge, statement: PolicyStatement, index: number): {expo
     const pinnedKeys = PINNED.filter((k) => p.set[k] !== undefined)
     const wanted = PINNED.filter((k) => k !== 'PCR8' || j.ctx.current?.PCR8 !== undefined)
     exposures.push({...base, kind: 'partial-pin', actions, set: p.set, message: `Statement ${label(base)} pins only ${pinnedKeys.join(', ')} of the ${wanted.join(', ')} nle pins (${short(p.set)}), for ${actions.join(', ')}.`})
+    const matches = (k: MeasurementSet): boolean => pinnedKeys.every((key) => k[key] === p.set[key])
     const known = [...(j.ctx.current === null ? [] : [j.ctx.current]), ...j.ctx.kept]
-    if (j.ctx.current !== null && !known.some((k) => pinnedKeys.every((key) => k[key] === p.set[key])) && !(isDebugSet({PCR0: p.set.PCR0 ?? '1'}) && j.ctx.allowDebug !== true)) {
-      exposures.push({...base, kind: 'stale-set', actions, set: p.set, message: `Statement ${label(base)} still admits an old measurement set (${short(p.set)}).`})
+    if (j.ctx.current !== null && !known.some(matches) && !(isDebugSet({PCR0: p.set.PCR0 ?? '1'}) && j.ctx.allowDebug !== true)) {
+      if (owned && !j.ctx.recorded.some(matches)) exposures.push({...base, kind: 'unrecorded-measurements', actions, set: p.set, message: unrecordedMessage(label(base), p.set)})
+      else exposures.push({...base, kind: 'stale-set', actions, set: p.set, message: `Statement ${label(base)} still admits an old measurement set (${short(p.set)}).`})
     }
   }
   for (const f of found.full) {
-    const status = statusOf(f.set, j.ctx)
+    const status = statusOf(f.set, j.ctx, owned)
     sets.push({index, sid: base.sid, owned, set: f.set, actions: [...f.actions], status})
     if (status === 'stale' && j.ctx.current !== null) exposures.push({...base, kind: 'stale-set', actions: [...f.actions], set: f.set, message: `Statement ${label(base)} still admits an old measurement set (${short(f.set)}).`})
+    if (status === 'unrecorded') exposures.push({...base, kind: 'unrecorded-measurements', actions: [...f.actions], set: f.set, message: unrecordedMessage(label(base), f.set)})
   }
   return {exposures, sets}
 }
@@ -426,6 +438,10 @@ function propose(j: Judge, statement: PolicyStatement, index: number, actions: r
   return {proposed: null, fix: 'Remove this statement.'}
 }
 
+const OWNED_FIX = 'Run `nle policy apply --apply`: it rewrites the statements nle owns (full pins of the current and kms.keepPrevious earlier sets, the host role only, kms.operations only).'
+const UNRECORDED_FIX =
+  'Run `nle policy apply --apply` (or rebuild, then apply): it drops nle statements whose set the lockfile does not record. Only if this truly is an earlier build of this project, add its measurements to "previous" in nle.lock.json (docs/lockfile.md).'
+
 /** Every way the policy gives the host plaintext, with a verified fix for each foreign statement. */
 export function analyzeExposure(policy: KeyPolicy, ctx: ExposureContext): ExposureReport {
   const identity: RequestContextKeys = {...identityKeys(ctx.roleArn), 'aws:PrincipalType': 'AssumedRole', 'aws:PrincipalIsAWSService': 'false'}
@@ -437,10 +453,8 @@ export function analyzeExposure(policy: KeyPolicy, ctx: ExposureContext): Exposu
     sets.push(...found.sets)
     if (found.exposures.length === 0) return
     const actions = [...new Set(found.exposures.flatMap((e) => e.actions))]
-    const remedy = found.exposures[0]!.owned
-      ? {proposed: null, fix: 'Run `nle policy apply --apply`: it rewrites the statements nle owns (full pins of the current and kms.keepPrevious earlier sets, the host role only, kms.operations only).'}
-      : propose(j, statement, index, actions)
-    for (const e of found.exposures) exposures.push({...e, ...remedy})
+    const remedy = found.exposures[0]!.owned ? undefined : propose(j, statement, index, actions)
+    for (const e of found.exposures) exposures.push({...e, ...(remedy ?? {proposed: null, fix: e.kind === 'unrecorded-measurements' ? UNRECORDED_FIX : OWNED_FIX})})
   })
   return {exposures, sets}
 }

@@ -14,7 +14,7 @@ import {CreateAliasCommand, CreateKeyCommand, GetKeyPolicyCommand, KMSClient, Pu
 import {afterAll, beforeAll, describe, expect, it} from 'vitest'
 
 import {NsmSimulator} from '../attestation/simulator.js'
-import {writeLockfile} from '../lockfile.js'
+import {writeBuildLockfile} from '../lockfile.js'
 import {expectCode} from '../../test-support/rejection.js'
 import {tempDir} from '../../test-support/tmp.js'
 import {formatCheck} from './check.js'
@@ -59,7 +59,8 @@ async function project(options: {measurements: MeasurementSet; kms?: string; mod
 }
 
 async function lock(dir: string, measurements: MeasurementSet): Promise<void> {
-  await writeLockfile(join(dir, 'nle.lock.json'), {version: 1, measurements, eif: {sha384: digest('eif'), size: 1, version: 4, signed: false}, builder: {name: 'test', version: '1'}, inputs: {}})
+  // As a build writes it: the set it replaces moves into `previous`.
+  await writeBuildLockfile(join(dir, 'nle.lock.json'), {version: 1, measurements, eif: {sha384: digest(`eif ${measurements.PCR0}`), size: 1, version: 4, signed: false}, builder: {name: 'test', version: '1'}, inputs: {}})
 }
 
 const files = (p: Project, model = true) => ({kind: 'file' as const, path: p.policyFile, ...(model ? {modelPath: p.modelPolicyFile} : {})})
@@ -164,6 +165,26 @@ describe('a separate model key, policy files', () => {
     // apply keeps the foreign statement (nle never edits it), so the check keeps failing.
     await apply(p)
     expect((await check(p)).exitCode).toBe(1)
+  })
+
+  it("a forged previous statement on the model key (nle's Sid, an image no build recorded) fails check against the model key, and apply drops it there", async () => {
+    const p = await project({measurements: set('v1'), ...sealed})
+    await apply(p)
+    await lock(p.dir, set('v2'))
+    await apply(p)
+    expect(await check(p)).toMatchObject({verdict: 'ok', exitCode: 0})
+    const evil = set('attacker')
+    addStatement(p.modelPolicyFile, ownedStatement({sid: 'nle-demo-enclave-previous-2', set: evil, roleArn: ROLE, operations: ['Decrypt']}))
+    const caught = await check(p)
+    expect(caught).toMatchObject({verdict: 'unsafe', exitCode: 1})
+    expect(caught.findings).toEqual([expect.objectContaining({severity: 'error', kind: 'unrecorded-measurements', sid: 'nle-demo-enclave-previous-2', key: {purpose: 'model', source: p.modelPolicyFile}})])
+    expect(caught.findings[0]!.message.startsWith(`Model key ${p.modelPolicyFile}: `)).toBe(true)
+    expect(caught.findings[0]!.message).toContain(`PCR0 ${evil.PCR0.slice(0, 12)}…`)
+    const applied = await apply(p)
+    expect(applied.dropped).toEqual([])
+    expect(applied.model!.dropped).toEqual([expect.objectContaining({sid: 'nle-demo-enclave-previous-2', set: evil, reason: 'unrecorded'})])
+    expect(readFileSync(p.modelPolicyFile, 'utf8')).not.toContain(evil.PCR0)
+    expect(await check(p)).toMatchObject({verdict: 'ok', exitCode: 0})
   })
 
   it('a model key that does not admit the current measurements is drift of the model key', async () => {

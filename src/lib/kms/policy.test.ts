@@ -11,6 +11,7 @@ import {
   admits,
   isOwned,
   lockoutCheck,
+  ownedStatement,
   parsePolicy,
   patchPolicy,
   serializePolicy,
@@ -23,7 +24,7 @@ const ACCOUNT = '111122223333'
 const ROLE = `arn:aws:iam::${ACCOUNT}:role/enclave-host`
 const hex = (r: () => number, n = 96): string => Array.from({length: n}, () => '0123456789abcdef'[Math.floor(r() * 16)]).join('')
 const set = (r: () => number, signed = false): MeasurementSet => ({PCR0: hex(r), PCR1: hex(r), PCR2: hex(r), ...(signed ? {PCR8: hex(r)} : {})})
-const options = (measurements: MeasurementSet, extra: Partial<PatchOptions> = {}): PatchOptions => ({project: 'demo', roleArn: ROLE, measurements, keepPrevious: 1, operations: ['Decrypt'], ...extra})
+const options = (measurements: MeasurementSet, extra: Partial<PatchOptions> = {}): PatchOptions => ({project: 'demo', roleArn: ROLE, measurements, keepPrevious: 1, recordedPrevious: [], operations: ['Decrypt'], ...extra})
 
 function randomStatement(r: () => number, i: number): PolicyStatement {
   const pick = <T>(xs: readonly T[]): T => xs[Math.floor(r() * xs.length)]!
@@ -95,23 +96,54 @@ describe('patchPolicy', () => {
     const r = rng(7)
     const [a, b, c] = [set(r), set(r), set(r)]
     const base = parsePolicy(JSON.stringify({Version: '2012-10-17', Statement: [{Sid: 'admin', Effect: 'Allow', Principal: {AWS: `arn:aws:iam::${ACCOUNT}:root`}, NotAction: 'kms:Decrypt', Resource: '*'}]}))
+    // The lockfile's history as `nle build` keeps it: newest earlier build first.
     const p1 = patchPolicy(base, options(a)).policy
-    const p2 = patchPolicy(p1, options(b)).policy
-    const p3 = patchPolicy(p2, options(c))
+    const p2 = patchPolicy(p1, options(b, {recordedPrevious: [a]})).policy
+    const p3 = patchPolicy(p2, options(c, {recordedPrevious: [b, a]}))
     const owned = p3.policy.Statement.filter((s) => isOwned(s, 'demo'))
     expect(owned.map((s) => s.Sid)).toEqual(['nle-demo-enclave-current', 'nle-demo-enclave-previous-1'])
     expect(owned[0]!.Condition!.StringEqualsIgnoreCase!['kms:RecipientAttestation:PCR0']).toBe(c.PCR0)
     expect(owned[1]!.Condition!.StringEqualsIgnoreCase!['kms:RecipientAttestation:PCR0']).toBe(b.PCR0)
     expect(p3.removed).toEqual([a])
+    expect(p3.dropped).toEqual([expect.objectContaining({sid: 'nle-demo-enclave-previous-1', set: a, reason: 'outside-window'})])
     for (const s of owned) for (const v of Object.values(s.Condition!.StringEqualsIgnoreCase!)) expect(typeof v).toBe('string')
     // A mixed combination (PCR0 of c with PCR1 of b) is not admitted.
     expect(admits(p3.policy, {roleArn: ROLE, set: {...c, PCR1: b.PCR1}, operation: 'Decrypt'})).toBe(false)
     expect(admits(p3.policy, {roleArn: ROLE, set: b, operation: 'Decrypt'})).toBe(true)
     expect(admits(p3.policy, {roleArn: ROLE, set: a, operation: 'Decrypt'})).toBe(false)
     // A rollback moves the set back to current without duplicating it.
-    const back = patchPolicy(p3.policy, options(b)).policy.Statement.filter((s) => isOwned(s, 'demo'))
+    const back = patchPolicy(p3.policy, options(b, {recordedPrevious: [c, a]})).policy.Statement.filter((s) => isOwned(s, 'demo'))
     expect(back).toHaveLength(2)
     expect(back[0]!.Condition!.StringEqualsIgnoreCase!['kms:RecipientAttestation:PCR0']).toBe(b.PCR0)
+  })
+
+  it('keeps an earlier set only when the lockfile records it: a forged "previous" statement is dropped, with the reason', () => {
+    const r = rng(11)
+    const [a, b, forged] = [set(r), set(r), set(r)]
+    const admin = {Sid: 'admin', Effect: 'Allow', Principal: {AWS: `arn:aws:iam::${ACCOUNT}:root`}, NotAction: 'kms:Decrypt', Resource: '*'}
+    const rolled = patchPolicy(patchPolicy(parsePolicy(JSON.stringify({Statement: [admin]})), options(a)).policy, options(b, {recordedPrevious: [a]})).policy
+    // Someone who can write the policy adds a statement under nle's Sid scheme for an image of their own.
+    const hostile = structuredClone(rolled)
+    hostile.Statement.push(ownedStatement({sid: 'nle-demo-enclave-previous-2', set: forged, roleArn: ROLE, operations: ['Decrypt']}))
+    for (const keepPrevious of [1, 2, 5]) {
+      const patched = patchPolicy(hostile, options(b, {recordedPrevious: [a], keepPrevious}))
+      expect(patched.sets.map((x) => x.set)).toEqual([b, a])
+      expect(patched.dropped).toEqual([{sid: 'nle-demo-enclave-previous-2', set: forged, reason: 'unrecorded', message: expect.stringContaining('lockfile')}])
+      expect(admits(patched.policy, {roleArn: ROLE, set: forged, operation: 'Decrypt'})).toBe(false)
+      expect(admits(patched.policy, {roleArn: ROLE, set: a, operation: 'Decrypt'})).toBe(true)
+    }
+    // The forged set in place of the real previous one (same Sid): dropped too, and the real one is not brought back.
+    const swapped = structuredClone(rolled)
+    swapped.Statement = swapped.Statement.map((x) => (x.Sid === 'nle-demo-enclave-previous-1' ? ownedStatement({sid: x.Sid, set: forged, roleArn: ROLE, operations: ['Decrypt']}) : x))
+    const again = patchPolicy(swapped, options(b, {recordedPrevious: [a]}))
+    expect(again.sets.map((x) => x.set)).toEqual([b])
+    expect(again.dropped.map((d) => d.reason)).toEqual(['unrecorded'])
+    // A lockfile without history (an older one, or a first build): no earlier set is kept.
+    expect(patchPolicy(rolled, options(b)).dropped).toEqual([expect.objectContaining({set: a, reason: 'unrecorded'})])
+    // The record decides the order kept (newest first), not the statements' order.
+    const c = set(r)
+    const both = patchPolicy(patchPolicy(rolled, options(c, {recordedPrevious: [b, a], keepPrevious: 2})).policy, options(c, {recordedPrevious: [a, b], keepPrevious: 1}))
+    expect(both.sets.map((x) => x.set)).toEqual([c, a])
   })
 
   it('pins PCR8 for a signed EIF and lists the configured operations', () => {
@@ -153,7 +185,7 @@ describe('exposures (what reaches the host without the attested enclave)', () =>
         ],
       }),
     )
-    const ctx = {project: 'demo', roleArn: ROLE, current: m, kept: []}
+    const ctx = {project: 'demo', roleArn: ROLE, current: m, kept: [], recorded: []}
     const found = analyzeExposure(policy, ctx).exposures
     expect(found.map((f) => [f.sid, f.kind, f.via])).toEqual([
       ['Enable IAM User Permissions', 'unconditioned-access', 'account'],

@@ -10,6 +10,11 @@
  * Rollouts keep one statement per measurement set (current first, then up to `keepPrevious`
  * earlier ones). Each statement pins PCR0, PCR1, PCR2 (and PCR8 for a signed EIF) with
  * `StringEqualsIgnoreCase` on single values: arrays per key would admit mixed combinations.
+ *
+ * A Sid is a name anyone who can write the policy can give: it makes a statement nle's to
+ * rewrite, never a set trusted. An earlier set stays admitted only when the lockfile records it
+ * as an earlier build (`previous` in nle.lock.json, `recordedPrevious` here); every other set an
+ * nle statement pins is dropped (PatchResult.dropped says why).
  */
 import {parseDocument} from 'yaml'
 
@@ -303,6 +308,11 @@ export interface PatchOptions {
   measurements: MeasurementSet
   /** How many earlier measurement sets stay admitted (rollouts). */
   keepPrevious: number
+  /**
+   * The earlier builds the lockfile records (its `previous`, newest first): the only sets other
+   * than `measurements` that nle's statements may keep admitting. Required: [] keeps none.
+   */
+  recordedPrevious: readonly MeasurementSet[]
   operations: readonly KmsOperation[]
   /** Admit all-zero (debug-mode) measurements. Development only. */
   allowDebug?: boolean
@@ -314,7 +324,33 @@ export interface PatchResult {
   sets: {sid: string; set: MeasurementSet; current: boolean}[]
   /** Sets that were admitted by nle's statements and no longer are. */
   removed: MeasurementSet[]
+  /** The same, per statement, with the reason. */
+  dropped: DroppedSet[]
   changed: boolean
+}
+
+export type DropReason = 'unrecorded' | 'outside-window' | 'debug' | 'same-image'
+
+/** A set an nle statement pinned that the patch no longer admits. */
+export interface DroppedSet {
+  sid: string
+  set: MeasurementSet
+  reason: DropReason
+  /** The reason in words (`nle policy apply` prints it under the diff). */
+  message: string
+}
+
+function dropMessage(reason: DropReason, keepPrevious: number): string {
+  switch (reason) {
+    case 'unrecorded':
+      return 'not the current build nor an earlier build the lockfile records (previous in nle.lock.json): a Sid alone does not make a set trusted'
+    case 'outside-window':
+      return `an earlier build, but beyond kms.keepPrevious (${keepPrevious})`
+    case 'debug':
+      return 'all-zero PCR0: a debug-mode enclave, whatever code it runs'
+    case 'same-image':
+      return 'the current image, pinned by the current statement'
+  }
 }
 
 const ROLE_ARN = /^arn:aws[a-z-]*:iam::\d{12}:role\/.+$/
@@ -335,29 +371,39 @@ export function patchPolicy(policy: KeyPolicy, options: PatchOptions): PatchResu
       hint: 'Build without debug mode; to admit a debug enclave on a development key, pass --allow-debug.',
     })
   }
+  const recorded: MeasurementSet[] = []
+  for (const r of options.recordedPrevious.map(normalizeMeasurements)) if (!recorded.some((x) => sameSet(x, r))) recorded.push(r)
   const validated = validatePolicy(structuredClone(policy))
-  const previous: MeasurementSet[] = []
+  const previous: {sid: string; set: MeasurementSet}[] = []
   let insertAt = -1
   const foreign: PolicyStatement[] = []
   for (const statement of validated.Statement) {
     if (isOwned(statement, options.project)) {
       if (insertAt === -1) insertAt = foreign.length
       const set = conditionedSet(statement)
-      if (set !== null && !previous.some((p) => sameSet(p, set))) previous.push(set)
+      if (set !== null && !previous.some((p) => sameSet(p.set, set))) previous.push({sid: statement.Sid!, set})
     } else foreign.push(statement)
   }
   // The current image is admitted by the current statement only (a copy without its PCR8 pin would weaken it).
-  const kept = previous.filter((s) => !sameImage(s, current) && (allowDebug || !isDebugSet(s))).slice(0, options.keepPrevious)
+  const eligible = (s: MeasurementSet): boolean => !sameImage(s, current) && (allowDebug || !isDebugSet(s))
+  // Kept: sets nle's statements admit now that the lockfile records, newest build first.
+  const kept = recorded.filter((r) => eligible(r) && previous.some((p) => sameSet(p.set, r))).slice(0, options.keepPrevious)
   const sets = [current, ...kept].map((set, position) => ({sid: ownedSid(options.project, position), set, current: position === 0}))
   const owned = sets.map((s) => ownedStatement({sid: s.sid, set: s.set, roleArn: options.roleArn, operations: options.operations}))
   const statements = [...foreign]
   statements.splice(insertAt === -1 ? statements.length : insertAt, 0, ...owned)
   const patched: KeyPolicy = {...validated, Statement: statements}
-  const removed = previous.filter((p) => !sets.some((s) => sameSet(s.set, p)))
+  const dropped = previous
+    .filter((p) => !sets.some((s) => sameSet(s.set, p.set)))
+    .map((p): DroppedSet => {
+      const reason: DropReason = sameImage(p.set, current) ? 'same-image' : !allowDebug && isDebugSet(p.set) ? 'debug' : recorded.some((r) => sameSet(r, p.set)) ? 'outside-window' : 'unrecorded'
+      return {sid: p.sid, set: p.set, reason, message: dropMessage(reason, options.keepPrevious)}
+    })
   return {
     policy: patched,
     sets,
-    removed,
+    removed: dropped.map((d) => d.set),
+    dropped,
     changed: serializePolicy(patched) !== serializePolicy(policy),
   }
 }
@@ -369,7 +415,7 @@ export function patchPolicy(policy: KeyPolicy, options: PatchOptions): PatchResu
  * IAM policy can give the host ReEncryptFrom, CreateGrant, PutKeyPolicy or an unattested data key.
  * The attested operations go to the host role through nle's statements only.
  */
-export function starterPolicy(account: string, options: PatchOptions): KeyPolicy {
+export function starterPolicy(account: string, options: Omit<PatchOptions, 'recordedPrevious'>): KeyPolicy {
   const attested = [...new Set(options.operations)].map((op) => `kms:${op}`)
   const base: KeyPolicy = {
     Version: '2012-10-17',
@@ -385,5 +431,6 @@ export function starterPolicy(account: string, options: PatchOptions): KeyPolicy
       },
     ],
   }
-  return patchPolicy(base, options).policy
+  // A new key has no earlier statements: nothing to keep.
+  return patchPolicy(base, {...options, recordedPrevious: []}).policy
 }

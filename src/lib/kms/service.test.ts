@@ -12,12 +12,12 @@ import {parse as parseYaml} from 'yaml'
 
 import {NsmSimulator} from '../attestation/simulator.js'
 import {initProject} from '../init.js'
-import {writeLockfile} from '../lockfile.js'
+import {readLockfile, writeBuildLockfile} from '../lockfile.js'
 import {tempDir} from '../../test-support/tmp.js'
 import {formatCheck} from './check.js'
 import {type RunningLocalKms, startLocalKms} from './local/server.js'
 import {type LocalIdentity, newState} from './local/state.js'
-import {type MeasurementSet, parsePolicy} from './policy.js'
+import {type MeasurementSet, ownedStatement, parsePolicy} from './policy.js'
 import {applyPolicy, runPolicyCheck, showPolicy} from './service.js'
 
 const digest = (label: string): string => createHash('sha384').update(label).digest('hex')
@@ -40,7 +40,8 @@ async function project(options: {measurements: MeasurementSet; role?: string; ke
 }
 
 async function lock(dir: string, measurements: MeasurementSet): Promise<void> {
-  await writeLockfile(join(dir, 'nle.lock.json'), {version: 1, measurements, eif: {sha384: digest('eif'), size: 1, version: 4, signed: false}, builder: {name: 'test', version: '1'}, inputs: {}})
+  // As a build writes it: the set it replaces moves into `previous`.
+  await writeBuildLockfile(join(dir, 'nle.lock.json'), {version: 1, measurements, eif: {sha384: digest(`eif ${measurements.PCR0}`), size: 1, version: 4, signed: false}, builder: {name: 'test', version: '1'}, inputs: {}})
 }
 
 const fileApply = (p: {config: string; policyFile: string}, extra: Partial<Parameters<typeof applyPolicy>[0]> = {}): ReturnType<typeof applyPolicy> =>
@@ -68,6 +69,82 @@ describe('policy service, file mode', () => {
       ['nle-demo-enclave-previous-1', true, 'other'],
     ])
     expect(shown.exposures).toEqual([])
+  })
+
+  it('the rollout keeps what the lockfile records: build A, apply, build B, apply → A is previous (recorded by the build), check ok', async () => {
+    const p = await project({measurements: set('A')})
+    await fileApply(p)
+    await lock(p.dir, set('B'))
+    const lockfile = await readLockfile(join(p.dir, 'nle.lock.json'))
+    expect(lockfile.previous).toEqual([{...set('A'), eifSha384: digest(`eif ${set('A').PCR0}`)}])
+    const applied = await fileApply(p)
+    expect(applied.sets.map((s) => [s.sid, s.set])).toEqual([
+      ['nle-demo-enclave-current', set('B')],
+      ['nle-demo-enclave-previous-1', set('A')],
+    ])
+    expect(applied.dropped).toEqual([])
+    const ok = await fileCheck(p)
+    expect(ok).toMatchObject({verdict: 'ok', exitCode: 0})
+    expect(ok.sets.map((s) => [s.sid, s.status])).toEqual([
+      ['nle-demo-enclave-current', 'current'],
+      ['nle-demo-enclave-previous-1', 'previous'],
+    ])
+  })
+
+  it('a forged "previous" statement (nle\'s Sid, an image no build recorded): check exits 1 (unrecorded-measurements), apply drops it and says why', async () => {
+    const p = await project({measurements: set('A')})
+    await fileApply(p)
+    await lock(p.dir, set('B'))
+    await fileApply(p)
+    const evil = set('attacker')
+    const forge = (sid: string, replace: boolean): void => {
+      const policy = parsePolicy(readFileSync(p.policyFile, 'utf8'))
+      const forged = {...ownedStatement({sid, set: evil, roleArn: ROLE, operations: ['Decrypt']})}
+      policy.Statement = replace ? policy.Statement.map((s) => (s.Sid === sid ? forged : s)) : [...policy.Statement, forged]
+      writeFileSync(p.policyFile, JSON.stringify(policy, null, 2))
+    }
+    for (const [sid, replace] of [['nle-demo-enclave-previous-2', false], ['nle-demo-enclave-previous-1', true]] as const) {
+      forge(sid, replace)
+      const caught = await fileCheck(p)
+      expect(caught).toMatchObject({verdict: 'unsafe', exitCode: 1})
+      const finding = caught.findings.find((f) => f.kind === 'unrecorded-measurements')!
+      expect(finding).toMatchObject({severity: 'error', sid})
+      expect(finding.message).toContain(JSON.stringify(sid))
+      expect(finding.message).toContain(`PCR0 ${evil.PCR0.slice(0, 12)}…`)
+      expect(caught.sets.find((s) => s.sid === sid)!.status).toBe('unrecorded')
+      expect(formatCheck(caught, 'github', {file: p.policyFile})).toMatch(/^::error title=nle policy check%3A unrecorded-measurements,file=/m)
+      // Without --apply: the diff shows the statement going, and the reason.
+      const dry = await fileApply(p, {apply: false})
+      expect(dry.diff).toContain(`-      "Sid": "${sid}"`)
+      expect(dry.dropped).toEqual([expect.objectContaining({sid, set: evil, reason: 'unrecorded'})])
+      expect(dry.removed).toEqual([evil])
+      await fileApply(p)
+      const after = parsePolicy(readFileSync(p.policyFile, 'utf8'))
+      expect(JSON.stringify(after)).not.toContain(evil.PCR0)
+      expect(await fileCheck(p)).toMatchObject({verdict: 'ok', exitCode: 0})
+    }
+    // Replacing the real previous statement took A out; apply does not bring it back from the lockfile (it only keeps what is admitted and recorded).
+    expect(parsePolicy(readFileSync(p.policyFile, 'utf8')).Statement.filter((s) => s.Sid?.startsWith('nle-')).map((s) => s.Sid)).toEqual(['nle-demo-enclave-current'])
+  })
+
+  it('a lockfile without `previous` (written before it existed) keeps loading and records no earlier build: a previous statement is unrecorded until apply drops it', async () => {
+    const p = await project({measurements: set('A')})
+    await fileApply(p)
+    await lock(p.dir, set('B'))
+    await fileApply(p)
+    // An older nle (or a hand-made lockfile) writes B without the field.
+    const legacy = JSON.parse(readFileSync(join(p.dir, 'nle.lock.json'), 'utf8')) as Record<string, unknown>
+    delete legacy.previous
+    writeFileSync(join(p.dir, 'nle.lock.json'), JSON.stringify(legacy, null, 2))
+    expect((await readLockfile(join(p.dir, 'nle.lock.json'))).previous).toBeUndefined()
+    const caught = await fileCheck(p)
+    expect(caught).toMatchObject({verdict: 'unsafe', exitCode: 1, findings: [expect.objectContaining({kind: 'unrecorded-measurements', sid: 'nle-demo-enclave-previous-1'})]})
+    const applied = await fileApply(p)
+    expect(applied.dropped).toEqual([expect.objectContaining({sid: 'nle-demo-enclave-previous-1', set: set('A'), reason: 'unrecorded'})])
+    expect(await fileCheck(p)).toMatchObject({verdict: 'ok', exitCode: 0})
+    // The next build starts the history again from B.
+    await lock(p.dir, set('C'))
+    expect((await readLockfile(join(p.dir, 'nle.lock.json'))).previous!.map((x) => x.PCR0)).toEqual([set('B').PCR0])
   })
 
   it('a foreign statement admitting an old set is stale (exit 2; 1 with strict)', async () => {

@@ -67,6 +67,8 @@ export interface PolicyInputs {
   operations: KmsOperation[]
   lockfile: string
   measurements: MeasurementSet | undefined
+  /** The earlier builds the lockfile records (`previous`, newest first; [] when it has none or was not read): the only other sets nle's statements may keep. */
+  previous: MeasurementSet[]
 }
 
 /**
@@ -84,8 +86,11 @@ export async function loadPolicyInputs(options: PolicyInputOptions, needLockfile
   const {config, dir} = await loadConfig(options.configFile)
   const lockfile = resolve(dir, options.lockfile ?? config.build.lockfile)
   let measurements: MeasurementSet | undefined
+  let previous: MeasurementSet[] = []
   try {
-    measurements = (await readLockfile(lockfile)).measurements
+    const lock = await readLockfile(lockfile)
+    measurements = lock.measurements
+    previous = (lock.previous ?? []).map(({PCR0, PCR1, PCR2, PCR8}) => ({PCR0, PCR1, PCR2, ...(PCR8 === undefined ? {} : {PCR8})}))
   } catch (error) {
     if (needLockfile) throw error
   }
@@ -103,6 +108,7 @@ export async function loadPolicyInputs(options: PolicyInputOptions, needLockfile
     operations: [...config.kms.operations],
     lockfile,
     measurements,
+    previous,
   }
 }
 
@@ -275,12 +281,16 @@ function showOne(target: KeyTarget, inputs: PolicyInputs): ShowReport {
   if (inputs.roleArn) {
     let kept: MeasurementSet[] = []
     try {
-      if (current) kept = patchPolicy(loaded.policy, {project: inputs.project, roleArn: inputs.roleArn, measurements: current, keepPrevious: inputs.keepPrevious, operations: target.operations, allowDebug: true}).sets.filter((s) => !s.current).map((s) => s.set)
+      if (current) {
+        kept = patchPolicy(loaded.policy, {project: inputs.project, roleArn: inputs.roleArn, measurements: current, keepPrevious: inputs.keepPrevious, recordedPrevious: inputs.previous, operations: target.operations, allowDebug: true})
+          .sets.filter((s) => !s.current)
+          .map((s) => s.set)
+      }
     } catch {
       // show reports what it can: a config apply would refuse still shows the statements.
     }
     exposures = [
-      ...analyzeExposure(loaded.policy, {project: inputs.project, roleArn: inputs.roleArn, current, kept, keyArn: loaded.keyArn}).exposures,
+      ...analyzeExposure(loaded.policy, {project: inputs.project, roleArn: inputs.roleArn, current, kept, recorded: inputs.previous, keyArn: loaded.keyArn}).exposures,
       ...grantExposures(loaded.grants?.grants ?? [], {roleArn: inputs.roleArn, keyArn: loaded.keyArn}),
     ]
   }
@@ -319,6 +329,8 @@ export interface ApplyReport {
   diff: string
   sets: PatchResult['sets']
   removed: MeasurementSet[]
+  /** The same, per statement, with the reason (an nle statement pinning a set the lockfile does not record is dropped: `unrecorded`). */
+  dropped: PatchResult['dropped']
   /** What the patched policy still gives the host role (foreign statements nle does not edit), with the proposed fixes. */
   exposures: Exposure[]
   lockout: LockoutReport | null
@@ -336,10 +348,10 @@ function refuseLockout(lockout: LockoutReport | null, force: boolean, key: KeyRe
   }
 }
 
-function patchedExposures(patch: PatchResult, options: {project: string; roleArn: string; allowDebug: boolean}, keyArn: string | undefined): Exposure[] {
+function patchedExposures(patch: PatchResult, options: {project: string; roleArn: string; allowDebug: boolean; recordedPrevious: readonly MeasurementSet[]}, keyArn: string | undefined): Exposure[] {
   const current = patch.sets.find((s) => s.current)!.set
   const kept = patch.sets.filter((s) => !s.current).map((s) => s.set)
-  return analyzeExposure(patch.policy, {project: options.project, roleArn: options.roleArn, current, kept, keyArn, allowDebug: options.allowDebug}).exposures
+  return analyzeExposure(patch.policy, {project: options.project, roleArn: options.roleArn, current, kept, recorded: options.recordedPrevious, keyArn, allowDebug: options.allowDebug}).exposures
 }
 
 interface Planned {
@@ -353,7 +365,7 @@ export async function applyPolicy(options: ApplyOptions): Promise<ApplyResult> {
   const inputs = await loadPolicyInputs(options, true)
   const roleArn = requireRole(inputs)
   const measurements = requireMeasurements(inputs)
-  const base = {project: inputs.project, roleArn, measurements, keepPrevious: inputs.keepPrevious, allowDebug: options.allowDebug}
+  const base = {project: inputs.project, roleArn, measurements, keepPrevious: inputs.keepPrevious, recordedPrevious: inputs.previous, allowDebug: options.allowDebug}
   const plan = (target: KeyTarget, caller: string | undefined): Planned => {
     const patch = patchPolicy(target.loaded.policy, {...base, operations: target.operations})
     const lockout = caller ? lockoutCheck(target.loaded.policy, patch.policy, caller, target.loaded.keyArn) : null
@@ -368,6 +380,7 @@ export async function applyPolicy(options: ApplyOptions): Promise<ApplyResult> {
     diff,
     sets: p.patch.sets,
     removed: p.patch.removed,
+    dropped: p.patch.dropped,
     exposures: patchedExposures(p.patch, {...base, allowDebug: options.allowDebug}, p.target.loaded.keyArn),
     lockout: p.lockout,
   })
@@ -439,6 +452,7 @@ export async function runPolicyCheck(options: CheckOptions): Promise<CheckReport
       roleArn,
       measurements,
       keepPrevious: inputs.keepPrevious,
+      recordedPrevious: inputs.previous,
       operations: t.operations,
       allowDebug: options.allowDebug,
       strict: options.strict,
