@@ -199,10 +199,15 @@ MODDIR="$KDIR/lib/modules/$KVER"
 for m in drivers/virtio/virtio_mmio.ko.xz drivers/misc/nsm.ko.xz; do
   [ -f "$MODDIR/kernel/$m" ] || die "the kernel has no $m"
 done
-for m in virtio_mmio nsm; do
+# virtio_mmio and nsm, and the vsock transport (AF_VSOCK for the image's socat bridge), in load order.
+VSOCK_MODS="vsock vmw_vsock_virtio_transport_common vmw_vsock_virtio_transport"
+for m in virtio_mmio nsm $VSOCK_MODS; do
   f="$(find "$MODDIR/kernel" -name "$m.ko.xz" | head -1)"
-  [ -f "$GUEST/$KVER-$m.ko" ] || xz -dc "$f" >"$GUEST/$KVER-$m.ko"
+  [ -f "$f" ] || die "the kernel has no module $m"
+  [ -f "$GUEST/$KVER-$m.ko" ] || { xz -dc "$f" >"$GUEST/$KVER-$m.ko.new" && mv "$GUEST/$KVER-$m.ko.new" "$GUEST/$KVER-$m.ko"; }
 done
+VSOCK_KOS=""
+for m in $VSOCK_MODS; do VSOCK_KOS="${VSOCK_KOS:+$VSOCK_KOS,}\"$GUEST/$KVER-$m.ko\""; done
 
 BBDIR="$GUEST/busybox"
 if [ ! -x "$BBDIR/bin/busybox" ]; then
@@ -227,6 +232,7 @@ cat >"$CACHE/manifest.json.new" <<JSON
   "kernelVersion": "$KVER",
   "virtioMmioKo": "$GUEST/$KVER-virtio_mmio.ko",
   "nsmKo": "$GUEST/$KVER-nsm.ko",
+  "vsockKos": [$VSOCK_KOS],
   "busybox": "$BBDIR/bin/busybox"
 }
 JSON

@@ -200,6 +200,10 @@ export async function bootUntil(o: {
   done: (line: string) => boolean
   fail?: (line: string) => boolean
   marks?: Record<string, (line: string) => boolean>
+  /** More arguments for the vsock back-end (e.g. `--listen PORT=SOCKET`: host connections into the guest). */
+  backendArgs?: string[]
+  /** Run once `done` holds, with the machine still up (it is stopped after). */
+  whileUp?: () => Promise<void>
 }): Promise<ConsoleBoot> {
   const socket = join(o.workDir, 'vhost-user-vsock.sock')
   let backend: ChildProcess | undefined
@@ -208,7 +212,7 @@ export async function bootUntil(o: {
   let stderr = ''
   try {
     const accel = (await accelerator(o.manifest)).accelerator
-    backend = (await startBackend(['--socket', socket, '--cid', String(ENCLAVE_CID)])).child
+    backend = (await startBackend(['--socket', socket, '--cid', String(ENCLAVE_CID), ...(o.backendArgs ?? [])])).child
     const t0 = performance.now()
     qemu = spawn(o.manifest.qemu, qemuArgs(o.manifest, o.eif, socket, accel), {stdio: ['ignore', 'pipe', 'pipe']})
     track(qemu)
@@ -238,7 +242,10 @@ export async function bootUntil(o: {
           lines.push(line)
           for (const [name, test] of Object.entries(o.marks ?? {})) if (marks[name] === undefined && test(line)) marks[name] = performance.now() - t0
           if (o.fail?.(line)) finish(() => reject(new Error(`the guest failed: ${line}${tail()}`)))
-          else if (o.done(line)) finish(() => resolve({lines, marks}))
+          else if (o.done(line)) {
+            const up = o.whileUp ?? (async () => {})
+            finish(() => resolve(up().then(() => ({lines, marks}))))
+          }
         }
       })
       q.once('exit', (code, signal) => finish(() => reject(new Error(`QEMU exited (${code ?? signal}) before the wanted console line${tail()}`))))

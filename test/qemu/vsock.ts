@@ -1,28 +1,22 @@
 // Pieces of the vsock test against QEMU: the guest image (the probe image with the vsock modules
 // and test/qemu/vsock-guest.mjs as its program), nle's vhost-user-vsock back-end as a child
 // process, and a QEMU whose serial console is read line by line.
-import {type ChildProcess, execFileSync, spawn} from 'node:child_process'
+import {type ChildProcess, spawn} from 'node:child_process'
 import {readFileSync} from 'node:fs'
-import {dirname, join} from 'node:path'
+import {join} from 'node:path'
 
 import type {CpioEntry} from '../../src/lib/eif/cpio.js'
+import {vsockModuleName} from '../../src/lib/host/blobs.js'
 import {type ImageVariant, type QemuManifest, REPO} from './image.js'
 import {qemuArgs} from './run.js'
 import type {Accelerator} from '../../src/lib/vm/accel.js'
 
 export {type Backend, startBackend} from './backend.js'
 
-const MODULES = ['vsock', 'vmw_vsock_virtio_transport_common', 'vmw_vsock_virtio_transport']
-
-/** The vsock test's image variant: the guest program, and the guest kernel's vsock modules (unpacked from .ko.xz). */
+/** The vsock test's image variant: the guest program, and the guest kernel's vsock modules (scripts/qemu-nitro.sh unpacks them: manifest.vsockKos). */
 export function vsockGuestVariant(m: QemuManifest): ImageVariant {
-  const moduleDir = join(dirname(dirname(m.kernel)), 'lib/modules', m.kernelVersion, 'kernel/net/vmw_vsock')
-  const bootstrapFiles: CpioEntry[] = MODULES.map((name) => ({
-    name: `${name}.ko`,
-    type: 'file',
-    mode: 0o644,
-    data: execFileSync('xz', ['-dc', join(moduleDir, `${name}.ko.xz`)], {maxBuffer: 16 * 1024 * 1024}),
-  }))
+  if (m.vsockKos === undefined) throw new Error('the QEMU cache has no vsock modules (manifest.vsockKos): run `bash scripts/qemu-nitro.sh` again')
+  const bootstrapFiles: CpioEntry[] = m.vsockKos.map((path) => ({name: `${vsockModuleName(path)}.ko`, type: 'file', mode: 0o644, data: readFileSync(path)}))
   return {program: {name: 'vsock-guest.mjs', data: readFileSync(join(REPO, 'test/qemu/vsock-guest.mjs'))}, bootstrapFiles}
 }
 

@@ -18,7 +18,7 @@
  * there is nothing at all, BUILD_BLOBS_INCOMPLETE when a file is missing.
  */
 import {readFile, stat} from 'node:fs/promises'
-import {isAbsolute, join, resolve} from 'node:path'
+import {basename, isAbsolute, join, resolve} from 'node:path'
 
 import {TEMPLATES_DIR} from '../paths.js'
 import {hostError} from './errors.js'
@@ -74,6 +74,8 @@ export interface QemuManifest {
   kernelVersion: string
   virtioMmioKo: string
   nsmKo: string
+  /** The guest kernel's vsock transport modules (vsock, vmw_vsock_virtio_transport_common, vmw_vsock_virtio_transport), in load order; absent in older caches. */
+  vsockKos?: string[]
   busybox: string
 }
 
@@ -100,6 +102,8 @@ export async function loadQemuManifest(env: NodeJS.ProcessEnv): Promise<QemuMani
   for (const key of ['kernel', 'virtioMmioKo', 'nsmKo', 'busybox'] as const) {
     if (typeof manifest[key] !== 'string' || !(await isFile(manifest[key]))) absent.push(key)
   }
+  for (const ko of manifest.vsockKos ?? []) if (typeof ko !== 'string' || !(await isFile(ko))) absent.push(`vsockKos ${String(ko)}`)
+  if (manifest.vsockKos === undefined) absent.push('vsockKos (a cache from before the vsock modules)')
   if (absent.length > 0) {
     throw hostError('BUILD_BLOBS_INCOMPLETE', `The QEMU kernel's manifest ${path} names files that are missing (${absent.join(', ')}).`, {hint: QEMU_HINT, details: {manifest: path, absent}})
   }
@@ -144,6 +148,11 @@ async function fromFolder(dir: string, kind: 'nitro' | 'folder', named: string):
   }
 }
 
+/** "…/6.12.118+deb12-cloud-amd64-vmw_vsock_virtio_transport.ko" → "vmw_vsock_virtio_transport" (module names have no "-"). */
+export function vsockModuleName(path: string): string {
+  return basename(path).replace(/\.ko$/, '').split('-').pop()!
+}
+
 async function fromQemu(env: NodeJS.ProcessEnv): Promise<Blobs> {
   const m = await loadQemuManifest(env)
   return {
@@ -156,6 +165,8 @@ async function fromQemu(env: NodeJS.ProcessEnv): Promise<Blobs> {
     extraBootstrap: [
       {name: 'bin/busybox', path: m.busybox, mode: 0o755},
       {name: 'virtio_mmio.ko', path: m.virtioMmioKo, mode: 0o644},
+      // AF_VSOCK for start.sh's socat bridges; init loads them when present (templates/qemu/init.sh).
+      ...(m.vsockKos ?? []).map((path) => ({name: `${vsockModuleName(path)}.ko`, path, mode: 0o644})),
     ],
     arch: 'x86_64',
     kernelVersion: m.kernelVersion,
