@@ -10,7 +10,7 @@ import {MEMORY_ROOT, memoryModelFiles, registerMemoryModel} from '../model/memor
 import {synthModel} from '../model/synth.js'
 import {sharedTestdata} from '../../test-support/testdata.js'
 import {tempDir} from '../../test-support/tmp.js'
-import {WorkerEngine} from './worker-engine.js'
+import {WorkerEngine, ownsBuffer} from './worker-engine.js'
 
 let tmp: ReturnType<typeof tempDir>
 beforeAll(() => {
@@ -64,5 +64,29 @@ describe('an in-memory model folder', () => {
 
   it.skipIf(sharedTestdata('models/gpt2') === undefined)('a real Optimum export (inline weights) answers as on disk', async () => {
     await sameAnswers(sharedTestdata('models/gpt2')!, 'gpt2')
+  })
+
+  // The sealed path hands the manifest over as a small Buffer, which Node slices from its pool. Node
+  // marks the pool untransferable: Node 24 (the enclave's) refused the whole load with
+  // "DataCloneError: Cannot transfer object of unsupported type", Node 20 copied it quietly.
+  it('moves only buffers a file owns whole: a small pooled Buffer is copied (Node 24 refuses to move the pool), and this thread\'s pool stays usable', async () => {
+    const dir = join(tmp.dir, 'tiny-pooled')
+    await synthModel({preset: 'tiny', outDir: dir, seed: 6})
+    const files = await filesOf(dir)
+    const neighbour = Buffer.from('a neighbour in the same pool')
+    const pooled = Buffer.from(new TextDecoder().decode(files.get('config.json')!))
+    expect(ownsBuffer(pooled)).toBe(false)
+    expect(pooled.buffer).toBe(neighbour.buffer)
+    files.set('config.json', pooled)
+    const virtual = `${MEMORY_ROOT}/tiny-pooled`
+    registerMemoryModel(virtual, files)
+    const engine = await WorkerEngine.load(virtual, {threads: 1, maxBatch: 1})
+    try {
+      expect(neighbour.toString()).toBe('a neighbour in the same pool')
+      expect(Buffer.from('after').toString()).toBe('after')
+      expect((await engine.generate({prompt: 'Hello'}, {maxTokens: 4, temperature: 0})).tokenIds.length).toBeGreaterThan(0)
+    } finally {
+      await engine.close()
+    }
   })
 })

@@ -24,6 +24,11 @@ interface Pending {
  * Starts the worker beside this module: the compiled engine-worker.js, or under tsx/vitest (this
  * module is .ts) the .ts source, imported through tsx's API (a worker does not inherit loaders).
  */
+/** Whether `b` is the whole of its ArrayBuffer (so transferring it takes nothing else along). */
+export function ownsBuffer(b: Uint8Array): boolean {
+  return b.buffer instanceof ArrayBuffer && b.byteOffset === 0 && b.byteLength === b.buffer.byteLength
+}
+
 function startWorker(workerData: unknown, transferList: ArrayBuffer[] = []): Worker {
   if (!import.meta.url.endsWith('.ts')) return new Worker(new URL('./engine-worker.js', import.meta.url), {workerData, transferList})
   const entry = new URL('./engine-worker.ts', import.meta.url).href // runtime-graph: dev-only (tests and tsx run the .ts sources)
@@ -63,8 +68,11 @@ export class WorkerEngine {
     let worker: Worker
     if (files === undefined) worker = startWorker({dir, options})
     else {
-      const memory = Object.fromEntries(files)
-      const transfer = [...new Set([...files.values()].map((b) => b.buffer))].filter((b): b is ArrayBuffer => b instanceof ArrayBuffer)
+      // Only a buffer a file owns whole is moved; one that shares its ArrayBuffer (Node's pool for
+      // small Buffers, a slice) is copied first. Node marks its pool untransferable: Node 20 then
+      // copies it quietly, Node 24 (the enclave's) refuses the whole load with a DataCloneError.
+      const memory = Object.fromEntries([...files].map(([name, b]) => [name, ownsBuffer(b) ? b : new Uint8Array(b)]))
+      const transfer = [...new Set(Object.values(memory).map((b) => b.buffer))].filter((b): b is ArrayBuffer => b instanceof ArrayBuffer)
       worker = startWorker({dir, options, memory}, transfer)
       unregisterMemoryModel(dir)
     }

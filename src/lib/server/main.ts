@@ -216,7 +216,10 @@ export async function runEnclaveServer(argv: string[], ext: ServerExtensions = {
     return await done
   } catch (error) {
     const e = isNleError(error) ? error : new NleError('SERVER_INTERNAL', (error as Error)?.message ?? String(error))
-    logger.log('error', 'start_failed', {code: e.code, message: e.message, hint: e.hint, exitCode: e.exitCode})
+    // What lay under it (onnxruntime's message, an I/O error): start-up handles no question yet, so
+    // there is nothing of a user's in it; one line, bounded.
+    const under = rootCause(e)
+    logger.log('error', 'start_failed', {code: e.code, message: e.message, hint: e.hint, exitCode: e.exitCode, ...(under ? {cause: under} : {})})
     return e.exitCode
   }
 }
@@ -370,4 +373,17 @@ export async function startEnclaveServer(argv: string[], logger: Logger, ext: Se
       await rm(socket, {force: true})
     },
   }
+}
+
+/** The innermost cause of `error` as "Name: first line" (at most 300 characters), if it has one. */
+function rootCause(error: Error): string | undefined {
+  let c: unknown = error.cause
+  let last: unknown
+  for (let depth = 0; c !== undefined && c !== null && depth < 8; depth++) {
+    last = c
+    c = (c as {cause?: unknown}).cause
+  }
+  if (last === undefined) return undefined
+  const text = last instanceof Error ? `${last.name}: ${last.message}` : String(last)
+  return text.split('\n')[0]!.slice(0, 300)
 }
