@@ -59,6 +59,24 @@ export function qemuArgs(m: QemuManifest, eif: string, socket: string, accelerat
   ]
 }
 
+/**
+ * QEMU's serial console (its stdout) as lines: `onLine` for each complete line, `\r` removed;
+ * returns the whole text read so far. One reader for every runner here.
+ */
+export function serialConsole(q: ChildProcess, onLine: (line: string) => void): () => string {
+  let serial = ''
+  let pending = ''
+  q.stdout!.on('data', (b: Buffer) => {
+    const text = b.toString('latin1')
+    serial += text
+    pending += text
+    const parts = pending.split('\n')
+    pending = parts.pop()!
+    for (const raw of parts) onLine(raw.replace(/\r/g, ''))
+  })
+  return () => serial
+}
+
 const live = new Set<ChildProcess>()
 let exitHookInstalled = false
 function track(child: ChildProcess): void {
@@ -112,7 +130,7 @@ export async function bootProbe(o: {manifest: QemuManifest; eif: string; workDir
   const socket = join(o.workDir, 'vhost-user-vsock.sock')
   let backend: ChildProcess | undefined
   let qemu: ChildProcess | undefined
-  let serial = ''
+  let serial: () => string = () => ''
   let stderr = ''
   let finished = false
   const args = qemuArgs(o.manifest, o.eif, socket, (await accelerator(o.manifest)).accelerator)
@@ -124,43 +142,34 @@ export async function bootProbe(o: {manifest: QemuManifest; eif: string; workDir
     const q = qemu
     q.stderr!.on('data', (b: Buffer) => (stderr += b.toString()))
     q.stdin!.on('error', () => {}) // EPIPE after QEMU exits
-    const tail = (): string => `\n--- serial (last 3000 chars):\n${serial.slice(-3000)}\n--- qemu stderr:\n${stderr.slice(-2000)}`
+    const tail = (): string => `\n--- serial (last 3000 chars):\n${serial().slice(-3000)}\n--- qemu stderr:\n${stderr.slice(-2000)}`
 
     return await new Promise<BootResult>((resolve, reject) => {
       const lines: string[] = []
-      let pending = ''
       let readyMs = -1
       const timer = setTimeout(() => reject(new Error(`no attestation within ${o.timeoutMs} ms${tail()}`)), o.timeoutMs)
       const finish = (fn: () => void): void => {
         clearTimeout(timer)
         fn()
       }
-      q.stdout!.on('data', (b: Buffer) => {
-        const text = b.toString('latin1')
-        serial += text
-        pending += text
-        const parts = pending.split('\n')
-        pending = parts.pop()!
-        for (const raw of parts) {
-          const line = raw.replace(/\r/g, '')
-          lines.push(line)
-          o.onLine?.(line)
-          if (line === MARKERS.ready && readyMs < 0) {
-            readyMs = performance.now() - t0
-            const c = o.challenge
-            const b64 = (x: Uint8Array): string => Buffer.from(x).toString('base64')
-            q.stdin!.write(`${MARKERS.challenge} nonce=${b64(c.nonce)} user_data=${b64(c.userData)} public_key=${b64(c.publicKey)}\n`)
-          } else if (line.startsWith(MARKERS.error)) {
-            finish(() => reject(new Error(`the probe failed: ${line}${tail()}`)))
-          } else if (line === MARKERS.end) {
-            const attestedMs = performance.now() - t0
-            try {
-              const parsed = parseProbeOutput(lines)
-              finished = true
-              finish(() => resolve({...parsed, serial, readyMs, attestedMs, qemuArgs: args}))
-            } catch (error) {
-              finish(() => reject(new Error(`${(error as Error).message}${tail()}`)))
-            }
+      serial = serialConsole(q, (line) => {
+        lines.push(line)
+        o.onLine?.(line)
+        if (line === MARKERS.ready && readyMs < 0) {
+          readyMs = performance.now() - t0
+          const c = o.challenge
+          const b64 = (x: Uint8Array): string => Buffer.from(x).toString('base64')
+          q.stdin!.write(`${MARKERS.challenge} nonce=${b64(c.nonce)} user_data=${b64(c.userData)} public_key=${b64(c.publicKey)}\n`)
+        } else if (line.startsWith(MARKERS.error)) {
+          finish(() => reject(new Error(`the probe failed: ${line}${tail()}`)))
+        } else if (line === MARKERS.end) {
+          const attestedMs = performance.now() - t0
+          try {
+            const parsed = parseProbeOutput(lines)
+            finished = true
+            finish(() => resolve({...parsed, serial: serial(), readyMs, attestedMs, qemuArgs: args}))
+          } catch (error) {
+            finish(() => reject(new Error(`${(error as Error).message}${tail()}`)))
           }
         }
       })
@@ -208,7 +217,7 @@ export async function bootUntil(o: {
   const socket = join(o.workDir, 'vhost-user-vsock.sock')
   let backend: ChildProcess | undefined
   let qemu: ChildProcess | undefined
-  let serial = ''
+  let serial: () => string = () => ''
   let stderr = ''
   try {
     const accel = (await accelerator(o.manifest)).accelerator
@@ -218,11 +227,10 @@ export async function bootUntil(o: {
     track(qemu)
     const q = qemu
     q.stderr!.on('data', (b: Buffer) => (stderr += b.toString()))
-    const tail = (): string => `\n--- serial (last 4000 chars):\n${serial.slice(-4000)}\n--- qemu stderr:\n${stderr.slice(-2000)}`
+    const tail = (): string => `\n--- serial (last 4000 chars):\n${serial().slice(-4000)}\n--- qemu stderr:\n${stderr.slice(-2000)}`
     return await new Promise<ConsoleBoot>((resolve, reject) => {
       const lines: string[] = []
       const marks: Record<string, number> = {}
-      let pending = ''
       let settled = false
       const timer = setTimeout(() => finish(() => reject(new Error(`the wanted console line did not come within ${o.timeoutMs} ms${tail()}`))), o.timeoutMs)
       const finish = (fn: () => void): void => {
@@ -231,21 +239,13 @@ export async function bootUntil(o: {
         clearTimeout(timer)
         fn()
       }
-      q.stdout!.on('data', (b: Buffer) => {
-        const text = b.toString('latin1')
-        serial += text
-        pending += text
-        const parts = pending.split('\n')
-        pending = parts.pop()!
-        for (const raw of parts) {
-          const line = raw.replace(/\r/g, '')
-          lines.push(line)
-          for (const [name, test] of Object.entries(o.marks ?? {})) if (marks[name] === undefined && test(line)) marks[name] = performance.now() - t0
-          if (o.fail?.(line)) finish(() => reject(new Error(`the guest failed: ${line}${tail()}`)))
-          else if (o.done(line)) {
-            const up = o.whileUp ?? (async () => {})
-            finish(() => resolve(up().then(() => ({lines, marks}))))
-          }
+      serial = serialConsole(q, (line) => {
+        lines.push(line)
+        for (const [name, test] of Object.entries(o.marks ?? {})) if (marks[name] === undefined && test(line)) marks[name] = performance.now() - t0
+        if (o.fail?.(line)) finish(() => reject(new Error(`the guest failed: ${line}${tail()}`)))
+        else if (o.done(line)) {
+          const up = o.whileUp ?? (async () => {})
+          finish(() => resolve(up().then(() => ({lines, marks}))))
         }
       })
       q.once('exit', (code, signal) => finish(() => reject(new Error(`QEMU exited (${code ?? signal}) before the wanted console line${tail()}`))))

@@ -8,7 +8,7 @@ import {join} from 'node:path'
 import type {CpioEntry} from '../../src/lib/eif/cpio.js'
 import {vsockModuleName} from '../../src/lib/host/blobs.js'
 import {type ImageVariant, type QemuManifest, REPO} from './image.js'
-import {qemuArgs} from './run.js'
+import {qemuArgs, serialConsole} from './run.js'
 import type {Accelerator} from '../../src/lib/vm/accel.js'
 
 export {type Backend, startBackend} from './backend.js'
@@ -37,9 +37,7 @@ export interface Vm {
 export function bootVm(m: QemuManifest, eif: string, socket: string, accel: Accelerator = 'tcg'): Vm {
   const qemu = spawn(m.qemu, qemuArgs(m, eif, socket, accel), {stdio: ['pipe', 'pipe', 'pipe']})
   live.add(qemu)
-  let serial = ''
   let stderr = ''
-  let pending = ''
   const lines: string[] = []
   const waiters: {prefix: string; resolve: (l: string) => void; seen: number}[] = []
   let consumed = 0
@@ -51,28 +49,20 @@ export function bootVm(m: QemuManifest, eif: string, socket: string, accel: Acce
       resolve({code, signal})
     }),
   )
-  qemu.stdout!.on('data', (b: Buffer) => {
-    const text = b.toString('latin1')
-    serial += text
-    pending += text
-    const parts = pending.split('\n')
-    pending = parts.pop()!
-    for (const raw of parts) {
-      lines.push(raw.replace(/\r/g, ''))
-      for (const w of [...waiters]) {
-        const l = lines.at(-1)!
-        if (l.startsWith(w.prefix)) {
-          waiters.splice(waiters.indexOf(w), 1)
-          consumed = lines.length
-          w.resolve(l)
-        }
+  const serial = serialConsole(qemu, (line) => {
+    lines.push(line)
+    for (const w of [...waiters]) {
+      if (line.startsWith(w.prefix)) {
+        waiters.splice(waiters.indexOf(w), 1)
+        consumed = lines.length
+        w.resolve(line)
       }
     }
   })
-  const tail = (): string => `\n--- serial (last 3000):\n${serial.slice(-3000)}\n--- qemu stderr:\n${stderr.slice(-2000)}`
+  const tail = (): string => `\n--- serial (last 3000):\n${serial().slice(-3000)}\n--- qemu stderr:\n${stderr.slice(-2000)}`
   return {
     qemu,
-    serial: () => serial,
+    serial,
     exited,
     send: (line) => qemu.stdin!.write(`${line}\n`),
     line: (prefix, timeoutMs) =>
