@@ -5,6 +5,7 @@
  * close (stop now), and write the one access line per request (./access.ts). It wraps a node
  * http or https `Server` built by its owner, whose options, limits and handler stay the owner's.
  */
+import {chmod, rm} from 'node:fs/promises'
 import type {Server} from 'node:http'
 import type {AddressInfo} from 'node:net'
 
@@ -79,6 +80,23 @@ export class HttpService {
       if ('socketPath' in target) this.server.listen(target.socketPath, listening)
       else this.server.listen(target.port, target.host, listening)
     })
+  }
+
+  /**
+   * Listen on a Unix socket only this user may use: a stale socket file goes first, the umask makes
+   * the new one 0600 from the start (listen binds before its first await), chmod makes sure.
+   */
+  async listenPrivate(socketPath: string, failure: ListenFailure): Promise<void> {
+    await rm(socketPath, {force: true})
+    const umask = process.umask(0o177)
+    let listening: Promise<void>
+    try {
+      listening = this.listen({socketPath}, failure)
+    } finally {
+      process.umask(umask)
+    }
+    await listening
+    await chmod(socketPath, 0o600)
   }
 
   /** The bound TCP address (undefined on a Unix socket or before listen). */

@@ -13,7 +13,7 @@
  * - one access line per request (method, path, status, latency, source, error name): never a
  *   credential value.
  */
-import {chmod, rm} from 'node:fs/promises'
+import {rm} from 'node:fs/promises'
 import {type IncomingMessage, type Server, type ServerResponse, createServer} from 'node:http'
 
 import {fromEnv} from '@aws-sdk/credential-provider-env'
@@ -120,19 +120,8 @@ export async function startCredentialsServer(options: CredentialsServerOptions):
   }
 
   const server: Server = createServer({keepAliveTimeout: 5000}, (req, res) => void handle(req, res))
-  await rm(socketPath, {force: true})
   const service = new HttpService(server, {access: {route: knownRoutes([CREDENTIALS_PATH]), write: toLogger(logger)}})
-  // Only this user (root on a host) may read the host role's credentials through the socket: the
-  // umask makes it 0600 from the start (HttpService.listen binds before its first await), chmod makes sure.
-  const umask = process.umask(0o177)
-  let listening: Promise<void>
-  try {
-    listening = service.listen({socketPath}, {code: 'PROXY_LISTEN_FAILED', details: {socketPath}})
-  } finally {
-    process.umask(umask)
-  }
-  await listening
-  await chmod(socketPath, 0o600)
+  await service.listenPrivate(socketPath, {code: 'PROXY_LISTEN_FAILED', details: {socketPath}})
   logger.log('info', 'credentials_listening', {socket: socketPath, source})
   return {
     socketPath,

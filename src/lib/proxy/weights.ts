@@ -12,7 +12,7 @@
  * - one content-free access line per request (the sealed file's name, status, bytes, ms).
  */
 import {createReadStream} from 'node:fs'
-import {chmod, readFile, rm, stat} from 'node:fs/promises'
+import {readFile, rm, stat} from 'node:fs/promises'
 import {type IncomingMessage, type Server, type ServerResponse, createServer} from 'node:http'
 import {join} from 'node:path'
 import {performance} from 'node:perf_hooks'
@@ -92,17 +92,8 @@ export async function startWeightsServer(options: WeightsServerOptions): Promise
   // Long downloads: no request timeout once the (tiny) request arrived; headers within 10 s.
   const server: Server = createServer({keepAliveTimeout: 5000, headersTimeout: 10_000, requestTimeout: 10_000, maxHeaderSize: 8192}, (req, res) => void handle(req, res))
   server.maxConnections = 8
-  await rm(socketPath, {force: true})
   const service = new HttpService(server)
-  const umask = process.umask(0o177)
-  let listening: Promise<void>
-  try {
-    listening = service.listen({socketPath}, {code: 'PROXY_LISTEN_FAILED', details: {socketPath}})
-  } finally {
-    process.umask(umask)
-  }
-  await listening
-  await chmod(socketPath, 0o600)
+  await service.listenPrivate(socketPath, {code: 'PROXY_LISTEN_FAILED', details: {socketPath}})
   logger.log('info', 'weights_listening', {socket: socketPath, files: files.size})
   return {
     socketPath,
