@@ -50,3 +50,14 @@ describe('the data path rooms', () => {
     expect(crossings([{path: join(LIB, 'gateway', 'y.ts'), source: "import {NleClient} from '../client/index.js'"}])).toEqual([])
   })
 })
+
+describe('the commands', () => {
+  const COMMANDS = join(LIB, '..', 'commands')
+  it('stay thin: every src/commands file is at most 80 lines (flags → one src/lib call → render)', () => {
+    const long = readdirSync(COMMANDS, {recursive: true, encoding: 'utf8'})
+      .filter((f) => f.endsWith('.ts') && !f.endsWith('.test.ts'))
+      .map((f) => ({file: f, lines: readFileSync(join(COMMANDS, f), 'utf8').split('\n').length - 1}))
+      .filter((c) => c.lines > 80)
+    expect(long).toEqual([])
+  })
+})

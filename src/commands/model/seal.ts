@@ -3,21 +3,7 @@ import {Flags} from '@oclif/core'
 import {BaseCommand} from '../../cli/base-command.js'
 import {percentDetail, stageLines, wantsStageLines} from '../../cli/progress.js'
 import {DEFAULT_CONFIG_FILE} from '../../lib/config/load.js'
-import {sealProject} from '../../lib/model/seal/project.js'
-
-interface SealReport {
-  status: 'ok'
-  modelDir: string
-  outDir: string
-  manifest: string
-  modelDigest: string
-  sealedManifestDigest: string
-  keyId: string
-  files: number
-  chunks: number
-  plainBytes: number
-  sealedBytes: number
-}
+import {type SealReport, sealProject, sealReport} from '../../lib/model/seal/project.js'
 
 export default class ModelSeal extends BaseCommand<typeof ModelSeal> {
   static override summary = 'Seal the saved model so only the attested enclave can read it (model.sealed).'
@@ -60,19 +46,7 @@ Runs with your AWS credentials (the SDK's chain, --profile), which need kms:Gene
       throw error
     })
     lines?.end(true)
-    const report: SealReport = {
-      status: 'ok',
-      modelDir: r.modelDir,
-      outDir: r.outDir,
-      manifest: r.manifestPath,
-      modelDigest: r.modelDigest,
-      sealedManifestDigest: r.sealedManifestDigest,
-      keyId: r.keyId,
-      files: r.files,
-      chunks: r.chunks,
-      plainBytes: r.plainBytes,
-      sealedBytes: r.sealedBytes,
-    }
+    const report = sealReport(r)
     if (!this.jsonEnabled()) {
       this.log(`Sealed ${r.files} files (${(r.plainBytes / 1e6).toFixed(1)} MB, ${r.chunks} chunks) into ${r.outDir}`)
       this.log(`  model      ${r.modelDigest}`)

@@ -80,3 +80,35 @@ export async function sealProject(options: SealProjectOptions): Promise<SealResu
     clients.sts.destroy()
   }
 }
+
+/** What `nle model seal` reports (its --json result). */
+export interface SealReport {
+  status: 'ok'
+  modelDir: string
+  outDir: string
+  manifest: string
+  modelDigest: string
+  sealedManifestDigest: string
+  keyId: string
+  files: number
+  chunks: number
+  plainBytes: number
+  sealedBytes: number
+}
+
+/** The report of a sealing. */
+export function sealReport(r: SealResult & {modelDir: string}): SealReport {
+  return {
+    status: 'ok',
+    modelDir: r.modelDir,
+    outDir: r.outDir,
+    manifest: r.manifestPath,
+    modelDigest: r.modelDigest,
+    sealedManifestDigest: r.sealedManifestDigest,
+    keyId: r.keyId,
+    files: r.files,
+    chunks: r.chunks,
+    plainBytes: r.plainBytes,
+    sealedBytes: r.sealedBytes,
+  }
+}
