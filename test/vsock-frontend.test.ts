@@ -13,7 +13,7 @@ import {Op} from '../src/lib/vsock/packet.js'
 import {OFFERED_FEATURES, OFFERED_PROTOCOL_FEATURES, Req} from '../src/lib/vsock/vhost-user.js'
 import {VIRTQ_DESC_F_NEXT} from '../src/lib/vsock/virtqueue.js'
 import {tempDir} from '../src/test-support/tmp.js'
-import {FakeDriver, GUEST_BASE, type ReceivedPacket, USER_BASE} from '../src/test-support/vsock-driver.js'
+import {FakeDriver, GUEST_BASE, type ReceivedPacket, USER_BASE, words} from '../src/test-support/vsock-driver.js'
 import {FakeFrontend, closeFd, eventFd, kick, memfd} from '../src/test-support/vhost-frontend.js'
 import {startBackend} from './qemu/vsock.js'
 
@@ -21,18 +21,6 @@ const cleanups: (() => void)[] = []
 afterEach(() => {
   for (const c of cleanups.splice(0).reverse()) c()
 })
-
-function words(...parts: [number | bigint, 4 | 8][]): Uint8Array {
-  const out = new Uint8Array(parts.reduce((n, [, w]) => n + w, 0))
-  const v = new DataView(out.buffer)
-  let at = 0
-  for (const [x, w] of parts) {
-    if (w === 4) v.setUint32(at, Number(x), true)
-    else v.setBigUint64(at, BigInt(x), true)
-    at += w
-  }
-  return out
-}
 
 describe.skipIf(process.platform !== 'linux')('vhost-user-vsock back-end with real fds (fake front-end, no QEMU)', () => {
   it('maps the memfd, runs the rings on the eventfds, echoes guest → host data, and survives a hostile descriptor', async () => {

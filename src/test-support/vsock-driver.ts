@@ -175,3 +175,16 @@ export class FakeDriver {
     return this.tx.addChain(buffers)
   }
 }
+
+/** Little-endian 32- and 64-bit words back to back (vhost-user message payloads). */
+export function words(...parts: [number | bigint, 4 | 8][]): Uint8Array {
+  const out = new Uint8Array(parts.reduce((n, [, w]) => n + w, 0))
+  const v = new DataView(out.buffer)
+  let at = 0
+  for (const [x, w] of parts) {
+    if (w === 4) v.setUint32(at, Number(x), true)
+    else v.setBigUint64(at, BigInt(x), true)
+    at += w
+  }
+  return out
+}

@@ -95,6 +95,17 @@ async function until(done: () => boolean): Promise<void> {
 
 const ops = (all: ReceivedPacket[]): number[] => all.map((p) => p.header.op)
 
+/** A host connection into guest port 5000 through the device: the client socket, and the REQUEST the guest saw. */
+async function hostConnection(h: Awaited<ReturnType<typeof harness>>): Promise<{client: net.Socket; req: ReceivedPacket | undefined}> {
+  const server = net.createServer({allowHalfOpen: true, pauseOnConnect: true}, (s) => h.device.acceptHost(s, 5000))
+  await new Promise<void>((r) => server.listen(join(h.dir, 'in.sock'), r))
+  cleanups.push(() => void server.close())
+  const client = net.createConnection({path: join(h.dir, 'in.sock'), allowHalfOpen: true})
+  cleanups.push(() => void client.destroy())
+  const [req] = (await h.until((all) => ops(all).includes(Op.REQUEST))).filter((p) => p.header.op === Op.REQUEST)
+  return {client, req}
+}
+
 describe('virtio-vsock device', () => {
   it('guest → host: REQUEST to CID 3 on a mapped port gets RESPONSE, data echoes through the host socket, shutdowns and RST close it', async () => {
     const h = await harness({ports: {6000: 'echo.sock'}})
@@ -164,12 +175,7 @@ describe('virtio-vsock device', () => {
 
   it('host → guest: a host connection becomes a REQUEST to the guest port; data never exceeds the guest\'s credit, and CREDIT_UPDATE lets more through', async () => {
     const h = await harness()
-    const server = net.createServer({allowHalfOpen: true, pauseOnConnect: true}, (s) => h.device.acceptHost(s, 5000))
-    await new Promise<void>((r) => server.listen(join(h.dir, 'in.sock'), r))
-    cleanups.push(() => void server.close())
-    const client = net.createConnection({path: join(h.dir, 'in.sock'), allowHalfOpen: true})
-    cleanups.push(() => void client.destroy())
-    const [req] = (await h.until((all) => ops(all).includes(Op.REQUEST))).filter((p) => p.header.op === Op.REQUEST)
+    const {client, req} = await hostConnection(h)
     expect(req!.header).toMatchObject({srcCid: 3n, dstCid: 16n, dstPort: 5000})
     const port = req!.header.srcPort
     const data = Buffer.alloc(5000)
@@ -193,12 +199,7 @@ describe('virtio-vsock device', () => {
 
   it('host → guest: when the guest\'s credit stays 0 the device asks for more (CREDIT_REQUEST), and the answer lets the rest through', async () => {
     const h = await harness()
-    const server = net.createServer({allowHalfOpen: true, pauseOnConnect: true}, (s) => h.device.acceptHost(s, 5000))
-    await new Promise<void>((r) => server.listen(join(h.dir, 'in.sock'), r))
-    cleanups.push(() => void server.close())
-    const client = net.createConnection({path: join(h.dir, 'in.sock'), allowHalfOpen: true})
-    cleanups.push(() => void client.destroy())
-    const [req] = (await h.until((all) => ops(all).includes(Op.REQUEST))).filter((p) => p.header.op === Op.REQUEST)
+    const {client, req} = await hostConnection(h)
     const port = req!.header.srcPort
     client.write(Buffer.alloc(500, 9))
     h.d.send({op: Op.RESPONSE, dstPort: port, srcPort: 5000, bufAlloc: 100, fwdCnt: 0})

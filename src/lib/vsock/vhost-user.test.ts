@@ -1,6 +1,6 @@
 import {describe, expect, it} from 'vitest'
 
-import {FakeDriver} from '../../test-support/vsock-driver.js'
+import {FakeDriver, words} from '../../test-support/vsock-driver.js'
 import {VsockDevice} from './device.js'
 import {FLAG_NEED_REPLY, FLAG_REPLY, FLAG_VERSION, FrontendError, OFFERED_FEATURES, OFFERED_PROTOCOL_FEATURES, PROTOCOL_F_REPLY_ACK, Req, type SessionIo, VhostUserSession, type VhostMessage} from './vhost-user.js'
 
@@ -10,17 +10,6 @@ function le64(n: bigint): Uint8Array {
   const b = new Uint8Array(8)
   new DataView(b.buffer).setBigUint64(0, n, true)
   return b
-}
-function words(...parts: [number | bigint, 4 | 8][]): Uint8Array {
-  const out = new Uint8Array(parts.reduce((n, [, w]) => n + w, 0))
-  const v = new DataView(out.buffer)
-  let at = 0
-  for (const [x, w] of parts) {
-    if (w === 4) v.setUint32(at, Number(x), true)
-    else v.setBigUint64(at, BigInt(x), true)
-    at += w
-  }
-  return out
 }
 const msg = (request: number, payload: Uint8Array = new Uint8Array(0), fds: number[] = [], flags = FLAG_VERSION): VhostMessage => ({request, flags, payload, fds})
 
