@@ -94,7 +94,8 @@ export async function probeAccelerator(p: AcceleratorProbe, o: {env?: NodeJS.Pro
       serial += b.toString('latin1')
       if (/Linux version /.test(serial)) done({accelerator: 'kvm', reason: 'KVM boots the kernel'})
     })
-    child.once('exit', (code, signal) => done({accelerator: 'tcg', reason: `KVM: QEMU exited (${code ?? signal}) before the kernel printed anything: ${stderr.trim().split('\n').slice(-1)[0] ?? ''}`}))
+    // 'close', not 'exit': by then stderr is read, so the reason carries QEMU's last line.
+    child.once('close', (code, signal) => done({accelerator: 'tcg', reason: `KVM: QEMU exited (${code ?? signal}) before the kernel printed anything: ${stderr.trim().split('\n').slice(-1)[0] ?? ''}`}))
     child.once('error', (error) => done({accelerator: 'tcg', reason: `KVM: QEMU did not start: ${error.message}`}))
   })
 }
